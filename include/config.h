@@ -1,0 +1,147 @@
+/*
+ * config.h - the validated, immutable configuration.
+ *
+ * config_load() parses a UCL file (see ucl.h: libucl itself is not packaged
+ * in Debian 12, so volley carries a parser for the UCL subset it documents)
+ * and builds a struct config; a reload builds a new one. Every error is
+ * reported as "file:line: message". Without a file, config_default() gives
+ * the built-in defaults of contract.md.
+ *
+ * Durations are milliseconds; rates are messages per hour-scaled units
+ * kept as (count, per_ms).
+ */
+#ifndef VOLLEY_CONFIG_H
+#define VOLLEY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rate {
+	uint32_t count;		/* 0 = unlimited */
+	uint64_t per_ms;	/* 1000, 60000, 3600000 or 86400000 */
+};
+
+struct config_warmup {
+	char *name;
+	uint32_t *daily;	/* messages per day per IP, day 1.. */
+	size_t ndaily;		/* past the end: unlimited */
+};
+
+struct config_ip {
+	char *addr;		/* "127.0.0.2" or an IPv6 literal */
+	char *ehlo;		/* NULL: smtp.ehlo */
+	char *warmup;		/* NULL: none; else a config_warmup name */
+	char *warmup_start;	/* "YYYY-MM-DD" or NULL (first use) */
+};
+
+struct config_pool {
+	char *name;
+	struct config_ip *ips;
+	size_t nips;		/* 0: the host's default source address */
+};
+
+/* Shaping limits; 0 means "not set here" (inherit), then the default. */
+struct config_limits {
+	uint32_t max_connections;
+	uint32_t max_msgs_per_connection;
+	struct rate max_rate;
+};
+
+struct config_site {
+	char *name;
+	char **mx;		/* glob patterns on MX host names: "*.google.com" */
+	size_t nmx;
+	struct config_limits lim;
+};
+
+struct config_domain {
+	char *name;		/* lower-case recipient domain */
+	struct config_limits lim;
+};
+
+struct config {
+	char *file;		/* path it was loaded from, or NULL */
+	char *instance;		/* consumer name; default host:pid */
+
+	/* redis */
+	char *redis_url;	/* redis://host:port/db  or unix:/path */
+	char *redis_host;	/* parsed from the url */
+	int redis_port;
+	int redis_db;
+	char *redis_unix;	/* unix socket path or NULL */
+	char *redis_password;	/* NULL if none */
+	char *prefix;		/* "volley:" */
+	uint32_t read_batch;	/* XREADGROUP COUNT, default 256 */
+	uint64_t lease_ms;	/* pending/retry lease before takeover, default 300s */
+	uint32_t events_maxlen;	/* XADD MAXLEN ~, 0 = unbounded (default 0) */
+
+	/* dns */
+	char **dns_servers;	/* "127.0.0.1:5353"; NULL/0 = /etc/resolv.conf */
+	size_t ndns_servers;
+	uint64_t dns_timeout_ms;	/* default 5000 */
+	uint64_t dns_min_ttl_ms, dns_max_ttl_ms;	/* cache clamps: 5s, 1h */
+
+	/* smtp */
+	int port;		/* 25 */
+	char *ehlo;		/* default: gethostname() */
+	uint32_t max_sessions;	/* 20000 */
+	uint32_t max_ready;	/* in-memory ready jobs bound, default 50000 */
+	uint64_t *retry_ms;	/* retry schedule; the last one repeats */
+	size_t nretry;
+	uint64_t max_age_ms;	/* 2d */
+	char *id_header;	/* "X-Volley-Id" */
+	char *return_path;	/* NULL or "bounces+{id}@bounces.example.com" */
+	uint64_t idle_ms;	/* keep an idle session open this long, default 5s */
+	/* RFC 5321 4.5.3.2 timeouts */
+	uint64_t t_connect_ms;	/* 30s */
+	uint64_t t_greeting_ms;	/* 5min */
+	uint64_t t_ehlo_ms;	/* 5min */
+	uint64_t t_mail_ms;	/* 5min */
+	uint64_t t_rcpt_ms;	/* 5min */
+	uint64_t t_data_ms;	/* 2min: DATA command to 354 */
+	uint64_t t_block_ms;	/* 3min: each data send */
+	uint64_t t_dot_ms;	/* 10min: end of data to final reply */
+	struct config_limits defaults;	/* max_connections 20, msgs/conn 100, rate 0 */
+
+	char *classify_rules;	/* rule file path, or NULL for built-ins */
+
+	struct config_pool *pools;	/* always has "default" */
+	size_t npools;
+	struct config_site *sites;
+	size_t nsites;
+	struct config_domain *domains;
+	size_t ndomains;
+	struct config_warmup *warmups;
+	size_t nwarmups;
+
+	/* inbound bounces/FBL (parsed now, served later) */
+	char *inbound_listen;
+	char **inbound_domains;
+	size_t ninbound_domains;
+};
+
+/*
+ * config_load - parse and validate path. On failure returns NULL and
+ * appends one "file:line: message" line per error to *errors (malloc'd,
+ * caller frees). Never exits.
+ */
+struct config *config_load(const char *path, char **errors);
+/* config_default - the built-in defaults (never NULL). */
+struct config *config_default(void);
+void config_free(struct config *c);
+
+const struct config_pool *config_pool(const struct config *c, const char *name);
+/* Limits for a (site, domain) pair, defaults filled in; either may be NULL. */
+struct config_limits config_limits_for(const struct config *c,
+    const struct config_site *site, const struct config_domain *dom);
+const struct config_domain *config_domain_find(const struct config *c, const char *domain);
+/* First site any of whose mx patterns matches mx_host (case-insensitive glob). */
+const struct config_site *config_site_for_mx(const struct config *c, const char *mx_host);
+/* Retry delay before attempt n+1 after n failed attempts (n >= 1). */
+uint64_t config_retry_delay(const struct config *c, unsigned attempts);
+
+/* Parsers shared with the CLI and tests. Return 0 on success, -1 on bad input. */
+int config_parse_duration(const char *s, uint64_t *ms);	/* "90", "5min", "1h", "2d", "500ms" */
+int config_parse_rate(const char *s, struct rate *r);	/* "3000/h", "60/min", "5/s", "1000/day" */
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * dns.h - MX resolution with c-ares, driven by the io_uring loop.
+ *
+ * dns_query_mx(domain) resolves a recipient domain to an ordered list of
+ * delivery addresses and calls back once (dns_on_mx style). Order: MX
+ * preference ascending, random among equal preferences; each MX host's
+ * A records (IPv4 only for now) follow their host. No MX records but the
+ * domain exists -> implicit MX (the domain's own A records, RFC 5321 5.1).
+ * Null MX (RFC 7505, a single MX "." ) -> DNS_NULLMX. NXDOMAIN -> DNS_NXDOMAIN.
+ * SERVFAIL, refused, time-outs -> DNS_TEMPFAIL.
+ *
+ * Answers are cached by TTL (clamped by config dns_min/max_ttl); negative
+ * answers (NXDOMAIN, null MX) are cached too, temporary failures are not.
+ * Concurrent queries for the same domain are merged into one lookup.
+ */
+#ifndef VOLLEY_DNS_H
+#define VOLLEY_DNS_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct config;
+
+enum dns_status {
+	DNS_OK = 0,
+	DNS_NXDOMAIN,		/* domain does not exist: bounce 5.1.2 */
+	DNS_NULLMX,		/* RFC 7505: bounce 5.1.10 */
+	DNS_NOADDR,		/* MX hosts exist but none has an address: defer */
+	DNS_TEMPFAIL,		/* SERVFAIL / time-out: defer */
+};
+
+struct dns_target {
+	char host[256];			/* MX host name (or the domain for implicit MX) */
+	int pref;
+	struct sockaddr_in addr;	/* port left 0: the caller sets it */
+};
+
+struct dns_result {
+	enum dns_status status;
+	char error[256];		/* human text for logs/events when status != OK */
+	struct dns_target *targets;	/* ordered; owned by the result */
+	size_t ntargets;
+	int implicit;			/* 1 if no MX record: A of the domain itself */
+};
+
+struct dns;
+
+/* servers: "ip[:port]" strings (NULL/0: /etc/resolv.conf). */
+struct dns *dns_new(struct loop *l, const struct config *cfg);
+void dns_free(struct dns *d);
+
+/*
+ * dns_query_mx - resolve domain; cb is called exactly once, possibly before
+ * dns_query_mx returns (cache hit). The result is only valid during cb.
+ */
+void dns_query_mx(struct dns *d, const char *domain,
+    void (*cb)(void *arg, const struct dns_result *r), void *arg);
+
+/* Number of lookups in flight (for status and drain). */
+size_t dns_pending(const struct dns *d);
+
+/*
+ * Pure helpers, exposed for unit tests:
+ * dns_order_mx - sort (host, pref) pairs by preference, shuffling ties with
+ *   the given random source (rnd(n) returns 0..n-1).
+ * dns_answer_min_ttl - minimum TTL (seconds) of the answer RRs in a raw
+ *   DNS reply, or -1 if it cannot be parsed.
+ */
+struct dns_mx { char host[256]; int pref; };
+void dns_order_mx(struct dns_mx *mx, size_t n, unsigned (*rnd)(unsigned n));
+long dns_answer_min_ttl(const unsigned char *abuf, int alen);
+
+#endif

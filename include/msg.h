@@ -1,0 +1,32 @@
+/*
+ * msg.h - a message body ready for the wire, refcounted and shared.
+ *
+ * msg_body_new() takes raw RFC 5322 bytes (from a job's `msg` field or a
+ * `msg_ref` key) and does, once: bare LF and bare CR -> CRLF, a final CRLF
+ * if missing, dot-stuffing (RFC 5321 4.5.2), and appends the ".\r\n"
+ * terminator. It records whether any byte is 8-bit (for BODY=8BITMIME)
+ * and the size (for SIZE=). A body shared by a million jobs exists once.
+ */
+#ifndef VOLLEY_MSG_H
+#define VOLLEY_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg_body {
+	uint32_t refs;
+	int eightbit;		/* any byte >= 0x80 */
+	size_t size;		/* RFC 1870 size: the normalised message, before stuffing */
+	size_t len;		/* bytes in data, including the final ".\r\n" */
+	char *data;		/* stuffed, CRLF, ends in "\r\n.\r\n" */
+	int has_8bit_headers;	/* reserved */
+};
+
+struct msg_body *msg_body_new(const char *raw, size_t len);
+struct msg_body *msg_body_ref(struct msg_body *b);
+void msg_body_unref(struct msg_body *b);
+
+/* Undo dot-stuffing (for the sink and tests): "\r\n.." -> "\r\n.", drops ".\r\n". */
+size_t msg_unstuff(const char *in, size_t len, char *out);
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * smtp_client.h - the RFC 5321 client as a pure state machine.
+ *
+ * No syscalls, no clock reads, no TLS: the session feeds it the bytes it
+ * received and the time-outs that fired, and sends what it asks to send.
+ *
+ *   smtp_client_init()          after connect; the client waits for the greeting
+ *   smtp_client_output()        what to send now (0..3 iovecs); after a send
+ *   smtp_client_sent(n)         completes, report how many bytes went
+ *   smtp_client_feed(buf,len)   bytes from the server
+ *   smtp_client_timeout()       the deadline from smtp_client_deadline() passed
+ *   smtp_client_state()         IDLE: ready for smtp_client_start() or _quit()
+ *   smtp_client_take_result()   the outcome of the current message, once
+ *
+ * Supported: greeting, EHLO with HELO fallback (on 5xx to EHLO), multi-line
+ * replies, enhanced codes, PIPELINING (MAIL+RCPT+DATA in one send; RSET
+ * prepended when the previous transaction failed), SIZE (a message larger
+ * than the server's limit fails 5.3.4 without being sent, code 0), 8BITMIME
+ * (BODY=8BITMIME when the body needs it), reuse for the next message,
+ * QUIT. If all recipients are refused and the server still answers DATA
+ * with 354, it sends "." alone and ignores the reply (RFC 2920 3.1).
+ */
+#ifndef VOLLEY_SMTP_CLIENT_H
+#define VOLLEY_SMTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "util.h"
+#include "smtp_reply.h"
+
+struct msg_body;
+
+enum smtp_stage {
+	SMTP_STAGE_CONNECT = 0,
+	SMTP_STAGE_GREETING,
+	SMTP_STAGE_EHLO,
+	SMTP_STAGE_HELO,
+	SMTP_STAGE_MAIL,
+	SMTP_STAGE_RCPT,
+	SMTP_STAGE_DATA,	/* DATA command -> 354 */
+	SMTP_STAGE_DOT,		/* body sent -> final reply */
+	SMTP_STAGE_RSET,
+	SMTP_STAGE_QUIT,
+};
+const char *smtp_stage_name(enum smtp_stage s);
+
+enum smtp_state {
+	SMTP_STATE_BUSY = 0,	/* waiting for the server or for a send */
+	SMTP_STATE_IDLE,	/* session open, no transaction: start or quit */
+	SMTP_STATE_CLOSED,	/* QUIT done, or failed: close the socket */
+};
+
+enum smtp_status {
+	SMTP_OK = 0,		/* delivered: 2xx at end of data */
+	SMTP_TEMP,		/* 4xx, connection lost, time-out, garbage */
+	SMTP_PERM,		/* 5xx, or too large for SIZE */
+};
+
+/* Why a message failed when the cause was not a reply. */
+enum smtp_cause {
+	SMTP_CAUSE_REPLY = 0,	/* code/enh/text hold the server's reply */
+	SMTP_CAUSE_TIMEOUT,
+	SMTP_CAUSE_DISCONNECT,
+	SMTP_CAUSE_PROTOCOL,	/* garbage or overlong reply */
+	SMTP_CAUSE_SIZE,	/* exceeds the server's SIZE */
+	SMTP_CAUSE_SESSION,	/* the session failed before this message (greeting/EHLO) */
+};
+
+struct smtp_result {
+	enum smtp_status status;
+	enum smtp_cause cause;
+	enum smtp_stage stage;
+	int code;		/* 0 if none */
+	char enh[16];
+	char text[512];		/* one line, for the event's `reply` */
+};
+
+struct smtp_timeouts {		/* milliseconds, RFC 5321 4.5.3.2 */
+	uint64_t greeting, ehlo, mail, rcpt, data, block, dot, quit;
+};
+
+/* One transaction: one sender, one recipient, one body. */
+struct smtp_msg {
+	const char *from;	/* "" = null reverse-path <> */
+	const char *to;
+	const char *prefix;	/* header lines to put first ("X-Volley-Id: ..\r\n"), or NULL */
+	size_t prefix_len;
+	struct msg_body *body;	/* not owned; must outlive the transaction */
+};
+
+struct smtp_ext {
+	int pipelining, eightbitmime, smtputf8, starttls, enhancedstatuscodes;
+	int has_size;
+	uint64_t size;		/* 0 = no limit given */
+};
+
+struct smtp_client;		/* opaque; allocate with smtp_client_new */
+
+struct smtp_client *smtp_client_new(const char *ehlo_name, const struct smtp_timeouts *t);
+void smtp_client_free(struct smtp_client *c);
+
+/* After connect: wait for the greeting. */
+void smtp_client_init(struct smtp_client *c);
+/* Bytes received. Returns the new state. */
+enum smtp_state smtp_client_feed(struct smtp_client *c, const char *buf, size_t len);
+/* The peer closed the connection (recv returned 0 or an error). */
+enum smtp_state smtp_client_disconnected(struct smtp_client *c);
+/* The current deadline passed. */
+enum smtp_state smtp_client_timeout(struct smtp_client *c);
+enum smtp_state smtp_client_state(const struct smtp_client *c);
+
+/*
+ * Time allowed for what the client waits for now (ms), 0 if it waits for
+ * nothing (IDLE/CLOSED). The session re-arms its timer after each call
+ * that changes state.
+ */
+uint64_t smtp_client_deadline(const struct smtp_client *c);
+
+/*
+ * Bytes to send now: fills up to 3 iovecs (commands, prefix, body) and
+ * returns how many; 0 = nothing to send. The pointers stay valid until
+ * smtp_client_sent(). Only one send is in flight at a time.
+ */
+int smtp_client_output(struct smtp_client *c, struct iovec iov[3]);
+void smtp_client_sent(struct smtp_client *c, size_t n);
+
+/* IDLE only: begin a transaction. */
+void smtp_client_start(struct smtp_client *c, const struct smtp_msg *m);
+/* IDLE only: send QUIT; state becomes CLOSED once its reply or a close arrives. */
+void smtp_client_quit(struct smtp_client *c);
+
+/* 1 and fills *r once per transaction when its outcome is known. */
+int smtp_client_take_result(struct smtp_client *c, struct smtp_result *r);
+
+/*
+ * If the session failed before or between transactions (greeting 4xx/5xx,
+ * EHLO and HELO refused, disconnect, time-out), this tells why: returns 1
+ * and fills *r (status TEMP/PERM, stage, reply). The scheduler uses it to
+ * try the next MX or to throttle the destination.
+ */
+int smtp_client_session_error(const struct smtp_client *c, struct smtp_result *r);
+
+const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
+/* Messages completed (any outcome) on this session. */
+unsigned smtp_client_msgs(const struct smtp_client *c);
+
+#endif
