@@ -1,3 +1,646 @@
-/* main.c - placeholder until the CLI lands. */
+/*
+ * main.c - the volley command line: run, inject, status, check-config,
+ * classify. `run` is the engine (engine.c); the others are short-lived
+ * tools that talk to Redis synchronously (hiredis' blocking API is fine
+ * outside the engine loop).
+ */
+#include "classify.h"
+#include "config.h"
+#include "engine.h"
 #include "util.h"
-int main(void) { return 0; }
+
+#include <errno.h>
+#include <getopt.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define VOLLEY_VERSION "0.1.0"
+
+static const char usage_main[] =
+"NAME\n"
+"    volley - high-throughput outbound SMTP sending engine\n"
+"\n"
+"SYNOPSIS\n"
+"    volley run          [-c FILE] [--drain] [--progress|--no-progress]\n"
+"    volley inject       [-c FILE] --from ADDR --msg FILE.eml [--pool P] [--campaign C]\n"
+"                        [--tenant T] [--inline] [--rcpts FILE] [RCPT...]\n"
+"    volley status       [-c FILE]\n"
+"    volley check-config [-c FILE]\n"
+"    volley classify     [-c FILE] \"REPLY\"\n"
+"    volley help | --help | --version\n"
+"\n"
+"DESCRIPTION\n"
+"    volley pulls send jobs from a Redis stream (PREFIXjobs, consumer group\n"
+"    \"volley\"), resolves each recipient domain's MX with c-ares, and delivers\n"
+"    over SMTP from its IP pools, thousands of sessions on one io_uring loop.\n"
+"    Every job ends in exactly one final event on PREFIXevents: delivered,\n"
+"    bounced, expired, suppressed or failed; temporary failures are written\n"
+"    as deferred events and retried from Redis on the smtp.retry schedule.\n"
+"\n"
+"    Without -c, built-in defaults are used: Redis on 127.0.0.1:6379, the\n"
+"    system resolver, one pool \"default\" on the host's default source\n"
+"    address, destination port 25.\n"
+"\n"
+"COMMANDS\n"
+"    run            Run the engine in the foreground. SIGTERM/SIGINT: stop taking\n"
+"                   jobs, finish what is in a session, exit 0. SIGHUP is logged.\n"
+"                   --drain  exit 0 once no job is unread, pending, scheduled for\n"
+"                            retry or in a session (demos and benchmarks).\n"
+"                   --progress / --no-progress  live progress line on stderr\n"
+"                            (default: on when stderr is a terminal).\n"
+"    inject         Queue one job per recipient (pipelined) and print how many\n"
+"                   were queued. The message is stored once under\n"
+"                   PREFIXmsg:SHA1 and shared with msg_ref (--inline: copy it\n"
+"                   into every job's msg field instead).\n"
+"    status         Queue depth, in flight, deferred, suppressed, and each\n"
+"                   running instance's sessions and per-destination counters.\n"
+"    check-config   Parse and validate; print each error as file:line: message.\n"
+"    classify       Print the bounce class for an SMTP reply line and the rule\n"
+"                   that matched, using the engine's rules.\n"
+"\n"
+"OPTIONS\n"
+"    -c, --config FILE   configuration file (UCL); see docs/config.md\n"
+"    -h, --help          this text (also: volley COMMAND --help)\n"
+"\n"
+"ENVIRONMENT\n"
+"    VOLLEY_LOG=error|warn|info|debug   log level (default info), logs on stderr\n"
+"\n"
+"EXIT STATUS\n"
+"    0 success; 1 runtime or configuration error; 2 usage error.\n"
+"\n"
+"EXAMPLES\n"
+"    volley check-config -c pools/volley.conf\n"
+"    volley inject -c volley.conf --from news@example.com --msg autumn.eml \\\n"
+"        --campaign autumn --rcpts list.txt\n"
+"    volley run -c volley.conf\n"
+"    volley classify \"452 4.2.2 The email account that you tried to reach is over quota.\"\n";
+
+static const char usage_run[] =
+"usage: volley run [-c FILE] [--drain] [--progress|--no-progress]\n"
+"  Run the engine in the foreground until SIGTERM/SIGINT.\n"
+"  --drain        exit 0 once no job is unread, pending, scheduled for retry\n"
+"                 or in a session\n"
+"  --progress     live progress line on stderr (default when stderr is a tty)\n"
+"  -c FILE        configuration (default: built-in defaults)\n";
+
+static const char usage_inject[] =
+"usage: volley inject [-c FILE] --from ADDR --msg FILE.eml [--pool P] [--campaign C]\n"
+"                     [--tenant T] [--inline] [--expires-at UNIX] [--rcpts FILE] [RCPT...]\n"
+"  Queue one job per recipient on PREFIXjobs and print how many were queued.\n"
+"  --from ADDR      envelope sender (\"\" for the null reverse-path <>)\n"
+"  --msg FILE       the raw RFC 5322 message\n"
+"  --rcpts FILE     one recipient address per line ('#' comments and blank\n"
+"                   lines skipped); addresses may also follow as arguments\n"
+"  --pool P         IP pool; --campaign C, --tenant T: tags echoed in events\n"
+"  --inline         put the message in each job (default: stored once, msg_ref)\n";
+
+static const char usage_status[] =
+"usage: volley status [-c FILE]\n"
+"  Show queue depth (unread, pending, deferred), suppressed recipients, events,\n"
+"  and per-instance sessions and destination counters.\n";
+
+static const char usage_check[] =
+"usage: volley check-config [-c FILE]\n"
+"  Parse and validate the configuration. Exit 0 if valid; otherwise print\n"
+"  each error as file:line: message and exit 1.\n";
+
+static const char usage_classify[] =
+"usage: volley classify [-c FILE] \"REPLY\"\n"
+"  Print the bounce class of an SMTP reply line and the rule that matched,\n"
+"  e.g. volley classify \"550 5.1.1 user unknown\"  ->  invalid_recipient (rule ...)\n";
+
+static struct config *
+load_config(const char *path)
+{
+	struct config *c;
+	char *errors = NULL;
+
+	if (path == NULL)
+		return config_default();
+	c = config_load(path, &errors);
+	if (c == NULL) {
+		fprintf(stderr, "%s", errors ? errors : "configuration error\n");
+		if (errors && errors[strlen(errors) - 1] != '\n')
+			fputc('\n', stderr);
+		free(errors);
+		exit(1);
+	}
+	free(errors);
+	return c;
+}
+
+static redisContext *
+redis_sync(const struct config *c)
+{
+	struct timeval tv = { 5, 0 };
+	redisContext *rc;
+	redisReply *r;
+
+	if (c->redis_unix)
+		rc = redisConnectUnixWithTimeout(c->redis_unix, tv);
+	else
+		rc = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
+	if (rc == NULL || rc->err) {
+		fprintf(stderr, "volley: cannot connect to Redis at %s: %s\n", c->redis_url,
+		    rc ? rc->errstr : "out of memory");
+		exit(1);
+	}
+	if (c->redis_password) {
+		r = redisCommand(rc, "AUTH %s", c->redis_password);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			fprintf(stderr, "volley: Redis AUTH failed\n");
+			exit(1);
+		}
+		freeReplyObject(r);
+	}
+	if (c->redis_db) {
+		r = redisCommand(rc, "SELECT %d", c->redis_db);
+		if (r)
+			freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* --- run --- */
+
+static int
+cmd_run(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "drain", no_argument, NULL, 'd' },
+		{ "progress", no_argument, NULL, 'p' },
+		{ "no-progress", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct engine_opts o = { .drain = 0, .progress = isatty(STDERR_FILENO) };
+	const char *path = NULL;
+	struct config *c;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'd': o.drain = 1; break;
+		case 'p': o.progress = 1; break;
+		case 'P': o.progress = 0; break;
+		case 'h': fputs(usage_run, stdout); return 0;
+		default: fputs(usage_run, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_run, stderr);
+		return 2;
+	}
+	c = load_config(path);
+	rc = engine_run(c, path, &o);
+	config_free(c);
+	return rc;
+}
+
+/* --- inject --- */
+
+static char *
+read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b = { 0 };
+	char tmp[65536];
+	size_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, "volley: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	*len = b.len;
+	return b.data ? b.data : xstrdup("");
+}
+
+static int
+cmd_inject(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "msg", required_argument, NULL, 'm' },
+		{ "pool", required_argument, NULL, 'p' },
+		{ "campaign", required_argument, NULL, 'C' },
+		{ "tenant", required_argument, NULL, 'T' },
+		{ "rcpts", required_argument, NULL, 'r' },
+		{ "inline", no_argument, NULL, 'i' },
+		{ "expires-at", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *from = NULL, *msgfile = NULL, *pool = NULL, *campaign = NULL;
+	const char *tenant = NULL, *rcptfile = NULL, *expires = NULL;
+	int inl = 0, ch;
+	char **rcpts = NULL;
+	size_t nrcpts = 0, caprcpts = 0, msglen, queued = 0, pending = 0;
+	char *msg, *rcptbuf = NULL, msgkey[300], jobs[300];
+	struct config *c;
+	redisContext *rc;
+	redisReply *r;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'f': from = optarg; break;
+		case 'm': msgfile = optarg; break;
+		case 'p': pool = optarg; break;
+		case 'C': campaign = optarg; break;
+		case 'T': tenant = optarg; break;
+		case 'r': rcptfile = optarg; break;
+		case 'i': inl = 1; break;
+		case 'e': expires = optarg; break;
+		case 'h': fputs(usage_inject, stdout); return 0;
+		default: fputs(usage_inject, stderr); return 2;
+		}
+	}
+	if (from == NULL || msgfile == NULL) {
+		fputs("volley inject: --from and --msg are required\n", stderr);
+		fputs(usage_inject, stderr);
+		return 2;
+	}
+	for (int i = optind; i < argc; i++) {
+		if (nrcpts == caprcpts) {
+			caprcpts = caprcpts ? caprcpts * 2 : 64;
+			rcpts = xrealloc(rcpts, caprcpts * sizeof *rcpts);
+		}
+		rcpts[nrcpts++] = argv[i];
+	}
+	if (rcptfile) {
+		size_t len;
+		char *line, *save = NULL;
+		rcptbuf = read_file(rcptfile, &len);
+		for (line = strtok_r(rcptbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			size_t l = strlen(line);
+			while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+				line[--l] = '\0';
+			while (*line == ' ' || *line == '\t')
+				line++;
+			if (*line == '\0' || *line == '#')
+				continue;
+			if (nrcpts == caprcpts) {
+				caprcpts = caprcpts ? caprcpts * 2 : 64;
+				rcpts = xrealloc(rcpts, caprcpts * sizeof *rcpts);
+			}
+			rcpts[nrcpts++] = line;
+		}
+	}
+	if (nrcpts == 0) {
+		fputs("volley inject: no recipients (give --rcpts FILE or addresses)\n", stderr);
+		return 2;
+	}
+	c = load_config(path);
+	msg = read_file(msgfile, &msglen);
+	if (msglen == 0) {
+		fprintf(stderr, "volley inject: %s is empty\n", msgfile);
+		return 1;
+	}
+	rc = redis_sync(c);
+	snprintf(jobs, sizeof jobs, "%sjobs", c->prefix);
+	if (!inl) {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdlen = 0;
+		char hex[41];
+		EVP_Digest(msg, msglen, md, &mdlen, EVP_sha1(), NULL);
+		for (unsigned i = 0; i < 20 && i < mdlen; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(msgkey, sizeof msgkey, "%smsg:%s", c->prefix, hex);
+		r = redisCommand(rc, "SET %s %b", msgkey, msg, msglen);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			fprintf(stderr, "volley inject: SET %s failed: %s\n", msgkey,
+			    r ? r->str : rc->errstr);
+			return 1;
+		}
+		freeReplyObject(r);
+	}
+	for (size_t i = 0; i < nrcpts; i++) {
+		const char *av[20];
+		size_t al[20];
+		int n = 0;
+		av[n++] = "XADD"; av[n++] = jobs; av[n++] = "*";
+		av[n++] = "to"; av[n++] = rcpts[i];
+		av[n++] = "from"; av[n++] = from;
+		if (inl) {
+			av[n++] = "msg"; av[n] = msg; al[n++] = msglen;
+		} else {
+			av[n++] = "msg_ref"; av[n++] = msgkey;
+		}
+		if (pool) { av[n++] = "pool"; av[n++] = pool; }
+		if (campaign) { av[n++] = "campaign"; av[n++] = campaign; }
+		if (tenant) { av[n++] = "tenant"; av[n++] = tenant; }
+		if (expires) { av[n++] = "expires_at"; av[n++] = expires; }
+		for (int k = 0; k < n; k++)
+			if (!(inl && av[k] == msg))
+				al[k] = strlen(av[k]);
+		redisAppendCommandArgv(rc, n, av, al);
+		pending++;
+		if (pending >= 1000 || i + 1 == nrcpts) {
+			for (; pending > 0; pending--) {
+				void *rp;
+				if (redisGetReply(rc, &rp) != REDIS_OK) {
+					fprintf(stderr, "volley inject: Redis: %s (queued %zu)\n",
+					    rc->errstr, queued);
+					return 1;
+				}
+				r = rp;
+				if (r->type == REDIS_REPLY_ERROR)
+					fprintf(stderr, "volley inject: XADD: %s\n", r->str);
+				else
+					queued++;
+				freeReplyObject(r);
+			}
+		}
+	}
+	printf("queued %zu job(s) on %s\n", queued, jobs);
+	redisFree(rc);
+	free(msg);
+	free(rcptbuf);
+	free(rcpts);
+	config_free(c);
+	return queued == nrcpts ? 0 : 1;
+}
+
+/* --- status --- */
+
+static long long
+int_reply(redisContext *rc, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *r;
+	long long v = -1;
+
+	va_start(ap, fmt);
+	r = redisvCommand(rc, fmt, ap);
+	va_end(ap);
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		v = r->integer;
+	if (r)
+		freeReplyObject(r);
+	return v;
+}
+
+static const char *
+hash_get(const redisReply *h, const char *field)
+{
+	for (size_t i = 0; i + 1 < h->elements; i += 2)
+		if (strcmp(h->element[i]->str, field) == 0)
+			return h->element[i + 1]->str;
+	return NULL;
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	struct config *c;
+	redisContext *rc;
+	redisReply *r;
+	long long unread = -1, pending = 0, deferred, supp, events, streamlen;
+	uint64_t now = clock_wall_ms();
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_status, stdout); return 0;
+		default: fputs(usage_status, stderr); return 2;
+		}
+	}
+	c = load_config(path);
+	rc = redis_sync(c);
+	streamlen = int_reply(rc, "XLEN %sjobs", c->prefix);
+	r = redisCommand(rc, "XINFO GROUPS %sjobs", c->prefix);
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++) {
+			const redisReply *g = r->element[i];
+			if (g->type != REDIS_REPLY_ARRAY)
+				continue;
+			const char *name = NULL;
+			for (size_t k = 0; k + 1 < g->elements; k += 2) {
+				const char *f = g->element[k]->str;
+				const redisReply *v = g->element[k + 1];
+				if (strcmp(f, "name") == 0)
+					name = v->str;
+				else if (strcmp(f, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+					pending = v->integer;
+				else if (strcmp(f, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+					unread = v->integer;
+			}
+			(void)name;
+		}
+	}
+	if (r)
+		freeReplyObject(r);
+	if (unread < 0)		/* no group yet, or lag unknown */
+		unread = streamlen > pending ? streamlen - pending : 0;
+	deferred = int_reply(rc, "ZCARD %sretry", c->prefix);
+	supp = int_reply(rc, "SCARD %ssuppressed", c->prefix);
+	events = int_reply(rc, "XLEN %sevents", c->prefix);
+
+	printf("volley status  (redis %s, prefix \"%s\")\n\n", c->redis_url, c->prefix);
+	printf("  queue      unread %-8lld pending %-8lld deferred %-8lld\n", unread, pending,
+	    deferred < 0 ? 0 : deferred);
+	r = redisCommand(rc, "ZRANGE %sretry 0 0 WITHSCORES", c->prefix);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		double due = atof(r->element[1]->str);
+		long long in = (long long)((due - (double)now) / 1000.0);
+		printf("             next retry due %s%llds\n", in < 0 ? "-" : "in ",
+		    in < 0 ? -in : in);
+	}
+	if (r)
+		freeReplyObject(r);
+	printf("  suppressed %lld    events %lld\n\n", supp < 0 ? 0 : supp, events < 0 ? 0 : events);
+
+	r = redisCommand(rc, "SMEMBERS %sinstances", c->prefix);
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		int shown = 0;
+		for (size_t i = 0; i < r->elements; i++) {
+			redisReply *h = redisCommand(rc, "HGETALL %sinstance:%s", c->prefix,
+			    r->element[i]->str);
+			if (h && h->type == REDIS_REPLY_ARRAY && h->elements > 0) {
+				const char *hb = hash_get(h, "heartbeat_ms");
+				const char *st = hash_get(h, "started_ms");
+				double ago = hb ? ((double)now - atof(hb)) / 1000.0 : -1;
+				double up = st ? ((double)now - atof(st)) / 1000.0 : 0;
+				printf("  instance %s  pid %s  up %.0fs  heartbeat %.1fs ago%s\n",
+				    r->element[i]->str, hash_get(h, "pid") ? hash_get(h, "pid") : "?",
+				    up, ago, ago > 5 ? "  (STALE: not running?)" : "");
+				printf("    sessions %s  in memory %s  delivered %s  deferred %s  bounced %s"
+				    "  expired %s  failed %s  suppressed %s\n",
+				    hash_get(h, "sessions"), hash_get(h, "in_memory"),
+				    hash_get(h, "delivered"), hash_get(h, "deferred"),
+				    hash_get(h, "bounced"), hash_get(h, "expired"),
+				    hash_get(h, "failed"), hash_get(h, "suppressed"));
+				const char *dests = hash_get(h, "dests");
+				if (dests && *dests) {
+					printf("    %-36s %8s %8s %10s %9s %8s\n", "pool|destination",
+					    "sessions", "queued", "delivered", "deferred", "bounced");
+					char *copy = xstrdup(dests), *save = NULL;
+					for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+						char name[300];
+						unsigned s1;
+						unsigned long long q, dl, df, b;
+						if (sscanf(l, "%299s %u %llu %llu %llu %llu", name, &s1, &q, &dl, &df, &b) == 6)
+							printf("    %-36s %8u %8llu %10llu %9llu %8llu\n",
+							    name, s1, q, dl, df, b);
+					}
+					free(copy);
+				}
+				shown++;
+			}
+			if (h)
+				freeReplyObject(h);
+		}
+		if (!shown)
+			printf("  no engine instance is running (none reported in the last 30 s)\n");
+	}
+	if (r)
+		freeReplyObject(r);
+	redisFree(rc);
+	config_free(c);
+	return 0;
+}
+
+/* --- check-config, classify --- */
+
+static int
+cmd_check(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	struct config *c;
+	char *errors = NULL;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_check, stdout); return 0;
+		default: fputs(usage_check, stderr); return 2;
+		}
+	}
+	if (path == NULL) {
+		c = config_default();
+	} else {
+		c = config_load(path, &errors);
+		if (c == NULL) {
+			fprintf(stderr, "%s", errors ? errors : "invalid configuration\n");
+			if (errors && *errors && errors[strlen(errors) - 1] != '\n')
+				fputc('\n', stderr);
+			free(errors);
+			return 1;
+		}
+	}
+	if (c->classify_rules) {
+		struct classify_rules *rules = classify_rules_load(c->classify_rules, &errors);
+		if (rules == NULL) {
+			fprintf(stderr, "%s\n", errors);
+			free(errors);
+			config_free(c);
+			return 1;
+		}
+		classify_rules_free(rules);
+	}
+	printf("%s: OK (instance %s, redis %s, %zu pool(s), %zu site(s), %zu domain rule(s), "
+	    "%zu warm-up schedule(s))\n", path ? path : "built-in defaults", c->instance,
+	    c->redis_url, c->npools, c->nsites, c->ndomains, c->nwarmups);
+	free(errors);
+	config_free(c);
+	return 0;
+}
+
+static int
+cmd_classify(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *rule = NULL;
+	struct config *c;
+	struct classify_rules *rules;
+	char *err = NULL;
+	enum bounce_class cls;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_classify, stdout); return 0;
+		default: fputs(usage_classify, stderr); return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fputs(usage_classify, stderr);
+		return 2;
+	}
+	c = load_config(path);
+	rules = c->classify_rules ? classify_rules_load(c->classify_rules, &err)
+	    : classify_rules_builtin();
+	if (rules == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	cls = classify_line(rules, argv[optind], &rule);
+	printf("%s (rule %s)\n", bounce_class_name(cls), rule ? rule : "-");
+	classify_rules_free(rules);
+	config_free(c);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd;
+
+	log_init("volley");
+	if (argc < 2) {
+		fputs(usage_main, stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("volley %s\n", VOLLEY_VERSION);
+		return 0;
+	}
+	argc--;
+	argv++;
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc, argv);
+	if (strcmp(cmd, "inject") == 0)
+		return cmd_inject(argc, argv);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(argc, argv);
+	if (strcmp(cmd, "check-config") == 0)
+		return cmd_check(argc, argv);
+	if (strcmp(cmd, "classify") == 0)
+		return cmd_classify(argc, argv);
+	fprintf(stderr, "volley: unknown command '%s' (try volley --help)\n", cmd);
+	return 2;
+}

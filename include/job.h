@@ -1,0 +1,100 @@
+/*
+ * job.h - one send job: decoded and validated from a Redis stream entry or
+ * a retry hash, and the events it produces.
+ *
+ * job_decode() is pure: fields in, a job out. An invalid job still comes
+ * back (with ->error set) so that it can get its `failed` event with the
+ * caller's id echoed. The body is attached later (inline msg at decode
+ * time; msg_ref after the engine fetched the key).
+ */
+#ifndef VOLLEY_JOB_H
+#define VOLLEY_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "classify.h"
+
+struct msg_body;
+struct config;
+
+enum job_origin {
+	JOB_FROM_STREAM = 0,	/* first attempt: in the consumer group's pending list */
+	JOB_FROM_RETRY,		/* leased from the retry ZSET + job hash */
+};
+
+enum job_status {
+	JOB_DELIVERED = 0,
+	JOB_BOUNCED,
+	JOB_EXPIRED,
+	JOB_SUPPRESSED,
+	JOB_FAILED,
+	JOB_DEFERRED,
+	JOB_COMPLAINED,
+};
+const char *job_status_name(enum job_status s);
+int job_status_final(enum job_status s);
+
+struct job {
+	enum job_origin origin;
+	char *key;		/* stream entry ID; also names the retry hash */
+	char *id;		/* caller's id, default: the stream entry ID */
+	char *to;		/* as given (validated) */
+	char *to_lc;		/* lower-cased, for suppression */
+	const char *domain;	/* points into to_lc, after '@' */
+	char *from;		/* "" = null reverse-path */
+	char *pool;		/* NULL: route default */
+	char *campaign, *tenant;	/* NULL if absent */
+	char *msg_ref;		/* NULL for inline messages */
+	char *raw;		/* inline message, until the body is built; then NULL */
+	size_t raw_len;
+	struct msg_body *body;
+	uint64_t expires_at_ms;	/* wall clock */
+	unsigned attempts;	/* attempts already made before this one */
+	char *error;		/* non-NULL: invalid, with the reason for `failed` */
+
+	/* engine bookkeeping */
+	uint64_t taken_ms;	/* mono time it entered memory */
+	struct job *next;	/* destination queue link */
+	struct job *all_prev, *all_next;	/* engine's list of live jobs */
+	void *dest;		/* destination it is queued on */
+};
+
+/* A decoded outcome, ready to become an event. */
+struct job_outcome {
+	enum job_status status;
+	enum bounce_class cls;	/* CLASS_UNKNOWN if none */
+	int has_class;
+	int code;		/* 0: none */
+	char enh[16];
+	char reply[512];
+	const char *mx;		/* may be NULL */
+	const char *ip;		/* source ip or NULL */
+	int async;		/* async DSN */
+};
+
+/*
+ * job_decode - build a job from field/value pairs (as read from Redis).
+ * key: the stream entry ID. now_ms: wall clock, for the default expiry.
+ * Never returns NULL.
+ */
+struct job *job_decode(const char *const *fields, const size_t *flens,
+    const char *const *values, const size_t *vlens, size_t n,
+    const char *key, enum job_origin origin, const struct config *cfg,
+    uint64_t now_ms);
+void job_free(struct job *j);
+
+/*
+ * job_check_address - 0 if s is a usable mailbox "local@domain"
+ * (no CR/LF/controls/spaces/<>, <= 254 bytes, sane domain), else -1 and
+ * *why names the problem.
+ */
+int job_check_address(const char *s, size_t len, const char **why);
+
+/* Header line with the job id, "X-Volley-Id: <id>\r\n" (malloc'd). */
+char *job_id_header(const struct job *j, const char *header_name, size_t *len);
+
+/* The envelope sender: return_path template with {id} expanded, or from. */
+char *job_envelope_from(const struct job *j, const char *return_path);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * session.h - one outbound SMTP connection: a socket on the loop, an
+ * smtp_client, a timer. The scheduler (engine.c) hands it jobs and gets
+ * outcomes back through struct session_ops.
+ *
+ * A session walks its MX target list: when a connection attempt fails
+ * before any transaction (refused, time-out, 4xx/5xx greeting, EHLO/HELO
+ * refused) it tries the next target; when none is left it reports
+ * on_site_failure once. Teardown is counted: the socket is shut down, and
+ * the session is freed only after its last completion (on_closed).
+ */
+#ifndef VOLLEY_SESSION_H
+#define VOLLEY_SESSION_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dns.h"
+#include "smtp_client.h"
+
+struct loop;
+struct job;
+struct session;
+
+/* A refcounted, ordered MX target list shared by a destination's sessions. */
+struct mxset {
+	unsigned refs;
+	size_t n;
+	struct dns_target t[];
+};
+struct mxset *mxset_from_dns(const struct dns_result *r);
+struct mxset *mxset_ref(struct mxset *m);
+void mxset_unref(struct mxset *m);
+
+struct session_ops {
+	/* IDLE: the next job for this session, or NULL (then it waits idle). */
+	struct job *(*next_job)(struct session *s);
+	/* The outcome of a transaction for j (the session no longer holds j). */
+	void (*on_result)(struct session *s, struct job *j, const struct smtp_result *r);
+	/* Every target failed before a transaction; r says the last reason.
+	 * If the session held a job, it was returned with on_result first. */
+	void (*on_site_failure)(struct session *s, const struct smtp_result *r);
+	/* First successful greeting+EHLO on this session. */
+	void (*on_established)(struct session *s);
+	/* The session went idle / left idle (for the scheduler's idle list). */
+	void (*on_idle)(struct session *s, int idle);
+	/* Last completion seen: the scheduler drops its references. */
+	void (*on_closed)(struct session *s);
+};
+
+struct session_cfg {
+	const char *ehlo;
+	int port;
+	uint64_t connect_ms, idle_ms;
+	unsigned max_msgs;		/* per connection */
+	const struct smtp_timeouts *timeouts;
+	const char *id_header;		/* "X-Volley-Id" */
+	const char *return_path;	/* VERP template or NULL */
+};
+
+struct session *session_open(struct loop *l, const struct session_ops *ops,
+    const struct session_cfg *cfg, struct mxset *mx, const char *src_ip, void *owner);
+/* Hand a job to an IDLE session (the scheduler calls it after on_idle(1)). */
+void session_give(struct session *s, struct job *j);
+/* Finish the current transaction if any, then QUIT. */
+void session_quit(struct session *s);
+void *session_owner(const struct session *s);
+const char *session_mx(const struct session *s);	/* current MX host */
+const char *session_src_ip(const struct session *s);	/* "" if default */
+const char *session_peer(const struct session *s);	/* "ip:port" */
+int session_is_idle(const struct session *s);
+int session_was_established(const struct session *s);
+
+/* For scheduler lists. */
+struct session *session_list_next(const struct session *s);
+void session_list_set_next(struct session *s, struct session *next);
+struct session *session_list_prev(const struct session *s);
+void session_list_set_prev(struct session *s, struct session *prev);
+
+#endif
