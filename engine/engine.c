@@ -929,6 +929,20 @@ on_drain_pending(void *arg, const redisReply *r)
 static void
 drain_check(struct engine *e)
 {
+	log_debug("engine", "drain check: checking=%d stream_empty=%d jobs=%zu sessions=%u "
+	    "outstanding=%zu read_busy=%d connected=%d", e->drain_checking, e->stream_empty,
+	    e->njobs, e->nsessions, rq_outstanding(e->rq), rq_read_busy(e->rq),
+	    rq_connected(e->rq));
+	if (!e->drain_checking && e->stream_empty && e->njobs == 0 && e->nsessions > 0 &&
+	    rq_outstanding(e->rq) == 0) {
+		/* Nothing left to send: idle sessions need not wait out smtp.idle. */
+		const char *k;
+		void *v;
+		size_t it = 0;
+		while (map_iter(&e->dests, &it, &k, &v))
+			while (((struct dest *)v)->idle)
+				session_quit(((struct dest *)v)->idle);
+	}
 	if (e->drain_checking || !e->stream_empty || e->njobs || e->nsessions ||
 	    rq_outstanding(e->rq) || rq_read_busy(e->rq) || !rq_connected(e->rq))
 		return;
@@ -984,6 +998,10 @@ on_tick(struct timer *t)
 		}
 	} else if (rq_connected(e->rq)) {
 		unsigned room = read_room(e);
+		/* Before this tick's reads, so that their being in flight
+		 * does not hide an idle queue. */
+		if (e->opts.drain)
+			drain_check(e);
 		if (room)
 			rq_fetch(e->rq, room);
 		if (room && now - e->last_retry_poll >= 500) {
@@ -998,8 +1016,6 @@ on_tick(struct timer *t)
 			e->last_refresh = now;
 			refresh_leases(e);
 		}
-		if (e->opts.drain)
-			drain_check(e);
 	}
 	if (now - e->last_stats >= 1000) {
 		e->last_stats = now;

@@ -136,11 +136,12 @@ id_ok(const char *v, size_t len)
 	return 1;
 }
 
+/* Keep the first error: it is the one the caller must fix first. */
 static void
-set_error(struct job *j, const char *fmt, const char *arg)
+set_error(struct job *j, const char *what, const char *detail)
 {
 	if (j->error == NULL)
-		j->error = arg ? xasprintf(fmt, arg) : xstrdup(fmt);
+		j->error = detail ? xasprintf("%s: %s", what, detail) : xstrdup(what);
 }
 
 struct job *
@@ -221,7 +222,7 @@ job_decode(const char *const *fields, const size_t *flens,
 		set_error(j, "missing field: to", NULL);
 	} else if (job_check_address(to, to_len, &why) != 0) {
 		j->to = xstrdup("");
-		set_error(j, "malformed recipient address: %s", why);
+		set_error(j, "malformed recipient address", why);
 	} else {
 		j->to = dup_field(to, to_len);
 		j->to_lc = str_lower(xstrdup(j->to));
@@ -238,7 +239,7 @@ job_decode(const char *const *fields, const size_t *flens,
 		set_error(j, "missing field: from", NULL);
 		j->from = xstrdup("");
 	} else if (from_len > 0 && job_check_address(from, from_len, &why) != 0) {
-		set_error(j, "malformed sender address: %s", why);
+		set_error(j, "malformed sender address", why);
 		j->from = xstrdup("");
 	} else {
 		j->from = dup_field(from, from_len);

@@ -681,7 +681,7 @@ event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
 	av_add(a, "id"); av_add(a, j->id);
 	av_add(a, "to"); av_add(a, j->to);
 	av_add(a, "status"); av_add(a, job_status_name(o->status));
-	if (o->code > 0)
+	if (o->code >= 100 && o->code <= 999)
 		snprintf(codebuf, codelen, "%03d", o->code);
 	else
 		codebuf[0] = '\0';
@@ -712,7 +712,7 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], code[8];
+	char hashkey[600], code[16];
 
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "5");
@@ -730,7 +730,7 @@ void
 rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], code[8], nh[8];
+	char hashkey[600], code[16], nh[8];
 	char *unstuffed = NULL;
 	size_t ulen = 0;
 	int nhash_at;
