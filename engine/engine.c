@@ -81,6 +81,11 @@ struct engine {
 	struct classify_rules *rules;
 	struct session_ops sops;
 	struct session_cfg *scfg;	/* [0] default, then one per pool ip */
+	/* Configurations replaced by SIGHUP stay alive: sessions, the Redis
+	 * and DNS modules keep pointers into them. A reload is rare. */
+	struct config **old_cfgs;
+	struct session_cfg **old_scfgs;
+	size_t nold;
 	struct smtp_timeouts timeouts;
 	struct map jobs;		/* key -> job (live, any state) */
 	struct job all;			/* list of live jobs */
@@ -975,6 +980,69 @@ begin_stop(struct engine *e, const char *why)
 	}
 }
 
+static void build_session_cfgs(struct engine *e);
+
+/* engine_reload - SIGHUP: load the file again; on success new sessions use
+ * the new pools, limits, timeouts and rules. Redis, DNS and instance
+ * settings take effect at the next start. */
+static void
+engine_reload(struct engine *e)
+{
+	struct config *nc, *old = e->cfg;
+	struct classify_rules *rules = NULL;
+	char *errors = NULL;
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	if (e->config_path == NULL) {
+		log_warn("engine", "SIGHUP: running on built-in defaults, nothing to reload");
+		return;
+	}
+	nc = config_load(e->config_path, &errors);
+	if (nc == NULL) {
+		log_error("engine", "SIGHUP: %s is invalid, keeping the running configuration: %s",
+		    e->config_path, errors ? errors : "?");
+		free(errors);
+		return;
+	}
+	free(errors);
+	errors = NULL;
+	if (nc->classify_rules) {
+		rules = classify_rules_load(nc->classify_rules, &errors);
+		if (rules == NULL) {
+			log_error("engine", "SIGHUP: %s; keeping the running configuration", errors);
+			free(errors);
+			config_free(nc);
+			return;
+		}
+	} else {
+		rules = classify_rules_builtin();
+	}
+	if (strcmp(nc->redis_url, old->redis_url) != 0 || strcmp(nc->prefix, old->prefix) != 0 ||
+	    strcmp(nc->instance, old->instance) != 0 || nc->ndns_servers != old->ndns_servers)
+		log_warn("engine", "SIGHUP: redis, instance and dns settings change at the next start");
+	classify_rules_free(e->rules);
+	e->rules = rules;
+	e->old_cfgs = xrealloc(e->old_cfgs, (e->nold + 1) * sizeof *e->old_cfgs);
+	e->old_scfgs = xrealloc(e->old_scfgs, (e->nold + 1) * sizeof *e->old_scfgs);
+	e->old_cfgs[e->nold] = old;
+	e->old_scfgs[e->nold] = e->scfg;
+	e->nold++;
+	e->cfg = nc;
+	build_session_cfgs(e);
+	while (map_iter(&e->dests, &it, &k, &v)) {
+		struct dest *d = v;
+		const struct config_pool *p = config_pool(nc, d->pool->name);
+		const struct config_site *site = d->mx ? config_site_for_mx(nc, d->mx->t[0].host) : NULL;
+		if (p)
+			d->pool = p;
+		d->lim = config_limits_for(nc, site, config_domain_find(nc, d->domain));
+	}
+	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
+	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
+}
+
 static void
 on_tick(struct timer *t)
 {
@@ -985,8 +1053,7 @@ on_tick(struct timer *t)
 		begin_stop(e, "signal");
 	if (sig_hup) {
 		sig_hup = 0;
-		log_warn("engine", "SIGHUP: config reload applies to new processes only in this "
-		    "version; restart to apply %s", e->config_path ? e->config_path : "(defaults)");
+		engine_reload(e);
 	}
 	if (e->stopping) {
 		if ((e->nsessions == 0 && rq_outstanding(e->rq) == 0) ||
@@ -1174,6 +1241,15 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	dns_free(e->dns);
 	classify_rules_free(e->rules);
 	free(e->scfg);
+	for (size_t i = 0; i < e->nold; i++) {
+		if (e->old_cfgs[i] != cfg)	/* the caller frees the first one */
+			config_free(e->old_cfgs[i]);
+		free(e->old_scfgs[i]);
+	}
+	if (e->cfg != cfg)
+		config_free(e->cfg);
+	free(e->old_cfgs);
+	free(e->old_scfgs);
 	loop_free(e->loop);
 	free(e);
 	return 0;
