@@ -348,6 +348,7 @@ session_step(struct session *s)
 
 	if (s->closing || !s->connected)
 		return;
+again:
 	while (smtp_client_take_result(s->c, &r)) {
 		struct job *j = s->job;
 		s->job = NULL;
@@ -377,6 +378,10 @@ session_step(struct session *s)
 				j = s->ops->next_job(s);
 			if (j != NULL) {
 				start_job(s, j);
+				/* The client may settle a job without a byte sent
+				 * (too large for SIZE, unsafe address). */
+				if (smtp_client_state(s->c) == SMTP_STATE_IDLE)
+					goto again;
 			} else if (smtp_client_msgs(s->c) >= s->cfg->max_msgs) {
 				s->quit_asked = 1;
 				smtp_client_quit(s->c);
@@ -480,6 +485,8 @@ session_try_target(struct session *s)
 			return;
 		}
 	}
+	log_debug("session", "connecting to %s (%s, pref %d) from %s", s->peer, t->host,
+	    t->pref, s->src_ip[0] ? s->src_ip : "default source");
 	s->connecting = 1;
 	s->inflight++;
 	loop_connect(s->loop, s->fd, (struct sockaddr *)&sa, sizeof sa, &s->op_connect);
