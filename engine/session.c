@@ -47,6 +47,7 @@ struct session {
 	char *env_from;
 	struct msghdr mh;
 	struct iovec iov[3];
+	struct sockaddr_in sa;		/* read by the kernel at submission, not at prep */
 	char src_ip[INET6_ADDRSTRLEN];
 	char peer[64];
 	struct session *next, *prev;	/* scheduler lists */
@@ -450,14 +451,15 @@ static void
 session_try_target(struct session *s)
 {
 	const struct dns_target *t = &s->mx->t[s->tidx];
-	struct sockaddr_in sa = t->addr;
+	struct sockaddr_in *sa = &s->sa;
 	struct smtp_result r;
 	int one = 1;
 	char ip[INET_ADDRSTRLEN];
 
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)s->cfg->port);
-	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+	*sa = t->addr;
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)s->cfg->port);
+	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip);
 	snprintf(s->peer, sizeof s->peer, "%s:%d", ip, s->cfg->port);
 
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -489,7 +491,7 @@ session_try_target(struct session *s)
 	    t->pref, s->src_ip[0] ? s->src_ip : "default source");
 	s->connecting = 1;
 	s->inflight++;
-	loop_connect(s->loop, s->fd, (struct sockaddr *)&sa, sizeof sa, &s->op_connect);
+	loop_connect(s->loop, s->fd, (struct sockaddr *)sa, sizeof *sa, &s->op_connect);
 	timer_set(s->loop, &s->timer, s->cfg->connect_ms, on_timer);
 }
 

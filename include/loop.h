@@ -63,6 +63,7 @@ struct io_uring_sqe *loop_sqe(struct loop *l);
 void loop_recv_multishot(struct loop *l, int fd, struct io_op *op);
 void loop_send(struct loop *l, int fd, const void *p, size_t n, struct io_op *op);
 void loop_sendmsg(struct loop *l, int fd, const struct msghdr *m, struct io_op *op);
+/* sa must stay valid until the SQE is submitted (end of the turn). */
 void loop_connect(struct loop *l, int fd, const struct sockaddr *sa, unsigned salen, struct io_op *op);
 void loop_poll(struct loop *l, int fd, unsigned mask, struct io_op *op);
 void loop_accept_multishot(struct loop *l, int fd, struct io_op *op);
