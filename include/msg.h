@@ -6,6 +6,9 @@
  * if missing, dot-stuffing (RFC 5321 4.5.2), and appends the ".\r\n"
  * terminator. It records whether any byte is 8-bit (for BODY=8BITMIME)
  * and the size (for SIZE=). A body shared by a million jobs exists once.
+ * An empty message becomes ".\r\n" alone (size 0). msg_body_new returns
+ * NULL only when len is absurd (size_t overflow); out of memory is fatal.
+ * struct and data are one allocation: only msg_body_new() makes bodies.
  */
 #ifndef VOLLEY_MSG_H
 #define VOLLEY_MSG_H
@@ -18,7 +21,7 @@ struct msg_body {
 	int eightbit;		/* any byte >= 0x80 */
 	size_t size;		/* RFC 1870 size: the normalised message, before stuffing */
 	size_t len;		/* bytes in data, including the final ".\r\n" */
-	char *data;		/* stuffed, CRLF, ends in "\r\n.\r\n" */
+	char *data;		/* stuffed, CRLF, ends in "\r\n.\r\n" (or is ".\r\n") */
 	int has_8bit_headers;	/* reserved */
 };
 

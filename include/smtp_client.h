@@ -19,6 +19,27 @@
  * (BODY=8BITMIME when the body needs it), reuse for the next message,
  * QUIT. If all recipients are refused and the server still answers DATA
  * with 354, it sends "." alone and ignores the reply (RFC 2920 3.1).
+ * SMTPUTF8 is added to MAIL when an address has 8-bit bytes and the server
+ * offers it.
+ *
+ * Details the session may rely on:
+ *  - Check smtp_client_state() (and re-arm the timer) after feed, sent,
+ *    timeout, disconnected, start and quit: any of them can change it.
+ *  - start() with IDLE only, quit() with IDLE (or CLOSED: no-op); anything
+ *    else is a bug and panics. Take each result before the next start().
+ *  - start() may finish at once (state stays IDLE, a result is ready):
+ *    SIZE exceeded (PERM, SMTP_CAUSE_SIZE, 5.3.4) or an address with a
+ *    control character (PERM, SMTP_CAUSE_PROTOCOL, 5.1.7/5.1.3, code 0);
+ *    nothing is sent.
+ *  - A failure while no message is in flight (idle session: disconnect,
+ *    unsolicited 421, stray reply) is reported by session_error() with
+ *    stage SMTP_STAGE_CONNECT.
+ *  - The final reply may be fed before sent() reports the body's send
+ *    (completion order): that is fine if the send then completes in full;
+ *    if only part of it went, the server cut in and the session CLOSES
+ *    (TEMP, PROTOCOL, "protocol error: reply before end of message body").
+ *    The body must stay valid until sent() has been called for it.
+ *  - smtp_client_msgs() counts every result, SIZE refusals included.
  */
 #ifndef VOLLEY_SMTP_CLIENT_H
 #define VOLLEY_SMTP_CLIENT_H

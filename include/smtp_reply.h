@@ -5,6 +5,14 @@
  * Input is untrusted bytes from the network. A reply line longer than
  * SMTP_REPLY_LINE_MAX, a non-digit code, mixed codes inside one multi-line
  * reply, or more than SMTP_REPLY_LINES_MAX lines is a protocol error.
+ * Garbage is reported as soon as it is visible (a partial line that cannot
+ * start a reply line), not after LINE_MAX bytes.
+ *
+ * The enhanced code is taken from the first line only when its class
+ * matches the reply's ("550 5.1.1 ..."; "250 5.1.1" keeps it as text) and
+ * a space or the line end follows it. Later lines that repeat the same
+ * code ("550-5.1.1 a\r\n550 5.1.1 b") have it stripped too. Control
+ * characters in the text become spaces; lines are joined with '\n'.
  */
 #ifndef VOLLEY_SMTP_REPLY_H
 #define VOLLEY_SMTP_REPLY_H

@@ -1,0 +1,871 @@
+/*
+ * smtp_client.c - the RFC 5321 client as a pure state machine.
+ *
+ * Owns: struct smtp_client and everything in smtp_client.h. No syscalls,
+ * no clock, no TLS: bytes in, bytes out, outcomes.
+ *
+ * Design (after OpenSMTPD's and Postfix's clients): the send side and the
+ * receive side are separate.
+ *   - Send side: commands are formatted into `cmdq` as soon as they are
+ *     decided. smtp_client_output() freezes what is queued into a "send
+ *     set" of up to 3 segments (commands, prefix, body); the set stays
+ *     untouched until smtp_client_sent() reports all of it, so the
+ *     pointers handed out remain valid even if more commands are decided
+ *     meanwhile (they wait in cmdq; the two buffers swap, so neither is
+ *     ever reallocated while the kernel reads it).
+ *   - Receive side: `expq` is the ordered list of replies expected, one
+ *     entry per command queued. Each complete reply pops one entry and is
+ *     judged against it. PIPELINING is then only a matter of queueing
+ *     MAIL, RCPT and DATA together; without it, each positive reply queues
+ *     the next command.
+ * A transaction's first failure is its result; later replies of the same
+ * pipelined group are consumed and ignored. A 421 anywhere, a disconnect,
+ * a time-out or a malformed reply ends the session (CLOSED); a message in
+ * flight then fails TEMP and smtp_client_session_error() says why.
+ *
+ * Invariants: at most one send in flight; a send set is never modified
+ * while handed out; expq never holds more than 5 entries (RSET MAIL RCPT
+ * DATA, or QUIT); the input buffer never holds more than one partial
+ * reply (bounded by the reply parser's limits). Results and texts are one
+ * line, bounded, free of CR/LF.
+ *
+ * Size: about 700 bytes per client plus the two command buffers and the
+ * partial-reply buffer (allocated on first use, usually a few hundred
+ * bytes each); the 4 KB struct smtp_reply lives on the stack.
+ */
+#include "smtp_client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "msg.h"
+
+/* What a queued command waits for. */
+enum wait {
+	W_GREETING = 0,
+	W_EHLO,
+	W_HELO,
+	W_RSET,
+	W_MAIL,
+	W_RCPT,
+	W_DATA,
+	W_DOT,
+	W_DOT_IGNORE,		/* "." sent after a failed pipelined group */
+	W_QUIT,
+};
+
+#define EXPQ_MAX	8
+
+struct seg {
+	const char *p;
+	size_t len;
+};
+
+struct smtp_client {
+	enum smtp_state state;
+	struct smtp_timeouts t;
+	char *ehlo_name;
+	struct smtp_ext ext;
+	unsigned msgs;
+
+	/* the transaction */
+	struct smtp_msg msg;
+	uint8_t txn;		/* started, result not yet final */
+	uint8_t failed;		/* result decided; draining replies */
+	uint8_t pipe;		/* this transaction is pipelined */
+	uint8_t rset_needed;	/* last transaction failed before the dot */
+	uint8_t have_result;	/* result ready for take_result */
+	struct smtp_result result;
+	struct smtp_result *serr;	/* session error, rare: allocated when set */
+
+	/* receive side */
+	uint8_t expq[EXPQ_MAX];
+	uint8_t exp_head, exp_n;
+	struct buf in;		/* partial reply carried between feeds */
+
+	/* send side */
+	uint8_t inflight;	/* a send set is handed out */
+	uint8_t body_pending;	/* 354 seen, body not yet in a send set */
+	uint8_t body_sending;	/* body is in the current send set */
+	uint8_t early_reply;	/* the dot's reply came before sent() did */
+	uint8_t nseg;
+	struct seg seg[3];
+	size_t seg_off;		/* bytes of the set already sent */
+	struct buf cmdq;	/* decided, not yet in a send set */
+	struct buf sendbuf;	/* the commands of the current set */
+};
+
+static const char *const stage_names[] = {
+	[SMTP_STAGE_CONNECT] = "connect",
+	[SMTP_STAGE_GREETING] = "greeting",
+	[SMTP_STAGE_EHLO] = "EHLO",
+	[SMTP_STAGE_HELO] = "HELO",
+	[SMTP_STAGE_MAIL] = "MAIL",
+	[SMTP_STAGE_RCPT] = "RCPT",
+	[SMTP_STAGE_DATA] = "DATA",
+	[SMTP_STAGE_DOT] = "DOT",
+	[SMTP_STAGE_RSET] = "RSET",
+	[SMTP_STAGE_QUIT] = "QUIT",
+};
+
+const char *
+smtp_stage_name(enum smtp_stage s)
+{
+	if ((unsigned)s >= sizeof stage_names / sizeof stage_names[0])
+		return "unknown";
+	return stage_names[s];
+}
+
+static enum smtp_stage
+wait_stage(enum wait w)
+{
+	switch (w) {
+	case W_GREETING: return SMTP_STAGE_GREETING;
+	case W_EHLO: return SMTP_STAGE_EHLO;
+	case W_HELO: return SMTP_STAGE_HELO;
+	case W_RSET: return SMTP_STAGE_RSET;
+	case W_MAIL: return SMTP_STAGE_MAIL;
+	case W_RCPT: return SMTP_STAGE_RCPT;
+	case W_DATA: return SMTP_STAGE_DATA;
+	case W_DOT: case W_DOT_IGNORE: return SMTP_STAGE_DOT;
+	case W_QUIT: return SMTP_STAGE_QUIT;
+	}
+	return SMTP_STAGE_CONNECT;
+}
+
+/* wait_what - what a reply answers, for texts ("timeout waiting for reply to X"). */
+static const char *
+wait_what(enum wait w)
+{
+	switch (w) {
+	case W_DOT: case W_DOT_IGNORE: return "end of data";
+	case W_GREETING: return "greeting";
+	default: return smtp_stage_name(wait_stage(w));
+	}
+}
+
+static uint64_t
+wait_timeout(const struct smtp_client *c, enum wait w)
+{
+	switch (w) {
+	case W_GREETING: return c->t.greeting;
+	case W_EHLO: case W_HELO: return c->t.ehlo;
+	case W_RSET: case W_MAIL: return c->t.mail;
+	case W_RCPT: return c->t.rcpt;
+	case W_DATA: return c->t.data;
+	case W_DOT: case W_DOT_IGNORE: return c->t.dot;
+	case W_QUIT: return c->t.quit;
+	}
+	return c->t.mail;
+}
+
+/* ---- results ---- */
+
+static enum smtp_status
+status_of(int code)
+{
+	if (code >= 200 && code < 300)
+		return SMTP_OK;
+	return code >= 500 && code < 600 ? SMTP_PERM : SMTP_TEMP;
+}
+
+static void
+result_from_reply(struct smtp_result *res, enum smtp_stage stage,
+    const struct smtp_reply *r)
+{
+	res->status = status_of(r->code);
+	/* a 2xx/3xx where a refusal is judged is not a success */
+	if (res->status == SMTP_OK && stage != SMTP_STAGE_DOT)
+		res->status = SMTP_TEMP;
+	res->cause = SMTP_CAUSE_REPLY;
+	res->stage = stage;
+	res->code = r->code;
+	memcpy(res->enh, r->enh, sizeof res->enh);
+	res->enh[sizeof res->enh - 1] = '\0';
+	smtp_reply_first_line(r, res->text, sizeof res->text);
+}
+
+static void __attribute__((format(printf, 5, 6)))
+result_from_text(struct smtp_result *res, enum smtp_status st,
+    enum smtp_cause cause, enum smtp_stage stage, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->status = st;
+	res->cause = cause;
+	res->stage = stage;
+	res->code = 0;
+	res->enh[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(res->text, sizeof res->text, fmt, ap);
+	va_end(ap);
+	/* addresses can end up in texts: keep them one line */
+	for (char *p = res->text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
+static void
+set_serr(struct smtp_client *c, const struct smtp_result *r)
+{
+	if (c->serr == NULL)
+		c->serr = xmalloc(sizeof *c->serr);
+	*c->serr = *r;
+}
+
+/* fail_txn - the first failure of a transaction is its result. */
+static void
+fail_txn(struct smtp_client *c, const struct smtp_result *r)
+{
+	if (!c->txn || c->failed)
+		return;
+	c->result = *r;
+	c->failed = 1;
+}
+
+static void
+finish_txn(struct smtp_client *c)
+{
+	if (!c->txn)
+		return;
+	/* The server may still hold a sender or recipients: reset first
+	 * next time. After the final reply to the dot it holds nothing. */
+	if (c->result.status != SMTP_OK && c->result.stage != SMTP_STAGE_DOT)
+		c->rset_needed = 1;
+	c->txn = 0;
+	c->failed = 0;
+	c->have_result = 1;
+	c->msgs++;
+	memset(&c->msg, 0, sizeof c->msg);
+	c->body_pending = 0;
+	if (c->state != SMTP_STATE_CLOSED && c->exp_n == 0)
+		c->state = SMTP_STATE_IDLE;
+}
+
+/* close_session - nothing more will be sent or read. */
+static void
+close_session(struct smtp_client *c)
+{
+	c->state = SMTP_STATE_CLOSED;
+	c->exp_n = 0;
+	c->cmdq.len = 0;
+	c->body_pending = 0;
+	c->in.len = 0;
+	if (c->txn) {
+		if (!c->failed)	/* cannot happen: callers fail it first */
+			result_from_text(&c->result, SMTP_TEMP, SMTP_CAUSE_SESSION,
+			    SMTP_STAGE_CONNECT, "session closed");
+		c->failed = 1;
+		finish_txn(c);
+	}
+}
+
+/* session_fail - the session ends for reason r; a message in flight fails with it. */
+static void
+session_fail(struct smtp_client *c, const struct smtp_result *r)
+{
+	fail_txn(c, r);
+	set_serr(c, r);
+	close_session(c);
+}
+
+enum abort_kind { AB_DISCONNECT, AB_TIMEOUT, AB_MALFORMED, AB_UNEXPECTED };
+
+/* session_abort - disconnect, time-out or garbage: TEMP, code 0, a clear text. */
+static void
+session_abort(struct smtp_client *c, enum abort_kind k)
+{
+	static const enum smtp_cause causes[] = {
+		[AB_DISCONNECT] = SMTP_CAUSE_DISCONNECT,
+		[AB_TIMEOUT] = SMTP_CAUSE_TIMEOUT,
+		[AB_MALFORMED] = SMTP_CAUSE_PROTOCOL,
+		[AB_UNEXPECTED] = SMTP_CAUSE_PROTOCOL,
+	};
+	struct smtp_result r;
+	enum smtp_cause cause = causes[k];
+	enum wait w = c->exp_n ? (enum wait)c->expq[c->exp_head] : W_QUIT;
+
+	if (c->body_pending || c->body_sending) {
+		static const char *const t[] = {
+			[AB_DISCONNECT] = "connection lost while sending message body",
+			[AB_TIMEOUT] = "timeout sending message body",
+			[AB_MALFORMED] = "protocol error: malformed reply while sending message body",
+			[AB_UNEXPECTED] = "protocol error: reply before end of message body",
+		};
+		result_from_text(&r, SMTP_TEMP, cause, SMTP_STAGE_DOT, "%s", t[k]);
+	} else if (c->exp_n == 0) {
+		static const char *const t[] = {
+			[AB_DISCONNECT] = "connection lost while idle",
+			[AB_TIMEOUT] = "timeout while idle",
+			[AB_MALFORMED] = "protocol error: malformed reply while idle",
+			[AB_UNEXPECTED] = "protocol error: unexpected reply while idle",
+		};
+		result_from_text(&r, SMTP_TEMP, cause, SMTP_STAGE_CONNECT, "%s", t[k]);
+	} else {
+		static const char *const t[] = {
+			[AB_DISCONNECT] = "connection lost after",
+			[AB_TIMEOUT] = "timeout waiting for reply to",
+			[AB_MALFORMED] = "protocol error: malformed reply to",
+			[AB_UNEXPECTED] = "protocol error: unexpected reply to",
+		};
+		if (w == W_GREETING)
+			result_from_text(&r, SMTP_TEMP, cause, SMTP_STAGE_GREETING, "%s",
+			    k == AB_DISCONNECT ? "connection lost before greeting" :
+			    k == AB_TIMEOUT ? "timeout waiting for greeting" :
+			    "protocol error: malformed greeting");
+		else
+			result_from_text(&r, SMTP_TEMP, cause, wait_stage(w),
+			    "%s %s", t[k], wait_what(w));
+	}
+	session_fail(c, &r);
+}
+
+/* ---- send side ---- */
+
+static void
+expect(struct smtp_client *c, enum wait w)
+{
+	if (c->exp_n >= EXPQ_MAX)
+		panic("smtp_client: reply queue overflow");
+	c->expq[(c->exp_head + c->exp_n) % EXPQ_MAX] = (uint8_t)w;
+	c->exp_n++;
+}
+
+static enum wait
+expect_pop(struct smtp_client *c)
+{
+	enum wait w = (enum wait)c->expq[c->exp_head];
+
+	c->exp_head = (uint8_t)((c->exp_head + 1) % EXPQ_MAX);
+	c->exp_n--;
+	return w;
+}
+
+static void
+queue_mail(struct smtp_client *c)
+{
+	const struct msg_body *b = c->msg.body;
+	int utf8 = 0;
+
+	for (const char *p = c->msg.from; *p && !utf8; p++)
+		utf8 = (unsigned char)*p >= 0x80;
+	for (const char *p = c->msg.to; *p && !utf8; p++)
+		utf8 = (unsigned char)*p >= 0x80;
+
+	buf_appendf(&c->cmdq, "MAIL FROM:<%s>", c->msg.from);
+	if (c->ext.has_size)
+		buf_appendf(&c->cmdq, " SIZE=%zu", b->size + c->msg.prefix_len);
+	if (b->eightbit && c->ext.eightbitmime)
+		buf_append(&c->cmdq, " BODY=8BITMIME", 14);
+	if (utf8 && c->ext.smtputf8)
+		buf_append(&c->cmdq, " SMTPUTF8", 9);
+	buf_append(&c->cmdq, "\r\n", 2);
+	expect(c, W_MAIL);
+}
+
+static void
+queue_rcpt(struct smtp_client *c)
+{
+	buf_appendf(&c->cmdq, "RCPT TO:<%s>\r\n", c->msg.to);
+	expect(c, W_RCPT);
+}
+
+static void
+queue_cmd(struct smtp_client *c, const char *s, enum wait w)
+{
+	buf_append(&c->cmdq, s, strlen(s));
+	expect(c, w);
+}
+
+/* ---- EHLO keywords ---- */
+
+static int
+kw_is(const char *line, size_t kl, const char *kw)
+{
+	return strlen(kw) == kl && strncasecmp(line, kw, kl) == 0;
+}
+
+/* parse_ehlo - keywords from the lines after the first (RFC 5321 4.1.1.1). */
+static void
+parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
+{
+	const char *p = strchr(r->text, '\n');
+
+	memset(&c->ext, 0, sizeof c->ext);
+	while (p != NULL) {
+		const char *line = p + 1, *end, *q;
+		size_t kl;
+
+		p = strchr(line, '\n');
+		end = p ? p : line + strlen(line);
+		while (line < end && *line == ' ')
+			line++;
+		for (q = line; q < end && *q != ' ' && *q != '='; q++)
+			;
+		kl = (size_t)(q - line);
+		if (kw_is(line, kl, "PIPELINING"))
+			c->ext.pipelining = 1;
+		else if (kw_is(line, kl, "8BITMIME"))
+			c->ext.eightbitmime = 1;
+		else if (kw_is(line, kl, "SMTPUTF8"))
+			c->ext.smtputf8 = 1;
+		else if (kw_is(line, kl, "STARTTLS"))
+			c->ext.starttls = 1;
+		else if (kw_is(line, kl, "ENHANCEDSTATUSCODES"))
+			c->ext.enhancedstatuscodes = 1;
+		else if (kw_is(line, kl, "SIZE")) {
+			uint64_t v = 0;
+
+			c->ext.has_size = 1;
+			while (q < end && *q == ' ')
+				q++;
+			for (; q < end && *q >= '0' && *q <= '9'; q++) {
+				if (v > (UINT64_MAX - 9) / 10) {
+					v = 0;	/* absurd: treat as no limit */
+					break;
+				}
+				v = v * 10 + (uint64_t)(*q - '0');
+			}
+			c->ext.size = v;
+		}
+	}
+}
+
+/* ---- receive side ---- */
+
+static void
+on_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+	struct smtp_result res;
+	int cls = r->code / 100;
+	enum wait w;
+
+	if (c->exp_n == 0) {
+		/* An idle session's server may time us out with 421: that
+		 * is a close, not garbage. */
+		if (r->code == 421) {
+			result_from_reply(&res, SMTP_STAGE_CONNECT, r);
+			session_fail(c, &res);
+		} else {
+			session_abort(c, AB_UNEXPECTED);
+		}
+		return;
+	}
+	if (c->body_pending) {
+		/* A refusal before we even sent the body (size, content
+		 * scanners that cut in): the stream is out of step now. */
+		if (cls == 4 || cls == 5) {
+			result_from_reply(&res, SMTP_STAGE_DOT, r);
+			fail_txn(c, &res);
+			if (r->code == 421)
+				set_serr(c, &res);
+			close_session(c);
+		} else {
+			session_abort(c, AB_UNEXPECTED);
+		}
+		return;
+	}
+
+	w = expect_pop(c);
+	if (w == W_QUIT) {
+		close_session(c);
+		return;
+	}
+	if (r->code == 421) {
+		result_from_reply(&res, wait_stage(w), r);
+		session_fail(c, &res);
+		return;
+	}
+
+	switch (w) {
+	case W_GREETING:
+		if (cls == 2) {
+			buf_appendf(&c->cmdq, "EHLO %s\r\n", c->ehlo_name);
+			expect(c, W_EHLO);
+			return;
+		}
+		break;
+	case W_EHLO:
+		if (cls == 2) {
+			parse_ehlo(c, r);
+			c->state = SMTP_STATE_IDLE;
+			return;
+		}
+		if (cls == 5) {
+			buf_appendf(&c->cmdq, "HELO %s\r\n", c->ehlo_name);
+			expect(c, W_HELO);
+			return;
+		}
+		break;
+	case W_HELO:
+		if (cls == 2) {
+			memset(&c->ext, 0, sizeof c->ext);
+			c->state = SMTP_STATE_IDLE;
+			return;
+		}
+		break;
+	case W_RSET:
+	case W_MAIL:
+	case W_RCPT:
+		if (cls == 2) {
+			if (!c->pipe && !c->failed) {
+				if (w == W_RSET)
+					queue_mail(c);
+				else if (w == W_MAIL)
+					queue_rcpt(c);
+				else
+					queue_cmd(c, "DATA\r\n", W_DATA);
+			}
+			return;
+		}
+		result_from_reply(&res, wait_stage(w), r);
+		fail_txn(c, &res);
+		if (!c->pipe)
+			finish_txn(c);
+		return;
+	case W_DATA:
+		if (cls == 3) {
+			if (c->failed) {
+				/* RFC 2920 3.1: no valid recipient, yet 354. */
+				queue_cmd(c, ".\r\n", W_DOT_IGNORE);
+			} else {
+				c->body_pending = 1;
+				expect(c, W_DOT);
+			}
+			return;
+		}
+		result_from_reply(&res, SMTP_STAGE_DATA, r);
+		fail_txn(c, &res);
+		finish_txn(c);
+		return;
+	case W_DOT:
+		/* The body is handed out and the session has not reported
+		 * the send yet (it may see the reply first). If all of it
+		 * went, nothing is wrong; smtp_client_sent() checks. */
+		if (c->body_sending)
+			c->early_reply = 1;
+		result_from_reply(&res, SMTP_STAGE_DOT, r);
+		fail_txn(c, &res);	/* success too: it is the outcome */
+		finish_txn(c);
+		return;
+	case W_DOT_IGNORE:
+		finish_txn(c);
+		return;
+	case W_QUIT:
+		break;
+	}
+
+	/* greeting, EHLO or HELO refused: the session never opened */
+	result_from_reply(&res, wait_stage(w), r);
+	session_fail(c, &res);
+}
+
+/* process - take whole replies from p[0..len); returns the bytes used. */
+static size_t
+process(struct smtp_client *c, const char *p, size_t len)
+{
+	struct smtp_reply r;
+	size_t pos = 0, used;
+
+	while (pos < len && c->state != SMTP_STATE_CLOSED) {
+		int rc = smtp_reply_parse(p + pos, len - pos, &r, &used);
+
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			session_abort(c, AB_MALFORMED);
+			break;
+		}
+		pos += used;
+		on_reply(c, &r);
+	}
+	return pos;
+}
+
+/* ---- API ---- */
+
+struct smtp_client *
+smtp_client_new(const char *ehlo_name, const struct smtp_timeouts *t)
+{
+	struct smtp_client *c = xcalloc(1, sizeof *c);
+
+	c->ehlo_name = xstrdup(ehlo_name);
+	c->t = *t;
+	smtp_client_init(c);
+	return c;
+}
+
+void
+smtp_client_free(struct smtp_client *c)
+{
+	if (c == NULL)
+		return;
+	free(c->ehlo_name);
+	free(c->serr);
+	buf_free(&c->in);
+	buf_free(&c->cmdq);
+	buf_free(&c->sendbuf);
+	free(c);
+}
+
+void
+smtp_client_init(struct smtp_client *c)
+{
+	c->state = SMTP_STATE_BUSY;
+	memset(&c->ext, 0, sizeof c->ext);
+	c->msgs = 0;
+	memset(&c->msg, 0, sizeof c->msg);
+	c->txn = c->failed = c->pipe = c->rset_needed = c->have_result = 0;
+	free(c->serr);
+	c->serr = NULL;
+	c->exp_head = c->exp_n = 0;
+	c->in.len = 0;
+	c->inflight = c->body_pending = c->body_sending = c->nseg = 0;
+	c->early_reply = 0;
+	c->seg_off = 0;
+	c->cmdq.len = 0;
+	c->sendbuf.len = 0;
+	expect(c, W_GREETING);
+}
+
+enum smtp_state
+smtp_client_feed(struct smtp_client *c, const char *buf, size_t len)
+{
+	size_t used;
+
+	if (c->state == SMTP_STATE_CLOSED || len == 0)
+		return c->state;
+	if (c->in.len == 0) {
+		/* the usual case: whole replies straight from the caller's buffer */
+		used = process(c, buf, len);
+		if (c->state != SMTP_STATE_CLOSED && used < len)
+			buf_append(&c->in, buf + used, len - used);
+	} else {
+		buf_append(&c->in, buf, len);
+		used = process(c, c->in.data, c->in.len);
+		if (c->state != SMTP_STATE_CLOSED)
+			buf_consume(&c->in, used);
+	}
+	return c->state;
+}
+
+enum smtp_state
+smtp_client_disconnected(struct smtp_client *c)
+{
+	if (c->state == SMTP_STATE_CLOSED)
+		return c->state;
+	if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
+		close_session(c);	/* QUIT sent: a close is its answer */
+	else
+		session_abort(c, AB_DISCONNECT);
+	return c->state;
+}
+
+enum smtp_state
+smtp_client_timeout(struct smtp_client *c)
+{
+	if (c->state != SMTP_STATE_BUSY)
+		return c->state;	/* nothing was awaited: a stale timer */
+	if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
+		close_session(c);
+	else
+		session_abort(c, AB_TIMEOUT);
+	return c->state;
+}
+
+enum smtp_state
+smtp_client_state(const struct smtp_client *c)
+{
+	return c->state;
+}
+
+uint64_t
+smtp_client_deadline(const struct smtp_client *c)
+{
+	if (c->state != SMTP_STATE_BUSY)
+		return 0;
+	if (c->body_pending || c->body_sending)
+		return c->t.block;
+	if (c->exp_n == 0)
+		return 0;
+	return wait_timeout(c, (enum wait)c->expq[c->exp_head]);
+}
+
+int
+smtp_client_output(struct smtp_client *c, struct iovec iov[3])
+{
+	size_t skip;
+	int k = 0;
+
+	if (c->inflight || c->state == SMTP_STATE_CLOSED)
+		return 0;
+	if (c->nseg == 0) {
+		if (c->cmdq.len > 0) {
+			struct buf tmp = c->sendbuf;
+
+			c->sendbuf = c->cmdq;
+			c->cmdq = tmp;
+			c->cmdq.len = 0;
+			c->seg[c->nseg++] = (struct seg){ c->sendbuf.data, c->sendbuf.len };
+		}
+		if (c->body_pending) {
+			if (c->msg.prefix != NULL && c->msg.prefix_len > 0)
+				c->seg[c->nseg++] = (struct seg){ c->msg.prefix, c->msg.prefix_len };
+			c->seg[c->nseg++] = (struct seg){ c->msg.body->data, c->msg.body->len };
+			c->body_pending = 0;
+			c->body_sending = 1;
+		}
+		c->seg_off = 0;
+		if (c->nseg == 0)
+			return 0;
+	}
+	skip = c->seg_off;
+	for (int i = 0; i < c->nseg; i++) {
+		if (skip >= c->seg[i].len) {
+			skip -= c->seg[i].len;
+			continue;
+		}
+		iov[k].iov_base = (void *)(c->seg[i].p + skip);
+		iov[k].iov_len = c->seg[i].len - skip;
+		skip = 0;
+		k++;
+	}
+	c->inflight = 1;
+	return k;
+}
+
+void
+smtp_client_sent(struct smtp_client *c, size_t n)
+{
+	size_t total = 0;
+
+	if (!c->inflight)
+		return;
+	c->inflight = 0;
+	for (int i = 0; i < c->nseg; i++)
+		total += c->seg[i].len;
+	if (n > total - c->seg_off)
+		panic("smtp_client_sent: %zu bytes reported, %zu were handed out",
+		    n, total - c->seg_off);
+	c->seg_off += n;
+	if (c->seg_off == total) {
+		c->nseg = 0;
+		c->seg_off = 0;
+		c->sendbuf.len = 0;
+		c->body_sending = 0;
+		c->early_reply = 0;
+	} else if (c->early_reply && c->state != SMTP_STATE_CLOSED) {
+		/* The server answered before it had the whole body: it cut
+		 * in, and what we would send next is out of step. */
+		struct smtp_result r;
+
+		c->early_reply = 0;
+		result_from_text(&r, SMTP_TEMP, SMTP_CAUSE_PROTOCOL, SMTP_STAGE_DOT,
+		    "protocol error: reply before end of message body");
+		session_fail(c, &r);
+	}
+}
+
+static int
+addr_bad(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a < 0x20 || *a == 0x7f)
+			return 1;
+	return 0;
+}
+
+void
+smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
+{
+	size_t size;
+
+	if (c->state != SMTP_STATE_IDLE || c->txn)
+		panic("smtp_client_start: session not idle");
+	size = m->body->size + m->prefix_len;
+	if (c->ext.has_size && c->ext.size > 0 && size > c->ext.size) {
+		result_from_text(&c->result, SMTP_PERM, SMTP_CAUSE_SIZE, SMTP_STAGE_MAIL,
+		    "message size %zu exceeds server limit %llu",
+		    size, (unsigned long long)c->ext.size);
+		memcpy(c->result.enh, "5.3.4", 6);
+		c->have_result = 1;
+		c->msgs++;
+		return;
+	}
+	/* A CR or LF in an address would smuggle commands: refuse to send
+	 * it at all (the job layer should have caught it). */
+	if (addr_bad(m->from) || addr_bad(m->to)) {
+		int bad_from = addr_bad(m->from);
+
+		result_from_text(&c->result, SMTP_PERM, SMTP_CAUSE_PROTOCOL,
+		    bad_from ? SMTP_STAGE_MAIL : SMTP_STAGE_RCPT,
+		    "invalid %s address: control characters",
+		    bad_from ? "sender" : "recipient");
+		memcpy(c->result.enh, bad_from ? "5.1.7" : "5.1.3", 6);
+		c->have_result = 1;
+		c->msgs++;
+		return;
+	}
+
+	c->msg = *m;
+	c->txn = 1;
+	c->failed = 0;
+	c->pipe = c->ext.pipelining ? 1 : 0;
+	c->state = SMTP_STATE_BUSY;
+	if (c->rset_needed) {
+		c->rset_needed = 0;
+		queue_cmd(c, "RSET\r\n", W_RSET);
+		if (!c->pipe)
+			return;		/* MAIL follows RSET's reply */
+	}
+	queue_mail(c);
+	if (c->pipe) {
+		queue_rcpt(c);
+		queue_cmd(c, "DATA\r\n", W_DATA);
+	}
+}
+
+void
+smtp_client_quit(struct smtp_client *c)
+{
+	if (c->state == SMTP_STATE_CLOSED)
+		return;
+	if (c->state != SMTP_STATE_IDLE)
+		panic("smtp_client_quit: session busy");
+	queue_cmd(c, "QUIT\r\n", W_QUIT);
+	c->state = SMTP_STATE_BUSY;
+}
+
+int
+smtp_client_take_result(struct smtp_client *c, struct smtp_result *r)
+{
+	if (!c->have_result)
+		return 0;
+	*r = c->result;
+	c->have_result = 0;
+	return 1;
+}
+
+int
+smtp_client_session_error(const struct smtp_client *c, struct smtp_result *r)
+{
+	if (c->serr == NULL)
+		return 0;
+	*r = *c->serr;
+	return 1;
+}
+
+const struct smtp_ext *
+smtp_client_ext(const struct smtp_client *c)
+{
+	return &c->ext;
+}
+
+unsigned
+smtp_client_msgs(const struct smtp_client *c)
+{
+	return c->msgs;
+}

@@ -1,0 +1,971 @@
+/*
+ * test_smtp_client.c - scripted conversations with the pure SMTP client.
+ *
+ * Each script is a table of steps: bytes the server sends (SRV), exactly
+ * what the client must have sent since the last check (CLI; CLI1 also
+ * demands it came as one iovec in one output() call), calls into the
+ * client (START, QUIT, DISC, TMO) and checks (RES, NORES, SERR, NOSERR,
+ * STATE, DEADL, MSGS). Every script runs under many delivery modes: the
+ * server's bytes whole, one byte per feed, or split in two at every
+ * offset 1..40; and the client's sends completed whole or in pieces of
+ * 1, 2, 5 and 13 bytes (partial sends across the iovecs).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "msg.h"
+#include "smtp_client.h"
+#include "util.h"
+
+enum op {
+	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
+	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS,
+};
+
+struct step {
+	enum op op;
+	const char *s;
+	int status, cause, stage, code;
+	const char *enh;
+	long n;
+};
+
+#define SRV(x)		{ .op = OP_SRV, .s = (x) }
+#define CLI(x)		{ .op = OP_CLI, .s = (x) }
+#define CLI1(x)		{ .op = OP_CLI1, .s = (x) }
+#define START(i)	{ .op = OP_START, .n = (i) }
+#define QUIT		{ .op = OP_QUIT }
+#define DISC		{ .op = OP_DISC }
+#define TMO		{ .op = OP_TMO }
+#define RES(st, ca, sg, cd, e, t) \
+	{ .op = OP_RES, .status = SMTP_##st, .cause = SMTP_CAUSE_##ca, \
+	  .stage = SMTP_STAGE_##sg, .code = (cd), .enh = (e), .s = (t) }
+#define SERR(st, ca, sg, cd, e, t) \
+	{ .op = OP_SERR, .status = SMTP_##st, .cause = SMTP_CAUSE_##ca, \
+	  .stage = SMTP_STAGE_##sg, .code = (cd), .enh = (e), .s = (t) }
+#define NORES		{ .op = OP_NORES }
+#define NOSERR		{ .op = OP_NOSERR }
+#define STATE(x)	{ .op = OP_STATE, .n = SMTP_STATE_##x }
+#define DEADL(x)	{ .op = OP_DEADL, .n = (x) }
+#define MSGS(x)		{ .op = OP_MSGS, .n = (x) }
+
+/* Distinct time-outs so a deadline names its wait. */
+static const struct smtp_timeouts tmo = {
+	.greeting = 1001, .ehlo = 1002, .mail = 1003, .rcpt = 1004,
+	.data = 1005, .block = 1006, .dot = 1007, .quit = 1008,
+};
+
+/* Messages: [0] 7-bit with a prefix (SIZE 31), [1] 8-bit, null sender
+ * (SIZE 7), [2] 1502 bytes, [3] CRLF in the recipient, [4] UTF-8 address. */
+static struct smtp_msg msgs[5];
+static const char *const bodies[] = {
+	"Subject: hi\n\nhello\n", "caf\xc3\xa9\n", NULL, "x\n", "x\n",
+};
+#define BODY0	"X-Id: 1\r\nSubject: hi\r\n\r\nhello\r\n.\r\n"
+#define BODY1	"caf\xc3\xa9\r\n.\r\n"
+#define CMDS0	"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+#define CMDS0S	"MAIL FROM:<a@x.test> SIZE=31\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+#define CMDS1S8	"MAIL FROM:<> SIZE=7 BODY=8BITMIME\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
+
+static int
+setup(void **state)
+{
+	static char big[1501];
+
+	memset(big, 'x', 1500);
+	big[1500] = '\n';
+	for (int i = 0; i < 5; i++) {
+		const char *raw = i == 2 ? big : bodies[i];
+
+		msgs[i].body = msg_body_new(raw, i == 2 ? sizeof big : strlen(raw));
+	}
+	msgs[0].from = "a@x.test";
+	msgs[0].to = "b@y.test";
+	msgs[0].prefix = "X-Id: 1\r\n";
+	msgs[0].prefix_len = 9;
+	msgs[1].from = "";
+	msgs[1].to = "c@y.test";
+	msgs[2].from = "a@x.test";
+	msgs[2].to = "b@y.test";
+	msgs[3].from = "a@x.test";
+	msgs[3].to = "b@y.test>\r\nDATA\r\n";
+	msgs[4].from = "a@x.test";
+	msgs[4].to = "j\xc3\xbcrgen@y.test";
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	for (int i = 0; i < 5; i++)
+		msg_body_unref(msgs[i].body);
+	return 0;
+}
+
+/* ---- the runner ---- */
+
+static const char *ctx_script;
+static int ctx_step, ctx_feed, ctx_send;
+
+#define FAIL_CTX() print_message("script %s step %d feed mode %d send chunk %d\n", \
+	ctx_script, ctx_step, ctx_feed, ctx_send)
+#define CHECK_INT(a, b) do { long long a_ = (long long)(a), b_ = (long long)(b); \
+	if (a_ != b_) { FAIL_CTX(); assert_int_equal(a_, b_); } } while (0)
+#define CHECK_STR(a, b) do { if (strcmp((a), (b)) != 0) { FAIL_CTX(); \
+	assert_string_equal((a), (b)); } } while (0)
+
+/* feed_srv - deliver s as the mode says: whole (0), a byte at a time (1),
+ * or split in two at offset mode-1 (mode >= 2). */
+static void
+feed_srv(struct smtp_client *c, const char *s, int mode)
+{
+	size_t len = strlen(s);
+
+	if (mode == 0) {
+		smtp_client_feed(c, s, len);
+	} else if (mode == 1) {
+		for (size_t i = 0; i < len; i++)
+			smtp_client_feed(c, s + i, 1);
+	} else {
+		size_t k = (size_t)(mode - 1) < len ? (size_t)(mode - 1) : len;
+		/* heap copies: ASan sees any read past the bytes given */
+		char *a = malloc(k + 1), *b = malloc(len - k + 1);
+
+		memcpy(a, s, k);
+		memcpy(b, s + k, len - k);
+		smtp_client_feed(c, a, k);
+		smtp_client_feed(c, b, len - k);
+		free(a);
+		free(b);
+	}
+}
+
+/* send_some - complete the send handed out in iov, chunk bytes at most (0 = all). */
+static void
+send_some(struct smtp_client *c, struct iovec *iov, int n, int chunk, struct buf *out)
+{
+	size_t total = 0, take, done = 0;
+	struct iovec again[3];
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	take = chunk && (size_t)chunk < total ? (size_t)chunk : total;
+	for (int i = 0; i < n && done < take; i++) {
+		size_t k = iov[i].iov_len < take - done ? iov[i].iov_len : take - done;
+
+		buf_append(out, iov[i].iov_base, k);
+		done += k;
+	}
+	/* one send in flight: nothing more is handed out meanwhile */
+	CHECK_INT(smtp_client_output(c, again), 0);
+	smtp_client_sent(c, take);
+}
+
+static void
+pump(struct smtp_client *c, int chunk, struct buf *out)
+{
+	struct iovec iov[3];
+	int n;
+
+	while ((n = smtp_client_output(c, iov)) > 0) {
+		assert_true(n <= 3);
+		send_some(c, iov, n, chunk, out);
+	}
+}
+
+static void
+check_result(const struct smtp_result *r, const struct step *s)
+{
+	CHECK_INT(r->status, s->status);
+	CHECK_INT(r->cause, s->cause);
+	CHECK_INT(r->stage, s->stage);
+	CHECK_INT(r->code, s->code);
+	CHECK_STR(r->enh, s->enh);
+	CHECK_STR(r->text, s->s);
+	assert_null(strpbrk(r->text, "\r\n"));
+}
+
+static void
+run_once(const char *name, const struct step *steps, int feed, int chunk)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct buf out = { 0 };
+	struct smtp_result r;
+
+	ctx_script = name;
+	ctx_feed = feed;
+	ctx_send = chunk;
+	for (int i = 0; steps[i].op != OP_END; i++) {
+		const struct step *s = &steps[i];
+
+		ctx_step = i;
+		switch (s->op) {
+		case OP_END:
+			break;
+		case OP_SRV:
+			feed_srv(c, s->s, feed);
+			break;
+		case OP_CLI:
+			out.len = 0;
+			pump(c, chunk, &out);
+			buf_append(&out, "", 0);
+			CHECK_STR(out.data, s->s);
+			break;
+		case OP_CLI1: {
+			struct iovec iov[3];
+
+			out.len = 0;
+			CHECK_INT(smtp_client_output(c, iov), 1);
+			CHECK_INT(iov[0].iov_len, strlen(s->s));
+			send_some(c, iov, 1, chunk, &out);
+			pump(c, chunk, &out);
+			buf_append(&out, "", 0);
+			CHECK_STR(out.data, s->s);
+			break;
+		}
+		case OP_START:
+			smtp_client_start(c, &msgs[s->n]);
+			break;
+		case OP_QUIT:
+			smtp_client_quit(c);
+			break;
+		case OP_DISC:
+			smtp_client_disconnected(c);
+			break;
+		case OP_TMO:
+			smtp_client_timeout(c);
+			break;
+		case OP_RES:
+			CHECK_INT(smtp_client_take_result(c, &r), 1);
+			check_result(&r, s);
+			CHECK_INT(smtp_client_take_result(c, &r), 0);
+			break;
+		case OP_NORES:
+			CHECK_INT(smtp_client_take_result(c, &r), 0);
+			break;
+		case OP_SERR:
+			CHECK_INT(smtp_client_session_error(c, &r), 1);
+			check_result(&r, s);
+			break;
+		case OP_NOSERR:
+			CHECK_INT(smtp_client_session_error(c, &r), 0);
+			break;
+		case OP_STATE:
+			CHECK_INT(smtp_client_state(c), s->n);
+			break;
+		case OP_DEADL:
+			CHECK_INT(smtp_client_deadline(c), s->n);
+			break;
+		case OP_MSGS:
+			CHECK_INT(smtp_client_msgs(c), s->n);
+			break;
+		}
+	}
+	/* whatever happened, a closed client sends and expects nothing */
+	if (smtp_client_state(c) == SMTP_STATE_CLOSED) {
+		struct iovec iov[3];
+
+		CHECK_INT(smtp_client_output(c, iov), 0);
+		CHECK_INT(smtp_client_deadline(c), 0);
+	}
+	buf_free(&out);
+	smtp_client_free(c);
+}
+
+static void
+run(const char *name, const struct step *steps)
+{
+	static const int chunks[] = { 0, 1, 2, 5, 13 };
+
+	for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++)
+		for (int feed = 0; feed <= 41; feed++)
+			run_once(name, steps, feed, chunks[k]);
+}
+
+#define RUN(steps) run(#steps, steps)
+
+/* ---- scripts ---- */
+
+#define GREET \
+	DEADL(1001), SRV("220 mx.y.test ESMTP\r\n"), CLI("EHLO client.test\r\n"), DEADL(1002)
+#define EHLO_PIPE \
+	GREET, SRV("250-mx.y.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n" \
+	    "250 ENHANCEDSTATUSCODES\r\n"), STATE(IDLE), DEADL(0)
+#define EHLO_PLAIN \
+	GREET, SRV("250-mx.y.test\r\n250 8BITMIME\r\n"), STATE(IDLE)
+/* a pipelined message 0 that succeeds */
+#define PIPE_OK0(cmds) \
+	START(0), STATE(BUSY), DEADL(1003), CLI1(cmds), \
+	SRV("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"), \
+	DEADL(1006), CLI(BODY0), DEADL(1007), STATE(BUSY), NORES, \
+	SRV("250 2.0.0 Ok: queued as 4Xy\r\n"), \
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok: queued as 4Xy"), STATE(IDLE)
+#define QUIT_OK \
+	QUIT, STATE(BUSY), CLI("QUIT\r\n"), DEADL(1008), SRV("221 2.0.0 Bye\r\n"), \
+	STATE(CLOSED), NOSERR, DEADL(0)
+
+static const struct step pipe_reuse[] = {
+	EHLO_PIPE, NOSERR,
+	PIPE_OK0(CMDS0S), MSGS(1), NOSERR,
+	START(1), CLI1(CMDS1S8),
+	SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY1), SRV("250 2.0.0 queued\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 queued"), MSGS(2),
+	PIPE_OK0(CMDS0S), MSGS(3),
+	QUIT_OK, MSGS(3), NORES,
+	{ 0 }
+};
+
+static const struct step nopipe_reuse[] = {
+	EHLO_PLAIN,
+	START(0), DEADL(1003), CLI("MAIL FROM:<a@x.test>\r\n"), CLI(""), SRV("250 ok\r\n"),
+	DEADL(1004), CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"),
+	DEADL(1005), CLI("DATA\r\n"), SRV("354 go\r\n"),
+	DEADL(1006), CLI(BODY0), DEADL(1007), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"), STATE(IDLE), MSGS(1),
+	START(1), CLI("MAIL FROM:<> BODY=8BITMIME\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<c@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("354 go\r\n"), CLI(BODY1), SRV("250 ok 2\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok 2"), MSGS(2),
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("354 go\r\n"), CLI(BODY0), SRV("250 ok 3\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok 3"), MSGS(3),
+	QUIT_OK,
+	{ 0 }
+};
+
+/* all the pipelined replies, and the greeting, in single reads */
+static const struct step one_read[] = {
+	SRV("220-mx.y.test ESMTP\r\n220 second line\r\n"), CLI("EHLO client.test\r\n"),
+	SRV("250-mx\r\n250-pipelining\r\n250 SIZE\r\n"), STATE(IDLE),
+	START(1), CLI1("MAIL FROM:<> SIZE=7\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"),
+	SRV("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"), CLI(BODY1),
+	SRV("250 2.0.0 Ok\r\n"), RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok"),
+	QUIT, CLI("QUIT\r\n"), SRV("221 bye\r\n"), STATE(CLOSED),
+	{ 0 }
+};
+
+static const struct step helo_fallback[] = {
+	GREET, SRV("502 5.5.2 Error: command not recognized\r\n"),
+	STATE(BUSY), DEADL(1002), CLI("HELO client.test\r\n"), SRV("250 mx.y.test\r\n"),
+	STATE(IDLE), NOSERR,
+	/* no extensions after HELO: no BODY=, no SIZE=, no pipelining */
+	START(1), CLI("MAIL FROM:<>\r\n"), SRV("250 ok\r\n"), CLI("RCPT TO:<c@y.test>\r\n"),
+	SRV("250 ok\r\n"), CLI("DATA\r\n"), SRV("354 go\r\n"), CLI(BODY1), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	QUIT_OK,
+	{ 0 }
+};
+
+static const struct step helo_refused[] = {
+	GREET, SRV("500 unrecognized\r\n"), CLI("HELO client.test\r\n"),
+	SRV("550 5.7.1 go away\r\n"), STATE(CLOSED), NORES,
+	SERR(PERM, REPLY, HELO, 550, "5.7.1", "550 5.7.1 go away"), CLI(""),
+	{ 0 }
+};
+
+static const struct step greeting_554[] = {
+	SRV("554 5.7.1 No SMTP service here\r\n"), STATE(CLOSED), CLI(""), NORES,
+	SERR(PERM, REPLY, GREETING, 554, "5.7.1", "554 5.7.1 No SMTP service here"),
+	{ 0 }
+};
+
+static const struct step greeting_421[] = {
+	SRV("421-mx.y.test busy\r\n421 try later\r\n"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, REPLY, GREETING, 421, "", "421 mx.y.test busy"),
+	{ 0 }
+};
+
+static const struct step greeting_450[] = {
+	SRV("450 4.3.2 not now\r\n"), STATE(CLOSED),
+	SERR(TEMP, REPLY, GREETING, 450, "4.3.2", "450 4.3.2 not now"),
+	{ 0 }
+};
+
+static const struct step ehlo_4xx[] = {
+	GREET, SRV("451 4.3.0 local error\r\n"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, REPLY, EHLO, 451, "4.3.0", "451 4.3.0 local error"),
+	{ 0 }
+};
+
+static const struct step ehlo_421[] = {
+	GREET, SRV("421 4.7.0 Try again later, closing connection. (EHLO)\r\n"),
+	STATE(CLOSED),
+	SERR(TEMP, REPLY, EHLO, 421, "4.7.0", "421 4.7.0 Try again later, closing connection. (EHLO)"),
+	{ 0 }
+};
+
+static const struct step pipe_mail_5xx[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("553 5.7.1 Sender rejected\r\n554 5.5.1 Error: no valid recipients\r\n"),
+	STATE(BUSY), NORES,
+	SRV("554 5.5.1 Error: no valid recipients\r\n"),
+	RES(PERM, REPLY, MAIL, 553, "5.7.1", "553 5.7.1 Sender rejected"), STATE(IDLE), MSGS(1),
+	CLI(""), NOSERR,
+	/* the next message resets first, in the same send */
+	START(0), DEADL(1003), CLI1("RSET\r\n" CMDS0S),
+	SRV("250 2.0.0 Ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY0), SRV("250 queued\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 queued"), MSGS(2),
+	/* and not after a success */
+	PIPE_OK0(CMDS0S), MSGS(3),
+	{ 0 }
+};
+
+static const struct step pipe_rcpt_5xx_354[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("250 2.1.0 Ok\r\n550 5.1.1 <b@y.test>: Recipient address rejected: no such user\r\n"
+	    "354 go ahead\r\n"),
+	/* RFC 2920: "." alone, its reply ignored */
+	CLI(".\r\n"), DEADL(1007), STATE(BUSY), NORES,
+	SRV("554 5.5.1 Error: no valid recipients\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1",
+	    "550 5.1.1 <b@y.test>: Recipient address rejected: no such user"),
+	STATE(IDLE), NOSERR,
+	START(1), CLI1("RSET\r\n" CMDS1S8), SRV("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI(BODY1), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	QUIT_OK,
+	{ 0 }
+};
+
+static const struct step pipe_rcpt_4xx[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("250 ok\r\n450 4.2.0 <b@y.test>: Recipient address rejected: Greylisted\r\n"
+	    "554 5.5.1 Error: no valid recipients\r\n"),
+	RES(TEMP, REPLY, RCPT, 450, "4.2.0", "450 4.2.0 <b@y.test>: Recipient address rejected: Greylisted"),
+	STATE(IDLE), CLI(""),
+	{ 0 }
+};
+
+static const struct step pipe_data_5xx[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("250 ok\r\n250 ok\r\n554 5.7.1 Spam\r\n"),
+	RES(PERM, REPLY, DATA, 554, "5.7.1", "554 5.7.1 Spam"), STATE(IDLE), CLI(""),
+	START(0), CLI1("RSET\r\n" CMDS0S),
+	{ 0 }
+};
+
+static const struct step nopipe_failures[] = {
+	EHLO_PLAIN,
+	/* MAIL 4xx: nothing else is sent */
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("451 4.3.0 try later\r\n"),
+	RES(TEMP, REPLY, MAIL, 451, "4.3.0", "451 4.3.0 try later"), STATE(IDLE), CLI(""),
+	/* RSET on its own first, then MAIL after its reply; RCPT 5xx */
+	START(0), DEADL(1003), CLI("RSET\r\n"), SRV("250 ok\r\n"),
+	CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"),
+	SRV("550 5.1.1 unknown\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1", "550 5.1.1 unknown"), STATE(IDLE), CLI(""),
+	/* DATA 4xx */
+	START(0), CLI("RSET\r\n"), SRV("250 ok\r\n"), CLI("MAIL FROM:<a@x.test>\r\n"),
+	SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("451 4.3.0 no\r\n"), RES(TEMP, REPLY, DATA, 451, "4.3.0", "451 4.3.0 no"),
+	/* RSET 5xx: the transaction fails at RSET */
+	START(0), CLI("RSET\r\n"), SRV("502 no RSET today\r\n"),
+	RES(PERM, REPLY, RSET, 502, "", "502 no RSET today"), STATE(IDLE), CLI(""),
+	MSGS(4), NOSERR,
+	{ 0 }
+};
+
+static const struct step dot_4xx_5xx[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY0),
+	SRV("451 4.7.1 Please try again later\r\n"),
+	RES(TEMP, REPLY, DOT, 451, "4.7.1", "451 4.7.1 Please try again later"), STATE(IDLE),
+	/* the dot's reply ends the transaction: no RSET */
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY0),
+	SRV("554-5.7.1 rejected\r\n554 5.7.1 as spam\r\n"),
+	RES(PERM, REPLY, DOT, 554, "5.7.1", "554 5.7.1 rejected"), STATE(IDLE),
+	PIPE_OK0(CMDS0S), MSGS(3), NOSERR,
+	{ 0 }
+};
+
+static const struct step size_limit[] = {
+	GREET, SRV("250-mx\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"), STATE(IDLE),
+	START(2), STATE(IDLE), CLI(""), DEADL(0),
+	RES(PERM, SIZE, MAIL, 0, "5.3.4", "message size 1502 exceeds server limit 1000"),
+	MSGS(1), NOSERR,
+	/* the session is fine for the next one; no RSET: nothing was sent */
+	START(0), CLI1("MAIL FROM:<a@x.test> SIZE=31\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"),
+	{ 0 }
+};
+
+static const struct step eightbit[] = {
+	/* server without 8BITMIME: no BODY= even for an 8-bit body */
+	GREET, SRV("250-mx\r\n250 PIPELINING\r\n"),
+	START(1), CLI1("MAIL FROM:<>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"),
+	SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY1), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	/* a 7-bit body never gets BODY= */
+	START(0), CLI1(CMDS0),
+	{ 0 }
+};
+
+static const struct step smtputf8[] = {
+	GREET, SRV("250-mx\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n"),
+	START(4), CLI("MAIL FROM:<a@x.test> SMTPUTF8\r\n"),
+	{ 0 }
+};
+
+static const struct step bad_address[] = {
+	EHLO_PIPE,
+	START(3), STATE(IDLE), CLI(""),
+	RES(PERM, PROTOCOL, RCPT, 0, "5.1.3", "invalid recipient address: control characters"),
+	{ 0 }
+};
+
+static const struct step close_421[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("250 ok\r\n421 4.7.0 Try again later, closing connection.\r\n"),
+	RES(TEMP, REPLY, RCPT, 421, "4.7.0", "421 4.7.0 Try again later, closing connection."),
+	STATE(CLOSED), CLI(""),
+	SERR(TEMP, REPLY, RCPT, 421, "4.7.0", "421 4.7.0 Try again later, closing connection."),
+	{ 0 }
+};
+
+static const struct step close_421_dot[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY0),
+	SRV("421 4.3.2 Service shutting down\r\n"),
+	RES(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 Service shutting down"), STATE(CLOSED),
+	SERR(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 Service shutting down"),
+	{ 0 }
+};
+
+/* after a refused recipient the result stays the refusal; 421 is the session's */
+static const struct step close_421_after_fail[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n550 5.1.1 nobody\r\n421 4.7.0 bye\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1", "550 5.1.1 nobody"), STATE(CLOSED),
+	SERR(TEMP, REPLY, DATA, 421, "4.7.0", "421 4.7.0 bye"),
+	{ 0 }
+};
+
+static const struct step idle_421[] = {
+	EHLO_PIPE, PIPE_OK0(CMDS0S),
+	SRV("421 4.4.2 mx.y.test Error: timeout exceeded\r\n"), STATE(CLOSED), NORES,
+	SERR(TEMP, REPLY, CONNECT, 421, "4.4.2", "421 4.4.2 mx.y.test Error: timeout exceeded"),
+	{ 0 }
+};
+
+static const struct step idle_unsolicited[] = {
+	EHLO_PIPE,
+	SRV("250 surprise\r\n"), STATE(CLOSED), NORES,
+	SERR(TEMP, PROTOCOL, CONNECT, 0, "", "protocol error: unexpected reply while idle"),
+	{ 0 }
+};
+
+static const struct step garbage_mail[] = {
+	EHLO_PLAIN,
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("HTTP/1.1 400 Bad Request\r\n"),
+	RES(TEMP, PROTOCOL, MAIL, 0, "", "protocol error: malformed reply to MAIL"),
+	STATE(CLOSED), CLI(""),
+	SERR(TEMP, PROTOCOL, MAIL, 0, "", "protocol error: malformed reply to MAIL"),
+	{ 0 }
+};
+
+static const struct step garbage_greeting[] = {
+	SRV("SSH-2.0-OpenSSH_9.2\r\n"), STATE(CLOSED),
+	SERR(TEMP, PROTOCOL, GREETING, 0, "", "protocol error: malformed greeting"),
+	{ 0 }
+};
+
+static const struct step disc_after_dot[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY0), DISC,
+	RES(TEMP, DISCONNECT, DOT, 0, "", "connection lost after end of data"), STATE(CLOSED),
+	SERR(TEMP, DISCONNECT, DOT, 0, "", "connection lost after end of data"), MSGS(1),
+	{ 0 }
+};
+
+static const struct step disc_in_body[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), DISC,
+	RES(TEMP, DISCONNECT, DOT, 0, "", "connection lost while sending message body"),
+	STATE(CLOSED), CLI(""),
+	{ 0 }
+};
+
+static const struct step disc_after_data[] = {
+	EHLO_PLAIN,
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"),
+	SRV("250 ok\r\n"), CLI("DATA\r\n"), SRV("35"), DISC,
+	RES(TEMP, DISCONNECT, DATA, 0, "", "connection lost after DATA"), STATE(CLOSED),
+	SERR(TEMP, DISCONNECT, DATA, 0, "", "connection lost after DATA"),
+	SRV("4 late\r\n"), STATE(CLOSED), NORES,
+	{ 0 }
+};
+
+static const struct step disc_early[] = {
+	DISC, STATE(CLOSED), NORES,
+	SERR(TEMP, DISCONNECT, GREETING, 0, "", "connection lost before greeting"),
+	{ 0 }
+};
+
+static const struct step disc_idle[] = {
+	EHLO_PIPE, DISC, STATE(CLOSED), NORES,
+	SERR(TEMP, DISCONNECT, CONNECT, 0, "", "connection lost while idle"),
+	{ 0 }
+};
+
+static const struct step disc_quit[] = {
+	EHLO_PIPE, QUIT, CLI("QUIT\r\n"), DISC, STATE(CLOSED), NOSERR,
+	{ 0 }
+};
+
+static const struct step timeouts[] = {
+	EHLO_PLAIN,
+	TMO, STATE(IDLE), NOSERR,	/* a stale timer when idle */
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"),
+	DEADL(1004), TMO,
+	RES(TEMP, TIMEOUT, RCPT, 0, "", "timeout waiting for reply to RCPT"), STATE(CLOSED),
+	SERR(TEMP, TIMEOUT, RCPT, 0, "", "timeout waiting for reply to RCPT"),
+	TMO, STATE(CLOSED), NORES,
+	{ 0 }
+};
+
+static const struct step timeout_greeting[] = {
+	TMO, STATE(CLOSED),
+	SERR(TEMP, TIMEOUT, GREETING, 0, "", "timeout waiting for greeting"),
+	{ 0 }
+};
+
+static const struct step timeout_ehlo[] = {
+	GREET, SRV("250-mx\r\n25"), TMO, STATE(CLOSED),
+	SERR(TEMP, TIMEOUT, EHLO, 0, "", "timeout waiting for reply to EHLO"),
+	{ 0 }
+};
+
+static const struct step timeout_body[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), DEADL(1006), TMO,
+	RES(TEMP, TIMEOUT, DOT, 0, "", "timeout sending message body"), STATE(CLOSED),
+	{ 0 }
+};
+
+static const struct step timeout_quit[] = {
+	EHLO_PIPE, QUIT, CLI("QUIT\r\n"), DEADL(1008), TMO, STATE(CLOSED), NOSERR,
+	{ 0 }
+};
+
+/* a refusal before the body was even handed out */
+static const struct step cut_in_before_body[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n552 5.3.4 too big\r\n"),
+	RES(PERM, REPLY, DOT, 552, "5.3.4", "552 5.3.4 too big"), STATE(CLOSED), CLI(""),
+	{ 0 }
+};
+
+/* a 2xx where DATA wants 354 is no success */
+static const struct step data_250[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n250 2.0.0 what\r\n"),
+	RES(TEMP, REPLY, DATA, 250, "2.0.0", "250 2.0.0 what"), STATE(IDLE), CLI(""),
+	{ 0 }
+};
+
+static const struct step ok_before_body[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n250 early\r\n"),
+	RES(TEMP, PROTOCOL, DOT, 0, "", "protocol error: reply before end of message body"),
+	STATE(CLOSED),
+	SERR(TEMP, PROTOCOL, DOT, 0, "", "protocol error: reply before end of message body"),
+	{ 0 }
+};
+
+static const struct step close_421_before_body[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S), SRV("250 ok\r\n250 ok\r\n354 go\r\n421 4.3.2 going down\r\n"),
+	RES(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 going down"), STATE(CLOSED),
+	SERR(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 going down"),
+	{ 0 }
+};
+
+/* an absurd SIZE is no limit; leading spaces on keywords are tolerated */
+static const struct step size_absurd[] = {
+	GREET, SRV("250-mx\r\n250-  PIPELINING\r\n250 SIZE 99999999999999999999999\r\n"),
+	START(2), CLI1("MAIL FROM:<a@x.test> SIZE=1502\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"),
+	{ 0 }
+};
+
+static void test_pipe_reuse(void **s) { RUN(pipe_reuse); }
+static void test_nopipe_reuse(void **s) { RUN(nopipe_reuse); }
+static void test_one_read(void **s) { RUN(one_read); }
+static void test_helo(void **s) { RUN(helo_fallback); RUN(helo_refused); }
+static void test_greeting(void **s) { RUN(greeting_554); RUN(greeting_421); RUN(greeting_450); }
+static void test_ehlo_fail(void **s) { RUN(ehlo_4xx); RUN(ehlo_421); }
+static void test_pipe_failures(void **s)
+{
+	RUN(pipe_mail_5xx);
+	RUN(pipe_rcpt_5xx_354);
+	RUN(pipe_rcpt_4xx);
+	RUN(pipe_data_5xx);
+}
+static void test_nopipe_failures(void **s) { RUN(nopipe_failures); }
+static void test_dot(void **s) { RUN(dot_4xx_5xx); }
+static void test_size(void **s) { RUN(size_limit); }
+static void test_8bit(void **s) { RUN(eightbit); RUN(smtputf8); RUN(bad_address); }
+static void test_421(void **s)
+{
+	RUN(close_421);
+	RUN(close_421_dot);
+	RUN(close_421_after_fail);
+	RUN(idle_421);
+}
+static void test_protocol(void **s)
+{
+	RUN(idle_unsolicited);
+	RUN(garbage_mail);
+	RUN(garbage_greeting);
+	RUN(cut_in_before_body);
+	RUN(data_250);
+	RUN(ok_before_body);
+	RUN(close_421_before_body);
+	RUN(size_absurd);
+}
+static void test_disconnect(void **s)
+{
+	RUN(disc_after_dot);
+	RUN(disc_in_body);
+	RUN(disc_after_data);
+	RUN(disc_early);
+	RUN(disc_idle);
+	RUN(disc_quit);
+}
+static void test_timeouts(void **s)
+{
+	RUN(timeouts);
+	RUN(timeout_greeting);
+	RUN(timeout_ehlo);
+	RUN(timeout_body);
+	RUN(timeout_quit);
+}
+
+/* ---- hand-driven tests ---- */
+
+static struct smtp_client *
+open_pipe(void)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+	static const char ehlo[] = "250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n";
+
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	return c;
+}
+
+static void
+test_ext(void **state)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+	static const char ehlo[] = "250-mx.y.test Hello [192.0.2.1]\r\n250-pipelining\r\n"
+	    "250-Size 5000\r\n250-8bitmime\r\n250-SmtpUtf8\r\n250-STARTTLS\r\n"
+	    "250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN\r\n250 enhancedstatuscodes\r\n";
+	const struct smtp_ext *e;
+
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_int_equal(iov[0].iov_len, 18);
+	assert_memory_equal(iov[0].iov_base, "EHLO client.test\r\n", 18);
+	smtp_client_sent(c, 18);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	e = smtp_client_ext(c);
+	assert_int_equal(e->pipelining, 1);
+	assert_int_equal(e->has_size, 1);
+	assert_int_equal(e->size, 5000);
+	assert_int_equal(e->eightbitmime, 1);
+	assert_int_equal(e->smtputf8, 1);
+	assert_int_equal(e->starttls, 1);
+	assert_int_equal(e->enhancedstatuscodes, 1);
+	smtp_client_free(c);
+
+	/* the greeting line's own words are not keywords; SIZE without a number */
+	c = smtp_client_new("client.test", &tmo);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, 18);
+	smtp_client_feed(c, "250-PIPELINING\r\n250 SIZE\r\n", 26);
+	e = smtp_client_ext(c);
+	assert_int_equal(e->pipelining, 0);
+	assert_int_equal(e->has_size, 1);
+	assert_int_equal(e->size, 0);
+	smtp_client_free(c);
+}
+
+/* partial sends advance across the iovecs; pointers point into the right places */
+static void
+test_partial_iov(void **state)
+{
+	struct smtp_client *c = open_pipe();
+	struct iovec iov[3];
+	struct smtp_result r;
+	const struct msg_body *b = msgs[0].body;
+
+	smtp_client_start(c, &msgs[0]);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	smtp_client_sent(c, 10);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "<a@x.test> SIZE=31\r\nRCPT", 24);
+	smtp_client_sent(c, iov[0].iov_len);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	smtp_client_feed(c, "250 a\r\n250 b\r\n354 c\r\n", 21);
+	assert_int_equal(smtp_client_output(c, iov), 2);
+	assert_ptr_equal(iov[0].iov_base, msgs[0].prefix);
+	assert_int_equal(iov[0].iov_len, 9);
+	assert_ptr_equal(iov[1].iov_base, b->data);
+	assert_int_equal(iov[1].iov_len, b->len);
+	smtp_client_sent(c, 12);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_ptr_equal(iov[0].iov_base, b->data + 3);
+	assert_int_equal(iov[0].iov_len, b->len - 3);
+	smtp_client_sent(c, 0);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_ptr_equal(iov[0].iov_base, b->data + 3);
+	smtp_client_sent(c, b->len - 3);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	assert_int_equal(smtp_client_deadline(c), 1007);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	smtp_client_free(c);
+}
+
+/* the dot's reply seen before the session reports the body's send */
+static void
+test_early_reply(void **state)
+{
+	struct smtp_client *c = open_pipe();
+	struct iovec iov[3];
+	struct smtp_result r;
+	size_t total;
+
+	/* all of it went: the order of completions does not matter */
+	smtp_client_start(c, &msgs[1]);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 a\r\n250 b\r\n354 c\r\n", 21);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	total = iov[0].iov_len;
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	/* a new transaction may start; its commands wait for the send */
+	smtp_client_start(c, &msgs[1]);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	smtp_client_sent(c, total);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "MAIL FROM:<> SIZE=7\r\n", 21);
+	smtp_client_free(c);
+
+	/* part of it went: the server cut in, the session is out of step */
+	c = open_pipe();
+	smtp_client_start(c, &msgs[0]);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 a\r\n250 b\r\n354 c\r\n", 21);
+	assert_int_equal(smtp_client_output(c, iov), 2);
+	smtp_client_feed(c, "552 5.3.4 Message too big\r\n", 27);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_PERM);
+	assert_int_equal(r.code, 552);
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	smtp_client_sent(c, 4);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_CLOSED);
+	assert_int_equal(smtp_client_session_error(c, &r), 1);
+	assert_int_equal(r.cause, SMTP_CAUSE_PROTOCOL);
+	assert_string_equal(r.text, "protocol error: reply before end of message body");
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	smtp_client_free(c);
+}
+
+/* init resets a client for a new connection */
+static void
+test_reinit(void **state)
+{
+	struct smtp_client *c = open_pipe();
+	struct iovec iov[3];
+	struct smtp_result r;
+
+	smtp_client_disconnected(c);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_CLOSED);
+	smtp_client_init(c);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	assert_int_equal(smtp_client_session_error(c, &r), 0);
+	assert_int_equal(smtp_client_deadline(c), 1001);
+	assert_int_equal(smtp_client_ext(c)->pipelining, 0);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "EHLO client.test\r\n", 18);
+	smtp_client_free(c);
+}
+
+/* long result texts are bounded and one line */
+static void
+test_long_text(void **state)
+{
+	struct smtp_client *c = open_pipe();
+	struct smtp_result r;
+	struct iovec iov[3];
+	char big[1200];
+
+	memcpy(big, "550-5.1.1 ", 10);
+	memset(big + 10, 'z', 1000);
+	memcpy(big + 1010, "\r\n550 5.1.1 x\r\n", 15);
+	smtp_client_start(c, &msgs[0]);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	smtp_client_feed(c, big, 1025);
+	smtp_client_feed(c, "554 no\r\n", 8);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(strlen(r.text), 511);
+	assert_null(strpbrk(r.text, "\r\n"));
+	assert_int_equal(r.code, 550);
+	smtp_client_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipe_reuse),
+		cmocka_unit_test(test_nopipe_reuse),
+		cmocka_unit_test(test_one_read),
+		cmocka_unit_test(test_helo),
+		cmocka_unit_test(test_greeting),
+		cmocka_unit_test(test_ehlo_fail),
+		cmocka_unit_test(test_pipe_failures),
+		cmocka_unit_test(test_nopipe_failures),
+		cmocka_unit_test(test_dot),
+		cmocka_unit_test(test_size),
+		cmocka_unit_test(test_8bit),
+		cmocka_unit_test(test_421),
+		cmocka_unit_test(test_protocol),
+		cmocka_unit_test(test_disconnect),
+		cmocka_unit_test(test_timeouts),
+		cmocka_unit_test(test_ext),
+		cmocka_unit_test(test_partial_iov),
+		cmocka_unit_test(test_early_reply),
+		cmocka_unit_test(test_reinit),
+		cmocka_unit_test(test_long_text),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
