@@ -122,10 +122,17 @@ struct config {
 
 /*
  * config_load - parse and validate path. On failure returns NULL and
- * appends one "file:line: message" line per error to *errors (malloc'd,
- * caller frees). Never exits.
+ * appends one "file:line: message\n" line per error to *errors (malloc'd,
+ * caller frees; *errors must be NULL or a malloc'd string). Never exits.
+ * All validation errors are collected; a syntax error stops at the first.
  */
 struct config *config_load(const char *path, char **errors);
+/*
+ * config_load_string - the same from memory; name is used in messages and
+ * to resolve relative .include and classify_rules paths (c->file stays NULL).
+ */
+struct config *config_load_string(const char *text, size_t len, const char *name,
+    char **errors);
 /* config_default - the built-in defaults (never NULL). */
 struct config *config_default(void);
 void config_free(struct config *c);

@@ -13,11 +13,19 @@
  *   key { ... }             key "name" { ... }  (named blocks, repeatable)
  *   key = [ v1, v2, ... ];  values: "double-quoted" (\" \\ \n \t escapes),
  *   'single-quoted', bare words (numbers, 5min, 3000/h, true, *.google.com)
- *   comments: # to end of line, // to end of line, and /* ... *\/
+ *   comments: # to end of line, // to end of line, and C block comments
  *   .include "path";        relative to the including file; globs allowed
- *                           ("pools/*.conf"), expanded in sorted order
+ *                           (pools, then "/", then "*.conf"), expanded in
+ *                           sorted (bytewise) order; no match is no error
  * Repeated keys are kept in order (a block may hold several "pool" nodes).
  * Separators (; and ,) are optional between entries.
+ *
+ * Limits (garbage in never means unbounded memory or a crash): a file is at
+ * most 4 MiB, includes nest at most 16 deep and pull in at most 256 files,
+ * blocks/arrays nest at most 64 deep, a tree holds at most 200000 nodes.
+ * A bare word runs to white space or one of ; , { } [ ] " '  (so URLs and
+ * host:port need no quotes); a key also stops at = and :. Comments start
+ * only where a token could start ("redis://x" is one word).
  */
 #ifndef VOLLEY_UCL_H
 #define VOLLEY_UCL_H
@@ -50,6 +58,13 @@ struct ucl_node {
 struct ucl_node *ucl_parse_file(const char *path, char **err);
 /* Same, from memory; name is used in messages and to resolve includes. */
 struct ucl_node *ucl_parse_string(const char *text, size_t len, const char *name, char **err);
+/*
+ * Same, with flags: UCL_NO_INCLUDE makes .include an error (the fuzz target
+ * uses it so that garbage input never reads files).
+ */
+#define UCL_NO_INCLUDE 1
+struct ucl_node *ucl_parse_string_flags(const char *text, size_t len, const char *name,
+    int flags, char **err);
 void ucl_free(struct ucl_node *root);
 
 /* First child of obj with this key (case-sensitive), or NULL. */

@@ -1,0 +1,1562 @@
+/*
+ * config.c - the validated, immutable configuration (see config.h).
+ *
+ * Owns: turning a UCL tree (ucl.c) into a struct config, with every
+ * default, range and cross-reference checked at load time; the built-in
+ * defaults; the small lookups the engine does on a loaded config (pool by
+ * name, site by MX host, limits for a destination, retry delays); the
+ * duration and rate parsers shared with the CLI.
+ *
+ * API: config_load(), config_load_string(), config_default(), config_free(),
+ * config_pool(), config_limits_for(), config_domain_find(),
+ * config_site_for_mx(), config_retry_delay(), config_parse_duration(),
+ * config_parse_rate().
+ *
+ * Invariants:
+ *  - Scalar settings live in one table (settings[] below): name, kind,
+ *    default, range. config_default() and config_load() both start from
+ *    that table, so a default is written down exactly once.
+ *  - Unknown keys are errors (a typo must never silently mean "default").
+ *  - Every error carries the file:line of the node it is about, and all
+ *    errors are collected, not just the first.
+ *  - A loaded config always has a pool "default" and a non-empty retry list.
+ *  - Pure apart from reading the files it is pointed at (the config and the
+ *    classify rule file it names) and gethostname()/getpid() for defaults.
+ */
+#include "config.h"
+#include "classify.h"
+#include "ucl.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_DURATION_MS	(10ull * 365 * 86400 * 1000)	/* ten years */
+#define MAX_LIST	4096	/* entries in any one list */
+
+/* ------------------------------------------------------------------ */
+/* durations and rates                                                  */
+
+/*
+ * config_parse_duration - "90" (seconds), "500ms", "30s", "5min" or "5m",
+ * "1h", "2d", "1w"; a decimal fraction is allowed ("1.5h"). At most ten
+ * years. 0 is a valid duration here; callers that need > 0 check it.
+ */
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct { const char *suffix; uint64_t mult; } units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "sec", 1000 },
+		{ "m", 60000 }, { "min", 60000 }, { "h", 3600000 },
+		{ "d", 86400000 }, { "w", 604800000 },
+	};
+	uint64_t ip = 0, frac = 0, fscale = 1;
+	const char *p = s;
+
+	if (s == NULL || *p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (ip > MAX_DURATION_MS)
+			return -1;
+		ip = ip * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (fscale < 1000000000ull) {	/* digits past 9 change nothing */
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				fscale *= 10;
+			}
+		}
+	}
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(p, units[i].suffix) != 0)
+			continue;
+		if (ip > MAX_DURATION_MS / units[i].mult)
+			return -1;
+		uint64_t v = ip * units[i].mult + frac * units[i].mult / fscale;
+
+		if (v > MAX_DURATION_MS)
+			return -1;
+		*ms = v;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * config_parse_rate - "N/s", "N/min", "N/h", "N/day" (N >= 1; also /sec,
+ * /m, /minute, /hour, /d). "unlimited" and "0" mean no limit (count 0).
+ */
+int
+config_parse_rate(const char *s, struct rate *r)
+{
+	static const struct { const char *unit; uint64_t ms; } units[] = {
+		{ "s", 1000 }, { "sec", 1000 }, { "second", 1000 },
+		{ "m", 60000 }, { "min", 60000 }, { "minute", 60000 },
+		{ "h", 3600000 }, { "hr", 3600000 }, { "hour", 3600000 },
+		{ "d", 86400000 }, { "day", 86400000 },
+	};
+	uint64_t n = 0;
+	const char *p = s;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "unlimited") == 0 || strcmp(s, "0") == 0) {
+		r->count = 0;
+		r->per_ms = 0;
+		return 0;
+	}
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+		if (n > 1000000000ull)
+			return -1;
+	}
+	if (n == 0 || *p != '/')
+		return -1;
+	p++;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(p, units[i].unit) == 0) {
+			r->count = (uint32_t)n;
+			r->per_ms = units[i].ms;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* value checks: each returns NULL when fine, else why not               */
+
+static int
+is_ip_literal(const char *s)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/* split "host:port", "[v6]:port", "v6" or "host"; host copied into h. */
+static const char *
+split_host_port(const char *s, char *h, size_t hlen, int *port, int need_port)
+{
+	const char *colon, *hs = s;
+	size_t n;
+
+	*port = 0;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL)
+			return "missing ']'";
+		hs = s + 1;
+		n = (size_t)(rb - hs);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+		if (rb[1] != '\0' && colon == NULL)
+			return "junk after ']'";
+	} else {
+		colon = strrchr(s, ':');
+		if (colon != NULL && strchr(s, ':') != colon)
+			colon = NULL;	/* a bare IPv6 literal: no port */
+		n = colon ? (size_t)(colon - s) : strlen(s);
+	}
+	if (n == 0 || n >= hlen)
+		return "bad host";
+	memcpy(h, hs, n);
+	h[n] = '\0';
+	if (colon != NULL) {
+		char *end;
+		long v = strtol(colon + 1, &end, 10);
+
+		if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || v < 1 || v > 65535)
+			return "bad port (1..65535)";
+		*port = (int)v;
+	} else if (need_port) {
+		return "needs a port (ADDR:PORT)";
+	}
+	return NULL;
+}
+
+static const char *
+check_dns_server(const char *s)
+{
+	char h[128];
+	int port;
+	const char *why = split_host_port(s, h, sizeof h, &port, 0);
+
+	if (why != NULL)
+		return why;
+	return is_ip_literal(h) ? NULL : "not an IP address (ADDR or ADDR:PORT)";
+}
+
+static const char *
+check_listen(const char *s)
+{
+	char h[128];
+	int port;
+	const char *why = split_host_port(s, h, sizeof h, &port, 1);
+
+	if (why != NULL)
+		return why;
+	return is_ip_literal(h) ? NULL : "not an IP address (ADDR:PORT)";
+}
+
+static const char *
+check_hostname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0)
+		return "must not be empty";
+	if (n > 255)
+		return "longer than 255 characters";
+	if (s[0] == '[')	/* address literal, RFC 5321 4.1.3 */
+		return s[n - 1] == ']' ? NULL : "bad address literal";
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
+			return "not a host name";
+	return NULL;
+}
+
+static const char *
+check_domain(const char *s)
+{
+	if (s[0] == '\0' || s[0] == '.' || strstr(s, "..") != NULL)
+		return "not a domain name";
+	return check_hostname(s);
+}
+
+static const char *
+check_header_name(const char *s)
+{
+	if (*s == '\0')
+		return "must not be empty";
+	for (const char *p = s; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == ':')
+			return "not a header field name";
+	return NULL;
+}
+
+static const char *
+check_token(const char *s)
+{
+	if (*s == '\0')
+		return "must not be empty";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return "must not contain spaces or control characters";
+	return NULL;
+}
+
+static const char *
+check_prefix(const char *s)
+{
+	return *s == '\0' ? NULL : check_token(s);
+}
+
+static const char *
+check_return_path(const char *s)
+{
+	const char *why = check_token(s);
+
+	if (why != NULL)
+		return why;
+	if (strchr(s, '@') == NULL || strchr(s, '<') || strchr(s, '>'))
+		return "not an address (local@domain, {id} is replaced by the job id)";
+	return NULL;
+}
+
+static const char *
+check_date(const char *s)
+{
+	int y, m, d;
+	char tail;
+
+	if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+	    s[4] != '-' || s[7] != '-' || y < 2000 || m < 1 || m > 12 || d < 1 || d > 31)
+		return "not a date (YYYY-MM-DD)";
+	return NULL;
+}
+
+/*
+ * parse_redis_url - redis://[[user]:password@]host[:port][/db] or
+ * unix:/path (also unix:///path). Fills c when c != NULL.
+ */
+static const char *
+parse_redis_url(const char *url, struct config *c)
+{
+	if (strncmp(url, "unix:", 5) == 0) {
+		const char *path = url + 5;
+
+		if (strncmp(path, "//", 2) == 0)
+			path += 2;
+		if (path[0] != '/')
+			return "unix socket path must be absolute (unix:/path/to/sock)";
+		if (c != NULL) {
+			free(c->redis_unix);
+			c->redis_unix = xstrdup(path);
+			free(c->redis_host);
+			c->redis_host = NULL;
+			c->redis_port = 0;
+			c->redis_db = 0;
+			free(c->redis_password);
+			c->redis_password = NULL;
+		}
+		return NULL;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return "must start with redis:// or unix:";
+
+	const char *p = url + 8, *at = strrchr(p, '@'), *slash;
+	char host[256];
+	int port = 6379, db = 0;
+	char *pass = NULL;
+
+	if (at != NULL) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+
+		if (colon == NULL)
+			return "credentials must be :password@ or user:password@";
+		if (at - colon - 1 > 0)
+			pass = xstrndup(colon + 1, (size_t)(at - colon - 1));
+		p = at + 1;
+	}
+	slash = strchr(p, '/');
+	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
+
+	if (hl == 0 || hl >= sizeof host) {
+		free(pass);
+		return "missing host";
+	}
+	memcpy(host, p, hl);
+	host[hl] = '\0';
+
+	char h[256];
+	const char *why = split_host_port(host, h, sizeof h, &port, 0);
+
+	if (why != NULL) {
+		free(pass);
+		return why;
+	}
+	if (port == 0)
+		port = 6379;
+	if (slash != NULL && slash[1] != '\0') {
+		char *end;
+		long v = strtol(slash + 1, &end, 10);
+
+		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || v < 0 || v > 1000000) {
+			free(pass);
+			return "bad database number";
+		}
+		db = (int)v;
+	}
+	if (c == NULL) {
+		free(pass);
+		return NULL;
+	}
+	free(c->redis_host);
+	c->redis_host = xstrdup(h);
+	c->redis_port = port;
+	c->redis_db = db;
+	free(c->redis_unix);
+	c->redis_unix = NULL;
+	free(c->redis_password);
+	c->redis_password = pass;
+	return NULL;
+}
+
+static const char *
+check_redis_url(const char *s)
+{
+	return parse_redis_url(s, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the settings table                                                   */
+
+enum set_kind {
+	S_STR = 0,	/* char *; check() may refuse */
+	S_PATH,		/* char *, resolved relative to the file that sets it */
+	S_U32,		/* uint32_t in [min, max] */
+	S_INT,		/* int in [min, max] */
+	S_DUR,		/* uint64_t ms in [min, max] */
+	S_RATE,		/* struct rate */
+	S_STRLIST,	/* char ** + size_t count at off_n; check() each */
+	S_DURLIST,	/* uint64_t * + size_t count at off_n; each >= min */
+};
+
+struct setting {
+	const char *block;	/* "" (top level), "redis", "smtp.timeouts", ... */
+	const char *name;
+	enum set_kind kind;
+	size_t off, off_n;
+	uint64_t min, max;
+	const char *def;	/* default in config syntax; NULL: none / set in code */
+	const char *(*check)(const char *s);
+	int lower;		/* lower-case string values */
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define U32MAX 4294967295ull
+
+static const struct setting settings[] = {
+	{ "", "instance", S_STR, OFF(instance), 0, 0, 0, NULL, check_token, 0 },
+
+	{ "redis", "url", S_STR, OFF(redis_url), 0, 0, 0, "redis://127.0.0.1:6379/0", check_redis_url, 0 },
+	{ "redis", "prefix", S_STR, OFF(prefix), 0, 0, 0, "volley:", check_prefix, 0 },
+	{ "redis", "read_batch", S_U32, OFF(read_batch), 0, 1, 100000, "256", NULL, 0 },
+	{ "redis", "lease", S_DUR, OFF(lease_ms), 0, 1000, MAX_DURATION_MS, "5min", NULL, 0 },
+	{ "redis", "events_maxlen", S_U32, OFF(events_maxlen), 0, 0, U32MAX, "0", NULL, 0 },
+
+	{ "dns", "servers", S_STRLIST, OFF(dns_servers), OFF(ndns_servers), 0, 0, NULL, check_dns_server, 0 },
+	{ "dns", "timeout", S_DUR, OFF(dns_timeout_ms), 0, 1, 600000, "5s", NULL, 0 },
+	{ "dns", "min_ttl", S_DUR, OFF(dns_min_ttl_ms), 0, 0, MAX_DURATION_MS, "5s", NULL, 0 },
+	{ "dns", "max_ttl", S_DUR, OFF(dns_max_ttl_ms), 0, 1000, MAX_DURATION_MS, "1h", NULL, 0 },
+
+	{ "smtp", "port", S_INT, OFF(port), 0, 1, 65535, "25", NULL, 0 },
+	{ "smtp", "ehlo", S_STR, OFF(ehlo), 0, 0, 0, NULL, check_hostname, 0 },
+	{ "smtp", "max_sessions", S_U32, OFF(max_sessions), 0, 1, 10000000, "20000", NULL, 0 },
+	{ "smtp", "max_ready", S_U32, OFF(max_ready), 0, 1, 100000000, "50000", NULL, 0 },
+	{ "smtp", "retry", S_DURLIST, OFF(retry_ms), OFF(nretry), 1000, MAX_DURATION_MS, NULL, NULL, 0 },
+	{ "smtp", "max_age", S_DUR, OFF(max_age_ms), 0, 1000, MAX_DURATION_MS, "2d", NULL, 0 },
+	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },
+	{ "smtp", "return_path", S_STR, OFF(return_path), 0, 0, 0, NULL, check_return_path, 0 },
+	{ "smtp", "idle", S_DUR, OFF(idle_ms), 0, 0, 3600000, "5s", NULL, 0 },
+	{ "smtp", "max_connections", S_U32, OFF(defaults.max_connections), 0, 1, 1000000, "20", NULL, 0 },
+	{ "smtp", "max_msgs_per_connection", S_U32, OFF(defaults.max_msgs_per_connection), 0, 1, U32MAX, "100", NULL, 0 },
+	{ "smtp", "max_rate", S_RATE, OFF(defaults.max_rate), 0, 0, 0, "unlimited", NULL, 0 },
+	{ "smtp", "classify_rules", S_PATH, OFF(classify_rules), 0, 0, 0, NULL, check_token, 0 },
+
+	{ "smtp.timeouts", "connect", S_DUR, OFF(t_connect_ms), 0, 1, 3600000, "30s", NULL, 0 },
+	{ "smtp.timeouts", "greeting", S_DUR, OFF(t_greeting_ms), 0, 1, 3600000, "5min", NULL, 0 },
+	{ "smtp.timeouts", "ehlo", S_DUR, OFF(t_ehlo_ms), 0, 1, 3600000, "5min", NULL, 0 },
+	{ "smtp.timeouts", "mail", S_DUR, OFF(t_mail_ms), 0, 1, 3600000, "5min", NULL, 0 },
+	{ "smtp.timeouts", "rcpt", S_DUR, OFF(t_rcpt_ms), 0, 1, 3600000, "5min", NULL, 0 },
+	{ "smtp.timeouts", "data", S_DUR, OFF(t_data_ms), 0, 1, 3600000, "2min", NULL, 0 },
+	{ "smtp.timeouts", "block", S_DUR, OFF(t_block_ms), 0, 1, 3600000, "3min", NULL, 0 },
+	{ "smtp.timeouts", "dot", S_DUR, OFF(t_dot_ms), 0, 1, 3600000, "10min", NULL, 0 },
+
+	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
+	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+/* Per-destination limits, the same keys in site, domain (and smtp above). */
+static const struct setting limit_settings[] = {
+	{ "", "max_connections", S_U32, offsetof(struct config_limits, max_connections), 0, 1, 1000000, NULL, NULL, 0 },
+	{ "", "max_msgs_per_connection", S_U32, offsetof(struct config_limits, max_msgs_per_connection), 0, 1, U32MAX, NULL, NULL, 0 },
+	{ "", "max_rate", S_RATE, offsetof(struct config_limits, max_rate), 0, 0, 0, NULL, NULL, 0 },
+};
+#define NLIMIT_SETTINGS (sizeof limit_settings / sizeof limit_settings[0])
+
+/* Blocks that hold only settings[] entries (and smtp.timeouts). */
+static const char *const plain_blocks[] = { "redis", "dns", "smtp", "inbound" };
+
+/* ------------------------------------------------------------------ */
+/* load context                                                         */
+
+struct warmup_ref {
+	size_t pool, ip;
+	const struct ucl_node *node;
+};
+
+struct ctx {
+	struct config *c;
+	struct buf errs;
+	int nerr;
+	const struct ucl_node *seen[NSETTINGS];	/* where each setting was set */
+	const struct ucl_node *url_node;
+	const struct ucl_node **pool_nodes, **site_nodes, **domain_nodes, **warmup_nodes;
+	struct warmup_ref *refs;
+	size_t nrefs;
+	const struct ucl_node *rules_node;
+};
+
+static void __attribute__((format(printf, 3, 4)))
+cerr(struct ctx *x, const struct ucl_node *n, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	/* never echo control bytes from the file into a terminal */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	buf_appendf(&x->errs, "%s:%d: %s\n", n && n->file ? n->file : "(config)",
+	    n ? n->line : 0, msg);
+	x->nerr++;
+}
+
+static const char *
+type_name(const struct ucl_node *n)
+{
+	switch (n->type) {
+	case UCL_OBJECT: return n->arg ? "a named block" : "a block";
+	case UCL_ARRAY: return "a list";
+	case UCL_STRING: return "a value";
+	default: return "nothing";
+	}
+}
+
+static void
+full_name(char *out, size_t n, const char *block, const char *key)
+{
+	if (block[0] == '\0')
+		snprintf(out, n, "%s", key);
+	else
+		snprintf(out, n, "%s.%s", block, key);
+}
+
+/*
+ * edit_distance - optimal string alignment distance for "did you mean"
+ * (keys are short). close_enough() keeps suggestions to likely typos.
+ */
+static int
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[40][40];
+
+	if (la >= 40 || lb >= 40)
+		return 99;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (d[i - 1][j] + 1 < v)
+				v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;	/* a swap of two letters counts once */
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+static int
+close_enough(const char *typed, int d)
+{
+	return strlen(typed) <= 4 ? d <= 1 : d <= 2;
+}
+
+static void
+unknown_key(struct ctx *x, const struct ucl_node *n, const char *block,
+    const char *const *extra, size_t nextra)
+{
+	const char *best = NULL;
+	int bestd = 3;
+	char fn[160];
+
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		if (strcmp(settings[i].block, block) != 0)
+			continue;
+		int d = edit_distance(n->key, settings[i].name);
+
+		if (d < bestd && close_enough(n->key, d)) {
+			bestd = d;
+			best = settings[i].name;
+		}
+	}
+	for (size_t i = 0; i < nextra; i++) {
+		int d = edit_distance(n->key, extra[i]);
+
+		if (d < bestd && close_enough(n->key, d)) {
+			bestd = d;
+			best = extra[i];
+		}
+	}
+	full_name(fn, sizeof fn, block, n->key);
+	if (best != NULL)
+		cerr(x, n, "unknown setting '%s' (did you mean '%s'?)", fn, best);
+	else
+		cerr(x, n, "unknown setting '%s'", fn);
+}
+
+static int
+parse_u64_range(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+want_scalar(struct ctx *x, const struct ucl_node *n, const char *fn)
+{
+	if (n->type == UCL_STRING && n->arg == NULL)
+		return 0;
+	cerr(x, n, "%s: expected a single value, got %s", fn, type_name(n));
+	return -1;
+}
+
+static char *
+resolve_path(const struct ucl_node *n, const char *path)
+{
+	const char *slash = n->file ? strrchr(n->file, '/') : NULL;
+
+	if (path[0] == '/' || slash == NULL)
+		return xstrdup(path);
+	return xasprintf("%.*s/%s", (int)(slash - n->file), n->file, path);
+}
+
+static void
+free_strlist(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/*
+ * apply - parse node n as setting s into the struct at base.
+ * fn is the dotted name for messages. Returns 0 or -1 (error reported).
+ */
+static int
+apply(struct ctx *x, const struct setting *s, char *base, const struct ucl_node *n,
+    const char *fn)
+{
+	const char *why;
+	uint64_t v;
+
+	switch (s->kind) {
+	case S_STR:
+	case S_PATH: {
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (s->check != NULL && (why = s->check(n->str)) != NULL) {
+			cerr(x, n, "%s: '%s' %s", fn, n->str, why);
+			return -1;
+		}
+		char **dst = (char **)(base + s->off);
+
+		free(*dst);
+		*dst = s->kind == S_PATH ? resolve_path(n, n->str) : xstrdup(n->str);
+		if (s->lower)
+			str_lower(*dst);
+		return 0;
+	}
+	case S_U32:
+	case S_INT:
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (parse_u64_range(n->str, s->min, s->max, &v) < 0) {
+			cerr(x, n, "%s: '%s' is not a whole number in %llu..%llu", fn, n->str,
+			    (unsigned long long)s->min, (unsigned long long)s->max);
+			return -1;
+		}
+		if (s->kind == S_U32)
+			*(uint32_t *)(base + s->off) = (uint32_t)v;
+		else
+			*(int *)(base + s->off) = (int)v;
+		return 0;
+	case S_DUR:
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (config_parse_duration(n->str, &v) < 0) {
+			cerr(x, n, "%s: '%s' is not a duration (e.g. 30s, 5min, 1h, 2d)", fn, n->str);
+			return -1;
+		}
+		if (v < s->min || v > s->max) {
+			cerr(x, n, "%s: %s is out of range (%llums..%llums)", fn, n->str,
+			    (unsigned long long)s->min, (unsigned long long)s->max);
+			return -1;
+		}
+		*(uint64_t *)(base + s->off) = v;
+		return 0;
+	case S_RATE: {
+		struct rate r;
+
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (config_parse_rate(n->str, &r) < 0) {
+			cerr(x, n, "%s: '%s' is not a rate (N/s, N/min, N/h or N/day, N >= 1)", fn, n->str);
+			return -1;
+		}
+		*(struct rate *)(base + s->off) = r;
+		return 0;
+	}
+	case S_STRLIST:
+	case S_DURLIST: {
+		const struct ucl_node *e, *first;
+		size_t cnt = 0, i = 0;
+		int bad = 0;
+
+		if (n->type == UCL_STRING && n->arg == NULL) {
+			first = n;	/* a single value is a list of one */
+			cnt = 1;
+		} else if (n->type == UCL_ARRAY) {
+			first = n->child;
+			for (e = first; e != NULL; e = e->next)
+				cnt++;
+		} else {
+			cerr(x, n, "%s: expected a list, got %s", fn, type_name(n));
+			return -1;
+		}
+		if (cnt > MAX_LIST) {
+			cerr(x, n, "%s: more than %d entries", fn, MAX_LIST);
+			return -1;
+		}
+		if (s->kind == S_DURLIST && cnt == 0) {
+			cerr(x, n, "%s: the list is empty", fn);
+			return -1;
+		}
+		char **sv = s->kind == S_STRLIST ? xcalloc(cnt + 1, sizeof *sv) : NULL;
+		uint64_t *dv = s->kind == S_DURLIST ? xcalloc(cnt + 1, sizeof *dv) : NULL;
+
+		for (e = first; e != NULL && i < cnt; e = e->next, i++) {
+			if (e->type != UCL_STRING || e->arg != NULL) {
+				cerr(x, e, "%s: list entries must be single values, got %s", fn, type_name(e));
+				bad = 1;
+				continue;
+			}
+			if (s->kind == S_STRLIST) {
+				sv[i] = xstrdup(e->str);
+				if (s->lower)
+					str_lower(sv[i]);
+				if (s->check != NULL && (why = s->check(sv[i])) != NULL) {
+					cerr(x, e, "%s: '%s' %s", fn, e->str, why);
+					bad = 1;
+				}
+			} else if (config_parse_duration(e->str, &dv[i]) < 0) {
+				cerr(x, e, "%s: '%s' is not a duration (e.g. 30s, 5min, 1h, 2d)", fn, e->str);
+				bad = 1;
+			} else if (dv[i] < s->min) {
+				cerr(x, e, "%s: %s is too short (at least %llums)", fn, e->str,
+				    (unsigned long long)s->min);
+				bad = 1;
+			}
+			if (n->type == UCL_STRING)
+				break;
+		}
+		if (bad) {
+			if (sv != NULL)
+				free_strlist(sv, cnt);
+			free(dv);
+			return -1;
+		}
+		size_t *np = (size_t *)(base + s->off_n);
+
+		if (s->kind == S_STRLIST) {
+			free_strlist(*(char ***)(base + s->off), *np);
+			*(char ***)(base + s->off) = sv;
+		} else {
+			free(*(uint64_t **)(base + s->off));
+			*(uint64_t **)(base + s->off) = dv;
+		}
+		*np = cnt;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* defaults                                                             */
+
+static void
+apply_defaults(struct config *c)
+{
+	static const uint64_t retry[] = {
+		60000, 300000, 900000, 1800000, 3600000, 7200000, 14400000,
+	};
+	struct ctx x = { .c = c };
+	struct ucl_node n = { .type = UCL_STRING, .file = "(defaults)" };
+	char host[256];
+
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		if (settings[i].def == NULL)
+			continue;
+		n.str = (char *)settings[i].def;
+		if (apply(&x, &settings[i], (char *)c, &n, settings[i].name) < 0)
+			panic("bad built-in default for %s: %s", settings[i].name, x.errs.data);
+	}
+	if (parse_redis_url(c->redis_url, c) != NULL)
+		panic("bad built-in redis url");
+	c->retry_ms = xmalloc(sizeof retry);
+	memcpy(c->retry_ms, retry, sizeof retry);
+	c->nretry = sizeof retry / sizeof retry[0];
+
+	if (gethostname(host, sizeof host) != 0 || host[0] == '\0' || check_hostname(host) != NULL)
+		snprintf(host, sizeof host, "localhost");
+	host[sizeof host - 1] = '\0';
+	c->ehlo = xstrdup(host);
+	c->instance = xasprintf("%s:%d", host, (int)getpid());
+	buf_free(&x.errs);
+}
+
+static void
+ensure_default_pool(struct config *c)
+{
+	if (config_pool(c, "default") != NULL)
+		return;
+	c->pools = xrealloc(c->pools, (c->npools + 1) * sizeof *c->pools);
+	memset(&c->pools[c->npools], 0, sizeof c->pools[0]);
+	c->pools[c->npools].name = xstrdup("default");
+	c->npools++;
+}
+
+struct config *
+config_default(void)
+{
+	struct config *c = xcalloc(1, sizeof *c);
+
+	apply_defaults(c);
+	ensure_default_pool(c);
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* named blocks: pool, site, domain, warmup                              */
+
+/* named_ok - n must be `kind "name" { ... }`. */
+static int
+named_ok(struct ctx *x, const struct ucl_node *n)
+{
+	if (n->type != UCL_OBJECT || n->arg == NULL) {
+		cerr(x, n, "%s: expected %s \"NAME\" { ... }, got %s", n->key, n->key, type_name(n));
+		return -1;
+	}
+	if (n->arg[0] == '\0') {
+		cerr(x, n, "%s: the name must not be empty", n->key);
+		return -1;
+	}
+	return 0;
+}
+
+/* dup_check - first node with the same name among nodes[0..cnt), or NULL. */
+static const struct ucl_node *
+dup_find(const struct ucl_node **nodes, size_t cnt, const char *name, int icase)
+{
+	for (size_t i = 0; i < cnt; i++)
+		if (icase ? strcasecmp(nodes[i]->arg, name) == 0 : strcmp(nodes[i]->arg, name) == 0)
+			return nodes[i];
+	return NULL;
+}
+
+static int
+dup_report(struct ctx *x, const struct ucl_node *n, const struct ucl_node **nodes,
+    size_t cnt, int icase)
+{
+	const struct ucl_node *d = dup_find(nodes, cnt, n->arg, icase);
+
+	if (d == NULL)
+		return 0;
+	cerr(x, n, "duplicate %s \"%s\" (first defined at %s:%d)", n->key, n->arg, d->file, d->line);
+	return -1;
+}
+
+static void
+parse_limits(struct ctx *x, const struct ucl_node *blk, struct config_limits *lim,
+    const struct ucl_node *e)
+{
+	char fn[300];
+
+	for (size_t i = 0; i < NLIMIT_SETTINGS; i++) {
+		if (strcmp(e->key, limit_settings[i].name) != 0)
+			continue;
+		snprintf(fn, sizeof fn, "%s \"%s\": %s", blk->key, blk->arg, e->key);
+		apply(x, &limit_settings[i], (char *)lim, e, fn);
+		return;
+	}
+}
+
+static int
+is_limit_key(const char *k)
+{
+	for (size_t i = 0; i < NLIMIT_SETTINGS; i++)
+		if (strcmp(k, limit_settings[i].name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+block_unknown(struct ctx *x, const struct ucl_node *blk, const struct ucl_node *e,
+    const char *const *keys, size_t nkeys)
+{
+	const char *best = NULL;
+	int bestd = 3;
+
+	for (size_t i = 0; i < nkeys; i++) {
+		int d = edit_distance(e->key, keys[i]);
+
+		if (d < bestd && close_enough(e->key, d)) {
+			bestd = d;
+			best = keys[i];
+		}
+	}
+	if (best != NULL)
+		cerr(x, e, "%s \"%s\": unknown setting '%s' (did you mean '%s'?)", blk->key,
+		    blk->arg, e->key, best);
+	else
+		cerr(x, e, "%s \"%s\": unknown setting '%s'", blk->key, blk->arg, e->key);
+}
+
+static void
+parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_node *n)
+{
+	static const char *const keys[] = { "ehlo", "warmup", "warmup_start" };
+	struct config_pool *p = &x->c->pools[pi];
+	const char *addr;
+	const char *why;
+	char fn[300];
+
+	if (n->type == UCL_STRING && n->arg == NULL) {
+		addr = n->str;	/* ip = "127.0.0.2"; */
+	} else if (n->type == UCL_OBJECT && n->arg != NULL) {
+		addr = n->arg;	/* ip "127.0.0.2" { ... } */
+	} else {
+		cerr(x, n, "pool \"%s\": expected ip \"ADDR\" { ... } or ip = \"ADDR\", got %s",
+		    pn->arg, type_name(n));
+		return;
+	}
+	if (!is_ip_literal(addr)) {
+		cerr(x, n, "pool \"%s\": '%s' is not an IP address", pn->arg, addr);
+		return;
+	}
+	for (size_t i = 0; i < p->nips; i++) {
+		if (strcmp(p->ips[i].addr, addr) == 0) {
+			cerr(x, n, "pool \"%s\": duplicate ip %s", pn->arg, addr);
+			return;
+		}
+	}
+	if (p->nips >= MAX_LIST) {
+		cerr(x, n, "pool \"%s\": more than %d ips", pn->arg, MAX_LIST);
+		return;
+	}
+	p->ips = xrealloc(p->ips, (p->nips + 1) * sizeof *p->ips);
+	struct config_ip *ip = &p->ips[p->nips++];
+
+	memset(ip, 0, sizeof *ip);
+	ip->addr = xstrdup(addr);
+	if (n->type != UCL_OBJECT)
+		return;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		char **dst = NULL;
+		const char *(*check)(const char *) = NULL;
+
+		if (e->key == NULL)
+			continue;
+		snprintf(fn, sizeof fn, "pool \"%s\" ip \"%s\": %s", pn->arg, addr, e->key);
+		if (strcmp(e->key, "ehlo") == 0) {
+			dst = &ip->ehlo;
+			check = check_hostname;
+		} else if (strcmp(e->key, "warmup") == 0) {
+			dst = &ip->warmup;
+			check = check_token;
+		} else if (strcmp(e->key, "warmup_start") == 0) {
+			dst = &ip->warmup_start;
+			check = check_date;
+		} else {
+			struct ucl_node fake = *n;
+
+			fake.key = (char *)"ip";
+			fake.arg = (char *)addr;
+			block_unknown(x, &fake, e, keys, 3);
+			continue;
+		}
+		if (want_scalar(x, e, fn) < 0)
+			continue;
+		if ((why = check(e->str)) != NULL) {
+			cerr(x, e, "%s: '%s' %s", fn, e->str, why);
+			continue;
+		}
+		free(*dst);
+		*dst = xstrdup(e->str);
+		if (dst == &ip->warmup) {
+			x->refs = xrealloc(x->refs, (x->nrefs + 1) * sizeof *x->refs);
+			x->refs[x->nrefs++] = (struct warmup_ref){ pi, p->nips - 1, e };
+		}
+	}
+}
+
+static void
+parse_pool(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = { "ip" };
+	struct config *c = x->c;
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->pool_nodes, c->npools, 0) < 0)
+		return;
+	c->pools = xrealloc(c->pools, (c->npools + 1) * sizeof *c->pools);
+	x->pool_nodes = xrealloc(x->pool_nodes, (c->npools + 1) * sizeof *x->pool_nodes);
+	memset(&c->pools[c->npools], 0, sizeof c->pools[0]);
+	c->pools[c->npools].name = xstrdup(n->arg);
+	x->pool_nodes[c->npools] = n;
+	size_t pi = c->npools++;
+
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key != NULL && strcmp(e->key, "ip") == 0)
+			parse_ip(x, n, pi, e);
+		else if (e->key != NULL)
+			block_unknown(x, n, e, keys, 1);
+	}
+}
+
+static char *
+mx_pattern(const char *s)
+{
+	char *p = str_lower(xstrdup(s));
+	size_t l = strlen(p);
+
+	if (l > 1 && p[l - 1] == '.')
+		p[l - 1] = '\0';
+	return p;
+}
+
+static void
+parse_site(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"mx", "max_connections", "max_msgs_per_connection", "max_rate",
+	};
+	struct config *c = x->c;
+	const struct ucl_node *mx = NULL;
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->site_nodes, c->nsites, 0) < 0)
+		return;
+	c->sites = xrealloc(c->sites, (c->nsites + 1) * sizeof *c->sites);
+	x->site_nodes = xrealloc(x->site_nodes, (c->nsites + 1) * sizeof *x->site_nodes);
+	struct config_site *s = &c->sites[c->nsites];
+
+	memset(s, 0, sizeof *s);
+	s->name = xstrdup(n->arg);
+	x->site_nodes[c->nsites++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key == NULL)
+			continue;
+		if (strcmp(e->key, "mx") == 0) {
+			static const struct setting mxs = {
+				"", "mx", S_STRLIST, offsetof(struct config_site, mx),
+				offsetof(struct config_site, nmx), 0, 0, NULL, check_token, 1,
+			};
+			char fn[300];
+
+			if (mx != NULL) {
+				cerr(x, e, "site \"%s\": mx already set at line %d", n->arg, mx->line);
+				continue;
+			}
+			mx = e;
+			snprintf(fn, sizeof fn, "site \"%s\": mx", n->arg);
+			if (apply(x, &mxs, (char *)s, e, fn) < 0)
+				continue;
+			if (s->nmx == 0)
+				cerr(x, e, "site \"%s\": the mx list is empty", n->arg);
+			for (size_t i = 0; i < s->nmx; i++) {
+				char *p = mx_pattern(s->mx[i]);
+
+				free(s->mx[i]);
+				s->mx[i] = p;
+			}
+		} else if (is_limit_key(e->key)) {
+			parse_limits(x, n, &s->lim, e);
+		} else {
+			block_unknown(x, n, e, keys, 4);
+		}
+	}
+	if (mx == NULL)
+		cerr(x, n, "site \"%s\": needs mx = [\"pattern\", ...]", n->arg);
+}
+
+static void
+parse_domain(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"max_connections", "max_msgs_per_connection", "max_rate",
+	};
+	struct config *c = x->c;
+	const char *why;
+
+	if (named_ok(x, n) < 0)
+		return;
+	char *name = mx_pattern(n->arg);	/* lower-case, no trailing dot */
+
+	if ((why = check_domain(name)) != NULL) {
+		cerr(x, n, "domain \"%s\": %s", n->arg, why);
+		free(name);
+		return;
+	}
+	for (size_t i = 0; i < c->ndomains; i++) {
+		if (strcmp(c->domains[i].name, name) == 0) {
+			cerr(x, n, "duplicate domain \"%s\" (first defined at %s:%d)", n->arg,
+			    x->domain_nodes[i]->file, x->domain_nodes[i]->line);
+			free(name);
+			return;
+		}
+	}
+	c->domains = xrealloc(c->domains, (c->ndomains + 1) * sizeof *c->domains);
+	x->domain_nodes = xrealloc(x->domain_nodes, (c->ndomains + 1) * sizeof *x->domain_nodes);
+	struct config_domain *d = &c->domains[c->ndomains];
+
+	memset(d, 0, sizeof *d);
+	d->name = name;
+	x->domain_nodes[c->ndomains++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key == NULL)
+			continue;
+		if (is_limit_key(e->key))
+			parse_limits(x, n, &d->lim, e);
+		else
+			block_unknown(x, n, e, keys, 3);
+	}
+}
+
+static void
+parse_warmup(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = { "daily" };
+	struct config *c = x->c;
+	const struct ucl_node *daily = NULL;
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->warmup_nodes, c->nwarmups, 0) < 0)
+		return;
+	c->warmups = xrealloc(c->warmups, (c->nwarmups + 1) * sizeof *c->warmups);
+	x->warmup_nodes = xrealloc(x->warmup_nodes, (c->nwarmups + 1) * sizeof *x->warmup_nodes);
+	struct config_warmup *w = &c->warmups[c->nwarmups];
+
+	memset(w, 0, sizeof *w);
+	w->name = xstrdup(n->arg);
+	x->warmup_nodes[c->nwarmups++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key == NULL)
+			continue;
+		if (strcmp(e->key, "daily") != 0) {
+			block_unknown(x, n, e, keys, 1);
+			continue;
+		}
+		if (daily != NULL) {
+			cerr(x, e, "warmup \"%s\": daily already set at line %d", n->arg, daily->line);
+			continue;
+		}
+		daily = e;
+		if (e->type != UCL_ARRAY) {
+			cerr(x, e, "warmup \"%s\": daily: expected a list of messages per day, got %s",
+			    n->arg, type_name(e));
+			continue;
+		}
+		size_t cnt = 0;
+
+		for (const struct ucl_node *v = e->child; v != NULL; v = v->next)
+			cnt++;
+		if (cnt == 0 || cnt > MAX_LIST) {
+			cerr(x, e, "warmup \"%s\": daily: needs 1..%d entries", n->arg, MAX_LIST);
+			continue;
+		}
+		w->daily = xcalloc(cnt, sizeof *w->daily);
+		for (const struct ucl_node *v = e->child; v != NULL; v = v->next) {
+			uint64_t u;
+
+			if (v->type != UCL_STRING || parse_u64_range(v->str, 1, U32MAX, &u) < 0) {
+				cerr(x, v, "warmup \"%s\": daily: '%s' is not a whole number >= 1", n->arg,
+				    v->type == UCL_STRING ? v->str : type_name(v));
+				continue;
+			}
+			w->daily[w->ndaily++] = (uint32_t)u;
+		}
+	}
+	if (daily == NULL)
+		cerr(x, n, "warmup \"%s\": needs daily = [N, N, ...]", n->arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* the walk                                                             */
+
+static const struct setting *
+find_setting(const char *block, const char *key, size_t *idx)
+{
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (strcmp(settings[i].block, block) == 0 && strcmp(settings[i].name, key) == 0) {
+			*idx = i;
+			return &settings[i];
+		}
+	return NULL;
+}
+
+static void
+walk(struct ctx *x, const struct ucl_node *obj, const char *block)
+{
+	static const char *const top_extra[] = {
+		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup",
+	};
+	static const char *const smtp_extra[] = { "timeouts" };
+	char fn[160];
+
+	for (const struct ucl_node *n = obj->child; n != NULL; n = n->next) {
+		if (n->key == NULL)
+			continue;
+		full_name(fn, sizeof fn, block, n->key);
+		if (block[0] == '\0') {
+			if (strcmp(n->key, "pool") == 0) {
+				parse_pool(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "site") == 0) {
+				parse_site(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "domain") == 0) {
+				parse_domain(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "warmup") == 0) {
+				parse_warmup(x, n);
+				continue;
+			}
+		}
+		int is_block = 0;
+
+		if (block[0] == '\0') {
+			for (size_t i = 0; i < sizeof plain_blocks / sizeof plain_blocks[0]; i++)
+				if (strcmp(n->key, plain_blocks[i]) == 0)
+					is_block = 1;
+		} else if (strcmp(block, "smtp") == 0 && strcmp(n->key, "timeouts") == 0) {
+			is_block = 1;
+		}
+		if (is_block) {
+			if (n->type != UCL_OBJECT || n->arg != NULL) {
+				cerr(x, n, "%s: expected %s { ... }, got %s", fn, fn, type_name(n));
+				continue;
+			}
+			walk(x, n, fn);
+			continue;
+		}
+
+		size_t idx;
+		const struct setting *s = find_setting(block, n->key, &idx);
+
+		if (s == NULL) {
+			if (block[0] == '\0')
+				unknown_key(x, n, block, top_extra, 8);
+			else if (strcmp(block, "smtp") == 0)
+				unknown_key(x, n, block, smtp_extra, 1);
+			else
+				unknown_key(x, n, block, NULL, 0);
+			continue;
+		}
+		if (x->seen[idx] != NULL) {
+			cerr(x, n, "%s is already set at %s:%d", fn, x->seen[idx]->file,
+			    x->seen[idx]->line);
+			continue;
+		}
+		x->seen[idx] = n;
+		if (apply(x, s, (char *)x->c, n, fn) < 0)
+			continue;
+		if (s->off == OFF(redis_url))
+			x->url_node = n;
+		if (s->off == OFF(classify_rules))
+			x->rules_node = n;
+	}
+}
+
+static const struct config_warmup *
+warmup_find(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nwarmups; i++)
+		if (strcmp(c->warmups[i].name, name) == 0)
+			return &c->warmups[i];
+	return NULL;
+}
+
+/* cross-checks that need the whole tree */
+static void
+validate(struct ctx *x, const struct ucl_node *root)
+{
+	struct config *c = x->c;
+
+	for (size_t i = 0; i < x->nrefs; i++) {
+		const char *name = c->pools[x->refs[i].pool].ips[x->refs[i].ip].warmup;
+
+		if (warmup_find(c, name) == NULL)
+			cerr(x, x->refs[i].node, "pool \"%s\" ip \"%s\": warmup \"%s\" is not defined",
+			    c->pools[x->refs[i].pool].name, c->pools[x->refs[i].pool].ips[x->refs[i].ip].addr,
+			    name);
+	}
+	if (x->url_node != NULL)
+		parse_redis_url(c->redis_url, c);	/* checked already; fills host/port/db */
+	if (c->dns_min_ttl_ms > c->dns_max_ttl_ms) {
+		size_t idx;
+		const struct ucl_node *n;
+
+		find_setting("dns", "min_ttl", &idx);
+		n = x->seen[idx];
+		if (n == NULL) {
+			find_setting("dns", "max_ttl", &idx);
+			n = x->seen[idx];
+		}
+		cerr(x, n ? n : root, "dns.min_ttl must not be larger than dns.max_ttl");
+	}
+	if (c->inbound_listen != NULL && c->ninbound_domains == 0) {
+		size_t idx;
+
+		find_setting("inbound", "listen", &idx);
+		cerr(x, x->seen[idx], "inbound: listen is set but domains is empty");
+	}
+	if (x->rules_node != NULL && x->nerr == 0) {
+		char *err = NULL;
+		struct classify_rules *r = classify_rules_load(c->classify_rules, &err);
+
+		if (r == NULL) {
+			cerr(x, x->rules_node, "smtp.classify_rules: %s", err ? err : "cannot load");
+			free(err);
+		}
+		classify_rules_free(r);
+	}
+}
+
+static struct config *
+config_build(struct ucl_node *root, const char *file, char **errors)
+{
+	struct ctx x = { 0 };
+	struct config *c = xcalloc(1, sizeof *c);
+
+	x.c = c;
+	apply_defaults(c);
+	c->file = file ? xstrdup(file) : NULL;
+	walk(&x, root, "");
+	validate(&x, root);
+	ensure_default_pool(c);
+
+	free(x.pool_nodes);
+	free(x.site_nodes);
+	free(x.domain_nodes);
+	free(x.warmup_nodes);
+	free(x.refs);
+	if (x.nerr > 0) {
+		if (errors != NULL) {
+			if (*errors != NULL) {
+				char *j = xasprintf("%s%s", *errors, x.errs.data);
+
+				free(*errors);
+				*errors = j;
+			} else {
+				*errors = x.errs.data;
+				x.errs.data = NULL;
+			}
+		}
+		buf_free(&x.errs);
+		config_free(c);
+		return NULL;
+	}
+	buf_free(&x.errs);
+	return c;
+}
+
+static void
+append_error(char **errors, const char *e)
+{
+	char *j;
+
+	if (errors == NULL)
+		return;
+	j = xasprintf("%s%s\n", *errors ? *errors : "", e);
+	free(*errors);
+	*errors = j;
+}
+
+struct config *
+config_load(const char *path, char **errors)
+{
+	char *err = NULL;
+	struct ucl_node *root = ucl_parse_file(path, &err);
+	struct config *c;
+
+	if (root == NULL) {
+		append_error(errors, err ? err : "cannot parse");
+		free(err);
+		return NULL;
+	}
+	c = config_build(root, path, errors);
+	ucl_free(root);
+	return c;
+}
+
+struct config *
+config_load_string(const char *text, size_t len, const char *name, char **errors)
+{
+	char *err = NULL;
+	struct ucl_node *root = ucl_parse_string(text, len, name, &err);
+	struct config *c;
+
+	if (root == NULL) {
+		append_error(errors, err ? err : "cannot parse");
+		free(err);
+		return NULL;
+	}
+	c = config_build(root, NULL, errors);
+	ucl_free(root);
+	return c;
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->file);
+	free(c->instance);
+	free(c->redis_url);
+	free(c->redis_host);
+	free(c->redis_unix);
+	free(c->redis_password);
+	free(c->prefix);
+	free_strlist(c->dns_servers, c->ndns_servers);
+	free(c->ehlo);
+	free(c->retry_ms);
+	free(c->id_header);
+	free(c->return_path);
+	free(c->classify_rules);
+	for (size_t i = 0; i < c->npools; i++) {
+		for (size_t j = 0; j < c->pools[i].nips; j++) {
+			free(c->pools[i].ips[j].addr);
+			free(c->pools[i].ips[j].ehlo);
+			free(c->pools[i].ips[j].warmup);
+			free(c->pools[i].ips[j].warmup_start);
+		}
+		free(c->pools[i].ips);
+		free(c->pools[i].name);
+	}
+	free(c->pools);
+	for (size_t i = 0; i < c->nsites; i++) {
+		free(c->sites[i].name);
+		free_strlist(c->sites[i].mx, c->sites[i].nmx);
+	}
+	free(c->sites);
+	for (size_t i = 0; i < c->ndomains; i++)
+		free(c->domains[i].name);
+	free(c->domains);
+	for (size_t i = 0; i < c->nwarmups; i++) {
+		free(c->warmups[i].name);
+		free(c->warmups[i].daily);
+	}
+	free(c->warmups);
+	free(c->inbound_listen);
+	free_strlist(c->inbound_domains, c->ninbound_domains);
+	free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* lookups                                                              */
+
+const struct config_pool *
+config_pool(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->npools; i++)
+		if (strcmp(c->pools[i].name, name) == 0)
+			return &c->pools[i];
+	return NULL;
+}
+
+/*
+ * config_limits_for - the most specific setting wins, field by field:
+ * domain, then site, then the smtp defaults.
+ */
+struct config_limits
+config_limits_for(const struct config *c, const struct config_site *site,
+    const struct config_domain *dom)
+{
+	struct config_limits l = c->defaults;
+	const struct config_limits *layers[2] = {
+		site ? &site->lim : NULL, dom ? &dom->lim : NULL,
+	};
+
+	for (int i = 0; i < 2; i++) {
+		if (layers[i] == NULL)
+			continue;
+		if (layers[i]->max_connections)
+			l.max_connections = layers[i]->max_connections;
+		if (layers[i]->max_msgs_per_connection)
+			l.max_msgs_per_connection = layers[i]->max_msgs_per_connection;
+		if (layers[i]->max_rate.count)
+			l.max_rate = layers[i]->max_rate;
+	}
+	return l;
+}
+
+/* strip one trailing dot into buf (bounded); NULL if too long */
+static const char *
+host_norm(const char *h, char *buf, size_t n)
+{
+	size_t l = strlen(h);
+
+	if (l > 0 && h[l - 1] == '.')
+		l--;
+	if (l >= n)
+		return NULL;
+	memcpy(buf, h, l);
+	buf[l] = '\0';
+	return buf;
+}
+
+const struct config_domain *
+config_domain_find(const struct config *c, const char *domain)
+{
+	char buf[256];
+	const char *d;
+
+	if (domain == NULL || (d = host_norm(domain, buf, sizeof buf)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->ndomains; i++)
+		if (strcasecmp(c->domains[i].name, d) == 0)
+			return &c->domains[i];
+	return NULL;
+}
+
+const struct config_site *
+config_site_for_mx(const struct config *c, const char *mx_host)
+{
+	char buf[256];
+	const char *h;
+
+	if (mx_host == NULL || (h = host_norm(mx_host, buf, sizeof buf)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nsites; i++)
+		for (size_t j = 0; j < c->sites[i].nmx; j++)
+			if (fnmatch(c->sites[i].mx[j], h, FNM_CASEFOLD) == 0)
+				return &c->sites[i];
+	return NULL;
+}
+
+uint64_t
+config_retry_delay(const struct config *c, unsigned attempts)
+{
+	size_t i;
+
+	if (c->nretry == 0)
+		return 60000;	/* cannot happen for a loaded config; be safe */
+	i = attempts == 0 ? 0 : attempts - 1;
+	if (i >= c->nretry)
+		i = c->nretry - 1;
+	return c->retry_ms[i];
+}

@@ -1,0 +1,310 @@
+/*
+ * test_classify.c - bounce classification: every line of
+ * tests/fixtures/replies.tsv classifies as given (the file is read, so a
+ * new fixture line is a new test); rule names; enhanced-code boundaries;
+ * rule files (order, errors with file:line); class names; suppression.
+ * Run from the repository root (make unit does), or set VOLLEY_FIXTURES.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "classify.h"
+#include "util.h"
+
+static void
+test_fixtures(void **state)
+{
+	const char *dir = getenv("VOLLEY_FIXTURES");
+	char path[512], line[4096];
+	struct classify_rules *r = classify_rules_builtin();
+	FILE *f;
+	int n = 0, bad = 0;
+
+	snprintf(path, sizeof path, "%s/replies.tsv", dir ? dir : "tests/fixtures");
+	f = fopen(path, "r");
+	if (f == NULL)
+		fail_msg("cannot open %s (run from the repository root)", path);
+	while (fgets(line, sizeof line, f) != NULL) {
+		char *tab;
+		const char *rule = NULL;
+		enum bounce_class want, got;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		tab = strrchr(line, '\t');
+		assert_non_null(tab);
+		*tab = '\0';
+		if (bounce_class_from_name(tab + 1, &want) < 0)
+			fail_msg("fixture has unknown class '%s'", tab + 1);
+		got = classify_line(r, line, &rule);
+		assert_non_null(rule);
+		if (got != want) {
+			print_error("MISMATCH %s (rule %s) want %s: %s\n", bounce_class_name(got), rule,
+			    tab + 1, line);
+			bad++;
+		}
+		n++;
+	}
+	fclose(f);
+	classify_rules_free(r);
+	assert_true(n >= 30);
+	assert_int_equal(bad, 0);
+}
+
+/* Which rule decides matters to operators reading logs: pin the names. */
+static void
+test_rule_names(void **state)
+{
+	static const struct { const char *line; const char *cls, *rule; } cases[] = {
+		{ "550 5.1.1 The email account that you tried to reach does not exist.", "invalid_recipient", "gmail-no-such-user" },
+		{ "550 5.1.1 <x@example.com>: Recipient address rejected: User unknown", "invalid_recipient", "enh-5.1.1" },
+		{ "550 5.1.10 unknown", "invalid_recipient", "enh-5.1.10" },
+		{ "550 5.1.2 bad destination system", "bad_domain", "enh-5.1.2" },
+		{ "553 5.1.3 bad syntax", "invalid_recipient", "enh-5.1.x" },
+		{ "550 5.2.1 mailbox disabled", "inactive_mailbox", "enh-5.2.1" },
+		{ "452 4.2.2 The email account that you tried to reach is over quota.", "mailbox_full", "gmail-over-quota" },
+		{ "552 5.2.2 sorry", "mailbox_full", "enh-x.2.2" },
+		{ "552 5.2.3 too big", "message_too_large", "enh-x.2.3" },
+		{ "552 5.3.4 too big", "message_too_large", "enh-x.3.4" },
+		{ "451 4.7.1 Greylisting in action", "greylisted", "greylisted" },
+		{ "450 4.2.0 <x@example.com>: Recipient address rejected: Greylisted", "greylisted", "greylisted" },
+		{ "554 5.7.1 <d@example.org>: Relay access denied", "relay_denied", "relay-denied" },
+		{ "550 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org", "reputation_block", "rbl-spamhaus" },
+		{ "550 5.7.1 listed at b.barracudacentral.org", "reputation_block", "rbl-barracuda" },
+		{ "550 5.7.1 Message rejected as spam", "spam_content", "spam-content" },
+		{ "550 5.7.26 unauthenticated", "auth_failure", "enh-x.7.26" },
+		{ "550 5.7.23 SPF", "auth_failure", "enh-x.7.23" },
+		{ "554 5.7.5 Permanent error evaluating DMARC policy", "auth_failure", "auth-dmarc" },
+		{ "421 4.7.28 rate limited", "rate_limited", "gmail-rate-limited" },
+		{ "421 4.7.0 [TSS04] Messages temporarily deferred", "rate_limited", "yahoo-tss04" },
+		{ "451 4.7.500 Server busy, too many connections", "rate_limited", "rate-limited" },
+		{ "421 Service not available", "rate_limited", "code-421" },
+		{ "500 5.5.1 Command unrecognized", "protocol_error", "enh-x.5.x" },
+		{ "503 Bad sequence of commands", "protocol_error", "code-50x" },
+		{ "550 5.7.1 Delivery not authorized", "unknown", "default-5xx" },
+		{ "451 4.3.0 Local error in processing", "unknown", "default-4xx" },
+		{ "250 2.0.0 OK", "unknown", "default" },
+		{ "", "unknown", "default" },
+		{ "garbage without a code", "unknown", "default" },
+		{ "550-5.1.1 first line of a multi-line reply", "invalid_recipient", "enh-5.1.1" },
+		{ "550 user unknown", "invalid_recipient", "text-no-such-user" },
+		{ "550 Host unknown", "bad_domain", "text-bad-domain" },
+		{ "450 mailbox unavailable", "unknown", "default-4xx" },
+	};
+	struct classify_rules *r = classify_rules_builtin();
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *rule = NULL;
+		enum bounce_class c = classify_line(r, cases[i].line, &rule);
+
+		if (strcmp(bounce_class_name(c), cases[i].cls) != 0 || strcmp(rule, cases[i].rule) != 0)
+			fail_msg("'%s': got %s/%s want %s/%s", cases[i].line, bounce_class_name(c), rule,
+			    cases[i].cls, cases[i].rule);
+	}
+	assert_int_equal(classify_line(r, NULL, NULL), CLASS_UNKNOWN);
+	classify_rules_free(r);
+}
+
+static void
+test_classify_reply_parts(void **state)
+{
+	struct classify_rules *r = classify_rules_builtin();
+	const char *rule;
+
+	/* enhanced code given separately */
+	assert_int_equal(classify_reply(r, 550, "5.1.1", "whatever", &rule), CLASS_INVALID_RECIPIENT);
+	assert_string_equal(rule, "enh-5.1.1");
+	/* or left in the text */
+	assert_int_equal(classify_reply(r, 550, NULL, "5.1.2 no such host", &rule), CLASS_BAD_DOMAIN);
+	assert_int_equal(classify_reply(r, 550, "", "5.2.1 gone", &rule), CLASS_INACTIVE_MAILBOX);
+	/* no code at all: text rules still apply, code rules do not */
+	assert_int_equal(classify_reply(r, 0, NULL, "Relay access denied", &rule), CLASS_UNKNOWN);
+	assert_int_equal(classify_reply(r, 0, NULL, "blocked using zen.spamhaus.org", &rule),
+	    CLASS_REPUTATION_BLOCK);
+	assert_int_equal(classify_reply(r, 0, NULL, NULL, &rule), CLASS_UNKNOWN);
+	assert_string_equal(rule, "default");
+	/* a malformed enhanced code is ignored rather than half-matched */
+	assert_int_equal(classify_reply(r, 550, "5.1.1x", "", &rule), CLASS_UNKNOWN);
+	assert_string_equal(rule, "default-5xx");
+	/* case-insensitive text */
+	assert_int_equal(classify_reply(r, 451, NULL, "GREYLISTED, come back", &rule), CLASS_GREYLISTED);
+	classify_rules_free(r);
+}
+
+static void
+test_class_names(void **state)
+{
+	static const char *const names[] = {
+		"unknown", "invalid_recipient", "bad_domain", "inactive_mailbox", "mailbox_full",
+		"message_too_large", "spam_content", "reputation_block", "auth_failure",
+		"rate_limited", "greylisted", "relay_denied", "dns_failure", "connection_failure",
+		"tls_failure", "protocol_error",
+	};
+
+	assert_int_equal(sizeof names / sizeof names[0], CLASS__COUNT);
+	for (int i = 0; i < CLASS__COUNT; i++) {
+		enum bounce_class c;
+
+		assert_string_equal(bounce_class_name((enum bounce_class)i), names[i]);
+		assert_int_equal(bounce_class_from_name(names[i], &c), 0);
+		assert_int_equal(c, i);
+	}
+	enum bounce_class c;
+
+	assert_int_equal(bounce_class_from_name("Invalid_Recipient", &c), -1);
+	assert_int_equal(bounce_class_from_name("", &c), -1);
+	assert_int_equal(bounce_class_from_name(NULL, &c), -1);
+	assert_string_equal(bounce_class_name((enum bounce_class)99), "unknown");
+}
+
+static void
+test_suppresses(void **state)
+{
+	for (int i = 0; i < CLASS__COUNT; i++) {
+		int want = i == CLASS_INVALID_RECIPIENT || i == CLASS_BAD_DOMAIN ||
+		    i == CLASS_INACTIVE_MAILBOX;
+
+		assert_int_equal(bounce_class_suppresses((enum bounce_class)i), want);
+	}
+}
+
+/* --- rule files ------------------------------------------------------- */
+
+static char rules_path[64];
+
+static void
+write_rules(const char *text)
+{
+	FILE *f = fopen(rules_path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int
+setup_file(void **state)
+{
+	int fd;
+
+	snprintf(rules_path, sizeof rules_path, "/tmp/volley-rules-XXXXXX");
+	fd = mkstemp(rules_path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static int
+teardown_file(void **state)
+{
+	unlink(rules_path);
+	return 0;
+}
+
+static void
+test_rule_file(void **state)
+{
+	char *err = NULL;
+	const char *rule;
+	struct classify_rules *r;
+
+	write_rules(
+	    "# operator rules, tried before the built-ins\n"
+	    "\n"
+	    "acme-full     mailbox_full      code=5 enh=5.1.1 text=\"mailbox is \\\"stuffed\\\"\"\n"
+	    "   acme-policy   reputation_block  code=550 enh=5.7.1   # trailing comment\n"
+	    "exact-511     bad_domain        enh=5.1.1\n"
+	    "any-5.1       inactive_mailbox  enh=5.1.\n"
+	    "words         greylisted        text=\"please wait\"\n");
+	r = classify_rules_load(rules_path, &err);
+	if (r == NULL)
+		fail_msg("%s", err);
+	assert_null(err);
+
+	/* file rules come first and their conditions are all required */
+	assert_int_equal(classify_line(r, "550 5.1.1 mailbox is \"stuffed\" today", &rule), CLASS_MAILBOX_FULL);
+	assert_string_equal(rule, "acme-full");
+	assert_int_equal(classify_line(r, "550 5.7.1 Delivery not authorized", &rule), CLASS_REPUTATION_BLOCK);
+	assert_string_equal(rule, "acme-policy");
+	assert_int_equal(classify_line(r, "554 5.7.1 Delivery not authorized", &rule), CLASS_UNKNOWN);
+	assert_string_equal(rule, "default-5xx");
+	/* enh=5.1.1 does not match 5.1.10; enh=5.1. does */
+	assert_int_equal(classify_line(r, "550 5.1.1 nobody", &rule), CLASS_BAD_DOMAIN);
+	assert_string_equal(rule, "exact-511");
+	assert_int_equal(classify_line(r, "550 5.1.10 nobody", &rule), CLASS_INACTIVE_MAILBOX);
+	assert_string_equal(rule, "any-5.1");
+	assert_int_equal(classify_line(r, "250 PLEASE WAIT", &rule), CLASS_GREYLISTED);
+	/* the built-ins follow */
+	assert_int_equal(classify_line(r, "552 5.2.2 full", &rule), CLASS_MAILBOX_FULL);
+	assert_string_equal(rule, "enh-x.2.2");
+	classify_rules_free(r);
+}
+
+static void
+test_rule_file_errors(void **state)
+{
+	static const struct { const char *text; int line; const char *msg; } cases[] = {
+		{ "ok spam_content text=x\n\nbad no_such_class\n", 3, "unknown class 'no_such_class'" },
+		{ "lonely\n", 1, "a rule needs NAME CLASS [code=..] [enh=..] [text=\"..\"]" },
+		{ "# c\nr spam_content code=5x\n", 2, "bad or repeated code= (1 to 3 digits, e.g. code=5 or code=421)" },
+		{ "r spam_content code=5 code=4\n", 1, "bad or repeated code= (1 to 3 digits, e.g. code=5 or code=421)" },
+		{ "r spam_content code=6\n", 1, "bad or repeated code= (1 to 3 digits, e.g. code=5 or code=421)" },
+		{ "r spam_content enh=x.1\n", 1, "bad or repeated enh= (e.g. enh=5.1.1 or enh=4.7.)" },
+		{ "r spam_content enh=5..1\n", 1, "bad or repeated enh= (e.g. enh=5.1.1 or enh=4.7.)" },
+		{ "r spam_content text=\"open\n", 1, "unterminated quoted string" },
+		{ "r spam_content text=\"\"\n", 1, "empty or repeated text=" },
+		{ "r spam_content txt=x\n", 1, "unknown field 'txt=x' (want code=, enh= or text=)" },
+		{ "r spam_content text=\"a\\qb\"\n", 1, "only \\\" and \\\\ are escapes in quoted text" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *err = NULL, want[512];
+
+		write_rules(cases[i].text);
+		assert_null(classify_rules_load(rules_path, &err));
+		snprintf(want, sizeof want, "%s:%d: %s", rules_path, cases[i].line, cases[i].msg);
+		if (err == NULL || strcmp(err, want) != 0)
+			fail_msg("case %zu: got '%s' want '%s'", i, err ? err : "(null)", want);
+		free(err);
+	}
+
+	char *err = NULL;
+
+	assert_null(classify_rules_load("/nonexistent/rules", &err));
+	assert_string_equal(err, "/nonexistent/rules: cannot open: No such file or directory");
+	free(err);
+
+	/* an empty file is just the built-ins */
+	write_rules("# nothing\n");
+	struct classify_rules *r = classify_rules_load(rules_path, &err);
+
+	assert_non_null(r);
+	assert_int_equal(classify_line(r, "550 5.1.1 x", NULL), CLASS_INVALID_RECIPIENT);
+	classify_rules_free(r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fixtures),
+		cmocka_unit_test(test_rule_names),
+		cmocka_unit_test(test_classify_reply_parts),
+		cmocka_unit_test(test_class_names),
+		cmocka_unit_test(test_suppresses),
+		cmocka_unit_test(test_rule_file),
+		cmocka_unit_test(test_rule_file_errors),
+	};
+
+	return cmocka_run_group_tests_name("classify", tests, setup_file, teardown_file);
+}

@@ -1,0 +1,653 @@
+/*
+ * test_config.c - configuration: the contract's example loads verbatim with
+ * the right values; built-in defaults; duration/rate/redis-url parsers;
+ * every validation error with its exact file:line; errors are collected;
+ * lookups (site by MX, domain, merged limits, retry delays); the shipped
+ * pools/volley.conf loads.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+/* The configuration block of shared/contract.md, verbatim. */
+static const char contract_example[] =
+"instance = \"mta1\";                        # consumer name; default host:pid\n"
+"redis { url = \"redis://127.0.0.1:6379/0\"; prefix = \"volley:\"; }\n"
+"dns   { servers = [\"127.0.0.1:5353\"]; }   # default: /etc/resolv.conf\n"
+"smtp {\n"
+"  port = 25;                              # destination port for MX delivery\n"
+"  ehlo = \"mta.example.com\";\n"
+"  max_sessions = 20000;                   # global cap on outbound sessions\n"
+"  retry = [1min, 5min, 15min, 30min, 1h, 2h, 4h];  # last one repeats\n"
+"  max_age = 2d;                           # then: expired\n"
+"}\n"
+"pool \"marketing\" {\n"
+"  ip \"127.0.0.2\" { ehlo = \"m1.example.com\"; warmup = \"standard\"; }\n"
+"  ip \"127.0.0.3\" { ehlo = \"m2.example.com\"; }\n"
+"}\n"
+"site \"gmail\"        { mx = [\"*.google.com\"]; max_connections = 20;\n"
+"                      max_msgs_per_connection = 100; max_rate = \"3000/h\"; }\n"
+"domain \"example.net\" { max_connections = 2; max_rate = \"60/min\"; }\n"
+"warmup \"standard\"   { daily = [50, 100, 200, 400, 800, 1600]; }\n";
+
+static struct config *
+load_str(const char *text, char **errors)
+{
+	*errors = NULL;
+	return config_load_string(text, strlen(text), "t.conf", errors);
+}
+
+static void
+test_contract_example(void **state)
+{
+	char *errors = NULL;
+	struct config *c = load_str(contract_example, &errors);
+	static const uint64_t retry[] = { 60000, 300000, 900000, 1800000, 3600000, 7200000, 14400000 };
+
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_string_equal(c->instance, "mta1");
+	assert_string_equal(c->redis_url, "redis://127.0.0.1:6379/0");
+	assert_string_equal(c->redis_host, "127.0.0.1");
+	assert_int_equal(c->redis_port, 6379);
+	assert_int_equal(c->redis_db, 0);
+	assert_null(c->redis_unix);
+	assert_null(c->redis_password);
+	assert_string_equal(c->prefix, "volley:");
+	assert_int_equal(c->ndns_servers, 1);
+	assert_string_equal(c->dns_servers[0], "127.0.0.1:5353");
+	assert_int_equal(c->port, 25);
+	assert_string_equal(c->ehlo, "mta.example.com");
+	assert_int_equal(c->max_sessions, 20000);
+	assert_int_equal(c->nretry, 7);
+	for (size_t i = 0; i < 7; i++)
+		assert_int_equal(c->retry_ms[i], retry[i]);
+	assert_int_equal(c->max_age_ms, 2ull * 86400 * 1000);
+
+	/* pools: marketing, then the implicit default */
+	assert_int_equal(c->npools, 2);
+	const struct config_pool *p = config_pool(c, "marketing");
+
+	assert_non_null(p);
+	assert_int_equal(p->nips, 2);
+	assert_string_equal(p->ips[0].addr, "127.0.0.2");
+	assert_string_equal(p->ips[0].ehlo, "m1.example.com");
+	assert_string_equal(p->ips[0].warmup, "standard");
+	assert_null(p->ips[0].warmup_start);
+	assert_string_equal(p->ips[1].addr, "127.0.0.3");
+	assert_string_equal(p->ips[1].ehlo, "m2.example.com");
+	assert_null(p->ips[1].warmup);
+	p = config_pool(c, "default");
+	assert_non_null(p);
+	assert_int_equal(p->nips, 0);
+
+	assert_int_equal(c->nsites, 1);
+	assert_string_equal(c->sites[0].name, "gmail");
+	assert_int_equal(c->sites[0].nmx, 1);
+	assert_string_equal(c->sites[0].mx[0], "*.google.com");
+	assert_int_equal(c->sites[0].lim.max_connections, 20);
+	assert_int_equal(c->sites[0].lim.max_msgs_per_connection, 100);
+	assert_int_equal(c->sites[0].lim.max_rate.count, 3000);
+	assert_int_equal(c->sites[0].lim.max_rate.per_ms, 3600000);
+
+	assert_int_equal(c->ndomains, 1);
+	assert_string_equal(c->domains[0].name, "example.net");
+	assert_int_equal(c->domains[0].lim.max_connections, 2);
+	assert_int_equal(c->domains[0].lim.max_msgs_per_connection, 0);
+	assert_int_equal(c->domains[0].lim.max_rate.count, 60);
+	assert_int_equal(c->domains[0].lim.max_rate.per_ms, 60000);
+
+	assert_int_equal(c->nwarmups, 1);
+	assert_string_equal(c->warmups[0].name, "standard");
+	assert_int_equal(c->warmups[0].ndaily, 6);
+	assert_int_equal(c->warmups[0].daily[0], 50);
+	assert_int_equal(c->warmups[0].daily[5], 1600);
+
+	/* engine settings not in the example keep their defaults */
+	assert_int_equal(c->read_batch, 256);
+	assert_int_equal(c->t_dot_ms, 600000);
+	assert_null(c->file);
+	config_free(c);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config *c = config_default();
+	char host[256], inst[300];
+
+	assert_non_null(c);
+	assert_null(c->file);
+	gethostname(host, sizeof host);
+	host[255] = '\0';
+	snprintf(inst, sizeof inst, "%s:%d", host, (int)getpid());
+	assert_string_equal(c->instance, inst);
+	assert_string_equal(c->ehlo, host);
+	assert_string_equal(c->redis_host, "127.0.0.1");
+	assert_int_equal(c->redis_port, 6379);
+	assert_int_equal(c->redis_db, 0);
+	assert_string_equal(c->prefix, "volley:");
+	assert_int_equal(c->read_batch, 256);
+	assert_int_equal(c->lease_ms, 300000);
+	assert_int_equal(c->events_maxlen, 0);
+	assert_int_equal(c->ndns_servers, 0);
+	assert_int_equal(c->dns_timeout_ms, 5000);
+	assert_int_equal(c->dns_min_ttl_ms, 5000);
+	assert_int_equal(c->dns_max_ttl_ms, 3600000);
+	assert_int_equal(c->port, 25);
+	assert_int_equal(c->max_sessions, 20000);
+	assert_int_equal(c->max_ready, 50000);
+	assert_int_equal(c->nretry, 7);
+	assert_int_equal(c->retry_ms[0], 60000);
+	assert_int_equal(c->retry_ms[6], 4 * 3600000);
+	assert_int_equal(c->max_age_ms, 172800000);
+	assert_string_equal(c->id_header, "X-Volley-Id");
+	assert_null(c->return_path);
+	assert_int_equal(c->idle_ms, 5000);
+	assert_int_equal(c->t_connect_ms, 30000);
+	assert_int_equal(c->t_greeting_ms, 300000);
+	assert_int_equal(c->t_ehlo_ms, 300000);
+	assert_int_equal(c->t_mail_ms, 300000);
+	assert_int_equal(c->t_rcpt_ms, 300000);
+	assert_int_equal(c->t_data_ms, 120000);
+	assert_int_equal(c->t_block_ms, 180000);
+	assert_int_equal(c->t_dot_ms, 600000);
+	assert_int_equal(c->defaults.max_connections, 20);
+	assert_int_equal(c->defaults.max_msgs_per_connection, 100);
+	assert_int_equal(c->defaults.max_rate.count, 0);
+	assert_null(c->classify_rules);
+	assert_int_equal(c->npools, 1);
+	assert_string_equal(c->pools[0].name, "default");
+	assert_int_equal(c->pools[0].nips, 0);
+	assert_int_equal(c->nsites, 0);
+	assert_null(c->inbound_listen);
+	config_free(c);
+
+	/* an empty file is the defaults too */
+	char *errors = NULL;
+
+	c = load_str("", &errors);
+	assert_non_null(c);
+	assert_int_equal(c->npools, 1);
+	assert_int_equal(c->port, 25);
+	config_free(c);
+}
+
+static void
+test_parse_duration(void **state)
+{
+	static const struct { const char *in; int rc; uint64_t ms; } cases[] = {
+		{ "90", 0, 90000 }, { "0", 0, 0 }, { "500ms", 0, 500 }, { "30s", 0, 30000 },
+		{ "5min", 0, 300000 }, { "5m", 0, 300000 }, { "1h", 0, 3600000 },
+		{ "2d", 0, 172800000 }, { "1w", 0, 604800000 }, { "1.5h", 0, 5400000 },
+		{ "0.25s", 0, 250 }, { "10sec", 0, 10000 },
+		{ "", -1, 0 }, { "-5s", -1, 0 }, { "5 min", -1, 0 }, { "5x", -1, 0 },
+		{ "min", -1, 0 }, { "1.s", -1, 0 }, { "99999999999999999999", -1, 0 },
+		{ "11y", -1, 0 }, { "5000w", -1, 0 }, { "5MIN", -1, 0 }, { ".5s", -1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint64_t ms = 12345;
+		int rc = config_parse_duration(cases[i].in, &ms);
+
+		if (rc != cases[i].rc)
+			fail_msg("'%s': rc %d want %d", cases[i].in, rc, cases[i].rc);
+		if (rc == 0 && ms != cases[i].ms)
+			fail_msg("'%s': %llu want %llu", cases[i].in, (unsigned long long)ms,
+			    (unsigned long long)cases[i].ms);
+	}
+}
+
+static void
+test_parse_rate(void **state)
+{
+	static const struct { const char *in; int rc; uint32_t count; uint64_t per; } cases[] = {
+		{ "3000/h", 0, 3000, 3600000 }, { "60/min", 0, 60, 60000 }, { "5/s", 0, 5, 1000 },
+		{ "1000/day", 0, 1000, 86400000 }, { "10/m", 0, 10, 60000 }, { "7/hour", 0, 7, 3600000 },
+		{ "2/d", 0, 2, 86400000 }, { "unlimited", 0, 0, 0 }, { "0", 0, 0, 0 },
+		{ "0/h", -1, 0, 0 }, { "5", -1, 0, 0 }, { "5/", -1, 0, 0 }, { "/h", -1, 0, 0 },
+		{ "5/week", -1, 0, 0 }, { "-5/h", -1, 0, 0 }, { "5 /h", -1, 0, 0 },
+		{ "99999999999/h", -1, 0, 0 }, { "", -1, 0, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct rate r = { 99, 99 };
+		int rc = config_parse_rate(cases[i].in, &r);
+
+		if (rc != cases[i].rc)
+			fail_msg("'%s': rc %d want %d", cases[i].in, rc, cases[i].rc);
+		if (rc == 0 && (r.count != cases[i].count || r.per_ms != cases[i].per))
+			fail_msg("'%s': %u/%llu", cases[i].in, r.count, (unsigned long long)r.per_ms);
+	}
+}
+
+static void
+test_redis_urls(void **state)
+{
+	static const struct {
+		const char *url, *host, *unix_path, *pass;
+		int port, db;
+	} cases[] = {
+		{ "redis://127.0.0.1:6379/0", "127.0.0.1", NULL, NULL, 6379, 0 },
+		{ "redis://10.1.2.3:7000/5", "10.1.2.3", NULL, NULL, 7000, 5 },
+		{ "redis://localhost", "localhost", NULL, NULL, 6379, 0 },
+		{ "redis://:s3cret@redis.example:6380/2", "redis.example", NULL, "s3cret", 6380, 2 },
+		{ "redis://user:pw@h/1", "h", NULL, "pw", 6379, 1 },
+		{ "redis://[::1]:6390/3", "::1", NULL, NULL, 6390, 3 },
+		{ "unix:/run/redis/redis.sock", NULL, "/run/redis/redis.sock", NULL, 0, 0 },
+		{ "unix:///tmp/r.sock", NULL, "/tmp/r.sock", NULL, 0, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[256], *errors = NULL;
+		struct config *c;
+
+		snprintf(text, sizeof text, "redis { url = \"%s\"; }", cases[i].url);
+		c = load_str(text, &errors);
+		if (c == NULL)
+			fail_msg("%s: %s", cases[i].url, errors);
+		if (cases[i].host)
+			assert_string_equal(c->redis_host, cases[i].host);
+		else
+			assert_null(c->redis_host);
+		if (cases[i].unix_path)
+			assert_string_equal(c->redis_unix, cases[i].unix_path);
+		else
+			assert_null(c->redis_unix);
+		if (cases[i].pass)
+			assert_string_equal(c->redis_password, cases[i].pass);
+		else
+			assert_null(c->redis_password);
+		assert_int_equal(c->redis_port, cases[i].port);
+		assert_int_equal(c->redis_db, cases[i].db);
+		config_free(c);
+	}
+}
+
+/* Each invalid config yields exactly these error lines. */
+static void
+test_validation_errors(void **state)
+{
+	static const struct { const char *in, *errors; } cases[] = {
+		{ "smtp {\n  prot = 25;\n}",
+		  "t.conf:2: unknown setting 'smtp.prot' (did you mean 'port'?)\n" },
+		{ "bogus = 1", "t.conf:1: unknown setting 'bogus'\n" },
+		{ "smtp { port = 0 }", "t.conf:1: smtp.port: '0' is not a whole number in 1..65535\n" },
+		{ "smtp { port = -25 }", "t.conf:1: smtp.port: '-25' is not a whole number in 1..65535\n" },
+		{ "smtp { port = [25] }", "t.conf:1: smtp.port: expected a single value, got a list\n" },
+		{ "smtp = 5", "t.conf:1: smtp: expected smtp { ... }, got a value\n" },
+		{ "smtp {\n max_sessions = 0\n}",
+		  "t.conf:2: smtp.max_sessions: '0' is not a whole number in 1..10000000\n" },
+		{ "smtp {\n\n retry = [];\n}", "t.conf:3: smtp.retry: the list is empty\n" },
+		{ "smtp { retry = [1min, soon, 0s] }",
+		  "t.conf:1: smtp.retry: 'soon' is not a duration (e.g. 30s, 5min, 1h, 2d)\n"
+		  "t.conf:1: smtp.retry: 0s is too short (at least 1000ms)\n" },
+		/* "2 days" is the value 2 then a key "days" without value */
+		{ "smtp { max_age = 2 days }", "t.conf:1: missing value for 'days'\n" },
+		{ "smtp { max_age = 2x }",
+		  "t.conf:1: smtp.max_age: '2x' is not a duration (e.g. 30s, 5min, 1h, 2d)\n" },
+		{ "smtp { timeouts { connect = 0 } }",
+		  "t.conf:1: smtp.timeouts.connect: 0 is out of range (1ms..3600000ms)\n" },
+		{ "smtp { timeouts { conect = 5s } }",
+		  "t.conf:1: unknown setting 'smtp.timeouts.conect' (did you mean 'connect'?)\n" },
+		{ "smtp { max_rate = \"5/week\" }",
+		  "t.conf:1: smtp.max_rate: '5/week' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "smtp { ehlo = \"bad host\" }", "t.conf:1: smtp.ehlo: 'bad host' not a host name\n" },
+		{ "smtp { id_header = \"X-Id:\" }",
+		  "t.conf:1: smtp.id_header: 'X-Id:' not a header field name\n" },
+		{ "smtp { return_path = \"bounces\" }",
+		  "t.conf:1: smtp.return_path: 'bounces' not an address (local@domain, {id} is replaced by the job id)\n" },
+		{ "smtp {\n port = 25\n port = 26\n}", "t.conf:3: smtp.port is already set at t.conf:2\n" },
+		{ "redis { url = \"http://x\" }",
+		  "t.conf:1: redis.url: 'http://x' must start with redis:// or unix:\n" },
+		{ "redis { url = \"redis://h:99999/0\" }",
+		  "t.conf:1: redis.url: 'redis://h:99999/0' bad port (1..65535)\n" },
+		{ "redis { url = \"redis://h/x\" }", "t.conf:1: redis.url: 'redis://h/x' bad database number\n" },
+		{ "redis { url = \"unix:relative.sock\" }",
+		  "t.conf:1: redis.url: 'unix:relative.sock' unix socket path must be absolute (unix:/path/to/sock)\n" },
+		{ "redis { read_batch = 0 }", "t.conf:1: redis.read_batch: '0' is not a whole number in 1..100000\n" },
+		{ "dns { servers = [\"8.8.8.8\", \"dns.example\"] }",
+		  "t.conf:1: dns.servers: 'dns.example' not an IP address (ADDR or ADDR:PORT)\n" },
+		{ "dns { min_ttl = 2h; }", "t.conf:1: dns.min_ttl must not be larger than dns.max_ttl\n" },
+		{ "pool \"p\" {\n  ip \"not-an-ip\" { }\n}", "t.conf:2: pool \"p\": 'not-an-ip' is not an IP address\n" },
+		{ "pool \"p\" {\n  ip \"127.0.0.2\" { warmup = \"fast\"; }\n}",
+		  "t.conf:2: pool \"p\" ip \"127.0.0.2\": warmup \"fast\" is not defined\n" },
+		{ "pool \"p\" {\n  ip \"127.0.0.2\" { warmup_start = \"yesterday\"; }\n}",
+		  "t.conf:2: pool \"p\" ip \"127.0.0.2\": warmup_start: 'yesterday' not a date (YYYY-MM-DD)\n" },
+		{ "pool \"p\" {\n  ip \"127.0.0.2\" { ehl = x; }\n}",
+		  "t.conf:2: ip \"127.0.0.2\": unknown setting 'ehl' (did you mean 'ehlo'?)\n" },
+		{ "pool \"p\" {\n ip = \"::1\"\n ip = \"::1\"\n}", "t.conf:3: pool \"p\": duplicate ip ::1\n" },
+		{ "pool \"a\" { }\n\npool \"a\" { }", "t.conf:3: duplicate pool \"a\" (first defined at t.conf:1)\n" },
+		{ "pool { }", "t.conf:1: pool: expected pool \"NAME\" { ... }, got a block\n" },
+		{ "pool \"p\" { ips = [] }", "t.conf:1: pool \"p\": unknown setting 'ips' (did you mean 'ip'?)\n" },
+		{ "site \"g\" { mx = [\"*.g\"] }\nsite \"g\" { mx = [\"*.h\"] }",
+		  "t.conf:2: duplicate site \"g\" (first defined at t.conf:1)\n" },
+		{ "site \"g\" { max_connections = 5 }", "t.conf:1: site \"g\": needs mx = [\"pattern\", ...]\n" },
+		{ "site \"g\" {\n mx = []\n}", "t.conf:2: site \"g\": the mx list is empty\n" },
+		{ "site \"g\" {\n mx = [\"*.g\"]\n max_connections = 0\n}",
+		  "t.conf:3: site \"g\": max_connections: '0' is not a whole number in 1..1000000\n" },
+		{ "site \"g\" {\n mx = [\"*.g\"]\n max_rate = \"0/h\"\n}",
+		  "t.conf:3: site \"g\": max_rate: '0/h' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "site \"g\" {\n mx = [\"*.g\"]\n max_conn = 1\n}",
+		  "t.conf:3: site \"g\": unknown setting 'max_conn'\n" },
+		{ "domain \"Example.NET\" { }\ndomain \"example.net\" { }",
+		  "t.conf:2: duplicate domain \"example.net\" (first defined at t.conf:1)\n" },
+		{ "domain \"a b\" { }", "t.conf:1: domain \"a b\": not a host name\n" },
+		{ "warmup \"w\" { }", "t.conf:1: warmup \"w\": needs daily = [N, N, ...]\n" },
+		{ "warmup \"w\" {\n daily = [10, 0, x]\n}",
+		  "t.conf:2: warmup \"w\": daily: '0' is not a whole number >= 1\n"
+		  "t.conf:2: warmup \"w\": daily: 'x' is not a whole number >= 1\n" },
+		{ "warmup \"w\" { daily = [] }", "t.conf:1: warmup \"w\": daily: needs 1..4096 entries\n" },
+		{ "warmup \"w\" { daily = [1] }\nwarmup \"w\" { daily = [2] }",
+		  "t.conf:2: duplicate warmup \"w\" (first defined at t.conf:1)\n" },
+		{ "inbound { listen = \"127.0.0.1\"; domains = [\"b.example\"] }",
+		  "t.conf:1: inbound.listen: '127.0.0.1' needs a port (ADDR:PORT)\n" },
+		{ "inbound {\n listen = \"127.0.0.1:2526\";\n}",
+		  "t.conf:2: inbound: listen is set but domains is empty\n" },
+		{ "instance = \"\"", "t.conf:1: instance: '' must not be empty\n" },
+		/* several errors are all reported, in file order */
+		{ "smtp {\n port = 0\n max_age = x\n}\npool \"p\" { ip \"1.2.3\" {} }\nfoo = 1\n",
+		  "t.conf:2: smtp.port: '0' is not a whole number in 1..65535\n"
+		  "t.conf:3: smtp.max_age: 'x' is not a duration (e.g. 30s, 5min, 1h, 2d)\n"
+		  "t.conf:5: pool \"p\": '1.2.3' is not an IP address\n"
+		  "t.conf:6: unknown setting 'foo'\n" },
+		/* syntax errors stop at the first */
+		{ "smtp {\n port = ;\n}", "t.conf:2: missing value for 'port'\n" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *errors = NULL;
+		struct config *c = load_str(cases[i].in, &errors);
+
+		if (c != NULL)
+			fail_msg("case %zu loaded: %s", i, cases[i].in);
+		if (errors == NULL || strcmp(errors, cases[i].errors) != 0)
+			fail_msg("case %zu:\ngot:  %swant: %s", i, errors ? errors : "(none)\n",
+			    cases[i].errors);
+		free(errors);
+	}
+}
+
+static void
+test_accepted_forms(void **state)
+{
+	const char *in =
+	    "smtp {\n"
+	    "  retry = 10m\n"
+	    "  max_rate = \"100/s\"\n"
+	    "  return_path = \"bounces+{id}@bounces.example.com\"\n"
+	    "  timeouts { connect = 1500ms; dot = 1.5min }\n"
+	    "}\n"
+	    "pool \"p\" { ip = \"::1\"; ip \"127.0.0.9\" { warmup = \"w\"; warmup_start = \"2024-02-29\" } }\n"
+	    "warmup \"w\" { daily = [1, 2] }\n"
+	    "site \"S\" { mx = [\"*.Example.COM.\", mx.other.net] }\n"
+	    "domain \"Example.ORG.\" { max_msgs_per_connection = 7 }\n"
+	    "inbound { listen = \"[::1]:2526\"; domains = \"Bounces.Example.com\" }\n";
+	char *errors = NULL;
+	struct config *c = load_str(in, &errors);
+
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->nretry, 1);
+	assert_int_equal(c->retry_ms[0], 600000);
+	assert_int_equal(c->defaults.max_rate.count, 100);
+	assert_int_equal(c->defaults.max_rate.per_ms, 1000);
+	assert_string_equal(c->return_path, "bounces+{id}@bounces.example.com");
+	assert_int_equal(c->t_connect_ms, 1500);
+	assert_int_equal(c->t_dot_ms, 90000);
+	assert_int_equal(c->npools, 2);
+	assert_int_equal(c->pools[0].nips, 2);
+	assert_string_equal(c->pools[0].ips[0].addr, "::1");
+	assert_string_equal(c->pools[0].ips[1].warmup_start, "2024-02-29");
+	assert_string_equal(c->sites[0].mx[0], "*.example.com");
+	assert_string_equal(c->sites[0].mx[1], "mx.other.net");
+	assert_string_equal(c->domains[0].name, "example.org");
+	assert_string_equal(c->inbound_listen, "[::1]:2526");
+	assert_int_equal(c->ninbound_domains, 1);
+	assert_string_equal(c->inbound_domains[0], "bounces.example.com");
+	config_free(c);
+}
+
+static void
+test_lookups(void **state)
+{
+	const char *in =
+	    "smtp { max_connections = 9; max_msgs_per_connection = 50; max_rate = \"10/s\"; "
+	    "       retry = [1min, 10min, 1h] }\n"
+	    "site \"gmail\" { mx = [\"*.google.com\", \"*.googlemail.com\"]; max_connections = 4; }\n"
+	    "site \"exact\" { mx = [\"mx.example.com\"]; max_rate = \"5/min\"; }\n"
+	    "domain \"example.net\" { max_connections = 2; max_msgs_per_connection = 3; }\n";
+	char *errors = NULL;
+	struct config *c = load_str(in, &errors);
+	const struct config_site *s;
+	const struct config_domain *d;
+	struct config_limits l;
+
+	if (c == NULL)
+		fail_msg("%s", errors);
+	static const struct { const char *mx, *site; } mxs[] = {
+		{ "gmail-smtp-in.l.google.com", "gmail" },
+		{ "ALT1.GMAIL-SMTP-IN.L.GOOGLE.COM.", "gmail" },
+		{ "gmr-smtp-in.l.googlemail.com", "gmail" },
+		{ "google.com", NULL },
+		{ "mx.example.com.", "exact" },
+		{ "mx2.example.com", NULL },
+		{ "", NULL },
+		{ ".", NULL },
+	};
+	for (size_t i = 0; i < sizeof mxs / sizeof mxs[0]; i++) {
+		s = config_site_for_mx(c, mxs[i].mx);
+		if (mxs[i].site == NULL && s != NULL)
+			fail_msg("%s matched %s", mxs[i].mx, s->name);
+		if (mxs[i].site != NULL && (s == NULL || strcmp(s->name, mxs[i].site) != 0))
+			fail_msg("%s: want %s", mxs[i].mx, mxs[i].site);
+	}
+	assert_null(config_site_for_mx(c, NULL));
+
+	d = config_domain_find(c, "EXAMPLE.net.");
+	assert_non_null(d);
+	assert_null(config_domain_find(c, "example.org"));
+
+	/* nothing given: the smtp defaults */
+	l = config_limits_for(c, NULL, NULL);
+	assert_int_equal(l.max_connections, 9);
+	assert_int_equal(l.max_msgs_per_connection, 50);
+	assert_int_equal(l.max_rate.count, 10);
+	/* site overrides what it sets */
+	s = config_site_for_mx(c, "x.google.com");
+	l = config_limits_for(c, s, NULL);
+	assert_int_equal(l.max_connections, 4);
+	assert_int_equal(l.max_msgs_per_connection, 50);
+	assert_int_equal(l.max_rate.count, 10);
+	/* domain is more specific than site */
+	l = config_limits_for(c, s, d);
+	assert_int_equal(l.max_connections, 2);
+	assert_int_equal(l.max_msgs_per_connection, 3);
+	assert_int_equal(l.max_rate.count, 10);
+	s = config_site_for_mx(c, "mx.example.com");
+	l = config_limits_for(c, s, d);
+	assert_int_equal(l.max_rate.count, 5);
+	assert_int_equal(l.max_rate.per_ms, 60000);
+
+	/* retry: attempt n uses entry n-1, the last one repeats */
+	assert_int_equal(config_retry_delay(c, 0), 60000);
+	assert_int_equal(config_retry_delay(c, 1), 60000);
+	assert_int_equal(config_retry_delay(c, 2), 600000);
+	assert_int_equal(config_retry_delay(c, 3), 3600000);
+	assert_int_equal(config_retry_delay(c, 4), 3600000);
+	assert_int_equal(config_retry_delay(c, 1000), 3600000);
+	assert_null(config_pool(c, "nope"));
+	config_free(c);
+}
+
+/* --- files ------------------------------------------------------------ */
+
+static char tmpdir[64];
+
+static void
+write_file(const char *rel, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int
+setup_dir(void **state)
+{
+	char path[256];
+
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/volley-config-XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	snprintf(path, sizeof path, "%s/pools", tmpdir);
+	mkdir(path, 0700);
+	return 0;
+}
+
+static int
+teardown_dir(void **state)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void
+test_file_errors_name_the_file(void **state)
+{
+	char path[256], want[1024], *errors = NULL;
+	struct config *c;
+
+	write_file("pools/a.conf", "pool \"x\" {\n  ip \"127.0.0.2\" { warmup = \"later\"; }\n}\n");
+	write_file("pools/b.conf", "warmup \"later\" { daily = [5] }\nsite \"s\" {\n  mx = [\"*.s\"];\n  max_rate = fast;\n}\n");
+	write_file("main.conf", "smtp { port = 2525 }\n.include \"pools/*.conf\"\n");
+	snprintf(path, sizeof path, "%s/main.conf", tmpdir);
+	c = config_load(path, &errors);
+	assert_null(c);
+	/* the warm-up defined in a later file is found; the bad rate is reported in b.conf */
+	snprintf(want, sizeof want,
+	    "%s/pools/b.conf:4: site \"s\": max_rate: 'fast' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n",
+	    tmpdir);
+	assert_string_equal(errors, want);
+	free(errors);
+
+	write_file("pools/b.conf", "warmup \"later\" { daily = [5] }\n");
+	errors = NULL;
+	c = config_load(path, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_string_equal(c->file, path);
+	assert_int_equal(c->port, 2525);
+	assert_string_equal(config_pool(c, "x")->ips[0].warmup, "later");
+	config_free(c);
+
+	/* a missing file */
+	snprintf(path, sizeof path, "%s/none.conf", tmpdir);
+	errors = NULL;
+	assert_null(config_load(path, &errors));
+	snprintf(want, sizeof want, "cannot open %s/none.conf: No such file or directory\n", tmpdir);
+	assert_string_equal(errors, want);
+	free(errors);
+}
+
+static void
+test_classify_rules_path(void **state)
+{
+	char path[256], want[1024], *errors = NULL;
+	struct config *c;
+
+	write_file("rules.txt", "# custom\nmy-rule  spam_content  text=\"naughty\"\n");
+	write_file("r.conf", "smtp {\n  classify_rules = \"rules.txt\";\n}\n");
+	snprintf(path, sizeof path, "%s/r.conf", tmpdir);
+	c = config_load(path, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	snprintf(want, sizeof want, "%s/rules.txt", tmpdir);
+	assert_string_equal(c->classify_rules, want);
+	config_free(c);
+
+	/* a bad rule file is a config error naming both places */
+	write_file("rules.txt", "ok-rule spam_content text=x\nbad-rule no_such_class\n");
+	errors = NULL;
+	assert_null(config_load(path, &errors));
+	snprintf(want, sizeof want,
+	    "%s/r.conf:2: smtp.classify_rules: %s/rules.txt:2: unknown class 'no_such_class'\n",
+	    tmpdir, tmpdir);
+	assert_string_equal(errors, want);
+	free(errors);
+}
+
+static void
+test_shipped_pools(void **state)
+{
+	char *errors = NULL;
+	struct config *c = config_load("pools/volley.conf", &errors);
+	const struct config_site *s;
+
+	if (c == NULL)
+		fail_msg("pools/volley.conf: %s", errors);
+	assert_non_null(config_pool(c, "default"));
+	s = config_site_for_mx(c, "gmail-smtp-in.l.google.com.");
+	assert_non_null(s);
+	assert_string_equal(s->name, "gmail");
+	s = config_site_for_mx(c, "mta7.am0.yahoodns.net");
+	assert_non_null(s);
+	assert_string_equal(s->name, "yahoo");
+	s = config_site_for_mx(c, "example-com.mail.protection.outlook.com");
+	assert_non_null(s);
+	assert_string_equal(s->name, "outlook");
+	s = config_site_for_mx(c, "mx01.mail.icloud.com");
+	assert_non_null(s);
+	assert_string_equal(s->name, "icloud");
+	assert_null(config_site_for_mx(c, "mx.example.org"));
+	int have_standard = 0, have_conservative = 0;
+
+	for (size_t i = 0; i < c->nwarmups; i++) {
+		if (strcmp(c->warmups[i].name, "standard") == 0 && c->warmups[i].ndaily == 30)
+			have_standard = 1;
+		if (strcmp(c->warmups[i].name, "conservative") == 0)
+			have_conservative = 1;
+	}
+	assert_true(have_standard);
+	assert_true(have_conservative);
+	assert_int_equal(c->nretry, 7);
+	config_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_contract_example),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_rate),
+		cmocka_unit_test(test_redis_urls),
+		cmocka_unit_test(test_validation_errors),
+		cmocka_unit_test(test_accepted_forms),
+		cmocka_unit_test(test_lookups),
+		cmocka_unit_test(test_file_errors_name_the_file),
+		cmocka_unit_test(test_classify_rules_path),
+		cmocka_unit_test(test_shipped_pools),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, setup_dir, teardown_dir);
+}
