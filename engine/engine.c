@@ -213,14 +213,17 @@ job_settle(struct engine *e, struct job *j, struct job_outcome *o)
 	if (o->status == JOB_DEFERRED) {
 		uint64_t now = clock_wall_ms();
 		uint64_t due = now + config_retry_delay(e->cfg, j->attempts + 1);
-		if (due > j->expires_at_ms) {
-			/* The next attempt would come after the job's end. */
+		if (now >= j->expires_at_ms) {
 			o->status = JOB_EXPIRED;
 			char tmp[512];
 			snprintf(tmp, sizeof tmp, "%s", o->reply);
 			outcome_set_reply(o, "expired after %u attempt(s); last: %s",
 			    j->attempts + 1, tmp);
 		} else {
+			/* Never wait past the job's end: the last retry is at
+			 * expires_at, where it ends `expired`. */
+			if (due > j->expires_at_ms)
+				due = j->expires_at_ms;
 			job_log(j, o);
 			rq_defer(e->rq, j, o, due);
 			e->n_deferred++;
@@ -589,7 +592,17 @@ job_route(struct engine *e, struct job *j)
 	if (clock_wall_ms() >= j->expires_at_ms) {
 		struct job_outcome o;
 		outcome_init(&o, JOB_EXPIRED);
-		outcome_set_reply(&o, "expired before it could be delivered (expires_at passed)");
+		o.no_attempt = 1;
+		if (j->last_reply) {
+			outcome_set_reply(&o, "expired after %u attempt(s); last: %s",
+			    j->attempts, j->last_reply);
+			o.code = j->last_code;
+			snprintf(o.enh, sizeof o.enh, "%s", j->last_enh);
+			o.has_class = j->last_class && j->last_class[0] &&
+			    bounce_class_from_name(j->last_class, &o.cls) == 0;
+		} else {
+			outcome_set_reply(&o, "expired before the first attempt (expires_at passed)");
+		}
 		job_settle(e, j, &o);
 		return;
 	}

@@ -198,6 +198,20 @@ job_decode(const char *const *fields, const size_t *flens,
 				set_error(j, "invalid expires_at (unix seconds expected)", NULL);
 			else
 				j->expires_at_ms = (uint64_t)t * 1000;
+		} else if (IS("last_reply")) {
+			if (vl > 0 && vl < 512 && !has_nul(v, vl))
+				j->last_reply = dup_field(v, vl);
+		} else if (IS("last_code")) {
+			if (vl == 3)
+				j->last_code = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+		} else if (IS("last_enh")) {
+			if (vl > 0 && vl < sizeof j->last_enh) {
+				memcpy(j->last_enh, v, vl);
+				j->last_enh[vl] = '\0';
+			}
+		} else if (IS("last_class")) {
+			if (vl > 0 && vl < 64 && !has_nul(v, vl))
+				j->last_class = dup_field(v, vl);
 		} else if (IS("attempts")) {
 			char tmp[16];
 			if (vl > 0 && vl < sizeof tmp) {
@@ -285,6 +299,8 @@ job_free(struct job *j)
 	free(j->msg_ref);
 	free(j->raw);
 	free(j->error);
+	free(j->last_reply);
+	free(j->last_class);
 	if (j->body)
 		msg_body_unref(j->body);
 	free(j);

@@ -691,7 +691,7 @@ event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
 	av_add(a, "mx"); av_add(a, o->mx);
 	av_add(a, "ip"); av_add(a, o->ip);
 	av_add(a, "pool"); av_add(a, j->pool ? j->pool : "default");
-	av_add(a, "attempt"); av_addu(a, j->attempts + (o->status == JOB_SUPPRESSED ||
+	av_add(a, "attempt"); av_addu(a, j->attempts + (o->no_attempt || o->status == JOB_SUPPRESSED ||
 	    o->status == JOB_FAILED ? 0 : 1));
 	av_add(a, "campaign"); av_add(a, j->campaign);
 	av_add(a, "ts"); av_addu(a, clock_wall_ms());
@@ -736,6 +736,10 @@ rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_
 	int nhash_at;
 
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
+	if (o->code >= 100 && o->code <= 999)
+		snprintf(code, sizeof code, "%03d", o->code);
+	else
+		code[0] = '\0';
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "4");
 	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
 	av_add(&a, hashkey);
@@ -748,6 +752,11 @@ rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_
 	{
 		int start = a.n;
 		av_add(&a, "attempts"); av_addu(&a, j->attempts + 1);
+		/* What went wrong last: an `expired` event can say it. */
+		av_add(&a, "last_reply"); av_add(&a, o->reply);
+		av_add(&a, "last_code"); av_add(&a, o->code >= 100 && o->code <= 999 ? code : "");
+		av_add(&a, "last_enh"); av_add(&a, o->enh);
+		av_add(&a, "last_class"); av_add(&a, o->has_class ? bounce_class_name(o->cls) : "");
 		if (j->origin == JOB_FROM_STREAM) {
 			/* The whole job moves into the hash: the stream entry
 			 * is deleted, so upstream trimming can never lose it. */

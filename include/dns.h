@@ -66,10 +66,16 @@ size_t dns_pending(const struct dns *d);
  * dns_order_mx - sort (host, pref) pairs by preference, shuffling ties with
  *   the given random source (rnd(n) returns 0..n-1).
  * dns_answer_min_ttl - minimum TTL (seconds) of the answer RRs in a raw
- *   DNS reply, or -1 if it cannot be parsed.
+ *   DNS reply, or -1 if it cannot be parsed or has no answer RR.
  */
 struct dns_mx { char host[256]; int pref; };
 void dns_order_mx(struct dns_mx *mx, size_t n, unsigned (*rnd)(unsigned n));
 long dns_answer_min_ttl(const unsigned char *abuf, int alen);
+/*
+ * dns_negative_ttl - negative-caching TTL of a reply (RFC 2308): the
+ *   minimum over authority-section SOA records of min(SOA TTL, MINIMUM),
+ *   or -1 if there is none or the reply cannot be parsed.
+ */
+long dns_negative_ttl(const unsigned char *abuf, int alen);
 
 #endif

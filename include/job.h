@@ -52,6 +52,10 @@ struct job {
 	uint64_t expires_at_ms;	/* wall clock */
 	unsigned attempts;	/* attempts already made before this one */
 	char *error;		/* non-NULL: invalid, with the reason for `failed` */
+	char *last_reply;	/* the previous attempt's outcome (retry hash), or NULL */
+	int last_code;
+	char last_enh[16];
+	char *last_class;
 
 	/* engine bookkeeping */
 	uint64_t taken_ms;	/* mono time it entered memory */
@@ -71,6 +75,7 @@ struct job_outcome {
 	const char *mx;		/* may be NULL */
 	const char *ip;		/* source ip or NULL */
 	int async;		/* async DSN */
+	int no_attempt;		/* settled without trying (event `attempt` = attempts so far) */
 };
 
 /*
