@@ -93,8 +93,14 @@ job_check_address(const char *s, size_t len, const char **why)
 			*why = "forbidden character in address";
 			return -1;
 		}
-		if (c == '@')
-			at = s + i;	/* the last '@' separates the domain */
+		if (c == '@') {
+			/* Quoted local parts ("a@b"@c) are not supported: one '@'. */
+			if (at != NULL) {
+				*why = "more than one '@' in address";
+				return -1;
+			}
+			at = s + i;
+		}
 	}
 	if (at == NULL) {
 		*why = "no '@' in address";

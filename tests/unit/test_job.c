@@ -88,6 +88,7 @@ static const struct bad_case bad[] = {
 	{ "brackets", { "to", "<a@b.test>", "from", "a@b.test", "msg", "x", NULL }, "forbidden character" },
 	{ "bad domain", { "to", "a@b..test", "from", "a@b.test", "msg", "x", NULL }, "bad domain" },
 	{ "one label", { "to", "a@localhost", "from", "a@b.test", "msg", "x", NULL }, "bad domain" },
+	{ "two ats", { "to", "a@@d0.test", "from", "a@b.test", "msg", "x", NULL }, "more than one '@'" },
 	{ "empty local", { "to", "@b.test", "from", "a@b.test", "msg", "x", NULL }, "bad local part" },
 	{ "bad expiry", { "to", "a@b.test", "from", "a@b.test", "msg", "x", "expires_at", "soon", NULL }, "expires_at" },
 	{ "bad id", { "to", "a@b.test", "from", "a@b.test", "msg", "x", "id", "a b", NULL }, "invalid id" },
