@@ -53,7 +53,9 @@ void dns_free(struct dns *d);
 
 /*
  * dns_query_mx - resolve domain; cb is called exactly once, possibly before
- * dns_query_mx returns (cache hit). The result is only valid during cb.
+ * dns_query_mx returns (cache hit, invalid name). The result is only valid
+ * during cb. cb may start new queries but must not call dns_free. Lookups
+ * still in flight at dns_free get DNS_TEMPFAIL from inside dns_free.
  */
 void dns_query_mx(struct dns *d, const char *domain,
     void (*cb)(void *arg, const struct dns_result *r), void *arg);
