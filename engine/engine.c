@@ -507,7 +507,9 @@ sop_on_site_failure(struct session *s, const struct smtp_result *r)
 	log_warn("dest", "%s: every MX failed (%s); deferring %zu queued job(s), "
 	    "backing off %d s", d->domain, o.reply, d->queued, DEST_BACKOFF_MS / 1000);
 	d->backoff_until = loop_now(e->loop) + DEST_BACKOFF_MS;
+	/* d->fail outlives the session: no pointers into it. */
 	d->fail.mx = NULL;
+	d->fail.ip = NULL;
 	dest_fail_queue(e, d, &o);
 }
 
@@ -1252,6 +1254,10 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	map_free(&e->jobs);
 	rq_free(e->rq);
 	dns_free(e->dns);
+	/* Cancelled polls of the Redis and c-ares sockets complete on the
+	 * ring; their watchers free themselves then. */
+	for (int i = 0; i < 20; i++)
+		loop_turn(e->loop, 5);
 	classify_rules_free(e->rules);
 	free(e->scfg);
 	for (size_t i = 0; i < e->nold; i++) {
