@@ -1222,6 +1222,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	    o->drain ? ", draining" : "");
 	timer_set(e->loop, &e->tick, 0, on_tick);
 	loop_run(e->loop);
+	timer_cancel(e->loop, &e->tick);
 
 	print_progress(e, 1);
 	log_info("engine", "stopped: delivered %llu, deferred %llu, bounced %llu, expired %llu, "
@@ -1236,6 +1237,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	it = 0;
 	while (map_iter(&e->dests, &it, &k, &v)) {
 		struct dest *d = v;
+		timer_cancel(e->loop, &d->retry_timer);
 		mxset_unref(d->mx);
 		free(d->key);
 		free(d->domain);
