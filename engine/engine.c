@@ -94,6 +94,8 @@ struct engine {
 	struct dest *wait_head, *wait_tail;	/* waiting for a global session slot */
 	struct map bodies;		/* msg_ref -> bodyref */
 	unsigned nsessions;
+	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
+	unsigned fd_cap;		/* sessions the open file limit allows */
 	int stream_empty, stopping, stopped, drain_checking;
 	uint64_t stop_deadline;
 	struct timer tick;
@@ -408,7 +410,7 @@ dest_take_sessions(struct engine *e, struct dest *d)
 	while (d->queued > d->nconnecting && d->nsessions < limit) {
 		const char *src;
 		const struct session_cfg *sc;
-		if (e->nsessions >= e->cfg->max_sessions) {
+		if (e->nsessions >= e->max_sessions) {
 			global_wait(e, d);
 			return;
 		}
@@ -416,7 +418,7 @@ dest_take_sessions(struct engine *e, struct dest *d)
 		d->nsessions++;
 		d->nconnecting++;
 		e->nsessions++;
-		session_open(e->loop, &e->sops, sc, d->mx, src, d);
+		session_open(e->loop, &e->sops, sc, d->mx, src, d->lim.max_msgs_per_connection, d);
 	}
 }
 
@@ -567,7 +569,7 @@ sop_on_closed(struct session *s)
 			engine_kick(e, d);
 	}
 	/* A global slot is free: give it to a waiting destination. */
-	while (e->wait_head && e->nsessions < e->cfg->max_sessions) {
+	while (e->wait_head && e->nsessions < e->max_sessions) {
 		struct dest *w = e->wait_head;
 		e->wait_head = w->wait_next;
 		if (e->wait_head == NULL)
@@ -1045,6 +1047,7 @@ engine_reload(struct engine *e)
 	e->old_scfgs[e->nold] = e->scfg;
 	e->nold++;
 	e->cfg = nc;
+	e->max_sessions = nc->max_sessions < e->fd_cap ? nc->max_sessions : e->fd_cap;
 	build_session_cfgs(e);
 	while (map_iter(&e->dests, &it, &k, &v)) {
 		struct dest *d = v;
@@ -1193,9 +1196,14 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->all.all_next = e->all.all_prev = &e->all;
 	e->started_wall = clock_wall_ms();
 	nofile = loop_raise_nofile();
-	if (nofile < (unsigned long)cfg->max_sessions + 64)
-		log_warn("engine", "open file limit %lu is below smtp.max_sessions %u; "
-		    "raise it (ulimit -n / LimitNOFILE=)", nofile, cfg->max_sessions);
+	/* One fd per session plus Redis, c-ares and the ring. */
+	e->fd_cap = nofile > 128 ? (unsigned)(nofile - 64) : 64;
+	e->max_sessions = cfg->max_sessions < e->fd_cap ? cfg->max_sessions : e->fd_cap;
+	if (e->max_sessions < cfg->max_sessions) {
+		log_info("engine", "open file limit %lu: at most %u sessions (smtp.max_sessions %u; "
+		    "raise the limit with ulimit -n / LimitNOFILE= for more)", nofile,
+		    e->max_sessions, cfg->max_sessions);
+	}
 	if (cfg->classify_rules) {
 		e->rules = classify_rules_load(cfg->classify_rules, &err);
 		if (e->rules == NULL)
@@ -1218,7 +1226,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->hook.arg = e;
 	loop_add_hook(e->loop, &e->hook);
 	log_info("engine", "volley %s started: instance %s, redis %s, %zu pool(s), max %u sessions%s",
-	    "0.1", cfg->instance, cfg->redis_url, cfg->npools, cfg->max_sessions,
+	    "0.1", cfg->instance, cfg->redis_url, cfg->npools, e->max_sessions,
 	    o->drain ? ", draining" : "");
 	timer_set(e->loop, &e->tick, 0, on_tick);
 	loop_run(e->loop);

@@ -39,6 +39,7 @@ struct session {
 	int established;		/* greeting + EHLO done at least once */
 	int quit_asked, idle, timed_out_connect;
 	int switching;			/* old socket draining before the next target */
+	unsigned max_msgs;		/* per connection */
 	struct smtp_client *c;
 	struct timer timer;
 	struct job *job;
@@ -375,7 +376,7 @@ again:
 		}
 		if (s->job == NULL && !s->quit_asked && !s->idle) {
 			struct job *j = NULL;
-			if (smtp_client_msgs(s->c) < s->cfg->max_msgs)
+			if (smtp_client_msgs(s->c) < s->max_msgs)
 				j = s->ops->next_job(s);
 			if (j != NULL) {
 				start_job(s, j);
@@ -383,7 +384,7 @@ again:
 				 * (too large for SIZE, unsafe address). */
 				if (smtp_client_state(s->c) == SMTP_STATE_IDLE)
 					goto again;
-			} else if (smtp_client_msgs(s->c) >= s->cfg->max_msgs) {
+			} else if (smtp_client_msgs(s->c) >= s->max_msgs) {
 				s->quit_asked = 1;
 				smtp_client_quit(s->c);
 			} else {
@@ -497,9 +498,11 @@ session_try_target(struct session *s)
 
 struct session *
 session_open(struct loop *l, const struct session_ops *ops, const struct session_cfg *cfg,
-    struct mxset *mx, const char *src_ip, void *owner)
+    struct mxset *mx, const char *src_ip, unsigned max_msgs, void *owner)
 {
 	struct session *s = xcalloc(1, sizeof *s);
+
+	s->max_msgs = max_msgs ? max_msgs : cfg->max_msgs;
 
 	s->loop = l;
 	s->ops = ops;

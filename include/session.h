@@ -59,8 +59,10 @@ struct session_cfg {
 	const char *return_path;	/* VERP template or NULL */
 };
 
+/* max_msgs: messages per connection for this destination (0: cfg->max_msgs). */
 struct session *session_open(struct loop *l, const struct session_ops *ops,
-    const struct session_cfg *cfg, struct mxset *mx, const char *src_ip, void *owner);
+    const struct session_cfg *cfg, struct mxset *mx, const char *src_ip,
+    unsigned max_msgs, void *owner);
 /* Hand a job to an IDLE session (the scheduler calls it after on_idle(1)). */
 void session_give(struct session *s, struct job *j);
 /* Finish the current transaction if any, then QUIT. */
