@@ -428,7 +428,7 @@ static const struct setting settings[] = {
 	{ "smtp", "port", S_INT, OFF(port), 0, 1, 65535, "25", NULL, 0 },
 	{ "smtp", "ehlo", S_STR, OFF(ehlo), 0, 0, 0, NULL, check_hostname, 0 },
 	{ "smtp", "max_sessions", S_U32, OFF(max_sessions), 0, 1, 10000000, "20000", NULL, 0 },
-	{ "smtp", "max_ready", S_U32, OFF(max_ready), 0, 1, 100000000, "50000", NULL, 0 },
+	{ "smtp", "max_ready", S_U32, OFF(max_ready), 0, 1, 100000000, "10000", NULL, 0 },
 	{ "smtp", "retry", S_DURLIST, OFF(retry_ms), OFF(nretry), 1000, MAX_DURATION_MS, NULL, NULL, 0 },
 	{ "smtp", "max_age", S_DUR, OFF(max_age_ms), 0, 1000, MAX_DURATION_MS, "2d", NULL, 0 },
 	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },

@@ -705,7 +705,7 @@ event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
 		av_add(a, "domain"); av_add(a, j->domain);
 	}
 	av_add(a, "key"); av_add(a, j->key);
-	(void)cfg;
+	av_add(a, "instance"); av_add(a, cfg->instance);
 }
 
 void
