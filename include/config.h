@@ -85,7 +85,7 @@ struct config {
 	int port;		/* 25 */
 	char *ehlo;		/* default: gethostname() */
 	uint32_t max_sessions;	/* 20000 */
-	uint32_t max_ready;	/* in-memory ready jobs bound, default 50000 */
+	uint32_t max_ready;	/* in-memory ready jobs bound, default 10000 */
 	uint64_t *retry_ms;	/* retry schedule; the last one repeats */
 	size_t nretry;
 	uint64_t max_age_ms;	/* 2d */

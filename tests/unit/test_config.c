@@ -147,7 +147,7 @@ test_defaults(void **state)
 	assert_int_equal(c->dns_max_ttl_ms, 3600000);
 	assert_int_equal(c->port, 25);
 	assert_int_equal(c->max_sessions, 20000);
-	assert_int_equal(c->max_ready, 50000);
+	assert_int_equal(c->max_ready, 10000);
 	assert_int_equal(c->nretry, 7);
 	assert_int_equal(c->retry_ms[0], 60000);
 	assert_int_equal(c->retry_ms[6], 4 * 3600000);
