@@ -637,18 +637,23 @@ rq_read_busy(const struct rq *q)
 
 /* --- settling writes --- */
 
+/* A settling script's argv: keys, control args, job hash fields and event
+ * fields, about 75 in all today. Overflow is a bug (panic), not input. */
+#define ARGV_MAX 128
+#define ARGV_NUMS 16
+
 struct argv {
-	const char *v[64];
-	size_t l[64];
+	const char *v[ARGV_MAX];
+	size_t l[ARGV_MAX];
 	int n;
-	char num[8][32];
+	char num[ARGV_NUMS][32];
 	int nnum;
 };
 
 static void
 av_add(struct argv *a, const char *s)
 {
-	if (a->n >= 64)
+	if (a->n >= ARGV_MAX)
 		panic("argv overflow");
 	a->v[a->n] = s ? s : "";
 	a->l[a->n] = strlen(a->v[a->n]);
@@ -658,7 +663,7 @@ av_add(struct argv *a, const char *s)
 static void
 av_addn(struct argv *a, const char *s, size_t len)
 {
-	if (a->n >= 64)
+	if (a->n >= ARGV_MAX)
 		panic("argv overflow");
 	a->v[a->n] = s;
 	a->l[a->n] = len;
@@ -668,7 +673,7 @@ av_addn(struct argv *a, const char *s, size_t len)
 static void
 av_addu(struct argv *a, unsigned long long v)
 {
-	if (a->nnum >= 8)
+	if (a->nnum >= ARGV_NUMS)
 		panic("argv number overflow");
 	snprintf(a->num[a->nnum], sizeof a->num[0], "%llu", v);
 	av_add(a, a->num[a->nnum++]);

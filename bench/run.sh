@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: volley against Postfix and against the
+# ceiling (smtp-source straight into the sink), plus memory per session at
+# 10,000 concurrent sessions. Loopback only, throwaway servers, < 10 min.
+#
+#   (a) volley: BENCH_N (20,000) jobs of ~2 KB over 50 domains (MX via
+#       dnsmasq -> 127.0.1.1) into smtp-sink, then again into volley-sink
+#       when it is built; time from `volley run --drain` start to its exit.
+#   (b) Postfix 3.7 (a private instance under the temp dir) relaying the same
+#       number of 2 KB messages to the same sink from a pre-loaded queue: the
+#       queue is filled through its smtpd with every message put on hold
+#       (header_checks = static:HOLD), then released (`postsuper -H ALL`,
+#       `postqueue -f`); time from the release until the queue is empty.
+#   (c) smtp-source -d -s 100 -l 2048 -m N straight into smtp-sink: the most
+#       this sink takes on this machine (100 reused sessions, no queue).
+#   (d) 500 domains x max_connections 20 = 10,000 sessions against an
+#       smtp-sink that stalls every DATA for 60 s (-w 60); volley's RSS and
+#       the established session count while they are all open.
+#
+# Environment: BENCH_N (20000), BENCH_PARTS ("a b c d"), KEEP=1.
+# Output: one line per figure, then a summary table (docs/benchmarks.md).
+. "$(dirname "$0")/../tests/lib.sh"
+
+N=${BENCH_N:-20000}
+PARTS=${BENCH_PARTS:-a b c d}
+NDOM=50
+MX=127.0.1.1
+declare -A RATE=() NOTE=()
+
+want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+log() { echo "bench: $*"; }
+rate() { echo $(($1 * 1000 / ($2 > 0 ? $2 : 1))); }	# N MS -> per second
+
+start_redis || { echo "bench: redis did not start" >&2; exit 1; }
+start_dns < <(
+	for i in $(seq 0 $((NDOM - 1))); do dns_domain "b$i.test" "$MX"; done
+	for i in $(seq 0 499); do dns_domain "s$i.test" 127.0.1.3; done
+) || { echo "bench: dnsmasq did not start" >&2; exit 1; }
+SINK_PORT=$(free_port)
+
+# A ~2 KB message (headers + body lines; 2048 bytes total, CRLF).
+"$PY" - >"$T/msg.eml" <<'EOF'
+import sys
+head = ("From: Bench <bench@sender.test>\r\nTo: list@sender.test\r\n"
+        "Subject: volley bench message\r\nMessage-ID: <bench@sender.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+line = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
+body = ""
+while len(head) + len(body) + len(line) <= 2048:
+    body += line
+body += "x" * (2048 - len(head) - len(body) - 2) + "\r\n"
+sys.stdout.write(head + body)
+EOF
+log "message size $(wc -c <"$T/msg.eml") bytes, N=$N, parts: $PARTS, $(nproc) CPUs"
+for i in $(seq 0 $((N - 1))); do echo "u$i@b$((i % NDOM)).test"; done >"$T/rcpts"
+
+CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h write_config "$T/volley.conf"
+
+# volley_round LABEL: inject N jobs, drain them, report.
+volley_round() {
+	local label=$1 t0 ms inj delivered
+	redis_cli FLUSHALL >/dev/null
+	t0=$(now_ms)
+	"$VOLLEY" inject -c "$T/volley.conf" --from bench@sender.test --msg "$T/msg.eml" \
+		--rcpts "$T/rcpts" >"$T/inject.log" 2>&1 || { log "inject failed: $(tail -3 "$T/inject.log")"; return 1; }
+	inj=$(($(now_ms) - t0))
+	log "(a) $label: injected $N jobs in $inj ms ($(rate "$N" "$inj")/s)"
+	VOLLEY_LOG=warn run_drain "$T/run-$label.log" 300 -c "$T/volley.conf" --no-progress
+	delivered=$(events count status=delivered)
+	if [ "$DRAIN_RC" != 0 ] || [ "$delivered" != "$N" ]; then
+		log "(a) $label: FAILED: exit $DRAIN_RC, $delivered of $N delivered"
+		show_log "$T/run-$label.log" 5
+		NOTE[$label]="failed (exit $DRAIN_RC, $delivered/$N delivered)"
+		return 1
+	fi
+	RATE[$label]=$(rate "$N" "$DRAIN_MS")
+	log "(a) $label: $N delivered in $DRAIN_MS ms = ${RATE[$label]} msg/s"
+}
+
+# --- (a) volley ---------------------------------------------------------------
+if want a; then
+	if [ -x "$VOLLEY" ]; then
+		start_smtp_sink --nodump "$MX" "$SINK_PORT" || exit 1
+		volley_round volley_smtp_sink
+		stop_sink "$MX"
+		if [ -x "$SINK" ] && start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet; then
+			volley_round volley_volley_sink
+			stop_sink "$MX"
+		else
+			NOTE[volley_volley_sink]="volley-sink not available"
+		fi
+	else
+		NOTE[volley_smtp_sink]="$VOLLEY not built"
+	fi
+fi
+
+# --- (c) smtp-source ceiling -------------------------------------------------------
+if want c; then
+	start_smtp_sink --nodump "$MX" "$SINK_PORT" || exit 1
+	t0=$(now_ms)
+	timeout 120 smtp-source -d -s 100 -l 2048 -m "$N" -f bench@sender.test \
+		-t u@b0.test "$MX:$SINK_PORT" >"$T/smtp-source.log" 2>&1
+	rc=$?
+	ms=$(($(now_ms) - t0))
+	if [ $rc = 0 ]; then
+		RATE[smtp_source]=$(rate "$N" "$ms")
+		log "(c) smtp-source -> smtp-sink: $N in $ms ms = ${RATE[smtp_source]} msg/s"
+	else
+		NOTE[smtp_source]="smtp-source exit $rc: $(tail -2 "$T/smtp-source.log" | tr '\n' ' ')"
+		log "(c) ${NOTE[smtp_source]}"
+	fi
+	stop_sink "$MX"
+fi
+
+# --- (b) Postfix ------------------------------------------------------------------
+# A private instance: its own config_directory, queue_directory and
+# data_directory under $T, no chroot, loopback-only smtpd used only to load
+# the queue. Started with master -w (`postfix start` fails silently here).
+postfix_setup() {
+	PF=$T/postfix
+	PF_PORT=$(free_port)
+	mkdir -p "$PF/etc" "$PF/data" "$PF/queue"
+	local d
+	for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
+		mkdir -p "$PF/queue/$d"
+		chown postfix:root "$PF/queue/$d"
+		chmod 700 "$PF/queue/$d"
+	done
+	mkdir -p "$PF/queue/maildrop" "$PF/queue/public" "$PF/queue/pid"
+	chown postfix:postdrop "$PF/queue/maildrop" "$PF/queue/public"
+	chmod 730 "$PF/queue/maildrop"
+	chmod 710 "$PF/queue/public"
+	chown postfix "$PF/data"
+	chmod 700 "$PF/data"
+	: >"$PF/maillog"
+	cat >"$PF/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-bench.test
+mydomain = bench.test
+myorigin = bench.test
+mydestination =
+local_recipient_maps =
+relay_domains =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+relayhost = [$MX]:$SINK_PORT
+maillog_file = $PF/maillog
+maillog_file_prefixes = $T
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+biff = no
+smtputf8_enable = no
+message_size_limit = 0
+in_flow_delay = 0
+# best case for a relay: a hundred parallel deliveries from the start,
+# cached connections, everything active at once
+default_process_limit = 250
+smtp_destination_concurrency_limit = 100
+default_destination_concurrency_limit = 100
+initial_destination_concurrency = 100
+smtp_connection_cache_on_demand = yes
+qmgr_message_active_limit = 40000
+qmgr_message_recipient_limit = 40000
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+# hold every message while loading: header_checks with a static map
+# answers HOLD for the first header line, so cleanup files each message
+# straight into the hold queue and qmgr never sees it
+header_checks = static:HOLD
+EOF
+	cat >"$PF/etc/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - 100 smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	/usr/lib/postfix/sbin/master -c "$PF/etc" -w 2>"$PF/master.err" ||
+		{ log "(b) postfix master did not start: $(cat "$PF/master.err") $(tail -3 "$PF/maillog")"; return 1; }
+	# the master's pid file is $PF/queue/pid/master.pid; copy it where the
+	# lab's cleanup kills daemons
+	wait_for 10 test -s "$PF/queue/pid/master.pid" || return 1
+	echo $(($(tr -d ' ' <"$PF/queue/pid/master.pid"))) >"$T/pids/postfix-master.pid"
+	wait_listen 127.0.0.1 "$PF_PORT" 10
+}
+pf_count() {	# messages in the given queue dirs
+	local n=0 d
+	for d in "$@"; do n=$((n + $(find "$PF/queue/$d" -type f 2>/dev/null | wc -l))); done
+	echo $n
+}
+postfix_round() {
+	local t0 ms load sent
+	postfix_setup || { NOTE[postfix]="postfix did not start"; return 1; }
+	log "(b) postfix: loading $N messages through its smtpd (delivery held)"
+	t0=$(now_ms)
+	timeout 300 smtp-source -d -s 20 -l 2048 -m "$N" -N -f bench@sender.test \
+		-t u@b0.test "127.0.0.1:$PF_PORT" >"$T/pf-load.log" 2>&1 ||
+		{ NOTE[postfix]="loading failed: $(tail -2 "$T/pf-load.log" | tr '\n' ' ')"; log "(b) ${NOTE[postfix]}"; return 1; }
+	# everything must have settled in the hold queue
+	wait_for 120 sh -c "[ \$(find $PF/queue/incoming $PF/queue/maildrop -type f | wc -l) = 0 ] && [ \$(find $PF/queue/hold -type f | wc -l) -ge $N ]" ||
+		{ NOTE[postfix]="queue did not settle: hold $(pf_count hold), incoming $(pf_count incoming maildrop)"; log "(b) ${NOTE[postfix]}"; return 1; }
+	load=$(($(now_ms) - t0))
+	log "(b) postfix: $(pf_count hold) messages on hold after $load ms; releasing"
+	# postsuper -H moves them to the deferred queue with a current time
+	# stamp; postqueue -f makes qmgr take them all at once
+	t0=$(now_ms)
+	postsuper -c "$PF/etc" -H ALL 2>>"$PF/postsuper.log"
+	postqueue -c "$PF/etc" -f
+	wait_for 300 sh -c "[ \$(find $PF/queue/hold $PF/queue/deferred $PF/queue/active $PF/queue/incoming -type f | wc -l) = 0 ]"
+	ms=$(($(now_ms) - t0))
+	sent=$(grep -c ' status=sent ' "$PF/maillog")
+	if [ "$sent" -lt "$N" ]; then
+		NOTE[postfix]="only $sent of $N sent in $ms ms"
+		log "(b) postfix: ${NOTE[postfix]}; $(grep -m1 'status=deferred' "$PF/maillog")"
+		return 1
+	fi
+	RATE[postfix]=$(rate "$N" "$ms")
+	log "(b) postfix: $sent relayed in $ms ms = ${RATE[postfix]} msg/s"
+	kill_pidfile "$T/pids/postfix-master.pid"
+}
+if want b; then
+	start_smtp_sink --nodump "$MX" "$SINK_PORT" || exit 1
+	postfix_round
+	stop_sink "$MX"
+fi
+
+# --- (d) 10,000 concurrent sessions ----------------------------------------------
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+if want d && [ -x "$VOLLEY" ]; then
+	D_MX=127.0.1.3
+	start_smtp_sink --nodump "$D_MX" "$SINK_PORT" -w 60 || exit 1
+	CFG_INSTANCE=bench-d CFG_RETRY='[5s]' CFG_MAX_AGE=1h \
+		CFG_SMTP_EXTRA='  max_sessions = 12000;' \
+		CFG_EXTRA='' write_config "$T/volley-d.conf"
+	redis_cli FLUSHALL >/dev/null
+	# idle engine: RSS with an empty queue
+	bg_volley "$T/run-d-idle.log" run -c "$T/volley-d.conf" --no-progress
+	sleep 1.5
+	idle=$(rss_kb "$VOLLEY_PID")
+	kill9 "$VOLLEY_PID"
+	for i in $(seq 0 9999); do echo "u$i@s$((i % 500)).test"; done >"$T/rcpts-d"
+	"$VOLLEY" inject -c "$T/volley-d.conf" --from bench@sender.test --msg "$T/msg.eml" \
+		--rcpts "$T/rcpts-d" >/dev/null 2>&1
+	VOLLEY_LOG=warn bg_volley "$T/run-d.log" run -c "$T/volley-d.conf" --no-progress
+	pid=$VOLLEY_PID
+	peak=0 peak_rss=0 t0=$(now_ms)
+	while [ $(($(now_ms) - t0)) -lt 45000 ] && kill -0 "$pid" 2>/dev/null; do
+		n=$(ss -Htn state established dst "$D_MX:$SINK_PORT" 2>/dev/null | wc -l)
+		r=$(rss_kb "$pid")
+		if [ "$n" -gt "$peak" ]; then peak=$n peak_rss=$r; fi
+		[ "$n" -ge 10000 ] && { sleep 2; n=$(ss -Htn state established dst "$D_MX:$SINK_PORT" | wc -l); r=$(rss_kb "$pid"); peak=$n peak_rss=$r; break; }
+		sleep 1
+	done
+	reach=$(($(now_ms) - t0))
+	kill9 "$pid"
+	stop_sink "$D_MX"
+	if [ "$peak" -gt 0 ]; then
+		per=$(((peak_rss - idle) * 1024 / peak))
+		NOTE[sessions]="$peak sessions open after $reach ms; RSS $((peak_rss / 1024)) MB (idle $((idle / 1024)) MB) = $per bytes/session above idle"
+	else
+		NOTE[sessions]="no session ever opened (see $T/run-d.log)"
+		show_log "$T/run-d.log" 5
+	fi
+	log "(d) ${NOTE[sessions]}"
+fi
+
+# --- summary --------------------------------------------------------------------------
+echo
+echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs"
+row() { printf '  %-44s %10s  %s\n' "$1" "${2:-n/a}" "${3:-}"; }
+row "(a) volley -> smtp-sink (50 domains)" "${RATE[volley_smtp_sink]:-}" "${NOTE[volley_smtp_sink]:-msg/s}"
+row "(a) volley -> volley-sink (50 domains)" "${RATE[volley_volley_sink]:-}" "${NOTE[volley_volley_sink]:-msg/s}"
+row "(b) Postfix relay, pre-loaded queue" "${RATE[postfix]:-}" "${NOTE[postfix]:-msg/s}"
+row "(c) smtp-source -> smtp-sink (ceiling)" "${RATE[smtp_source]:-}" "${NOTE[smtp_source]:-msg/s}"
+ratio() { [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ] && [ "${RATE[$2]}" -gt 0 ] &&
+	awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN{printf "%.2fx", a/b}' || echo n/a; }
+row "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
+row "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
+echo "  (d) ${NOTE[sessions]:-not run}"
+exit 0
