@@ -51,9 +51,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvolley.a $(wildcard include/*.h)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvolley.a $(LDLIBS) -lcmocka
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/volley/pools
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/volley/pools \
+	    $(DESTDIR)$(PREFIX)/share/volley/profiles
 	install -m 755 $(BUILD)/volley $(BUILD)/volley-sink $(DESTDIR)$(PREFIX)/bin/
 	cp -r pools/. $(DESTDIR)$(PREFIX)/share/volley/pools/
+	cp -r bench/profiles/. $(DESTDIR)$(PREFIX)/share/volley/profiles/
 
 deps:
 	@bash tests/deps.sh
