@@ -53,6 +53,7 @@ enum { D_BOL = 0, D_MID, D_DOT, D_DOTCR };
 
 struct txn {
 	char *from;
+	char *mail_params;		/* "BODY=8BITMIME SIZE=123", for the capture */
 	char **rcpts;
 	size_t nrcpt, cap;
 	uint64_t bytes;
@@ -108,6 +109,7 @@ txn_free(struct txn *t)
 	if (t == NULL)
 		return;
 	free(t->from);
+	free(t->mail_params);
 	for (size_t i = 0; i < t->nrcpt; i++)
 		free(t->rcpts[i]);
 	free(t->rcpts);
@@ -331,6 +333,8 @@ capture_write(struct session *s)
 	buf_appendf(&h, "X-Sink-Client: %s:%u\r\nX-Sink-Local: %s\r\nX-Sink-Helo: %s\r\n"
 	    "X-Sink-Mail-From: <%s>\r\n", s->client->ip, s->cport, s->local->name,
 	    s->helo ? s->helo : "", t->from ? t->from : "");
+	if (t->mail_params)
+		buf_appendf(&h, "X-Sink-Mail-Params: %s\r\n", t->mail_params);
 	for (size_t i = 0; i < t->nrcpt; i++)
 		buf_appendf(&h, "X-Sink-Rcpt-To: <%s>\r\n", t->rcpts[i]);
 	buf_appendf(&h, "X-Sink-TLS: %s\r\n", s->tls_on ? "yes" : "no");
@@ -491,6 +495,10 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	s->txn = xcalloc(1, sizeof *s->txn);
 	s->txn->from = addr;
+	while (params && *params == ' ')
+		params++;
+	if (params && *params)
+		s->txn->mail_params = xstrndup(params, strnlen(params, 256));
 	code = answer_text(s, rules(s, STAGE_MAIL, NULL), "250 2.1.0 Ok", NULL, 0);
 	if (code / 100 != 2)
 		sess_reset(s);
