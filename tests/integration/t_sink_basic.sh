@@ -102,7 +102,7 @@ check "pipelined replies in order" eq "$(tr '\n' ' ' <"$T/raw.replies")" \
 f=$(grep -l "^X-Sink-Helo: raw.test" "$T"/cap/*.eml | head -1 || true)
 {
 	printf 'X-Sink-Client: 127.0.0.1:%s\r\n' "$(sed -n 's/^X-Sink-Client: 127.0.0.1:\([0-9]*\)\r$/\1/p' "$f" | head -1)"
-	printf 'X-Sink-Local: 127.0.3.1:%s\r\nX-Sink-Helo: raw.test\r\nX-Sink-Mail-From: <sender@raw.test>\r\n' "$P"
+	printf 'X-Sink-Local: 127.0.3.1:%s\r\nX-Sink-Helo: raw.test\r\nX-Sink-Mail-From: <sender@raw.test>\r\nX-Sink-Mail-Params: BODY=8BITMIME\r\n' "$P"
 	printf 'X-Sink-Rcpt-To: <one@rcpt.test>\r\nX-Sink-Rcpt-To: <three@rcpt.test>\r\nX-Sink-TLS: no\r\n'
 	cat "$T/raw.msg"
 } >"$T/expect.eml"
