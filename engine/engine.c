@@ -110,6 +110,7 @@ struct engine {
 static volatile sig_atomic_t sig_stop, sig_hup;
 
 static void engine_kick(struct engine *e, struct dest *d);
+static void dest_limits(const struct config *cfg, struct dest *d);
 static void dest_take_sessions(struct engine *e, struct dest *d);
 
 /* --- outcomes: the one place that decides what a result means --- */
@@ -274,7 +275,7 @@ dest_get(struct engine *e, const struct config_pool *pool, const char *domain)
 	d->domain = xstrdup(domain);
 	d->pool = pool;
 	d->e = e;
-	d->lim = config_limits_for(e->cfg, NULL, config_domain_find(e->cfg, domain));
+	dest_limits(e->cfg, d);
 	map_put(&e->dests, key, d);
 	return d;
 }
@@ -319,12 +320,37 @@ dest_fail_queue(struct engine *e, struct dest *d, const struct job_outcome *tmpl
 	}
 }
 
+/* dest_limits - the limits for d: its site (from its first MX host), its
+ * domain block, then the smtp defaults (config_limits_for). */
+static void
+dest_limits(const struct config *cfg, struct dest *d)
+{
+	const struct config_site *site = d->mx ? config_site_for_mx(cfg, d->mx->t[0].host) : NULL;
+
+	d->lim = config_limits_for(cfg, site, config_domain_find(cfg, d->domain));
+}
+
+/* Settle d's whole queue after a DNS answer that rules out delivery now. */
+static void
+dest_fail_dns(struct engine *e, struct dest *d, enum job_status st, const char *enh,
+    enum bounce_class cls, const char *why)
+{
+	struct job_outcome o;
+
+	outcome_init(&o, st);
+	snprintf(o.enh, sizeof o.enh, "%s", enh);
+	o.has_class = 1;
+	o.cls = cls;
+	outcome_set_reply(&o, "%s", why);
+	dest_fail_queue(e, d, &o);
+}
+
 static void
 on_mx(void *arg, const struct dns_result *r)
 {
 	struct dest *d = arg;
 	struct engine *e = d->e;
-	struct job_outcome o;
+	char why[600];
 
 	d->resolving = 0;
 	switch (r->status) {
@@ -333,39 +359,24 @@ on_mx(void *arg, const struct dns_result *r)
 			break;
 		mxset_unref(d->mx);
 		d->mx = mxset_from_dns(r);
-		{
-			const struct config_site *site = config_site_for_mx(e->cfg, d->mx->t[0].host);
-			d->lim = config_limits_for(e->cfg, site, config_domain_find(e->cfg, d->domain));
-		}
+		dest_limits(e->cfg, d);
 		if (!e->stopping)
 			dest_take_sessions(e, d);
 		return;
 	case DNS_NXDOMAIN:
-		outcome_init(&o, JOB_BOUNCED);
-		snprintf(o.enh, sizeof o.enh, "5.1.2");
-		o.has_class = 1;
-		o.cls = CLASS_BAD_DOMAIN;
-		outcome_set_reply(&o, "domain %s does not exist (NXDOMAIN)", d->domain);
-		dest_fail_queue(e, d, &o);
+		snprintf(why, sizeof why, "domain %s does not exist (NXDOMAIN)", d->domain);
+		dest_fail_dns(e, d, JOB_BOUNCED, "5.1.2", CLASS_BAD_DOMAIN, why);
 		return;
 	case DNS_NULLMX:
-		outcome_init(&o, JOB_BOUNCED);
-		snprintf(o.enh, sizeof o.enh, "5.1.10");
-		o.has_class = 1;
-		o.cls = CLASS_BAD_DOMAIN;
-		outcome_set_reply(&o, "domain %s accepts no mail (null MX, RFC 7505)", d->domain);
-		dest_fail_queue(e, d, &o);
+		snprintf(why, sizeof why, "domain %s accepts no mail (null MX, RFC 7505)", d->domain);
+		dest_fail_dns(e, d, JOB_BOUNCED, "5.1.10", CLASS_BAD_DOMAIN, why);
 		return;
 	default:
 		break;
 	}
-	outcome_init(&o, JOB_DEFERRED);
-	o.has_class = 1;
-	o.cls = CLASS_DNS_FAILURE;
-	snprintf(o.enh, sizeof o.enh, "4.4.3");
-	outcome_set_reply(&o, "MX lookup for %s failed: %s", d->domain,
+	snprintf(why, sizeof why, "MX lookup for %s failed: %s", d->domain,
 	    r->error[0] ? r->error : "no usable address");
-	dest_fail_queue(e, d, &o);
+	dest_fail_dns(e, d, JOB_DEFERRED, "4.4.3", CLASS_DNS_FAILURE, why);
 }
 
 static const struct session_cfg *
@@ -1052,10 +1063,9 @@ engine_reload(struct engine *e)
 	while (map_iter(&e->dests, &it, &k, &v)) {
 		struct dest *d = v;
 		const struct config_pool *p = config_pool(nc, d->pool->name);
-		const struct config_site *site = d->mx ? config_site_for_mx(nc, d->mx->t[0].host) : NULL;
 		if (p)
 			d->pool = p;
-		d->lim = config_limits_for(nc, site, config_domain_find(nc, d->domain));
+		dest_limits(nc, d);
 	}
 	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
 	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
