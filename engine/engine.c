@@ -6,7 +6,7 @@
  *   -> suppression check (one SMISMEMBER per read batch)
  *   -> body (inline, or msg_ref fetched once and shared)
  *   -> expiry check -> destination queue (pool, domain)
- *   -> a session pulls it -> smtp result -> outcome_from_smtp (the one place
+ *   -> a session pulls it -> smtp result -> trouble_from_smtp (trouble.c, the one place
  *      that decides what a failure means, like Postfix's smtp_trouble.c)
  *   -> settle: final event + XACK, or deferral into the retry ZSET.
  *
@@ -25,6 +25,7 @@
 #include "msg.h"
 #include "redis.h"
 #include "session.h"
+#include "trouble.h"
 #include "util.h"
 
 #include <errno.h>
@@ -115,65 +116,6 @@ static void dest_take_sessions(struct engine *e, struct dest *d);
 
 /* --- outcomes: the one place that decides what a result means --- */
 
-static void
-outcome_init(struct job_outcome *o, enum job_status st)
-{
-	memset(o, 0, sizeof *o);
-	o->status = st;
-}
-
-static void
-outcome_set_reply(struct job_outcome *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-outcome_set_reply(struct job_outcome *o, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(o->reply, sizeof o->reply, fmt, ap);
-	va_end(ap);
-	for (char *p = o->reply; *p; p++)
-		if (*p == '\r' || *p == '\n')
-			*p = ' ';
-}
-
-static void
-outcome_from_smtp(struct engine *e, const struct smtp_result *r, struct job_outcome *o)
-{
-	const char *rule = NULL;
-
-	outcome_init(o, r->status == SMTP_OK ? JOB_DELIVERED :
-	    r->status == SMTP_PERM ? JOB_BOUNCED : JOB_DEFERRED);
-	o->code = r->code;
-	snprintf(o->enh, sizeof o->enh, "%s", r->enh);
-	outcome_set_reply(o, "%s", r->text);
-	if (r->status == SMTP_OK)
-		return;
-	o->has_class = 1;
-	switch (r->cause) {
-	case SMTP_CAUSE_TIMEOUT:
-	case SMTP_CAUSE_DISCONNECT:
-		o->cls = CLASS_CONNECTION_FAILURE;
-		break;
-	case SMTP_CAUSE_PROTOCOL:
-		o->cls = CLASS_PROTOCOL_ERROR;
-		break;
-	case SMTP_CAUSE_SIZE:
-		o->cls = CLASS_MESSAGE_TOO_LARGE;
-		break;
-	case SMTP_CAUSE_SESSION:
-	case SMTP_CAUSE_REPLY:
-	default:
-		if (r->code == 0 && r->enh[0] == '\0')
-			o->cls = CLASS_CONNECTION_FAILURE;
-		else
-			o->cls = classify_reply(e->rules, r->code, r->enh, r->text, &rule);
-		break;
-	}
-}
-
 /* --- job bookkeeping --- */
 
 static void
@@ -220,7 +162,7 @@ job_settle(struct engine *e, struct job *j, struct job_outcome *o)
 			o->status = JOB_EXPIRED;
 			char tmp[512];
 			snprintf(tmp, sizeof tmp, "%s", o->reply);
-			outcome_set_reply(o, "expired after %u attempt(s); last: %s",
+			trouble_set_reply(o, "expired after %u attempt(s); last: %s",
 			    j->attempts + 1, tmp);
 		} else {
 			/* Never wait past the job's end: the last retry is at
@@ -253,8 +195,8 @@ job_fail(struct engine *e, struct job *j, const char *why)
 {
 	struct job_outcome o;
 
-	outcome_init(&o, JOB_FAILED);
-	outcome_set_reply(&o, "%s", why);
+	trouble_outcome_init(&o, JOB_FAILED);
+	trouble_set_reply(&o, "%s", why);
 	job_settle(e, j, &o);
 }
 
@@ -337,11 +279,11 @@ dest_fail_dns(struct engine *e, struct dest *d, enum job_status st, const char *
 {
 	struct job_outcome o;
 
-	outcome_init(&o, st);
+	trouble_outcome_init(&o, st);
 	snprintf(o.enh, sizeof o.enh, "%s", enh);
 	o.has_class = 1;
 	o.cls = cls;
-	outcome_set_reply(&o, "%s", why);
+	trouble_set_reply(&o, "%s", why);
 	dest_fail_queue(e, d, &o);
 }
 
@@ -490,7 +432,7 @@ sop_on_result(struct session *s, struct job *j, const struct smtp_result *r)
 	struct engine *e = d->e;
 	struct job_outcome o;
 
-	outcome_from_smtp(e, r, &o);
+	trouble_from_smtp(e->rules, r, &o);
 	o.mx = session_mx(s);
 	o.ip = session_src_ip(s);
 	if (o.status == JOB_DELIVERED)
@@ -509,10 +451,7 @@ sop_on_site_failure(struct session *s, const struct smtp_result *r)
 	struct engine *e = d->e;
 	struct job_outcome o;
 
-	outcome_from_smtp(e, r, &o);
-	if (o.status == JOB_BOUNCED)	/* a 5xx greeting is a site problem: retry */
-		o.status = JOB_DEFERRED;
-	o.status = JOB_DEFERRED;
+	trouble_from_site(e->rules, r, &o);
 	o.mx = NULL;
 	o.ip = session_src_ip(s);
 	d->fail = o;
@@ -606,17 +545,17 @@ job_route(struct engine *e, struct job *j)
 	}
 	if (clock_wall_ms() >= j->expires_at_ms) {
 		struct job_outcome o;
-		outcome_init(&o, JOB_EXPIRED);
+		trouble_outcome_init(&o, JOB_EXPIRED);
 		o.no_attempt = 1;
 		if (j->last_reply) {
-			outcome_set_reply(&o, "expired after %u attempt(s); last: %s",
+			trouble_set_reply(&o, "expired after %u attempt(s); last: %s",
 			    j->attempts, j->last_reply);
 			o.code = j->last_code;
 			snprintf(o.enh, sizeof o.enh, "%s", j->last_enh);
 			o.has_class = j->last_class && j->last_class[0] &&
 			    bounce_class_from_name(j->last_class, &o.cls) == 0;
 		} else {
-			outcome_set_reply(&o, "expired before the first attempt (expires_at passed)");
+			trouble_set_reply(&o, "expired before the first attempt (expires_at passed)");
 		}
 		job_settle(e, j, &o);
 		return;
@@ -711,8 +650,8 @@ on_suppression(void *arg, const redisReply *r)
 			job_forget(e, j);
 		} else if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1) {
 			struct job_outcome o;
-			outcome_init(&o, JOB_SUPPRESSED);
-			outcome_set_reply(&o, "recipient is on the suppression list");
+			trouble_outcome_init(&o, JOB_SUPPRESSED);
+			trouble_set_reply(&o, "recipient is on the suppression list");
 			job_settle(e, j, &o);
 		} else {
 			job_attach_body(e, j);

@@ -69,6 +69,7 @@ static const char usage_main[] =
 "\n"
 "ENVIRONMENT\n"
 "    VOLLEY_LOG=error|warn|info|debug   log level (default info), logs on stderr\n"
+"    VOLLEY_INSTANCE=NAME               overrides the config's `instance` (consumer name)\n"
 "\n"
 "EXIT STATUS\n"
 "    0 success; 1 runtime or configuration error; 2 usage error.\n"
@@ -114,6 +115,19 @@ static const char usage_classify[] =
 "  Print the bounce class of an SMTP reply line and the rule that matched,\n"
 "  e.g. volley classify \"550 5.1.1 user unknown\"  ->  invalid_recipient (rule ...)\n";
 
+/* VOLLEY_INSTANCE overrides `instance`: one config file, many instances. */
+static struct config *
+instance_from_env(struct config *c)
+{
+	const char *env = getenv("VOLLEY_INSTANCE");
+
+	if (env && *env && strlen(env) < 200 && strpbrk(env, " \t\r\n") == NULL) {
+		free(c->instance);
+		c->instance = xstrdup(env);
+	}
+	return c;
+}
+
 static struct config *
 load_config(const char *path)
 {
@@ -121,7 +135,7 @@ load_config(const char *path)
 	char *errors = NULL;
 
 	if (path == NULL)
-		return config_default();
+		return instance_from_env(config_default());
 	c = config_load(path, &errors);
 	if (c == NULL) {
 		fprintf(stderr, "%s", errors ? errors : "configuration error\n");
@@ -131,7 +145,7 @@ load_config(const char *path)
 		exit(1);
 	}
 	free(errors);
-	return c;
+	return instance_from_env(c);
 }
 
 static redisContext *
@@ -541,9 +555,11 @@ cmd_check(int argc, char **argv)
 		}
 	}
 	if (path == NULL) {
-		c = config_default();
+		c = instance_from_env(config_default());
 	} else {
 		c = config_load(path, &errors);
+		if (c != NULL)
+			instance_from_env(c);
 		if (c == NULL) {
 			fprintf(stderr, "%s", errors ? errors : "invalid configuration\n");
 			if (errors && *errors && errors[strlen(errors) - 1] != '\n')
