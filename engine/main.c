@@ -29,7 +29,7 @@ static const char usage_main[] =
 "    volley run          [-c FILE] [--drain] [--progress|--no-progress]\n"
 "    volley inject       [-c FILE] --from ADDR --msg FILE.eml [--pool P] [--campaign C]\n"
 "                        [--tenant T] [--inline] [--rcpts FILE] [RCPT...]\n"
-"    volley status       [-c FILE]\n"
+"    volley status       [-c FILE] [--all]\n"
 "    volley check-config [-c FILE]\n"
 "    volley classify     [-c FILE] \"REPLY\"\n"
 "    volley help | --help | --version\n"
@@ -101,9 +101,10 @@ static const char usage_inject[] =
 "  --inline         put the message in each job (default: stored once, msg_ref)\n";
 
 static const char usage_status[] =
-"usage: volley status [-c FILE]\n"
+"usage: volley status [-c FILE] [--all]\n"
 "  Show queue depth (unread, pending, deferred), suppressed recipients, events,\n"
-"  and per-instance sessions and destination counters.\n";
+"  and per-instance sessions and destination counters (the busiest 25\n"
+"  destinations; --all: every one).\n";
 
 static const char usage_check[] =
 "usage: volley check-config [-c FILE]\n"
@@ -414,15 +415,71 @@ hash_get(const redisReply *h, const char *field)
 	return NULL;
 }
 
+struct dest_row {
+	char name[300];
+	unsigned sessions;
+	unsigned long long queued, delivered, deferred, bounced;
+};
+
+/* Busiest first: open sessions and queued jobs, then delivered. */
+static int
+dest_row_cmp(const void *a, const void *b)
+{
+	const struct dest_row *x = a, *y = b;
+	unsigned long long ax = x->sessions + x->queued, ay = y->sessions + y->queued;
+
+	if (ax != ay)
+		return ax > ay ? -1 : 1;
+	if (x->delivered != y->delivered)
+		return x->delivered > y->delivered ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+#define STATUS_ROWS 25
+
+static void
+print_dests(const char *dests, int all)
+{
+	struct dest_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	char *copy = xstrdup(dests), *save = NULL;
+
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		struct dest_row r;
+		if (sscanf(l, "%299s %u %llu %llu %llu %llu", r.name, &r.sessions, &r.queued,
+		    &r.delivered, &r.deferred, &r.bounced) != 6)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			rows = xrealloc(rows, cap * sizeof *rows);
+		}
+		rows[n++] = r;
+	}
+	free(copy);
+	if (n > 0)
+		qsort(rows, n, sizeof *rows, dest_row_cmp);
+	printf("    %-36s %8s %8s %10s %9s %8s\n", "pool|destination",
+	    "sessions", "queued", "delivered", "deferred", "bounced");
+	for (size_t i = 0; i < n && (all || i < STATUS_ROWS); i++)
+		printf("    %-36s %8u %8llu %10llu %9llu %8llu\n", rows[i].name, rows[i].sessions,
+		    rows[i].queued, rows[i].delivered, rows[i].deferred, rows[i].bounced);
+	if (!all && n > STATUS_ROWS)
+		printf("    (%zu more destinations; volley status --all shows every one)\n",
+		    n - STATUS_ROWS);
+	free(rows);
+}
+
 static int
 cmd_status(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "all", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
+	int all = 0;
 	struct config *c;
 	redisContext *rc;
 	redisReply *r;
@@ -433,6 +490,7 @@ cmd_status(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
+		case 'a': all = 1; break;
 		case 'h': fputs(usage_status, stdout); return 0;
 		default: fputs(usage_status, stderr); return 2;
 		}
@@ -503,20 +561,8 @@ cmd_status(int argc, char **argv)
 				    hash_get(h, "bounced"), hash_get(h, "expired"),
 				    hash_get(h, "failed"), hash_get(h, "suppressed"));
 				const char *dests = hash_get(h, "dests");
-				if (dests && *dests) {
-					printf("    %-36s %8s %8s %10s %9s %8s\n", "pool|destination",
-					    "sessions", "queued", "delivered", "deferred", "bounced");
-					char *copy = xstrdup(dests), *save = NULL;
-					for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-						char name[300];
-						unsigned s1;
-						unsigned long long q, dl, df, b;
-						if (sscanf(l, "%299s %u %llu %llu %llu %llu", name, &s1, &q, &dl, &df, &b) == 6)
-							printf("    %-36s %8u %8llu %10llu %9llu %8llu\n",
-							    name, s1, q, dl, df, b);
-					}
-					free(copy);
-				}
+				if (dests && *dests)
+					print_dests(dests, all);
 				shown++;
 			}
 			if (h)
