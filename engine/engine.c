@@ -51,7 +51,6 @@ struct dest {
 	struct dest *wait_next;
 	uint64_t backoff_until;		/* mono ms */
 	struct job_outcome fail;	/* why the last attempt on every MX failed */
-	char fail_text[512];
 	unsigned ip_rr;
 	uint64_t delivered, deferred, bounced;
 	struct timer retry_timer;
@@ -397,12 +396,13 @@ engine_kick(struct engine *e, struct dest *d)
 	if (d->queued == 0)
 		return;
 	if (loop_now(e->loop) < d->backoff_until) {
-		if (d->nsessions == 0) {
-			/* The destination is dead for now: defer at once, as
-			 * Postfix does, instead of hammering it. */
-			struct job_outcome o = d->fail;
-			dest_fail_queue(e, d, &o);
-		}
+		/* Every MX failed a moment ago: no new connection until the
+		 * back-off ends; then one more try, and if that fails too
+		 * the queue is deferred (sop_on_site_failure). Open sessions
+		 * keep pulling from the queue meanwhile. */
+		if (!timer_armed(&d->retry_timer))
+			timer_set(e->loop, &d->retry_timer, d->backoff_until - loop_now(e->loop),
+			    on_dest_retry);
 		return;
 	}
 	if (d->resolving)
@@ -451,17 +451,29 @@ sop_on_site_failure(struct session *s, const struct smtp_result *r)
 	struct engine *e = d->e;
 	struct job_outcome o;
 
+	unsigned others = d->nsessions - 1;	/* s itself is counted until on_closed */
+
 	trouble_from_site(e->rules, r, &o);
 	o.mx = NULL;
 	o.ip = session_src_ip(s);
 	d->fail = o;
-	snprintf(d->fail_text, sizeof d->fail_text, "%s", o.reply);
-	log_warn("dest", "%s: every MX failed (%s); deferring %zu queued job(s), "
-	    "backing off %d s", d->domain, o.reply, d->queued, DEST_BACKOFF_MS / 1000);
-	d->backoff_until = loop_now(e->loop) + DEST_BACKOFF_MS;
 	/* d->fail outlives the session: no pointers into it. */
 	d->fail.mx = NULL;
 	d->fail.ip = NULL;
+	d->backoff_until = loop_now(e->loop) + DEST_BACKOFF_MS;
+	if (others > 0) {
+		/* Other sessions are open or still connecting: the site may
+		 * just take no more connections (a provider's per-IP limit).
+		 * They carry the queue; the last one to fail defers it. No
+		 * new connection for a while. */
+		log_warn("dest", "%s: a new connection failed on every MX (%s); %u other "
+		    "session(s) carry the queue, no new connection for %d s", d->domain, o.reply,
+		    others, DEST_BACKOFF_MS / 1000);
+		engine_kick(e, d);	/* arms the retry at the end of the back-off */
+		return;
+	}
+	log_warn("dest", "%s: every MX failed (%s); deferring %zu queued job(s), "
+	    "backing off %d s", d->domain, o.reply, d->queued, DEST_BACKOFF_MS / 1000);
 	dest_fail_queue(e, d, &o);
 }
 
@@ -512,12 +524,8 @@ sop_on_closed(struct session *s)
 	e->nsessions--;
 	if (e->stopping)
 		return;
-	if (d->queued > 0) {
-		if (loop_now(e->loop) < d->backoff_until && !timer_armed(&d->retry_timer))
-			timer_set(e->loop, &d->retry_timer, 0, on_dest_retry);
-		else
-			engine_kick(e, d);
-	}
+	if (d->queued > 0)
+		engine_kick(e, d);
 	/* A global slot is free: give it to a waiting destination. */
 	while (e->wait_head && e->nsessions < e->max_sessions) {
 		struct dest *w = e->wait_head;

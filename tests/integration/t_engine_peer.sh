@@ -16,6 +16,7 @@ start_dns \
 	"$(dns_domain peer.test 127.0.1.21)" \
 	"$(dns_domain gmail.test 127.0.1.22)" \
 	"$(dns_domain small.test 127.0.1.23)" \
+	"$(dns_domain limited.test 127.0.1.26)" \
 	"mx-host=busy.test,mx1.busy.test,10" "host-record=mx1.busy.test,127.0.1.24" \
 	"mx-host=busy.test,mx2.busy.test,20" "host-record=mx2.busy.test,127.0.1.25" ||
 	bail "dnsmasq did not start"
@@ -33,6 +34,10 @@ start_volley_sink 127.0.1.22 "$SINK_PORT" --profile gmail || bail "volley-sink (
 start_volley_sink 127.0.1.23 "$SINK_PORT" --size 1000 || bail "volley-sink (small)"
 start_volley_sink 127.0.1.24 "$SINK_PORT" -c "$T/busy.conf" || bail "volley-sink (busy)"
 start_volley_sink 127.0.1.25 "$SINK_PORT" || bail "volley-sink (second MX)"
+cat >"$T/limited.conf" <<CONF
+limits { per_ip_connections = 3; }
+CONF
+start_volley_sink 127.0.1.26 "$SINK_PORT" -c "$T/limited.conf" || bail "volley-sink (limited)"
 
 # dot = 3s: the stall at end of data is a time-out, not a hang.
 CFG_RETRY='[1s]' CFG_MAX_AGE=60s CFG_SMTP_EXTRA='timeouts { dot = 3s; }' write_config "$T/volley.conf"
@@ -58,11 +63,15 @@ add_job ratelimit u+ratelimit@gmail.test f@sender.test "$T/msg.eml" "$soon"
 add_job unknown u+unknown@gmail.test f@sender.test "$T/msg.eml"
 add_job big u@small.test f@sender.test "$T/big.eml"
 add_job busy u@busy.test f@sender.test "$T/msg.eml"
+# 60 jobs to a site that takes 3 connections per client IP: the engine opens
+# up to 20, the rest get 421 at the greeting; the 3 open sessions carry the
+# queue and nothing is deferred.
+for i in $(seq 1 60); do add_job "lim$i" "u$i@limited.test" f@sender.test "$T/msg.eml"; done
 
 run_drain "$T/run.log" 90 -c "$T/volley.conf"
 is "run --drain exits 0" "$DRAIN_RC" 0
 [ "$DRAIN_RC" = 0 ] || show_log "$T/run.log"
-check "every job has exactly one final event" events check-final --expect 10
+check "every job has exactly one final event" events check-final --expect 70
 grep -q -E "panic|AddressSanitizer|runtime error" "$T/run.log" && not_ok "no crash in the log" || ok "no crash in the log"
 
 fld() { events field "$@"; }
@@ -105,6 +114,11 @@ is "big: nothing sent" "$(ls "$(sink_dir 127.0.1.23)" | wc -l)" 0
 is "busy: delivered" "$(events final busy)" delivered
 is "busy: via the second MX" "$(fld busy mx)" mx2.busy.test
 is "busy: on the first attempt" "$(fld busy attempt)" 1
+
+is "limited: all 60 delivered" "$(events jobs status=delivered domain=limited.test)" 60
+is "limited: none deferred" "$(events count status=deferred domain=limited.test)" 0
+grep -q "other session(s) carry the queue" "$T/run.log" && ok "limited: the refused connections were logged" ||
+	not_ok "limited: the refused connections were logged"
 
 # A second job to the bounced address is suppressed, never sent.
 add_job again u+unknown@gmail.test f@sender.test "$T/msg.eml"
