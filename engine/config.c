@@ -434,6 +434,7 @@ static const struct setting settings[] = {
 	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },
 	{ "smtp", "return_path", S_STR, OFF(return_path), 0, 0, 0, NULL, check_return_path, 0 },
 	{ "smtp", "idle", S_DUR, OFF(idle_ms), 0, 0, 3600000, "5s", NULL, 0 },
+	{ "smtp", "stop_timeout", S_DUR, OFF(stop_ms), 0, 0, 3600000, "30s", NULL, 0 },
 	{ "smtp", "max_connections", S_U32, OFF(defaults.max_connections), 0, 1, 1000000, "20", NULL, 0 },
 	{ "smtp", "max_msgs_per_connection", S_U32, OFF(defaults.max_msgs_per_connection), 0, 1, U32MAX, "100", NULL, 0 },
 	{ "smtp", "max_rate", S_RATE, OFF(defaults.max_rate), 0, 0, 0, "unlimited", NULL, 0 },

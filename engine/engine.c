@@ -97,6 +97,8 @@ struct engine {
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;		/* sessions the open file limit allows */
 	int stream_empty, stopping, stopped, drain_checking;
+	int aborting;			/* stop deadline passed: sessions aborted */
+	int tearing_down;		/* freeing: Redis writes no longer possible */
 	uint64_t stop_deadline;
 	struct timer tick;
 	struct loop_hook hook;
@@ -139,6 +141,16 @@ job_forget(struct engine *e, struct job *j)
 	j->all_next->all_prev = j->all_prev;
 	e->njobs--;
 	job_free(j);
+}
+
+/* Forget a job we will not work on now; a leased retry is handed back
+ * (due now) so that it need not wait out its lease. */
+static void
+job_hand_back(struct engine *e, struct job *j)
+{
+	if (!e->tearing_down)
+		rq_release_retry(e->rq, j, clock_wall_ms());
+	job_forget(e, j);
 }
 
 static void
@@ -294,6 +306,8 @@ on_mx(void *arg, const struct dns_result *r)
 	char why[600];
 
 	d->resolving = 0;
+	if (e->stopped)		/* dns_free at teardown cancels lookups */
+		return;
 	switch (r->status) {
 	case DNS_OK:
 		if (r->ntargets == 0)
@@ -320,21 +334,23 @@ on_mx(void *arg, const struct dns_result *r)
 	dest_fail_dns(e, d, JOB_DEFERRED, "4.4.3", CLASS_DNS_FAILURE, why);
 }
 
+/* A session's source: the next IP of the destination's pool, round robin,
+ * looked up by name in the running configuration (a reload may have
+ * changed the pool or dropped it: then the default pool). */
 static const struct session_cfg *
 dest_pick_source(struct engine *e, struct dest *d, const char **src_ip)
 {
-	const struct config_pool *p = d->pool;
-	size_t base = 1;
+	const struct config_pool *p = config_pool(e->cfg, d->pool->name);
+	size_t base = 1, k;
 
 	*src_ip = NULL;
-	if (p->nips == 0)
+	if (p == NULL)
+		p = config_pool(e->cfg, "default");
+	if (p == NULL || p->nips == 0)
 		return &e->scfg[0];
-	for (size_t i = 0; i < e->cfg->npools; i++) {
-		if (&e->cfg->pools[i] == p)
-			break;
+	for (size_t i = 0; i < e->cfg->npools && &e->cfg->pools[i] != p; i++)
 		base += e->cfg->pools[i].nips;
-	}
-	size_t k = d->ip_rr++ % p->nips;
+	k = d->ip_rr++ % p->nips;
 	*src_ip = p->ips[k].addr;
 	return &e->scfg[base + k];
 }
@@ -342,8 +358,21 @@ dest_pick_source(struct engine *e, struct dest *d, const char **src_ip)
 static void
 global_wait(struct engine *e, struct dest *d)
 {
+	const char *k;
+	void *v;
+	size_t it = 0;
+
 	if (d->waiting_global)
 		return;
+	/* An idle session elsewhere holds a slot it does not use: free it
+	 * (its close wakes the waiting list). */
+	while (map_iter(&e->dests, &it, &k, &v)) {
+		struct dest *o = v;
+		if (o != d && o->idle) {
+			session_quit(o->idle);
+			break;
+		}
+	}
 	d->waiting_global = 1;
 	d->wait_next = NULL;
 	if (e->wait_tail)
@@ -588,8 +617,10 @@ on_body(void *arg, const redisReply *r)
 	for (; j; j = next) {
 		next = j->next;
 		j->next = NULL;
-		if (r == NULL || e->stopping) {
+		if (r == NULL) {
 			job_forget(e, j);	/* Redis went away: it comes back */
+		} else if (e->stopping) {
+			job_hand_back(e, j);
 		} else if (b->body) {
 			j->body = msg_body_ref(b->body);
 			job_route(e, j);
@@ -654,8 +685,10 @@ on_suppression(void *arg, const redisReply *r)
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	for (size_t i = 0; i < c->n; i++) {
 		struct job *j = c->jobs[i];
-		if (!ok || e->stopping) {
-			job_forget(e, j);
+		if (!ok) {
+			job_forget(e, j);	/* comes back: re-read or lease expiry */
+		} else if (e->stopping) {
+			job_hand_back(e, j);
 		} else if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1) {
 			struct job_outcome o;
 			trouble_outcome_init(&o, JOB_SUPPRESSED);
@@ -894,13 +927,15 @@ on_drain_zcard(void *arg, const redisReply *r)
 	}
 }
 
+/* Settled entries are deleted from the stream (XDEL with the ack), so an
+ * empty stream means nothing unread and nothing pending, including what
+ * was added after our last read. */
 static void
-on_drain_pending(void *arg, const redisReply *r)
+on_drain_xlen(void *arg, const redisReply *r)
 {
 	struct engine *e = arg;
 
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-	    r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0 &&
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
 	    rq_command(e->rq, on_drain_zcard, e, "ZCARD %sretry", e->cfg->prefix) == 0)
 		return;
 	e->drain_checking = 0;
@@ -927,7 +962,7 @@ drain_check(struct engine *e)
 	    rq_outstanding(e->rq) || rq_read_busy(e->rq) || !rq_connected(e->rq))
 		return;
 	e->drain_checking = 1;
-	if (rq_command(e->rq, on_drain_pending, e, "XPENDING %sjobs volley", e->cfg->prefix) != 0)
+	if (rq_command(e->rq, on_drain_xlen, e, "XLEN %sjobs", e->cfg->prefix) != 0)
 		e->drain_checking = 0;
 }
 
@@ -942,14 +977,12 @@ begin_stop(struct engine *e, const char *why)
 		return;
 	log_info("engine", "%s: no new jobs; finishing what is in flight", why);
 	e->stopping = 1;
-	e->stop_deadline = loop_now(e->loop) + 30000;
+	e->stop_deadline = loop_now(e->loop) + e->cfg->stop_ms;
 	while (map_iter(&e->dests, &it, &k, &v)) {
 		struct dest *d = v;
 		struct job *j;
-		while ((j = dest_pop(d)) != NULL) {
-			rq_release_retry(e->rq, j, clock_wall_ms());
-			job_forget(e, j);
-		}
+		while ((j = dest_pop(d)) != NULL)
+			job_hand_back(e, j);
 		while (d->idle)
 			session_quit(d->idle);
 	}
@@ -1031,9 +1064,25 @@ on_tick(struct timer *t)
 		engine_reload(e);
 	}
 	if (e->stopping) {
-		if ((e->nsessions == 0 && rq_outstanding(e->rq) == 0) ||
-		    now >= e->stop_deadline ||
-		    (e->nsessions == 0 && !rq_connected(e->rq))) {
+		if (e->nsessions == 0 && rq_outstanding(e->rq) == 0) {
+			e->stopped = 1;
+			loop_stop(e->loop);
+			return;
+		}
+		if (now >= e->stop_deadline && !e->aborting) {
+			/* Sessions that did not finish in time give their jobs
+			 * back (deferred); a few seconds more for the writes. */
+			log_warn("engine", "stop: %u session(s) still busy after smtp.stop_timeout "
+			    "(%llu ms); aborting them", e->nsessions,
+			    (unsigned long long)e->cfg->stop_ms);
+			e->aborting = 1;
+			e->stop_deadline = now + 5000;
+			session_abort_all();
+		} else if (now >= e->stop_deadline) {
+			if (rq_outstanding(e->rq))
+				log_error("engine", "stop: %zu settling write(s) could not reach Redis "
+				    "(%s); those jobs stay pending and will be delivered again",
+				    rq_outstanding(e->rq), rq_connected(e->rq) ? "no answer" : "not connected");
 			e->stopped = 1;
 			loop_stop(e->loop);
 			return;
@@ -1196,6 +1245,22 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	    (unsigned long long)e->n_bounced, (unsigned long long)e->n_expired,
 	    (unsigned long long)e->n_failed, (unsigned long long)e->n_suppressed);
 
+	/* Redis and DNS first: their cancelled requests call back into jobs,
+	 * bodies and destinations, which must still exist. */
+	e->tearing_down = 1;
+	dns_free(e->dns);
+	rq_free(e->rq);
+	/* Cancelled polls of the Redis and c-ares sockets complete on the
+	 * ring; their watchers free themselves then. */
+	for (int i = 0; i < 20; i++)
+		loop_turn(e->loop, 5);
+	if (e->nsessions > 0) {
+		/* Sessions that never completed their teardown still point at
+		 * jobs and destinations: leave everything to process exit. */
+		log_error("engine", "%u session(s) did not close; exiting without freeing",
+		    e->nsessions);
+		return 0;
+	}
 	/* Free what is left (held jobs stay pending in Redis). */
 	while (e->all.all_next != &e->all)
 		job_forget(e, e->all.all_next);
@@ -1219,12 +1284,6 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	}
 	map_free(&e->bodies);
 	map_free(&e->jobs);
-	rq_free(e->rq);
-	dns_free(e->dns);
-	/* Cancelled polls of the Redis and c-ares sockets complete on the
-	 * ring; their watchers free themselves then. */
-	for (int i = 0; i < 20; i++)
-		loop_turn(e->loop, 5);
 	classify_rules_free(e->rules);
 	free(e->scfg);
 	for (size_t i = 0; i < e->nold; i++) {

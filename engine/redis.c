@@ -83,8 +83,22 @@ static const char retry_lua[] =
 "end\n"
 "return out\n";
 
-enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT__N };
-static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua };
+/* Keep our stream leases fresh: reset the idle time of entries that are
+ * still ours, and only those (after a takeover they belong to another
+ * instance, which must keep them). */
+static const char refresh_lua[] =
+"local n = 0\n"
+"for i = 1, #ARGV - 1 do\n"
+"  local p = redis.call('XPENDING', KEYS[1], 'volley', ARGV[i], ARGV[i], 1)\n"
+"  if p[1] and p[1][2] == ARGV[#ARGV] then\n"
+"    redis.call('XCLAIM', KEYS[1], 'volley', ARGV[#ARGV], 0, ARGV[i], 'JUSTID')\n"
+"    n = n + 1\n"
+"  end\n"
+"end\n"
+"return n\n";
+
+enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT__N };
+static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua };
 
 /* One settling write, kept until Redis answered it. */
 struct rq_cmd {
@@ -117,6 +131,10 @@ struct rq {
 	char sha[SCRIPT__N][41];
 	struct rq_cmd outbox;		/* circular list head */
 	size_t outstanding;
+	struct timer resend;		/* after a transient error reply */
+	struct timer ready_retry;	/* PING again while Redis is loading */
+	int ready;			/* PONG seen on this connection */
+	int reload_scripts;		/* NOSCRIPT seen: SCRIPT LOAD before resending */
 	/* reads */
 	int reading, reading_retry, claiming;
 	int history;			/* re-reading our own pending list */
@@ -232,6 +250,34 @@ ev_cleanup(void *p)
 
 static void
 outbox_send(struct rq *q, struct rq_cmd *c);
+static void load_scripts(struct rq *q);
+
+static int
+error_is_transient(const char *err)
+{
+	static const char *const transient[] = { "LOADING", "BUSY", "NOSCRIPT", "READONLY",
+	    "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS" };
+
+	for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
+		if (strncmp(err, transient[i], strlen(transient[i])) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+on_resend_timer(struct timer *t)
+{
+	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, resend));
+
+	if (!q->up)
+		return;		/* the reconnect resends everything */
+	if (q->reload_scripts) {
+		q->reload_scripts = 0;
+		load_scripts(q);
+	}
+	for (struct rq_cmd *c = q->outbox.next; c != &q->outbox; c = c->next)
+		outbox_send(q, c);
+}
 
 static void
 on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -243,8 +289,20 @@ on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (r == NULL)
 		return;		/* connection lost: resent after reconnect */
 	if (r->type == REDIS_REPLY_ERROR) {
-		/* A script error is a bug or a Redis without scripting; the
-		 * job stays pending and is taken over after the lease. */
+		if (error_is_transient(r->str)) {
+			/* Redis is loading, busy, read-only for a moment, or
+			 * lost our scripts: keep the write and try again. */
+			struct rq *q = c->q;
+			if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+				q->reload_scripts = 1;
+			if (!timer_armed(&q->resend)) {
+				log_warn("redis", "settling write refused (%s); retrying", r->str);
+				timer_set(q->loop, &q->resend, 500, on_resend_timer);
+			}
+			return;
+		}
+		/* Anything else is a bug or a broken Redis: the job stays
+		 * pending and is taken over after the lease. */
 		log_error("redis", "settling write failed: %s", r->str);
 	}
 	c->prev->next = c->next;
@@ -353,13 +411,37 @@ on_init_reply(redisAsyncContext *ac, void *reply, void *priv)
 		log_error("redis", "%s: %s", what, r->str);
 }
 
+static void on_ready(redisAsyncContext *ac, void *reply, void *priv);
+
+static void
+on_ready_timer(struct timer *t)
+{
+	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, ready_retry));
+
+	if (q->up && q->ac)
+		redisAsyncCommand(q->ac, on_ready, NULL, "PING");
+}
+
+/* The handshake's last reply. A Redis still loading its data answers
+ * -LOADING: ask again until it says PONG, then start. */
 static void
 on_ready(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct rq *q = ac->data;
+	redisReply *r = reply;
 
-	if (reply == NULL || q == NULL)
+	if (r == NULL || q == NULL)
 		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		log_warn("redis", "not ready yet: %s", r->str);
+		timer_set(q->loop, &q->ready_retry, 500, on_ready_timer);
+		return;
+	}
+	q->ready = 1;
+	if (q->reload_scripts) {
+		q->reload_scripts = 0;
+		load_scripts(q);
+	}
 	if (q->cb.on_connected)
 		q->cb.on_connected(q->arg);
 }
@@ -402,6 +484,7 @@ rq_connect(struct rq *q)
 	q->io = a;
 	q->gen++;
 	q->up = 1;
+	q->ready = 0;
 	q->history = 1;
 	snprintf(q->history_from, sizeof q->history_from, "0");
 	snprintf(q->claim_cursor, sizeof q->claim_cursor, "0-0");
@@ -412,8 +495,7 @@ rq_connect(struct rq *q)
 		redisAsyncCommand(ac, on_init_reply, "AUTH", "AUTH %s", cfg->redis_password);
 	if (cfg->redis_db)
 		redisAsyncCommand(ac, on_init_reply, "SELECT", "SELECT %d", cfg->redis_db);
-	for (int i = 0; i < SCRIPT__N; i++)
-		redisAsyncCommand(ac, on_init_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", scripts[i]);
+	load_scripts(q);
 	redisAsyncCommand(ac, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s volley 0 MKSTREAM",
 	    q->k_jobs);
 	redisAsyncCommand(ac, on_ready, NULL, "PING");
@@ -421,10 +503,17 @@ rq_connect(struct rq *q)
 		outbox_send(q, c);
 }
 
+static void
+load_scripts(struct rq *q)
+{
+	for (int i = 0; i < SCRIPT__N; i++)
+		redisAsyncCommand(q->ac, on_init_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", scripts[i]);
+}
+
 int
 rq_connected(const struct rq *q)
 {
-	return q->up;
+	return q->up && q->ready;
 }
 
 struct rq *
@@ -462,6 +551,8 @@ rq_free(struct rq *q)
 	if (q == NULL)
 		return;
 	timer_cancel(q->loop, &q->reconnect);
+	timer_cancel(q->loop, &q->resend);
+	timer_cancel(q->loop, &q->ready_retry);
 	if (q->ac) {
 		q->ac->data = NULL;
 		redisAsyncFree(q->ac);
@@ -549,7 +640,7 @@ on_xread(redisAsyncContext *ac, void *reply, void *priv)
 void
 rq_fetch(struct rq *q, unsigned max)
 {
-	if (!q->up || q->reading || max == 0)
+	if (!q->up || !q->ready || q->reading || max == 0)
 		return;
 	q->reading = 1;
 	redisAsyncCommand(q->ac, on_xread, NULL,
@@ -582,7 +673,7 @@ rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms)
 {
 	char now[32], until[32], cnt[16];
 
-	if (!q->up || q->reading_retry || max == 0)
+	if (!q->up || !q->ready || q->reading_retry || max == 0)
 		return;
 	q->reading_retry = 1;
 	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
@@ -621,7 +712,7 @@ on_claim(redisAsyncContext *ac, void *reply, void *priv)
 void
 rq_autoclaim(struct rq *q, unsigned max)
 {
-	if (!q->up || q->claiming)
+	if (!q->up || !q->ready || q->claiming)
 		return;
 	q->claiming = 1;
 	redisAsyncCommand(q->ac, on_claim, NULL,
@@ -817,11 +908,11 @@ rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
 		const char **argv = xcalloc(ns + 6, sizeof *argv);
 		size_t *lens = xcalloc(ns + 6, sizeof *lens);
 		size_t n = 0;
-		argv[n++] = "XCLAIM"; argv[n++] = q->k_jobs; argv[n++] = "volley";
-		argv[n++] = q->cfg->instance; argv[n++] = "0";
+		argv[n++] = "EVALSHA"; argv[n++] = q->sha[SCRIPT_REFRESH]; argv[n++] = "1";
+		argv[n++] = q->k_jobs;
 		for (size_t i = 0; i < ns; i++)
 			argv[n++] = stream_keys[i];
-		argv[n++] = "JUSTID";
+		argv[n++] = q->cfg->instance;
 		for (size_t i = 0; i < n; i++)
 			lens[i] = strlen(argv[i]);
 		redisAsyncCommandArgv(q->ac, NULL, NULL, (int)n, argv, lens);

@@ -40,6 +40,11 @@ struct session {
 	int quit_asked, idle, timed_out_connect;
 	int switching;			/* old socket draining before the next target */
 	unsigned max_msgs;		/* per connection */
+	/* The body a send may still be reading: the session holds its own
+	 * reference, so settling the job (which may free the job's body)
+	 * never frees bytes the kernel has yet to copy. */
+	struct msg_body *body, *body_retired;
+	struct session *anext, *aprev;	/* every session, for session_abort_all */
 	struct smtp_client *c;
 	struct timer timer;
 	struct job *job;
@@ -53,6 +58,8 @@ struct session {
 	char peer[64];
 	struct session *next, *prev;	/* scheduler lists */
 };
+
+static struct session *all_sessions;
 
 static void session_step(struct session *s);
 static void session_try_target(struct session *s);
@@ -111,11 +118,15 @@ session_maybe_free(struct session *s)
 	if (s->inflight > 0)
 		return;
 	if (s->switching && !s->closing) {
-		/* Every completion of the old socket is in: now the next target. */
+		/* Every completion of the old socket is in: now the next
+		 * target, with a fresh client (the old one's buffers were
+		 * still being sent from until now). */
 		s->switching = 0;
 		if (s->fd >= 0)
 			close(s->fd);
 		s->fd = -1;
+		smtp_client_free(s->c);
+		s->c = smtp_client_new(s->cfg->ehlo, s->cfg->timeouts);
 		session_try_target(s);
 		return;
 	}
@@ -125,8 +136,18 @@ session_maybe_free(struct session *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	if (s->aprev)
+		s->aprev->anext = s->anext;
+	else
+		all_sessions = s->anext;
+	if (s->anext)
+		s->anext->aprev = s->aprev;
 	s->ops->on_closed(s);
 	smtp_client_free(s->c);
+	if (s->body)
+		msg_body_unref(s->body);
+	if (s->body_retired)
+		msg_body_unref(s->body_retired);
 	mxset_unref(s->mx);
 	free(s->idhdr);
 	free(s->env_from);
@@ -164,8 +185,6 @@ session_drop_socket(struct session *s)
 		shutdown(s->fd, SHUT_RDWR);
 	s->connected = 0;
 	s->switching = 1;
-	smtp_client_free(s->c);
-	s->c = smtp_client_new(s->cfg->ehlo, s->cfg->timeouts);
 }
 
 /* --- results --- */
@@ -262,6 +281,7 @@ on_connect(struct io_op *op, int res, uint32_t flags)
 		return;
 	}
 	s->connected = 1;
+	s->timed_out_connect = 0;
 	smtp_client_init(s->c);
 	s->recv_armed = 1;
 	s->inflight++;
@@ -285,13 +305,14 @@ on_recv(struct io_op *op, int res, uint32_t flags)
 		s->recv_armed = 0;
 		s->inflight--;
 		if (!s->closing && !s->switching && s->connected) {
-			if (res == -ENOBUFS) {
-				/* The shared ring ran dry; buffers come back as
-				 * other handlers recycle them. Re-arm. */
+			if (res == -ENOBUFS || res > 0) {
+				/* The shared ring ran dry (buffers come back as
+				 * handlers recycle them), or the kernel ended the
+				 * multishot with data (a full CQ): re-arm. */
 				s->recv_armed = 1;
 				s->inflight++;
 				loop_recv_multishot(s->loop, s->fd, &s->op_recv);
-			} else if (res <= 0) {
+			} else {
 				smtp_client_disconnected(s->c);
 			}
 		}
@@ -310,6 +331,10 @@ on_send(struct io_op *op, int res, uint32_t flags)
 
 	s->send_armed = 0;
 	s->inflight--;
+	if (s->body_retired) {
+		msg_body_unref(s->body_retired);
+		s->body_retired = NULL;
+	}
 	if (s->closing || s->switching) {
 		session_maybe_free(s);
 		return;
@@ -330,6 +355,13 @@ start_job(struct session *s, struct job *j)
 
 	free(s->idhdr);
 	free(s->env_from);
+	if (s->body) {
+		if (s->send_armed && s->body_retired == NULL)
+			s->body_retired = s->body;	/* released when that send completes */
+		else
+			msg_body_unref(s->body);
+	}
+	s->body = msg_body_ref(j->body);
 	s->job = j;
 	s->idhdr = job_id_header(j, s->cfg->id_header, &s->idhdr_len);
 	s->env_from = job_envelope_from(j, s->cfg->return_path);
@@ -338,7 +370,7 @@ start_job(struct session *s, struct job *j)
 	m.to = j->to;
 	m.prefix = s->idhdr;
 	m.prefix_len = s->idhdr_len;
-	m.body = j->body;
+	m.body = s->body;
 	smtp_client_start(s->c, &m);
 }
 
@@ -514,8 +546,36 @@ session_open(struct loop *l, const struct session_ops *ops, const struct session
 	s->op_recv.cb = on_recv;
 	s->op_send.cb = on_send;
 	s->c = smtp_client_new(cfg->ehlo, cfg->timeouts);
+	s->anext = all_sessions;
+	if (all_sessions)
+		all_sessions->aprev = s;
+	all_sessions = s;
 	if (src_ip)
 		snprintf(s->src_ip, sizeof s->src_ip, "%s", src_ip);
 	session_try_target(s);
 	return s;
+}
+
+/*
+ * session_abort_all - the engine is stopping and cannot wait any longer:
+ * every session gives its job back (TEMP, "engine stopped"; the scheduler
+ * defers it) and closes now. Completions still arrive; the sessions are
+ * freed, and on_closed called, as they do.
+ */
+void
+session_abort_all(void)
+{
+	struct session *s, *next;
+	struct smtp_result r;
+
+	for (s = all_sessions; s; s = next) {
+		next = s->anext;
+		if (s->closing)
+			continue;
+		fail_result(&r, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT,
+		    "engine stopped during the transaction (%s); not known whether the "
+		    "server accepted it", s->peer);
+		give_back_job(s, &r);
+		session_close(s);
+	}
 }

@@ -67,6 +67,8 @@ struct session *session_open(struct loop *l, const struct session_ops *ops,
 void session_give(struct session *s, struct job *j);
 /* Finish the current transaction if any, then QUIT. */
 void session_quit(struct session *s);
+/* Stop now: each session gives its job back (TEMP) and closes. */
+void session_abort_all(void);
 void *session_owner(const struct session *s);
 const char *session_mx(const struct session *s);	/* current MX host */
 const char *session_src_ip(const struct session *s);	/* "" if default */
