@@ -877,6 +877,7 @@ print_progress(struct engine *e, int final)
 {
 	uint64_t secs = (clock_wall_ms() - e->started_wall) / 1000;
 
+	log_flush();
 	fprintf(stderr, "%s[volley] %llus  delivered %llu  deferred %llu  bounced %llu  "
 	    "expired %llu  failed %llu  suppressed %llu | in memory %zu  sessions %u%s",
 	    final ? "" : "\r", (unsigned long long)secs,
@@ -1147,6 +1148,7 @@ on_turn_end(void *arg)
 {
 	struct engine *e = arg;
 
+	log_flush();
 	if (sig_stop && !e->stopping)
 		on_tick(&e->tick);
 }
@@ -1218,6 +1220,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 		e->rules = classify_rules_builtin();
 	}
 	install_signals();
+	log_set_buffered(1);
 	e->loop = loop_new(4096, 4096, 4096);
 	e->sops.next_job = sop_next_job;
 	e->sops.on_result = sop_on_result;
@@ -1259,6 +1262,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 		 * jobs and destinations: leave everything to process exit. */
 		log_error("engine", "%u session(s) did not close; exiting without freeing",
 		    e->nsessions);
+		log_set_buffered(0);
 		return 0;
 	}
 	/* Free what is left (held jobs stay pending in Redis). */
@@ -1297,5 +1301,6 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	free(e->old_scfgs);
 	loop_free(e->loop);
 	free(e);
+	log_set_buffered(0);
 	return 0;
 }

@@ -12,6 +12,13 @@
 
 enum log_level log_level_max = LOG_INFO;
 static const char *log_prog = "volley";
+static int log_pid;
+/* Buffered mode (the engine): lines collect here and go out in one write
+ * per loop turn (log_flush from an end-of-turn hook), or when the buffer
+ * fills, or at once for warnings and errors. */
+static int log_buffered;
+static char log_buf[65536];
+static size_t log_len;
 
 static const char *const level_name[] = { "error", "warn", "info", "debug" };
 
@@ -21,11 +28,34 @@ log_init(const char *progname)
 	const char *e = getenv("VOLLEY_LOG");
 
 	log_prog = progname;
+	log_pid = (int)getpid();
 	if (e == NULL)
 		return;
 	for (int i = 0; i <= LOG_DEBUG; i++)
 		if (strcmp(e, level_name[i]) == 0)
 			log_level_max = (enum log_level)i;
+}
+
+void
+log_flush(void)
+{
+	size_t off = 0;
+
+	while (off < log_len) {
+		ssize_t n = write(STDERR_FILENO, log_buf + off, log_len - off);
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	log_len = 0;
+}
+
+void
+log_set_buffered(int on)
+{
+	if (!on)
+		log_flush();
+	log_buffered = on;
 }
 
 static void
@@ -41,7 +71,7 @@ log_vmsg(enum log_level lvl, const char *subsys, const char *fmt, va_list ap)
 	n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d] %s: ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	    tm.tm_sec, ts.tv_nsec / 1000000, level_name[lvl], log_prog,
-	    (int)getpid(), subsys);
+	    log_pid ? log_pid : (int)getpid(), subsys);
 	if (n < 0 || (size_t)n >= sizeof line)
 		n = 0;
 	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -51,7 +81,15 @@ log_vmsg(enum log_level lvl, const char *subsys, const char *fmt, va_list ap)
 		if (line[i] == '\r' || line[i] == '\n' || (unsigned char)line[i] < 0x20)
 			line[i] = ' ';
 	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, (size_t)n);
+	if (!log_buffered || lvl <= LOG_WARN) {
+		log_flush();	/* keep the order */
+		(void)!write(STDERR_FILENO, line, (size_t)n);
+		return;
+	}
+	if (log_len + (size_t)n > sizeof log_buf)
+		log_flush();
+	memcpy(log_buf + log_len, line, (size_t)n);
+	log_len += (size_t)n;
 }
 
 void
@@ -72,7 +110,7 @@ fatal(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vmsg(LOG_ERROR, "fatal", fmt, ap);
+	log_vmsg(LOG_ERROR, "fatal", fmt, ap);	/* errors flush the buffer */
 	va_end(ap);
 	exit(1);
 }

@@ -20,6 +20,11 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 extern enum log_level log_level_max;	/* default LOG_INFO; VOLLEY_LOG=debug */
 
 void log_init(const char *progname);
+/* Buffered logging: info/debug lines are collected and written by
+ * log_flush() (once per loop turn in the engine); warnings and errors
+ * flush and go out at once. */
+void log_set_buffered(int on);
+void log_flush(void);
 void log_msg(enum log_level lvl, const char *subsys, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
