@@ -53,8 +53,14 @@ struct dest {
 	struct job_outcome fail;	/* why the last attempt on every MX failed */
 	unsigned ip_rr;
 	uint64_t delivered, deferred, bounced;
+	char site[64];			/* the site its MX hosts fall under, or "" */
 	struct timer retry_timer;
 	struct engine *e;
+};
+
+struct ipstat {				/* per (pool, source IP), for status */
+	unsigned sessions;
+	uint64_t delivered, deferred, bounced;
 };
 
 struct bodyref {			/* a msg_ref's body, shared by its jobs */
@@ -91,6 +97,7 @@ struct engine {
 	struct job all;			/* list of live jobs */
 	size_t njobs;
 	struct map dests;
+	struct map ipstats;		/* "pool|ip" -> struct ipstat */
 	struct dest *wait_head, *wait_tail;	/* waiting for a global session slot */
 	struct map bodies;		/* msg_ref -> bodyref */
 	unsigned nsessions;
@@ -281,6 +288,22 @@ dest_limits(const struct config *cfg, struct dest *d)
 	const struct config_site *site = d->mx ? config_site_for_mx(cfg, d->mx->t[0].host) : NULL;
 
 	d->lim = config_limits_for(cfg, site, config_domain_find(cfg, d->domain));
+	snprintf(d->site, sizeof d->site, "%s", site ? site->name : "");
+}
+
+static struct ipstat *
+ipstat_get(struct engine *e, const struct dest *d, const char *src_ip)
+{
+	char key[300];
+	struct ipstat *st;
+
+	snprintf(key, sizeof key, "%s|%s", d->pool->name, src_ip && *src_ip ? src_ip : "default");
+	st = map_get(&e->ipstats, key);
+	if (st == NULL) {
+		st = xcalloc(1, sizeof *st);
+		map_put(&e->ipstats, key, st);
+	}
+	return st;
 }
 
 /* Settle d's whole queue after a DNS answer that rules out delivery now. */
@@ -399,6 +422,7 @@ dest_take_sessions(struct engine *e, struct dest *d)
 		d->nsessions++;
 		d->nconnecting++;
 		e->nsessions++;
+		ipstat_get(e, d, src)->sessions++;
 		session_open(e->loop, &e->sops, sc, d->mx, src, d->lim.max_msgs_per_connection, d);
 	}
 }
@@ -464,12 +488,19 @@ sop_on_result(struct session *s, struct job *j, const struct smtp_result *r)
 	trouble_from_smtp(e->rules, r, &o);
 	o.mx = session_mx(s);
 	o.ip = session_src_ip(s);
-	if (o.status == JOB_DELIVERED)
-		d->delivered++;
-	else if (o.status == JOB_BOUNCED)
-		d->bounced++;
-	else
-		d->deferred++;
+	{
+		struct ipstat *st = ipstat_get(e, d, session_src_ip(s));
+		if (o.status == JOB_DELIVERED) {
+			d->delivered++;
+			st->delivered++;
+		} else if (o.status == JOB_BOUNCED) {
+			d->bounced++;
+			st->bounced++;
+		} else {
+			d->deferred++;
+			st->deferred++;
+		}
+	}
 	job_settle(e, j, &o);
 }
 
@@ -551,6 +582,7 @@ sop_on_closed(struct session *s)
 		d->nconnecting--;
 	d->nsessions--;
 	e->nsessions--;
+	ipstat_get(e, d, session_src_ip(s))->sessions--;
 	if (e->stopping)
 		return;
 	if (d->queued > 0)
@@ -812,7 +844,7 @@ on_connected(void *arg)
 static void
 write_stats(struct engine *e)
 {
-	struct buf dests = { 0 };
+	struct buf dests = { 0 }, site_lines = { 0 }, ip_lines = { 0 };
 	const char *k;
 	void *v;
 	size_t it = 0, shown = 0;
@@ -829,6 +861,40 @@ write_stats(struct engine *e)
 		    (unsigned long long)d->delivered, (unsigned long long)d->deferred,
 		    (unsigned long long)d->bounced);
 		shown++;
+	}
+	{
+		struct map sites = { 0 };
+		it = 0;
+		while (map_iter(&e->dests, &it, &k, &v)) {
+			struct dest *d = v;
+			const char *name = d->site[0] ? d->site : "-";
+			struct dest *agg = map_get(&sites, name);
+			if (agg == NULL) {
+				agg = xcalloc(1, sizeof *agg);
+				map_put(&sites, name, agg);
+			}
+			agg->nsessions += d->nsessions;
+			agg->queued += d->queued;
+			agg->delivered += d->delivered;
+			agg->deferred += d->deferred;
+			agg->bounced += d->bounced;
+		}
+		it = 0;
+		while (map_iter(&sites, &it, &k, &v)) {
+			struct dest *agg = v;
+			buf_appendf(&site_lines, "%s %u %zu %llu %llu %llu\n", k, agg->nsessions,
+			    agg->queued, (unsigned long long)agg->delivered,
+			    (unsigned long long)agg->deferred, (unsigned long long)agg->bounced);
+			free(agg);
+		}
+		map_free(&sites);
+		it = 0;
+		while (map_iter(&e->ipstats, &it, &k, &v)) {
+			struct ipstat *st = v;
+			buf_appendf(&ip_lines, "%s %u 0 %llu %llu %llu\n", k, st->sessions,
+			    (unsigned long long)st->delivered, (unsigned long long)st->deferred,
+			    (unsigned long long)st->bounced);
+		}
 	}
 	snprintf(key, sizeof key, "%sinstance:%s", e->cfg->prefix, e->cfg->instance);
 	snprintf(fields[0], 32, "%d", (int)getpid());
@@ -855,6 +921,8 @@ write_stats(struct engine *e)
 	argv[n++] = "failed"; argv[n++] = fields[9];
 	argv[n++] = "suppressed"; argv[n++] = fields[10];
 	argv[n++] = "dests"; argv[n++] = dests.data ? dests.data : "";
+	argv[n++] = "sites"; argv[n++] = site_lines.data ? site_lines.data : "";
+	argv[n++] = "ips"; argv[n++] = ip_lines.data ? ip_lines.data : "";
 	for (int i = 0; i < n; i++)
 		lens[i] = strlen(argv[i]);
 	rq_command_argv(e->rq, n, argv, lens);
@@ -870,6 +938,8 @@ write_stats(struct engine *e)
 		rq_command_argv(e->rq, 3, sa, sl);
 	}
 	buf_free(&dests);
+	buf_free(&site_lines);
+	buf_free(&ip_lines);
 }
 
 static void
@@ -1278,6 +1348,10 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 		free(d);
 	}
 	map_free(&e->dests);
+	it = 0;
+	while (map_iter(&e->ipstats, &it, &k, &v))
+		free(v);
+	map_free(&e->ipstats);
 	it = 0;
 	while (map_iter(&e->bodies, &it, &k, &v)) {
 		struct bodyref *b = v;

@@ -438,7 +438,7 @@ dest_row_cmp(const void *a, const void *b)
 #define STATUS_ROWS 25
 
 static void
-print_dests(const char *dests, int all)
+print_table(const char *title, const char *dests, int all, int with_queued)
 {
 	struct dest_row *rows = NULL;
 	size_t n = 0, cap = 0;
@@ -458,13 +458,17 @@ print_dests(const char *dests, int all)
 	free(copy);
 	if (n > 0)
 		qsort(rows, n, sizeof *rows, dest_row_cmp);
-	printf("    %-36s %8s %8s %10s %9s %8s\n", "pool|destination",
-	    "sessions", "queued", "delivered", "deferred", "bounced");
-	for (size_t i = 0; i < n && (all || i < STATUS_ROWS); i++)
-		printf("    %-36s %8u %8llu %10llu %9llu %8llu\n", rows[i].name, rows[i].sessions,
-		    rows[i].queued, rows[i].delivered, rows[i].deferred, rows[i].bounced);
+	printf("    %-36s %8s %8s %10s %9s %8s\n", title,
+	    "sessions", with_queued ? "queued" : "", "delivered", "deferred", "bounced");
+	for (size_t i = 0; i < n && (all || i < STATUS_ROWS); i++) {
+		char q[24] = "";
+		if (with_queued)
+			snprintf(q, sizeof q, "%llu", rows[i].queued);
+		printf("    %-36s %8u %8s %10llu %9llu %8llu\n", rows[i].name, rows[i].sessions,
+		    q, rows[i].delivered, rows[i].deferred, rows[i].bounced);
+	}
 	if (!all && n > STATUS_ROWS)
-		printf("    (%zu more destinations; volley status --all shows every one)\n",
+		printf("    (%zu more rows; volley status --all shows every one)\n",
 		    n - STATUS_ROWS);
 	free(rows);
 }
@@ -560,9 +564,15 @@ cmd_status(int argc, char **argv)
 				    hash_get(h, "delivered"), hash_get(h, "deferred"),
 				    hash_get(h, "bounced"), hash_get(h, "expired"),
 				    hash_get(h, "failed"), hash_get(h, "suppressed"));
-				const char *dests = hash_get(h, "dests");
-				if (dests && *dests)
-					print_dests(dests, all);
+				const char *tab = hash_get(h, "ips");
+				if (tab && *tab)
+					print_table("pool|source ip", tab, all, 0);
+				tab = hash_get(h, "sites");
+				if (tab && *tab)
+					print_table("site (\"-\": none)", tab, all, 1);
+				tab = hash_get(h, "dests");
+				if (tab && *tab)
+					print_table("pool|destination", tab, all, 1);
 				shown++;
 			}
 			if (h)
