@@ -487,7 +487,7 @@ sop_on_result(struct session *s, struct job *j, const struct smtp_result *r)
 
 	trouble_from_smtp(e->rules, r, &o);
 	o.mx = session_mx(s);
-	o.ip = session_src_ip(s);
+	o.ip = session_local_ip(s);
 	{
 		struct ipstat *st = ipstat_get(e, d, session_src_ip(s));
 		if (o.status == JOB_DELIVERED) {
@@ -515,7 +515,7 @@ sop_on_site_failure(struct session *s, const struct smtp_result *r)
 
 	trouble_from_site(e->rules, r, &o);
 	o.mx = NULL;
-	o.ip = session_src_ip(s);
+	o.ip = session_local_ip(s);
 	d->fail = o;
 	/* d->fail outlives the session: no pointers into it. */
 	d->fail.mx = NULL;

@@ -54,7 +54,8 @@ struct session {
 	struct msghdr mh;
 	struct iovec iov[3];
 	struct sockaddr_in sa;		/* read by the kernel at submission, not at prep */
-	char src_ip[INET6_ADDRSTRLEN];
+	char src_ip[INET6_ADDRSTRLEN];	/* configured source, "" = the default */
+	char used_ip[INET6_ADDRSTRLEN];	/* the default source as connected */
 	char peer[64];
 	struct session *next, *prev;	/* scheduler lists */
 };
@@ -96,6 +97,7 @@ mxset_unref(struct mxset *m)
 
 void *session_owner(const struct session *s) { return s->owner; }
 const char *session_src_ip(const struct session *s) { return s->src_ip; }
+const char *session_local_ip(const struct session *s) { return s->src_ip[0] ? s->src_ip : s->used_ip; }
 const char *session_peer(const struct session *s) { return s->peer; }
 int session_is_idle(const struct session *s) { return s->idle; }
 int session_was_established(const struct session *s) { return s->established; }
@@ -282,6 +284,14 @@ on_connect(struct io_op *op, int res, uint32_t flags)
 	}
 	s->connected = 1;
 	s->timed_out_connect = 0;
+	if (s->src_ip[0] == '\0') {
+		/* The default source: events still name the address used. */
+		struct sockaddr_in local;
+		socklen_t ll = sizeof local;
+		if (getsockname(s->fd, (struct sockaddr *)&local, &ll) == 0 &&
+		    local.sin_family == AF_INET)
+			inet_ntop(AF_INET, &local.sin_addr, s->used_ip, sizeof s->used_ip);
+	}
 	smtp_client_init(s->c);
 	s->recv_armed = 1;
 	s->inflight++;

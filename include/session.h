@@ -72,6 +72,8 @@ void session_abort_all(void);
 void *session_owner(const struct session *s);
 const char *session_mx(const struct session *s);	/* current MX host */
 const char *session_src_ip(const struct session *s);	/* "" if default */
+/* The source address actually used (the default source once connected). */
+const char *session_local_ip(const struct session *s);
 const char *session_peer(const struct session *s);	/* "ip:port" */
 int session_is_idle(const struct session *s);
 int session_was_established(const struct session *s);
