@@ -28,7 +28,7 @@ UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all clean install deps test unit integration asan demo bench fuzz
+.PHONY: all clean install deps test unit integration asan demo bench fuzz fuzz-smoke
 
 all: $(BUILD)/volley $(BUILD)/volley-sink
 
@@ -89,6 +89,18 @@ fuzz:
 	  echo "clang $$f"; \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
 	    -o $(BUILD)/fuzz/$$n $$f $(ENGINE_SRC) $(LDLIBS) || exit 1; done
+
+# Every fuzz target for FUZZ_SECONDS (default 10) each: a smoke run for CI.
+FUZZ_SECONDS ?= 10
+fuzz-smoke: fuzz
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n 2>&1 | \
+	    grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true; \
+	  if ls $(BUILD)/fuzz/$$n-crash-* $(BUILD)/fuzz/$$n-leak-* >/dev/null 2>&1; then \
+	    echo "fuzz: $$n found a crash"; exit 1; fi; done
 
 clean:
 	rm -rf build build-asan
