@@ -8,9 +8,10 @@
  * message" and exits 2. --help is the manual.
  *
  * Listeners: every ADDR:PORT (and every address of a range
- * A.B.C.D-E.F.G.H:PORT) gets its own socket with a multishot accept on the
- * loop; the session records which local address was reached, so one
- * process plays many MX hosts. Signals only set flags (sigaction without
+ * A.B.C.D-E.F.G.H:PORT) gets its own socket with accepts on the loop
+ * (direct descriptors or plain fds: see "Accept modes" below); the session
+ * records which local address was reached, so one process plays many MX
+ * hosts. Signals only set flags (sigaction without
  * SA_RESTART interrupts the ring wait); the end-of-turn hook acts on them.
  */
 #include "sink.h"
@@ -40,7 +41,7 @@ static const char usage_text[] =
 "  volley-sink --listen ADDR:PORT [--listen ...] [-c FILE] [--capture DIR]\n"
 "              [--stats FILE] [--profile NAME] [--tls] [--tls-cert FILE\n"
 "              --tls-key FILE] [--max-sessions N] [--size BYTES]\n"
-"              [--hostname NAME] [--quiet] [--verbose]\n"
+"              [--hostname NAME] [--no-direct] [--quiet] [--verbose]\n"
 "  volley-sink --check -c FILE\n"
 "\n"
 "DESCRIPTION\n"
@@ -73,6 +74,10 @@ static const char usage_text[] =
 "      --hostname NAME     name in the greeting and EHLO reply\n"
 "      --seed N            random seed for `probability` rules\n"
 "      --check             load the config, print errors, exit\n"
+"      --no-direct         accept into plain process fds, not io_uring direct\n"
+"                          descriptors (the default when the kernel has them:\n"
+"                          sessions then do not count against RLIMIT_NOFILE;\n"
+"                          listeners on * or [::] always use plain fds)\n"
 "  -q, --quiet             log errors only\n"
 "  -v, --verbose           log every session (debug)\n"
 "  -h, --help              this text\n"
@@ -137,10 +142,37 @@ static const char usage_text[] =
 "SEE ALSO\n"
 "  docs/sink.md (configuration, profiles, stats format, benchmarks)\n";
 
+/*
+ * Accept modes. Plain: one multishot accept per listener; the session gets a
+ * process fd, so sessions are capped by RLIMIT_NOFILE. Direct (the default
+ * when the kernel has it): accepted sockets go straight into the ring's
+ * fixed-file table (io_uring_register_files_sparse, as many slots as the
+ * soft RLIMIT_NOFILE) and use no process fd at all. A multishot accept
+ * writes every peer address to the same sockaddr, which the next accept may
+ * overwrite before its CQE is read, so direct mode uses single-shot accepts,
+ * each with its own sockaddr, several in flight per listener, each re-armed
+ * on its completion; the local address is the listener's own (so a
+ * wildcard listener, which needs getsockname, stays plain). When every slot
+ * is taken the accepts park (the connection waits in the backlog, as with
+ * EMFILE in plain mode) and re-arm as sessions end.
+ */
+struct listener;
+struct acceptor {
+	struct io_op op;
+	struct timer retry;
+	struct listener *ls;
+	struct acceptor *park_next;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+};
+
 struct listener {
 	struct io_op op;
 	struct timer retry;
 	int fd;
+	int direct;			/* bound to one address: direct accepts */
+	struct sockaddr_storage addr;	/* what it is bound to */
+	struct acceptor *acc;		/* direct: nacc single-shot accepts */
 	char name[64];
 };
 
@@ -150,6 +182,11 @@ static size_t nlisteners;
 static volatile sig_atomic_t got_usr1, got_term;
 static const char *stats_path;
 static struct timer sweep_timer;
+static int no_direct;
+/* Direct mode: table slots, slots in use (sessions + closes in flight). */
+static unsigned direct_slots, direct_used, direct_inflight, nacc;
+static struct acceptor *parked;
+static struct io_op close_op;
 
 static void
 on_signal(int sig)
@@ -213,6 +250,201 @@ on_accept(struct io_op *op, int res, uint32_t flags)
 		accept_arm(ls);
 }
 
+static void on_accept_direct(struct io_op *op, int res, uint32_t flags);
+
+static void
+acc_arm(struct acceptor *a)
+{
+	if (direct_used + direct_inflight >= direct_slots) {
+		a->park_next = parked;	/* every slot taken or promised */
+		parked = a;
+		return;
+	}
+	direct_inflight++;
+	a->peerlen = sizeof a->peer;
+	loop_accept_direct(sink.loop, a->ls->fd, (struct sockaddr *)&a->peer, &a->peerlen, &a->op);
+}
+
+static void
+on_acc_retry(struct timer *t)
+{
+	acc_arm((struct acceptor *)((char *)t - offsetof(struct acceptor, retry)));
+}
+
+static void
+on_accept_direct(struct io_op *op, int res, uint32_t flags)
+{
+	struct acceptor *a = (struct acceptor *)op;
+	static uint64_t warned_ms;
+
+	(void)flags;
+	direct_inflight--;
+	if (res >= 0) {
+		direct_used++;
+		sink_session_start_direct((unsigned)res, (struct sockaddr *)&a->peer,
+		    (struct sockaddr *)&a->ls->addr);
+		acc_arm(a);
+		return;
+	}
+	if (res != -ECONNABORTED && res != -EINTR && res != -EAGAIN) {
+		uint64_t now = loop_now(sink.loop);
+		if (now - warned_ms > 5000 || warned_ms == 0) {
+			log_warn("sink", "accept on %s: %s", a->ls->name, strerror(-res));
+			warned_ms = now;
+		}
+		timer_set(sink.loop, &a->retry, 100, on_acc_retry);	/* don't spin */
+		return;
+	}
+	acc_arm(a);
+}
+
+static void
+on_close_direct(struct io_op *op, int res, uint32_t flags)
+{
+	(void)op;
+	(void)flags;
+	if (res < 0)
+		log_warn("sink", "close of a direct descriptor: %s", strerror(-res));
+	direct_used--;
+	while (parked != NULL && direct_used + direct_inflight < direct_slots) {
+		struct acceptor *a = parked;
+		parked = a->park_next;
+		acc_arm(a);
+	}
+}
+
+void
+sink_direct_release(unsigned slot)
+{
+	/* The slot counts as used until the close completes. */
+	loop_close_direct(sink.loop, slot, &close_op);
+}
+
+static void
+listener_arm(struct listener *ls)
+{
+	if (!ls->direct || direct_slots == 0) {
+		accept_arm(ls);
+		return;
+	}
+	ls->acc = xcalloc(nacc, sizeof *ls->acc);
+	for (unsigned i = 0; i < nacc; i++) {
+		ls->acc[i].op.cb = on_accept_direct;
+		ls->acc[i].ls = ls;
+		acc_arm(&ls->acc[i]);
+	}
+}
+
+/* probe_cb - the probe's accept (static op: a late CQE finds it). */
+static int probe_res, probe_done;
+static void
+probe_cb(struct io_op *op, int res, uint32_t flags)
+{
+	(void)op;
+	(void)flags;
+	if (probe_done++ == 0)
+		probe_res = res;
+	else if (res >= 0)	/* completed after we gave up: give it back */
+		loop_close_direct(sink.loop, (unsigned)res, NULL);
+}
+
+/*
+ * direct_probe - register the table and accept one loopback connection
+ * as a direct descriptor; returns 0 if that worked, else -errno (and a
+ * reason in *why).
+ */
+static int
+direct_probe(unsigned slots, const char **why)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof sa;
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	static struct io_op op = { probe_cb };
+	int lfd, cfd, r;
+
+	r = loop_register_files_sparse(sink.loop, slots);
+	if (r < 0) {
+		*why = "io_uring_register_files_sparse";
+		return r;
+	}
+	*why = "the probe accept";
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return -errno;
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 4) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
+		r = -errno;
+		close(lfd);
+		return r;
+	}
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (cfd < 0 || (connect(cfd, (struct sockaddr *)&sa, sizeof sa) != 0 &&
+	    errno != EINPROGRESS)) {
+		r = -errno;
+		if (cfd >= 0)
+			close(cfd);
+		close(lfd);
+		return r;
+	}
+	probe_done = 0;
+	loop_accept_direct(sink.loop, lfd, (struct sockaddr *)&peer, &pl, &op);
+	for (int i = 0; i < 200 && !probe_done; i++)
+		loop_turn(sink.loop, 10);
+	if (!probe_done) {	/* no completion in 2 s: give up on it */
+		probe_done = 1;
+		loop_cancel_op(sink.loop, &op);
+		loop_turn(sink.loop, 0);
+		*why = "the probe accept (no completion)";
+		r = -ETIMEDOUT;
+	} else if (probe_res >= 0) {
+		loop_close_direct(sink.loop, (unsigned)probe_res, NULL);
+		loop_turn(sink.loop, 0);
+		r = pl > 0 && peer.ss_family == AF_INET ? 0 : -EPROTO;
+		if (r)
+			*why = "the probe accept (no peer address)";
+	} else
+		r = probe_res;
+	close(cfd);
+	close(lfd);
+	return r;
+}
+
+/* setup_direct - decide the accept mode and log it. */
+static void
+setup_direct(unsigned long nofile)
+{
+	const char *why = NULL;
+	size_t ndirect = 0;
+	int r;
+
+	for (size_t i = 0; i < nlisteners; i++)
+		ndirect += listeners[i].direct != 0;
+	if (no_direct || ndirect == 0 || nofile == 0) {
+		log_info("sink", "accept mode: plain fds (%s), up to ~%lu sessions",
+		    no_direct ? "--no-direct" : ndirect == 0 ? "only wildcard listeners" :
+		    "no RLIMIT_NOFILE", nofile);
+		return;
+	}
+	direct_slots = nofile > 1000000 ? 1000000 : (unsigned)nofile;
+	r = direct_probe(direct_slots, &why);
+	if (r < 0) {
+		/* A table that was registered stays (unused): harmless. */
+		log_warn("sink", "accept mode: plain fds, direct descriptors not available "
+		    "(%s: %s)", why, strerror(-r));
+		direct_slots = 0;
+		return;
+	}
+	close_op.cb = on_close_direct;
+	nacc = ndirect <= 64 ? 16 : ndirect <= 1024 ? 4 : 1;
+	log_info("sink", "accept mode: direct descriptors, %u table slots (soft RLIMIT_NOFILE), "
+	    "%u accepts in flight per listener%s", direct_slots, nacc,
+	    ndirect < nlisteners ? "; wildcard listeners use plain fds" : "");
+}
+
 static void
 listen_one(const struct sockaddr *sa, socklen_t sl, const char *name)
 {
@@ -236,6 +468,10 @@ listen_one(const struct sockaddr *sa, socklen_t sl, const char *name)
 	memset(ls, 0, sizeof *ls);
 	ls->fd = fd;
 	ls->op.cb = on_accept;
+	memcpy(&ls->addr, sa, sl);
+	ls->direct = sa->sa_family == AF_INET ?
+	    ((const struct sockaddr_in *)sa)->sin_addr.s_addr != htonl(INADDR_ANY) :
+	    !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 	snprintf(ls->name, sizeof ls->name, "%s", name);
 }
 
@@ -346,8 +582,11 @@ end_of_turn(void *arg)
 	}
 }
 
-/* Room for max_sessions sockets: as root, raise the hard limit too. */
-static void
+/*
+ * Room for max_sessions sockets: as root, raise the hard limit too. Returns
+ * the soft limit (the size of the direct-descriptor table).
+ */
+static unsigned long
 raise_nofile(unsigned want)
 {
 	struct rlimit rl;
@@ -365,7 +604,7 @@ raise_nofile(unsigned want)
 			n.rlim_cur = n.rlim_max = nr;
 		(void)setrlimit(RLIMIT_NOFILE, &n);	/* fails unless privileged: fine */
 	}
-	loop_raise_nofile();
+	return loop_raise_nofile();
 }
 
 int
@@ -387,6 +626,7 @@ main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'k' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "no-direct", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -401,6 +641,7 @@ main(int argc, char **argv)
 	struct loop_hook hook;
 	struct sigaction sa;
 	ssize_t el;
+	unsigned long nofile;
 
 	log_init("volley-sink");
 	while ((o = getopt_long(argc, argv, "l:c:p:qvh", opts, NULL)) != -1) {
@@ -437,6 +678,7 @@ main(int argc, char **argv)
 			break;
 		case 'H': hostname = optarg; break;
 		case 'k': check = 1; break;
+		case 'D': no_direct = 1; break;
 		case 'q': quiet = 1; break;
 		case 'v': verbose = 1; break;
 		case 'h':
@@ -540,13 +782,14 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	raise_nofile(conf.max_sessions + 1024);
+	nofile = raise_nofile(conf.max_sessions + 1024);
 	sink.loop = loop_new(4096, 1024, 4096);
 	sink_stats_init(loop_now(sink.loop));
 	for (size_t i = 0; i < conf.nlisten; i++)
 		listen_spec(conf.listen[i], 0);
+	setup_direct(nofile);
 	for (size_t i = 0; i < nlisteners; i++)
-		accept_arm(&listeners[i]);
+		listener_arm(&listeners[i]);
 	hook.fn = end_of_turn;
 	hook.arg = NULL;
 	loop_add_hook(sink.loop, &hook);

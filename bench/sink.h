@@ -234,8 +234,19 @@ struct sink_server {
 	int quiet;
 };
 extern struct sink_server sink;
-/* Start a session on an accepted socket. */
+/* Start a session on an accepted socket (a plain process fd). */
 void sink_session_start(int fd);
+/*
+ * Start a session on a direct descriptor (ring fixed-file table slot):
+ * the addresses come from the accept (peer) and the listener (local), as
+ * getpeername/getsockname need a real fd. The session gives the slot back
+ * through sink_direct_release() (sink.c) when it ends.
+ */
+void sink_session_start_direct(unsigned slot, const struct sockaddr *peer,
+    const struct sockaddr *local);
+/* --- sink.c --- */
+/* Close direct descriptor slot (async) and let a parked accept re-arm. */
+void sink_direct_release(unsigned slot);
 /* End-of-turn work: flush replies, finish closed sessions. */
 void sink_session_flush_all(void);
 /* Close idle sessions (call every few seconds). */

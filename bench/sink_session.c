@@ -3,11 +3,14 @@
  * loop: command parser, DATA dot-unstuffing, PIPELINING, STARTTLS through
  * memory BIOs, rule/tag verdicts, delayed replies, capture.
  *
- * API (sink.h): sink_session_start(fd) on an accepted socket,
+ * API (sink.h): sink_session_start(fd) on an accepted socket, or
+ * sink_session_start_direct(slot, peer, local) on a direct descriptor,
  * sink_session_flush_all() at the end of every loop turn,
  * sink_session_sweep(now) every few seconds (idle timeout).
  *
- * I/O: one multishot recv per session on the loop's shared buffer ring;
+ * I/O: one multishot recv per session on the loop's shared buffer ring
+ * (on a direct descriptor every op names the slot with IOSQE_FIXED_FILE:
+ * recv, send, shutdown, and close_direct via sink_direct_release());
  * each completion's bytes are parsed at once and the buffer recycled, so
  * an idle session holds no receive buffer: only struct session (~250
  * bytes) and the kernel socket. Leftovers (a partial command line, input
@@ -23,8 +26,8 @@
  * Lifetime (style.md, counted teardown): closing sets `closing`, flushes
  * what is queued, shuts the socket down (which ends the multishot recv),
  * and frees the session only in sess_flush() — reached only from the end
- * of turn hook, never from inside a completion — once no send is in flight
- * and the recv has ended.
+ * of turn hook, never from inside a completion — once no send is in flight,
+ * the recv has ended and (direct descriptors) the shutdown has completed.
  */
 #include "sink.h"
 #include "loop.h"
@@ -63,7 +66,7 @@ struct txn {
 };
 
 struct session {
-	struct io_op rx_op, tx_op;
+	struct io_op rx_op, tx_op, shut_op;
 	struct timer timer;
 	struct session *prev, *next;	/* all sessions */
 	struct session *flush_next;
@@ -78,12 +81,13 @@ struct session {
 	size_t tx_off;
 	uint64_t id;
 	uint64_t last_ms;
-	int fd;
+	int fd;				/* a process fd, or the slot when direct */
 	int pending_code;
 	uint16_t cport;
 	uint8_t state;
 	unsigned rx_armed:1, tx_busy:1, on_flush:1, paused:1, closing:1, shut:1,
-	    tls_want:1, tls_on:1, discard:1, pending_close:1, pending_stall:1;
+	    tls_want:1, tls_on:1, discard:1, pending_close:1, pending_stall:1,
+	    direct:1, shut_busy:1;
 };
 
 static struct session *all_head;
@@ -882,10 +886,32 @@ tls_input(struct session *s, const char *p, size_t n)
 
 /* --- I/O and lifetime --- */
 
+/* Per-session I/O: a direct descriptor goes by its slot (IOSQE_FIXED_FILE). */
+static void
+sess_recv(struct session *s)
+{
+	if (s->direct)
+		loop_recv_multishot_fixed(sink.loop, (unsigned)s->fd, &s->rx_op);
+	else
+		loop_recv_multishot(sink.loop, s->fd, &s->rx_op);
+}
+
+static void
+sess_send(struct session *s, const void *p, size_t n)
+{
+	if (s->direct)
+		loop_send_fixed(sink.loop, (unsigned)s->fd, p, n, &s->tx_op);
+	else
+		loop_send(sink.loop, s->fd, p, n, &s->tx_op);
+}
+
 static void
 sess_free(struct session *s)
 {
-	close(s->fd);
+	if (s->direct)
+		sink_direct_release((unsigned)s->fd);	/* no op of s is in flight */
+	else
+		close(s->fd);
 	sink_stats_session_close(s->client, s->local);
 	sink.sessions--;
 	if (s->prev)
@@ -966,17 +992,42 @@ sess_flush(struct session *s)
 	if (s->tx.len > 0) {
 		s->tx_busy = 1;
 		s->tx_off = 0;
-		loop_send(sink.loop, s->fd, s->tx.data, s->tx.len, &s->tx_op);
+		sess_send(s, s->tx.data, s->tx.len);
 		return;
 	}
 	if (!s->closing)
 		return;
 	if (!s->shut) {
 		s->shut = 1;
-		shutdown(s->fd, SHUT_RDWR);	/* ends the multishot recv */
+		/*
+		 * Ends the multishot recv (res 0). Direct: the kernel always
+		 * runs a shutdown in an io-wq worker, which looks the slot up
+		 * only then; a close_direct issued meanwhile could hand the slot
+		 * to the next accept and the shutdown would hit that new
+		 * session. So the shutdown is counted (shut_busy) and the slot is
+		 * closed after it completes; when the recv has already ended
+		 * there is nothing to end and close_direct alone will do.
+		 */
+		if (!s->direct)
+			shutdown(s->fd, SHUT_RDWR);
+		else if (s->rx_armed) {
+			s->shut_busy = 1;
+			loop_shutdown_fixed(sink.loop, (unsigned)s->fd, SHUT_RDWR, &s->shut_op);
+		}
 	}
-	if (!s->rx_armed)
+	if (!s->rx_armed && !s->shut_busy)
 		sess_free(s);
+}
+
+static void
+on_shut(struct io_op *op, int res, uint32_t flags)
+{
+	struct session *s = container_of(op, struct session, shut_op);
+
+	(void)res;
+	(void)flags;
+	s->shut_busy = 0;
+	sess_want_flush(s);
 }
 
 static void
@@ -997,8 +1048,7 @@ on_tx(struct io_op *op, int res, uint32_t flags)
 	s->tx_off += (size_t)res;
 	if (s->tx_off < s->tx.len) {	/* short send: the rest */
 		s->tx_busy = 1;
-		loop_send(sink.loop, s->fd, s->tx.data + s->tx_off, s->tx.len - s->tx_off,
-		    &s->tx_op);
+		sess_send(s, s->tx.data + s->tx_off, s->tx.len - s->tx_off);
 		return;
 	}
 	buf_free(&s->tx);
@@ -1028,7 +1078,7 @@ on_rx(struct io_op *op, int res, uint32_t flags)
 	s->rx_armed = 0;
 	if (!s->closing && (res > 0 || res == -ENOBUFS)) {
 		s->rx_armed = 1;	/* buffers are back in the ring: re-arm */
-		loop_recv_multishot(sink.loop, s->fd, &s->rx_op);
+		sess_recv(s);
 		return;
 	}
 	if (!s->closing) {	/* EOF or error from the peer */
@@ -1040,34 +1090,27 @@ on_rx(struct io_op *op, int res, uint32_t flags)
 	sess_want_flush(s);
 }
 
-void
-sink_session_start(int fd)
+static void
+sess_begin(struct session *s, int fd, int direct, const struct sockaddr *peer,
+    const struct sockaddr *local)
 {
-	struct session *s = xcalloc(1, sizeof *s);
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
 	struct sink_peer *cl, *lo;
 	const struct sink_action *a;
 
-	memset(&ss, 0, sizeof ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-		ss.ss_family = AF_UNSPEC;
-	cl = sink_peer_get(1, (struct sockaddr *)&ss);
-	s->cport = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) :
-	    ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : 0;
-	sl = sizeof ss;
-	memset(&ss, 0, sizeof ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-		ss.ss_family = AF_UNSPEC;
-	lo = sink_peer_get(0, (struct sockaddr *)&ss);
+	cl = sink_peer_get(1, peer);
+	s->cport = peer->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)peer)->sin_port) :
+	    peer->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)peer)->sin6_port) : 0;
+	lo = sink_peer_get(0, local);
 
 	s->fd = fd;
+	s->direct = direct ? 1 : 0;
 	s->client = cl;
 	s->local = lo;
 	s->id = ++sink.next_id;
 	s->last_ms = loop_now(sink.loop);
 	s->rx_op.cb = on_rx;
 	s->tx_op.cb = on_tx;
+	s->shut_op.cb = on_shut;
 	s->next = all_head;
 	if (all_head)
 		all_head->prev = s;
@@ -1075,9 +1118,9 @@ sink_session_start(int fd)
 	sink.sessions++;
 	sink_stats_session_open(cl, lo);
 	s->rx_armed = 1;
-	loop_recv_multishot(sink.loop, fd, &s->rx_op);
-	log_debug("sink", "s=%llu connect from %s:%u to %s", (unsigned long long)s->id, cl->ip,
-	    s->cport, lo->name);
+	sess_recv(s);
+	log_debug("sink", "s=%llu connect from %s:%u to %s (%s %d)", (unsigned long long)s->id,
+	    cl->ip, s->cport, lo->name, direct ? "direct slot" : "fd", fd);
 
 	if (sink.sessions > sink.conf->max_sessions) {
 		answer_tpl(s, sink.conf->reply_busy, NULL, 1);
@@ -1093,6 +1136,30 @@ sink_session_start(int fd)
 		buf_appendf(&d, "220 %s %s\r\n", sink.conf->hostname, sink.conf->banner);
 		sess_answer(s, a, &d, 220, NULL, 0);
 	}
+}
+
+void
+sink_session_start(int fd)
+{
+	struct sockaddr_storage peer, local;
+	socklen_t sl = sizeof peer;
+
+	memset(&peer, 0, sizeof peer);
+	if (getpeername(fd, (struct sockaddr *)&peer, &sl) != 0)
+		peer.ss_family = AF_UNSPEC;
+	sl = sizeof local;
+	memset(&local, 0, sizeof local);
+	if (getsockname(fd, (struct sockaddr *)&local, &sl) != 0)
+		local.ss_family = AF_UNSPEC;
+	sess_begin(xcalloc(1, sizeof(struct session)), fd, 0, (struct sockaddr *)&peer,
+	    (struct sockaddr *)&local);
+}
+
+void
+sink_session_start_direct(unsigned slot, const struct sockaddr *peer,
+    const struct sockaddr *local)
+{
+	sess_begin(xcalloc(1, sizeof(struct session)), (int)slot, 1, peer, local);
 }
 
 void

@@ -186,6 +186,71 @@ loop_cancel_op(struct loop *l, struct io_op *op)
 	io_uring_sqe_set_data64(sqe, 0);
 }
 
+/* --- direct descriptors (fixed-file table) --- */
+
+int
+loop_register_files_sparse(struct loop *l, unsigned n)
+{
+	return io_uring_register_files_sparse(&l->ring, n);
+}
+
+void
+loop_accept_direct(struct loop *l, int fd, struct sockaddr *sa, socklen_t *salen,
+    struct io_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	/*
+	 * liburing 2.3's prep_accept_direct stores file_index + 1, so passing
+	 * IORING_FILE_INDEX_ALLOC (~0U) would wrap to 0 (= not direct): pass
+	 * ALLOC - 1, as its own multishot_accept_direct does. SOCK_CLOEXEC is
+	 * -EINVAL with a fixed slot; SOCK_NONBLOCK as loop_accept_multishot.
+	 */
+	io_uring_prep_accept_direct(sqe, fd, sa, salen, SOCK_NONBLOCK,
+	    IORING_FILE_INDEX_ALLOC - 1);
+	io_uring_sqe_set_data(sqe, op);
+}
+
+void
+loop_recv_multishot_fixed(struct loop *l, unsigned idx, struct io_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	io_uring_prep_recv_multishot(sqe, (int)idx, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT | IOSQE_FIXED_FILE;
+	sqe->buf_group = LOOP_BGID;
+	io_uring_sqe_set_data(sqe, op);
+}
+
+void
+loop_send_fixed(struct loop *l, unsigned idx, const void *p, size_t n, struct io_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	io_uring_prep_send(sqe, (int)idx, p, n, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, op);
+}
+
+void
+loop_shutdown_fixed(struct loop *l, unsigned idx, int how, struct io_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	io_uring_prep_shutdown(sqe, (int)idx, how);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, op);
+}
+
+void
+loop_close_direct(struct loop *l, unsigned idx, struct io_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	io_uring_prep_close_direct(sqe, idx);
+	io_uring_sqe_set_data(sqe, op);
+}
+
 void *
 loop_buf(struct loop *l, unsigned bid)
 {

@@ -28,6 +28,7 @@
 #include <liburing.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #define LOOP_BGID 7
 
@@ -71,6 +72,31 @@ void loop_accept_multishot(struct loop *l, int fd, struct io_op *op);
 void loop_cancel_fd(struct loop *l, int fd);
 /* Cancel the operation whose user_data is op (completion dropped). */
 void loop_cancel_op(struct loop *l, struct io_op *op);
+
+/*
+ * Direct descriptors (kernel 5.19+; multishot recv 6.0+). A socket accepted
+ * with loop_accept_direct() lives only in the ring's fixed-file table, not in
+ * the process fd table, so it does not count against RLIMIT_NOFILE; the
+ * table itself may hold at most the soft RLIMIT_NOFILE entries.
+ * Every operation on it names its table index with IOSQE_FIXED_FILE: use the
+ * *_fixed helpers, never a syscall (getpeername, setsockopt, close...).
+ * op may be NULL in loop_shutdown_fixed/loop_close_direct: completion dropped.
+ */
+/* loop_register_files_sparse - an empty table of n slots: 0 or -errno. */
+int loop_register_files_sparse(struct loop *l, unsigned n);
+/*
+ * loop_accept_direct - one single-shot accept on listener fd into a free
+ * table slot (IORING_FILE_INDEX_ALLOC): res = the slot index, or -errno
+ * (-ENFILE: table full). sa/salen receive the peer address and must stay
+ * valid until the completion (*salen = sizeof *sa before the call).
+ */
+void loop_accept_direct(struct loop *l, int fd, struct sockaddr *sa, socklen_t *salen,
+    struct io_op *op);
+void loop_recv_multishot_fixed(struct loop *l, unsigned idx, struct io_op *op);
+void loop_send_fixed(struct loop *l, unsigned idx, const void *p, size_t n, struct io_op *op);
+void loop_shutdown_fixed(struct loop *l, unsigned idx, int how, struct io_op *op);
+/* The slot is free for the next accept once this completes. */
+void loop_close_direct(struct loop *l, unsigned idx, struct io_op *op);
 
 /* Shared receive buffers. */
 void *loop_buf(struct loop *l, unsigned bid);
