@@ -4,8 +4,10 @@
 # 10,000 concurrent sessions. Loopback only, throwaway servers, < 10 min.
 #
 #   (a) volley: BENCH_N (20,000) jobs of ~2 KB over 50 domains (MX via
-#       dnsmasq -> 127.0.1.1) into smtp-sink, then again into volley-sink
-#       when it is built; time from `volley run --drain` start to its exit.
+#       dnsmasq -> 127.0.1.1) into smtp-sink (default 20 sessions per
+#       domain, then 2 per domain = 100 sessions like (c)), then into
+#       volley-sink when it is built; time from `volley run --drain` start
+#       to its exit.
 #   (b) Postfix 3.7 (a private instance under the temp dir) relaying the same
 #       number of 2 KB messages to the same sink from a pre-loaded queue: the
 #       queue is filled through its smtpd with every message put on hold
@@ -55,17 +57,22 @@ log "message size $(wc -c <"$T/msg.eml") bytes, N=$N, parts: $PARTS, $(nproc) CP
 for i in $(seq 0 $((N - 1))); do echo "u$i@b$((i % NDOM)).test"; done >"$T/rcpts"
 
 CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h write_config "$T/volley.conf"
+# The same with 2 sessions per domain: 100 sessions in all, as many as
+# smtp-source's -s 100 in (c). smtp-sink slows down with many sessions (it
+# is one select() loop), so this is the like-for-like row against (c).
+CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h CFG_SMTP_EXTRA='  max_connections = 2;' \
+	write_config "$T/volley-100.conf"
 
-# volley_round LABEL: inject N jobs, drain them, report.
+# volley_round LABEL [CONF]: inject N jobs, drain them, report.
 volley_round() {
-	local label=$1 t0 ms inj delivered
+	local label=$1 conf=${2:-$T/volley.conf} t0 ms inj delivered
 	redis_cli FLUSHALL >/dev/null
 	t0=$(now_ms)
-	"$VOLLEY" inject -c "$T/volley.conf" --from bench@sender.test --msg "$T/msg.eml" \
+	"$VOLLEY" inject -c "$conf" --from bench@sender.test --msg "$T/msg.eml" \
 		--rcpts "$T/rcpts" >"$T/inject.log" 2>&1 || { log "inject failed: $(tail -3 "$T/inject.log")"; return 1; }
 	inj=$(($(now_ms) - t0))
 	log "(a) $label: injected $N jobs in $inj ms ($(rate "$N" "$inj")/s)"
-	VOLLEY_LOG=warn run_drain "$T/run-$label.log" 300 -c "$T/volley.conf" --no-progress
+	VOLLEY_LOG=warn run_drain "$T/run-$label.log" 300 -c "$conf" --no-progress
 	delivered=$(events count status=delivered)
 	if [ "$DRAIN_RC" != 0 ] || [ "$delivered" != "$N" ]; then
 		log "(a) $label: FAILED: exit $DRAIN_RC, $delivered of $N delivered"
@@ -82,6 +89,7 @@ if want a; then
 	if [ -x "$VOLLEY" ]; then
 		start_smtp_sink --nodump "$MX" "$SINK_PORT" || exit 1
 		volley_round volley_smtp_sink
+		volley_round volley_smtp_sink_100 "$T/volley-100.conf"
 		stop_sink "$MX"
 		if [ -x "$SINK" ] && start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet; then
 			volley_round volley_volley_sink
@@ -298,6 +306,7 @@ echo
 echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs"
 row() { printf '  %-44s %10s  %s\n' "$1" "${2:-n/a}" "${3:-}"; }
 row "(a) volley -> smtp-sink (50 domains)" "${RATE[volley_smtp_sink]:-}" "${NOTE[volley_smtp_sink]:-msg/s}"
+row "(a) same, 2 sessions/domain (100)" "${RATE[volley_smtp_sink_100]:-}" "${NOTE[volley_smtp_sink_100]:-msg/s}"
 row "(a) volley -> volley-sink (50 domains)" "${RATE[volley_volley_sink]:-}" "${NOTE[volley_volley_sink]:-msg/s}"
 row "(b) Postfix relay, pre-loaded queue" "${RATE[postfix]:-}" "${NOTE[postfix]:-msg/s}"
 row "(c) smtp-source -> smtp-sink (ceiling)" "${RATE[smtp_source]:-}" "${NOTE[smtp_source]:-msg/s}"
@@ -305,5 +314,6 @@ ratio() { [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ] && [ "${RATE[$2]}" -g
 	awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN{printf "%.2fx", a/b}' || echo n/a; }
 row "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
 row "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
+row "volley (100 sessions) / smtp-source (100)" "$(ratio volley_smtp_sink_100 smtp_source)"
 echo "  (d) ${NOTE[sessions]:-not run}"
 exit 0
