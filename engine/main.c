@@ -48,7 +48,9 @@ static const char usage_main[] =
 "\n"
 "COMMANDS\n"
 "    run            Run the engine in the foreground. SIGTERM/SIGINT: stop taking\n"
-"                   jobs, finish what is in a session, exit 0. SIGHUP is logged.\n"
+"                   jobs, finish what is in a session (smtp.stop_timeout, 30 s;\n"
+"                   then abort and defer it), exit 0. SIGHUP: reload the config\n"
+"                   (pools, limits, timeouts, rules; Redis/DNS at the next start).\n"
 "                   --drain  exit 0 once no job is unread, pending, scheduled for\n"
 "                            retry or in a session (demos and benchmarks).\n"
 "                   --progress / --no-progress  live progress line on stderr\n"
@@ -83,7 +85,8 @@ static const char usage_main[] =
 
 static const char usage_run[] =
 "usage: volley run [-c FILE] [--drain] [--progress|--no-progress]\n"
-"  Run the engine in the foreground until SIGTERM/SIGINT.\n"
+"  Run the engine in the foreground until SIGTERM/SIGINT (finish what is in a\n"
+"  session for up to smtp.stop_timeout, then exit 0). SIGHUP reloads -c FILE.\n"
 "  --drain        exit 0 once no job is unread, pending, scheduled for retry\n"
 "                 or in a session\n"
 "  --progress     live progress line on stderr (default when stderr is a tty)\n"
