@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -691,6 +692,7 @@ main(int argc, char **argv)
 	const char *cmd;
 
 	log_init("volley");
+	signal(SIGPIPE, SIG_IGN);	/* hiredis write()s: a dropped Redis is an error, not a kill */
 	if (argc < 2) {
 		fputs(usage_main, stderr);
 		return 2;
