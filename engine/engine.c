@@ -54,6 +54,7 @@ struct dest {
 	unsigned ip_rr;
 	uint64_t delivered, deferred, bounced;
 	char site[64];			/* the site its MX hosts fall under, or "" */
+	uint64_t last_used;		/* mono ms of the last job pushed */
 	struct timer retry_timer;
 	struct engine *e;
 };
@@ -243,6 +244,7 @@ dest_get(struct engine *e, const struct config_pool *pool, const char *domain)
 static void
 dest_push(struct dest *d, struct job *j)
 {
+	d->last_used = loop_now(d->e->loop);
 	j->next = NULL;
 	j->dest = d;
 	if (d->qtail)
@@ -1061,6 +1063,52 @@ begin_stop(struct engine *e, const char *why)
 
 static void build_session_cfgs(struct engine *e);
 
+#ifndef DEST_IDLE_MS
+#define DEST_IDLE_MS	300000	/* forget a destination unused this long */
+#endif
+
+/*
+ * sweep - keep long runs bounded: destinations with nothing queued, no
+ * session, no lookup or timer pending and no job for DEST_IDLE_MS are
+ * dropped (the DNS cache keeps their answers), and msg_ref bodies no job
+ * holds any more are freed.
+ */
+static void
+sweep(struct engine *e)
+{
+	uint64_t now = loop_now(e->loop);
+	const char *k;
+	void *v;
+	size_t it = 0, nd = 0, nb = 0;
+
+	while (map_iter(&e->dests, &it, &k, &v)) {
+		struct dest *d = v;
+		if (d->queued || d->nsessions || d->resolving || d->waiting_global ||
+		    timer_armed(&d->retry_timer) || now - d->last_used < DEST_IDLE_MS)
+			continue;
+		map_del(&e->dests, k);	/* the slot's key is freed; k not used after */
+		mxset_unref(d->mx);
+		free(d->key);
+		free(d->domain);
+		free(d);
+		nd++;
+	}
+	it = 0;
+	while (map_iter(&e->bodies, &it, &k, &v)) {
+		struct bodyref *b = v;
+		if (b->fetching || b->waiting || b->body == NULL || b->body->refs > 1)
+			continue;
+		map_del(&e->bodies, k);
+		msg_body_unref(b->body);
+		free(b->name);
+		free(b);
+		nb++;
+	}
+	if (nd || nb)
+		log_debug("engine", "sweep: %zu idle destination(s), %zu unused message bod(ies) freed",
+		    nd, nb);
+}
+
 /* engine_reload - SIGHUP: load the file again; on success new sessions use
  * the new pools, limits, timeouts and rules. Redis, DNS and instance
  * settings take effect at the next start. */
@@ -1178,6 +1226,10 @@ on_tick(struct timer *t)
 			e->last_refresh = now;
 			refresh_leases(e);
 		}
+	}
+	if (now - e->last_sweep >= 10000) {
+		e->last_sweep = now;
+		sweep(e);
 	}
 	if (now - e->last_stats >= 1000) {
 		e->last_stats = now;
