@@ -438,8 +438,23 @@ setup_direct(unsigned long nofile)
 		direct_slots = 0;
 		return;
 	}
+	if (ndirect > direct_slots / 2) {
+		/* Every listener needs an accept armed at all times; with
+		 * more listeners than half the table, some would starve. */
+		log_warn("sink", "accept mode: plain fds (%zu listeners for %u table slots)",
+		    ndirect, direct_slots);
+		direct_slots = 0;
+		for (size_t i = 0; i < nlisteners; i++)
+			listeners[i].direct = 0;
+		return;
+	}
 	close_op.cb = on_close_direct;
+	/* Accepts in flight promise slots: keep all of them together within
+	 * half the table, at least one per listener, so no listener starves
+	 * while the table has room. */
 	nacc = ndirect <= 64 ? 16 : ndirect <= 1024 ? 4 : 1;
+	while (nacc > 1 && (size_t)ndirect * nacc > direct_slots / 2)
+		nacc /= 2;
 	log_info("sink", "accept mode: direct descriptors, %u table slots (soft RLIMIT_NOFILE), "
 	    "%u accepts in flight per listener%s", direct_slots, nacc,
 	    ndirect < nlisteners ? "; wildcard listeners use plain fds" : "");

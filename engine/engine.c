@@ -413,7 +413,8 @@ dest_take_sessions(struct engine *e, struct dest *d)
 {
 	unsigned limit = d->lim.max_connections ? d->lim.max_connections : 20;
 
-	while (d->queued > d->nconnecting && d->nsessions < limit) {
+	while (d->queued > d->nconnecting && d->nsessions < limit &&
+	    loop_now(e->loop) >= d->backoff_until) {
 		const char *src;
 		const struct session_cfg *sc;
 		if (e->nsessions >= e->max_sessions) {
@@ -1327,7 +1328,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->started_wall = clock_wall_ms();
 	nofile = loop_raise_nofile();
 	/* One fd per session plus Redis, c-ares and the ring. */
-	e->fd_cap = nofile > 128 ? (unsigned)(nofile - 64) : 64;
+	e->fd_cap = nofile > 128 ? (unsigned)(nofile - 64) : (unsigned)(nofile / 2 + 1);
 	e->max_sessions = cfg->max_sessions < e->fd_cap ? cfg->max_sessions : e->fd_cap;
 	if (e->max_sessions < cfg->max_sessions) {
 		log_info("engine", "open file limit %lu: at most %u sessions (smtp.max_sessions %u; "

@@ -258,9 +258,12 @@ error_is_transient(const char *err)
 	static const char *const transient[] = { "LOADING", "BUSY", "NOSCRIPT", "READONLY",
 	    "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS" };
 
-	for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
-		if (strncmp(err, transient[i], strlen(transient[i])) == 0)
+	/* The error code is the first word: "BUSY" must not match BUSYGROUP. */
+	for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
+		size_t n = strlen(transient[i]);
+		if (strncmp(err, transient[i], n) == 0 && (err[n] == ' ' || err[n] == '\0'))
 			return 1;
+	}
 	return 0;
 }
 

@@ -40,6 +40,7 @@ struct session {
 	int quit_asked, idle, timed_out_connect;
 	int switching;			/* old socket draining before the next target */
 	unsigned max_msgs;		/* per connection */
+	struct smtp_result local_fail;	/* socket()/bind() failed: reported from a timer */
 	/* The body a send may still be reading: the session holds its own
 	 * reference, so settling the job (which may free the job's body)
 	 * never frees bytes the kernel has yet to copy. */
@@ -490,12 +491,36 @@ session_quit(struct session *s)
 
 /* --- opening --- */
 
+/* A socket that could not even be made (EMFILE, a pool address not on
+ * this host) is reported from a timer, never from inside session_open:
+ * the scheduler must not see the session fail while it is still opening
+ * sessions in a loop. */
+static void
+on_local_fail(struct timer *t)
+{
+	struct session *s = (struct session *)((char *)t - offsetof(struct session, timer));
+
+	give_back_job(s, &s->local_fail);
+	s->ops->on_site_failure(s, &s->local_fail);
+	session_close(s);
+}
+
+static void
+local_fail(struct session *s, const char *what)
+{
+	fail_result(&s->local_fail, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT, "%s: %s", what,
+	    strerror(errno));
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	timer_set(s->loop, &s->timer, 0, on_local_fail);
+}
+
 static void
 session_try_target(struct session *s)
 {
 	const struct dns_target *t = &s->mx->t[s->tidx];
 	struct sockaddr_in *sa = &s->sa;
-	struct smtp_result r;
 	int one = 1;
 	char ip[INET_ADDRSTRLEN];
 
@@ -507,11 +532,7 @@ session_try_target(struct session *s)
 
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0) {
-		fail_result(&r, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT,
-		    "socket: %s", strerror(errno));
-		give_back_job(s, &r);
-		s->ops->on_site_failure(s, &r);
-		session_close(s);
+		local_fail(s, "socket");
 		return;
 	}
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -519,14 +540,15 @@ session_try_target(struct session *s)
 		struct sockaddr_in src;
 		memset(&src, 0, sizeof src);
 		src.sin_family = AF_INET;
-		if (inet_pton(AF_INET, s->src_ip, &src.sin_addr) != 1 ||
+		int bad = inet_pton(AF_INET, s->src_ip, &src.sin_addr) != 1;
+		if (bad)
+			errno = EINVAL;
+		if (bad ||
 		    setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0 ||
 		    bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0) {
-			fail_result(&r, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT,
-			    "bind to source %s: %s", s->src_ip, strerror(errno));
-			give_back_job(s, &r);
-			s->ops->on_site_failure(s, &r);
-			session_close(s);
+			char what[96];
+			snprintf(what, sizeof what, "bind to source %s", s->src_ip);
+			local_fail(s, what);
 			return;
 		}
 	}

@@ -510,6 +510,17 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	case W_RSET:
 	case W_MAIL:
 	case W_RCPT:
+		if (w == W_RSET && cls != 2) {
+			/* A server that will not reset cannot be trusted with
+			 * the next transaction: the session ends, and the job
+			 * (which was never tried) is a temporary failure, not
+			 * a verdict on its recipient. */
+			result_from_reply(&res, SMTP_STAGE_RSET, r);
+			res.status = SMTP_TEMP;
+			res.cause = SMTP_CAUSE_SESSION;
+			session_fail(c, &res);
+			return;
+		}
 		if (cls == 2) {
 			if (!c->pipe && !c->failed) {
 				if (w == W_RSET)

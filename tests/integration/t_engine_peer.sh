@@ -17,6 +17,7 @@ start_dns \
 	"$(dns_domain gmail.test 127.0.1.22)" \
 	"$(dns_domain small.test 127.0.1.23)" \
 	"$(dns_domain limited.test 127.0.1.26)" \
+	"$(dns_domain rset.test 127.0.1.27)" \
 	"mx-host=busy.test,mx1.busy.test,10" "host-record=mx1.busy.test,127.0.1.24" \
 	"mx-host=busy.test,mx2.busy.test,20" "host-record=mx2.busy.test,127.0.1.25" ||
 	bail "dnsmasq did not start"
@@ -38,9 +39,14 @@ cat >"$T/limited.conf" <<CONF
 limits { per_ip_connections = 3; }
 CONF
 start_volley_sink 127.0.1.26 "$SINK_PORT" -c "$T/limited.conf" || bail "volley-sink (limited)"
+cat >"$T/norset.conf" <<CONF
+rule "no-rset" { stage = "rset"; reply = "502 5.5.2 RSET not supported here"; }
+CONF
+start_volley_sink 127.0.1.27 "$SINK_PORT" -c "$T/norset.conf" || bail "volley-sink (no RSET)"
 
 # dot = 3s: the stall at end of data is a time-out, not a hang.
-CFG_RETRY='[1s]' CFG_MAX_AGE=60s CFG_SMTP_EXTRA='timeouts { dot = 3s; }' write_config "$T/volley.conf"
+CFG_RETRY='[1s]' CFG_MAX_AGE=60s CFG_SMTP_EXTRA='timeouts { dot = 3s; }' \
+	CFG_EXTRA='domain "rset.test" { max_connections = 1; }' write_config "$T/volley.conf"
 sed -i 's/^    dot = 30s;$//' "$T/volley.conf"
 printf 'From: f@sender.test\r\nSubject: peer\r\n\r\nbody\r\n' >"$T/msg.eml"
 printf 'From: f@sender.test\r\nSubject: caf\xc3\xa9\r\n\r\nna\xc3\xafve 8-bit body\r\n' >"$T/8bit.eml"
@@ -67,11 +73,16 @@ add_job busy u@busy.test f@sender.test "$T/msg.eml"
 # up to 20, the rest get 421 at the greeting; the 3 open sessions carry the
 # queue and nothing is deferred.
 for i in $(seq 1 60); do add_job "lim$i" "u$i@limited.test" f@sender.test "$T/msg.eml"; done
+# A server that refuses RSET: after a failed transaction the next job on that
+# session must not inherit the refusal as its own bounce.
+add_job rsetbad u+550@rset.test f@sender.test "$T/msg.eml"
+add_job rsetgood1 good1@rset.test f@sender.test "$T/msg.eml"
+add_job rsetgood2 good2@rset.test f@sender.test "$T/msg.eml"
 
 run_drain "$T/run.log" 90 -c "$T/volley.conf"
 is "run --drain exits 0" "$DRAIN_RC" 0
 [ "$DRAIN_RC" = 0 ] || show_log "$T/run.log"
-check "every job has exactly one final event" events check-final --expect 70
+check "every job has exactly one final event" events check-final --expect 73
 grep -q -E "panic|AddressSanitizer|runtime error" "$T/run.log" && not_ok "no crash in the log" || ok "no crash in the log"
 
 fld() { events field "$@"; }
@@ -115,6 +126,10 @@ is "busy: delivered" "$(events final busy)" delivered
 is "busy: via the second MX" "$(fld busy mx)" mx2.busy.test
 is "busy: on the first attempt" "$(fld busy attempt)" 1
 
+is "rset: the unknown user bounced" "$(events final rsetbad)" bounced
+is "rset: good1 delivered in the end" "$(events final rsetgood1)" delivered
+is "rset: good2 delivered in the end" "$(events final rsetgood2)" delivered
+is "rset: no 502 bounce" "$(events count code=502 status=bounced)" 0
 is "limited: all 60 delivered" "$(events jobs status=delivered domain=limited.test)" 60
 is "limited: none deferred" "$(events count status=deferred domain=limited.test)" 0
 grep -q "other session(s) carry the queue" "$T/run.log" && ok "limited: the refused connections were logged" ||

@@ -468,10 +468,10 @@ static const struct step nopipe_failures[] = {
 	START(0), CLI("RSET\r\n"), SRV("250 ok\r\n"), CLI("MAIL FROM:<a@x.test>\r\n"),
 	SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
 	SRV("451 4.3.0 no\r\n"), RES(TEMP, REPLY, DATA, 451, "4.3.0", "451 4.3.0 no"),
-	/* RSET 5xx: the transaction fails at RSET */
+	/* RSET refused: the session ends; the job was never tried (TEMP) */
 	START(0), CLI("RSET\r\n"), SRV("502 no RSET today\r\n"),
-	RES(PERM, REPLY, RSET, 502, "", "502 no RSET today"), STATE(IDLE), CLI(""),
-	MSGS(4), NOSERR,
+	RES(TEMP, SESSION, RSET, 502, "", "502 no RSET today"), STATE(CLOSED), CLI(""),
+	MSGS(4), SERR(TEMP, SESSION, RSET, 502, "", "502 no RSET today"),
 	{ 0 }
 };
 
