@@ -50,7 +50,6 @@ struct dest {
 	int resolving, waiting_global;
 	struct dest *wait_next;
 	uint64_t backoff_until;		/* mono ms */
-	struct job_outcome fail;	/* why the last attempt on every MX failed */
 	unsigned ip_rr;
 	uint64_t delivered, deferred, bounced;
 	char site[64];			/* the site its MX hosts fall under, or "" */
@@ -513,16 +512,11 @@ sop_on_site_failure(struct session *s, const struct smtp_result *r)
 	struct dest *d = session_owner(s);
 	struct engine *e = d->e;
 	struct job_outcome o;
-
 	unsigned others = d->nsessions - 1;	/* s itself is counted until on_closed */
 
 	trouble_from_site(e->rules, r, &o);
 	o.mx = NULL;
 	o.ip = session_local_ip(s);
-	d->fail = o;
-	/* d->fail outlives the session: no pointers into it. */
-	d->fail.mx = NULL;
-	d->fail.ip = NULL;
 	d->backoff_until = loop_now(e->loop) + DEST_BACKOFF_MS;
 	if (others > 0) {
 		/* Other sessions are open or still connecting: the site may
