@@ -171,18 +171,7 @@ if want volley; then
 	start_dns < <(for i in $(seq 0 $((NDOM - 1))); do dns_domain "b$i.test" "$MX"; done) ||
 		{ echo "dnsmasq did not start" >&2; exit 1; }
 	# the ~2 KB message of bench/run.sh (2048 bytes with headers, CRLF)
-	"$PY" - >"$T/msg.eml" <<'EOF'
-import sys
-head = ("From: Bench <bench@sender.test>\r\nTo: list@sender.test\r\n"
-        "Subject: volley bench message\r\nMessage-ID: <bench@sender.test>\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
-line = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
-body = ""
-while len(head) + len(body) + len(line) <= 2048:
-    body += line
-body += "x" * (2048 - len(head) - len(body) - 2) + "\r\n"
-sys.stdout.write(head + body)
-EOF
+	"$PY" "$(dirname "${BASH_SOURCE[0]}")/bench_msg.py" 2048 >"$T/msg.eml"
 	for i in $(seq 0 $((VOLLEY_N - 1))); do echo "u$i@b$((i % NDOM)).test"; done >"$T/rcpts"
 fi
 

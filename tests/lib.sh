@@ -480,3 +480,18 @@ dumps() { "$PY" "$LAB_DIR/dumps.py" "$@"; }
 xpending_count() {
 	redis_cli XPENDING "${1:-volley:jobs}" "${2:-volley}" 2>/dev/null | head -1
 }
+
+# check_delivered_at_least_once RCPTS N: after a crash or a Redis restart
+# every recipient reached the sink ($MX) at least once, every job has a
+# final event (all `delivered`), nothing is pending; duplicates are noted.
+check_delivered_at_least_once() {
+	local rcpts=$1 n=$2 dir
+	dir=$(sink_dir "$MX")
+	check "every recipient reached the sink at least once" \
+		dumps check-rcpts --at-least-once --expect "$rcpts" "$dir"
+	check "every job has at least one final event" events check-final --at-least-one --expect "$n"
+	is "every job's final event is delivered" "$(events jobs status=delivered)" "$n"
+	is "nothing pending" "$(xpending_count)" 0
+	note "duplicates: sink: $(dumps check-rcpts --at-least-once --expect "$rcpts" "$dir" | head -1)"
+	note "duplicates: events: $(events check-final --at-least-one | head -1)"
+}

@@ -51,13 +51,6 @@ is "restarted engine: run --drain exits 0" "$DRAIN_RC" 0
 [ "$DRAIN_RC" = 0 ] || show_log "$T/run2.log"
 note "second run took $DRAIN_MS ms"
 
-dir=$(sink_dir "$MX")
-check "every recipient reached the sink at least once" \
-	dumps check-rcpts --at-least-once --expect "$T/rcpts" "$dir"
-check "every job has at least one final event" events check-final --at-least-one --expect "$N"
-is "every job's final event is delivered" "$(events jobs status=delivered)" "$N"
-is "nothing pending" "$(xpending_count)" 0
-note "duplicates: sink: $(dumps check-rcpts --at-least-once --expect "$T/rcpts" "$dir" | head -1)"
-note "duplicates: events: $(events check-final --at-least-one | head -1)"
+check_delivered_at_least_once "$T/rcpts" "$N"
 
 done_testing

@@ -40,13 +40,6 @@ wait_pid "$pid" 130
 is "engine finished the drain after the restart (exit 0)" "$WAIT_RC" 0
 [ "$WAIT_RC" = 0 ] || show_log "$T/run.log" 25
 
-dir=$(sink_dir "$MX")
-check "every recipient reached the sink at least once" \
-	dumps check-rcpts --at-least-once --expect "$T/rcpts" "$dir"
-check "every job has at least one final event" events check-final --at-least-one --expect "$N"
-is "every job's final event is delivered" "$(events jobs status=delivered)" "$N"
-is "nothing pending" "$(xpending_count)" 0
-note "duplicates: sink: $(dumps check-rcpts --at-least-once --expect "$T/rcpts" "$dir" | head -1)"
-note "duplicates: events: $(events check-final --at-least-one | head -1)"
+check_delivered_at_least_once "$T/rcpts" "$N"
 
 done_testing
