@@ -46,7 +46,7 @@ $(BUILD)/volley: $(BUILD)/engine/main.o $(BUILD)/libvolley.a
 $(BUILD)/volley-sink: $(SINK_OBJ) $(BUILD)/libvolley.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvolley.a $(wildcard include/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvolley.a $(wildcard include/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvolley.a $(LDLIBS) -lcmocka
 

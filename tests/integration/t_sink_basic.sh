@@ -2,32 +2,7 @@
 # t_sink_basic.sh - volley-sink: --help, config errors, many listeners (a
 # range), smtp-source traffic with exact counters per local address,
 # PIPELINING, byte-exact capture after dot-unstuffing, SIGUSR1/SIGTERM stats.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SINK=${VOLLEY_SINK:-$ROOT/${VOLLEY_BUILD:-build}/volley-sink}
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/t_sink_basic.XXXXXX)
-PID=
-cleanup() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-nok() { echo "not ok - $1"; fails=$((fails + 1)); }
-check() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
-eq() { [ "$1" = "$2" ] || { echo "#   got '$1', want '$2'" >&2; return 1; }; }
-J() { $PY -c "import json;d=json.load(open('$T/stats.json'));print($1)"; }
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-start_sink() {
-	: >"$T/sink.err"
-	"$SINK" "$@" 2>"$T/sink.err" &
-	PID=$!
-	for _ in $(seq 100); do grep -q listening "$T/sink.err" && return 0; sleep 0.05; done
-	cat "$T/sink.err" >&2; return 1
-}
-stats_now() {
-	rm -f "$T/stats.json"; kill -USR1 "$PID"
-	for _ in $(seq 100); do [ -s "$T/stats.json" ] && return 0; sleep 0.05; done; return 1
-}
+. "$(dirname "$0")/../sink_lib.sh"
 
 [ -x "$SINK" ] || { echo "not ok - volley-sink is built ($SINK)"; exit 1; }
 
@@ -50,7 +25,7 @@ check "bad --listen exits 2" eq "$rc" 2
 
 P=$(free_port)
 mkdir "$T/cap"
-start_sink -l "127.0.3.1-127.0.3.3:$P" -l "127.0.0.1:$P" --stats "$T/stats.json" --capture "$T/cap"
+start_sink sink -l "127.0.3.1-127.0.3.3:$P" -l "127.0.0.1:$P" --stats "$T/stats.json" --capture "$T/cap"
 
 # smtp-source: 50 messages x 3 recipients over 5 reused sessions to .2,
 # 20 messages in 20 sessions to .3.

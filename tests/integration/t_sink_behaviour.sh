@@ -5,27 +5,7 @@
 # per-IP connection and rate limits, greylisting, and the gmail / yahoo /
 # outlook profiles' wording. Each check uses its own 127.0.5.x source IP
 # so that per-IP limits don't interfere.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SINK=${VOLLEY_SINK:-$ROOT/${VOLLEY_BUILD:-build}/volley-sink}
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/t_sink_beh.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-nok() { echo "not ok - $1"; fails=$((fails + 1)); }
-# like NAME GOT PATTERN: shell glob match
-like() { if [[ "$2" == $3 ]]; then ok "$1"; else echo "#   got: $2" >&2; nok "$1"; fi; }
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-start_sink() {	# name args...
-	local n=$1; shift
-	"$SINK" "$@" 2>"$T/$n.err" &
-	PIDS+=($!)
-	for _ in $(seq 100); do grep -q listening "$T/$n.err" && return 0; sleep 0.05; done
-	cat "$T/$n.err" >&2; return 1
-}
+. "$(dirname "$0")/../sink_lib.sh"
 [ -x "$SINK" ] || { echo "not ok - volley-sink is built ($SINK)"; exit 1; }
 
 # smtp.py SRC DST PORT CMD... : one command at a time; prints each reply
@@ -139,7 +119,6 @@ like "per-IP rate: then closed" "$(echo "$out" | rep 16)" "EOF"
 # stats: exact counts of a few codes
 rm -f "$T/stats.json"; kill -USR1 "${PIDS[0]}"
 for _ in $(seq 100); do [ -s "$T/stats.json" ] && break; sleep 0.05; done
-J() { $PY -c "import json;d=json.load(open('$T/stats.json'));print($1)"; }
 like "stats: per-client 451 count for the greylisted client" "$(J "d['by_client']['127.0.5.18']['codes']['451']")" "2"
 like "stats: 421 sent twice (conn limit, rate limit)" "$(J "d['codes']['421']")" "2"
 like "stats: rate-limited client sent 3 messages" "$(J "d['by_client']['127.0.5.31']['messages']")" "3"

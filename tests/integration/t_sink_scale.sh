@@ -12,31 +12,14 @@
 # sessions, and the sink still serves mail.
 # Round 2 (--no-direct, plain fds): the same with N = the fd limit minus 16
 # (SINK_SCALE_PLAIN=0 skips it).
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SINK=${VOLLEY_SINK:-$ROOT/${VOLLEY_BUILD:-build}/volley-sink}
-PY=/usr/bin/python3
+. "$(dirname "$0")/../sink_lib.sh"
 WANT=${SINK_SCALE_N:-20000}
-T=$(mktemp -d /tmp/t_sink_scale.XXXXXX)
-PID=
-cleanup() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-nok() { echo "not ok - $1"; fails=$((fails + 1)); }
-like() { if [[ "$2" == $3 ]]; then ok "$1"; else echo "#   got: $2" >&2; nok "$1"; fi; }
-is() { if [ "$2" = "$3" ]; then ok "$1"; else echo "#   got: $2, want: $3" >&2; nok "$1"; fi; }
 [ -x "$SINK" ] || { echo "not ok - volley-sink is built ($SINK)"; exit 1; }
 # Raise the limit if we may (root with CAP_SYS_RESOURCE); else the hard one.
 ulimit -n $((WANT + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 lim=$(ulimit -n)
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
-stats_now() {
-	rm -f "$T/stats.json"; kill -USR1 "$PID"
-	for _ in $(seq 200); do [ -s "$T/stats.json" ] && return 0; sleep 0.05; done; return 1
-}
-J() { $PY -c "import json;d=json.load(open('$T/stats.json'));print($1)"; }
 
 cat >"$T/idle.py" <<'EOF'
 import os, selectors, socket, sys, time

@@ -4,26 +4,7 @@
 # that pipelines after STARTTLS (must be ignored), several messages per TLS
 # session with byte-exact capture marked X-Sink-TLS: yes, a broken
 # handshake, and the tls counters.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SINK=${VOLLEY_SINK:-$ROOT/${VOLLEY_BUILD:-build}/volley-sink}
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/t_sink_tls.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-nok() { echo "not ok - $1"; fails=$((fails + 1)); }
-like() { if [[ "$2" == $3 ]]; then ok "$1"; else echo "#   got: $2" >&2; nok "$1"; fi; }
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-start_sink() {
-	local n=$1; shift
-	"$SINK" "$@" 2>"$T/$n.err" &
-	PIDS+=($!)
-	for _ in $(seq 100); do grep -q listening "$T/$n.err" && return 0; sleep 0.05; done
-	cat "$T/$n.err" >&2; return 1
-}
+. "$(dirname "$0")/../sink_lib.sh"
 [ -x "$SINK" ] || { echo "not ok - volley-sink is built ($SINK)"; exit 1; }
 
 P=$(free_port)
@@ -89,7 +70,6 @@ like "sink survives a broken TLS handshake" "$(swaks --server "127.0.0.1:$P" --t
 
 rm -f "$T/stats.json"; kill -USR1 "${PIDS[0]}"
 for _ in $(seq 100); do [ -s "$T/stats.json" ] && break; sleep 0.05; done
-J() { $PY -c "import json;d=json.load(open('$T/stats.json'));print($1)"; }
 like "stats: tls sessions" "$(J 'd["tls"]')" "3"
 like "stats: messages" "$(J 'd["messages"]')" "5"
 

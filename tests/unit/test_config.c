@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,41 +495,18 @@ test_lookups(void **state)
 
 /* --- files ------------------------------------------------------------ */
 
-static char tmpdir[64];
-
-static void
-write_file(const char *rel, const char *text)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 static int
 setup_dir(void **state)
 {
-	char path[256];
+	static const char *const subdirs[] = { "pools", NULL };
 
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/volley-config-XXXXXX");
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
-	snprintf(path, sizeof path, "%s/pools", tmpdir);
-	mkdir(path, 0700);
-	return 0;
+	return tmpdir_make("volley-config", subdirs);
 }
 
 static int
 teardown_dir(void **state)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tmpdir_remove();
 }
 
 static void

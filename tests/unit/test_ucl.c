@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,43 +219,18 @@ test_get_next_same(void **state)
 
 /* --- includes ------------------------------------------------------- */
 
-static char tmpdir[64];
-
-static void
-write_file(const char *rel, const char *text)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 static int
 setup_dir(void **state)
 {
-	char path[256];
+	static const char *const subdirs[] = { "sub", "empty", NULL };
 
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/volley-ucl-XXXXXX");
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
-	snprintf(path, sizeof path, "%s/sub", tmpdir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof path, "%s/empty", tmpdir);
-	mkdir(path, 0700);
-	return 0;
+	return tmpdir_make("volley-ucl", subdirs);
 }
 
 static int
 teardown_dir(void **state)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tmpdir_remove();
 }
 
 static char *
