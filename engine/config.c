@@ -136,6 +136,38 @@ config_parse_rate(const char *s, struct rate *r)
 	return -1;
 }
 
+/*
+ * config_parse_size - bytes: "1000", "512k"/"512K"/"512kb", "50M"/"50MB",
+ * "1G"/"1GB" (binary multiples). At most 2^50.
+ */
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	static const struct { const char *suffix; uint64_t mult; } units[] = {
+		{ "", 1 }, { "b", 1 }, { "k", 1024 }, { "kb", 1024 }, { "m", 1048576 },
+		{ "mb", 1048576 }, { "g", 1073741824 }, { "gb", 1073741824 },
+	};
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (s == NULL || *p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (1ull << 50))
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcasecmp(p, units[i].suffix) != 0)
+			continue;
+		if (v > (1ull << 50) / units[i].mult)
+			return -1;
+		*bytes = v * units[i].mult;
+		return 0;
+	}
+	return -1;
+}
+
 /* ------------------------------------------------------------------ */
 /* value checks: each returns NULL when fine, else why not               */
 
@@ -290,6 +322,8 @@ check_date(const char *s)
 	return NULL;
 }
 
+static char *redact_url(const char *url);
+
 /*
  * parse_redis_url - redis://[[user]:password@]host[:port][/db] or
  * unix:/path (also unix:///path). Fills c when c != NULL.
@@ -313,6 +347,10 @@ parse_redis_url(const char *url, struct config *c)
 			c->redis_db = 0;
 			free(c->redis_password);
 			c->redis_password = NULL;
+			free(c->redis_user);
+			c->redis_user = NULL;
+			free(c->redis_url_safe);
+			c->redis_url_safe = xstrdup(url);
 		}
 		return NULL;
 	}
@@ -322,7 +360,7 @@ parse_redis_url(const char *url, struct config *c)
 	const char *p = url + 8, *at = strrchr(p, '@'), *slash;
 	char host[256];
 	int port = 6379, db = 0;
-	char *pass = NULL;
+	char *pass = NULL, *user = NULL;
 
 	if (at != NULL) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -331,6 +369,12 @@ parse_redis_url(const char *url, struct config *c)
 			return "credentials must be :password@ or user:password@";
 		if (at - colon - 1 > 0)
 			pass = xstrndup(colon + 1, (size_t)(at - colon - 1));
+		if (colon > p)
+			user = xstrndup(p, (size_t)(colon - p));
+		if (user != NULL && pass == NULL) {
+			free(user);
+			return "a user needs a password (user:password@)";
+		}
 		p = at + 1;
 	}
 	slash = strchr(p, '/');
@@ -338,6 +382,7 @@ parse_redis_url(const char *url, struct config *c)
 
 	if (hl == 0 || hl >= sizeof host) {
 		free(pass);
+		free(user);
 		return "missing host";
 	}
 	memcpy(host, p, hl);
@@ -348,6 +393,7 @@ parse_redis_url(const char *url, struct config *c)
 
 	if (why != NULL) {
 		free(pass);
+		free(user);
 		return why;
 	}
 	if (port == 0)
@@ -358,12 +404,14 @@ parse_redis_url(const char *url, struct config *c)
 
 		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || v < 0 || v > 1000000) {
 			free(pass);
+			free(user);
 			return "bad database number";
 		}
 		db = (int)v;
 	}
 	if (c == NULL) {
 		free(pass);
+		free(user);
 		return NULL;
 	}
 	free(c->redis_host);
@@ -374,7 +422,27 @@ parse_redis_url(const char *url, struct config *c)
 	c->redis_unix = NULL;
 	free(c->redis_password);
 	c->redis_password = pass;
+	free(c->redis_user);
+	c->redis_user = user;
+	free(c->redis_url_safe);
+	c->redis_url_safe = redact_url(url);
 	return NULL;
+}
+
+/*
+ * redact_url - the url with any password replaced by "***", for logs and
+ * command output: "redis://app:***@10.0.0.5:6379/0".
+ */
+static char *
+redact_url(const char *url)
+{
+	const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
+	const char *at = p ? strrchr(p, '@') : NULL;
+	const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+
+	if (colon == NULL)
+		return xstrdup(url);
+	return xasprintf("redis://%.*s:***%s", (int)(colon - p), p, at);
 }
 
 static const char *
@@ -395,6 +463,8 @@ enum set_kind {
 	S_RATE,		/* struct rate */
 	S_STRLIST,	/* char ** + size_t count at off_n; check() each */
 	S_DURLIST,	/* uint64_t * + size_t count at off_n; each >= min */
+	S_BOOL,		/* int 0/1: true/false/yes/no/on/off */
+	S_SIZE,		/* uint64_t bytes in [min, max]: "50M", "512k", "1G", "1000" */
 };
 
 struct setting {
@@ -418,17 +488,24 @@ static const struct setting settings[] = {
 	{ "redis", "prefix", S_STR, OFF(prefix), 0, 0, 0, "volley:", check_prefix, 0 },
 	{ "redis", "read_batch", S_U32, OFF(read_batch), 0, 1, 100000, "256", NULL, 0 },
 	{ "redis", "lease", S_DUR, OFF(lease_ms), 0, 1000, MAX_DURATION_MS, "5min", NULL, 0 },
-	{ "redis", "events_maxlen", S_U32, OFF(events_maxlen), 0, 0, U32MAX, "0", NULL, 0 },
+	{ "redis", "events_maxlen", S_U32, OFF(events_maxlen), 0, 0, U32MAX, "1000000", NULL, 0 },
+	{ "redis", "max_deliveries", S_U32, OFF(max_deliveries), 0, 1, 1000000, "10", NULL, 0 },
+	{ "redis", "reply_timeout", S_DUR, OFF(redis_reply_timeout_ms), 0, 1000, 3600000, "15s", NULL, 0 },
+	{ "redis", "msg_ttl", S_DUR, OFF(msg_ttl_ms), 0, 0, MAX_DURATION_MS, "7d", NULL, 0 },
 
 	{ "dns", "servers", S_STRLIST, OFF(dns_servers), OFF(ndns_servers), 0, 0, NULL, check_dns_server, 0 },
 	{ "dns", "timeout", S_DUR, OFF(dns_timeout_ms), 0, 1, 600000, "5s", NULL, 0 },
 	{ "dns", "min_ttl", S_DUR, OFF(dns_min_ttl_ms), 0, 0, MAX_DURATION_MS, "5s", NULL, 0 },
 	{ "dns", "max_ttl", S_DUR, OFF(dns_max_ttl_ms), 0, 1000, MAX_DURATION_MS, "1h", NULL, 0 },
+	{ "dns", "allow_private", S_BOOL, OFF(dns_allow_private), 0, 0, 1, "false", NULL, 0 },
 
 	{ "smtp", "port", S_INT, OFF(port), 0, 1, 65535, "25", NULL, 0 },
 	{ "smtp", "ehlo", S_STR, OFF(ehlo), 0, 0, 0, NULL, check_hostname, 0 },
 	{ "smtp", "max_sessions", S_U32, OFF(max_sessions), 0, 1, 10000000, "20000", NULL, 0 },
 	{ "smtp", "max_ready", S_U32, OFF(max_ready), 0, 1, 100000000, "10000", NULL, 0 },
+	{ "smtp", "max_ready_bytes", S_SIZE, OFF(max_ready_bytes), 0, 1048576, 1ull << 40, "512M", NULL, 0 },
+	{ "smtp", "max_queued_per_destination", S_U32, OFF(max_queued_per_dest), 0, 1, 100000000, "2000", NULL, 0 },
+	{ "smtp", "max_message_size", S_SIZE, OFF(max_message_size), 0, 1024, 1ull << 32, "50M", NULL, 0 },
 	{ "smtp", "retry", S_DURLIST, OFF(retry_ms), OFF(nretry), 1000, MAX_DURATION_MS, NULL, NULL, 0 },
 	{ "smtp", "max_age", S_DUR, OFF(max_age_ms), 0, 1000, MAX_DURATION_MS, "2d", NULL, 0 },
 	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },
@@ -448,6 +525,7 @@ static const struct setting settings[] = {
 	{ "smtp.timeouts", "data", S_DUR, OFF(t_data_ms), 0, 1, 3600000, "2min", NULL, 0 },
 	{ "smtp.timeouts", "block", S_DUR, OFF(t_block_ms), 0, 1, 3600000, "3min", NULL, 0 },
 	{ "smtp.timeouts", "dot", S_DUR, OFF(t_dot_ms), 0, 1, 3600000, "10min", NULL, 0 },
+	{ "smtp.timeouts", "transaction", S_DUR, OFF(t_transaction_ms), 0, 1000, 86400000, "30min", NULL, 0 },
 
 	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
 	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
@@ -692,6 +770,40 @@ apply(struct ctx *x, const struct setting *s, char *base, const struct ucl_node 
 		}
 		if (v < s->min || v > s->max) {
 			cerr(x, n, "%s: %s is out of range (%llums..%llums)", fn, n->str,
+			    (unsigned long long)s->min, (unsigned long long)s->max);
+			return -1;
+		}
+		*(uint64_t *)(base + s->off) = v;
+		return 0;
+	case S_BOOL: {
+		static const char *const yes[] = { "true", "yes", "on", "1" };
+		static const char *const no[] = { "false", "no", "off", "0" };
+		int val = -1;
+
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		for (size_t i = 0; i < 4; i++) {
+			if (strcasecmp(n->str, yes[i]) == 0)
+				val = 1;
+			else if (strcasecmp(n->str, no[i]) == 0)
+				val = 0;
+		}
+		if (val < 0) {
+			cerr(x, n, "%s: '%s' is not true or false", fn, n->str);
+			return -1;
+		}
+		*(int *)(base + s->off) = val;
+		return 0;
+	}
+	case S_SIZE:
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (config_parse_size(n->str, &v) < 0) {
+			cerr(x, n, "%s: '%s' is not a size (e.g. 50M, 512k, 1G, or bytes)", fn, n->str);
+			return -1;
+		}
+		if (v < s->min || v > s->max) {
+			cerr(x, n, "%s: %s is out of range (%llu..%llu bytes)", fn, n->str,
 			    (unsigned long long)s->min, (unsigned long long)s->max);
 			return -1;
 		}
@@ -1431,6 +1543,8 @@ config_free(struct config *c)
 	free(c->redis_host);
 	free(c->redis_unix);
 	free(c->redis_password);
+	free(c->redis_user);
+	free(c->redis_url_safe);
 	free(c->prefix);
 	free_strlist(c->dns_servers, c->ndns_servers);
 	free(c->ehlo);

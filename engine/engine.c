@@ -27,6 +27,7 @@
 #include "session.h"
 #include "trouble.h"
 #include "util.h"
+#include "version.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1352,7 +1353,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->hook.arg = e;
 	loop_add_hook(e->loop, &e->hook);
 	log_info("engine", "volley %s started: instance %s, redis %s, %zu pool(s), max %u sessions%s",
-	    "0.1", cfg->instance, cfg->redis_url, cfg->npools, e->max_sessions,
+	    VOLLEY_VERSION, cfg->instance, cfg->redis_url_safe, cfg->npools, e->max_sessions,
 	    o->drain ? ", draining" : "");
 	timer_set(e->loop, &e->tick, 0, on_tick);
 	loop_run(e->loop);

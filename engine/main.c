@@ -7,6 +7,7 @@
 #include "classify.h"
 #include "config.h"
 #include "engine.h"
+#include "version.h"
 #include "util.h"
 
 #include <errno.h>
@@ -20,7 +21,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define VOLLEY_VERSION "0.1.0"
+
 
 static const char usage_main[] =
 "NAME\n"
@@ -165,14 +166,19 @@ redis_sync(const struct config *c)
 	else
 		rc = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
 	if (rc == NULL || rc->err) {
-		fprintf(stderr, "volley: cannot connect to Redis at %s: %s\n", c->redis_url,
+		fprintf(stderr, "volley: cannot connect to Redis at %s: %s\n", c->redis_url_safe,
 		    rc ? rc->errstr : "out of memory");
 		exit(1);
 	}
 	if (c->redis_password) {
-		r = redisCommand(rc, "AUTH %s", c->redis_password);
+		if (c->redis_user)
+			r = redisCommand(rc, "AUTH %s %s", c->redis_user, c->redis_password);
+		else
+			r = redisCommand(rc, "AUTH %s", c->redis_password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "volley: Redis AUTH failed\n");
+			fprintf(stderr, "volley: Redis AUTH failed (user %s): %s\n",
+			    c->redis_user ? c->redis_user : "default",
+			    r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
 			exit(1);
 		}
 		freeReplyObject(r);
@@ -534,7 +540,7 @@ cmd_status(int argc, char **argv)
 	supp = int_reply(rc, "SCARD %ssuppressed", c->prefix);
 	events = int_reply(rc, "XLEN %sevents", c->prefix);
 
-	printf("volley status  (redis %s, prefix \"%s\")\n\n", c->redis_url, c->prefix);
+	printf("volley status  (redis %s, prefix \"%s\")\n\n", c->redis_url_safe, c->prefix);
 	printf("  queue      unread %-8lld pending %-8lld deferred %-8lld\n", unread, pending,
 	    deferred < 0 ? 0 : deferred);
 	r = redisCommand(rc, "ZRANGE %sretry 0 0 WITHSCORES", c->prefix);
@@ -640,7 +646,7 @@ cmd_check(int argc, char **argv)
 	}
 	printf("%s: OK (instance %s, redis %s, %zu pool(s), %zu site(s), %zu domain rule(s), "
 	    "%zu warm-up schedule(s))\n", path ? path : "built-in defaults", c->instance,
-	    c->redis_url, c->npools, c->nsites, c->ndomains, c->nwarmups);
+	    c->redis_url_safe, c->npools, c->nsites, c->ndomains, c->nwarmups);
 	free(errors);
 	config_free(c);
 	return 0;

@@ -359,7 +359,7 @@ on_connect(const redisAsyncContext *ac, int status)
 
 	if (status != REDIS_OK) {
 		log_error("redis", "connect to %s failed: %s; retrying in %llu ms",
-		    q->cfg->redis_url, ac->errstr, (unsigned long long)q->backoff_ms);
+		    q->cfg->redis_url_safe, ac->errstr, (unsigned long long)q->backoff_ms);
 		q->ac = NULL;
 		q->up = 0;
 		q->reading = q->reading_retry = q->claiming = 0;
@@ -367,7 +367,7 @@ on_connect(const redisAsyncContext *ac, int status)
 			timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
 		return;
 	}
-	log_info("redis", "connected to %s", q->cfg->redis_url);
+	log_info("redis", "connected to %s", q->cfg->redis_url_safe);
 	q->backoff_ms = 100;
 }
 
@@ -382,7 +382,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	if (status != REDIS_OK)
 		log_error("redis", "connection to %s lost: %s; reconnecting",
-		    q->cfg->redis_url, ac->errstr);
+		    q->cfg->redis_url_safe, ac->errstr);
 	q->ac = NULL;
 	q->up = 0;
 	q->reading = q->reading_retry = q->claiming = 0;
@@ -463,7 +463,7 @@ rq_connect(struct rq *q)
 	if (ac == NULL)
 		fatal("out of memory (redis context)");
 	if (ac->err) {
-		log_error("redis", "connect to %s: %s; retrying", cfg->redis_url, ac->errstr);
+		log_error("redis", "connect to %s: %s; retrying", cfg->redis_url_safe, ac->errstr);
 		redisAsyncFree(ac);
 		timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
 		return;
@@ -494,7 +494,10 @@ rq_connect(struct rq *q)
 
 	/* The handshake is queued at once; hiredis sends it when the
 	 * connect completes, in order, before anything else. */
-	if (cfg->redis_password)
+	if (cfg->redis_password && cfg->redis_user)
+		redisAsyncCommand(ac, on_init_reply, "AUTH", "AUTH %s %s", cfg->redis_user,
+		    cfg->redis_password);
+	else if (cfg->redis_password)
 		redisAsyncCommand(ac, on_init_reply, "AUTH", "AUTH %s", cfg->redis_password);
 	if (cfg->redis_db)
 		redisAsyncCommand(ac, on_init_reply, "SELECT", "SELECT %d", cfg->redis_db);

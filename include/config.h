@@ -70,22 +70,31 @@ struct config {
 	int redis_db;
 	char *redis_unix;	/* unix socket path or NULL */
 	char *redis_password;	/* NULL if none */
+	char *redis_user;	/* ACL user (AUTH user pass), NULL if none */
+	char *redis_url_safe;	/* redis_url with the password as "***": print this one */
 	char *prefix;		/* "volley:" */
 	uint32_t read_batch;	/* XREADGROUP COUNT, default 256 */
 	uint64_t lease_ms;	/* pending/retry lease before takeover, default 300s */
-	uint32_t events_maxlen;	/* XADD MAXLEN ~, 0 = unbounded (default 0) */
+	uint32_t events_maxlen;	/* XADD MAXLEN ~, 0 = unbounded (default 1000000) */
+	uint32_t max_deliveries;	/* a job read/claimed more often than this ends failed (10) */
+	uint64_t redis_reply_timeout_ms;	/* no reply this long: drop the connection (15s) */
+	uint64_t msg_ttl_ms;	/* TTL of PREFIXmsg: keys written by inject (7d; 0 = none) */
 
 	/* dns */
 	char **dns_servers;	/* "127.0.0.1:5353"; NULL/0 = /etc/resolv.conf */
 	size_t ndns_servers;
 	uint64_t dns_timeout_ms;	/* default 5000 */
 	uint64_t dns_min_ttl_ms, dns_max_ttl_ms;	/* cache clamps: 5s, 1h */
+	int dns_allow_private;	/* use loopback/private/link-local answers (false) */
 
 	/* smtp */
 	int port;		/* 25 */
 	char *ehlo;		/* default: gethostname() */
 	uint32_t max_sessions;	/* 20000 */
 	uint32_t max_ready;	/* in-memory ready jobs bound, default 10000 */
+	uint64_t max_ready_bytes;	/* bytes of message bodies read ahead, default 512M */
+	uint32_t max_queued_per_dest;	/* jobs held in memory per destination, 2000 */
+	uint64_t max_message_size;	/* larger jobs end failed, default 50M */
 	uint64_t *retry_ms;	/* retry schedule; the last one repeats */
 	size_t nretry;
 	uint64_t max_age_ms;	/* 2d */
@@ -102,6 +111,7 @@ struct config {
 	uint64_t t_data_ms;	/* 2min: DATA command to 354 */
 	uint64_t t_block_ms;	/* 3min: each data send */
 	uint64_t t_dot_ms;	/* 10min: end of data to final reply */
+	uint64_t t_transaction_ms;	/* 30min: MAIL to the final reply, all in */
 	struct config_limits defaults;	/* max_connections 20, msgs/conn 100, rate 0 */
 
 	char *classify_rules;	/* rule file path, or NULL for built-ins */
@@ -151,5 +161,6 @@ uint64_t config_retry_delay(const struct config *c, unsigned attempts);
 /* Parsers shared with the CLI and tests. Return 0 on success, -1 on bad input. */
 int config_parse_duration(const char *s, uint64_t *ms);	/* "90", "5min", "1h", "2d", "500ms" */
 int config_parse_rate(const char *s, struct rate *r);	/* "3000/h", "60/min", "5/s", "1000/day" */
+int config_parse_size(const char *s, uint64_t *bytes);	/* "50M", "512k", "1G", "1000" */
 
 #endif

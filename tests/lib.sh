@@ -402,6 +402,7 @@ redis {
 }
 dns {
   servers = ["127.0.0.1:$DNS_PORT"];
+  allow_private = true;   # the lab's MX hosts live on loopback
 }
 smtp {
   port = $SINK_PORT;

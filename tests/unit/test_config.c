@@ -142,7 +142,14 @@ test_defaults(void **state)
 	assert_string_equal(c->prefix, "volley:");
 	assert_int_equal(c->read_batch, 256);
 	assert_int_equal(c->lease_ms, 300000);
-	assert_int_equal(c->events_maxlen, 0);
+	assert_int_equal(c->events_maxlen, 1000000);
+	assert_int_equal(c->max_deliveries, 10);
+	assert_int_equal(c->max_message_size, 50ull << 20);
+	assert_int_equal(c->max_ready_bytes, 512ull << 20);
+	assert_int_equal(c->dns_allow_private, 0);
+	assert_int_equal(c->t_transaction_ms, 1800000);
+	assert_null(c->redis_user);
+	assert_string_equal(c->redis_url_safe, "redis://127.0.0.1:6379/0");
 	assert_int_equal(c->ndns_servers, 0);
 	assert_int_equal(c->dns_timeout_ms, 5000);
 	assert_int_equal(c->dns_min_ttl_ms, 5000);
@@ -238,17 +245,19 @@ static void
 test_redis_urls(void **state)
 {
 	static const struct {
-		const char *url, *host, *unix_path, *pass;
+		const char *url, *host, *unix_path, *pass, *user, *safe;
 		int port, db;
 	} cases[] = {
-		{ "redis://127.0.0.1:6379/0", "127.0.0.1", NULL, NULL, 6379, 0 },
-		{ "redis://10.1.2.3:7000/5", "10.1.2.3", NULL, NULL, 7000, 5 },
-		{ "redis://localhost", "localhost", NULL, NULL, 6379, 0 },
-		{ "redis://:s3cret@redis.example:6380/2", "redis.example", NULL, "s3cret", 6380, 2 },
-		{ "redis://user:pw@h/1", "h", NULL, "pw", 6379, 1 },
-		{ "redis://[::1]:6390/3", "::1", NULL, NULL, 6390, 3 },
-		{ "unix:/run/redis/redis.sock", NULL, "/run/redis/redis.sock", NULL, 0, 0 },
-		{ "unix:///tmp/r.sock", NULL, "/tmp/r.sock", NULL, 0, 0 },
+		{ "redis://127.0.0.1:6379/0", "127.0.0.1", NULL, NULL, NULL, "redis://127.0.0.1:6379/0", 6379, 0 },
+		{ "redis://10.1.2.3:7000/5", "10.1.2.3", NULL, NULL, NULL, "redis://10.1.2.3:7000/5", 7000, 5 },
+		{ "redis://localhost", "localhost", NULL, NULL, NULL, "redis://localhost", 6379, 0 },
+		{ "redis://:s3cret@redis.example:6380/2", "redis.example", NULL, "s3cret", NULL,
+		  "redis://:***@redis.example:6380/2", 6380, 2 },
+		{ "redis://user:pw@h/1", "h", NULL, "pw", "user", "redis://user:***@h/1", 6379, 1 },
+		{ "redis://[::1]:6390/3", "::1", NULL, NULL, NULL, "redis://[::1]:6390/3", 6390, 3 },
+		{ "unix:/run/redis/redis.sock", NULL, "/run/redis/redis.sock", NULL, NULL,
+		  "unix:/run/redis/redis.sock", 0, 0 },
+		{ "unix:///tmp/r.sock", NULL, "/tmp/r.sock", NULL, NULL, "unix:///tmp/r.sock", 0, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -271,6 +280,11 @@ test_redis_urls(void **state)
 			assert_string_equal(c->redis_password, cases[i].pass);
 		else
 			assert_null(c->redis_password);
+		if (cases[i].user)
+			assert_string_equal(c->redis_user, cases[i].user);
+		else
+			assert_null(c->redis_user);
+		assert_string_equal(c->redis_url_safe, cases[i].safe);
 		assert_int_equal(c->redis_port, cases[i].port);
 		assert_int_equal(c->redis_db, cases[i].db);
 		config_free(c);
