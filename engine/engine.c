@@ -1288,6 +1288,7 @@ build_session_cfgs(struct engine *e)
 	e->timeouts.block = c->t_block_ms;
 	e->timeouts.dot = c->t_dot_ms;
 	e->timeouts.quit = 10000;
+	e->timeouts.transaction = c->t_transaction_ms;
 	for (size_t i = 0; i < n; i++) {
 		struct session_cfg *s = &e->scfg[i];
 		s->ehlo = c->ehlo;

@@ -508,7 +508,7 @@ on_local_fail(struct timer *t)
 static void
 local_fail(struct session *s, const char *what)
 {
-	fail_result(&s->local_fail, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT, "%s: %s", what,
+	fail_result(&s->local_fail, SMTP_CAUSE_LOCAL, SMTP_STAGE_CONNECT, "%s: %s", what,
 	    strerror(errno));
 	if (s->fd >= 0)
 		close(s->fd);

@@ -46,6 +46,7 @@ trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *
 	switch (r->cause) {
 	case SMTP_CAUSE_TIMEOUT:
 	case SMTP_CAUSE_DISCONNECT:
+	case SMTP_CAUSE_LOCAL:
 		o->cls = CLASS_CONNECTION_FAILURE;
 		break;
 	case SMTP_CAUSE_SIZE:

@@ -87,6 +87,7 @@ enum smtp_cause {
 	SMTP_CAUSE_PROTOCOL,	/* garbage or overlong reply */
 	SMTP_CAUSE_SIZE,	/* exceeds the server's SIZE */
 	SMTP_CAUSE_SESSION,	/* the session failed before this message (greeting/EHLO) */
+	SMTP_CAUSE_LOCAL,	/* this host's fault: socket()/bind() of the source failed */
 };
 
 struct smtp_result {
@@ -100,6 +101,7 @@ struct smtp_result {
 
 struct smtp_timeouts {		/* milliseconds, RFC 5321 4.5.3.2 */
 	uint64_t greeting, ehlo, mail, rcpt, data, block, dot, quit;
+	uint64_t transaction;	/* MAIL to the final reply, all in (0: none) */
 };
 
 /* One transaction: one sender, one recipient, one body. */
