@@ -580,15 +580,61 @@ rq_free(struct rq *q)
 
 /* --- reads --- */
 
+#define ENTRY_FIELDS_MAX 32	/* field/value pairs of one job read */
+
+/* deliver_entries - hand an array of [key, [field, value, ...] or nil]
+ * to the engine as typed entries; *n = how many the reply held. */
 static void
 deliver_entries(struct rq *q, enum job_origin origin, const redisReply *entries, size_t *n)
 {
+	struct rq_entry *ev;
+	const char **f, **v;
+	size_t *fl, *vl, k = 0, m = 0;
+
 	*n = 0;
 	if (entries == NULL || entries->type != REDIS_REPLY_ARRAY)
 		return;
 	*n = entries->elements;
-	if (*n > 0)
-		q->cb.on_entries(q->arg, origin, entries);
+	if (*n == 0)
+		return;
+	ev = xcalloc(*n, sizeof *ev);
+	f = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *f);
+	v = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *v);
+	fl = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *fl);
+	vl = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *vl);
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *en = entries->element[i], *kv;
+		size_t base = k * ENTRY_FIELDS_MAX;
+
+		if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+		    en->element[0]->type != REDIS_REPLY_STRING ||
+		    en->element[1]->type != REDIS_REPLY_ARRAY)
+			continue;	/* deleted entry (nil fields) */
+		kv = en->element[1];
+		ev[k].key = en->element[0]->str;
+		ev[k].fields = f + base;
+		ev[k].values = v + base;
+		ev[k].flens = fl + base;
+		ev[k].vlens = vl + base;
+		m = 0;
+		for (size_t j = 0; j + 1 < kv->elements && m < ENTRY_FIELDS_MAX; j += 2) {
+			const redisReply *a = kv->element[j], *b = kv->element[j + 1];
+			if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
+				continue;
+			f[base + m] = a->str; fl[base + m] = a->len;
+			v[base + m] = b->str; vl[base + m] = b->len;
+			m++;
+		}
+		ev[k].n = m;
+		k++;
+	}
+	if (k > 0)
+		q->cb.on_entries(q->arg, origin, ev, k);
+	free(ev);
+	free(f);
+	free(v);
+	free(fl);
+	free(vl);
 }
 
 static void
@@ -993,4 +1039,185 @@ rq_command_argv(struct rq *q, int argc, const char **argv, const size_t *lens)
 {
 	if (q->up)
 		redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, lens);
+}
+
+/* --- typed calls for the engine --- */
+
+struct rq_supp {
+	void (*cb)(void *arg, const int *member, size_t n);
+	void *arg;
+	size_t n;
+};
+
+static void
+on_suppressed(void *arg, const redisReply *r)
+{
+	struct rq_supp *c = arg;
+	int *member = NULL;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == c->n) {
+		member = xcalloc(c->n + 1, sizeof *member);
+		for (size_t i = 0; i < c->n; i++)
+			member[i] = r->element[i]->type == REDIS_REPLY_INTEGER &&
+			    r->element[i]->integer == 1;
+	} else if (r != NULL) {
+		log_error("redis", "suppression check failed: %s",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	}
+	c->cb(c->arg, member, member ? c->n : 0);
+	free(member);
+	free(c);
+}
+
+void
+rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
+    void (*cb)(void *arg, const int *member, size_t n), void *arg)
+{
+	const char **argv = xcalloc(n + 2, sizeof *argv);
+	size_t *lens = xcalloc(n + 2, sizeof *lens);
+	struct rq_supp *c = xmalloc(sizeof *c);
+
+	c->cb = cb;
+	c->arg = arg;
+	c->n = n;
+	argv[0] = "SMISMEMBER";
+	argv[1] = q->k_supp;
+	for (size_t i = 0; i < n; i++)
+		argv[i + 2] = addrs[i];
+	for (size_t i = 0; i < n + 2; i++)
+		lens[i] = strlen(argv[i]);
+	if (rq_call_argv(q, on_suppressed, c, (int)(n + 2), argv, lens) != 0)
+		on_suppressed(c, NULL);
+	free(argv);
+	free(lens);
+}
+
+struct rq_body {
+	void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len);
+	void *arg;
+};
+
+static void
+on_body_reply(void *arg, const redisReply *r)
+{
+	struct rq_body *c = arg;
+
+	if (r != NULL && r->type == REDIS_REPLY_STRING)
+		c->cb(c->arg, RQ_BODY_OK, r->str, r->len);
+	else if (r != NULL && r->type == REDIS_REPLY_NIL)
+		c->cb(c->arg, RQ_BODY_MISSING, NULL, 0);
+	else {
+		if (r != NULL)
+			log_warn("redis", "GET of a message body: %s",
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		c->cb(c->arg, RQ_BODY_ERROR, NULL, 0);
+	}
+	free(c);
+}
+
+void
+rq_fetch_body(struct rq *q, const char *key,
+    void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg)
+{
+	struct rq_body *c = xmalloc(sizeof *c);
+	const char *argv[2] = { "GET", key };
+	size_t lens[2] = { 3, strlen(key) };
+
+	c->cb = cb;
+	c->arg = arg;
+	if (rq_call_argv(q, on_body_reply, c, 2, argv, lens) != 0)
+		on_body_reply(c, NULL);
+}
+
+void
+rq_publish_stats(struct rq *q, const struct rq_stats *st)
+{
+	char key[300], ikey[300], num[11][32];
+	const char *argv[40];
+	size_t lens[40];
+	int n = 0;
+
+	snprintf(key, sizeof key, "%sinstance:%s", q->cfg->prefix, q->cfg->instance);
+	snprintf(ikey, sizeof ikey, "%sinstances", q->cfg->prefix);
+	snprintf(num[0], 32, "%d", st->pid);
+	snprintf(num[1], 32, "%llu", (unsigned long long)st->started_ms);
+	snprintf(num[2], 32, "%llu", (unsigned long long)st->heartbeat_ms);
+	snprintf(num[3], 32, "%u", st->sessions);
+	snprintf(num[4], 32, "%zu", st->in_memory);
+	snprintf(num[5], 32, "%llu", (unsigned long long)st->delivered);
+	snprintf(num[6], 32, "%llu", (unsigned long long)st->deferred);
+	snprintf(num[7], 32, "%llu", (unsigned long long)st->bounced);
+	snprintf(num[8], 32, "%llu", (unsigned long long)st->expired);
+	snprintf(num[9], 32, "%llu", (unsigned long long)st->failed);
+	snprintf(num[10], 32, "%llu", (unsigned long long)st->suppressed);
+	argv[n++] = "HSET"; argv[n++] = key;
+	argv[n++] = "pid"; argv[n++] = num[0];
+	argv[n++] = "started_ms"; argv[n++] = num[1];
+	argv[n++] = "heartbeat_ms"; argv[n++] = num[2];
+	argv[n++] = "sessions"; argv[n++] = num[3];
+	argv[n++] = "in_memory"; argv[n++] = num[4];
+	argv[n++] = "delivered"; argv[n++] = num[5];
+	argv[n++] = "deferred"; argv[n++] = num[6];
+	argv[n++] = "bounced"; argv[n++] = num[7];
+	argv[n++] = "expired"; argv[n++] = num[8];
+	argv[n++] = "failed"; argv[n++] = num[9];
+	argv[n++] = "suppressed"; argv[n++] = num[10];
+	argv[n++] = "dests"; argv[n++] = st->dests ? st->dests : "";
+	argv[n++] = "sites"; argv[n++] = st->sites ? st->sites : "";
+	argv[n++] = "ips"; argv[n++] = st->ips ? st->ips : "";
+	for (int i = 0; i < n; i++)
+		lens[i] = strlen(argv[i]);
+	rq_command_argv(q, n, argv, lens);
+	{
+		const char *ex[3] = { "EXPIRE", key, "30" };
+		size_t el[3] = { 6, strlen(key), 2 };
+		const char *sa[3] = { "SADD", ikey, q->cfg->instance };
+		size_t sl[3] = { 4, strlen(ikey), strlen(q->cfg->instance) };
+		rq_command_argv(q, 3, ex, el);
+		rq_command_argv(q, 3, sa, sl);
+	}
+}
+
+struct rq_drain {
+	struct rq *q;
+	void (*cb)(void *arg, int empty);
+	void *arg;
+};
+
+static void
+on_drain_zcard(void *arg, const redisReply *r)
+{
+	struct rq_drain *c = arg;
+
+	c->cb(c->arg, r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+	free(c);
+}
+
+/* Settled entries are deleted from the stream (XDEL with the ack), so an
+ * empty stream means nothing unread and nothing pending, including what
+ * was added after the last read. */
+static void
+on_drain_xlen(void *arg, const redisReply *r)
+{
+	struct rq_drain *c = arg;
+
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
+	    rq_command(c->q, on_drain_zcard, c, "ZCARD %s", c->q->k_retry) == 0)
+		return;
+	c->cb(c->arg, 0);
+	free(c);
+}
+
+void
+rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
+{
+	struct rq_drain *c = xmalloc(sizeof *c);
+
+	c->q = q;
+	c->cb = cb;
+	c->arg = arg;
+	if (rq_command(q, on_drain_xlen, c, "XLEN %s", q->k_jobs) != 0) {
+		free(c);
+		cb(arg, 0);
+	}
 }

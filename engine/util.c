@@ -276,3 +276,34 @@ str_lower(char *s)
 		*p = (char)tolower((unsigned char)*p);
 	return s;
 }
+
+size_t
+log_quote(char *dst, size_t dstlen, const char *src)
+{
+	size_t n = 0;
+
+	if (dstlen == 0)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		char tmp[5];
+		size_t k;
+
+		if (*p == '"' || *p == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)*p;
+			k = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			snprintf(tmp, sizeof tmp, "\\x%02x", *p);
+			k = 4;
+		} else {
+			tmp[0] = (char)*p;
+			k = 1;
+		}
+		if (n + k >= dstlen)
+			break;
+		memcpy(dst + n, tmp, k);
+		n += k;
+	}
+	dst[n] = '\0';
+	return n;
+}

@@ -59,6 +59,7 @@ struct job {
 
 	/* engine bookkeeping */
 	uint64_t taken_ms;	/* mono time it entered memory */
+	size_t held_bytes;	/* body bytes the ledger counts for it */
 	struct job *next;	/* destination queue link */
 	struct job *all_prev, *all_next;	/* engine's list of live jobs */
 	void *dest;		/* destination it is queued on */
@@ -76,6 +77,11 @@ struct job_outcome {
 	const char *ip;		/* source ip or NULL */
 	int async;		/* async DSN */
 	int no_attempt;		/* settled without trying (event `attempt` = attempts so far) */
+	/* the verdict beyond status and class (trouble.c decides) */
+	int suppress;		/* add the recipient to the suppression list */
+	int slow_down;		/* the site asks us to slow down (for the shaper) */
+	int site_failure;	/* the destination as a whole failed */
+	int source_fault;	/* this host's fault (a source that cannot bind) */
 };
 
 /*

@@ -32,12 +32,38 @@ struct loop;
 struct config;
 struct rq;
 
+/* One job entry as read from Redis: field/value pairs of a stream entry
+ * or a retry hash. deliveries: times it was handed out (0: unknown). */
+struct rq_entry {
+	const char *key;
+	const char *const *fields, *const *values;
+	const size_t *flens, *vlens;
+	size_t n;
+	unsigned deliveries;
+};
+
 struct rq_callbacks {
-	/* entries: array of [key, [field, value, ...] or nil]. */
-	void (*on_entries)(void *arg, enum job_origin origin, const redisReply *entries);
+	/* n job entries read (entries whose data is gone are not passed). */
+	void (*on_entries)(void *arg, enum job_origin origin, const struct rq_entry *e, size_t n);
 	/* read finished (entries may have been 0): n entries seen */
 	void (*on_read_done)(void *arg, enum job_origin origin, size_t n);
 	void (*on_connected)(void *arg);
+};
+
+/* What an instance publishes about itself (volley status reads it). */
+struct rq_stats {
+	int pid;
+	uint64_t started_ms, heartbeat_ms;
+	unsigned sessions;
+	size_t in_memory;
+	uint64_t delivered, deferred, bounced, expired, failed, suppressed;
+	const char *dests, *sites, *ips;	/* one line per row: "name sessions queued delivered deferred bounced" */
+};
+
+enum rq_body_status {
+	RQ_BODY_OK = 0,		/* data, len: the key's value */
+	RQ_BODY_MISSING,	/* nil: the key does not exist */
+	RQ_BODY_ERROR,		/* error reply or connection lost: try again later */
 };
 
 struct rq *rq_new(struct loop *l, const struct config *cfg,
@@ -63,6 +89,16 @@ void rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms);
 /* Keep leases of held jobs fresh (XCLAIM JUSTID / ZADD XX). */
 void rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
     const char *const *retry_keys, size_t nr, uint64_t until_wall_ms);
+
+/* Typed calls for the engine. Each may call back before it returns
+ * (not connected: error at once). */
+void rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
+    void (*cb)(void *arg, const int *member, size_t n), void *arg);
+void rq_fetch_body(struct rq *q, const char *key,
+    void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg);
+void rq_publish_stats(struct rq *q, const struct rq_stats *st);
+/* empty = 1 when the jobs stream and the retry schedule are both empty. */
+void rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg);
 
 /* Writes sent or waiting to be sent, not yet answered. */
 size_t rq_outstanding(const struct rq *q);

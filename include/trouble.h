@@ -23,11 +23,25 @@ void trouble_outcome_init(struct job_outcome *o, enum job_status st);
 void trouble_set_reply(struct job_outcome *o, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* The outcome of one transaction. mx/ip are left NULL for the caller. */
+/* The outcome of one transaction of nrcpts recipients. mx/ip are left
+ * NULL for the caller. */
 void trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *r,
-    struct job_outcome *o);
+    unsigned nrcpts, struct job_outcome *o);
 /* The outcome for the jobs of a destination whose every MX failed. */
 void trouble_from_site(const struct classify_rules *rules, const struct smtp_result *r,
     struct job_outcome *o);
+
+/* A DNS answer that rules out delivery now (dns.h status). */
+void trouble_from_dns(struct job_outcome *o, int dns_status, const char *domain,
+    const char *error);
+/* j ran past expires_at before (another) attempt. */
+void trouble_expired(struct job_outcome *o, const struct job *j);
+/* A deferral of the attempts-th attempt past the job's end: `expired`. */
+void trouble_expire_deferred(struct job_outcome *o, unsigned attempts);
+void trouble_suppressed(struct job_outcome *o);
+/* The job itself is invalid: `failed`. */
+void trouble_invalid(struct job_outcome *o, const char *why);
+/* This host could not send (no usable source address): deferred. */
+void trouble_from_local(struct job_outcome *o, const char *why);
 
 #endif

@@ -51,6 +51,13 @@ uint64_t clock_mono_ms(void);
 uint64_t clock_wall_ms(void);
 
 /* Growable byte buffer. */
+/*
+ * log_quote - src made safe inside a double-quoted log value: `"` and `\`
+ * are escaped, control characters become \xHH. Always NUL-terminates dst
+ * (dstlen > 0), truncating; returns the length written.
+ */
+size_t log_quote(char *dst, size_t dstlen, const char *src);
+
 struct buf {
 	char *data;
 	size_t len, cap;

@@ -66,7 +66,7 @@ test_table(void **state)
 		r.code = c->code;
 		snprintf(r.enh, sizeof r.enh, "%s", c->enh);
 		snprintf(r.text, sizeof r.text, "%s", c->text);
-		trouble_from_smtp(rules, &r, &o);
+		trouble_from_smtp(rules, &r, 1, &o);
 		if (o.status != c->want || o.has_class != c->want_has_class ||
 		    (c->want_has_class && o.cls != c->want_cls))
 			fail_msg("case '%s': status %s class %s, want %s %s", c->name,

@@ -1,0 +1,210 @@
+/*
+ * dest.c - destinations and their queues. See dest.h: pure state and
+ * decisions, no I/O, time passed in.
+ */
+#include "dest.h"
+#include "job.h"
+#include "session.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_CONNECTIONS 20
+
+struct dest *
+dests_get(struct dests *ds, const char *pool, const char *domain)
+{
+	char key[600];
+	struct dest *d;
+
+	snprintf(key, sizeof key, "%s|%s", pool, domain);
+	d = map_get(&ds->map, key);
+	if (d)
+		return d;
+	d = xcalloc(1, sizeof *d);
+	d->key = xstrdup(key);
+	d->domain = xstrdup(domain);
+	d->pool = xstrdup(pool);
+	map_put(&ds->map, key, d);
+	return d;
+}
+
+static void
+dest_free(struct dest *d)
+{
+	mxset_unref(d->mx);
+	free(d->key);
+	free(d->domain);
+	free(d->pool);
+	free(d);
+}
+
+void
+dests_drop(struct dests *ds, struct dest *d)
+{
+	if (d->queued || d->nsessions)
+		panic("dests_drop: destination %s still busy", d->key);
+	map_del(&ds->map, d->key);
+	dest_free(d);
+}
+
+void
+dests_free(struct dests *ds)
+{
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	while (map_iter(&ds->map, &it, &k, &v))
+		dest_free(v);
+	map_free(&ds->map);
+	ds->wait_head = ds->wait_tail = NULL;
+}
+
+void
+dest_push(struct dest *d, struct job *j, uint64_t now)
+{
+	d->last_used = now;
+	j->next = NULL;
+	j->dest = d;
+	if (d->qtail)
+		d->qtail->next = j;
+	else
+		d->qhead = j;
+	d->qtail = j;
+	d->queued++;
+}
+
+struct job *
+dest_pop_any(struct dest *d)
+{
+	struct job *j = d->qhead;
+
+	if (j == NULL)
+		return NULL;
+	d->qhead = j->next;
+	if (d->qhead == NULL)
+		d->qtail = NULL;
+	d->queued--;
+	j->next = NULL;
+	j->dest = NULL;
+	return j;
+}
+
+struct job *
+dest_pop(struct dest *d, uint64_t now_wall_ms, struct job **expired)
+{
+	struct job *j;
+
+	while ((j = dest_pop_any(d)) != NULL) {
+		if (now_wall_ms < j->expires_at_ms)
+			return j;
+		j->next = *expired;
+		*expired = j;
+	}
+	return NULL;
+}
+
+int
+dest_full(const struct dest *d, size_t cap)
+{
+	return d->queued >= cap;
+}
+
+unsigned
+dest_plan(const struct dest *d, uint64_t now, unsigned global_free, int *wait_global)
+{
+	unsigned limit = d->lim.max_connections ? d->lim.max_connections : DEFAULT_MAX_CONNECTIONS;
+	size_t want;
+	unsigned n;
+
+	*wait_global = 0;
+	if (now < d->backoff_until || d->queued <= d->nconnecting || d->nsessions >= limit)
+		return 0;
+	want = d->queued - d->nconnecting;
+	n = limit - d->nsessions;
+	if (want < n)
+		n = (unsigned)want;
+	if (n > global_free) {
+		n = global_free;
+		*wait_global = 1;
+	}
+	return n;
+}
+
+int
+dest_wants_mx(const struct dest *d, uint64_t now)
+{
+	return !d->resolving && now >= d->backoff_until && d->queued > d->nconnecting;
+}
+
+void
+dest_session_opened(struct dest *d)
+{
+	d->nsessions++;
+	d->nconnecting++;
+}
+
+void
+dest_session_established(struct dest *d)
+{
+	if (d->nconnecting == 0)
+		panic("dest %s: established without a connecting session", d->key);
+	d->nconnecting--;
+	d->backoff_until = 0;
+}
+
+void
+dest_session_closed(struct dest *d, int was_established)
+{
+	if (d->nsessions == 0 || (!was_established && d->nconnecting == 0))
+		panic("dest %s: session count underflow", d->key);
+	if (!was_established)
+		d->nconnecting--;
+	d->nsessions--;
+}
+
+unsigned
+dest_site_failed(struct dest *d, uint64_t now, uint64_t backoff_ms)
+{
+	d->backoff_until = now + backoff_ms;
+	return d->nsessions > 0 ? d->nsessions - 1 : 0;	/* the failed one still counts */
+}
+
+int
+dest_sweepable(const struct dest *d, uint64_t now, uint64_t idle_ms)
+{
+	return d->queued == 0 && d->nsessions == 0 && !d->resolving && !d->waiting_global &&
+	    now - d->last_used >= idle_ms;
+}
+
+void
+dests_wait(struct dests *ds, struct dest *d)
+{
+	if (d->waiting_global)
+		return;
+	d->waiting_global = 1;
+	d->wait_next = NULL;
+	if (ds->wait_tail)
+		ds->wait_tail->wait_next = d;
+	else
+		ds->wait_head = d;
+	ds->wait_tail = d;
+}
+
+struct dest *
+dests_next_waiting(struct dests *ds)
+{
+	struct dest *d = ds->wait_head;
+
+	if (d == NULL)
+		return NULL;
+	ds->wait_head = d->wait_next;
+	if (ds->wait_head == NULL)
+		ds->wait_tail = NULL;
+	d->waiting_global = 0;
+	d->wait_next = NULL;
+	return d;
+}

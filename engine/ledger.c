@@ -1,0 +1,191 @@
+/*
+ * ledger.c - the jobs held in memory and how they leave it (ledger.h).
+ *
+ * Jobs are in a map by stream entry ID and on a doubly linked list (for
+ * the lease refresh, in order of arrival). What an outcome means was
+ * decided by trouble.c before it gets here; the ledger only turns a
+ * deferral past the job's end into `expired`, picks the retry time from
+ * the schedule, logs one line per outcome and hands the write to the
+ * Redis module.
+ */
+#include "ledger.h"
+#include "config.h"
+#include "loop.h"
+#include "map.h"
+#include "msg.h"
+#include "redis.h"
+#include "trouble.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ledger {
+	struct loop *loop;
+	struct rq *rq;
+	const struct config *cfg;
+	struct map jobs;		/* key -> job */
+	struct job all;			/* list head of held jobs */
+	size_t njobs;
+	size_t bytes;			/* inline bodies held */
+	int tearing_down;
+	struct ledger_counts n;
+};
+
+struct ledger *
+ledger_new(struct loop *l, struct rq *rq, const struct config *cfg)
+{
+	struct ledger *lg = xcalloc(1, sizeof *lg);
+
+	lg->loop = l;
+	lg->rq = rq;
+	lg->cfg = cfg;
+	lg->all.all_next = lg->all.all_prev = &lg->all;
+	return lg;
+}
+
+void
+ledger_free(struct ledger *lg)
+{
+	if (lg == NULL)
+		return;
+	while (lg->all.all_next != &lg->all)
+		ledger_forget(lg, lg->all.all_next);
+	map_free(&lg->jobs);
+	free(lg);
+}
+
+void ledger_set_config(struct ledger *lg, const struct config *cfg) { lg->cfg = cfg; }
+void ledger_set_tearing_down(struct ledger *lg) { lg->tearing_down = 1; }
+size_t ledger_bytes(const struct ledger *lg) { return lg->bytes; }
+size_t ledger_count(const struct ledger *lg) { return lg->njobs; }
+const struct ledger_counts *ledger_counts(const struct ledger *lg) { return &lg->n; }
+
+struct job *
+ledger_find(const struct ledger *lg, const char *key)
+{
+	return map_get(&lg->jobs, key);
+}
+
+void
+ledger_track(struct ledger *lg, struct job *j)
+{
+	if (map_get(&lg->jobs, j->key))
+		panic("ledger: job %s tracked twice", j->key);
+	map_put(&lg->jobs, j->key, j);
+	j->all_next = lg->all.all_next;
+	j->all_prev = &lg->all;
+	lg->all.all_next->all_prev = j;
+	lg->all.all_next = j;
+	j->taken_ms = loop_now(lg->loop);
+	lg->njobs++;
+	lg->n.taken++;
+}
+
+void
+ledger_add_bytes(struct ledger *lg, struct job *j, size_t n)
+{
+	j->held_bytes += n;
+	lg->bytes += n;
+}
+
+void
+ledger_forget(struct ledger *lg, struct job *j)
+{
+	map_del(&lg->jobs, j->key);
+	j->all_prev->all_next = j->all_next;
+	j->all_next->all_prev = j->all_prev;
+	lg->njobs--;
+	lg->bytes -= j->held_bytes;
+	job_free(j);
+}
+
+void
+ledger_hand_back(struct ledger *lg, struct job *j)
+{
+	if (!lg->tearing_down)
+		rq_release_retry(lg->rq, j, clock_wall_ms());
+	ledger_forget(lg, j);
+}
+
+static void
+ledger_log(const struct job *j, const struct job_outcome *o)
+{
+	char reply[sizeof o->reply * 2];
+
+	log_quote(reply, sizeof reply, o->reply);
+	log_info("job", "job=%s to=%s status=%s attempt=%u code=%d enh=%s class=%s mx=%s ip=%s reply=\"%s\"",
+	    j->id, j->to, job_status_name(o->status), j->attempts + 1, o->code,
+	    o->enh[0] ? o->enh : "-", o->has_class ? bounce_class_name(o->cls) : "-",
+	    o->mx ? o->mx : "-", o->ip && o->ip[0] ? o->ip : "-", reply);
+}
+
+void
+ledger_settle(struct ledger *lg, struct job *j, struct job_outcome *o)
+{
+	if (o->status == JOB_DEFERRED) {
+		uint64_t now = clock_wall_ms();
+		uint64_t due = now + config_retry_delay(lg->cfg, j->attempts + 1);
+
+		if (now >= j->expires_at_ms) {
+			trouble_expire_deferred(o, j->attempts + 1);
+		} else {
+			/* Never wait past the job's end: the last retry is at
+			 * expires_at, where it ends `expired`. */
+			if (due > j->expires_at_ms)
+				due = j->expires_at_ms;
+			ledger_log(j, o);
+			rq_defer(lg->rq, j, o, due);
+			lg->n.deferred++;
+			ledger_forget(lg, j);
+			return;
+		}
+	}
+	ledger_log(j, o);
+	rq_final(lg->rq, j, o, o->suppress);
+	switch (o->status) {
+	case JOB_DELIVERED: lg->n.delivered++; break;
+	case JOB_BOUNCED: lg->n.bounced++; break;
+	case JOB_EXPIRED: lg->n.expired++; break;
+	case JOB_FAILED: lg->n.failed++; break;
+	case JOB_SUPPRESSED: lg->n.suppressed++; break;
+	default: break;
+	}
+	ledger_forget(lg, j);
+}
+
+void
+ledger_fail(struct ledger *lg, struct job *j, const char *why)
+{
+	struct job_outcome o;
+
+	trouble_invalid(&o, why);
+	ledger_settle(lg, j, &o);
+}
+
+void
+ledger_refresh_leases(struct ledger *lg)
+{
+	uint64_t now = loop_now(lg->loop), age = lg->cfg->lease_ms / 3;
+	const char **sk = xcalloc(lg->njobs + 1, sizeof *sk);
+	const char **rk = xcalloc(lg->njobs + 1, sizeof *rk);
+	size_t ns = 0, nr = 0;
+
+	for (struct job *j = lg->all.all_next; j != &lg->all; j = j->all_next) {
+		if (now - j->taken_ms < age)
+			continue;
+		if (j->origin == JOB_FROM_STREAM)
+			sk[ns++] = j->key;
+		else
+			rk[nr++] = j->key;
+		if (ns >= 1000 || nr >= 1000) {
+			rq_refresh(lg->rq, sk, ns, rk, nr, clock_wall_ms() + lg->cfg->lease_ms);
+			ns = nr = 0;
+		}
+	}
+	if (ns || nr)
+		rq_refresh(lg->rq, sk, ns, rk, nr, clock_wall_ms() + lg->cfg->lease_ms);
+	free(sk);
+	free(rk);
+}

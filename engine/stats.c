@@ -1,0 +1,175 @@
+/*
+ * stats.c - counters and the published snapshot (stats.h).
+ */
+#include "stats.h"
+#include "dest.h"
+#include "ledger.h"
+#include "map.h"
+#include "redis.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DESTS_SHOWN 200		/* destinations in one snapshot */
+
+struct ipstat {				/* per (pool, source IP) */
+	unsigned sessions;
+	uint64_t delivered, deferred, bounced;
+};
+
+struct stats {
+	struct map ips;			/* "pool|ip" -> struct ipstat */
+};
+
+struct stats *
+stats_new(void)
+{
+	return xcalloc(1, sizeof(struct stats));
+}
+
+void
+stats_free(struct stats *st)
+{
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	if (st == NULL)
+		return;
+	while (map_iter(&st->ips, &it, &k, &v))
+		free(v);
+	map_free(&st->ips);
+	free(st);
+}
+
+static struct ipstat *
+ipstat_get(struct stats *st, const char *pool, const char *src_ip)
+{
+	char key[300];
+	struct ipstat *s;
+
+	snprintf(key, sizeof key, "%s|%s", pool, src_ip && *src_ip ? src_ip : "default");
+	s = map_get(&st->ips, key);
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		map_put(&st->ips, key, s);
+	}
+	return s;
+}
+
+void
+stats_session(struct stats *st, const char *pool, const char *src_ip, int delta)
+{
+	struct ipstat *s = ipstat_get(st, pool, src_ip);
+
+	if (delta < 0 && s->sessions == 0)
+		panic("stats: session count underflow for %s/%s", pool, src_ip);
+	s->sessions += (unsigned)delta;
+}
+
+void
+stats_result(struct stats *st, const char *pool, const char *src_ip, enum job_status status)
+{
+	struct ipstat *s = ipstat_get(st, pool, src_ip);
+
+	if (status == JOB_DELIVERED)
+		s->delivered++;
+	else if (status == JOB_BOUNCED)
+		s->bounced++;
+	else
+		s->deferred++;
+}
+
+struct siteagg {
+	unsigned sessions;
+	size_t queued;
+	uint64_t delivered, deferred, bounced;
+};
+
+void
+stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
+    const struct ledger *lg, unsigned sessions, uint64_t started_ms)
+{
+	const struct ledger_counts *n = ledger_counts(lg);
+	struct buf dests = { 0 }, sites = { 0 }, ips = { 0 };
+	struct map agg = { 0 };
+	struct rq_stats s;
+	const char *k;
+	void *v;
+	size_t it = 0, shown = 0;
+
+	while (map_iter(&ds->map, &it, &k, &v)) {
+		const struct dest *d = v;
+		const char *name = d->site[0] ? d->site : "-";
+		struct siteagg *a = map_get(&agg, name);
+
+		if (d->nsessions == 0 && d->queued == 0 && d->delivered + d->deferred + d->bounced == 0)
+			continue;
+		if (shown++ < DESTS_SHOWN)
+			buf_appendf(&dests, "%s %u %zu %llu %llu %llu\n", k, d->nsessions, d->queued,
+			    (unsigned long long)d->delivered, (unsigned long long)d->deferred,
+			    (unsigned long long)d->bounced);
+		if (a == NULL) {
+			a = xcalloc(1, sizeof *a);
+			map_put(&agg, name, a);
+		}
+		a->sessions += d->nsessions;
+		a->queued += d->queued;
+		a->delivered += d->delivered;
+		a->deferred += d->deferred;
+		a->bounced += d->bounced;
+	}
+	it = 0;
+	while (map_iter(&agg, &it, &k, &v)) {
+		struct siteagg *a = v;
+		buf_appendf(&sites, "%s %u %zu %llu %llu %llu\n", k, a->sessions, a->queued,
+		    (unsigned long long)a->delivered, (unsigned long long)a->deferred,
+		    (unsigned long long)a->bounced);
+		free(a);
+	}
+	map_free(&agg);
+	it = 0;
+	while (map_iter(&st->ips, &it, &k, &v)) {
+		struct ipstat *a = v;
+		buf_appendf(&ips, "%s %u 0 %llu %llu %llu\n", k, a->sessions,
+		    (unsigned long long)a->delivered, (unsigned long long)a->deferred,
+		    (unsigned long long)a->bounced);
+	}
+	s.pid = (int)getpid();
+	s.started_ms = started_ms;
+	s.heartbeat_ms = clock_wall_ms();
+	s.sessions = sessions;
+	s.in_memory = ledger_count(lg);
+	s.delivered = n->delivered;
+	s.deferred = n->deferred;
+	s.bounced = n->bounced;
+	s.expired = n->expired;
+	s.failed = n->failed;
+	s.suppressed = n->suppressed;
+	s.dests = dests.data ? dests.data : "";
+	s.sites = sites.data ? sites.data : "";
+	s.ips = ips.data ? ips.data : "";
+	rq_publish_stats(q, &s);
+	buf_free(&dests);
+	buf_free(&sites);
+	buf_free(&ips);
+}
+
+void
+stats_progress(const struct ledger *lg, unsigned sessions, uint64_t started_ms, int final)
+{
+	const struct ledger_counts *n = ledger_counts(lg);
+	uint64_t secs = (clock_wall_ms() - started_ms) / 1000;
+
+	log_flush();
+	fprintf(stderr, "%s[volley] %llus  delivered %llu  deferred %llu  bounced %llu  "
+	    "expired %llu  failed %llu  suppressed %llu | in memory %zu  sessions %u%s",
+	    final ? "" : "\r", (unsigned long long)secs,
+	    (unsigned long long)n->delivered, (unsigned long long)n->deferred,
+	    (unsigned long long)n->bounced, (unsigned long long)n->expired,
+	    (unsigned long long)n->failed, (unsigned long long)n->suppressed,
+	    ledger_count(lg), sessions, final ? "\n" : "   ");
+	fflush(stderr);
+}

@@ -1,0 +1,107 @@
+/*
+ * dest.h - destinations and their queues: the scheduler's pure state.
+ *
+ * A destination is (pool, recipient domain). It owns the jobs queued for
+ * it (FIFO), counts its sessions (open, still connecting), remembers its
+ * MX answer, its limits, its back-off after every MX failed, and its
+ * outcome counters. The set of destinations (struct dests) also keeps the
+ * list of destinations waiting for a global session slot.
+ *
+ * Nothing here does I/O or reads a clock: the scheduler (scheduler.c) passes
+ * the time in and acts on the answers (open so many sessions, wait for a
+ * global slot, settle these expired jobs). Unit-tested in test_dest.c.
+ *
+ * Invariants: queued == length of the qhead list; nconnecting <=
+ * nsessions; a job is on at most one queue (j->dest names it).
+ */
+#ifndef VOLLEY_DEST_H
+#define VOLLEY_DEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+#include "map.h"
+
+struct job;
+struct mxset;
+struct session;
+
+struct dest {
+	char *key;			/* "pool|domain" */
+	char *domain;			/* the domain as used for DNS (A-labels) */
+	char *pool;			/* pool name (looked up again after a reload) */
+	struct config_limits lim;
+	char site[64];			/* the site its MX hosts fall under, or "" */
+	struct job *qhead, *qtail;
+	size_t queued;
+	unsigned nsessions, nconnecting;
+	struct session *idle;		/* idle sessions (scheduler.c links them) */
+	struct mxset *mx;		/* NULL until the first answer */
+	int resolving;
+	int waiting_global;
+	struct dest *wait_next;
+	uint64_t backoff_until;		/* mono ms: no new connection before */
+	unsigned ip_rr;			/* next pool IP, round robin */
+	uint64_t last_used;		/* mono ms of the last job pushed */
+	uint64_t delivered, deferred, bounced;
+	struct timer retry_timer;	/* armed by the scheduler to end a back-off */
+	void *owner;			/* the scheduler */
+};
+
+struct dests {
+	struct map map;			/* key -> struct dest */
+	struct dest *wait_head, *wait_tail;	/* waiting for a global slot */
+};
+
+/* dests_get - the destination for (pool, domain), created on first use. */
+struct dest *dests_get(struct dests *ds, const char *pool, const char *domain);
+/* dests_drop - forget d (it must be empty: no job, no session). */
+void dests_drop(struct dests *ds, struct dest *d);
+void dests_free(struct dests *ds);
+
+/* dest_push - queue j at the tail (now: mono ms, for the idle sweep). */
+void dest_push(struct dest *d, struct job *j, uint64_t now);
+/*
+ * dest_pop - the next job to send, or NULL. Jobs whose expires_at has
+ * passed (now_wall_ms) are taken off too and chained through j->next
+ * onto *expired, for the caller to settle: an expired job is never sent.
+ */
+struct job *dest_pop(struct dest *d, uint64_t now_wall_ms, struct job **expired);
+/* dest_pop_any - the head job whatever its expiry (hand back, fail all). */
+struct job *dest_pop_any(struct dest *d);
+/* dest_full - whether d holds cap jobs or more (the rest stay in Redis). */
+int dest_full(const struct dest *d, size_t cap);
+
+/*
+ * dest_plan - how many new sessions to open for d now: enough for what
+ * is queued beyond those still connecting, within its connection limit
+ * (lim.max_connections, 20 if unset) and the global_free slots, none
+ * while backing off. *wait_global is set when the global cap is what
+ * holds it back (the caller queues d for the next free slot).
+ */
+unsigned dest_plan(const struct dest *d, uint64_t now, unsigned global_free, int *wait_global);
+/* Whether an MX lookup is wanted now (work beyond the connecting sessions). */
+int dest_wants_mx(const struct dest *d, uint64_t now);
+
+/* Session accounting. */
+void dest_session_opened(struct dest *d);
+void dest_session_established(struct dest *d);
+void dest_session_closed(struct dest *d, int was_established);
+
+/*
+ * dest_site_failed - a new connection failed on every MX. Backs off for
+ * backoff_ms. Returns the number of other sessions still carrying the
+ * queue (0: the caller defers the queue).
+ */
+unsigned dest_site_failed(struct dest *d, uint64_t now, uint64_t backoff_ms);
+
+/* dest_sweepable - nothing queued, running or pending, unused idle_ms. */
+int dest_sweepable(const struct dest *d, uint64_t now, uint64_t idle_ms);
+
+/* The global-slot waiting list. */
+void dests_wait(struct dests *ds, struct dest *d);
+struct dest *dests_next_waiting(struct dests *ds);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * intake.h - jobs in: from Redis entries to jobs ready for a destination.
+ *
+ *   entries (stream or leased retries) -> job_decode (invalid: `failed`)
+ *   -> held in the ledger -> suppression check (one batch per read)
+ *   -> body (inline, or the msg_ref key fetched once and shared by every
+ *      job naming it) -> size check -> handed to the scheduler
+ *
+ * The intake owns the shared message bodies (by msg_ref) and their bytes.
+ * A body fetch that gets an error (BUSY, LOADING, connection lost) is not
+ * "missing": those jobs are dropped from memory and come back later; only
+ * a nil reply fails them.
+ */
+#ifndef VOLLEY_INTAKE_H
+#define VOLLEY_INTAKE_H
+
+#include <stddef.h>
+
+#include "job.h"
+
+struct config;
+struct ledger;
+struct loop;
+struct rq;
+struct rq_entry;
+struct sched;
+
+struct intake *intake_new(struct loop *l, struct rq *rq, struct ledger *lg, struct sched *s,
+    const struct config *cfg);
+void intake_free(struct intake *in);
+void intake_set_config(struct intake *in, const struct config *cfg);
+/* Stop: jobs still waiting for a check or a body are handed back. */
+void intake_set_stopping(struct intake *in);
+
+/* Entries read from Redis (the Redis module's callback). */
+void intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e,
+    size_t n);
+
+/* Bytes of shared bodies held. */
+size_t intake_bytes(const struct intake *in);
+/* Free bodies no job holds any more; returns how many. */
+size_t intake_sweep(struct intake *in);
+
+#endif

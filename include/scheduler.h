@@ -1,0 +1,68 @@
+/*
+ * scheduler.h - the scheduler: jobs onto destinations, sessions for them.
+ *
+ * A job ready to send is routed to its destination (pool, domain) and
+ * queued there (dest.h). The scheduler looks up the destination's MX,
+ * opens sessions within the destination's and the global limits, hands
+ * each session the next job when it asks, and turns every session result
+ * into an outcome through trouble.c, which the ledger settles.
+ *
+ * Sessions are opened from the destination's pool, one source IP after
+ * the other; a source that cannot be bound (this host's fault) is set
+ * aside for a while and another IP of the pool is used, without blaming
+ * the destination. When every MX fails before a transaction the
+ * destination backs off; if no other session carries its queue, the
+ * queue is deferred.
+ *
+ * A configuration replaced by SIGHUP is freed once the last session
+ * opened under it has closed.
+ */
+#ifndef VOLLEY_SCHEDULER_H
+#define VOLLEY_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct classify_rules;
+struct config;
+struct dests;
+struct dns;
+struct job;
+struct ledger;
+struct loop;
+struct stats;
+
+struct sched *sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
+    const struct config *cfg, const struct classify_rules *rules, unsigned fd_cap);
+/*
+ * sched_free - free what is left. Returns -1 (and frees nothing) if
+ * sessions are still open: they point into the scheduler.
+ */
+int sched_free(struct sched *s);
+
+/*
+ * sched_set_config - SIGHUP: new sessions use cfg (pools, limits,
+ * timeouts, EHLO names) and rules. The scheduler takes ownership of cfg;
+ * owned_old says whether it also owns the configuration it replaces
+ * (then it is freed once no session uses it).
+ */
+void sched_set_config(struct sched *s, struct config *cfg, int owned_old,
+    const struct classify_rules *rules);
+
+/* A job with its body: to its destination (unknown pool, expired: settled). */
+void sched_route(struct sched *s, struct job *j);
+
+/* Stop: hand queued jobs back, close idle sessions; sessions finish. */
+void sched_stop(struct sched *s);
+/* Teardown: from now on nothing is routed, kicked or settled. */
+void sched_halt(struct sched *s);
+/* Close idle sessions (nothing left to send). */
+void sched_quit_idle(struct sched *s);
+/* Forget idle destinations; returns how many. */
+size_t sched_sweep(struct sched *s);
+
+unsigned sched_sessions(const struct sched *s);
+unsigned sched_max_sessions(const struct sched *s);
+const struct dests *sched_dests(const struct sched *s);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * stats.h - what a running engine tells about itself.
+ *
+ * Counters per (pool, source IP) — sessions open and outcomes — kept as
+ * results arrive; once a second stats_publish() sends a snapshot (with the
+ * busiest destinations and a per-site rollup) to Redis, where `volley
+ * status` reads it, and the optional progress line is drawn on stderr.
+ */
+#ifndef VOLLEY_STATS_H
+#define VOLLEY_STATS_H
+
+#include <stdint.h>
+
+#include "job.h"
+
+struct dests;
+struct ledger;
+struct rq;
+
+struct stats *stats_new(void);
+void stats_free(struct stats *st);
+
+/* A session opened (+1) or closed (-1) from pool/src_ip ("" = default). */
+void stats_session(struct stats *st, const char *pool, const char *src_ip, int delta);
+/* A transaction's outcome from pool/src_ip. */
+void stats_result(struct stats *st, const char *pool, const char *src_ip, enum job_status s);
+
+/* Publish a snapshot to Redis (instance key, expiring). */
+void stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
+    const struct ledger *lg, unsigned sessions, uint64_t started_ms);
+/* The progress line on stderr (final: with a newline). */
+void stats_progress(const struct ledger *lg, unsigned sessions, uint64_t started_ms, int final);
+
+#endif
