@@ -133,6 +133,9 @@ epochs_collect(struct sched *s)
 		struct epoch *ep = *pp;
 		if (ep->nsessions == 0) {
 			*pp = ep->next;
+			if (ep->cfg)
+				log_info("scheduler", "a configuration replaced by SIGHUP is freed: "
+				    "no session uses it any more");
 			epoch_free(ep);
 		} else {
 			pp = &ep->next;

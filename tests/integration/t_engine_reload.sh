@@ -33,6 +33,14 @@ wait_for 10 grep -q "SIGHUP: reloaded" "$T/run.log" && ok "a valid config is rel
 	not_ok "a valid config is reloaded" "$(show_log "$T/run.log")"
 "$VOLLEY" inject -c "$T/volley.conf" --from f@sender.test --msg "$T/msg.eml" --pool p a2@reload.test >/dev/null
 wait_for 15 sh -c "[ \$(redis-cli -p $REDIS_PORT XLEN volley:events) -ge 2 ]" || not_ok "second job delivered"
+# Two more reloads: the configuration the second one replaces was loaded
+# by SIGHUP, no session uses it (idle = 0), so it is freed at once.
+kill -HUP "$pid"
+wait_for 10 sh -c "[ \$(grep -c 'SIGHUP: reloaded' '$T/run.log') -ge 2 ]"
+kill -HUP "$pid"
+wait_for 10 grep -q "configuration replaced by SIGHUP is freed" "$T/run.log" &&
+	ok "a replaced configuration is freed once no session uses it" ||
+	not_ok "a replaced configuration is freed once no session uses it" "$(show_log "$T/run.log")"
 kill -TERM "$pid"
 wait_pid "$pid" 20
 is "SIGTERM: exit 0" "$WAIT_RC" 0
