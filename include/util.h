@@ -64,4 +64,13 @@ void buf_free(struct buf *b);
 /* ASCII lower-case in place; returns s. */
 char *str_lower(char *s);
 
+/*
+ * log_quote - src escaped for a log line's key="..." value, so that a
+ * peer's reply cannot forge key= fields or lines: '"' and '\' get a
+ * backslash, CR/LF/TAB become \r \n \t, other control bytes \xHH.
+ * Writes at most dstlen bytes including the NUL (dstlen > 0), never half
+ * an escape; returns the length written. src NULL reads as "".
+ */
+size_t log_quote(char *dst, size_t dstlen, const char *src);
+
 #endif
