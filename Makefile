@@ -16,7 +16,7 @@ CFLAGS  ?=
 CFLAGS  += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
            -Wshadow -Wpointer-arith -Wformat=2 -fno-strict-aliasing \
            -D_GNU_SOURCE -Iinclude
-LDLIBS  += -luring -lssl -lcrypto -lhiredis -lcares -lm
+LDLIBS  += -luring -lssl -lcrypto -lhiredis -lcares -lidn2 -lm
 
 # Every engine/*.c but main.c is a library object shared by the engine,
 # the sink and the unit tests.

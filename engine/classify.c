@@ -12,8 +12,11 @@
  *   1. provider wording (Gmail, Yahoo, Microsoft): their texts are specific
  *      and sometimes contradict the generic codes (Microsoft answers 5.4.1
  *      for an unknown recipient; Gmail's 421 4.7.28 talks about spam).
- *   2. greylisting and relay wording: unambiguous, and a greylist reply
- *      often carries 4.7.1 which would otherwise read as a policy block.
+ *   2. greylisting, relay and sender wording: unambiguous, and a greylist
+ *      reply often carries 4.7.1 which would otherwise read as a policy
+ *      block. A refused sender (x.1.7/x.1.8, "Sender address rejected")
+ *      is auth_failure wherever it comes: Postfix delays sender checks to
+ *      RCPT by default, and a 5.1.8 must not read as an unknown recipient.
  *   3. enhanced codes about the address or mailbox (RFC 3463 x.1.x, x.2.x,
  *      x.3.4): a 5.1.1 is an unknown user whatever else the text says.
  *   4. block-list wording (before spam wording: "spamhaus" contains "spam").
@@ -154,6 +157,11 @@ static const struct rule builtin_rules[] = {
 	R("relay-denied", RELAY_DENIED, "5", NULL, "relaying not allowed"),
 	R("relay-denied", RELAY_DENIED, "5", NULL, "we do not relay"),
 	R("relay-denied", RELAY_DENIED, "5", NULL, "relay denied"),
+	R("sender-rejected", AUTH_FAILURE, NULL, NULL, "sender address rejected"),
+	R("enh-x.1.7", AUTH_FAILURE, NULL, "5.1.7", NULL),
+	R("enh-x.1.7", AUTH_FAILURE, NULL, "4.1.7", NULL),
+	R("enh-x.1.8", AUTH_FAILURE, NULL, "5.1.8", NULL),
+	R("enh-x.1.8", AUTH_FAILURE, NULL, "4.1.8", NULL),
 
 	/* 3. RFC 3463 address and mailbox status */
 	R("enh-5.1.1", INVALID_RECIPIENT, NULL, "5.1.1", NULL),

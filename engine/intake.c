@@ -118,9 +118,7 @@ intake_ready(struct intake *in, struct job *j)
 {
 	char why[200];
 
-	if (j->body->len > in->cfg->max_message_size) {
-		snprintf(why, sizeof why, "message is %zu bytes, more than smtp.max_message_size "
-		    "(%llu)", j->body->len, (unsigned long long)in->cfg->max_message_size);
+	if (job_body_too_large(j, j->body->len, in->cfg, why, sizeof why)) {
 		ledger_fail(in->lg, j, why);
 		return;
 	}

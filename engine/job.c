@@ -6,6 +6,18 @@
  * nothing from a job reaches the wire without passing job_check_address()
  * or the id check (no CR/LF can ever be injected into an SMTP command or
  * a header).
+ *
+ * Recipients: the domain is turned into its A-label form with libidn2
+ * (IDNA 2008 with UTS #46 mapping, non-transitional), one label at a time
+ * so that an ASCII label is never judged by IDNA's stricter rules; DNS
+ * and the destination key use that form, RCPT TO uses it too unless the
+ * local part itself is UTF-8 (then the address goes as given, under
+ * SMTPUTF8). Address literals are refused: a producer must not be able to
+ * aim the engine at an arbitrary IP address.
+ *
+ * Bodies: an inline message larger than smtp.max_message_size makes the
+ * job invalid; a msg_ref must name a key under PREFIXmsg: so that a job
+ * cannot mail out an arbitrary Redis key.
  */
 #include "job.h"
 #include "config.h"
@@ -13,8 +25,13 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <idn2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* smtp.max_message_size when there is no config (unit tests, tools). */
+#define JOB_DEFAULT_MAX_MESSAGE	(50ull << 20)
 
 static const char *const status_names[] = {
 	[JOB_DELIVERED] = "delivered",
@@ -142,12 +159,180 @@ id_ok(const char *v, size_t len)
 	return 1;
 }
 
-/* Keep the first error: it is the one the caller must fix first. */
-static void
+/* Keep the first error: it is the one the caller must fix first.
+ * Returns -1 for the callers' convenience. */
+static int
 set_error(struct job *j, const char *what, const char *detail)
 {
 	if (j->error == NULL)
 		j->error = detail ? xasprintf("%s: %s", what, detail) : xstrdup(what);
+	return -1;
+}
+
+static int
+is_ascii(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 0;
+	return 1;
+}
+
+/* utf8_valid - well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+static int
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+	while (p < end) {
+		unsigned c = *p++;
+		unsigned n, cp;
+
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1; cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2; cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3; cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if ((size_t)(end - p) < n)
+			return 0;
+		for (unsigned k = 0; k < n; k++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (*p & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * domain_to_ascii - the A-label form of a domain (without a trailing dot),
+ * lower case, malloc'd; NULL with the reason in why if a label cannot be
+ * encoded. ASCII labels are only lower-cased.
+ */
+static char *
+domain_to_ascii(const char *d, size_t len, char *why, size_t whylen)
+{
+	struct buf b = { 0 };
+	size_t start = 0;
+
+	if (len > 0 && d[len - 1] == '.')
+		len--;
+	while (start < len) {
+		const char *dot = memchr(d + start, '.', len - start);
+		size_t end = dot ? (size_t)(dot - d) : len;
+		size_t ll = end - start;
+
+		if (b.len > 0)
+			buf_append(&b, ".", 1);
+		if (is_ascii(d + start, ll)) {
+			for (size_t i = start; i < end; i++) {
+				char c = (char)tolower((unsigned char)d[i]);
+				buf_append(&b, &c, 1);
+			}
+		} else {
+			char *label = xstrndup(d + start, ll), *out = NULL;
+			int rc = -1;
+
+			if (utf8_valid(label, ll))
+				rc = idn2_to_ascii_8z(label, &out,
+				    IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+			if (rc != IDN2_OK || out == NULL || out[0] == '\0' ||
+			    strlen(out) > 63 || !is_ascii(out, strlen(out))) {
+				snprintf(why, whylen, "label '%s' cannot be encoded as an "
+				    "IDNA A-label (%s)", label, rc == -1 ?
+				    "not valid UTF-8" : rc != IDN2_OK ? idn2_strerror(rc) :
+				    "result too long");
+				/* the label went through utf8_valid() or not:
+				 * keep the reason printable either way */
+				for (char *p = why; *p; p++)
+					if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f ||
+					    (rc == -1 && (unsigned char)*p >= 0x80))
+						*p = '?';
+				idn2_free(out);
+				free(label);
+				buf_free(&b);
+				return NULL;
+			}
+			str_lower(out);
+			buf_append(&b, out, strlen(out));
+			idn2_free(out);
+			free(label);
+		}
+		start = end + 1;
+	}
+	if (b.len == 0 || b.len > 253) {
+		snprintf(why, whylen, "domain longer than 253 bytes in A-label form");
+		buf_free(&b);
+		return NULL;
+	}
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+/*
+ * recipient_forms - fill domain_ascii, domain and rcpt for the valid
+ * address j->to; 0, or -1 with the job's error set.
+ */
+static int
+recipient_forms(struct job *j)
+{
+	const char *at = strrchr(j->to, '@');
+	const char *dom = at + 1;
+	size_t local_len = (size_t)(at - j->to), dlen = strlen(dom);
+	char why[400];
+
+	if (dom[0] == '[') {
+		set_error(j, "address literals are not accepted", dom);
+		return -1;
+	}
+	if (!is_ascii(j->to, local_len) && !utf8_valid(j->to, local_len)) {
+		set_error(j, "malformed recipient address", "local part is not valid UTF-8");
+		return -1;
+	}
+	j->domain_ascii = domain_to_ascii(dom, dlen, why, sizeof why);
+	if (j->domain_ascii == NULL) {
+		set_error(j, "recipient domain is not a valid internationalised domain name",
+		    why);
+		return -1;
+	}
+	j->domain = j->domain_ascii;
+	if (!is_ascii(j->to, local_len)) {
+		j->needs_smtputf8 = 1;
+		j->rcpt = xstrdup(j->to);
+	} else if (is_ascii(dom, dlen)) {
+		j->rcpt = xstrdup(j->to);
+	} else {
+		j->rcpt = xasprintf("%.*s@%s", (int)local_len, j->to, j->domain_ascii);
+	}
+	return 0;
+}
+
+static uint64_t
+max_message(const struct config *cfg)
+{
+	return cfg && cfg->max_message_size ? cfg->max_message_size : JOB_DEFAULT_MAX_MESSAGE;
+}
+
+int
+job_body_too_large(const struct job *j, size_t len, const struct config *cfg,
+    char *why, size_t whylen)
+{
+	uint64_t max = max_message(cfg);
+
+	if ((uint64_t)len <= max)
+		return 0;
+	snprintf(why, whylen, "message size %zu bytes exceeds the limit of %llu bytes "
+	    "(smtp.max_message_size)", len, (unsigned long long)max);
+	return 1;
 }
 
 struct job *
@@ -246,11 +431,11 @@ job_decode(const char *const *fields, const size_t *flens,
 	} else {
 		j->to = dup_field(to, to_len);
 		j->to_lc = str_lower(xstrdup(j->to));
-		j->domain = strrchr(j->to_lc, '@') + 1;
 		/* "example.com." and "example.com" are one destination */
-		size_t dl = strlen(j->domain);
-		if (dl > 1 && j->domain[dl - 1] == '.')
-			j->to_lc[strlen(j->to_lc) - 1] = '\0';
+		size_t tl = strlen(j->to_lc);
+		if (tl > 1 && j->to_lc[tl - 1] == '.')
+			j->to_lc[tl - 1] = '\0';
+		recipient_forms(j);
 	}
 	if (j->to == NULL)
 		j->to = xstrdup("");
@@ -268,17 +453,29 @@ job_decode(const char *const *fields, const size_t *flens,
 	if (msg != NULL && ref != NULL) {
 		set_error(j, "both msg and msg_ref given", NULL);
 	} else if (msg != NULL) {
+		char big[200];
+
 		if (msg_len == 0)
 			set_error(j, "empty message (field msg)", NULL);
+		else if (job_body_too_large(j, msg_len, cfg, big, sizeof big))
+			set_error(j, big, NULL);
 		else {
 			j->raw = xmalloc(msg_len);
 			memcpy(j->raw, msg, msg_len);
 			j->raw_len = msg_len;
 		}
 	} else if (ref != NULL) {
+		const char *prefix = cfg && cfg->prefix ? cfg->prefix : "volley:";
+		size_t pl = strlen(prefix);
+
 		if (ref_len == 0 || ref_len > 512 || has_nul(ref, ref_len))
 			set_error(j, "invalid msg_ref", NULL);
-		else
+		else if (ref_len <= pl + 4 || memcmp(ref, prefix, pl) != 0 ||
+		    memcmp(ref + pl, "msg:", 4) != 0) {
+			char *e = xasprintf("msg_ref must name a key under %smsg:", prefix);
+			set_error(j, e, NULL);
+			free(e);
+		} else
 			j->msg_ref = dup_field(ref, ref_len);
 	} else {
 		set_error(j, "no message: neither msg nor msg_ref given", NULL);
@@ -298,6 +495,8 @@ job_free(struct job *j)
 	free(j->id);
 	free(j->to);
 	free(j->to_lc);
+	free(j->domain_ascii);
+	free(j->rcpt);
 	free(j->from);
 	free(j->pool);
 	free(j->campaign);

@@ -178,7 +178,7 @@ sched_settle_expired(struct sched *s, struct job *expired)
 		struct job_outcome o;
 		next = j->next;
 		j->next = NULL;
-		trouble_expired(&o, j);
+		trouble_expired(j, j->attempts, j->last_reply, &o);
 		ledger_settle(s->lg, j, &o);
 	}
 }
@@ -201,7 +201,7 @@ on_mx(void *arg, const struct dns_result *r)
 	}
 	if (s->stopping)
 		return;		/* queues were handed back */
-	trouble_from_dns(&o, r->status, d->domain, r->error);
+	trouble_from_dns(r->status, d->domain, r->error, &o);
 	sched_fail_queue(s, d, &o);
 }
 
@@ -582,7 +582,7 @@ sched_route(struct sched *s, struct job *j)
 		return;
 	}
 	if (clock_wall_ms() >= j->expires_at_ms) {
-		trouble_expired(&o, j);
+		trouble_expired(j, j->attempts, j->last_reply, &o);
 		ledger_settle(s->lg, j, &o);
 		return;
 	}

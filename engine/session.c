@@ -378,7 +378,7 @@ start_job(struct session *s, struct job *j)
 	s->env_from = job_envelope_from(j, s->cfg->return_path);
 	memset(&m, 0, sizeof m);
 	m.from = s->env_from;
-	m.to = j->to;
+	m.to = j->rcpt;
 	m.prefix = s->idhdr;
 	m.prefix_len = s->idhdr_len;
 	m.body = s->body;

@@ -1,5 +1,6 @@
 /*
- * util.c - logging, fatal errors, checked allocation, clocks, buffers.
+ * util.c - logging, fatal errors, checked allocation, clocks, buffers,
+ * quoting values for log lines.
  */
 #include "util.h"
 
@@ -277,31 +278,44 @@ str_lower(char *s)
 	return s;
 }
 
+/*
+ * log_quote - escape src for use inside "..." on a log line: '"' and '\'
+ * are backslash-escaped, CR, LF and TAB become \r \n \t, any other
+ * control byte (and DEL) becomes \xHH. Bytes >= 0x80 pass (UTF-8). An
+ * escape is never cut in half: on truncation the output ends before it.
+ */
 size_t
 log_quote(char *dst, size_t dstlen, const char *src)
 {
+	static const char hex[] = "0123456789abcdef";
 	size_t n = 0;
 
 	if (dstlen == 0)
 		return 0;
-	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
-		char tmp[5];
-		size_t k;
+	for (const unsigned char *p = (const unsigned char *)(src ? src : ""); *p; p++) {
+		char esc[4];
+		size_t k = 0;
 
-		if (*p == '"' || *p == '\\') {
-			tmp[0] = '\\';
-			tmp[1] = (char)*p;
-			k = 2;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			snprintf(tmp, sizeof tmp, "\\x%02x", *p);
-			k = 4;
-		} else {
-			tmp[0] = (char)*p;
-			k = 1;
+		switch (*p) {
+		case '"': esc[k++] = '\\'; esc[k++] = '"'; break;
+		case '\\': esc[k++] = '\\'; esc[k++] = '\\'; break;
+		case '\r': esc[k++] = '\\'; esc[k++] = 'r'; break;
+		case '\n': esc[k++] = '\\'; esc[k++] = 'n'; break;
+		case '\t': esc[k++] = '\\'; esc[k++] = 't'; break;
+		default:
+			if (*p < 0x20 || *p == 0x7f) {
+				esc[k++] = '\\';
+				esc[k++] = 'x';
+				esc[k++] = hex[*p >> 4];
+				esc[k++] = hex[*p & 15];
+			} else {
+				esc[k++] = (char)*p;
+			}
+			break;
 		}
 		if (n + k >= dstlen)
 			break;
-		memcpy(dst + n, tmp, k);
+		memcpy(dst + n, esc, k);
 		n += k;
 	}
 	dst[n] = '\0';

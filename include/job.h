@@ -5,7 +5,22 @@
  * job_decode() is pure: fields in, a job out. An invalid job still comes
  * back (with ->error set) so that it can get its `failed` event with the
  * caller's id echoed. The body is attached later (inline msg at decode
- * time; msg_ref after the engine fetched the key).
+ * time; msg_ref after the engine fetched the key: job_body_too_large()
+ * then applies the size limit to it).
+ *
+ * Recipient forms (a valid job):
+ *   to             as given; echoed in events
+ *   to_lc          to, ASCII lower-cased: the suppression-list key
+ *   domain_ascii   the domain in A-label form (IDNA 2008 + UTS #46),
+ *                  lower case, no trailing dot: what DNS resolves and
+ *                  what names the destination. domain points at it.
+ *   rcpt           what goes into RCPT TO: to itself for an all-ASCII
+ *                  address; local@domain_ascii for an ASCII local part
+ *                  at an internationalised domain; to itself (UTF-8)
+ *                  when the local part is not ASCII, with needs_smtputf8
+ *                  set (the server must offer SMTPUTF8, RFC 6531).
+ * Address literals (user@[1.2.3.4]) and domains that cannot be encoded
+ * are invalid jobs.
  */
 #ifndef VOLLEY_JOB_H
 #define VOLLEY_JOB_H
@@ -41,7 +56,10 @@ struct job {
 	char *id;		/* caller's id, default: the stream entry ID */
 	char *to;		/* as given (validated) */
 	char *to_lc;		/* lower-cased, for suppression */
-	const char *domain;	/* points into to_lc, after '@' */
+	const char *domain;	/* == domain_ascii: DNS and destination key */
+	char *domain_ascii;	/* A-label form, lower case, no trailing dot */
+	char *rcpt;		/* the RCPT TO address (see above) */
+	int needs_smtputf8;	/* rcpt has a non-ASCII local part */
 	char *from;		/* "" = null reverse-path */
 	char *pool;		/* NULL: route default */
 	char *campaign, *tenant;	/* NULL if absent */
@@ -77,11 +95,15 @@ struct job_outcome {
 	const char *ip;		/* source ip or NULL */
 	int async;		/* async DSN */
 	int no_attempt;		/* settled without trying (event `attempt` = attempts so far) */
-	/* the verdict beyond status and class (trouble.c decides) */
+
+	/* The verdict (trouble.c decides; the engine acts on it). */
 	int suppress;		/* add the recipient to the suppression list */
-	int slow_down;		/* the site asks us to slow down (for the shaper) */
-	int site_failure;	/* the destination as a whole failed */
-	int source_fault;	/* this host's fault (a source that cannot bind) */
+	int slow_down;		/* the destination asks us to send slower */
+	int site_failure;	/* the destination as a whole failed (connect,
+				 * greeting, EHLO/HELO): not this recipient */
+	int source_fault;	/* this host's fault (a source IP that cannot
+				 * bind): try another source; neither defer
+				 * nor slow the destination for it */
 };
 
 /*
@@ -101,6 +123,15 @@ void job_free(struct job *j);
  * *why names the problem.
  */
 int job_check_address(const char *s, size_t len, const char **why);
+
+/*
+ * job_body_too_large - 1 if a body of len bytes exceeds the limit
+ * (cfg->max_message_size; 50M without a config), with the reason for the
+ * job's `failed` event in why; else 0. For msg_ref bodies once fetched
+ * (job_decode applies it to inline messages itself).
+ */
+int job_body_too_large(const struct job *j, size_t len, const struct config *cfg,
+    char *why, size_t whylen);
 
 /* Header line with the job id, "X-Volley-Id: <id>\r\n" (malloc'd). */
 char *job_id_header(const struct job *j, const char *header_name, size_t *len);

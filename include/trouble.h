@@ -1,21 +1,55 @@
 /*
- * trouble.h - what an SMTP outcome means for a job (after Postfix's
- * smtp_trouble.c): the one place that turns a session's result into a
- * job status and a bounce class. Pure: no I/O, no clock.
+ * trouble.h - what an outcome means (after Postfix's smtp_trouble.c): the
+ * one place that turns an SMTP result, a DNS answer, an expiry, a
+ * suppression hit or an invalid job into a job outcome: status, bounce
+ * class, event texts, and the verdict the engine acts on (suppress the
+ * recipient, slow the destination down, the site failed, our source is at
+ * fault). The engine never decides these itself. Pure: no I/O, no clock.
  *
- *   2xx at end of data                  -> delivered
- *   5xx reply, SIZE refusal              -> bounced, class from the rules
- *   4xx reply                            -> deferred, class from the rules
- *   time-out, connection lost            -> deferred, connection_failure
- *   garbage or overlong reply            -> deferred, protocol_error
- *   every MX failed before a transaction -> deferred (a 5xx greeting too:
- *                                           it says nothing about the
- *                                           recipient)
+ * SMTP results (trouble_from_smtp), by stage:
+ *   end of data, 2xx                      -> delivered
+ *   connect/greeting/EHLO/HELO, any       -> deferred, site_failure (a 5xx
+ *                                            greeting says nothing about
+ *                                            the recipient); never suppress
+ *   RSET refused                          -> deferred (the session is bad)
+ *   MAIL 5xx / 4xx                        -> bounced / deferred; the reply
+ *                                            is about the SENDER: a
+ *                                            recipient class becomes
+ *                                            auth_failure; never suppress
+ *   RCPT 5xx / 4xx                        -> bounced / deferred, class
+ *                                            from the rules
+ *   DATA or end of data 5xx / 4xx         -> the same as RCPT when the
+ *                                            transaction had one recipient;
+ *                                            with several, a recipient
+ *                                            class becomes unknown
+ *   SIZE refusal                          -> bounced, message_too_large
+ *   time-out, connection lost             -> deferred, connection_failure
+ *   garbage or overlong reply             -> deferred, protocol_error
+ *   local refusal (unsafe address)        -> bounced, class from its
+ *                                            enhanced code, no suppress
+ *   SMTP_CAUSE_LOCAL (source IP)          -> deferred, source_fault
+ *
+ * The verdict:
+ *   suppress      bounced AND a class bounce_class_suppresses() names AND
+ *                 a server said it at RCPT (or DATA/end of data of a
+ *                 one-recipient transaction); DNS: NXDOMAIN and null MX.
+ *   slow_down     421 anywhere; class rate_limited; 4.7.x other than
+ *                 greylisting and authentication; provider throttling
+ *                 wording (Yahoo [TSS04]/[TS01]/[TS02]/[TS03], Microsoft
+ *                 4.7.650/(S775)/(S843), Gmail 4.7.28 and 4.7.0 rate
+ *                 limits); time-out or refused/reset connection at
+ *                 connect or greeting.
+ *   site_failure  connect, greeting, EHLO/HELO failed (not our source).
+ *   source_fault  SMTP_CAUSE_LOCAL: pick another source, do not defer or
+ *                 slow the destination for it.
  */
 #ifndef VOLLEY_TROUBLE_H
 #define VOLLEY_TROUBLE_H
 
+#include <stddef.h>
+
 #include "classify.h"
+#include "dns.h"
 #include "job.h"
 #include "smtp_client.h"
 
@@ -23,25 +57,67 @@ void trouble_outcome_init(struct job_outcome *o, enum job_status st);
 void trouble_set_reply(struct job_outcome *o, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* The outcome of one transaction of nrcpts recipients. mx/ip are left
- * NULL for the caller. */
+/*
+ * trouble_from_smtp - the outcome of one transaction. nrcpts: recipients
+ * in the transaction (1 today). mx/ip are left NULL for the caller.
+ */
 void trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *r,
     unsigned nrcpts, struct job_outcome *o);
-/* The outcome for the jobs of a destination whose every MX failed. */
+
+/*
+ * trouble_from_site - the outcome for the queued jobs of a destination
+ * whose every MX failed before a transaction: always deferred, never
+ * suppress; site_failure unless the fault is our own source
+ * (source_fault).
+ */
 void trouble_from_site(const struct classify_rules *rules, const struct smtp_result *r,
     struct job_outcome *o);
 
-/* A DNS answer that rules out delivery now (dns.h status). */
-void trouble_from_dns(struct job_outcome *o, int dns_status, const char *domain,
-    const char *error);
-/* j ran past expires_at before (another) attempt. */
-void trouble_expired(struct job_outcome *o, const struct job *j);
-/* A deferral of the attempts-th attempt past the job's end: `expired`. */
+/*
+ * trouble_from_dns - the outcome for the jobs of domain after an MX lookup
+ * that rules out delivery now (st != DNS_OK, or DNS_OK without targets):
+ * NXDOMAIN -> bounced 5.1.2 bad_domain + suppress; null MX -> bounced
+ * 5.1.10 bad_domain + suppress; anything else (no address, time-out,
+ * SERVFAIL, a refused private address) -> deferred 4.4.3 dns_failure with
+ * error (the resolver's text) in the reply.
+ */
+void trouble_from_dns(enum dns_status st, const char *domain, const char *error,
+    struct job_outcome *o);
+
+/*
+ * trouble_expired - a job found past its expires_at before an attempt
+ * (no_attempt). attempts: attempts made so far; last_reply: the previous
+ * attempt's reply (NULL: none was made); code, enhanced code and class
+ * come from j's last_* fields.
+ */
+void trouble_expired(const struct job *j, unsigned attempts, const char *last_reply,
+    struct job_outcome *o);
+
+/*
+ * trouble_expire_deferred - a deferral that would run past expires_at
+ * becomes final: `expired`, "expired after N attempt(s); last: REPLY",
+ * code, enhanced code and class kept. attempts: including this one. No-op
+ * unless o is deferred.
+ */
 void trouble_expire_deferred(struct job_outcome *o, unsigned attempts);
+
+/* A recipient on the suppression list: `suppressed`, never sent. */
 void trouble_suppressed(struct job_outcome *o);
-/* The job itself is invalid: `failed`. */
+
+/* An invalid job: `failed`, why in the reply. */
 void trouble_invalid(struct job_outcome *o, const char *why);
-/* This host could not send (no usable source address): deferred. */
+
+/*
+ * trouble_from_local - this host could not send at all (no usable source
+ * address in the pool): deferred, connection_failure, source_fault; the
+ * destination is not blamed.
+ */
 void trouble_from_local(struct job_outcome *o, const char *why);
+
+/*
+ * trouble_verdict_to_text - "suppress,slow_down" style list of the verdict
+ * flags set in o ("-" if none), for log lines. Returns buf.
+ */
+const char *trouble_verdict_to_text(const struct job_outcome *o, char *buf, size_t len);
 
 #endif

@@ -51,13 +51,6 @@ uint64_t clock_mono_ms(void);
 uint64_t clock_wall_ms(void);
 
 /* Growable byte buffer. */
-/*
- * log_quote - src made safe inside a double-quoted log value: `"` and `\`
- * are escaped, control characters become \xHH. Always NUL-terminates dst
- * (dstlen > 0), truncating; returns the length written.
- */
-size_t log_quote(char *dst, size_t dstlen, const char *src);
-
 struct buf {
 	char *data;
 	size_t len, cap;
@@ -70,5 +63,14 @@ void buf_free(struct buf *b);
 
 /* ASCII lower-case in place; returns s. */
 char *str_lower(char *s);
+
+/*
+ * log_quote - src escaped for a log line's key="..." value, so that a
+ * peer's reply cannot forge key= fields or lines: '"' and '\' get a
+ * backslash, CR/LF/TAB become \r \n \t, other control bytes \xHH.
+ * Writes at most dstlen bytes including the NUL (dstlen > 0), never half
+ * an escape; returns the length written. src NULL reads as "".
+ */
+size_t log_quote(char *dst, size_t dstlen, const char *src);
 
 #endif

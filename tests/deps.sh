@@ -16,7 +16,7 @@ set -euo pipefail
 
 PKGS=(
 	build-essential
-	liburing-dev libssl-dev libhiredis-dev libc-ares-dev libcmocka-dev
+	liburing-dev libssl-dev libhiredis-dev libc-ares-dev libcmocka-dev libidn2-dev
 	pkg-config
 	redis-server redis-tools dnsmasq-base postfix swaks
 	clang libclang-rt-14-dev

@@ -92,6 +92,26 @@ static const struct bad_case bad[] = {
 	{ "empty local", { "to", "@b.test", "from", "a@b.test", "msg", "x", NULL }, "bad local part" },
 	{ "bad expiry", { "to", "a@b.test", "from", "a@b.test", "msg", "x", "expires_at", "soon", NULL }, "expires_at" },
 	{ "bad id", { "to", "a@b.test", "from", "a@b.test", "msg", "x", "id", "a b", NULL }, "invalid id" },
+	{ "literal v4", { "to", "user@[127.0.0.1]", "from", "a@b.test", "msg", "x", NULL },
+	  "address literals are not accepted: [127.0.0.1]" },
+	{ "literal v6", { "to", "user@[IPv6:2001:db8::1]", "from", "a@b.test", "msg", "x", NULL },
+	  "address literals are not accepted" },
+	{ "disallowed label", { "to", "a@\xe2\x98\x83.com", "from", "a@b.test", "msg", "x", NULL },
+	  "recipient domain is not a valid internationalised domain name: label" },
+	{ "label not UTF-8", { "to", "a@b\xff" "d.de", "from", "a@b.test", "msg", "x", NULL },
+	  "not valid UTF-8" },
+	{ "IDNA hyphens", { "to", "a@-b\xc3\xbc.de", "from", "a@b.test", "msg", "x", NULL },
+	  "cannot be encoded as an IDNA A-label" },
+	{ "local not UTF-8", { "to", "\xff\xfe@b.de", "from", "a@b.test", "msg", "x", NULL },
+	  "local part is not valid UTF-8" },
+	{ "msg_ref outside", { "to", "a@b.test", "from", "a@b.test", "msg_ref", "volley:jobp:1", NULL },
+	  "msg_ref must name a key under volley:msg:" },
+	{ "msg_ref bare", { "to", "a@b.test", "from", "a@b.test", "msg_ref", "secret", NULL },
+	  "msg_ref must name a key under volley:msg:" },
+	{ "msg_ref prefix only", { "to", "a@b.test", "from", "a@b.test", "msg_ref", "volley:msg:", NULL },
+	  "msg_ref must name a key under volley:msg:" },
+	{ "msg_ref near miss", { "to", "a@b.test", "from", "a@b.test", "msg_ref", "volley:msgs:1", NULL },
+	  "msg_ref must name a key under volley:msg:" },
 };
 
 static void
@@ -115,6 +135,117 @@ test_bad_jobs(void **state)
 		assert_non_null(j->to);
 		job_free(j);
 	}
+}
+
+/* How a recipient is split into its DNS, RCPT and suppression forms. */
+struct rcpt_case {
+	const char *to;
+	const char *domain, *rcpt, *to_lc;
+	int utf8;
+};
+
+static const struct rcpt_case rcpts[] = {
+	/* ASCII: unchanged, as before */
+	{ "Alice@Example.COM", "example.com", "Alice@Example.COM", "alice@example.com", 0 },
+	{ "a@example.com.", "example.com", "a@example.com.", "a@example.com", 0 },
+	{ "a@mail_1.example.com", "mail_1.example.com", "a@mail_1.example.com",
+	  "a@mail_1.example.com", 0 },
+	{ "a@xn--bcher-kva.de", "xn--bcher-kva.de", "a@xn--bcher-kva.de", "a@xn--bcher-kva.de", 0 },
+	/* UTF-8 domain, ASCII local part: A-label on the wire */
+	{ "user@b\xc3\xbc" "cher.de", "xn--bcher-kva.de", "user@xn--bcher-kva.de",
+	  "user@b\xc3\xbc" "cher.de", 0 },
+	{ "User@B\xc3\x9c" "CHER.De", "xn--bcher-kva.de", "User@xn--bcher-kva.de",
+	  "user@b\xc3\x9c" "cher.de", 0 },
+	{ "x@mail.b\xc3\xbc" "cher.test.", "mail.xn--bcher-kva.test", "x@mail.xn--bcher-kva.test",
+	  "x@mail.b\xc3\xbc" "cher.test", 0 },
+	{ "u@fa\xc3\x9f.de", "xn--fa-hia.de", "u@xn--fa-hia.de", "u@fa\xc3\x9f.de", 0 },
+	/* UTF-8 local part: the address goes as given, under SMTPUTF8 */
+	{ "jos\xc3\xa9@example.com", "example.com", "jos\xc3\xa9@example.com",
+	  "jos\xc3\xa9@example.com", 1 },
+	{ "jos\xc3\xa9@b\xc3\xbc" "cher.de", "xn--bcher-kva.de", "jos\xc3\xa9@b\xc3\xbc" "cher.de",
+	  "jos\xc3\xa9@b\xc3\xbc" "cher.de", 1 },
+};
+
+static void
+test_recipient_forms(void **state)
+{
+	for (size_t i = 0; i < sizeof rcpts / sizeof rcpts[0]; i++) {
+		const struct rcpt_case *c = &rcpts[i];
+		struct job *j = decode("1-0", "to", c->to, "from", "a@b.test", "msg", "x", NULL);
+
+		if (j->error != NULL)
+			fail_msg("case %zu '%s': error '%s'", i, c->to, j->error);
+		assert_string_equal(j->to, c->to);
+		assert_string_equal(j->to_lc, c->to_lc);
+		assert_string_equal(j->domain_ascii, c->domain);
+		assert_ptr_equal(j->domain, j->domain_ascii);
+		assert_string_equal(j->rcpt, c->rcpt);
+		assert_int_equal(j->needs_smtputf8, c->utf8);
+		job_free(j);
+	}
+}
+
+static struct job *
+decode_cfg(const struct config *cfg, const char *to, const char *msg_field, const char *msg,
+    size_t msg_len)
+{
+	const char *f[3] = { "to", "from", msg_field };
+	size_t fl[3] = { 2, 4, strlen(msg_field) };
+	const char *v[3] = { to, "a@b.test", msg };
+	size_t vl[3] = { strlen(to), 8, msg_len };
+
+	return job_decode(f, fl, v, vl, 3, "5-5", JOB_FROM_STREAM, cfg, 0);
+}
+
+static void
+test_message_size(void **state)
+{
+	struct config cfg;
+	char *big = xmalloc(2048), why[200];
+	struct job *j;
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.max_message_size = 1024;
+	memset(big, 'x', 2048);
+	j = decode_cfg(&cfg, "a@b.test", "msg", big, 1024);	/* at the limit: fine */
+	assert_null(j->error);
+	assert_int_equal(j->raw_len, 1024);
+	job_free(j);
+	j = decode_cfg(&cfg, "a@b.test", "msg", big, 1025);
+	assert_non_null(j->error);
+	assert_string_equal(j->error,
+	    "message size 1025 bytes exceeds the limit of 1024 bytes (smtp.max_message_size)");
+	assert_null(j->raw);		/* not kept in memory */
+	assert_non_null(j->id);
+
+	/* msg_ref bodies: the engine asks once it fetched them */
+	assert_int_equal(job_body_too_large(j, 1024, &cfg, why, sizeof why), 0);
+	assert_int_equal(job_body_too_large(j, 4096, &cfg, why, sizeof why), 1);
+	assert_non_null(strstr(why, "4096 bytes exceeds the limit of 1024"));
+	/* no config: 50M */
+	assert_int_equal(job_body_too_large(j, 50u << 20, NULL, why, sizeof why), 0);
+	assert_int_equal(job_body_too_large(j, (50u << 20) + 1, NULL, why, sizeof why), 1);
+	job_free(j);
+	free(big);
+}
+
+static void
+test_msg_ref_prefix(void **state)
+{
+	struct config cfg;
+	struct job *j;
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.prefix = "acme:";
+	j = decode_cfg(&cfg, "a@b.test", "msg_ref", "acme:msg:welcome", 16);
+	assert_null(j->error);
+	assert_string_equal(j->msg_ref, "acme:msg:welcome");
+	job_free(j);
+	j = decode_cfg(&cfg, "a@b.test", "msg_ref", "volley:msg:welcome", 18);
+	assert_non_null(j->error);
+	assert_string_equal(j->error, "msg_ref must name a key under acme:msg:");
+	assert_null(j->msg_ref);
+	job_free(j);
 }
 
 static void
@@ -192,6 +323,9 @@ main(void)
 		cmocka_unit_test(test_good_job),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad_jobs),
+		cmocka_unit_test(test_recipient_forms),
+		cmocka_unit_test(test_message_size),
+		cmocka_unit_test(test_msg_ref_prefix),
 		cmocka_unit_test(test_binary_safe),
 		cmocka_unit_test(test_envelope_and_header),
 		cmocka_unit_test(test_map),
