@@ -85,6 +85,8 @@ struct smtp_client {
 	uint8_t expq[EXPQ_MAX];
 	uint8_t exp_head, exp_n;
 	struct buf in;		/* partial reply carried between feeds */
+	struct smtp_reply_cursor cur;	/* how far the partial reply was scanned */
+	uint64_t scan_work;	/* bytes the reply scanner looked at, all told */
 
 	/* send side */
 	uint8_t inflight;	/* a send set is handed out */
@@ -254,6 +256,7 @@ close_session(struct smtp_client *c)
 	c->cmdq.len = 0;
 	c->body_pending = 0;
 	c->in.len = 0;
+	memset(&c->cur, 0, sizeof c->cur);
 	if (c->txn) {
 		if (!c->failed)	/* cannot happen: callers fail it first */
 			result_from_text(&c->result, SMTP_TEMP, SMTP_CAUSE_SESSION,
@@ -574,7 +577,13 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	session_fail(c, &res);
 }
 
-/* process - take whole replies from p[0..len); returns the bytes used. */
+/*
+ * process - take whole replies from p[0..len); returns the bytes used.
+ * A partial reply at the end stays scanned in c->cur: the next call must
+ * start with the same bytes (moved to p[0]) and more. The text of a reply
+ * is taken out once, when it is complete, so a reply dripped one byte per
+ * feed costs time linear in its length.
+ */
 static size_t
 process(struct smtp_client *c, const char *p, size_t len)
 {
@@ -582,14 +591,21 @@ process(struct smtp_client *c, const char *p, size_t len)
 	size_t pos = 0, used;
 
 	while (pos < len && c->state != SMTP_STATE_CLOSED) {
-		int rc = smtp_reply_parse(p + pos, len - pos, &r, &used);
+		size_t before = c->cur.work;
+		int rc = smtp_reply_scan(p + pos, len - pos, &c->cur);
 
+		c->scan_work += c->cur.work - before;
 		if (rc == 0)
 			break;
 		if (rc < 0) {
+			memset(&c->cur, 0, sizeof c->cur);
 			session_abort(c, AB_MALFORMED);
 			break;
 		}
+		if (smtp_reply_parse(p + pos, c->cur.end, &r, &used) != 1 || used != c->cur.end)
+			panic("smtp_client: scanned reply does not parse");
+		c->scan_work += 2 * used;	/* its scan again, then its text */
+		memset(&c->cur, 0, sizeof c->cur);
 		pos += used;
 		on_reply(c, &r);
 	}
@@ -634,6 +650,7 @@ smtp_client_init(struct smtp_client *c)
 	c->serr = NULL;
 	c->exp_head = c->exp_n = 0;
 	c->in.len = 0;
+	memset(&c->cur, 0, sizeof c->cur);
 	c->inflight = c->body_pending = c->body_sending = c->nseg = 0;
 	c->early_reply = 0;
 	c->seg_off = 0;
@@ -879,4 +896,10 @@ unsigned
 smtp_client_msgs(const struct smtp_client *c)
 {
 	return c->msgs;
+}
+
+uint64_t
+smtp_client_scan_work(const struct smtp_client *c)
+{
+	return c->scan_work;
 }

@@ -169,4 +169,11 @@ const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
 /* Messages completed (any outcome) on this session. */
 unsigned smtp_client_msgs(const struct smtp_client *c);
 
+/*
+ * Bytes of server input the reply parser has looked at since
+ * smtp_client_new(), for tests: stays within a small multiple of the
+ * bytes fed however they are split (no rescans of a partial reply).
+ */
+uint64_t smtp_client_scan_work(const struct smtp_client *c);
+
 #endif

@@ -941,6 +941,59 @@ test_long_text(void **state)
 	smtp_client_free(c);
 }
 
+/*
+ * A maximal reply (SMTP_REPLY_LINES_MAX lines of SMTP_REPLY_LINE_MAX
+ * bytes) fed one byte per call: the parser's work stays linear in the
+ * bytes fed (a rescan from the start on every feed is ~65,000 times that).
+ */
+static void
+test_drip_linear(void **state)
+{
+	size_t cap = SMTP_REPLY_LINES_MAX * (SMTP_REPLY_LINE_MAX + 2), n = 0;
+	char *b = malloc(cap);
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+
+	for (int i = 0; i < SMTP_REPLY_LINES_MAX; i++) {
+		memcpy(b + n, i == SMTP_REPLY_LINES_MAX - 1 ? "220 " : "220-", 4);
+		memset(b + n + 4, 'x', SMTP_REPLY_LINE_MAX - 4);
+		memcpy(b + n + SMTP_REPLY_LINE_MAX, "\r\n", 2);
+		n += SMTP_REPLY_LINE_MAX + 2;
+	}
+	assert_int_equal(n, cap);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+		assert_int_equal(smtp_client_output(c, iov), 0);
+		smtp_client_feed(c, b + i, 1);
+	}
+	/* the greeting was taken whole: EHLO follows */
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "EHLO client.test\r\n", 18);
+	assert_true(smtp_client_scan_work(c) <= 8 * (uint64_t)n);
+	smtp_client_free(c);
+
+	/* the same bytes in 7-byte pieces, and a refused RCPT as big */
+	c = open_pipe();
+	smtp_client_start(c, &msgs[0]);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	for (size_t i = 0; i < n; i += SMTP_REPLY_LINE_MAX + 2) {
+		memcpy(b + i, i + SMTP_REPLY_LINE_MAX + 2 == n ? "550 " : "550-", 4);
+	}
+	uint64_t w0 = smtp_client_scan_work(c);
+	for (size_t i = 0; i < n; i += 7)
+		smtp_client_feed(c, b + i, n - i < 7 ? n - i : 7);
+	assert_true(smtp_client_scan_work(c) - w0 <= 8 * (uint64_t)n);
+	smtp_client_feed(c, "554 no\r\n", 8);
+	struct smtp_result r;
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+	assert_int_equal(r.code, 550);
+	smtp_client_free(c);
+	free(b);
+}
+
 int
 main(void)
 {
@@ -965,6 +1018,7 @@ main(void)
 		cmocka_unit_test(test_early_reply),
 		cmocka_unit_test(test_reinit),
 		cmocka_unit_test(test_long_text),
+		cmocka_unit_test(test_drip_linear),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
