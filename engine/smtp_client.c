@@ -33,7 +33,7 @@
  * reply (bounded by the reply parser's limits). Results and texts are one
  * line, bounded, free of CR/LF.
  *
- * Size: about 700 bytes per client plus the two command buffers and the
+ * Size: about 800 bytes per client plus the two command buffers and the
  * partial-reply buffer (allocated on first use, usually a few hundred
  * bytes each); the 4 KB struct smtp_reply lives on the stack.
  */
