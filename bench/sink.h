@@ -58,6 +58,8 @@ struct sink_action {
 	uint32_t delay_ms;	/* wait this long before the reply */
 	uint32_t stall_ms;	/* ACT_STALL */
 	uint32_t longline;	/* ACT_LONGLINE: bytes in the line */
+	uint32_t drip_bytes;	/* send the reply this many bytes at a time (0: whole) */
+	uint32_t drip_ms;	/* ... one piece every drip_ms */
 	int close;		/* close the session after the reply */
 };
 

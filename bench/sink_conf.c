@@ -780,6 +780,11 @@ action_key(struct apply *ap, const struct ucl_node *k, struct sink_action *a, in
 		(*nact)++;
 	} else if (!strcmp(k->key, "close")) {
 		*rc = get_bool(ap, k, &a->close);
+	} else if (!strcmp(k->key, "drip")) {
+		*rc = get_u64(ap, k, 1, 1 << 20, &v);
+		a->drip_bytes = (uint32_t)v;
+	} else if (!strcmp(k->key, "drip_every")) {
+		*rc = get_ms(ap, k, 3600000, &a->drip_ms);
 	} else
 		return 0;
 	return 1;
@@ -792,9 +797,14 @@ action_check(struct apply *ap, const struct ucl_node *blk, struct sink_action *a
 	if (nact > 1)
 		return fail(ap, blk, "%s \"%s\": choose one of reply, stall, disconnect, garbage, "
 		    "longline, greylist", what, blk->arg);
-	if (nact == 0 && a->delay_ms == 0 && !a->close)
+	if (nact == 0 && a->delay_ms == 0 && !a->close && a->drip_bytes == 0)
 		return fail(ap, blk, "%s \"%s\" does nothing: give it a reply, delay, stall, "
-		    "disconnect, garbage, longline or greylist", what, blk->arg);
+		    "disconnect, garbage, longline, greylist or drip", what, blk->arg);
+	if (a->drip_ms != 0 && a->drip_bytes == 0)
+		return fail(ap, blk, "%s \"%s\": drip_every needs drip (bytes per piece)",
+		    what, blk->arg);
+	if (a->drip_bytes != 0 && a->drip_ms == 0)
+		a->drip_ms = 1000;
 	return 0;
 }
 

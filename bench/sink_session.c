@@ -21,7 +21,9 @@
  *
  * Delays: a verdict with a delay (or a stall) pauses the parser; input keeps
  * arriving into `in`; the timer emits the reply and resumes parsing, so
- * replies stay in order.
+ * replies stay in order. A dripped reply (rule `drip`) pauses it the same
+ * way: the timer sends `drip_bytes` of the reply every `drip_ms`, and
+ * parsing resumes once the last piece is out.
  *
  * Lifetime (style.md, counted teardown): closing sets `closing`, flushes
  * what is queued, shuts the socket down (which ends the multishot recv),
@@ -88,6 +90,7 @@ struct session {
 	unsigned rx_armed:1, tx_busy:1, on_flush:1, paused:1, closing:1, shut:1,
 	    tls_want:1, tls_on:1, discard:1, pending_close:1, pending_stall:1,
 	    direct:1, shut_busy:1;
+	uint32_t drip_bytes, drip_ms;	/* dripping `pending` (0: not) */
 };
 
 static struct session *all_head;
@@ -96,6 +99,7 @@ static uint64_t msg_seq;
 
 static void sess_close(struct session *s);
 static void sess_drain_in(struct session *s);
+static void on_timer(struct timer *t);
 
 static void
 sess_want_flush(struct session *s)
@@ -170,6 +174,30 @@ reply(struct session *s, const char *fmt, ...)
 	emit(s, &r, atoi(line));
 }
 
+/*
+ * drip_next - send the next piece of the dripped reply in `pending`; the
+ * last piece counts the reply's code and lets parsing resume (or closes).
+ * Returns 1 while more pieces are due (the timer is armed for the next).
+ */
+static int
+drip_next(struct session *s)
+{
+	size_t n = s->pending.len < s->drip_bytes ? s->pending.len : s->drip_bytes;
+	struct buf piece = { 0 };
+	int last = n == s->pending.len;
+
+	buf_append(&piece, s->pending.data, n);
+	buf_consume(&s->pending, n);
+	emit(s, &piece, last ? s->pending_code : 0);
+	if (!last) {
+		timer_set(sink.loop, &s->timer, s->drip_ms, on_timer);
+		return 1;
+	}
+	buf_free(&s->pending);
+	s->drip_bytes = 0;
+	return 0;
+}
+
 static void
 on_timer(struct timer *t)
 {
@@ -177,6 +205,17 @@ on_timer(struct timer *t)
 
 	if (s->closing)
 		return;
+	if (s->drip_bytes > 0) {
+		if (drip_next(s))
+			return;
+		s->paused = 0;
+		if (s->pending_close) {
+			sess_close(s);
+			return;
+		}
+		sess_drain_in(s);
+		return;
+	}
 	if (s->pending_stall) {
 		s->pending_stall = 0;
 		sess_close(s);
@@ -263,6 +302,22 @@ sess_answer(struct session *s, const struct sink_action *a, struct buf *dflt, in
 	buf_free(dflt);
 	if (code == 421)
 		close = 1;
+	if (a != NULL && a->drip_bytes > 0 && r.len > a->drip_bytes) {
+		/* Dripped: the first piece now (or after the delay), then one
+		 * every drip_ms; the parser waits for the last. */
+		buf_free(&s->pending);
+		s->pending = r;
+		s->pending_code = code;
+		s->pending_close = close;
+		s->drip_bytes = a->drip_bytes;
+		s->drip_ms = a->drip_ms;
+		s->paused = 1;
+		if (delay > 0)
+			timer_set(sink.loop, &s->timer, delay, on_timer);
+		else
+			drip_next(s);
+		return code;
+	}
 	if (delay > 0) {
 		buf_free(&s->pending);
 		s->pending = r;

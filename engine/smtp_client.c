@@ -4,6 +4,10 @@
  * Owns: struct smtp_client and everything in smtp_client.h. No syscalls,
  * no clock, no TLS: bytes in, bytes out, outcomes.
  *
+ * Time: the session tells the client the time (smtp_client_set_now) and
+ * the client keeps absolute deadlines, so bytes trickling in do not push
+ * them back; smtp_client_deadline() turns them into "ms from now".
+ *
  * Design (after OpenSMTPD's and Postfix's clients): the send side and the
  * receive side are separate.
  *   - Send side: commands are formatted into `cmdq` as soon as they are
@@ -29,7 +33,7 @@
  * reply (bounded by the reply parser's limits). Results and texts are one
  * line, bounded, free of CR/LF.
  *
- * Size: about 700 bytes per client plus the two command buffers and the
+ * Size: about 800 bytes per client plus the two command buffers and the
  * partial-reply buffer (allocated on first use, usually a few hundred
  * bytes each); the 4 KB struct smtp_reply lives on the stack.
  */
@@ -85,6 +89,15 @@ struct smtp_client {
 	uint8_t expq[EXPQ_MAX];
 	uint8_t exp_head, exp_n;
 	struct buf in;		/* partial reply carried between feeds */
+	struct smtp_reply_cursor cur;	/* how far the partial reply was scanned */
+	uint64_t scan_work;	/* bytes the reply scanner looked at, all told */
+
+	/* time (ms on the session's clock; see smtp_client_set_now) */
+	uint64_t now;
+	uint8_t clock_set;	/* set_now called at least once */
+	uint64_t wait_since;	/* the reply at the head of expq awaited since */
+	uint64_t body_progress;	/* the body last moved (354, handed out, bytes sent) */
+	uint64_t txn_deadline;	/* the transaction must end by then; 0 = no limit */
 
 	/* send side */
 	uint8_t inflight;	/* a send set is handed out */
@@ -254,6 +267,7 @@ close_session(struct smtp_client *c)
 	c->cmdq.len = 0;
 	c->body_pending = 0;
 	c->in.len = 0;
+	memset(&c->cur, 0, sizeof c->cur);
 	if (c->txn) {
 		if (!c->failed)	/* cannot happen: callers fail it first */
 			result_from_text(&c->result, SMTP_TEMP, SMTP_CAUSE_SESSION,
@@ -272,11 +286,22 @@ session_fail(struct smtp_client *c, const struct smtp_result *r)
 	close_session(c);
 }
 
-enum abort_kind { AB_DISCONNECT, AB_TIMEOUT, AB_MALFORMED, AB_UNEXPECTED };
+/* AB_TXN: the transaction's own time limit passed (the text says so). */
+enum abort_kind { AB_DISCONNECT, AB_TIMEOUT, AB_MALFORMED, AB_UNEXPECTED, AB_TXN };
+
+/* ms_text - "30s" or "2500ms", for texts naming a limit. */
+static void
+ms_text(char *out, size_t outlen, uint64_t ms)
+{
+	if (ms % 1000 == 0)
+		snprintf(out, outlen, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(out, outlen, "%llums", (unsigned long long)ms);
+}
 
 /* session_abort - disconnect, time-out or garbage: TEMP, code 0, a clear text. */
 static void
-session_abort(struct smtp_client *c, enum abort_kind k)
+session_abort(struct smtp_client *c, enum abort_kind kind)
 {
 	static const enum smtp_cause causes[] = {
 		[AB_DISCONNECT] = SMTP_CAUSE_DISCONNECT,
@@ -285,6 +310,7 @@ session_abort(struct smtp_client *c, enum abort_kind k)
 		[AB_UNEXPECTED] = SMTP_CAUSE_PROTOCOL,
 	};
 	struct smtp_result r;
+	enum abort_kind k = kind == AB_TXN ? AB_TIMEOUT : kind;
 	enum smtp_cause cause = causes[k];
 	enum wait w = c->exp_n ? (enum wait)c->expq[c->exp_head] : W_QUIT;
 
@@ -320,6 +346,14 @@ session_abort(struct smtp_client *c, enum abort_kind k)
 			result_from_text(&r, SMTP_TEMP, cause, wait_stage(w),
 			    "%s %s", t[k], wait_what(w));
 	}
+	if (kind == AB_TXN) {
+		size_t n = strlen(r.text);
+		char lim[32];
+
+		ms_text(lim, sizeof lim, c->t.transaction);
+		snprintf(r.text + n, sizeof r.text - n,
+		    ": transaction time limit of %s exceeded", lim);
+	}
 	session_fail(c, &r);
 }
 
@@ -330,6 +364,8 @@ expect(struct smtp_client *c, enum wait w)
 {
 	if (c->exp_n >= EXPQ_MAX)
 		panic("smtp_client: reply queue overflow");
+	if (c->exp_n == 0)
+		c->wait_since = c->now;	/* it heads the queue: its wait begins */
 	c->expq[(c->exp_head + c->exp_n) % EXPQ_MAX] = (uint8_t)w;
 	c->exp_n++;
 }
@@ -341,19 +377,25 @@ expect_pop(struct smtp_client *c)
 
 	c->exp_head = (uint8_t)((c->exp_head + 1) % EXPQ_MAX);
 	c->exp_n--;
+	c->wait_since = c->now;	/* the next reply's wait begins now */
 	return w;
+}
+
+/* addr_8bit - a byte >= 0x80: the address needs SMTPUTF8 (RFC 6531). */
+static int
+addr_8bit(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a >= 0x80)
+			return 1;
+	return 0;
 }
 
 static void
 queue_mail(struct smtp_client *c)
 {
 	const struct msg_body *b = c->msg.body;
-	int utf8 = 0;
-
-	for (const char *p = c->msg.from; *p && !utf8; p++)
-		utf8 = (unsigned char)*p >= 0x80;
-	for (const char *p = c->msg.to; *p && !utf8; p++)
-		utf8 = (unsigned char)*p >= 0x80;
+	int utf8 = addr_8bit(c->msg.from) || addr_8bit(c->msg.to);
 
 	buf_appendf(&c->cmdq, "MAIL FROM:<%s>", c->msg.from);
 	if (c->ext.has_size)
@@ -544,6 +586,7 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 				queue_cmd(c, ".\r\n", W_DOT_IGNORE);
 			} else {
 				c->body_pending = 1;
+				c->body_progress = c->now;
 				expect(c, W_DOT);
 			}
 			return;
@@ -574,7 +617,13 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	session_fail(c, &res);
 }
 
-/* process - take whole replies from p[0..len); returns the bytes used. */
+/*
+ * process - take whole replies from p[0..len); returns the bytes used.
+ * A partial reply at the end stays scanned in c->cur: the next call must
+ * start with the same bytes (moved to p[0]) and more. The text of a reply
+ * is taken out once, when it is complete, so a reply dripped one byte per
+ * feed costs time linear in its length.
+ */
 static size_t
 process(struct smtp_client *c, const char *p, size_t len)
 {
@@ -582,14 +631,21 @@ process(struct smtp_client *c, const char *p, size_t len)
 	size_t pos = 0, used;
 
 	while (pos < len && c->state != SMTP_STATE_CLOSED) {
-		int rc = smtp_reply_parse(p + pos, len - pos, &r, &used);
+		size_t before = c->cur.work;
+		int rc = smtp_reply_scan(p + pos, len - pos, &c->cur);
 
+		c->scan_work += c->cur.work - before;
 		if (rc == 0)
 			break;
 		if (rc < 0) {
+			memset(&c->cur, 0, sizeof c->cur);
 			session_abort(c, AB_MALFORMED);
 			break;
 		}
+		if (smtp_reply_parse(p + pos, c->cur.end, &r, &used) != 1 || used != c->cur.end)
+			panic("smtp_client: scanned reply does not parse");
+		c->scan_work += 2 * used;	/* its scan again, then its text */
+		memset(&c->cur, 0, sizeof c->cur);
 		pos += used;
 		on_reply(c, &r);
 	}
@@ -634,12 +690,15 @@ smtp_client_init(struct smtp_client *c)
 	c->serr = NULL;
 	c->exp_head = c->exp_n = 0;
 	c->in.len = 0;
+	memset(&c->cur, 0, sizeof c->cur);
 	c->inflight = c->body_pending = c->body_sending = c->nseg = 0;
 	c->early_reply = 0;
 	c->seg_off = 0;
 	c->cmdq.len = 0;
 	c->sendbuf.len = 0;
-	expect(c, W_GREETING);
+	c->txn_deadline = 0;
+	c->body_progress = c->now;
+	expect(c, W_GREETING);	/* awaited from now */
 }
 
 enum smtp_state
@@ -675,6 +734,30 @@ smtp_client_disconnected(struct smtp_client *c)
 	return c->state;
 }
 
+/*
+ * stage_deadline - when what the client waits for now times out (absolute
+ * ms), 0 if it waits for nothing. The body: block ms after it last moved.
+ * A reply: its stage's time-out after its wait began (see expect()).
+ */
+static uint64_t
+stage_deadline(const struct smtp_client *c)
+{
+	if (c->state != SMTP_STATE_BUSY)
+		return 0;
+	if (c->body_pending || c->body_sending)
+		return c->body_progress + c->t.block;
+	if (c->exp_n == 0)
+		return 0;
+	return c->wait_since + wait_timeout(c, (enum wait)c->expq[c->exp_head]);
+}
+
+/* txn_limited - the transaction's own deadline comes first (or ties). */
+static int
+txn_limited(const struct smtp_client *c, uint64_t stage)
+{
+	return c->txn && c->txn_deadline != 0 && (stage == 0 || c->txn_deadline <= stage);
+}
+
 enum smtp_state
 smtp_client_timeout(struct smtp_client *c)
 {
@@ -682,9 +765,26 @@ smtp_client_timeout(struct smtp_client *c)
 		return c->state;	/* nothing was awaited: a stale timer */
 	if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
 		close_session(c);
+	else if (txn_limited(c, stage_deadline(c)))
+		session_abort(c, AB_TXN);
 	else
 		session_abort(c, AB_TIMEOUT);
 	return c->state;
+}
+
+void
+smtp_client_set_now(struct smtp_client *c, uint64_t now_ms)
+{
+	if (!c->clock_set) {
+		/* Waits begun before the clock was known begin now; a
+		 * limit already set counted from 0 and moves with them. */
+		c->clock_set = 1;
+		c->wait_since = c->body_progress = now_ms;
+		if (c->txn_deadline != 0)
+			c->txn_deadline += now_ms;
+	}
+	if (now_ms > c->now)
+		c->now = now_ms;
 }
 
 enum smtp_state
@@ -696,13 +796,13 @@ smtp_client_state(const struct smtp_client *c)
 uint64_t
 smtp_client_deadline(const struct smtp_client *c)
 {
-	if (c->state != SMTP_STATE_BUSY)
+	uint64_t d = stage_deadline(c);
+
+	if (d == 0)
 		return 0;
-	if (c->body_pending || c->body_sending)
-		return c->t.block;
-	if (c->exp_n == 0)
-		return 0;
-	return wait_timeout(c, (enum wait)c->expq[c->exp_head]);
+	if (txn_limited(c, d))
+		d = c->txn_deadline;
+	return d > c->now ? d - c->now : 1;	/* passed: fire at once */
 }
 
 int
@@ -728,6 +828,7 @@ smtp_client_output(struct smtp_client *c, struct iovec iov[3])
 			c->seg[c->nseg++] = (struct seg){ c->msg.body->data, c->msg.body->len };
 			c->body_pending = 0;
 			c->body_sending = 1;
+			c->body_progress = c->now;
 		}
 		c->seg_off = 0;
 		if (c->nseg == 0)
@@ -762,7 +863,12 @@ smtp_client_sent(struct smtp_client *c, size_t n)
 		panic("smtp_client_sent: %zu bytes reported, %zu were handed out",
 		    n, total - c->seg_off);
 	c->seg_off += n;
+	if (c->body_sending && n > 0)
+		c->body_progress = c->now;
 	if (c->seg_off == total) {
+		/* The reply to the dot is awaited from the end of the body. */
+		if (c->body_sending && c->exp_n > 0 && c->expq[c->exp_head] == W_DOT)
+			c->wait_since = c->now;
 		c->nseg = 0;
 		c->seg_off = 0;
 		c->sendbuf.len = 0;
@@ -820,10 +926,26 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 		c->msgs++;
 		return;
 	}
+	/* RFC 6531 3.4: an address with 8-bit bytes (a UTF-8 local part;
+	 * domains arrive as A-labels) may only go to a server that offers
+	 * SMTPUTF8. Without it, no MAIL is sent: the message cannot be
+	 * delivered there (5.6.7, RFC 6531 3.6). */
+	if (!c->ext.smtputf8 && (addr_8bit(m->from) || addr_8bit(m->to))) {
+		int from8 = addr_8bit(m->from);
+
+		result_from_text(&c->result, SMTP_PERM, SMTP_CAUSE_PROTOCOL, SMTP_STAGE_MAIL,
+		    "%s address needs SMTPUTF8, which the server does not offer",
+		    from8 ? "sender" : "recipient");
+		memcpy(c->result.enh, "5.6.7", 6);
+		c->have_result = 1;
+		c->msgs++;
+		return;
+	}
 
 	c->msg = *m;
 	c->txn = 1;
 	c->failed = 0;
+	c->txn_deadline = c->t.transaction ? c->now + c->t.transaction : 0;
 	c->pipe = c->ext.pipelining ? 1 : 0;
 	c->state = SMTP_STATE_BUSY;
 	if (c->rset_needed) {
@@ -879,4 +1001,10 @@ unsigned
 smtp_client_msgs(const struct smtp_client *c)
 {
 	return c->msgs;
+}
+
+uint64_t
+smtp_client_scan_work(const struct smtp_client *c)
+{
+	return c->scan_work;
 }

@@ -2,13 +2,16 @@
  * smtp_reply.c - pure parser for SMTP replies (RFC 5321 4.2) with
  * enhanced status codes (RFC 2034, RFC 3463).
  *
- * Owns: smtp_reply_parse(), smtp_reply_first_line(), smtp_enh_parse().
+ * Owns: smtp_reply_scan(), smtp_reply_parse(), smtp_reply_first_line(),
+ * smtp_enh_parse().
  *
  * A reply is one or more lines "NNN-text" ending with "NNN text" (or a bare
- * "NNN"), every line carrying the same code. The parser is incremental in
- * the simplest way: it is handed everything received so far and either
- * takes one whole reply, asks for more bytes, or reports a protocol error.
- * It never consumes a partial reply, so the caller keeps the bytes.
+ * "NNN"), every line carrying the same code. Two steps: smtp_reply_scan()
+ * checks the lines as they arrive and says when a whole reply is there,
+ * keeping its place in a small cursor so that no byte is searched twice;
+ * then the reply's text is taken out once. smtp_reply_parse() does both
+ * on a buffer in one call. Neither consumes a partial reply: the caller
+ * keeps the bytes.
  *
  * Invariants: input is hostile. Every line is bounded (SMTP_REPLY_LINE_MAX),
  * the number of lines is bounded (SMTP_REPLY_LINES_MAX), so a caller never
@@ -96,52 +99,85 @@ append_text(struct smtp_reply *r, size_t *tlen, const char *s, size_t n)
 	r->text[*tlen] = '\0';
 }
 
+/*
+ * smtp_reply_scan - judge the lines of a reply as they arrive.
+ *
+ * k holds how far earlier calls got: complete lines before k->line were
+ * checked (and were not the last line), and the first k->seen bytes of
+ * the line at k->line hold no line end. Each call searches only the bytes
+ * after those, and looks again at no more than the first 4 bytes of the
+ * current line (the prefix check), so a reply fed one byte per call costs
+ * time linear in its length.
+ */
 int
-smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r, size_t *used)
+smtp_reply_scan(const char *buf, size_t len, struct smtp_reply_cursor *k)
 {
-	size_t pos = 0, tlen = 0;
-	int code = 0, nlines = 0;
-
-	r->code = 0;
-	r->enh[0] = '\0';
-	r->text[0] = '\0';
-	r->nlines = 0;
-
 	for (;;) {
-		const char *line = buf + pos;
-		size_t avail = len - pos;
+		const char *line = buf + k->line;
+		size_t avail = len - k->line;
 		/* Look no further than the longest legal line: bounded work. */
-		size_t scan = avail < SMTP_REPLY_LINE_MAX + 2 ? avail : SMTP_REPLY_LINE_MAX + 2;
-		const char *nl = memchr(line, '\n', scan);
-		size_t llen, tstart;
-		int c, last;
+		size_t lim = avail < SMTP_REPLY_LINE_MAX + 2 ? avail : SMTP_REPLY_LINE_MAX + 2;
+		const char *nl = NULL;
+		size_t llen;
+		int c;
 
+		if (k->seen < lim) {
+			nl = memchr(line + k->seen, '\n', lim - k->seen);
+			k->work += nl ? (size_t)(nl - line) + 1 - k->seen : lim - k->seen;
+		}
 		if (nl == NULL) {
+			k->seen = lim;
+			k->work += avail < 4 ? avail : 4;
 			if (avail > SMTP_REPLY_LINE_MAX + 1)
 				return -1;
-			if (nlines + 1 > SMTP_REPLY_LINES_MAX)
+			if (k->nlines + 1 > SMTP_REPLY_LINES_MAX)
 				return -1;
-			return prefix_ok(line, avail, code) ? 0 : -1;
+			return prefix_ok(line, avail, k->code) ? 0 : -1;
 		}
 		llen = (size_t)(nl - line);
-		pos += llen + 1;
 		if (llen > 0 && line[llen - 1] == '\r')
 			llen--;
-		if (llen > SMTP_REPLY_LINE_MAX || ++nlines > SMTP_REPLY_LINES_MAX)
+		if (llen > SMTP_REPLY_LINE_MAX || ++k->nlines > SMTP_REPLY_LINES_MAX)
 			return -1;
-		if (llen < 3 || !prefix_ok(line, 3, code) ||
+		if (llen < 3 || !prefix_ok(line, 3, k->code) ||
 		    (llen > 3 && line[3] != ' ' && line[3] != '-'))
 			return -1;
 		c = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-		if (code == 0)
-			code = c;
-		last = llen == 3 || line[3] == ' ';
-		tstart = llen > 3 ? 4 : 3;
+		if (k->code == 0)
+			k->code = c;
+		k->line += (size_t)(nl - line) + 1;
+		k->seen = 0;
+		if (llen == 3 || line[3] == ' ') {
+			k->end = k->line;
+			return 1;
+		}
+	}
+}
 
-		if (nlines == 1) {
+/*
+ * extract - fill r from buf[0..end), a complete reply smtp_reply_scan()
+ * has accepted: every line is known to be well formed.
+ */
+static void
+extract(const char *buf, size_t end, struct smtp_reply *r)
+{
+	size_t pos = 0, tlen = 0;
+
+	while (pos < end) {
+		const char *line = buf + pos;
+		const char *nl = memchr(line, '\n', end - pos);
+		size_t llen = (size_t)(nl - line), tstart;
+
+		pos += llen + 1;
+		if (llen > 0 && line[llen - 1] == '\r')
+			llen--;
+		tstart = llen > 3 ? 4 : 3;
+		r->nlines++;
+		if (r->nlines == 1) {
 			char enh[16];
 			size_t n = smtp_enh_parse(line + tstart, llen - tstart, enh);
 
+			r->code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 			/* Only an enhanced code of the reply's own class, followed
 			 * by a space or the end, counts ("250 2.0.0 Ok"); anything
 			 * else stays part of the text. */
@@ -170,14 +206,26 @@ smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r, size_t *used
 			}
 		}
 		append_text(r, &tlen, line + tstart, llen - tstart);
-
-		if (last) {
-			r->code = code;
-			r->nlines = nlines;
-			*used = pos;
-			return 1;
-		}
 	}
+}
+
+int
+smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r, size_t *used)
+{
+	struct smtp_reply_cursor k;
+	int rc;
+
+	memset(&k, 0, sizeof k);
+	r->code = 0;
+	r->enh[0] = '\0';
+	r->text[0] = '\0';
+	r->nlines = 0;
+	rc = smtp_reply_scan(buf, len, &k);
+	if (rc != 1)
+		return rc;
+	extract(buf, k.end, r);
+	*used = k.end;
+	return 1;
 }
 
 /* smtp_reply_first_line - "550 5.1.1 text of line one", one line, bounded. */

@@ -9,6 +9,7 @@
  *   smtp_client_sent(n)         completes, report how many bytes went
  *   smtp_client_feed(buf,len)   bytes from the server
  *   smtp_client_timeout()       the deadline from smtp_client_deadline() passed
+ *   smtp_client_set_now(ms)     the session's clock, before each call above
  *   smtp_client_state()         IDLE: ready for smtp_client_start() or _quit()
  *   smtp_client_take_result()   the outcome of the current message, once
  *
@@ -19,8 +20,35 @@
  * (BODY=8BITMIME when the body needs it), reuse for the next message,
  * QUIT. If all recipients are refused and the server still answers DATA
  * with 354, it sends "." alone and ignores the reply (RFC 2920 3.1).
- * SMTPUTF8 is added to MAIL when an address has 8-bit bytes and the server
- * offers it.
+ * SMTPUTF8 (RFC 6531) is added to MAIL when an address has 8-bit bytes
+ * and the server offers it; when it does not, the message fails at once
+ * (below). Domains are expected as A-labels: only a local part should
+ * carry 8-bit bytes.
+ *
+ * Time (RFC 5321 4.5.3.2): the client reads no clock; the session calls
+ * smtp_client_set_now() with its loop's cached clock before every other
+ * call (init, feed, sent, timeout, disconnected, start, quit). Deadlines
+ * are absolute and bytes arriving do not move them:
+ *  - a reply's wait begins when it becomes the next reply due: when its
+ *    command is queued with nothing else outstanding, or when the reply
+ *    before it has arrived (pipelined MAIL, RCPT, DATA: RCPT's time-out
+ *    runs from MAIL's reply); the reply to the dot is awaited from the
+ *    moment the whole body was sent. The reply must be complete within
+ *    its stage's time-out, however it is split: a server dripping one
+ *    byte every few seconds times out at the stage's limit.
+ *  - the body (block): at most `block` ms without progress: from the 354,
+ *    from handing the body out, and from every send completion that
+ *    moved bytes. A long body sent steadily never times out on `block`.
+ *  - the transaction: when t.transaction > 0, from start() to the final
+ *    reply. Its end fails the message TEMP, SMTP_CAUSE_TIMEOUT, at the
+ *    stage it was in, with a text naming that stage and the limit
+ *    ("timeout waiting for reply to RCPT: transaction time limit of 30s
+ *    exceeded"), and closes the session.
+ *  - smtp_client_deadline() returns the earliest of these as ms from the
+ *    last time set (1 when already passed), so the session re-arms its
+ *    timer with it after each call as before. A client whose clock was
+ *    never set counts from 0, i.e. each deadline is the full time-out
+ *    from when the session last re-armed it.
  *
  * Details the session may rely on:
  *  - Check smtp_client_state() (and re-arm the timer) after feed, sent,
@@ -28,9 +56,17 @@
  *  - start() with IDLE only, quit() with IDLE (or CLOSED: no-op); anything
  *    else is a bug and panics. Take each result before the next start().
  *  - start() may finish at once (state stays IDLE, a result is ready):
- *    SIZE exceeded (PERM, SMTP_CAUSE_SIZE, 5.3.4) or an address with a
- *    control character (PERM, SMTP_CAUSE_PROTOCOL, 5.1.7/5.1.3, code 0);
- *    nothing is sent.
+ *    SIZE exceeded (PERM, SMTP_CAUSE_SIZE, 5.3.4), an address with a
+ *    control character (PERM, SMTP_CAUSE_PROTOCOL, 5.1.7/5.1.3, code 0),
+ *    or an 8-bit address for a server without SMTPUTF8 (PERM,
+ *    SMTP_CAUSE_PROTOCOL, stage MAIL, 5.6.7, code 0, "recipient address
+ *    needs SMTPUTF8, which the server does not offer"; "sender" when it
+ *    is the sender's); nothing is sent, no RSET is owed.
+ *  - Every result carries the stage it came at: a refusal of MAIL is
+ *    SMTP_STAGE_MAIL, of RCPT SMTP_STAGE_RCPT, of DATA SMTP_STAGE_DATA,
+ *    after the dot SMTP_STAGE_DOT. Under PIPELINING the first refusal
+ *    decides: the replies to the later commands of the same group (RCPT
+ *    and DATA refused because MAIL was) do not change the result.
  *  - A failure while no message is in flight (idle session: disconnect,
  *    unsolicited 421, stray reply) is reported by session_error() with
  *    stage SMTP_STAGE_CONNECT.
@@ -130,14 +166,21 @@ void smtp_client_init(struct smtp_client *c);
 enum smtp_state smtp_client_feed(struct smtp_client *c, const char *buf, size_t len);
 /* The peer closed the connection (recv returned 0 or an error). */
 enum smtp_state smtp_client_disconnected(struct smtp_client *c);
-/* The current deadline passed. */
+/* The current deadline passed (the timer armed from smtp_client_deadline()). */
 enum smtp_state smtp_client_timeout(struct smtp_client *c);
+/*
+ * The session's clock, monotonic ms (the loop's cached now). Call before
+ * each of the other calls; a smaller value than the last is ignored. The
+ * first call starts every wait already begun at now_ms.
+ */
+void smtp_client_set_now(struct smtp_client *c, uint64_t now_ms);
 enum smtp_state smtp_client_state(const struct smtp_client *c);
 
 /*
- * Time allowed for what the client waits for now (ms), 0 if it waits for
- * nothing (IDLE/CLOSED). The session re-arms its timer after each call
- * that changes state.
+ * Time left (ms from the last smtp_client_set_now) until the earliest
+ * deadline of what the client waits for now, at least 1 while BUSY; 0 if
+ * it waits for nothing (IDLE/CLOSED). The session re-arms its timer with
+ * it after each call.
  */
 uint64_t smtp_client_deadline(const struct smtp_client *c);
 
@@ -168,5 +211,12 @@ int smtp_client_session_error(const struct smtp_client *c, struct smtp_result *r
 const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
 /* Messages completed (any outcome) on this session. */
 unsigned smtp_client_msgs(const struct smtp_client *c);
+
+/*
+ * Bytes of server input the reply parser has looked at since
+ * smtp_client_new(), for tests: stays within a small multiple of the
+ * bytes fed however they are split (no rescans of a partial reply).
+ */
+uint64_t smtp_client_scan_work(const struct smtp_client *c);
 
 #endif

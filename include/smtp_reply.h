@@ -33,6 +33,29 @@ struct smtp_reply {
 };
 
 /*
+ * Where an incremental scan stands; zero it before the first call and
+ * after each call that returned 1 or -1. Offsets count from the reply's
+ * first byte, so the caller may move the bytes (realloc, memmove) between
+ * calls as long as the reply still starts at buf[0].
+ */
+struct smtp_reply_cursor {
+	size_t line;		/* start of the first line not yet complete */
+	size_t seen;		/* bytes of that line already searched for its end */
+	size_t end;		/* after 1: the reply's length in bytes */
+	size_t work;		/* bytes looked at so far (tests check it is linear) */
+	int code, nlines;
+};
+
+/*
+ * smtp_reply_scan - is buf[0..len) a complete reply yet? buf holds the
+ * bytes of the previous call for the same cursor plus any new ones.
+ * Returns 1 (k->end = its length; smtp_reply_parse() on those bytes takes
+ * it), 0 when more bytes are needed, -1 on a protocol error. Each byte is
+ * searched once, whatever the pieces it arrives in.
+ */
+int smtp_reply_scan(const char *buf, size_t len, struct smtp_reply_cursor *k);
+
+/*
  * smtp_reply_parse - try to take one complete reply from buf[0..len).
  * Returns 1 and sets *used (bytes consumed) when a reply is complete,
  * 0 when more bytes are needed (nothing consumed), -1 on a protocol error.

@@ -5,9 +5,10 @@
  * next bytes (arbitrary server output, split where the input says), feed
  * a canned reply (so the fuzzer reaches deep states fast), complete all
  * or part of the pending send, start a message or QUIT when idle, a
- * time-out, a disconnect. The client must never crash, never hand out
- * more than 3 iovecs or a second send, and every result text must be one
- * bounded line.
+ * time-out, the clock moving on, a disconnect. The client must never
+ * crash, never hand out more than 3 iovecs or a second send, never ask
+ * for a deadline beyond its longest time-out, its parser's work must stay
+ * linear in the bytes fed, and every result text must be one bounded line.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
  *     tests/fuzz/fuzz_smtp_client.c engine/smtp_client.c engine/smtp_reply.c \
@@ -49,12 +50,13 @@ check_result(const struct smtp_result *r)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct smtp_timeouts t = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	static const struct smtp_timeouts t = { 1, 2, 3, 4, 5, 6, 7, 8, .transaction = 6 };
 	static struct msg_body *bodies[2];
 	struct smtp_client *c;
 	struct smtp_msg m[2];
 	struct iovec iov[3];
-	size_t pos = 0, handed = 0;
+	size_t pos = 0, handed = 0, fed = 0;
+	uint64_t now = 1000;
 	int inflight = 0;
 	struct smtp_result r;
 
@@ -73,6 +75,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m[1].body = bodies[1];
 
 	c = smtp_client_new("client.test", &t);
+	smtp_client_set_now(c, now);
 	while (pos < size) {
 		uint8_t op = data[pos++];
 		size_t n;
@@ -83,11 +86,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (n > size - pos)
 				n = size - pos;
 			smtp_client_feed(c, (const char *)data + pos, n);
+			fed += n;
 			pos += n;
 			break;
 		case 3: case 4:		/* a canned reply */
 			n = (op / 10) % (sizeof canned / sizeof canned[0]);
 			smtp_client_feed(c, canned[n], strlen(canned[n]));
+			fed += strlen(canned[n]);
 			break;
 		case 5: case 6: {	/* complete the send, whole or part */
 			if (!inflight) {
@@ -120,7 +125,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 8:
 			if (smtp_client_deadline(c) > 8)
 				abort();
-			smtp_client_timeout(c);
+			if (op >= 128) {	/* time passes */
+				now += op % 16;
+				smtp_client_set_now(c, now);
+			} else {
+				smtp_client_timeout(c);
+			}
 			break;
 		case 9:
 			if (op >= 128)
@@ -130,6 +140,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		if (smtp_client_state(c) == SMTP_STATE_CLOSED && smtp_client_deadline(c) != 0)
+			abort();
+		if (smtp_client_scan_work(c) > 8 * (uint64_t)fed + 16)
 			abort();
 	}
 	if (smtp_client_take_result(c, &r))

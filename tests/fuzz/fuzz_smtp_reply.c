@@ -4,7 +4,8 @@
  * Takes replies one after another from the input, as the client does, and
  * checks what the parser promises: it consumes whole replies only, the
  * result is bounded and clean, a prefix of a reply never parses as a
- * reply, and the one-line form has no CR/LF.
+ * reply, the one-line form has no CR/LF, and the incremental scanner fed
+ * the same bytes one at a time reaches the same verdict with linear work.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
  *     tests/fuzz/fuzz_smtp_reply.c engine/smtp_reply.c engine/util.c -o /tmp/fz
@@ -17,6 +18,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* scan_bytewise - smtp_reply_scan() over p[0..n), one more byte per call. */
+static int
+scan_bytewise(const char *p, size_t n, struct smtp_reply_cursor *k)
+{
+	int rc = 0;
+
+	memset(k, 0, sizeof *k);
+	for (size_t i = 1; i <= n && rc == 0; i++)
+		rc = smtp_reply_scan(p, i, k);
+	if (k->work > 5 * n + 5)
+		abort();
+	return rc;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,8 +42,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (pos < size) {
 		size_t used = 0, used2 = 0;
 		int rc = smtp_reply_parse(p + pos, size - pos, &r, &used);
+		struct smtp_reply_cursor k;
+		int rc2 = scan_bytewise(p + pos, size - pos, &k);
 		char line[512], tiny[7];
 
+		if (rc2 != rc || (rc == 1 && k.end != used))
+			abort();
 		if (rc <= 0) {
 			if (used != 0)
 				abort();

@@ -4,8 +4,8 @@
  * Each script is a table of steps: bytes the server sends (SRV), exactly
  * what the client must have sent since the last check (CLI; CLI1 also
  * demands it came as one iovec in one output() call), calls into the
- * client (START, QUIT, DISC, TMO) and checks (RES, NORES, SERR, NOSERR,
- * STATE, DEADL, MSGS). Every script runs under many delivery modes: the
+ * client (START, QUIT, DISC, TMO, NOW: the clock) and checks (RES, NORES,
+ * SERR, NOSERR, STATE, DEADL, MSGS). Every script runs under many delivery modes: the
  * server's bytes whole, one byte per feed, or split in two at every
  * offset 1..40; and the client's sends completed whole or in pieces of
  * 1, 2, 5 and 13 bytes (partial sends across the iovecs).
@@ -25,7 +25,7 @@
 
 enum op {
 	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
-	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS,
+	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS, OP_NOW,
 };
 
 struct step {
@@ -54,6 +54,7 @@ struct step {
 #define STATE(x)	{ .op = OP_STATE, .n = SMTP_STATE_##x }
 #define DEADL(x)	{ .op = OP_DEADL, .n = (x) }
 #define MSGS(x)		{ .op = OP_MSGS, .n = (x) }
+#define NOW(x)		{ .op = OP_NOW, .n = (x) }	/* the session's clock, ms */
 
 /* Distinct time-outs so a deadline names its wait. */
 static const struct smtp_timeouts tmo = {
@@ -61,11 +62,20 @@ static const struct smtp_timeouts tmo = {
 	.data = 1005, .block = 1006, .dot = 1007, .quit = 1008,
 };
 
+/* The same with a 2.5 s limit on the whole transaction. */
+static const struct smtp_timeouts tmo_txn = {
+	.greeting = 1001, .ehlo = 1002, .mail = 1003, .rcpt = 1004,
+	.data = 1005, .block = 1006, .dot = 1007, .quit = 1008, .transaction = 2500,
+};
+static const struct smtp_timeouts *run_tmo = &tmo;	/* what run() uses */
+
 /* Messages: [0] 7-bit with a prefix (SIZE 31), [1] 8-bit, null sender
- * (SIZE 7), [2] 1502 bytes, [3] CRLF in the recipient, [4] UTF-8 address. */
-static struct smtp_msg msgs[5];
+ * (SIZE 7), [2] 1502 bytes, [3] CRLF in the recipient, [4] UTF-8
+ * recipient, [5] UTF-8 sender, 8-bit body. */
+#define NMSGS 6
+static struct smtp_msg msgs[NMSGS];
 static const char *const bodies[] = {
-	"Subject: hi\n\nhello\n", "caf\xc3\xa9\n", NULL, "x\n", "x\n",
+	"Subject: hi\n\nhello\n", "caf\xc3\xa9\n", NULL, "x\n", "x\n", "caf\xc3\xa9\n",
 };
 #define BODY0	"X-Id: 1\r\nSubject: hi\r\n\r\nhello\r\n.\r\n"
 #define BODY1	"caf\xc3\xa9\r\n.\r\n"
@@ -80,7 +90,7 @@ setup(void **state)
 
 	memset(big, 'x', 1500);
 	big[1500] = '\n';
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < NMSGS; i++) {
 		const char *raw = i == 2 ? big : bodies[i];
 
 		msgs[i].body = msg_body_new(raw, i == 2 ? sizeof big : strlen(raw));
@@ -97,13 +107,15 @@ setup(void **state)
 	msgs[3].to = "b@y.test>\r\nDATA\r\n";
 	msgs[4].from = "a@x.test";
 	msgs[4].to = "j\xc3\xbcrgen@y.test";
+	msgs[5].from = "\xc3\xa9t\xc3\xa9@x.test";
+	msgs[5].to = "c@y.test";
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < NMSGS; i++)
 		msg_body_unref(msgs[i].body);
 	return 0;
 }
@@ -194,7 +206,7 @@ check_result(const struct smtp_result *r, const struct step *s)
 static void
 run_once(const char *name, const struct step *steps, int feed, int chunk)
 {
-	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct smtp_client *c = smtp_client_new("client.test", run_tmo);
 	struct buf out = { 0 };
 	struct smtp_result r;
 
@@ -264,6 +276,9 @@ run_once(const char *name, const struct step *steps, int feed, int chunk)
 			break;
 		case OP_MSGS:
 			CHECK_INT(smtp_client_msgs(c), s->n);
+			break;
+		case OP_NOW:
+			smtp_client_set_now(c, (uint64_t)s->n);
 			break;
 		}
 	}
@@ -511,7 +526,44 @@ static const struct step eightbit[] = {
 
 static const struct step smtputf8[] = {
 	GREET, SRV("250-mx\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n"),
-	START(4), CLI("MAIL FROM:<a@x.test> SMTPUTF8\r\n"),
+	START(4), CLI("MAIL FROM:<a@x.test> SMTPUTF8\r\n"), SRV("250 2.1.0 Ok\r\n"),
+	CLI("RCPT TO:<j\xc3\xbcrgen@y.test>\r\n"), SRV("250 2.1.5 Ok\r\n"),
+	CLI("DATA\r\n"), SRV("354 go\r\n"), CLI("x\r\n.\r\n"), SRV("250 2.0.0 Ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok"),
+	{ 0 }
+};
+
+static const struct step smtputf8_pipe[] = {
+	GREET, SRV("250-mx\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n"),
+	START(5), CLI1("MAIL FROM:<\xc3\xa9t\xc3\xa9@x.test> SIZE=7 BODY=8BITMIME SMTPUTF8\r\n"
+	    "RCPT TO:<c@y.test>\r\nDATA\r\n"),
+	SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY1), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	START(0), CLI1("MAIL FROM:<a@x.test> SIZE=31\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"),
+	{ 0 }
+};
+
+/* an 8-bit address and a server without SMTPUTF8: nothing is sent */
+static const struct step smtputf8_missing[] = {
+	EHLO_PIPE,
+	START(4), STATE(IDLE), CLI(""), DEADL(0),
+	RES(PERM, PROTOCOL, MAIL, 0, "5.6.7",
+	    "recipient address needs SMTPUTF8, which the server does not offer"),
+	MSGS(1), NOSERR,
+	START(5), STATE(IDLE), CLI(""),
+	RES(PERM, PROTOCOL, MAIL, 0, "5.6.7",
+	    "sender address needs SMTPUTF8, which the server does not offer"),
+	/* the session goes on, without an RSET: nothing was sent */
+	PIPE_OK0(CMDS0S), MSGS(3),
+	{ 0 }
+};
+
+/* after HELO there are no extensions at all */
+static const struct step smtputf8_helo[] = {
+	GREET, SRV("502 no\r\n"), CLI("HELO client.test\r\n"), SRV("250 mx\r\n"),
+	START(4), STATE(IDLE), CLI(""),
+	RES(PERM, PROTOCOL, MAIL, 0, "5.6.7",
+	    "recipient address needs SMTPUTF8, which the server does not offer"),
 	{ 0 }
 };
 
@@ -697,6 +749,122 @@ static const struct step size_absurd[] = {
 	{ 0 }
 };
 
+/*
+ * Deadlines are absolute: bytes arriving do not push them back. The clock
+ * is first set after the greeting's wait began (it starts then).
+ */
+static const struct step clock_stages[] = {
+	DEADL(1001), NOW(100000), DEADL(1001), NOW(100400), DEADL(601),
+	SRV("220 mx ESMTP\r\n"), CLI("EHLO client.test\r\n"), DEADL(1002),
+	NOW(100900), SRV("250-mx\r\n"), DEADL(502), SRV("250 8BITMIME\r\n"), STATE(IDLE), DEADL(0),
+	NOW(200000),
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), DEADL(1003),
+	NOW(200500), SRV("25"), DEADL(503), NOW(201000), SRV("0 ok\r\n"),
+	/* RCPT's wait begins with MAIL's reply */
+	CLI("RCPT TO:<b@y.test>\r\n"), DEADL(1004), NOW(201300), SRV("2"), NOW(201600), SRV("5"),
+	NOW(201900), SRV("0"), DEADL(104), NOW(202004), DEADL(1), NOW(202100), DEADL(1),
+	TMO, RES(TEMP, TIMEOUT, RCPT, 0, "", "timeout waiting for reply to RCPT"), STATE(CLOSED),
+	{ 0 }
+};
+
+/* the reply to the dot is awaited from the end of the body's send */
+static const struct step clock_dot[] = {
+	NOW(5000), EHLO_PIPE,
+	START(0), CLI1(CMDS0S), NOW(5100), SRV("250 ok\r\n250 ok\r\n"), DEADL(1005),
+	NOW(5200), SRV("354 go\r\n"), DEADL(1006), NOW(6000), DEADL(206),
+	CLI(BODY0), DEADL(1007), NOW(7000), DEADL(7), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"), DEADL(0),
+	{ 0 }
+};
+
+/* the whole transaction's limit (tmo_txn: 2500 ms) */
+static const struct step clock_txn[] = {
+	NOW(1000), EHLO_PIPE,
+	START(0), CLI1(CMDS0S), DEADL(1003), NOW(1900), SRV("250 ok\r\n"), DEADL(1004),
+	NOW(2800), SRV("250 ok\r\n"), DEADL(700), NOW(3400), DEADL(100),
+	TMO, RES(TEMP, TIMEOUT, DATA, 0, "",
+	    "timeout waiting for reply to DATA: transaction time limit of 2500ms exceeded"),
+	STATE(CLOSED),
+	SERR(TEMP, TIMEOUT, DATA, 0, "",
+	    "timeout waiting for reply to DATA: transaction time limit of 2500ms exceeded"),
+	{ 0 }
+};
+
+/* in the body: the body's own progress, then the limit */
+static const struct step clock_txn_body[] = {
+	NOW(1000), EHLO_PIPE,
+	START(0), CLI1(CMDS0S), NOW(2600), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), DEADL(900),
+	NOW(3000), DEADL(500), TMO,
+	RES(TEMP, TIMEOUT, DOT, 0, "",
+	    "timeout sending message body: transaction time limit of 2500ms exceeded"),
+	{ 0 }
+};
+
+/* the limit does not outlive its transaction */
+static const struct step clock_txn_next[] = {
+	NOW(1000), EHLO_PIPE,
+	START(0), CLI1(CMDS0S), NOW(1100), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI(BODY0), NOW(1200), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	NOW(9000), QUIT, CLI("QUIT\r\n"), DEADL(1008),
+	{ 0 }
+};
+
+/*
+ * Each refusal is reported at its own stage. Pipelined, the first refusal
+ * decides: MAIL refused, then RCPT and DATA refused (or even accepted, or
+ * a 354) because of it, is still a MAIL-stage result.
+ */
+static const struct step stage_mail_pipe[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("553 5.1.8 <a@x.test>: Sender address rejected: Domain not found\r\n"
+	    "503 5.5.1 Error: need MAIL command\r\n554 5.5.1 Error: no valid recipients\r\n"),
+	RES(PERM, REPLY, MAIL, 553, "5.1.8",
+	    "553 5.1.8 <a@x.test>: Sender address rejected: Domain not found"), STATE(IDLE),
+	START(0), CLI1("RSET\r\n" CMDS0S),
+	SRV("250 ok\r\n553 5.1.8 no\r\n550 5.1.1 unknown\r\n354 go\r\n"),
+	CLI(".\r\n"), NORES, SRV("554 5.5.1 no valid recipients\r\n"),
+	RES(PERM, REPLY, MAIL, 553, "5.1.8", "553 5.1.8 no"),
+	START(0), CLI1("RSET\r\n" CMDS0S),
+	SRV("250 ok\r\n451 4.1.8 later\r\n250 ok\r\n451 4.5.0 no\r\n"),
+	RES(TEMP, REPLY, MAIL, 451, "4.1.8", "451 4.1.8 later"),
+	{ 0 }
+};
+
+static const struct step stage_mail_nopipe[] = {
+	EHLO_PLAIN,
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"),
+	SRV("553 5.1.8 <a@x.test>: Sender address rejected: Domain not found\r\n"),
+	RES(PERM, REPLY, MAIL, 553, "5.1.8",
+	    "553 5.1.8 <a@x.test>: Sender address rejected: Domain not found"),
+	STATE(IDLE), CLI(""),
+	{ 0 }
+};
+
+static const struct step stage_rcpt[] = {
+	EHLO_PIPE,
+	START(0), CLI1(CMDS0S),
+	SRV("250 2.1.0 Ok\r\n550 5.1.1 <b@y.test>: Recipient address rejected\r\n"
+	    "554 5.5.1 Error: no valid recipients\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1", "550 5.1.1 <b@y.test>: Recipient address rejected"),
+	{ 0 }
+};
+
+static const struct step stage_data_dot[] = {
+	EHLO_PLAIN,
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("554 5.7.1 <unknown[192.0.2.1]>: Client host rejected\r\n"),
+	RES(PERM, REPLY, DATA, 554, "5.7.1", "554 5.7.1 <unknown[192.0.2.1]>: Client host rejected"),
+	START(0), CLI("RSET\r\n"), SRV("250 ok\r\n"), CLI("MAIL FROM:<a@x.test>\r\n"),
+	SRV("250 ok\r\n"), CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("354 go\r\n"), CLI(BODY0), SRV("550 5.7.1 Message rejected\r\n"),
+	RES(PERM, REPLY, DOT, 550, "5.7.1", "550 5.7.1 Message rejected"),
+	/* after the dot nothing is held: no RSET */
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"),
+	{ 0 }
+};
+
 static void test_pipe_reuse(void **s) { RUN(pipe_reuse); }
 static void test_nopipe_reuse(void **s) { RUN(nopipe_reuse); }
 static void test_one_read(void **s) { RUN(one_read); }
@@ -711,9 +879,25 @@ static void test_pipe_failures(void **s)
 	RUN(pipe_data_5xx);
 }
 static void test_nopipe_failures(void **s) { RUN(nopipe_failures); }
+static void
+test_stages(void **s)
+{
+	RUN(stage_mail_pipe);
+	RUN(stage_mail_nopipe);
+	RUN(stage_rcpt);
+	RUN(stage_data_dot);
+}
 static void test_dot(void **s) { RUN(dot_4xx_5xx); }
 static void test_size(void **s) { RUN(size_limit); }
 static void test_8bit(void **s) { RUN(eightbit); RUN(smtputf8); RUN(bad_address); }
+static void
+test_smtputf8(void **s)
+{
+	RUN(smtputf8);
+	RUN(smtputf8_pipe);
+	RUN(smtputf8_missing);
+	RUN(smtputf8_helo);
+}
 static void test_421(void **s)
 {
 	RUN(close_421);
@@ -741,6 +925,19 @@ static void test_disconnect(void **s)
 	RUN(disc_idle);
 	RUN(disc_quit);
 }
+static void
+test_clock(void **s)
+{
+	RUN(clock_stages);
+	RUN(clock_dot);
+	run_tmo = &tmo_txn;
+	RUN(clock_txn);
+	RUN(clock_txn_body);
+	RUN(clock_txn_next);
+	RUN(clock_stages);
+	run_tmo = &tmo;
+}
+
 static void test_timeouts(void **s)
 {
 	RUN(timeouts);
@@ -941,6 +1138,260 @@ test_long_text(void **state)
 	smtp_client_free(c);
 }
 
+/*
+ * A maximal reply (SMTP_REPLY_LINES_MAX lines of SMTP_REPLY_LINE_MAX
+ * bytes) fed one byte per call: the parser's work stays linear in the
+ * bytes fed (a rescan from the start on every feed is ~65,000 times that).
+ */
+static void
+test_drip_linear(void **state)
+{
+	size_t cap = SMTP_REPLY_LINES_MAX * (SMTP_REPLY_LINE_MAX + 2), n = 0;
+	char *b = malloc(cap);
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+
+	for (int i = 0; i < SMTP_REPLY_LINES_MAX; i++) {
+		memcpy(b + n, i == SMTP_REPLY_LINES_MAX - 1 ? "220 " : "220-", 4);
+		memset(b + n + 4, 'x', SMTP_REPLY_LINE_MAX - 4);
+		memcpy(b + n + SMTP_REPLY_LINE_MAX, "\r\n", 2);
+		n += SMTP_REPLY_LINE_MAX + 2;
+	}
+	assert_int_equal(n, cap);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+		assert_int_equal(smtp_client_output(c, iov), 0);
+		smtp_client_feed(c, b + i, 1);
+	}
+	/* the greeting was taken whole: EHLO follows */
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "EHLO client.test\r\n", 18);
+	assert_true(smtp_client_scan_work(c) <= 8 * (uint64_t)n);
+	smtp_client_free(c);
+
+	/* the same bytes in 7-byte pieces, and a refused RCPT as big */
+	c = open_pipe();
+	smtp_client_start(c, &msgs[0]);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	for (size_t i = 0; i < n; i += SMTP_REPLY_LINE_MAX + 2) {
+		memcpy(b + i, i + SMTP_REPLY_LINE_MAX + 2 == n ? "550 " : "550-", 4);
+	}
+	uint64_t w0 = smtp_client_scan_work(c);
+	for (size_t i = 0; i < n; i += 7)
+		smtp_client_feed(c, b + i, n - i < 7 ? n - i : 7);
+	assert_true(smtp_client_scan_work(c) - w0 <= 8 * (uint64_t)n);
+	smtp_client_feed(c, "554 no\r\n", 8);
+	struct smtp_result r;
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+	assert_int_equal(r.code, 550);
+	smtp_client_free(c);
+	free(b);
+}
+
+/*
+ * A session as the engine runs it: the clock moves, the timer is re-armed
+ * from smtp_client_deadline() after every call, and fires when due.
+ */
+struct sim {
+	struct smtp_client *c;
+	uint64_t now, due;	/* due: the armed timer (0: none) */
+	uint64_t fired_at;	/* when it last fired */
+	int fired;
+};
+
+static void
+sim_rearm(struct sim *m)
+{
+	uint64_t d = smtp_client_deadline(m->c);
+
+	m->due = d ? m->now + d : 0;
+}
+
+/* sim_advance - move the clock to t, firing the timer on the way. */
+static void
+sim_advance(struct sim *m, uint64_t t)
+{
+	if (m->due != 0 && m->due <= t) {
+		m->now = m->due;
+		smtp_client_set_now(m->c, m->now);
+		smtp_client_timeout(m->c);
+		m->fired_at = m->now;
+		m->fired++;
+		sim_rearm(m);
+	}
+	m->now = t;
+	smtp_client_set_now(m->c, m->now);
+}
+
+static void
+sim_feed(struct sim *m, const char *p, size_t n)
+{
+	smtp_client_feed(m->c, p, n);
+	sim_rearm(m);
+}
+
+static void
+sim_send_all(struct sim *m)
+{
+	struct iovec iov[3];
+	int n;
+
+	while ((n = smtp_client_output(m->c, iov)) > 0) {
+		size_t len = 0;
+
+		for (int i = 0; i < n; i++)
+			len += iov[i].iov_len;
+		smtp_client_sent(m->c, len);
+	}
+	sim_rearm(m);
+}
+
+/*
+ * A server dripping its RCPT reply one byte every 900 ms (each byte inside
+ * the 1004 ms RCPT time-out, as a per-read time-out would measure it): the
+ * reply times out 1004 ms after its wait began, not 14 bytes later.
+ */
+static void
+test_drip_deadline(void **state)
+{
+	static const char rcpt_reply[] = "250 2.1.5 Ok\r\n";
+	struct sim m = { .now = 50000 };
+	struct smtp_result r;
+	size_t i;
+
+	m.c = smtp_client_new("client.test", &tmo);
+	smtp_client_set_now(m.c, m.now);
+	smtp_client_init(m.c);
+	sim_feed(&m, "220 hi\r\n", 8);
+	sim_send_all(&m);
+	sim_feed(&m, "250 mx\r\n", 8);
+	assert_int_equal(smtp_client_state(m.c), SMTP_STATE_IDLE);
+	smtp_client_start(m.c, &msgs[0]);
+	sim_send_all(&m);
+	sim_advance(&m, m.now + 100);
+	sim_feed(&m, "250 ok\r\n", 8);
+	sim_send_all(&m);		/* RCPT: its wait begins now */
+	uint64_t rcpt_at = m.now;
+
+	for (i = 0; i < sizeof rcpt_reply - 1 && m.fired == 0; i++) {
+		sim_advance(&m, m.now + 900);
+		if (m.fired == 0)
+			sim_feed(&m, rcpt_reply + i, 1);
+	}
+	assert_int_equal(m.fired, 1);
+	assert_int_equal(i, 2);		/* one byte went in, the second came too late */
+	assert_int_equal(m.fired_at, rcpt_at + 1004);
+	assert_int_equal(smtp_client_take_result(m.c, &r), 1);
+	assert_int_equal(r.status, SMTP_TEMP);
+	assert_int_equal(r.cause, SMTP_CAUSE_TIMEOUT);
+	assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+	assert_string_equal(r.text, "timeout waiting for reply to RCPT");
+	assert_int_equal(smtp_client_state(m.c), SMTP_STATE_CLOSED);
+	smtp_client_free(m.c);
+
+	/* the time-out fired at exactly rcpt_at + 1004 */
+	m = (struct sim){ .now = 50000 };
+	m.c = smtp_client_new("client.test", &tmo);
+	smtp_client_set_now(m.c, m.now);
+	smtp_client_init(m.c);
+	sim_feed(&m, "220 hi\r\n", 8);
+	sim_send_all(&m);
+	sim_feed(&m, "250 mx\r\n", 8);
+	smtp_client_start(m.c, &msgs[0]);
+	sim_send_all(&m);
+	sim_feed(&m, "250 ok\r\n", 8);
+	sim_send_all(&m);
+	rcpt_at = m.now;
+	for (i = 0; i < 3; i++) {
+		sim_advance(&m, m.now + 300);
+		sim_feed(&m, rcpt_reply + i, 1);
+		assert_int_equal(m.due, rcpt_at + 1004);
+	}
+	sim_advance(&m, rcpt_at + 2000);
+	assert_int_equal(m.fired, 1);
+	assert_int_equal(m.fired_at, rcpt_at + 1004);
+	assert_int_equal(smtp_client_take_result(m.c, &r), 1);
+	assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+	smtp_client_free(m.c);
+}
+
+/*
+ * A long body sent in small pieces, each send completing 900 ms after the
+ * last (inside the 1006 ms block time-out), takes many times the block
+ * time-out in all and does not time out; a send that makes no progress
+ * for the block time-out does.
+ */
+static void
+test_slow_body(void **state)
+{
+	struct sim m = { .now = 7000 };
+	struct smtp_result r;
+	struct iovec iov[3];
+	size_t total = 0;
+	int n, sends = 0;
+
+	m.c = smtp_client_new("client.test", &tmo);
+	smtp_client_set_now(m.c, m.now);
+	smtp_client_init(m.c);
+	sim_feed(&m, "220 hi\r\n", 8);
+	sim_send_all(&m);
+	sim_feed(&m, "250-mx\r\n250 PIPELINING\r\n", 24);
+	smtp_client_start(m.c, &msgs[2]);
+	sim_send_all(&m);
+	sim_feed(&m, "250 a\r\n250 b\r\n354 c\r\n", 21);
+	while ((n = smtp_client_output(m.c, iov)) > 0) {
+		size_t len = 0;
+
+		for (int i = 0; i < n; i++)
+			len += iov[i].iov_len;
+		sim_rearm(&m);
+		sim_advance(&m, m.now + 900);
+		assert_int_equal(m.fired, 0);
+		smtp_client_sent(m.c, len < 100 ? len : 100);
+		total += len < 100 ? len : 100;
+		sends++;
+		sim_rearm(&m);
+	}
+	assert_int_equal(total, 1505);	/* 1500 x's, CRLF, ".\r\n" */
+	assert_true(sends >= 15);	/* about 13.5 s against a 1 s block time-out */
+	assert_int_equal(m.fired, 0);
+	assert_int_equal(smtp_client_deadline(m.c), 1007);
+	sim_feed(&m, "250 ok\r\n", 8);
+	assert_int_equal(smtp_client_take_result(m.c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	smtp_client_free(m.c);
+
+	/* a send that does not complete: block time-out after the hand-out */
+	m = (struct sim){ .now = 7000 };
+	m.c = smtp_client_new("client.test", &tmo);
+	smtp_client_set_now(m.c, m.now);
+	smtp_client_init(m.c);
+	sim_feed(&m, "220 hi\r\n", 8);
+	sim_send_all(&m);
+	sim_feed(&m, "250-mx\r\n250 PIPELINING\r\n", 24);
+	smtp_client_start(m.c, &msgs[2]);
+	sim_send_all(&m);
+	sim_feed(&m, "250 a\r\n250 b\r\n354 c\r\n", 21);
+	sim_advance(&m, m.now + 500);
+	assert_int_equal(smtp_client_output(m.c, iov), 1);
+	sim_rearm(&m);
+	assert_int_equal(m.due, 7500 + 1006);
+	/* bytes from the server meanwhile do not count as progress */
+	sim_advance(&m, 8000);
+	sim_feed(&m, "2", 1);
+	assert_int_equal(m.due, 7500 + 1006);
+	sim_advance(&m, 9000);
+	assert_int_equal(m.fired, 1);
+	assert_int_equal(m.fired_at, 7500 + 1006);
+	assert_int_equal(smtp_client_take_result(m.c, &r), 1);
+	assert_string_equal(r.text, "timeout sending message body");
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	smtp_client_free(m.c);
+}
+
 int
 main(void)
 {
@@ -953,18 +1404,24 @@ main(void)
 		cmocka_unit_test(test_ehlo_fail),
 		cmocka_unit_test(test_pipe_failures),
 		cmocka_unit_test(test_nopipe_failures),
+		cmocka_unit_test(test_stages),
 		cmocka_unit_test(test_dot),
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_8bit),
+		cmocka_unit_test(test_smtputf8),
 		cmocka_unit_test(test_421),
 		cmocka_unit_test(test_protocol),
 		cmocka_unit_test(test_disconnect),
 		cmocka_unit_test(test_timeouts),
+		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_drip_deadline),
+		cmocka_unit_test(test_slow_body),
 		cmocka_unit_test(test_ext),
 		cmocka_unit_test(test_partial_iov),
 		cmocka_unit_test(test_early_reply),
 		cmocka_unit_test(test_reinit),
 		cmocka_unit_test(test_long_text),
+		cmocka_unit_test(test_drip_linear),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

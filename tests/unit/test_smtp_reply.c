@@ -300,6 +300,58 @@ test_enh(void **state)
 	assert_string_equal(out, "5.1.1");
 }
 
+/*
+ * The scanner looks at each byte once: fed a maximal reply one byte at a
+ * time, with every line it has already judged overwritten by garbage, it
+ * still accepts the reply (it never went back), and its work is linear.
+ */
+static void
+test_scan_linear(void **state)
+{
+	size_t cap = SMTP_REPLY_LINES_MAX * (SMTP_REPLY_LINE_MAX + 2), n = 0;
+	char *b = malloc(cap), *orig = malloc(cap);
+	struct smtp_reply_cursor k;
+	struct smtp_reply r;
+	size_t used;
+	int rc = 0;
+
+	for (int i = 0; i < SMTP_REPLY_LINES_MAX; i++) {
+		memcpy(b + n, i == SMTP_REPLY_LINES_MAX - 1 ? "250 " : "250-", 4);
+		memset(b + n + 4, 'a' + i % 26, SMTP_REPLY_LINE_MAX - 4);
+		memcpy(b + n + SMTP_REPLY_LINE_MAX, "\r\n", 2);
+		n += SMTP_REPLY_LINE_MAX + 2;
+	}
+	memcpy(orig, b, n);
+	memset(&k, 0, sizeof k);
+	for (size_t i = 1; i <= n; i++) {
+		rc = smtp_reply_scan(b, i, &k);
+		if (i < n)
+			assert_int_equal(rc, 0);
+		memset(b, 'X', k.line);
+	}
+	assert_int_equal(rc, 1);
+	assert_int_equal(k.end, n);
+	assert_int_equal(k.nlines, SMTP_REPLY_LINES_MAX);
+	assert_true(k.work <= 5 * n);
+	/* the whole parse agrees */
+	assert_int_equal(smtp_reply_parse(orig, n, &r, &used), 1);
+	assert_int_equal(used, n);
+	assert_int_equal(r.nlines, SMTP_REPLY_LINES_MAX);
+
+	/* garbage is still seen as soon as it is visible, with a cursor */
+	memset(&k, 0, sizeof k);
+	assert_int_equal(smtp_reply_scan("250-a\r\n2", 8, &k), 0);
+	assert_int_equal(smtp_reply_scan("250-a\r\n25", 9, &k), 0);
+	assert_int_equal(smtp_reply_scan("250-a\r\n251", 10, &k), -1);
+	memset(&k, 0, sizeof k);
+	assert_int_equal(smtp_reply_scan("250-a\r\n250", 10, &k), 0);
+	assert_int_equal(smtp_reply_scan("250-a\r\n250 b\r", 13, &k), 0);
+	assert_int_equal(smtp_reply_scan("250-a\r\n250 b\r\n\r\n", 16, &k), 1);
+	assert_int_equal(k.end, 14);
+	free(b);
+	free(orig);
+}
+
 int
 main(void)
 {
@@ -310,6 +362,7 @@ main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_first_line),
 		cmocka_unit_test(test_enh),
+		cmocka_unit_test(test_scan_linear),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
