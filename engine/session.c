@@ -255,6 +255,7 @@ on_timer(struct timer *t)
 		session_quit(s);
 		return;
 	}
+	smtp_client_set_now(s->c, loop_now(s->loop));
 	smtp_client_timeout(s->c);
 	session_step(s);
 }
@@ -293,6 +294,7 @@ on_connect(struct io_op *op, int res, uint32_t flags)
 		    local.sin_family == AF_INET)
 			inet_ntop(AF_INET, &local.sin_addr, s->used_ip, sizeof s->used_ip);
 	}
+	smtp_client_set_now(s->c, loop_now(s->loop));
 	smtp_client_init(s->c);
 	s->recv_armed = 1;
 	s->inflight++;
@@ -305,6 +307,8 @@ on_recv(struct io_op *op, int res, uint32_t flags)
 {
 	struct session *s = (struct session *)((char *)op - offsetof(struct session, op_recv));
 	int more = (flags & IORING_CQE_F_MORE) != 0;
+
+	smtp_client_set_now(s->c, loop_now(s->loop));
 
 	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -340,6 +344,7 @@ on_send(struct io_op *op, int res, uint32_t flags)
 {
 	struct session *s = (struct session *)((char *)op - offsetof(struct session, op_send));
 
+	smtp_client_set_now(s->c, loop_now(s->loop));
 	s->send_armed = 0;
 	s->inflight--;
 	if (s->body_retired) {
@@ -382,6 +387,7 @@ start_job(struct session *s, struct job *j)
 	m.prefix = s->idhdr;
 	m.prefix_len = s->idhdr_len;
 	m.body = s->body;
+	smtp_client_set_now(s->c, loop_now(s->loop));
 	smtp_client_start(s->c, &m);
 }
 
@@ -484,6 +490,7 @@ session_quit(struct session *s)
 	if (s->idle) {
 		s->idle = 0;
 		s->ops->on_idle(s, 0);
+		smtp_client_set_now(s->c, loop_now(s->loop));
 		smtp_client_quit(s->c);
 	}
 	session_step(s);
