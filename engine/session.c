@@ -634,11 +634,11 @@ session_try_target(struct session *s)
 static void
 no_family_text(const struct session *s, char *buf, size_t n)
 {
-	const char *want = s->src_family == AF_INET6 ? "IPv6" : "IPv4";
+	int v6 = s->src_family == AF_INET6;
 
-	snprintf(buf, n, "source %s is %s but none of the %zu MX address(es) of %s%s is: "
-	    "no route from this source", s->src_ip, want, s->mx->n,
-	    s->mx->n ? s->mx->t[0].host : "?", s->mx->n > 1 ? " and the other MX hosts" : "");
+	snprintf(buf, n, "source %s is %s and every MX address of this destination is %s "
+	    "(%zu address(es), first host %s)", s->src_ip, v6 ? "IPv6" : "IPv4",
+	    v6 ? "IPv4" : "IPv6", s->mx->n, s->mx->n ? s->mx->t[0].host : "?");
 }
 
 struct session *
