@@ -5,7 +5,9 @@
 # reaches an IPv6-only MX too; a dual-stack MX is reached over IPv4 from an
 # IPv4 pool address and over IPv6 from the IPv6 one; an IPv6 source with
 # an IPv4-only destination is deferred with a reason that says so (never a
-# crash), and the job still gets exactly one final event.
+# crash); an IPv6 pool address that is not on this host is a local failure
+# (bind: EADDRNOTAVAIL) named in the deferral; every job gets exactly one
+# final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 
@@ -22,7 +24,8 @@ wait_listen 127.0.1.61 "$SINK_PORT" || bail "volley-sink does not listen on 127.
 start_volley_sink 127.0.1.62 "$SINK_PORT" || bail "volley-sink (IPv4 only) did not start"
 
 CFG_RETRY='[1s]' CFG_EXTRA='pool "six" { ip "::1" { ehlo = "six.pool.test"; } }
-pool "four" { ip "127.0.0.31" { ehlo = "four.pool.test"; } }' write_config "$T/volley.conf"
+pool "four" { ip "127.0.0.31" { ehlo = "four.pool.test"; } }
+pool "ghost6" { ip "2001:db8::1"; }' write_config "$T/volley.conf"
 "$VOLLEY" check-config -c "$T/volley.conf" >/dev/null ||
 	bail "config: $("$VOLLEY" check-config -c "$T/volley.conf" 2>&1)"
 printf 'From: f@sender.test\r\nSubject: ipv6\r\n\r\nbody\r\n' >"$T/msg.eml"
@@ -40,13 +43,14 @@ add_job dflt u0@v6.test ''
 add_job dual6 d6@dual.test six
 add_job dual4 d4@dual.test four
 add_job nov4 n4@v4only.test six "$soon"
+add_job ghost g6@v6.test ghost6 "$soon"
 
 run_drain "$T/run.log" 60 -c "$T/volley.conf"
 is "run --drain exits 0" "$DRAIN_RC" 0
 [ "$DRAIN_RC" = 0 ] || show_log "$T/run.log"
 grep -q -E "panic|AddressSanitizer|runtime error" "$T/run.log" && not_ok "no crash in the log" ||
 	ok "no crash in the log"
-check "every job has exactly one final event" events check-final --expect 5
+check "every job has exactly one final event" events check-final --expect 6
 
 fld() { events field "$@"; }
 is "six: delivered" "$(events final six)" delivered
@@ -79,4 +83,11 @@ case "$(fld nov4 reply deferred)" in *"::1 is IPv6"*IPv4*) ok "nov4: the reason 
 *) not_ok "nov4: the reason names the source and its family" "reply: $(fld nov4 reply deferred)" ;; esac
 is "nov4: the deferral's ip is ::1" "$(fld nov4 ip deferred)" ::1
 is "nov4: nothing reached the IPv4-only MX" "$(sink_count 127.0.1.62)" 0
+
+# An IPv6 pool address this host does not have.
+is "ghost: final status" "$(events final ghost)" expired
+case "$(fld ghost reply deferred)" in *"bind to source 2001:db8::1: Cannot assign requested address"*)
+	ok "ghost: the reason is the failed bind" ;;
+*) not_ok "ghost: the reason is the failed bind" "reply: $(fld ghost reply deferred)" ;; esac
+is "ghost: the deferral's ip is 2001:db8::1" "$(fld ghost ip deferred)" 2001:db8::1
 done_testing
