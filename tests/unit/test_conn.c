@@ -425,6 +425,46 @@ test_refused_and_cancelled(void **state)
 	close(lfd);
 }
 
+/* A listener whose accept queue is full drops SYNs: the connect hangs
+ * until the deadline, which reports -ETIMEDOUT. */
+static void
+test_connect_timeout(void **state)
+{
+	struct rec r[8];
+	union addr a;
+	char err[200];
+	int lfd, timed_out = -1;
+
+	(void)state;
+	make_addr(&a, "127.0.0.1", 0);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(lfd, &a.sa, sizeof a.v4), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	{
+		socklen_t len = sizeof a;
+		assert_int_equal(getsockname(lfd, &a.sa, &len), 0);
+	}
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 8 && timed_out < 0; i++) {
+		r[i].c = conn_open(L, &rec_ops, &r[i], &a.sa, NULL, 300, err, sizeof err);
+		assert_non_null(r[i].c);
+		turn_until(&r[i].connects);
+		if (r[i].connect_res == -ETIMEDOUT)
+			timed_out = i;
+		else
+			assert_int_equal(r[i].connect_res, 0);
+	}
+	if (timed_out < 0)
+		skip();
+	for (int i = 0; i <= timed_out; i++) {
+		r[i].asked_close = 1;
+		conn_close(r[i].c);
+		turn_until(&r[i].closed);
+		assert_int_equal(r[i].after_close, 0);
+	}
+	close(lfd);
+}
+
 static void
 test_local_failures(void **state)
 {
@@ -466,6 +506,7 @@ main(void)
 		cmocka_unit_test(test_close_in_callback),
 		cmocka_unit_test(test_close_with_send_in_flight),
 		cmocka_unit_test(test_refused_and_cancelled),
+		cmocka_unit_test(test_connect_timeout),
 		cmocka_unit_test(test_local_failures),
 	};
 
