@@ -27,20 +27,21 @@
  *   /etc/resolv.conf is read once in dns_new when no servers are given).
  *
  * A lookup: MX query -> (null MX | NXDOMAIN | implicit MX | MX hosts) ->
- * parallel A and AAAA queries for every host -> ordered targets. Results are handed
- * to the callers from a zero-delay loop timer, never from inside a c-ares
- * callback: user code then never runs inside ares_process_fd, and a
- * lookup's memory stays valid until every waiter has been called. Cache
- * hits call back synchronously. Callbacks may start new queries; they must
- * not call dns_free.
+ * parallel A and AAAA queries for every host -> ordered targets. Results
+ * are handed to the callers from a zero-delay loop timer, never from
+ * inside a c-ares callback: user code then never runs inside
+ * ares_process_fd, and a lookup's memory stays valid until every waiter
+ * has been called. Cache hits call back synchronously. Callbacks may start
+ * new queries; they must not call dns_free.
  *
  * Cache: lower-cased domain -> compact result, expiring after the minimum
  * TTL of the records used (MX answer, A and AAAA answers), clamped to
  * [dns_min_ttl_ms, dns_max_ttl_ms]. NXDOMAIN uses the SOA negative TTL
  * (RFC 2308), null MX the MX TTL, no-address results the clamp floor.
  * Temporary failures are never cached; an answer built while some A or
- * AAAA query failed for now is kept for the clamp floor only. Bounded: expired entries are
- * dropped when met, and past DNS_CACHE_MAX the oldest entry goes.
+ * AAAA query failed for now is kept for the clamp floor only. Bounded:
+ * expired entries are dropped when met, and past DNS_CACHE_MAX the oldest
+ * entry goes.
  *
  * Config: dns_servers (NULL: /etc/resolv.conf), dns_timeout_ms (total time
  * for one query against one server: c-ares gets a third of it per try with
