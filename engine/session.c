@@ -107,6 +107,17 @@ mxset_unref(struct mxset *m)
 		free(m);
 }
 
+size_t
+mxset_count_family(const struct mxset *m, int family)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (family == AF_UNSPEC || m->t[i].addr.sa.sa_family == family)
+			n++;
+	return n;
+}
+
 /* --- accessors --- */
 
 void *session_owner(const struct session *s) { return s->owner; }

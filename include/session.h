@@ -41,6 +41,9 @@ struct mxset {
 struct mxset *mxset_from_dns(const struct dns_result *r);
 struct mxset *mxset_ref(struct mxset *m);
 void mxset_unref(struct mxset *m);
+/* Targets of that family (AF_INET, AF_INET6; AF_UNSPEC: every target): a
+ * scheduler can skip pool addresses no target can be reached from. */
+size_t mxset_count_family(const struct mxset *m, int family);
 
 struct session_ops {
 	/* IDLE: the next job for this session, or NULL (then it waits idle). */

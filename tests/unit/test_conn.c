@@ -5,7 +5,8 @@
  * source that is not on this host, a source of the other family), and
  * the counted-teardown contract: after conn_close() only on_closed comes,
  * exactly once, also when the close is asked from inside a callback, while
- * the connect is pending, or while a large send is still in flight.
+ * the connect is pending, or while a large send is still in flight. Also
+ * the per-family count of the target list the connections are made to.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 
 #include "conn.h"
 #include "loop.h"
+#include "session.h"
 
 /* --- address helpers --- */
 
@@ -495,12 +497,38 @@ test_local_failures(void **state)
 	assert_int_equal(r.connects + r.closed, 0);
 }
 
+static void
+test_mxset_families(void **state)
+{
+	struct dns_target t[4];
+	struct dns_result r;
+	struct mxset *m;
+
+	(void)state;
+	memset(t, 0, sizeof t);
+	memset(&r, 0, sizeof r);
+	t[0].addr.v4.sin_family = AF_INET;
+	t[1].addr.v6.sin6_family = AF_INET6;
+	t[2].addr.v4.sin_family = AF_INET;
+	t[3].addr.v4.sin_family = AF_INET;
+	strcpy(t[0].host, "mx.a.test");
+	r.targets = t;
+	r.ntargets = 4;
+	m = mxset_from_dns(&r);
+	assert_string_equal(m->t[0].host, "mx.a.test");
+	assert_int_equal(mxset_count_family(m, AF_UNSPEC), 4);
+	assert_int_equal(mxset_count_family(m, AF_INET), 3);
+	assert_int_equal(mxset_count_family(m, AF_INET6), 1);
+	mxset_unref(m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ip_family),
 		cmocka_unit_test(test_addr_text),
+		cmocka_unit_test(test_mxset_families),
 		cmocka_unit_test(test_live_ipv4),
 		cmocka_unit_test(test_live_ipv6),
 		cmocka_unit_test(test_close_in_callback),
