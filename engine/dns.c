@@ -906,6 +906,17 @@ host_addr(const struct dns_host *h, size_t k, union dns_addr *a)
 	a->v6.sin6_addr = h->a6[k];
 }
 
+/* addr_text - the address alone, into ip[INET6_ADDRSTRLEN]. */
+static void
+addr_text(const union dns_addr *a, char *ip)
+{
+	const void *p = a->sa.sa_family == AF_INET6 ? (const void *)&a->v6.sin6_addr :
+	    (const void *)&a->v4.sin_addr;
+
+	if (inet_ntop(a->sa.sa_family, p, ip, INET6_ADDRSTRLEN) == NULL)
+		snprintf(ip, INET6_ADDRSTRLEN, "?");
+}
+
 static int
 status_is_temp(int st)
 {
@@ -963,10 +974,8 @@ lookup_hosts_done(struct dns_lookup *lk)
 		r->targets = NULL;
 		if (refused_host) {
 			char ip[INET6_ADDRSTRLEN];
-			const void *a = refused_addr.sa.sa_family == AF_INET6 ?
-			    (const void *)&refused_addr.v6.sin6_addr : (const void *)&refused_addr.v4.sin_addr;
 
-			inet_ntop(refused_addr.sa.sa_family, a, ip, sizeof ip);
+			addr_text(&refused_addr, ip);
 			lookup_fail(lk, DNS_TEMPFAIL, "%s resolved to %s (%s)%s, refused: "
 			    "dns.allow_private = true would allow it", refused_host->name, ip,
 			    refused_kind, nrefused > 1 ? " and every other address is refused too" : "");
@@ -981,6 +990,13 @@ lookup_hosts_done(struct dns_lookup *lk)
 		}
 		lookup_finish(lk, -1);
 		return;
+	}
+	if (nrefused && log_level_max >= LOG_DEBUG) {
+		char ip[INET6_ADDRSTRLEN];
+
+		addr_text(&refused_addr, ip);
+		log_debug("dns", "%s: %zu non-public address(es) left out (first %s of %s, %s)",
+		    lk->domain, nrefused, ip, refused_host->name, refused_kind);
 	}
 	r->status = DNS_OK;
 	/* A query that failed for now should be retried soon: short TTL. */
