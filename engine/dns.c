@@ -3,8 +3,12 @@
  *
  * Owns: the c-ares channel, one watcher per c-ares socket, the c-ares
  * timeout timer, the in-flight lookup table (coalescing) and the answer
- * cache. API: dns.h. IPv4 only for now: MX hosts are resolved with A
- * queries; AAAA is not asked for.
+ * cache. API: dns.h. Every MX host is resolved with an A and an AAAA
+ * query in parallel; a host's IPv4 addresses come before its IPv6 ones.
+ * Unless dns.allow_private is set, addresses on loopback, private,
+ * link-local or unspecified ranges (dns_addr_private) are dropped; a
+ * domain left with none fails for now (DNS_TEMPFAIL) with a reason that
+ * names the host, the address and the setting.
  *
  * Event integration (integration.md section 3):
  * - c-ares reports the sockets it wants through sock_state_cb. Each socket
@@ -23,19 +27,21 @@
  *   /etc/resolv.conf is read once in dns_new when no servers are given).
  *
  * A lookup: MX query -> (null MX | NXDOMAIN | implicit MX | MX hosts) ->
- * parallel A queries for every host -> ordered targets. Results are handed
- * to the callers from a zero-delay loop timer, never from inside a c-ares
- * callback: user code then never runs inside ares_process_fd, and a
- * lookup's memory stays valid until every waiter has been called. Cache
- * hits call back synchronously. Callbacks may start new queries; they must
- * not call dns_free.
+ * parallel A and AAAA queries for every host -> ordered targets. Results
+ * are handed to the callers from a zero-delay loop timer, never from
+ * inside a c-ares callback: user code then never runs inside
+ * ares_process_fd, and a lookup's memory stays valid until every waiter
+ * has been called. Cache hits call back synchronously. Callbacks may start
+ * new queries; they must not call dns_free.
  *
  * Cache: lower-cased domain -> compact result, expiring after the minimum
- * TTL of the records used (MX answer, A answers), clamped to
+ * TTL of the records used (MX answer, A and AAAA answers), clamped to
  * [dns_min_ttl_ms, dns_max_ttl_ms]. NXDOMAIN uses the SOA negative TTL
  * (RFC 2308), null MX the MX TTL, no-address results the clamp floor.
- * Temporary failures are never cached. Bounded: expired entries are
- * dropped when met, and past DNS_CACHE_MAX the oldest entry goes.
+ * Temporary failures are never cached; an answer built while some A or
+ * AAAA query failed for now is kept for the clamp floor only. Bounded:
+ * expired entries are dropped when met, and past DNS_CACHE_MAX the oldest
+ * entry goes.
  *
  * Config: dns_servers (NULL: /etc/resolv.conf), dns_timeout_ms (total time
  * for one query against one server: c-ares gets a third of it per try with
@@ -62,7 +68,7 @@
 #include <unistd.h>
 
 #define DNS_MAX_HOSTS	16	/* MX hosts resolved per domain */
-#define DNS_MAX_ADDRS	16	/* A records kept per host */
+#define DNS_MAX_ADDRS	16	/* A records, and AAAA records, kept per host */
 #define DNS_MAX_TARGETS	64	/* targets per result */
 #define DNS_MAX_MX	1024	/* MX records looked at in one answer */
 #define DNS_CACHE_MAX	100000
@@ -175,10 +181,11 @@ struct dns_host {
 	struct dns_lookup *lk;
 	char name[256];
 	int pref;
-	struct in_addr addr[DNS_MAX_ADDRS];
-	size_t naddr;
-	int status;		/* ares status of its A query (after parsing) */
-	long ttl;		/* seconds; -1 unknown */
+	struct in_addr a4[DNS_MAX_ADDRS];
+	struct in6_addr a6[DNS_MAX_ADDRS];
+	size_t n4, n6;
+	int st4, st6;		/* ares status of its A / AAAA query (after parsing) */
+	long ttl;		/* seconds, min over both answers; -1 unknown */
 };
 
 struct dns_lookup {
@@ -198,7 +205,7 @@ struct dns_lookup {
 struct dns_ctarget {
 	uint32_t host_off;
 	int pref;
-	struct in_addr addr;
+	union dns_addr addr;
 };
 
 struct dns_entry {
@@ -217,6 +224,7 @@ struct dns {
 	struct loop *l;
 	ares_channel ch;
 	int closing;
+	int allow_private;		/* keep loopback/private/... answers */
 	uint64_t min_ttl_ms, max_ttl_ms;
 	struct timer timer;		/* ares_timeout */
 	struct timer deliver;		/* zero-delay: hand results out */
@@ -293,6 +301,53 @@ dns_order_mx(struct dns_mx *mx, size_t n, unsigned (*rnd)(unsigned n))
 		}
 		lo = hi;
 	}
+}
+
+/*
+ * dns_addr_private - IPv4: 127/8 loopback; 10/8, 172.16/12, 192.168/16
+ * private; 169.254/16 link-local; 0/8 unspecified. IPv6: ::1 loopback,
+ * :: unspecified, fc00::/7 (and the old site-local fec0::/10) private,
+ * fe80::/10 link-local; IPv4-mapped (::ffff:0:0/96) and NAT64
+ * (64:ff9b::/96) addresses are judged by the IPv4 address they carry.
+ */
+const char *
+dns_addr_private(const struct sockaddr *sa)
+{
+	uint32_t a;
+
+	if (sa->sa_family == AF_INET6) {
+		const unsigned char *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+		static const unsigned char zero[15];
+
+		if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0) {
+			a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+			goto v4;
+		}
+		if (memcmp(b, zero, 15) == 0)
+			return b[15] == 1 ? "loopback" : b[15] == 0 ? "unspecified" : NULL;
+		if ((b[0] & 0xfe) == 0xfc)
+			return "private";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+			return "link-local";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+			return "private";
+		return NULL;
+	}
+	if (sa->sa_family != AF_INET)
+		return "unspecified";
+	a = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
+v4:
+	if (a >> 24 == 127)
+		return "loopback";
+	if (a >> 24 == 10 || a >> 20 == 0xac1 || a >> 16 == 0xc0a8)
+		return "private";
+	if (a >> 16 == 0xa9fe)
+		return "link-local";
+	if (a >> 24 == 0)
+		return "unspecified";
+	return NULL;
 }
 
 /*
@@ -685,7 +740,7 @@ cache_put(struct dns *d, const char *key, uint32_t hash, const struct dns_result
 				off += hl;
 			}
 			e->t[i].pref = r->targets[i].pref;
-			e->t[i].addr = r->targets[i].addr.sin_addr;
+			e->t[i].addr = r->targets[i].addr;
 		}
 		e->nt = r->ntargets;
 	}
@@ -743,8 +798,7 @@ cache_deliver(const struct dns_entry *e, void (*cb)(void *, const struct dns_res
 				struct dns_target *t = &r.targets[out++];
 				snprintf(t->host, sizeof t->host, "%s", e->names + e->t[i].host_off);
 				t->pref = e->t[i].pref;
-				t->addr.sin_family = AF_INET;
-				t->addr.sin_addr = e->t[i].addr;
+				t->addr = e->t[i].addr;
 			}
 		r.ntargets = out;
 	}
@@ -831,55 +885,132 @@ status_is_negative(int st)
 	return st == ARES_ENODATA || st == ARES_ENOTFOUND || st == ARES_EBADNAME;
 }
 
-/* lookup_hosts_done - every A query answered: build the ordered targets. */
+/* host_addr - address k of host h: its IPv4 ones, then its IPv6 ones
+ * (an IPv4-mapped IPv6 address becomes the IPv4 address it is). */
+static void
+host_addr(const struct dns_host *h, size_t k, union dns_addr *a)
+{
+	memset(a, 0, sizeof *a);
+	if (k < h->n4) {
+		a->v4.sin_family = AF_INET;
+		a->v4.sin_addr = h->a4[k];
+		return;
+	}
+	k -= h->n4;
+	if (IN6_IS_ADDR_V4MAPPED(&h->a6[k])) {
+		a->v4.sin_family = AF_INET;
+		memcpy(&a->v4.sin_addr, h->a6[k].s6_addr + 12, 4);
+		return;
+	}
+	a->v6.sin6_family = AF_INET6;
+	a->v6.sin6_addr = h->a6[k];
+}
+
+/* addr_text - the address alone, into ip[INET6_ADDRSTRLEN]. */
+static void
+addr_text(const union dns_addr *a, char *ip)
+{
+	const void *p = a->sa.sa_family == AF_INET6 ? (const void *)&a->v6.sin6_addr :
+	    (const void *)&a->v4.sin_addr;
+
+	if (inet_ntop(a->sa.sa_family, p, ip, INET6_ADDRSTRLEN) == NULL)
+		snprintf(ip, INET6_ADDRSTRLEN, "?");
+}
+
+static int
+status_is_temp(int st)
+{
+	return st != ARES_SUCCESS && !status_is_negative(st);
+}
+
+/*
+ * lookup_hosts_done - every A and AAAA query answered: build the ordered
+ * targets, leaving out refused addresses (unless allow_private).
+ */
 static void
 lookup_hosts_done(struct dns_lookup *lk)
 {
 	struct dns_result *r = &lk->res;
-	size_t total = 0, nok = 0;
-	const struct dns_host *temp = NULL;
+	const struct dns_host *temp = NULL, *refused_host = NULL;
+	union dns_addr refused_addr;
+	const char *refused_kind = NULL;
+	size_t nrefused = 0;
+	int any_temp = 0;
 	long ttl;
 
+	r->targets = xcalloc(DNS_MAX_TARGETS, sizeof *r->targets);
 	for (size_t i = 0; i < lk->nhosts; i++) {
 		const struct dns_host *h = &lk->hosts[i];
-		if (h->naddr) {
-			nok++;
-			total += h->naddr;
-		} else if (!status_is_negative(h->status) && temp == NULL) {
-			temp = h;
+		size_t used = 0;
+
+		if (status_is_temp(h->st4) || status_is_temp(h->st6)) {
+			any_temp = 1;
+			if (h->n4 + h->n6 == 0 && temp == NULL)
+				temp = h;
 		}
+		for (size_t k = 0; k < h->n4 + h->n6 && r->ntargets < DNS_MAX_TARGETS; k++) {
+			struct dns_target *t = &r->targets[r->ntargets];
+			const char *kind;
+
+			host_addr(h, k, &t->addr);
+			if (!lk->d->allow_private && (kind = dns_addr_private(&t->addr.sa)) != NULL) {
+				if (nrefused++ == 0) {
+					refused_host = h;
+					refused_addr = t->addr;
+					refused_kind = kind;
+				}
+				continue;
+			}
+			memcpy(t->host, h->name, sizeof t->host);
+			t->pref = h->pref;
+			r->ntargets++;
+			used++;
+		}
+		if (used)
+			lookup_ttl(lk, h->ttl);
 	}
-	if (total > DNS_MAX_TARGETS)
-		total = DNS_MAX_TARGETS;
-	if (total == 0) {
-		if (temp)
-			lookup_fail(lk, DNS_TEMPFAIL, "address lookup for %s failed: %s",
-			    temp->name, ares_strerror(temp->status));
-		else if (r->implicit)
-			lookup_fail(lk, DNS_NOADDR, "%s has no MX and no IPv4 address",
-			    lk->domain);
-		else
-			lookup_fail(lk, DNS_NOADDR, "none of the %zu MX hosts of %s has an "
-			    "IPv4 address", lk->nhosts, lk->domain);
+	if (r->ntargets == 0) {
+		free(r->targets);
+		r->targets = NULL;
+		if (refused_host) {
+			char ip[INET6_ADDRSTRLEN];
+
+			addr_text(&refused_addr, ip);
+			lookup_fail(lk, DNS_TEMPFAIL, "%s resolved to %s (%s)%s, refused: "
+			    "dns.allow_private = true would allow it", refused_host->name, ip,
+			    refused_kind, nrefused > 1 ? " and every other address is refused too" : "");
+		} else if (temp) {
+			lookup_fail(lk, DNS_TEMPFAIL, "address lookup for %s failed: %s", temp->name,
+			    ares_strerror(status_is_temp(temp->st4) ? temp->st4 : temp->st6));
+		} else if (r->implicit) {
+			lookup_fail(lk, DNS_NOADDR, "%s has no MX and no address", lk->domain);
+		} else {
+			lookup_fail(lk, DNS_NOADDR, "none of the %zu MX hosts of %s has an address",
+			    lk->nhosts, lk->domain);
+		}
 		lookup_finish(lk, -1);
 		return;
 	}
-	r->targets = xcalloc(total, sizeof *r->targets);
-	for (size_t i = 0; i < lk->nhosts && r->ntargets < total; i++) {
-		const struct dns_host *h = &lk->hosts[i];
-		for (size_t j = 0; j < h->naddr && r->ntargets < total; j++) {
-			struct dns_target *t = &r->targets[r->ntargets++];
-			memcpy(t->host, h->name, sizeof t->host);
-			t->pref = h->pref;
-			t->addr.sin_family = AF_INET;
-			t->addr.sin_addr = h->addr[j];
-		}
-		lookup_ttl(lk, h->naddr ? h->ttl : -1);
+	if (nrefused && log_level_max >= LOG_DEBUG) {
+		char ip[INET6_ADDRSTRLEN];
+
+		addr_text(&refused_addr, ip);
+		log_debug("dns", "%s: %zu non-public address(es) left out (first %s of %s, %s)",
+		    lk->domain, nrefused, ip, refused_host->name, refused_kind);
 	}
 	r->status = DNS_OK;
-	/* A host that failed for now should be retried soon: short TTL. */
-	ttl = temp ? 0 : lk->ttl;
+	/* A query that failed for now should be retried soon: short TTL. */
+	ttl = any_temp ? 0 : lk->ttl;
 	lookup_finish(lk, ttl);
+}
+
+static void
+host_ttl(struct dns_host *h, long ttl)
+{
+	if (ttl < 0)
+		ttl = 0;
+	if (h->ttl < 0 || ttl < h->ttl)
+		h->ttl = ttl;
 }
 
 static void
@@ -889,24 +1020,24 @@ lookup_on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	struct dns_lookup *lk = h->lk;
 
 	(void)timeouts;
-	h->status = status;
+	h->st4 = status;
 	if (status == ARES_SUCCESS) {
 		struct hostent *he = NULL;
 		struct ares_addrttl at[DNS_MAX_ADDRS];
 		int nat = DNS_MAX_ADDRS;
 
-		h->status = ares_parse_a_reply(abuf, alen, &he, at, &nat);
-		if (h->status == ARES_SUCCESS) {
+		h->st4 = ares_parse_a_reply(abuf, alen, &he, at, &nat);
+		if (h->st4 == ARES_SUCCESS) {
 			long raw = dns_answer_min_ttl(abuf, alen);
 
-			h->ttl = raw;
+			if (raw >= 0)
+				host_ttl(h, raw);
 			for (int i = 0; i < nat && i < DNS_MAX_ADDRS; i++) {
-				h->addr[h->naddr++] = at[i].ipaddr;
-				if (h->ttl < 0 || at[i].ttl < h->ttl)
-					h->ttl = at[i].ttl < 0 ? 0 : at[i].ttl;
+				h->a4[h->n4++] = at[i].ipaddr;
+				host_ttl(h, at[i].ttl);
 			}
-			if (h->naddr == 0)
-				h->status = ARES_ENODATA;
+			if (h->n4 == 0)
+				h->st4 = ARES_ENODATA;
 		}
 		if (he)
 			ares_free_hostent(he);
@@ -915,7 +1046,40 @@ lookup_on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		lookup_hosts_done(lk);
 }
 
-/* lookup_resolve_hosts - A queries for every host, in parallel. */
+static void
+lookup_on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_host *h = arg;
+	struct dns_lookup *lk = h->lk;
+
+	(void)timeouts;
+	h->st6 = status;
+	if (status == ARES_SUCCESS) {
+		struct hostent *he = NULL;
+		struct ares_addr6ttl at[DNS_MAX_ADDRS];
+		int nat = DNS_MAX_ADDRS;
+
+		h->st6 = ares_parse_aaaa_reply(abuf, alen, &he, at, &nat);
+		if (h->st6 == ARES_SUCCESS) {
+			long raw = dns_answer_min_ttl(abuf, alen);
+
+			if (raw >= 0)
+				host_ttl(h, raw);
+			for (int i = 0; i < nat && i < DNS_MAX_ADDRS; i++) {
+				memcpy(&h->a6[h->n6++], &at[i].ip6addr, sizeof h->a6[0]);
+				host_ttl(h, at[i].ttl);
+			}
+			if (h->n6 == 0)
+				h->st6 = ARES_ENODATA;
+		}
+		if (he)
+			ares_free_hostent(he);
+	}
+	if (--lk->pending == 0)
+		lookup_hosts_done(lk);
+}
+
+/* lookup_resolve_hosts - A and AAAA queries for every host, in parallel. */
 static void
 lookup_resolve_hosts(struct dns_lookup *lk)
 {
@@ -928,11 +1092,12 @@ lookup_resolve_hosts(struct dns_lookup *lk)
 		h->lk = lk;
 		h->ttl = -1;
 		if (d->closing) {
-			h->status = ARES_EDESTRUCTION;
+			h->st4 = h->st6 = ARES_EDESTRUCTION;
 			continue;
 		}
-		lk->pending++;
+		lk->pending += 2;
 		ares_query(d->ch, h->name, C_IN, T_A, lookup_on_a, h);
+		ares_query(d->ch, h->name, C_IN, T_AAAA, lookup_on_aaaa, h);
 	}
 	if (--lk->pending == 0)
 		lookup_hosts_done(lk);
@@ -1046,6 +1211,7 @@ dns_new(struct loop *l, const struct config *cfg)
 
 	dns_seed();
 	d->l = l;
+	d->allow_private = cfg ? cfg->dns_allow_private : 0;
 	d->cache_max = DNS_CACHE_MAX;
 	d->min_ttl_ms = cfg && cfg->dns_min_ttl_ms ? cfg->dns_min_ttl_ms : DNS_DEF_MIN_TTL_MS;
 	d->max_ttl_ms = cfg && cfg->dns_max_ttl_ms ? cfg->dns_max_ttl_ms : DNS_DEF_MAX_TTL_MS;

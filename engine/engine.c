@@ -185,7 +185,8 @@ engine_reload(struct engine *e)
 		rules = classify_rules_builtin();
 	}
 	if (strcmp(nc->redis_url, old->redis_url) != 0 || strcmp(nc->prefix, old->prefix) != 0 ||
-	    strcmp(nc->instance, old->instance) != 0 || nc->ndns_servers != old->ndns_servers)
+	    strcmp(nc->instance, old->instance) != 0 || nc->ndns_servers != old->ndns_servers ||
+	    nc->dns_allow_private != old->dns_allow_private)
 		log_warn("engine", "SIGHUP: redis, instance and dns settings change at the next start");
 	/* The instance name stays the one Redis knows us by. */
 	free(nc->instance);

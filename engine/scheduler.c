@@ -11,6 +11,7 @@
 #include "scheduler.h"
 #include "classify.h"
 #include "config.h"
+#include "conn.h"
 #include "dest.h"
 #include "dns.h"
 #include "job.h"
@@ -47,6 +48,12 @@ struct epoch {
 	struct epoch *next;
 };
 
+/* A pool address that could not be bound, set aside until `until`. */
+struct broken {
+	uint64_t until;			/* mono ms */
+	char reason[512];
+};
+
 /* What a session's owner pointer names. */
 struct sref {
 	struct sched *s;
@@ -64,7 +71,7 @@ struct sched {
 	struct epoch *epochs;		/* current first */
 	struct session_ops ops;
 	struct dests ds;
-	struct map broken;		/* source ip -> (uintptr_t) mono ms it may be used again */
+	struct map broken;		/* source ip -> struct broken */
 	unsigned nsessions;
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
@@ -205,35 +212,54 @@ on_mx(void *arg, const struct dns_result *r)
 	sched_fail_queue(s, d, &o);
 }
 
-/* A source that could not be bound stays aside for a while. */
-static int
+/* A source that could not be bound stays aside for a while; returns its
+ * record while it does. */
+static const struct broken *
 source_broken(struct sched *s, const char *ip)
 {
-	uintptr_t until = (uintptr_t)map_get(&s->broken, ip);
+	struct broken *b = map_get(&s->broken, ip);
 
-	if (until == 0)
-		return 0;
-	if (loop_now(s->loop) >= until) {
+	if (b == NULL)
+		return NULL;
+	if (loop_now(s->loop) >= b->until) {
 		map_del(&s->broken, ip);
-		return 0;
+		free(b);
+		return NULL;
 	}
-	return 1;
+	return b;
+}
+
+static void
+source_set_aside(struct sched *s, const char *ip, const char *reason)
+{
+	struct broken *b = map_get(&s->broken, ip);
+
+	if (b == NULL) {
+		b = xcalloc(1, sizeof *b);
+		map_put(&s->broken, ip, b);
+	}
+	b->until = loop_now(s->loop) + SOURCE_BROKEN_MS;
+	snprintf(b->reason, sizeof b->reason, "%s", reason);
 }
 
 /*
  * sched_pick_source - a session's source: the next usable IP of the
  * destination's pool, round robin, looked up by name in the running
  * configuration (a reload may have changed the pool or dropped it: then
- * the default pool). Returns NULL when every IP of the pool is set aside.
+ * the default pool). An IP is not usable while it is set aside (it could
+ * not be bound) or when no MX address of d is of its family. Returns NULL
+ * when none is, with the reason and the IP it concerns in why / why_ip.
  */
 static const struct session_cfg *
-sched_pick_source(struct sched *s, struct dest *d, const char **src_ip)
+sched_pick_source(struct sched *s, struct dest *d, const char **src_ip, char *why,
+    size_t whylen, const char **why_ip)
 {
 	const struct config *c = s->cfg;
 	const struct config_pool *p = config_pool(c, d->pool);
 	size_t base = 1;
 
 	*src_ip = NULL;
+	*why_ip = NULL;
 	if (p == NULL)
 		p = config_pool(c, "default");
 	if (p == NULL || p->nips == 0)
@@ -242,9 +268,24 @@ sched_pick_source(struct sched *s, struct dest *d, const char **src_ip)
 		base += c->pools[i].nips;
 	for (size_t tries = 0; tries < p->nips; tries++) {
 		size_t k = d->ip_rr++ % p->nips;
-		if (source_broken(s, p->ips[k].addr))
+		const char *ip = p->ips[k].addr;
+		const struct broken *b = source_broken(s, ip);
+		int fam = conn_ip_family(ip);
+
+		if (b != NULL) {
+			snprintf(why, whylen, "%s", b->reason);
+			*why_ip = ip;
 			continue;
-		*src_ip = p->ips[k].addr;
+		}
+		if (d->mx && fam != AF_UNSPEC && mxset_count_family(d->mx, fam) == 0) {
+			snprintf(why, whylen, "source %s is %s and every MX address of this "
+			    "destination is %s (%zu address(es), first host %s)", ip,
+			    fam == AF_INET6 ? "IPv6" : "IPv4", fam == AF_INET6 ? "IPv4" : "IPv6",
+			    d->mx->n, d->mx->n ? d->mx->t[0].host : "?");
+			*why_ip = ip;
+			continue;
+		}
+		*src_ip = ip;
 		return &s->epochs->scfg[base + k];
 	}
 	return NULL;
@@ -279,20 +320,19 @@ sched_open_sessions(struct sched *s, struct dest *d)
 	unsigned n = dest_plan(d, loop_now(s->loop), global_free, &wait_global);
 
 	for (unsigned i = 0; i < n; i++) {
-		const char *src;
-		const struct session_cfg *sc = sched_pick_source(s, d, &src);
+		const char *src, *why_ip;
+		char why[600];
+		const struct session_cfg *sc = sched_pick_source(s, d, &src, why, sizeof why, &why_ip);
 		struct sref *ref;
 
 		if (sc == NULL) {
 			struct job_outcome o;
-			char why[300];
 			if (d->nsessions > 0)
 				return;		/* the open sessions carry the queue */
-			snprintf(why, sizeof why, "no usable source address in pool %s: every "
-			    "address failed to bind (set aside for %d s)", d->pool,
-			    SOURCE_BROKEN_MS / 1000);
 			trouble_from_local(&o, why);
-			log_warn("sched", "%s: %s; deferring %zu queued job(s)", d->key, why, d->queued);
+			o.ip = why_ip;
+			log_warn("scheduler", "%s: no usable source address in pool %s (last: %s); "
+			    "deferring %zu queued job(s)", d->key, d->pool, why, d->queued);
 			sched_fail_queue(s, d, &o);
 			return;
 		}
@@ -407,16 +447,6 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 	trouble_from_site(s->rules, r, &o);
 	o.mx = NULL;
 	o.ip = session_local_ip(ss);
-	if (o.source_fault && session_src_ip(ss)[0]) {
-		/* A pool address that cannot be bound: this host's fault.
-		 * Another address of the pool carries the queue (on_closed
-		 * kicks the destination); the destination is not blamed. */
-		const char *ip = session_src_ip(ss);
-		log_warn("sched", "source %s: %s; set aside for %d s, the pool's other addresses "
-		    "carry %s", ip, o.reply, SOURCE_BROKEN_MS / 1000, d->key);
-		map_put(&s->broken, ip, (void *)(uintptr_t)(loop_now(s->loop) + SOURCE_BROKEN_MS));
-		return;
-	}
 	others = dest_site_failed(d, loop_now(s->loop), DEST_BACKOFF_MS);
 	if (others > 0) {
 		/* Other sessions are open or still connecting: the site may
@@ -432,6 +462,34 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 	log_warn("dest", "%s: every MX failed (%s); deferring %zu queued job(s), "
 	    "backing off %d s", d->domain, o.reply, d->queued, DEST_BACKOFF_MS / 1000);
 	sched_fail_queue(s, d, &o);
+}
+
+/*
+ * A session could not even start from its source (socket or bind failed,
+ * or no MX address of its family): this host's fault. A source that
+ * cannot be bound is set aside for every destination; the pool's other
+ * addresses carry the queue (on_closed kicks the destination, and the
+ * queue is deferred only when no address is usable). The destination is
+ * not blamed.
+ */
+static void
+sop_on_source_failure(struct session *ss, const struct smtp_result *r)
+{
+	struct sref *ref = session_owner(ss);
+	struct sched *s = ref->s;
+	struct dest *d = ref->d;
+	const char *ip = session_src_ip(ss);
+	int fam = conn_ip_family(ip);
+
+	if (ip[0] == '\0') {
+		sop_on_site_failure(ss, r);	/* the default source: nothing to switch to */
+		return;
+	}
+	if (d->mx && fam != AF_UNSPEC && mxset_count_family(d->mx, fam) == 0)
+		return;		/* not the address's fault: sched_pick_source skips it here */
+	log_warn("scheduler", "source %s: %s; set aside for %d s, the pool's other addresses "
+	    "carry %s", ip, r->text, SOURCE_BROKEN_MS / 1000, d->key);
+	source_set_aside(s, ip, r->text);
 }
 
 static void
@@ -515,6 +573,7 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 	s->ops.on_established = sop_on_established;
 	s->ops.on_idle = sop_on_idle;
 	s->ops.on_closed = sop_on_closed;
+	s->ops.on_source_failure = sop_on_source_failure;
 	return s;
 }
 
@@ -537,6 +596,9 @@ sched_free(struct sched *s)
 			ledger_forget(s->lg, j);
 	}
 	dests_free(&s->ds);
+	it = 0;
+	while (map_iter(&s->broken, &it, &k, &v))
+		free(v);
 	map_free(&s->broken);
 	while (s->epochs) {
 		struct epoch *ep = s->epochs;

@@ -1,63 +1,76 @@
 /*
- * session.c - one outbound SMTP connection on the io_uring loop.
+ * session.c - one outbound SMTP session (API: session.h): the glue
+ * between a connection (conn.c: the socket and its in-flight operations),
+ * a transport (transport.c: raw bytes now, TLS later), the pure SMTP
+ * client (smtp_client.c: every protocol decision), one timer and the
+ * current job. This file only moves bytes, time-outs and decisions
+ * between them and the scheduler.
  *
- * Owns: the socket, the smtp_client, one timer, the current job.
- * In flight at most: one connect, one multishot recv, one send. The
- * session is freed when `inflight` reaches 0 after close was asked
- * (counted teardown); late completions therefore never see freed memory.
+ * Owns: the smtp_client, the transport, the current conn, the timer (SMTP
+ * deadlines, the idle time, deferred local failure reports), the current
+ * job and the message bodies a send may still be reading.
  *
- * Everything protocol-related is decided by smtp_client (pure); this file
- * only moves bytes and time to it and its decisions to the scheduler.
+ * Invariants (counted teardown, on top of the conn's own):
+ *  - The session is freed only when it is closing and has no conn: the
+ *    conn's on_closed has come (every completion in, fd closed), or it
+ *    never had one. session_close() may therefore free it at once; nothing
+ *    touches the session after calling it (or conn_close()).
+ *  - Switching to the next target closes the old conn; the old client and
+ *    transport, whose buffers a send may still be reading, are replaced
+ *    and the next conn opened only when that conn's on_closed arrives.
+ *  - The session holds its own reference to the body being sent (and to
+ *    the previous one while its send is in flight), so settling a job,
+ *    which may free the job's body, never frees bytes the kernel has yet
+ *    to copy.
+ *  - Only targets of the source's family are tried.
+ *
+ * Log lines quote every value that comes from the network (MX names,
+ * reply text) and escape `"` and `\` in it, so a peer cannot forge fields.
  */
 #include "session.h"
+#include "conn.h"
 #include "job.h"
 #include "loop.h"
 #include "msg.h"
+#include "transport.h"
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 struct session {
-	struct io_op op_connect, op_recv, op_send;
 	struct loop *loop;
 	const struct session_ops *ops;
 	const struct session_cfg *cfg;
 	void *owner;
 	struct mxset *mx;
 	size_t tidx;			/* current target */
-	int fd;
-	unsigned inflight;		/* ops whose completion is still due */
-	int recv_armed, send_armed, connecting, connected;
-	int closing;			/* socket shut down; waiting for completions */
+	int src_family;			/* AF_UNSPEC (default source), AF_INET, AF_INET6 */
+	struct conn *conn;		/* NULL: none yet, failed locally, or closed */
+	struct transport *tp;
+	struct smtp_client *c;
+	int connected;			/* conn connected and not being dropped */
+	int closing;			/* session_close() called */
+	int switching;			/* old conn draining before the next target */
 	int established;		/* greeting + EHLO done at least once */
-	int quit_asked, idle, timed_out_connect;
-	int switching;			/* old socket draining before the next target */
+	int quit_asked, idle;
 	unsigned max_msgs;		/* per connection */
-	struct smtp_result local_fail;	/* socket()/bind() failed: reported from a timer */
-	/* The body a send may still be reading: the session holds its own
-	 * reference, so settling the job (which may free the job's body)
-	 * never frees bytes the kernel has yet to copy. */
+	struct smtp_result local_fail;	/* reported from a timer */
 	struct msg_body *body, *body_retired;
 	struct session *anext, *aprev;	/* every session, for session_abort_all */
-	struct smtp_client *c;
 	struct timer timer;
 	struct job *job;
 	char *idhdr;
 	size_t idhdr_len;
 	char *env_from;
-	struct msghdr mh;
-	struct iovec iov[3];
-	struct sockaddr_in sa;		/* read by the kernel at submission, not at prep */
 	char src_ip[INET6_ADDRSTRLEN];	/* configured source, "" = the default */
 	char used_ip[INET6_ADDRSTRLEN];	/* the default source as connected */
-	char peer[64];
+	char peer[CONN_PEER_TEXT];
 	struct session *next, *prev;	/* scheduler lists */
 };
 
@@ -94,6 +107,17 @@ mxset_unref(struct mxset *m)
 		free(m);
 }
 
+size_t
+mxset_count_family(const struct mxset *m, int family)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (family == AF_UNSPEC || m->t[i].addr.sa.sa_family == family)
+			n++;
+	return n;
+}
+
 /* --- accessors --- */
 
 void *session_owner(const struct session *s) { return s->owner; }
@@ -113,32 +137,30 @@ session_mx(const struct session *s)
 	return s->tidx < s->mx->n ? s->mx->t[s->tidx].host : "";
 }
 
+/* quote - src for a quoted log value (log_quote), returned for printf. */
+static const char *
+quote(char *dst, size_t n, const char *src)
+{
+	log_quote(dst, n, src);
+	return dst;
+}
+
+/* The SMTP client's deadlines are absolute: it is told the time before
+ * every call that may start or check one. */
+static void
+session_clock(struct session *s)
+{
+	smtp_client_set_now(s->c, loop_now(s->loop));
+}
+
 /* --- teardown --- */
 
 static void
 session_maybe_free(struct session *s)
 {
-	if (s->inflight > 0)
-		return;
-	if (s->switching && !s->closing) {
-		/* Every completion of the old socket is in: now the next
-		 * target, with a fresh client (the old one's buffers were
-		 * still being sent from until now). */
-		s->switching = 0;
-		if (s->fd >= 0)
-			close(s->fd);
-		s->fd = -1;
-		smtp_client_free(s->c);
-		s->c = smtp_client_new(s->cfg->ehlo, s->cfg->timeouts);
-		session_try_target(s);
-		return;
-	}
-	if (!s->closing)
+	if (!s->closing || s->conn != NULL)
 		return;
 	timer_cancel(s->loop, &s->timer);
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
 	if (s->aprev)
 		s->aprev->anext = s->anext;
 	else
@@ -147,6 +169,7 @@ session_maybe_free(struct session *s)
 		s->anext->aprev = s->aprev;
 	s->ops->on_closed(s);
 	smtp_client_free(s->c);
+	transport_free(s->tp);
 	if (s->body)
 		msg_body_unref(s->body);
 	if (s->body_retired)
@@ -157,37 +180,35 @@ session_maybe_free(struct session *s)
 	free(s);
 }
 
-/* Shut the socket so pending ops complete; free once they have. */
+/* Close the connection; the session is freed once it is closed (maybe
+ * before this returns: the caller must not touch s afterwards). */
 static void
 session_close(struct session *s)
 {
 	if (s->closing)
 		return;
 	s->closing = 1;
+	s->connected = 0;
 	timer_cancel(s->loop, &s->timer);
 	if (s->idle) {
 		s->idle = 0;
 		s->ops->on_idle(s, 0);
 	}
-	if (s->fd >= 0) {
-		shutdown(s->fd, SHUT_RDWR);
-		if (s->connecting)
-			loop_cancel_op(s->loop, &s->op_connect);
-	}
-	session_maybe_free(s);
+	if (s->conn)
+		conn_close(s->conn);	/* on_closed frees s, maybe at once */
+	else
+		session_maybe_free(s);
 }
 
-/* Drop the current socket (ops may still be in flight) before trying the
- * next target. The old fd is closed when its completions are in: we only
- * switch fds with nothing in flight. */
+/* Drop the current conn before trying the next target: the next one is
+ * opened from its on_closed (the caller must not touch s afterwards). */
 static void
-session_drop_socket(struct session *s)
+session_drop_conn(struct session *s)
 {
 	timer_cancel(s->loop, &s->timer);
-	if (s->fd >= 0)
-		shutdown(s->fd, SHUT_RDWR);
 	s->connected = 0;
 	s->switching = 1;
+	conn_close(s->conn);
 }
 
 /* --- results --- */
@@ -221,15 +242,39 @@ give_back_job(struct session *s, const struct smtp_result *r)
 	s->ops->on_result(s, j, r);
 }
 
+/* target_usable - may target i be tried from this session's source? */
+static int
+target_usable(const struct session *s, size_t i)
+{
+	int fam = s->mx->t[i].addr.sa.sa_family;
+
+	if (fam != AF_INET && fam != AF_INET6)
+		return 0;
+	return s->src_family == AF_UNSPEC || fam == s->src_family;
+}
+
+/* next_target - the first usable target at or after i, or mx->n. */
+static size_t
+next_target(const struct session *s, size_t i)
+{
+	while (i < s->mx->n && !target_usable(s, i))
+		i++;
+	return i;
+}
+
 /* A target failed before any transaction on it: next target, or give up. */
 static void
 target_failed(struct session *s, const struct smtp_result *r)
 {
-	log_info("session", "%s (%s): %s", s->peer, session_mx(s), r->text);
-	if (s->tidx + 1 < s->mx->n && !s->quit_asked) {
-		s->tidx++;
-		session_drop_socket(s);
-		session_maybe_free(s);
+	char qmx[300], qr[sizeof r->text * 2];
+	size_t next = next_target(s, s->tidx + 1);
+
+	log_info("session", "target failed peer=%s mx=\"%s\" src=%s reason=\"%s\"", s->peer,
+	    quote(qmx, sizeof qmx, session_mx(s)), s->src_ip[0] ? s->src_ip : "default",
+	    quote(qr, sizeof qr, r->text));
+	if (next < s->mx->n && !s->quit_asked) {
+		s->tidx = next;
+		session_drop_conn(s);	/* the next target follows from on_closed */
 		return;
 	}
 	give_back_job(s, r);
@@ -237,7 +282,7 @@ target_failed(struct session *s, const struct smtp_result *r)
 	session_close(s);
 }
 
-/* --- I/O completions --- */
+/* --- timer --- */
 
 static void
 on_timer(struct timer *t)
@@ -246,121 +291,161 @@ on_timer(struct timer *t)
 
 	if (s->closing)
 		return;
-	if (s->connecting) {
-		s->timed_out_connect = 1;
-		loop_cancel_op(s->loop, &s->op_connect);
-		return;
-	}
 	if (s->idle) {
 		session_quit(s);
 		return;
 	}
-	smtp_client_set_now(s->c, loop_now(s->loop));
+	if (!s->connected)
+		return;
+	session_clock(s);
 	smtp_client_timeout(s->c);
 	session_step(s);
 }
 
+/* --- the transport's upper side: the SMTP client --- */
+
 static void
-on_connect(struct io_op *op, int res, uint32_t flags)
+up_deliver(void *arg, const char *buf, size_t n)
 {
-	struct session *s = (struct session *)((char *)op - offsetof(struct session, op_connect));
+	struct session *s = arg;
+
+	smtp_client_feed(s->c, buf, n);
+}
+
+static int
+up_pull(void *arg, struct iovec iov[3])
+{
+	struct session *s = arg;
+
+	return smtp_client_output(s->c, iov);
+}
+
+static void
+up_pushed(void *arg, size_t n)
+{
+	struct session *s = arg;
+
+	smtp_client_sent(s->c, n);
+}
+
+static const struct transport_upper session_upper = { up_deliver, up_pull, up_pushed };
+
+/* --- conn callbacks (never called after conn_close, but on_closed) --- */
+
+static void
+on_connect(struct conn *c, void *arg, int res)
+{
+	struct session *s = arg;
 	struct smtp_result r;
 
-	s->inflight--;
-	s->connecting = 0;
-	if (s->closing || s->switching) {
-		session_maybe_free(s);
-		return;
-	}
+	(void)c;
 	if (res < 0) {
-		timer_cancel(s->loop, &s->timer);
-		if (s->timed_out_connect || res == -ECANCELED)
+		if (res == -ETIMEDOUT)
 			fail_result(&r, SMTP_CAUSE_TIMEOUT, SMTP_STAGE_CONNECT,
 			    "connect to %s (%s) timed out", s->peer, session_mx(s));
 		else
 			fail_result(&r, SMTP_CAUSE_DISCONNECT, SMTP_STAGE_CONNECT,
 			    "connect to %s (%s): %s", s->peer, session_mx(s), strerror(-res));
-		s->timed_out_connect = 0;
 		target_failed(s, &r);
 		return;
 	}
 	s->connected = 1;
-	s->timed_out_connect = 0;
-	if (s->src_ip[0] == '\0') {
-		/* The default source: events still name the address used. */
-		struct sockaddr_in local;
-		socklen_t ll = sizeof local;
-		if (getsockname(s->fd, (struct sockaddr *)&local, &ll) == 0 &&
-		    local.sin_family == AF_INET)
-			inet_ntop(AF_INET, &local.sin_addr, s->used_ip, sizeof s->used_ip);
-	}
-	smtp_client_set_now(s->c, loop_now(s->loop));
+	if (s->src_ip[0] == '\0')	/* events name the default source used */
+		snprintf(s->used_ip, sizeof s->used_ip, "%s", conn_local_ip(s->conn));
+	session_clock(s);
 	smtp_client_init(s->c);
-	s->recv_armed = 1;
-	s->inflight++;
-	loop_recv_multishot(s->loop, s->fd, &s->op_recv);
 	session_step(s);
 }
 
 static void
-on_recv(struct io_op *op, int res, uint32_t flags)
+on_recv(struct conn *c, void *arg, const char *buf, size_t n)
 {
-	struct session *s = (struct session *)((char *)op - offsetof(struct session, op_recv));
-	int more = (flags & IORING_CQE_F_MORE) != 0;
+	struct session *s = arg;
 
-	smtp_client_set_now(s->c, loop_now(s->loop));
-
-	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!s->closing && !s->switching && s->connected)
-			smtp_client_feed(s->c, loop_buf(s->loop, bid), (size_t)res);
-		loop_buf_recycle(s->loop, bid);
-	}
-	if (!more) {
-		s->recv_armed = 0;
-		s->inflight--;
-		if (!s->closing && !s->switching && s->connected) {
-			if (res == -ENOBUFS || res > 0) {
-				/* The shared ring ran dry (buffers come back as
-				 * handlers recycle them), or the kernel ended the
-				 * multishot with data (a full CQ): re-arm. */
-				s->recv_armed = 1;
-				s->inflight++;
-				loop_recv_multishot(s->loop, s->fd, &s->op_recv);
-			} else {
-				smtp_client_disconnected(s->c);
-			}
-		}
-	}
-	if (s->closing || s->switching) {
-		session_maybe_free(s);
+	(void)c;
+	if (!s->connected)
 		return;
+	session_clock(s);
+	if (transport_input(s->tp, buf, n) < 0) {
+		char q[600];
+
+		log_info("session", "transport failed peer=%s transport=%s reason=\"%s\"", s->peer,
+		    transport_name(s->tp), quote(q, sizeof q, transport_err(s->tp)));
+		smtp_client_disconnected(s->c);
 	}
 	session_step(s);
 }
 
 static void
-on_send(struct io_op *op, int res, uint32_t flags)
+on_eof(struct conn *c, void *arg, int res)
 {
-	struct session *s = (struct session *)((char *)op - offsetof(struct session, op_send));
+	struct session *s = arg;
 
-	smtp_client_set_now(s->c, loop_now(s->loop));
-	s->send_armed = 0;
-	s->inflight--;
+	(void)c;
+	(void)res;
+	if (!s->connected)
+		return;
+	session_clock(s);
+	smtp_client_disconnected(s->c);
+	session_step(s);
+}
+
+static void
+on_sent(struct conn *c, void *arg, int res)
+{
+	struct session *s = arg;
+
+	(void)c;
 	if (s->body_retired) {
 		msg_body_unref(s->body_retired);
 		s->body_retired = NULL;
 	}
-	if (s->closing || s->switching) {
-		session_maybe_free(s);
+	if (!s->connected)
 		return;
-	}
+	session_clock(s);
 	if (res < 0)
 		smtp_client_disconnected(s->c);
 	else
-		smtp_client_sent(s->c, (size_t)res);
+		transport_sent(s->tp, (size_t)res);
 	session_step(s);
 }
+
+/* Every completion of the conn is in and its fd closed. */
+static void
+on_conn_closed(struct conn *c, void *arg)
+{
+	struct session *s = arg;
+
+	(void)c;
+	s->conn = NULL;
+	s->connected = 0;
+	if (s->body_retired) {		/* no send can be reading it now */
+		msg_body_unref(s->body_retired);
+		s->body_retired = NULL;
+	}
+	if (s->closing) {
+		session_maybe_free(s);
+		return;
+	}
+	if (s->switching) {
+		/* The next target, with a fresh client and transport: the
+		 * old ones' buffers were being sent from until now. */
+		s->switching = 0;
+		smtp_client_free(s->c);
+		transport_free(s->tp);
+		s->c = smtp_client_new(s->cfg->ehlo, s->cfg->timeouts);
+		s->tp = transport_raw_new(&session_upper, s);
+		session_try_target(s);
+		return;
+	}
+	/* Closed without being asked to: cannot happen (the conn only
+	 * closes on conn_close). */
+	panic("session: connection to %s closed behind the session's back", s->peer);
+}
+
+static const struct conn_ops session_conn_ops = {
+	on_connect, on_recv, on_eof, on_sent, on_conn_closed,
+};
 
 /* --- the step: act on what the client decided --- */
 
@@ -372,7 +457,7 @@ start_job(struct session *s, struct job *j)
 	free(s->idhdr);
 	free(s->env_from);
 	if (s->body) {
-		if (s->send_armed && s->body_retired == NULL)
+		if (s->conn && conn_send_busy(s->conn) && s->body_retired == NULL)
 			s->body_retired = s->body;	/* released when that send completes */
 		else
 			msg_body_unref(s->body);
@@ -387,7 +472,7 @@ start_job(struct session *s, struct job *j)
 	m.prefix = s->idhdr;
 	m.prefix_len = s->idhdr_len;
 	m.body = s->body;
-	smtp_client_set_now(s->c, loop_now(s->loop));
+	session_clock(s);
 	smtp_client_start(s->c, &m);
 }
 
@@ -444,16 +529,11 @@ again:
 			smtp_client_quit(s->c);
 		}
 	}
-	if (!s->send_armed) {
-		int n = smtp_client_output(s->c, s->iov);
-		if (n > 0) {
-			memset(&s->mh, 0, sizeof s->mh);
-			s->mh.msg_iov = s->iov;
-			s->mh.msg_iovlen = (size_t)n;
-			s->send_armed = 1;
-			s->inflight++;
-			loop_sendmsg(s->loop, s->fd, &s->mh, &s->op_send);
-		}
+	if (!conn_send_busy(s->conn)) {
+		struct iovec iov[CONN_IOV_MAX];
+		int n = transport_output(s->tp, iov, CONN_IOV_MAX);
+		if (n > 0)
+			conn_send(s->conn, iov, n);
 	}
 	if (s->idle)
 		timer_set(s->loop, &s->timer, s->cfg->idle_ms, on_timer);
@@ -490,7 +570,7 @@ session_quit(struct session *s)
 	if (s->idle) {
 		s->idle = 0;
 		s->ops->on_idle(s, 0);
-		smtp_client_set_now(s->c, loop_now(s->loop));
+		session_clock(s);
 		smtp_client_quit(s->c);
 	}
 	session_step(s);
@@ -498,28 +578,32 @@ session_quit(struct session *s)
 
 /* --- opening --- */
 
-/* A socket that could not even be made (EMFILE, a pool address not on
- * this host) is reported from a timer, never from inside session_open:
- * the scheduler must not see the session fail while it is still opening
- * sessions in a loop. */
+/* A failure of this host (no socket, a source that cannot be bound, no
+ * target of the source's family) is reported from a timer, never from
+ * inside session_open: the scheduler must not see the session fail while
+ * it is still opening sessions in a loop. */
 static void
 on_local_fail(struct timer *t)
 {
 	struct session *s = (struct session *)((char *)t - offsetof(struct session, timer));
 
 	give_back_job(s, &s->local_fail);
-	s->ops->on_site_failure(s, &s->local_fail);
+	if (s->ops->on_source_failure)
+		s->ops->on_source_failure(s, &s->local_fail);
+	else
+		s->ops->on_site_failure(s, &s->local_fail);
 	session_close(s);
 }
 
 static void
 local_fail(struct session *s, const char *what)
 {
-	fail_result(&s->local_fail, SMTP_CAUSE_LOCAL, SMTP_STAGE_CONNECT, "%s: %s", what,
-	    strerror(errno));
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	char q[600];
+
+	fail_result(&s->local_fail, SMTP_CAUSE_LOCAL, SMTP_STAGE_CONNECT, "%s", what);
+	log_info("session", "source failed src=%s peer=%s reason=\"%s\"",
+	    s->src_ip[0] ? s->src_ip : "default", s->peer[0] ? s->peer : "none",
+	    quote(q, sizeof q, what));
 	timer_set(s->loop, &s->timer, 0, on_local_fail);
 }
 
@@ -527,44 +611,34 @@ static void
 session_try_target(struct session *s)
 {
 	const struct dns_target *t = &s->mx->t[s->tidx];
-	struct sockaddr_in *sa = &s->sa;
-	int one = 1;
-	char ip[INET_ADDRSTRLEN];
+	union dns_addr dst = t->addr;
+	char err[300];
 
-	*sa = t->addr;
-	sa->sin_family = AF_INET;
-	sa->sin_port = htons((uint16_t)s->cfg->port);
-	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip);
-	snprintf(s->peer, sizeof s->peer, "%s:%d", ip, s->cfg->port);
+	if (dst.sa.sa_family == AF_INET6)
+		dst.v6.sin6_port = htons((uint16_t)s->cfg->port);
+	else
+		dst.v4.sin_port = htons((uint16_t)s->cfg->port);
+	conn_peer_text(&dst.sa, s->peer, sizeof s->peer);
+	if (log_level_max >= LOG_DEBUG) {
+		char q[300];
+		log_debug("session", "connecting peer=%s mx=\"%s\" pref=%d src=%s", s->peer,
+		    quote(q, sizeof q, t->host), t->pref, s->src_ip[0] ? s->src_ip : "default");
+	}
+	s->conn = conn_open(s->loop, &session_conn_ops, s, &dst.sa, s->src_ip,
+	    s->cfg->connect_ms, err, sizeof err);
+	if (s->conn == NULL)
+		local_fail(s, err);
+}
 
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0) {
-		local_fail(s, "socket");
-		return;
-	}
-	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (s->src_ip[0]) {
-		struct sockaddr_in src;
-		memset(&src, 0, sizeof src);
-		src.sin_family = AF_INET;
-		int bad = inet_pton(AF_INET, s->src_ip, &src.sin_addr) != 1;
-		if (bad)
-			errno = EINVAL;
-		if (bad ||
-		    setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0 ||
-		    bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0) {
-			char what[96];
-			snprintf(what, sizeof what, "bind to source %s", s->src_ip);
-			local_fail(s, what);
-			return;
-		}
-	}
-	log_debug("session", "connecting to %s (%s, pref %d) from %s", s->peer, t->host,
-	    t->pref, s->src_ip[0] ? s->src_ip : "default source");
-	s->connecting = 1;
-	s->inflight++;
-	loop_connect(s->loop, s->fd, (struct sockaddr *)sa, sizeof *sa, &s->op_connect);
-	timer_set(s->loop, &s->timer, s->cfg->connect_ms, on_timer);
+/* no_family_text - why no target suits this source. */
+static void
+no_family_text(const struct session *s, char *buf, size_t n)
+{
+	int v6 = s->src_family == AF_INET6;
+
+	snprintf(buf, n, "source %s is %s and every MX address of this destination is %s "
+	    "(%zu address(es), first host %s)", s->src_ip, v6 ? "IPv6" : "IPv4",
+	    v6 ? "IPv4" : "IPv6", s->mx->n, s->mx->n ? s->mx->t[0].host : "?");
 }
 
 struct session *
@@ -574,23 +648,34 @@ session_open(struct loop *l, const struct session_ops *ops, const struct session
 	struct session *s = xcalloc(1, sizeof *s);
 
 	s->max_msgs = max_msgs ? max_msgs : cfg->max_msgs;
-
 	s->loop = l;
 	s->ops = ops;
 	s->cfg = cfg;
 	s->owner = owner;
 	s->mx = mxset_ref(mx);
-	s->fd = -1;
-	s->op_connect.cb = on_connect;
-	s->op_recv.cb = on_recv;
-	s->op_send.cb = on_send;
 	s->c = smtp_client_new(cfg->ehlo, cfg->timeouts);
+	s->tp = transport_raw_new(&session_upper, s);
 	s->anext = all_sessions;
 	if (all_sessions)
 		all_sessions->aprev = s;
 	all_sessions = s;
 	if (src_ip)
 		snprintf(s->src_ip, sizeof s->src_ip, "%s", src_ip);
+	s->src_family = conn_ip_family(s->src_ip);
+	if (s->src_family < 0) {
+		char what[128];
+		snprintf(what, sizeof what, "source %s is not an IP address", s->src_ip);
+		local_fail(s, what);
+		return s;
+	}
+	s->tidx = next_target(s, 0);
+	if (s->tidx >= mx->n) {
+		char what[512];
+		s->tidx = 0;
+		no_family_text(s, what, sizeof what);
+		local_fail(s, what);
+		return s;
+	}
 	session_try_target(s);
 	return s;
 }

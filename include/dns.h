@@ -4,10 +4,16 @@
  * dns_query_mx(domain) resolves a recipient domain to an ordered list of
  * delivery addresses and calls back once (dns_on_mx style). Order: MX
  * preference ascending, random among equal preferences; each MX host's
- * A records (IPv4 only for now) follow their host. No MX records but the
- * domain exists -> implicit MX (the domain's own A records, RFC 5321 5.1).
- * Null MX (RFC 7505, a single MX "." ) -> DNS_NULLMX. NXDOMAIN -> DNS_NXDOMAIN.
- * SERVFAIL, refused, time-outs -> DNS_TEMPFAIL.
+ * addresses follow their host, its A records before its AAAA records. No
+ * MX records but the domain exists -> implicit MX (the domain's own A and
+ * AAAA records, RFC 5321 5.1). Null MX (RFC 7505, a single MX "." ) ->
+ * DNS_NULLMX. NXDOMAIN -> DNS_NXDOMAIN. SERVFAIL, refused, time-outs ->
+ * DNS_TEMPFAIL.
+ *
+ * Unless the config's dns_allow_private is set, addresses that are not
+ * public (dns_addr_private) are left out; when that leaves none, the
+ * result is DNS_TEMPFAIL and its error names the host, the refused address
+ * and the setting that would allow it.
  *
  * Answers are cached by TTL (clamped by config dns_min/max_ttl); negative
  * answers (NXDOMAIN, null MX) are cached too, temporary failures are not.
@@ -31,10 +37,17 @@ enum dns_status {
 	DNS_TEMPFAIL,		/* SERVFAIL / time-out: defer */
 };
 
+/* An IPv4 or IPv6 address; sa.sa_family says which. */
+union dns_addr {
+	struct sockaddr sa;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+};
+
 struct dns_target {
 	char host[256];			/* MX host name (or the domain for implicit MX) */
 	int pref;
-	struct sockaddr_in addr;	/* port left 0: the caller sets it */
+	union dns_addr addr;		/* port left 0: the caller sets it */
 };
 
 struct dns_result {
@@ -79,5 +92,11 @@ long dns_answer_min_ttl(const unsigned char *abuf, int alen);
  *   or -1 if there is none or the reply cannot be parsed.
  */
 long dns_negative_ttl(const unsigned char *abuf, int alen);
+/*
+ * dns_addr_private - what kind of non-public address sa is: "loopback",
+ *   "private", "link-local" or "unspecified" (an unknown family counts as
+ *   unspecified); NULL for an address mail may be sent to.
+ */
+const char *dns_addr_private(const struct sockaddr *sa);
 
 #endif

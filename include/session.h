@@ -1,13 +1,22 @@
 /*
- * session.h - one outbound SMTP connection: a socket on the loop, an
- * smtp_client, a timer. The scheduler (engine.c) hands it jobs and gets
- * outcomes back through struct session_ops.
+ * session.h - one outbound SMTP session: the glue between a connection
+ * (conn.h), the transport that moves its bytes (transport.h), the pure
+ * SMTP client (smtp_client.h), one timer and the current job. The
+ * scheduler (engine.c) hands it jobs and gets outcomes back through
+ * struct session_ops.
  *
- * A session walks its MX target list: when a connection attempt fails
- * before any transaction (refused, time-out, 4xx/5xx greeting, EHLO/HELO
- * refused) it tries the next target; when none is left it reports
- * on_site_failure once. Teardown is counted: the socket is shut down, and
- * the session is freed only after its last completion (on_closed).
+ * A session walks its MX target list, using only the targets of its
+ * source's family (an IPv4 source: IPv4 targets, an IPv6 source: IPv6
+ * targets, the default source: both, in list order). When a connection
+ * attempt fails before any transaction (refused, time-out, 4xx/5xx
+ * greeting, EHLO/HELO refused) it tries the next target; when none is left
+ * it reports on_site_failure once. A failure of this host rather than of
+ * the site (the source cannot be bound, no socket, no target of the
+ * source's family) is reported with cause SMTP_CAUSE_LOCAL through
+ * on_source_failure (on_site_failure when that is NULL), so the scheduler
+ * can try another source. Teardown is counted: the connection is shut
+ * down, and the session is freed only after its last completion
+ * (on_closed).
  */
 #ifndef VOLLEY_SESSION_H
 #define VOLLEY_SESSION_H
@@ -32,6 +41,9 @@ struct mxset {
 struct mxset *mxset_from_dns(const struct dns_result *r);
 struct mxset *mxset_ref(struct mxset *m);
 void mxset_unref(struct mxset *m);
+/* Targets of that family (AF_INET, AF_INET6; AF_UNSPEC: every target): a
+ * scheduler can skip pool addresses no target can be reached from. */
+size_t mxset_count_family(const struct mxset *m, int family);
 
 struct session_ops {
 	/* IDLE: the next job for this session, or NULL (then it waits idle). */
@@ -47,6 +59,11 @@ struct session_ops {
 	void (*on_idle)(struct session *s, int idle);
 	/* Last completion seen: the scheduler drops its references. */
 	void (*on_closed)(struct session *s);
+	/* Optional (NULL: on_site_failure is called instead). This host, not
+	 * the site, failed before a transaction: r->cause is SMTP_CAUSE_LOCAL
+	 * (socket() or bind() of the source failed, or no MX target has an
+	 * address of the source's family). Same contract as on_site_failure. */
+	void (*on_source_failure)(struct session *s, const struct smtp_result *r);
 };
 
 struct session_cfg {
@@ -74,7 +91,7 @@ const char *session_mx(const struct session *s);	/* current MX host */
 const char *session_src_ip(const struct session *s);	/* "" if default */
 /* The source address actually used (the default source once connected). */
 const char *session_local_ip(const struct session *s);
-const char *session_peer(const struct session *s);	/* "ip:port" */
+const char *session_peer(const struct session *s);	/* "ip:port", "[ip6]:port" */
 int session_is_idle(const struct session *s);
 int session_was_established(const struct session *s);
 

@@ -2,7 +2,8 @@
  * test_dns.c - the pure parts of dns.c: MX ordering with a scripted random
  * source, and the raw DNS message walkers (answer TTL, negative TTL) on
  * hand-built packets, including compression, truncation at every length
- * and hostile names. The c-ares/loop part is checked end to end against
+ * and hostile names; the table of addresses that are refused as delivery
+ * targets unless dns.allow_private. The c-ares/loop part is checked end to end against
  * dnsmasq (see the dns helper report), not here.
  */
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
 
 #include "dns.h"
 
@@ -445,6 +448,89 @@ test_negative_ttl(void **state)
 	assert_int_equal(dns_negative_ttl(p.b, p.n), -1);
 }
 
+/* --- addresses refused unless dns.allow_private --- */
+
+static const struct {
+	const char *ip;
+	const char *kind;	/* NULL: public, used */
+} private_cases[] = {
+	{ "127.0.0.1", "loopback" },
+	{ "127.255.255.254", "loopback" },
+	{ "10.0.0.1", "private" },
+	{ "10.255.255.255", "private" },
+	{ "172.16.0.1", "private" },
+	{ "172.31.255.255", "private" },
+	{ "172.15.255.255", NULL },
+	{ "172.32.0.0", NULL },
+	{ "192.168.1.1", "private" },
+	{ "192.169.0.1", NULL },
+	{ "192.167.255.255", NULL },
+	{ "169.254.1.1", "link-local" },
+	{ "169.253.1.1", NULL },
+	{ "0.0.0.0", "unspecified" },
+	{ "0.1.2.3", "unspecified" },
+	{ "1.0.0.1", NULL },
+	{ "8.8.8.8", NULL },
+	{ "11.0.0.1", NULL },
+	{ "126.255.255.255", NULL },
+	{ "128.0.0.1", NULL },
+	{ "::1", "loopback" },
+	{ "::", "unspecified" },
+	{ "::2", NULL },
+	{ "fc00::1", "private" },
+	{ "fd12:3456::1", "private" },
+	{ "fbff::1", NULL },
+	{ "fe80::1", "link-local" },
+	{ "febf:ffff::1", "link-local" },
+	{ "fec0::1", "private" },
+	{ "ff02::1", NULL },
+	{ "2001:db8::1", NULL },
+	{ "2a00:1450:4001:81b::200e", NULL },
+	{ "::ffff:127.0.0.1", "loopback" },
+	{ "::ffff:10.1.2.3", "private" },
+	{ "::ffff:172.20.0.1", "private" },
+	{ "::ffff:192.168.0.1", "private" },
+	{ "::ffff:169.254.0.1", "link-local" },
+	{ "::ffff:0.0.0.0", "unspecified" },
+	{ "::ffff:8.8.8.8", NULL },
+	{ "64:ff9b::10.0.0.1", "private" },
+	{ "64:ff9b::7f00:1", "loopback" },
+	{ "64:ff9b::8.8.8.8", NULL },
+};
+
+static void
+test_addr_private_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof private_cases / sizeof private_cases[0]; i++) {
+		union dns_addr a;
+		const char *got, *want = private_cases[i].kind;
+
+		memset(&a, 0, sizeof a);
+		if (inet_pton(AF_INET, private_cases[i].ip, &a.v4.sin_addr) == 1)
+			a.v4.sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, private_cases[i].ip, &a.v6.sin6_addr) == 1)
+			a.v6.sin6_family = AF_INET6;
+		else
+			fail_msg("bad test address %s", private_cases[i].ip);
+		got = dns_addr_private(&a.sa);
+		if ((got == NULL) != (want == NULL) || (got && strcmp(got, want) != 0))
+			fail_msg("%s: got %s, want %s", private_cases[i].ip, got ? got : "public",
+			    want ? want : "public");
+	}
+}
+
+static void
+test_addr_private_unknown_family(void **state)
+{
+	union dns_addr a;
+
+	(void)state;
+	memset(&a, 0, sizeof a);
+	a.sa.sa_family = AF_UNIX;
+	assert_non_null(dns_addr_private(&a.sa));
+}
+
 int
 main(void)
 {
@@ -459,6 +545,8 @@ main(void)
 		cmocka_unit_test(test_ttl_garbage),
 		cmocka_unit_test(test_ttl_pointer_chain),
 		cmocka_unit_test(test_negative_ttl),
+		cmocka_unit_test(test_addr_private_table),
+		cmocka_unit_test(test_addr_private_unknown_family),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
