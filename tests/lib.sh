@@ -511,7 +511,7 @@ check_one_final() {
 	is "every job's final event is delivered" "$(events jobs status=delivered)" "$n"
 	is "nothing pending" "$(xpending_count)" 0
 	is "nothing scheduled for retry" "$(redis_cli ZCARD volley:retry)" 0
-	check "every recipient reached the sink $mode" \
+	check "every recipient reached the sink ${mode/exact/exactly once}" \
 		dumps check-rcpts "${opt[@]}" --expect "$rcpts" "$dir"
 	[ "$mode" = at-least-once ] &&
 		note "sink duplicates: $(dumps check-rcpts --at-least-once --expect "$rcpts" "$dir" | head -1)"
@@ -522,4 +522,19 @@ check_one_final() {
 pending_ids() {
 	redis_cli XPENDING volley:jobs volley - + 1000000 "$1" 2>/dev/null |
 		grep -E '^[0-9]+-[0-9]+$' || true
+}
+
+# restart_redis_loading USEC: restart Redis on the same port with the same
+# dir, loading its AOF back slowly (Redis's key-load-delay: USEC
+# microseconds per key), so that its clients get -LOADING for a while: the
+# "Redis restarted and is still reading its data" case. Returns once Redis
+# serves commands again (up to 60 s).
+restart_redis_loading() {
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+		--save "" --appendonly "$REDIS_AOF" --appendfsync always \
+		--daemonize yes --pidfile "$T/pids/redis.pid" \
+		--logfile "$REDIS_DIR/redis.log" --protected-mode yes \
+		--maxclients 1000 --key-load-delay "$1" >/dev/null || return 1
+	wait_for 60 redis_ping || { tail -5 "$REDIS_DIR/redis.log" >&2; return 1; }
+	redis_cli CONFIG SET key-load-delay 0 >/dev/null
 }
