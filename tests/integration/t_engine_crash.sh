@@ -28,10 +28,9 @@ is "inject queued $N" "$(redis_cli XLEN volley:jobs)" "$N"
 
 bg_volley "$T/run1.log" run -c "$T/volley.conf"
 pid=$VOLLEY_PID
-# wait for sessions to be open, then a little longer
-wait_for 15 sh -c "[ \$(ss -Htn state established dst $MX:$SINK_PORT | wc -l) -ge 10 ]" ||
-	note "fewer than 10 sessions seen before the kill"
-sleep 1
+# kill it once the run is well under way: events flowing, sessions open
+wait_for 60 sh -c "[ \$(redis-cli -p $REDIS_PORT XLEN volley:events) -ge 200 ]" ||
+	note "fewer than 200 events before the kill"
 sessions=$(ss -Htn state established dst "$MX:$SINK_PORT" | wc -l)
 if kill -0 "$pid" 2>/dev/null; then
 	kill9 "$pid"
