@@ -50,12 +50,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvolley.a $(wildcard include/*.h) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvolley.a $(LDLIBS) -lcmocka
 
+# install: binaries, the shipped pools/ and sink profiles, and the systemd
+# unit (its paths rewritten for PREFIX) under PREFIX/share/volley. Needs no
+# root (DESTDIR/PREFIX only have to be writable), starts nothing, creates no
+# user: docs/operations.md lists those steps.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/volley/pools \
 	    $(DESTDIR)$(PREFIX)/share/volley/profiles
 	install -m 755 $(BUILD)/volley $(BUILD)/volley-sink $(DESTDIR)$(PREFIX)/bin/
 	cp -r pools/. $(DESTDIR)$(PREFIX)/share/volley/pools/
 	cp -r bench/profiles/. $(DESTDIR)$(PREFIX)/share/volley/profiles/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' docs/volley.service \
+	    >$(DESTDIR)$(PREFIX)/share/volley/volley.service
+	chmod 644 $(DESTDIR)$(PREFIX)/share/volley/volley.service
 
 deps:
 	@bash tests/deps.sh

@@ -19,6 +19,11 @@
 #       smtp-sink that stalls every DATA for 60 s (-w 60); volley's RSS and
 #       the established session count while they are all open.
 #
+#   For every (a) row also the CPU time per message, separately for the
+#   engine (utime+stime of the `volley run --drain` process, from wait4())
+#   and for redis-server (utime+stime from /proc/PID/stat read before and
+#   after the drain), in microseconds per message.
+#
 # Environment: BENCH_N (20000), BENCH_PARTS ("a b c d"), KEEP=1.
 # Output: one line per figure, then a summary table (docs/benchmarks.md).
 . "$(dirname "$0")/../tests/lib.sh"
@@ -27,11 +32,60 @@ N=${BENCH_N:-20000}
 PARTS=${BENCH_PARTS:-a b c d}
 NDOM=50
 MX=127.0.1.1
-declare -A RATE=() NOTE=()
+declare -A RATE=() NOTE=() CPU_ENGINE=() CPU_REDIS=()
+CLK_TCK=$(getconf CLK_TCK)
 
 want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 log() { echo "bench: $*"; }
 rate() { echo $(($1 * 1000 / ($2 > 0 ? $2 : 1))); }	# N MS -> per second
+# per_msg US N: microseconds per message, one decimal
+per_msg() { awk -v us="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0 ? us / n : 0) }'; }
+
+# proc_cpu_us PID: utime+stime of a live process so far, in microseconds
+# (fields 14 and 15 of /proc/PID/stat, in clock ticks; the command name in
+# field 2 may hold spaces, so count from the closing parenthesis).
+proc_cpu_us() {
+	awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%d\n", ($12 + $13) * 1000000 / hz }' \
+		"/proc/$1/stat" 2>/dev/null || echo 0
+}
+redis_pid() { cat "$T/pids/redis.pid" 2>/dev/null; }
+
+# cpu_drain LOG SECS ARGS...: like run_drain (`volley run ARGS --drain`
+# under a deadline; sets DRAIN_RC, 124 on timeout, and DRAIN_MS), and also
+# DRAIN_CPU_US, the engine's own utime+stime from wait4() (exact even though
+# the process is gone by the time it is read).
+cpu_drain() {
+	local log=$1 secs=$2 out
+	shift 2
+	out=$("$PY" - "$log" "$secs" "$VOLLEY" run "$@" --drain <<'EOF'
+import os, signal, sys, time
+log, secs, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+t0 = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+    os.execv(cmd[0], cmd)
+timed_out = False
+def expire(*_):
+    global timed_out
+    timed_out = True
+    os.kill(pid, signal.SIGTERM)
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+    signal.alarm(5)
+signal.signal(signal.SIGALRM, expire)
+signal.setitimer(signal.ITIMER_REAL, secs)
+_, status, ru = os.wait4(pid, 0)
+ms = int((time.monotonic() - t0) * 1000)
+signal.setitimer(signal.ITIMER_REAL, 0)
+rc = 124 if timed_out else (os.waitstatus_to_exitcode(status) & 255)
+print(rc, ms, int((ru.ru_utime + ru.ru_stime) * 1e6))
+EOF
+)
+	read -r DRAIN_RC DRAIN_MS DRAIN_CPU_US <<<"${out:-1 0 0}"
+}
 
 start_redis || { echo "bench: redis did not start" >&2; exit 1; }
 start_dns < <(
@@ -54,14 +108,17 @@ CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h CFG_SMTP_EXTRA='  max_connect
 
 # volley_round LABEL [CONF]: inject N jobs, drain them, report.
 volley_round() {
-	local label=$1 conf=${2:-$T/volley.conf} t0 ms inj delivered
+	local label=$1 conf=${2:-$T/volley.conf} t0 ms inj delivered rpid r0 r1
 	redis_cli FLUSHALL >/dev/null
 	t0=$(now_ms)
 	"$VOLLEY" inject -c "$conf" --from bench@sender.test --msg "$T/msg.eml" \
 		--rcpts "$T/rcpts" >"$T/inject.log" 2>&1 || { log "inject failed: $(tail -3 "$T/inject.log")"; return 1; }
 	inj=$(($(now_ms) - t0))
 	log "(a) $label: injected $N jobs in $inj ms ($(rate "$N" "$inj")/s)"
-	VOLLEY_LOG=warn run_drain "$T/run-$label.log" 300 -c "$conf" --no-progress
+	rpid=$(redis_pid)
+	r0=$(proc_cpu_us "$rpid")
+	VOLLEY_LOG=warn cpu_drain "$T/run-$label.log" 300 -c "$conf" --no-progress
+	r1=$(proc_cpu_us "$rpid")
 	delivered=$(events count status=delivered)
 	if [ "$DRAIN_RC" != 0 ] || [ "$delivered" != "$N" ]; then
 		log "(a) $label: FAILED: exit $DRAIN_RC, $delivered of $N delivered"
@@ -70,7 +127,10 @@ volley_round() {
 		return 1
 	fi
 	RATE[$label]=$(rate "$N" "$DRAIN_MS")
-	log "(a) $label: $N delivered in $DRAIN_MS ms = ${RATE[$label]} msg/s"
+	CPU_ENGINE[$label]=$(per_msg "$DRAIN_CPU_US" "$N")
+	CPU_REDIS[$label]=$(per_msg $((r1 - r0)) "$N")
+	log "(a) $label: $N delivered in $DRAIN_MS ms = ${RATE[$label]} msg/s;" \
+		"CPU per message: engine ${CPU_ENGINE[$label]} us, redis ${CPU_REDIS[$label]} us"
 }
 
 # --- (a) volley ---------------------------------------------------------------
@@ -292,17 +352,23 @@ fi
 
 # --- summary --------------------------------------------------------------------------
 echo
-echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs"
-row() { printf '  %-44s %10s  %s\n' "$1" "${2:-n/a}" "${3:-}"; }
-row "(a) volley -> smtp-sink (50 domains)" "${RATE[volley_smtp_sink]:-}" "${NOTE[volley_smtp_sink]:-msg/s}"
-row "(a) same, 2 sessions/domain (100)" "${RATE[volley_smtp_sink_100]:-}" "${NOTE[volley_smtp_sink_100]:-msg/s}"
-row "(a) volley -> volley-sink (50 domains)" "${RATE[volley_volley_sink]:-}" "${NOTE[volley_volley_sink]:-msg/s}"
-row "(b) Postfix relay, pre-loaded queue" "${RATE[postfix]:-}" "${NOTE[postfix]:-msg/s}"
-row "(c) smtp-source -> smtp-sink (ceiling)" "${RATE[smtp_source]:-}" "${NOTE[smtp_source]:-msg/s}"
+echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# row LABEL KEY: msg/s, then (volley rows) CPU us/msg of engine and redis
+row() {
+	local v=${RATE[$2]:-n/a} e=${CPU_ENGINE[$2]:-} r=${CPU_REDIS[$2]:-}
+	printf '  %-44s %10s %12s %12s  %s\n' "$1" "$v" "${e:--}" "${r:--}" "${NOTE[$2]:-}"
+}
+printf '  %-44s %10s %12s %12s\n' "" "msg/s" "engine us/m" "redis us/m"
+row "(a) volley -> smtp-sink (50 domains)" volley_smtp_sink
+row "(a) same, 2 sessions/domain (100)" volley_smtp_sink_100
+row "(a) volley -> volley-sink (50 domains)" volley_volley_sink
+row "(b) Postfix relay, pre-loaded queue" postfix
+row "(c) smtp-source -> smtp-sink (ceiling)" smtp_source
 ratio() { [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ] && [ "${RATE[$2]}" -gt 0 ] &&
 	awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN{printf "%.2fx", a/b}' || echo n/a; }
-row "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
-row "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
-row "volley (100 sessions) / smtp-source (100)" "$(ratio volley_smtp_sink_100 smtp_source)"
+printf '  %-44s %10s\n' "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
+printf '  %-44s %10s\n' "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
+printf '  %-44s %10s\n' "volley (100 sessions) / smtp-source (100)" "$(ratio volley_smtp_sink_100 smtp_source)"
 echo "  (d) ${NOTE[sessions]:-not run}"
+echo "  (us/m: CPU microseconds per message, utime+stime, during the drain only)"
 exit 0

@@ -20,6 +20,10 @@ Usage: events.py [--port P] [--host H] [--prefix volley:] COMMAND ...
                             --ids: these ids (one a line) all have one.
                             Prints a one-line verdict, details on failure,
                             and "duplicates N" (ids with >1 final event).
+  check-keys FILE [k=v ...] every stream entry ID in FILE (one a line, the
+                            events' `key` field) has exactly one final
+                            event, and that event matches the filters
+                            (e.g. instance=mta-b); prints a verdict
   summary                   status counts, then per recipient domain
   redis CMD ARGS...         run one Redis command and print the reply
 
@@ -126,6 +130,29 @@ def first_final(evs):
     return None
 
 
+def final_count(evs):
+    return sum(1 for ev in evs if ev.get("status") in FINAL)
+
+
+def exactly_one_final(groups, want=None):
+    """Problems (a list of strings, empty when all is well) with the promise
+    "every job has exactly one final event": groups maps a job (id or key)
+    to its events in stream order; want, when given, lists the jobs that
+    must be there. `deferred` and `complained` are not final."""
+    problems = []
+    keys = list(want) if want is not None else list(groups)
+    none = [k for k in keys if final_count(groups.get(k, [])) == 0]
+    dups = [k for k in keys if final_count(groups.get(k, [])) > 1]
+    hist = lambda k: ",".join(e.get("status", "?") for e in groups.get(k, [])) or "no events"
+    if none:
+        problems.append("%d of %d jobs without a final event, e.g. %s (%s)" % (
+            len(none), len(keys), none[0], hist(none[0])))
+    if dups:
+        problems.append("%d of %d jobs with more than one final event, e.g. %s (%s)" % (
+            len(dups), len(keys), dups[0], hist(dups[0])))
+    return problems
+
+
 def domain_of(addr):
     return addr.rsplit("@", 1)[-1].lower() if "@" in addr else "(none)"
 
@@ -210,20 +237,9 @@ def main(argv):
                 idfile = args.pop(0)
             else:
                 raise SystemExit("bad option %r" % a)
-        problems = []
-        none, dups = [], []
-        for jid, evs in jobs.items():
-            n = sum(1 for ev in evs if ev.get("status") in FINAL)
-            if n == 0:
-                none.append(jid)
-            elif n > 1:
-                dups.append(jid)
-        if none:
-            problems.append("%d ids without a final event, e.g. %s (%s)" % (
-                len(none), none[0], ",".join(e.get("status", "?") for e in jobs[none[0]])))
-        if dups and not at_least:
-            problems.append("%d ids with more than one final event, e.g. %s (%s)" % (
-                len(dups), dups[0], ",".join(e.get("status", "?") for e in jobs[dups[0]])))
+        dups = [jid for jid, evs in jobs.items() if final_count(evs) > 1]
+        problems = [p for p in exactly_one_final(jobs)
+                    if not (at_least and "more than one" in p)]
         if expect is not None and len(jobs) != expect:
             problems.append("%d distinct ids in events, expected %d" % (len(jobs), expect))
         if idfile:
@@ -233,6 +249,28 @@ def main(argv):
                 problems.append("%d of %d expected ids have no final event, e.g. %s" % (
                     len(missing), len(want), missing[0]))
         print("ids %d, events %d, duplicates %d" % (len(jobs), len(events), len(dups)))
+        for p in problems:
+            print(p)
+        return 1 if problems else 0
+    if cmd == "check-keys":
+        if not args:
+            print(__doc__, file=sys.stderr)
+            return 2
+        want = [l.strip() for l in open(args[0]) if l.strip()]
+        filters = args[1:]
+        bykey = defaultdict(list)
+        for ev in events:
+            bykey[ev.get("key", "")].append(ev)
+        problems = exactly_one_final(bykey, want)
+        bad = [k for k in want if first_final(bykey.get(k, [])) is not None
+               and not match(first_final(bykey[k]), filters)]
+        if bad:
+            f = first_final(bykey[bad[0]])
+            problems.append("%d of %d final events do not match %s, e.g. key %s: %s" % (
+                len(bad), len(want), " ".join(filters), bad[0],
+                json.dumps({k: f.get(k, "") for k in ("status", "instance", "id")})))
+        print("keys %d, final events matching %s: %d" % (
+            len(want), " ".join(filters) or "(any)", len(want) - len(bad)))
         for p in problems:
             print(p)
         return 1 if problems else 0

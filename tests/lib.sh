@@ -496,3 +496,45 @@ check_delivered_at_least_once() {
 	note "duplicates: sink: $(dumps check-rcpts --at-least-once --expect "$rcpts" "$dir" | head -1)"
 	note "duplicates: events: $(events check-final --at-least-one | head -1)"
 }
+
+# check_one_final RCPTS N exact|at-least-once: the end state of a run that
+# should have delivered every one of N jobs: every job has EXACTLY one final
+# event (never two, whatever happened on the way), all `delivered`, nothing
+# pending or scheduled for retry; the sink ($MX) got every recipient in
+# RCPTS exactly once, or at least once (after a kill -9 a message may go
+# out twice: the contract allows it; the duplicates are noted).
+check_one_final() {
+	local rcpts=$1 n=$2 mode=$3 dir opt=()
+	dir=$(sink_dir "$MX")
+	[ "$mode" = at-least-once ] && opt=(--at-least-once)
+	check "every job has exactly one final event ($n jobs)" events check-final --expect "$n"
+	is "every job's final event is delivered" "$(events jobs status=delivered)" "$n"
+	is "nothing pending" "$(xpending_count)" 0
+	is "nothing scheduled for retry" "$(redis_cli ZCARD volley:retry)" 0
+	check "every recipient reached the sink ${mode/exact/exactly once}" \
+		dumps check-rcpts "${opt[@]}" --expect "$rcpts" "$dir"
+	[ "$mode" = at-least-once ] &&
+		note "sink duplicates: $(dumps check-rcpts --at-least-once --expect "$rcpts" "$dir" | head -1)"
+	return 0
+}
+
+# pending_ids CONSUMER: the stream entry IDs in CONSUMER's pending list
+pending_ids() {
+	redis_cli XPENDING volley:jobs volley - + 1000000 "$1" 2>/dev/null |
+		grep -E '^[0-9]+-[0-9]+$' || true
+}
+
+# restart_redis_loading USEC: restart Redis on the same port with the same
+# dir, loading its AOF back slowly (Redis's key-load-delay: USEC
+# microseconds per key), so that its clients get -LOADING for a while: the
+# "Redis restarted and is still reading its data" case. Returns once Redis
+# serves commands again (up to 60 s).
+restart_redis_loading() {
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+		--save "" --appendonly "$REDIS_AOF" --appendfsync always \
+		--daemonize yes --pidfile "$T/pids/redis.pid" \
+		--logfile "$REDIS_DIR/redis.log" --protected-mode yes \
+		--maxclients 1000 --key-load-delay "$1" >/dev/null || return 1
+	wait_for 60 redis_ping || { tail -5 "$REDIS_DIR/redis.log" >&2; return 1; }
+	redis_cli CONFIG SET key-load-delay 0 >/dev/null
+}

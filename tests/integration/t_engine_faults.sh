@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # t_engine_faults.sh - each kind of destination failure gives the contract's
-# events: 4xx on RCPT -> deferred, retried, then expired at expires_at;
-# 5xx on RCPT -> bounced (code, enh, class); hang-up after the dot and at
-# DATA -> deferred and retried; nothing listening -> deferred with class
-# connection_failure; null MX -> bounced 5.1.10; NXDOMAIN -> bounced 5.1.2;
-# first MX refusing connections -> delivered through the second MX.
+# events, each with its exact class: 4xx on RCPT ("450 4.2.0 Try again
+# later", which says nothing more specific) -> deferred class unknown,
+# retried, then expired at expires_at; 5xx 5.1.1 on RCPT -> bounced class
+# invalid_recipient; hang-up after the dot and at DATA -> deferred class
+# connection_failure, no code, retried; nothing listening -> deferred class
+# connection_failure; null MX -> bounced 5.1.10 bad_domain; NXDOMAIN ->
+# bounced 5.1.2 bad_domain; first MX refusing connections -> delivered
+# through the second MX. Every job has exactly one final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 
@@ -72,8 +75,8 @@ is "soft: deferred code" "$(fld soft code deferred)" 450
 is "soft: deferred enh" "$(fld soft enh deferred)" 4.2.0
 [ "$(ndeferred soft)" -ge 2 ] && ok "soft: retried ($(ndeferred soft) deferrals)" ||
 	not_ok "soft: retried" "history: $(events history soft)"
-[ -n "$(fld soft class deferred)" ] && ok "soft: deferred carries a class ($(fld soft class deferred))" ||
-	not_ok "soft: deferred carries a class"
+is "soft: deferred class" "$(fld soft class deferred)" unknown
+is "soft: every deferral has that class" "$(events count id=soft status=deferred class=unknown)" "$(ndeferred soft)"
 check "soft: expired no earlier than expires_at" expired_in_time soft
 is "soft: nothing reached the sink" "$(sink_count 127.0.1.2)" 0
 
@@ -90,6 +93,10 @@ is "hard: mx" "$(fld hard mx)" mx.hard.test
 # hang-up after the final dot, and at DATA
 for j in hangdot hangdata; do
 	is "$j: first event is deferred" "$(events history $j | cut -d, -f1)" deferred
+	is "$j: deferred class" "$(fld $j class deferred)" connection_failure
+	is "$j: no SMTP code (the peer hung up)" "$(fld $j code deferred)" ""
+	is "$j: every deferral has that class" \
+		"$(events count id=$j status=deferred class=connection_failure)" "$(ndeferred $j)"
 	[ "$(events count id=$j status=deferred attempt=2)" -ge 1 ] && ok "$j: retried (attempt 2 seen)" ||
 		not_ok "$j: retried (attempt 2 seen)" "history: $(events history $j)"
 	is "$j: final status" "$(final $j)" expired
@@ -106,9 +113,11 @@ is "closed: final status" "$(final closed)" expired
 is "null MX: final status" "$(final nullmx)" bounced
 is "null MX: enh" "$(fld nullmx enh)" 5.1.10
 is "null MX: one event" "$(events history nullmx)" bounced
+is "null MX: class" "$(fld nullmx class)" bad_domain
 is "NXDOMAIN: final status" "$(final nxdomain)" bounced
 is "NXDOMAIN: enh" "$(fld nxdomain enh)" 5.1.2
-[ -n "$(fld nxdomain class)" ] && ok "NXDOMAIN: class set ($(fld nxdomain class))" || not_ok "NXDOMAIN: class set"
+is "NXDOMAIN: class" "$(fld nxdomain class)" bad_domain
+is "NXDOMAIN: one event" "$(events history nxdomain)" bounced
 
 # two MX, the preferred one refusing
 is "twomx: final status" "$(final twomx)" delivered

@@ -3,7 +3,8 @@
 # DNS server that never answers) exits 0 at once and loses nothing. SIGTERM
 # while sessions wait on a peer that stalls at end of data: after
 # smtp.stop_timeout the sessions are aborted, their jobs deferred (not
-# lost), exit 0. Under `make asan` this also checks the teardown is clean.
+# lost), exit 0; the next run delivers them. Every job ends with EXACTLY
+# one final event. Under `make asan` this also checks the teardown is clean.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 [ -x "$SINK" ] || bail "volley-sink not built ($SINK)"
@@ -52,10 +53,13 @@ CFG_SMTP_EXTRA='stop_timeout = 3s;' CFG_RETRY='[1s]' CFG_MAX_AGE=60s write_confi
 run_drain "$T/run1.log" 60 -c "$T/volley.conf"
 is "next run drains, exit 0" "$DRAIN_RC" 0
 is "the job is delivered" "$(events final hole)" delivered
+is "hole: exactly one event, the final one" "$(events history hole)" delivered
 
 # 2. Sessions stuck at end of data: abort after stop_timeout, defer, exit 0.
+# (+slow20: the sink answers the final dot only after 20 s, long after
+# SIGTERM + stop_timeout, but within the 30 s dot timeout of the next run.)
 for i in 1 2 3; do
-	redis_cli XADD volley:jobs '*' id "stall$i" to "u$i+stall40@stall.test" from f@sender.test msg x >/dev/null
+	redis_cli XADD volley:jobs '*' id "stall$i" to "u$i+slow20@stall.test" from f@sender.test msg x >/dev/null
 done
 bg_volley "$T/run2.log" run -c "$T/volley.conf"
 pid=$VOLLEY_PID
@@ -79,5 +83,16 @@ case "$(events field stall1 reply deferred)" in *"engine stopped"*) ok "the repl
 *) not_ok "the reply says the engine stopped" "$(events field stall1 reply deferred)" ;; esac
 is "they wait in the retry set" "$(redis_cli ZCARD volley:retry)" 3
 is "nothing pending in the stream" "$(xpending_count)" 0
+
+# 3. The next run delivers them: one final event each, never two.
+run_drain "$T/run3.log" 120 -c "$T/volley.conf"
+is "the run after the stop drains, exit 0" "$DRAIN_RC" 0
+[ "$DRAIN_RC" = 0 ] || show_log "$T/run3.log"
+for i in 1 2 3; do
+	is "stall$i: deferred once, then delivered once" "$(events history "stall$i")" deferred,delivered
+done
+check "every job has exactly one final event (4 jobs)" events check-final --expect 4
+is "nothing pending" "$(xpending_count)" 0
+is "nothing scheduled for retry" "$(redis_cli ZCARD volley:retry)" 0
 
 done_testing
