@@ -18,7 +18,7 @@ PKGS=(
 	build-essential
 	liburing-dev libssl-dev libhiredis-dev libc-ares-dev libcmocka-dev libidn2-dev
 	pkg-config
-	redis-server redis-tools dnsmasq-base postfix swaks
+	redis-server redis-tools dnsmasq-base postfix swaks libnet-ssleay-perl
 	clang libclang-rt-14-dev
 	python3 procps iproute2
 )
