@@ -732,6 +732,21 @@ test_shipped_pools(void **state)
 	}
 	assert_true(have_standard);
 	assert_true(have_conservative);
+	/* the standard ramp has its own for Gmail and Microsoft, and the
+	 * shipped shaping block is the defaults */
+	for (size_t i = 0; i < c->nwarmups; i++) {
+		if (strcmp(c->warmups[i].name, "standard") != 0)
+			continue;
+		assert_int_equal(c->warmups[i].nsites, 2);
+		assert_string_equal(c->warmups[i].sites[0].site, "gmail");
+		assert_string_equal(c->warmups[i].sites[1].site, "outlook");
+		assert_int_equal(c->warmups[i].sites[0].daily[0], 20);
+	}
+	struct config *d = config_default();
+
+	assert_memory_equal(&c->shaping, &d->shaping, sizeof c->shaping);
+	assert_int_equal(c->max_rate_per_ip.count, 0);
+	config_free(d);
 	assert_int_equal(c->nretry, 7);
 	config_free(c);
 }
