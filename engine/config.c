@@ -533,6 +533,7 @@ static const struct setting settings[] = {
 	{ "shaping", "decrease", S_U32, OFF(shaping.decrease), 0, 1, 99, "50", NULL, 0 },
 	{ "shaping", "rate_step", S_U32, OFF(shaping.rate_step), 0, 1, 100, "10", NULL, 0 },
 	{ "shaping", "rate_step_every", S_DUR, OFF(shaping.rate_step_every_ms), 0, 0, 86400000, "1min", NULL, 0 },
+	{ "shaping", "decrease_every", S_DUR, OFF(shaping.decrease_every_ms), 0, 0, 3600000, "30s", NULL, 0 },
 	{ "shaping", "min_rate", S_RATE, OFF(shaping.min_rate), 0, 0, 0, "1/min", NULL, 0 },
 	{ "shaping", "burst", S_U32, OFF(shaping.burst), 0, 1, 100000, "3", NULL, 0 },
 	{ "shaping", "close_time", S_DUR, OFF(shaping.close_ms), 0, 1000, 86400000, "30s", NULL, 0 },

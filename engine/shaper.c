@@ -7,12 +7,17 @@
  *  - a new lane's window: shaping.initial_connections (5), at most
  *    max_connections (20 when unset);
  *  - decrease: window and rate keep shaping.decrease percent (50), floors
- *    1 connection and shaping.min_rate; once per cohort;
+ *    1 connection and shaping.min_rate; at most once per cohort in flight
+ *    and once per shaping.decrease_every (30s); the rate it was at is
+ *    remembered as the lane's ceiling;
  *  - increase: +1 connection per window's worth of clean outcomes; the
- *    rate + shaping.rate_step percent (10) of its reference after a
- *    window's worth of clean outcomes and shaping.rate_step_every (1min);
+ *    rate + shaping.rate_step percent (10) of its reference (the
+ *    configured rate) after a window's worth of clean outcomes and
+ *    shaping.rate_step_every (1min); a quarter step from 90% of the
+ *    ceiling on, so that it probes slowly where it was pushed back;
  *  - an unlimited lane that is told to slow down starts from the volume it
- *    sent in the last minute; it is unlimited again at twice that;
+ *    sent in the last minute (its reference from then on); it is
+ *    unlimited again at twice that;
  *  - closure: a cohort of max(2, window) consecutive failures closes the
  *    lane for close_time (30s) * 2^(closures-1), at most max_close_time;
  *  - suspension: suspend_after (3) reputation blocks within
@@ -46,6 +51,7 @@ shaper_params_from_config(const struct config *c, struct shaper_params *p)
 	p->decrease_pct = s->decrease ? s->decrease : 50;
 	p->rate_step_pct = s->rate_step ? s->rate_step : 10;
 	p->rate_step_every_ms = s->rate_step_every_ms;
+	p->decrease_every_ms = s->decrease_every_ms;
 	p->min_mph = pace_mph(&s->min_rate);
 	if (p->min_mph == 0)
 		p->min_mph = MPH_PER_MSG_PER_MIN;
@@ -388,6 +394,8 @@ lane_decrease(struct shaper *sh, struct shaper_lane *l, uint64_t now, int rate_t
 	uint32_t w = (uint32_t)pace_pct(l->window, sh->p.decrease_pct);
 	int changed = 0;
 
+	if (l->last_decrease != 0 && now - l->last_decrease < sh->p.decrease_every_ms)
+		return 0;	/* one decrease per decrease_every */
 	if (w < 1)
 		w = 1;
 	if (w != l->window) {
@@ -402,6 +410,11 @@ lane_decrease(struct shaper *sh, struct shaper_lane *l, uint64_t now, int rate_t
 			base = sh->p.min_mph;
 		if (l->ref_mph == 0)
 			l->ref_mph = base;
+		/* where the destination pushed back: set when this is the
+		 * first decrease or the lane grew since the last one (not in
+		 * a cascade of decreases while its window lasts) */
+		if (l->ceiling_mph == 0 || l->grown)
+			l->ceiling_mph = base;
 		r = pace_pct(base, sh->p.decrease_pct);
 		if (r < sh->p.min_mph)
 			r = sh->p.min_mph;
@@ -411,7 +424,9 @@ lane_decrease(struct shaper *sh, struct shaper_lane *l, uint64_t now, int rate_t
 		}
 	}
 	l->credit = 0;
+	l->grown = 0;
 	l->last_step = now;
+	l->last_decrease = now;
 	l->hold = l->nconn > 0 ? l->nconn - 1 : 0;	/* the others' outcomes */
 	return changed;
 }
@@ -428,6 +443,9 @@ lane_increase(struct shaper *sh, struct shaper_lane *l, uint64_t now)
 		    now - l->last_step >= sh->p.rate_step_every_ms) {
 			uint64_t step = pace_pct(l->ref_mph, sh->p.rate_step_pct), r;
 
+			/* near where it pushed back: probe in quarter steps */
+			if (l->ceiling_mph != 0 && l->mph >= pace_pct(l->ceiling_mph, 90))
+				step /= 4;
 			if (step == 0)
 				step = 1;
 			r = l->mph + step;
@@ -437,11 +455,15 @@ lane_increase(struct shaper *sh, struct shaper_lane *l, uint64_t now)
 				r = 0;	/* unlimited again */
 			lane_set_rate(l, r);
 			l->last_step = now;
+			l->grown = 1;
+			if (l->ceiling_mph != 0 && r > l->ceiling_mph)
+				l->ceiling_mph = 0;	/* past it without complaint */
 		}
 	}
 	if (!l->throttled || l->mph != l->lim.mph || l->window < l->pre_window)
 		return 0;
 	l->throttled = 0;
+	l->ceiling_mph = 0;
 	if (l->lim.mph == 0)
 		l->ref_mph = 0;
 	return 1;

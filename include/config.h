@@ -71,6 +71,7 @@ struct config_shaping {
 	uint32_t decrease;		/* percent a slow-down keeps (50) */
 	uint32_t rate_step;		/* percent of the reference rate a step adds (10) */
 	uint64_t rate_step_every_ms;	/* at most one rate step this often (1min) */
+	uint64_t decrease_every_ms;	/* at most one decrease this often (30s) */
 	struct rate min_rate;		/* floor of a throttled rate (1/min) */
 	uint32_t burst;			/* messages a paced lane may send at once (3) */
 	uint64_t close_ms;		/* a failed cohort closes the lane this long (30s) */

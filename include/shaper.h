@@ -14,10 +14,11 @@
  * a slow-down verdict shrinks the lane's window and rate multiplicatively
  * (shaping.decrease percent kept, floors 1 connection and
  * shaping.min_rate), at most once per cohort (outcomes of what was in
- * flight when it shrank do not shrink it again); clean outcomes grow it
- * back additively: +1 connection per window's worth, and the rate by
- * shaping.rate_step percent of its reference at most once per
- * shaping.rate_step_every, up to the configured limits. A full cohort of
+ * flight when it shrank do not shrink it again) and per
+ * shaping.decrease_every; clean outcomes grow it back additively: +1
+ * connection per window's worth, and the rate by shaping.rate_step percent
+ * of its reference at most once per shaping.rate_step_every (a quarter of
+ * that near the rate it was pushed back at), up to the configured limits. A full cohort of
  * consecutive failures (as many as the window, at least 2) closes the lane
  * for shaping.close_time, doubling on each closure up to max_close_time.
  * Reputation blocks (shaping.suspend_after within suspend_window) suspend
@@ -59,6 +60,7 @@ struct shaper_params {
 	uint32_t decrease_pct;
 	uint32_t rate_step_pct;
 	uint64_t rate_step_every_ms;
+	uint64_t decrease_every_ms;
 	uint64_t min_mph;
 	uint32_t burst;
 	uint64_t close_ms, max_close_ms;
@@ -97,8 +99,11 @@ struct shaper_lane {
 	/* rate */
 	uint64_t mph, interval_us;	/* current (0: unlimited) */
 	uint64_t ref_mph;		/* what steps are a percent of */
+	uint64_t ceiling_mph;		/* the rate the destination last pushed back at */
 	struct pace pace;
 	uint64_t last_step;		/* ms of the last change to the rate */
+	uint64_t last_decrease;		/* ms of the last decrease, 0: none */
+	int grown;			/* a step up since the last decrease */
 	int throttled;			/* below the configured limits */
 
 	/* outcomes still due from what was in flight at the last decrease:
