@@ -179,6 +179,7 @@ test_defaults(void **state)
 	assert_int_equal(c->max_rate_per_ip.count, 0);
 	assert_int_equal(c->shaping.initial_connections, 5);
 	assert_int_equal(c->shaping.decrease, 50);
+	assert_int_equal(c->shaping.decrease_every_ms, 30000);
 	assert_int_equal(c->shaping.rate_step, 10);
 	assert_int_equal(c->shaping.rate_step_every_ms, 60000);
 	assert_int_equal(c->shaping.min_rate.count, 1);
@@ -744,7 +745,23 @@ test_shipped_pools(void **state)
 	}
 	struct config *d = config_default();
 
-	assert_memory_equal(&c->shaping, &d->shaping, sizeof c->shaping);
+	const struct config_shaping *x = &c->shaping, *y = &d->shaping;
+
+	assert_int_equal(x->initial_connections, y->initial_connections);
+	assert_int_equal(x->decrease, y->decrease);
+	assert_int_equal(x->decrease_every_ms, y->decrease_every_ms);
+	assert_int_equal(x->rate_step, y->rate_step);
+	assert_int_equal(x->rate_step_every_ms, y->rate_step_every_ms);
+	assert_int_equal(x->min_rate.count, y->min_rate.count);
+	assert_int_equal(x->min_rate.per_ms, y->min_rate.per_ms);
+	assert_int_equal(x->burst, y->burst);
+	assert_int_equal(x->close_ms, y->close_ms);
+	assert_int_equal(x->max_close_ms, y->max_close_ms);
+	assert_int_equal(x->suspend_after, y->suspend_after);
+	assert_int_equal(x->suspend_window_ms, y->suspend_window_ms);
+	assert_int_equal(x->suspend_ms, y->suspend_ms);
+	assert_int_equal(x->resume_spread_ms, y->resume_spread_ms);
+	assert_int_equal(x->warmup_burst, y->warmup_burst);
 	assert_int_equal(c->max_rate_per_ip.count, 0);
 	config_free(d);
 	assert_int_equal(c->nretry, 7);
