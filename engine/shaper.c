@@ -111,6 +111,14 @@ lane_max_conn(const struct shaper_lane *l)
 	return l->lim.max_connections ? l->lim.max_connections : DEFAULT_MAX_CONNECTIONS;
 }
 
+uint64_t
+shaper_ip_rate(const struct config *c, const struct config_ip *ip)
+{
+	if (ip != NULL && ip->max_rate.count != 0)
+		return pace_mph(&ip->max_rate);
+	return pace_mph(&c->max_rate_per_ip);
+}
+
 struct shaper_ip *
 shaper_ip(struct shaper *sh, const char *addr, uint64_t mph)
 {
@@ -135,6 +143,14 @@ lane_set_rate(struct shaper_lane *l, uint64_t mph)
 	l->interval_us = pace_interval_us(mph);
 }
 
+static int
+limits_equal(const struct shaper_limits *a, const struct shaper_limits *b)
+{
+	return a->max_connections == b->max_connections &&
+	    a->max_msgs_per_connection == b->max_msgs_per_connection &&
+	    a->mph == b->mph && a->conn_mph == b->conn_mph;
+}
+
 /* Adopt (new) limits: clamp the window and the rate to them. */
 static void
 lane_adopt(struct shaper_lane *l, const struct shaper_limits *lim)
@@ -145,6 +161,8 @@ lane_adopt(struct shaper_lane *l, const struct shaper_limits *lim)
 	max = lane_max_conn(l);
 	if (l->window > max)
 		l->window = max;
+	if (l->pre_window > max)
+		l->pre_window = max;
 	l->conn_interval_us = pace_interval_us(lim->conn_mph);
 	if (!l->throttled) {
 		lane_set_rate(l, lim->mph);
@@ -175,7 +193,7 @@ shaper_lane(struct shaper *sh, struct shaper_ip *ip, const char *dest,
 			l->window = lane_max_conn(l);
 		lane_adopt(l, lim);
 		map_put(&sh->lanes, name, l);
-	} else if (memcmp(&l->lim, lim, sizeof *lim) != 0) {
+	} else if (!limits_equal(&l->lim, lim)) {
 		lane_adopt(l, lim);
 	}
 	l->ip = ip;

@@ -193,6 +193,9 @@ void shaper_free(struct shaper *sh);
 /* shaper_limits_from - config_limits in the shaper's units. */
 struct shaper_limits shaper_limits_from(const struct config_limits *l);
 
+/* shaper_ip_rate - a pool IP's total rate: its max_rate, else smtp.max_rate_per_ip. */
+uint64_t shaper_ip_rate(const struct config *c, const struct config_ip *ip);
+
 /*
  * shaper_ip - the state of source addr (created on first use); mph its
  * total across all destinations (0: unlimited), updated on every call.

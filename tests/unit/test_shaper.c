@@ -123,6 +123,13 @@ test_destination(void **state)
 	assert_string_equal(out, "hosted.example");
 	assert_int_equal(lim.max_connections, 10);
 	assert_int_equal(lim.max_rate.count, 60);
+	/* an IP's total: its own max_rate, else smtp.max_rate_per_ip */
+	struct config_ip ip = { 0 };
+	assert_int_equal(shaper_ip_rate(c, &ip), 0);
+	ip.max_rate = (struct rate){ 100, 60000 };
+	assert_int_equal(shaper_ip_rate(c, &ip), PACE_MPH(100, 60000));
+	c->max_rate_per_ip = (struct rate){ 5, 1000 };
+	assert_int_equal(shaper_ip_rate(c, NULL), PACE_MPH(5, 1000));
 	/* no MX hosts: the domain itself */
 	shaper_destination(c, "Bare.Example", NULL, 0, out, sizeof out, &lim);
 	assert_string_equal(out, "bare.example");
