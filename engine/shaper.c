@@ -207,6 +207,20 @@ shaper_lane_find(const struct shaper *sh, const char *name)
 	return map_get(&sh->lanes, name);
 }
 
+void
+shaper_lane_ref(struct shaper_lane *l)
+{
+	l->refs++;
+}
+
+void
+shaper_lane_unref(struct shaper_lane *l)
+{
+	if (l->refs == 0)
+		panic("shaper: lane %s: reference count underflow", l->name);
+	l->refs--;
+}
+
 size_t
 shaper_sweep(struct shaper *sh, uint64_t now, uint64_t idle_ms)
 {
@@ -217,7 +231,7 @@ shaper_sweep(struct shaper *sh, uint64_t now, uint64_t idle_ms)
 	while (map_iter(&sh->lanes, &it, &k, &v)) {
 		struct shaper_lane *l = v;
 
-		if (l->nconn > 0 || l->throttled || l->closed_until > now ||
+		if (l->refs > 0 || l->nconn > 0 || l->throttled || l->closed_until > now ||
 		    l->suspended_until > now || now - l->last_used < idle_ms)
 			continue;
 		map_del(&sh->lanes, l->name);

@@ -125,6 +125,7 @@ struct shaper_lane {
 	uint64_t suspended_until;
 
 	int64_t wrr;			/* smooth weighted round robin (shaper_pick) */
+	unsigned refs;			/* holders of a pointer (shaper_lane_ref) */
 	uint64_t last_used;
 	uint64_t sent, clean, slowdowns, failures;
 };
@@ -215,10 +216,16 @@ struct shaper_lane *shaper_lane(struct shaper *sh, struct shaper_ip *ip, const c
 struct shaper_lane *shaper_lane_find(const struct shaper *sh, const char *name);
 
 /*
- * shaper_sweep - forget lanes with no session that have been unused for
- * idle_ms and carry no state worth keeping (not throttled, closed or
- * suspended). The caller must not hold pointers to lanes without sessions
- * across this call. Returns how many were freed.
+ * shaper_lane_ref, shaper_lane_unref - a holder keeps a lane pointer (a
+ * destination caching the lanes of its pool's IPs): the sweep keeps it.
+ */
+void shaper_lane_ref(struct shaper_lane *l);
+void shaper_lane_unref(struct shaper_lane *l);
+
+/*
+ * shaper_sweep - forget lanes nobody holds (refs 0) with no session that
+ * have been unused for idle_ms and carry no state worth keeping (not
+ * throttled, closed or suspended). Returns how many were freed.
  */
 size_t shaper_sweep(struct shaper *sh, uint64_t now, uint64_t idle_ms);
 

@@ -666,10 +666,16 @@ test_reload_sweep_text(void **state)
 	/* the sweep keeps throttled lanes and lanes with sessions */
 	struct shaper_lane *idle = mklane(&sh, "192.0.2.9", "x", 20, 0);
 	struct shaper_lane *busy = mklane(&sh, "192.0.2.9", "y", 20, 0);
+	struct shaper_lane *held = mklane(&sh, "192.0.2.9", "z", 20, 0);
 	shaper_connect(&sh, busy, T0);
+	shaper_lane_ref(held);
 	assert_int_equal(shaper_sweep(&sh, T0 + 1000, 5000), 0);
 	assert_int_equal(shaper_sweep(&sh, T0 + 10000, 5000), 1);
 	(void)idle;
+	assert_non_null(shaper_lane_find(&sh, "192.0.2.9/z"));
+	shaper_lane_unref(held);
+	assert_int_equal(shaper_sweep(&sh, T0 + 10000, 5000), 1);
+	assert_null(shaper_lane_find(&sh, "192.0.2.9/z"));
 	assert_null(shaper_lane_find(&sh, "192.0.2.9/x"));
 	assert_non_null(shaper_lane_find(&sh, "192.0.2.9/y"));
 	assert_non_null(shaper_lane_find(&sh, "192.0.2.1/gmail"));
