@@ -515,6 +515,8 @@ static const struct setting settings[] = {
 	{ "smtp", "max_connections", S_U32, OFF(defaults.max_connections), 0, 1, 1000000, "20", NULL, 0 },
 	{ "smtp", "max_msgs_per_connection", S_U32, OFF(defaults.max_msgs_per_connection), 0, 1, U32MAX, "100", NULL, 0 },
 	{ "smtp", "max_rate", S_RATE, OFF(defaults.max_rate), 0, 0, 0, "unlimited", NULL, 0 },
+	{ "smtp", "max_conn_rate", S_RATE, OFF(defaults.max_conn_rate), 0, 0, 0, "unlimited", NULL, 0 },
+	{ "smtp", "max_rate_per_ip", S_RATE, OFF(max_rate_per_ip), 0, 0, 0, "unlimited", NULL, 0 },
 	{ "smtp", "classify_rules", S_PATH, OFF(classify_rules), 0, 0, 0, NULL, check_token, 0 },
 
 	{ "smtp.timeouts", "connect", S_DUR, OFF(t_connect_ms), 0, 1, 3600000, "30s", NULL, 0 },
@@ -527,6 +529,21 @@ static const struct setting settings[] = {
 	{ "smtp.timeouts", "dot", S_DUR, OFF(t_dot_ms), 0, 1, 3600000, "10min", NULL, 0 },
 	{ "smtp.timeouts", "transaction", S_DUR, OFF(t_transaction_ms), 0, 1000, 86400000, "30min", NULL, 0 },
 
+	{ "shaping", "initial_connections", S_U32, OFF(shaping.initial_connections), 0, 1, 1000000, "5", NULL, 0 },
+	{ "shaping", "decrease", S_U32, OFF(shaping.decrease), 0, 1, 99, "50", NULL, 0 },
+	{ "shaping", "rate_step", S_U32, OFF(shaping.rate_step), 0, 1, 100, "10", NULL, 0 },
+	{ "shaping", "rate_step_every", S_DUR, OFF(shaping.rate_step_every_ms), 0, 0, 86400000, "1min", NULL, 0 },
+	{ "shaping", "decrease_every", S_DUR, OFF(shaping.decrease_every_ms), 0, 0, 3600000, "30s", NULL, 0 },
+	{ "shaping", "min_rate", S_RATE, OFF(shaping.min_rate), 0, 0, 0, "1/min", NULL, 0 },
+	{ "shaping", "burst", S_U32, OFF(shaping.burst), 0, 1, 100000, "3", NULL, 0 },
+	{ "shaping", "close_time", S_DUR, OFF(shaping.close_ms), 0, 1000, 86400000, "30s", NULL, 0 },
+	{ "shaping", "max_close_time", S_DUR, OFF(shaping.max_close_ms), 0, 1000, 86400000, "1h", NULL, 0 },
+	{ "shaping", "suspend_after", S_U32, OFF(shaping.suspend_after), 0, 1, 1000000, "3", NULL, 0 },
+	{ "shaping", "suspend_window", S_DUR, OFF(shaping.suspend_window_ms), 0, 1000, MAX_DURATION_MS, "10min", NULL, 0 },
+	{ "shaping", "suspend", S_DUR, OFF(shaping.suspend_ms), 0, 1000, 30ull * 86400000, "30min", NULL, 0 },
+	{ "shaping", "resume_spread", S_DUR, OFF(shaping.resume_spread_ms), 0, 0, 86400000, "1min", NULL, 0 },
+	{ "shaping", "warmup_burst", S_U32, OFF(shaping.warmup_burst), 0, 0, 100, "2", NULL, 0 },
+
 	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
 	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
 };
@@ -537,17 +554,24 @@ static const struct setting limit_settings[] = {
 	{ "", "max_connections", S_U32, offsetof(struct config_limits, max_connections), 0, 1, 1000000, NULL, NULL, 0 },
 	{ "", "max_msgs_per_connection", S_U32, offsetof(struct config_limits, max_msgs_per_connection), 0, 1, U32MAX, NULL, NULL, 0 },
 	{ "", "max_rate", S_RATE, offsetof(struct config_limits, max_rate), 0, 0, 0, NULL, NULL, 0 },
+	{ "", "max_conn_rate", S_RATE, offsetof(struct config_limits, max_conn_rate), 0, 0, 0, NULL, NULL, 0 },
 };
 #define NLIMIT_SETTINGS (sizeof limit_settings / sizeof limit_settings[0])
 
 /* Blocks that hold only settings[] entries (and smtp.timeouts). */
-static const char *const plain_blocks[] = { "redis", "dns", "smtp", "inbound" };
+static const char *const plain_blocks[] = { "redis", "dns", "smtp", "inbound", "shaping" };
 
 /* ------------------------------------------------------------------ */
 /* load context                                                         */
 
 struct warmup_ref {
 	size_t pool, ip;
+	const struct ucl_node *node;
+};
+
+/* A warm-up's per-site ramp, for the check that the site exists. */
+struct wsite_ref {
+	size_t w, s;
 	const struct ucl_node *node;
 };
 
@@ -559,6 +583,8 @@ struct ctx {
 	const struct ucl_node *url_node;
 	const struct ucl_node **pool_nodes, **site_nodes, **domain_nodes, **warmup_nodes;
 	struct warmup_ref *refs;
+	struct wsite_ref *wsites;
+	size_t nwsites;
 	size_t nrefs;
 	const struct ucl_node *rules_node;
 };
@@ -938,6 +964,7 @@ ensure_default_pool(struct config *c)
 	c->pools = xrealloc(c->pools, (c->npools + 1) * sizeof *c->pools);
 	memset(&c->pools[c->npools], 0, sizeof c->pools[0]);
 	c->pools[c->npools].name = xstrdup("default");
+	c->pools[c->npools].overflow = 1;
 	c->npools++;
 }
 
@@ -1040,7 +1067,11 @@ block_unknown(struct ctx *x, const struct ucl_node *blk, const struct ucl_node *
 static void
 parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_node *n)
 {
-	static const char *const keys[] = { "ehlo", "warmup", "warmup_start" };
+	static const char *const keys[] = { "ehlo", "warmup", "warmup_start", "weight", "max_rate" };
+	static const struct setting ip_settings[] = {
+		{ "", "weight", S_U32, offsetof(struct config_ip, weight), 0, 1, 1000, NULL, NULL, 0 },
+		{ "", "max_rate", S_RATE, offsetof(struct config_ip, max_rate), 0, 0, 0, NULL, NULL, 0 },
+	};
 	struct config_pool *p = &x->c->pools[pi];
 	const char *addr;
 	const char *why;
@@ -1074,6 +1105,7 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 
 	memset(ip, 0, sizeof *ip);
 	ip->addr = xstrdup(addr);
+	ip->weight = 1;
 	if (n->type != UCL_OBJECT)
 		return;
 	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
@@ -1092,12 +1124,15 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 		} else if (strcmp(e->key, "warmup_start") == 0) {
 			dst = &ip->warmup_start;
 			check = check_date;
+		} else if (strcmp(e->key, "weight") == 0 || strcmp(e->key, "max_rate") == 0) {
+			apply(x, &ip_settings[e->key[0] == 'w' ? 0 : 1], (char *)ip, e, fn);
+			continue;
 		} else {
 			struct ucl_node fake = *n;
 
 			fake.key = (char *)"ip";
 			fake.arg = (char *)addr;
-			block_unknown(x, &fake, e, keys, 3);
+			block_unknown(x, &fake, e, keys, sizeof keys / sizeof keys[0]);
 			continue;
 		}
 		if (want_scalar(x, e, fn) < 0)
@@ -1118,7 +1153,11 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 static void
 parse_pool(struct ctx *x, const struct ucl_node *n)
 {
-	static const char *const keys[] = { "ip" };
+	static const char *const keys[] = { "ip", "overflow" };
+	static const struct setting overflow = {
+		"", "overflow", S_BOOL, offsetof(struct config_pool, overflow), 0, 0, 1, NULL, NULL, 0,
+	};
+	const struct ucl_node *overflow_node = NULL;
 	struct config *c = x->c;
 
 	if (named_ok(x, n) < 0 || dup_report(x, n, x->pool_nodes, c->npools, 0) < 0)
@@ -1127,14 +1166,27 @@ parse_pool(struct ctx *x, const struct ucl_node *n)
 	x->pool_nodes = xrealloc(x->pool_nodes, (c->npools + 1) * sizeof *x->pool_nodes);
 	memset(&c->pools[c->npools], 0, sizeof c->pools[0]);
 	c->pools[c->npools].name = xstrdup(n->arg);
+	c->pools[c->npools].overflow = 1;
 	x->pool_nodes[c->npools] = n;
 	size_t pi = c->npools++;
 
 	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
-		if (e->key != NULL && strcmp(e->key, "ip") == 0)
+		if (e->key != NULL && strcmp(e->key, "ip") == 0) {
 			parse_ip(x, n, pi, e);
-		else if (e->key != NULL)
-			block_unknown(x, n, e, keys, 1);
+		} else if (e->key != NULL && strcmp(e->key, "overflow") == 0) {
+			char fn[300];
+
+			if (overflow_node != NULL) {
+				cerr(x, e, "pool \"%s\": overflow already set at line %d", n->arg,
+				    overflow_node->line);
+				continue;
+			}
+			overflow_node = e;
+			snprintf(fn, sizeof fn, "pool \"%s\": overflow", n->arg);
+			apply(x, &overflow, (char *)&c->pools[pi], e, fn);
+		} else if (e->key != NULL) {
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
+		}
 	}
 }
 
@@ -1153,7 +1205,7 @@ static void
 parse_site(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
-		"mx", "max_connections", "max_msgs_per_connection", "max_rate",
+		"mx", "max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
 	};
 	struct config *c = x->c;
 	const struct ucl_node *mx = NULL;
@@ -1196,7 +1248,7 @@ parse_site(struct ctx *x, const struct ucl_node *n)
 		} else if (is_limit_key(e->key)) {
 			parse_limits(x, n, &s->lim, e);
 		} else {
-			block_unknown(x, n, e, keys, 4);
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
 		}
 	}
 	if (mx == NULL)
@@ -1207,7 +1259,7 @@ static void
 parse_domain(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
-		"max_connections", "max_msgs_per_connection", "max_rate",
+		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
 	};
 	struct config *c = x->c;
 	const char *why;
@@ -1242,16 +1294,123 @@ parse_domain(struct ctx *x, const struct ucl_node *n)
 		if (is_limit_key(e->key))
 			parse_limits(x, n, &d->lim, e);
 		else
-			block_unknown(x, n, e, keys, 3);
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
 	}
+}
+
+/*
+ * parse_count_list - `key = [N, ...]` (each 1..2^32-1) into *out and *n.
+ * what names the list in messages ("warmup \"w\": daily"), unit says
+ * what an entry counts ("messages per day").
+ */
+static void
+parse_count_list(struct ctx *x, const struct ucl_node *e, const char *what, const char *unit,
+    uint32_t **out, size_t *n)
+{
+	size_t cnt = 0;
+
+	if (e->type != UCL_ARRAY) {
+		cerr(x, e, "%s: expected a list of %s, got %s", what, unit, type_name(e));
+		return;
+	}
+	for (const struct ucl_node *v = e->child; v != NULL; v = v->next)
+		cnt++;
+	if (cnt == 0 || cnt > MAX_LIST) {
+		cerr(x, e, "%s: needs 1..%d entries", what, MAX_LIST);
+		return;
+	}
+	*out = xcalloc(cnt, sizeof **out);
+	*n = 0;
+	for (const struct ucl_node *v = e->child; v != NULL; v = v->next) {
+		uint64_t u;
+
+		if (v->type != UCL_STRING || parse_u64_range(v->str, 1, U32MAX, &u) < 0) {
+			cerr(x, v, "%s: '%s' is not a whole number >= 1", what,
+			    v->type == UCL_STRING ? v->str : type_name(v));
+			continue;
+		}
+		(*out)[(*n)++] = (uint32_t)u;
+	}
+}
+
+/* One ramp's keys (daily, hourly) in blk; returns the daily node or NULL. */
+static const struct ucl_node *
+parse_ramp_key(struct ctx *x, const struct ucl_node *e, const char *who,
+    const struct ucl_node **daily, const struct ucl_node **hourly,
+    uint32_t **dv, size_t *dn, uint32_t **hv, size_t *hn)
+{
+	int is_daily = strcmp(e->key, "daily") == 0;
+	const struct ucl_node **seen = is_daily ? daily : hourly;
+	char what[300];
+
+	snprintf(what, sizeof what, "%s: %s", who, e->key);
+	if (*seen != NULL) {
+		cerr(x, e, "%s already set at line %d", what, (*seen)->line);
+		return *daily;
+	}
+	*seen = e;
+	if (is_daily)
+		parse_count_list(x, e, what, "messages per day", dv, dn);
+	else
+		parse_count_list(x, e, what, "messages per hour (one entry per day)", hv, hn);
+	return *daily;
+}
+
+static void
+parse_warmup_site(struct ctx *x, const struct ucl_node *wn, size_t wi, const struct ucl_node *n)
+{
+	static const char *const keys[] = { "daily", "hourly" };
+	struct config_warmup *w = &x->c->warmups[wi];
+	const struct ucl_node *daily = NULL, *hourly = NULL;
+	char who[300];
+
+	if (n->type != UCL_OBJECT || n->arg == NULL || n->arg[0] == '\0') {
+		cerr(x, n, "warmup \"%s\": expected site \"NAME\" { daily = [...]; }, got %s",
+		    wn->arg, type_name(n));
+		return;
+	}
+	for (size_t i = 0; i < w->nsites; i++) {
+		if (strcmp(w->sites[i].site, n->arg) == 0) {
+			cerr(x, n, "warmup \"%s\": duplicate site \"%s\"", wn->arg, n->arg);
+			return;
+		}
+	}
+	if (w->nsites >= MAX_LIST) {
+		cerr(x, n, "warmup \"%s\": more than %d sites", wn->arg, MAX_LIST);
+		return;
+	}
+	w->sites = xrealloc(w->sites, (w->nsites + 1) * sizeof *w->sites);
+	struct config_warmup_site *ws = &w->sites[w->nsites++];
+
+	memset(ws, 0, sizeof *ws);
+	ws->site = xstrdup(n->arg);
+	x->wsites = xrealloc(x->wsites, (x->nwsites + 1) * sizeof *x->wsites);
+	x->wsites[x->nwsites++] = (struct wsite_ref){ wi, w->nsites - 1, n };
+	snprintf(who, sizeof who, "warmup \"%s\" site \"%s\"", wn->arg, n->arg);
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key == NULL)
+			continue;
+		if (strcmp(e->key, "daily") == 0 || strcmp(e->key, "hourly") == 0) {
+			parse_ramp_key(x, e, who, &daily, &hourly, &ws->daily, &ws->ndaily,
+			    &ws->hourly, &ws->nhourly);
+		} else {
+			struct ucl_node fake = *n;
+
+			fake.key = (char *)"site";
+			block_unknown(x, &fake, e, keys, 2);
+		}
+	}
+	if (daily == NULL)
+		cerr(x, n, "%s: needs daily = [N, N, ...]", who);
 }
 
 static void
 parse_warmup(struct ctx *x, const struct ucl_node *n)
 {
-	static const char *const keys[] = { "daily" };
+	static const char *const keys[] = { "daily", "hourly", "site" };
 	struct config *c = x->c;
-	const struct ucl_node *daily = NULL;
+	const struct ucl_node *daily = NULL, *hourly = NULL;
+	char who[300];
 
 	if (named_ok(x, n) < 0 || dup_report(x, n, x->warmup_nodes, c->nwarmups, 0) < 0)
 		return;
@@ -1261,43 +1420,21 @@ parse_warmup(struct ctx *x, const struct ucl_node *n)
 
 	memset(w, 0, sizeof *w);
 	w->name = xstrdup(n->arg);
-	x->warmup_nodes[c->nwarmups++] = n;
+	x->warmup_nodes[c->nwarmups] = n;
+	size_t wi = c->nwarmups++;
+
+	snprintf(who, sizeof who, "warmup \"%s\"", n->arg);
 	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
 		if (e->key == NULL)
 			continue;
-		if (strcmp(e->key, "daily") != 0) {
-			block_unknown(x, n, e, keys, 1);
-			continue;
-		}
-		if (daily != NULL) {
-			cerr(x, e, "warmup \"%s\": daily already set at line %d", n->arg, daily->line);
-			continue;
-		}
-		daily = e;
-		if (e->type != UCL_ARRAY) {
-			cerr(x, e, "warmup \"%s\": daily: expected a list of messages per day, got %s",
-			    n->arg, type_name(e));
-			continue;
-		}
-		size_t cnt = 0;
-
-		for (const struct ucl_node *v = e->child; v != NULL; v = v->next)
-			cnt++;
-		if (cnt == 0 || cnt > MAX_LIST) {
-			cerr(x, e, "warmup \"%s\": daily: needs 1..%d entries", n->arg, MAX_LIST);
-			continue;
-		}
-		w->daily = xcalloc(cnt, sizeof *w->daily);
-		for (const struct ucl_node *v = e->child; v != NULL; v = v->next) {
-			uint64_t u;
-
-			if (v->type != UCL_STRING || parse_u64_range(v->str, 1, U32MAX, &u) < 0) {
-				cerr(x, v, "warmup \"%s\": daily: '%s' is not a whole number >= 1", n->arg,
-				    v->type == UCL_STRING ? v->str : type_name(v));
-				continue;
-			}
-			w->daily[w->ndaily++] = (uint32_t)u;
-		}
+		w = &c->warmups[wi];
+		if (strcmp(e->key, "daily") == 0 || strcmp(e->key, "hourly") == 0)
+			parse_ramp_key(x, e, who, &daily, &hourly, &w->daily, &w->ndaily,
+			    &w->hourly, &w->nhourly);
+		else if (strcmp(e->key, "site") == 0)
+			parse_warmup_site(x, n, wi, e);
+		else
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
 	}
 	if (daily == NULL)
 		cerr(x, n, "warmup \"%s\": needs daily = [N, N, ...]", n->arg);
@@ -1321,7 +1458,7 @@ static void
 walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
-		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup",
+		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -1371,7 +1508,8 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 
 		if (s == NULL) {
 			if (block[0] == '\0')
-				unknown_key(x, n, block, top_extra, 8);
+				unknown_key(x, n, block, top_extra,
+				    sizeof top_extra / sizeof top_extra[0]);
 			else if (strcmp(block, "smtp") == 0)
 				unknown_key(x, n, block, smtp_extra, 1);
 			else
@@ -1415,6 +1553,36 @@ validate(struct ctx *x, const struct ucl_node *root)
 			cerr(x, x->refs[i].node, "pool \"%s\" ip \"%s\": warmup \"%s\" is not defined",
 			    c->pools[x->refs[i].pool].name, c->pools[x->refs[i].pool].ips[x->refs[i].ip].addr,
 			    name);
+	}
+	for (size_t i = 0; i < x->nwsites; i++) {
+		const struct config_warmup *w = &c->warmups[x->wsites[i].w];
+		const char *site = w->sites[x->wsites[i].s].site;
+		size_t k;
+
+		for (k = 0; k < c->nsites && strcmp(c->sites[k].name, site) != 0; k++)
+			;
+		if (k == c->nsites)
+			cerr(x, x->wsites[i].node, "warmup \"%s\": site \"%s\" is not defined",
+			    w->name, site);
+	}
+	if (c->shaping.min_rate.count == 0) {
+		size_t idx;
+
+		find_setting("shaping", "min_rate", &idx);
+		cerr(x, x->seen[idx] ? x->seen[idx] : root,
+		    "shaping.min_rate: a throttled lane needs a floor (N/s, N/min, N/h or N/day)");
+	}
+	if (c->shaping.close_ms > c->shaping.max_close_ms) {
+		size_t idx;
+		const struct ucl_node *n;
+
+		find_setting("shaping", "close_time", &idx);
+		n = x->seen[idx];
+		if (n == NULL) {
+			find_setting("shaping", "max_close_time", &idx);
+			n = x->seen[idx];
+		}
+		cerr(x, n ? n : root, "shaping.close_time must not be larger than shaping.max_close_time");
 	}
 	if (x->url_node != NULL)
 		parse_redis_url(c->redis_url, c);	/* checked already; fills host/port/db */
@@ -1466,6 +1634,7 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	free(x.domain_nodes);
 	free(x.warmup_nodes);
 	free(x.refs);
+	free(x.wsites);
 	if (x.nerr > 0) {
 		if (errors != NULL) {
 			if (*errors != NULL) {
@@ -1574,6 +1743,13 @@ config_free(struct config *c)
 	for (size_t i = 0; i < c->nwarmups; i++) {
 		free(c->warmups[i].name);
 		free(c->warmups[i].daily);
+		free(c->warmups[i].hourly);
+		for (size_t j = 0; j < c->warmups[i].nsites; j++) {
+			free(c->warmups[i].sites[j].site);
+			free(c->warmups[i].sites[j].daily);
+			free(c->warmups[i].sites[j].hourly);
+		}
+		free(c->warmups[i].sites);
 	}
 	free(c->warmups);
 	free(c->inbound_listen);
@@ -1615,6 +1791,8 @@ config_limits_for(const struct config *c, const struct config_site *site,
 			l.max_msgs_per_connection = layers[i]->max_msgs_per_connection;
 		if (layers[i]->max_rate.count)
 			l.max_rate = layers[i]->max_rate;
+		if (layers[i]->max_conn_rate.count)
+			l.max_conn_rate = layers[i]->max_conn_rate;
 	}
 	return l;
 }

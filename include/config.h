@@ -21,10 +21,23 @@ struct rate {
 	uint64_t per_ms;	/* 1000, 60000, 3600000 or 86400000 */
 };
 
+/* A warm-up ramp of its own for one site (its counts are per IP and site). */
+struct config_warmup_site {
+	char *site;		/* a site block's name */
+	uint32_t *daily;	/* messages per day per IP to this site, day 1.. */
+	size_t ndaily;		/* past the end: no cap for this site */
+	uint32_t *hourly;	/* per day: messages per hour cap, or NULL */
+	size_t nhourly;		/* past the end: no hourly cap */
+};
+
 struct config_warmup {
 	char *name;
 	uint32_t *daily;	/* messages per day per IP, day 1.. */
 	size_t ndaily;		/* past the end: unlimited */
+	uint32_t *hourly;	/* per day: messages per hour per IP, or NULL */
+	size_t nhourly;		/* past the end: no hourly cap */
+	struct config_warmup_site *sites;	/* per-site ramps */
+	size_t nsites;
 };
 
 struct config_ip {
@@ -32,12 +45,16 @@ struct config_ip {
 	char *ehlo;		/* NULL: smtp.ehlo */
 	char *warmup;		/* NULL: none; else a config_warmup name */
 	char *warmup_start;	/* "YYYY-MM-DD" or NULL (first use) */
+	uint32_t weight;	/* share of the pool's jobs, 1..1000 (default 1) */
+	struct rate max_rate;	/* total across all sites; 0: smtp.max_rate_per_ip */
 };
 
 struct config_pool {
 	char *name;
 	struct config_ip *ips;
 	size_t nips;		/* 0: the host's default source address */
+	int overflow;		/* an IP out of warm-up budget: its jobs go to the
+				 * pool's other IPs (1, default) or wait (0) */
 };
 
 /* Shaping limits; 0 means "not set here" (inherit), then the default. */
@@ -45,6 +62,25 @@ struct config_limits {
 	uint32_t max_connections;
 	uint32_t max_msgs_per_connection;
 	struct rate max_rate;
+	struct rate max_conn_rate;	/* new connections per unit */
+};
+
+/* Adaptive shaping (the shaping { } block); see docs/shaping.md. */
+struct config_shaping {
+	uint32_t initial_connections;	/* a new lane's concurrency window (5) */
+	uint32_t decrease;		/* percent a slow-down keeps (50) */
+	uint32_t rate_step;		/* percent of the reference rate a step adds (10) */
+	uint64_t rate_step_every_ms;	/* at most one rate step this often (1min) */
+	uint64_t decrease_every_ms;	/* at most one decrease this often (30s) */
+	struct rate min_rate;		/* floor of a throttled rate (1/min) */
+	uint32_t burst;			/* messages a paced lane may send at once (3) */
+	uint64_t close_ms;		/* a failed cohort closes the lane this long (30s) */
+	uint64_t max_close_ms;		/* doubling per closure up to this (1h) */
+	uint32_t suspend_after;		/* reputation blocks that suspend (3) ... */
+	uint64_t suspend_window_ms;	/* ... within this time (10min) */
+	uint64_t suspend_ms;		/* how long an IP is suspended for a site (30min) */
+	uint64_t resume_spread_ms;	/* waiting jobs come back spread over this (1min) */
+	uint32_t warmup_burst;		/* percent of a day's cap usable at once (2) */
 };
 
 struct config_site {
@@ -113,6 +149,8 @@ struct config {
 	uint64_t t_dot_ms;	/* 10min: end of data to final reply */
 	uint64_t t_transaction_ms;	/* 30min: MAIL to the final reply, all in */
 	struct config_limits defaults;	/* max_connections 20, msgs/conn 100, rate 0 */
+	struct rate max_rate_per_ip;	/* all sites together, per source IP (0: none) */
+	struct config_shaping shaping;
 
 	char *classify_rules;	/* rule file path, or NULL for built-ins */
 

@@ -175,10 +175,28 @@ test_defaults(void **state)
 	assert_int_equal(c->defaults.max_connections, 20);
 	assert_int_equal(c->defaults.max_msgs_per_connection, 100);
 	assert_int_equal(c->defaults.max_rate.count, 0);
+	assert_int_equal(c->defaults.max_conn_rate.count, 0);
+	assert_int_equal(c->max_rate_per_ip.count, 0);
+	assert_int_equal(c->shaping.initial_connections, 5);
+	assert_int_equal(c->shaping.decrease, 50);
+	assert_int_equal(c->shaping.decrease_every_ms, 30000);
+	assert_int_equal(c->shaping.rate_step, 10);
+	assert_int_equal(c->shaping.rate_step_every_ms, 60000);
+	assert_int_equal(c->shaping.min_rate.count, 1);
+	assert_int_equal(c->shaping.min_rate.per_ms, 60000);
+	assert_int_equal(c->shaping.burst, 3);
+	assert_int_equal(c->shaping.close_ms, 30000);
+	assert_int_equal(c->shaping.max_close_ms, 3600000);
+	assert_int_equal(c->shaping.suspend_after, 3);
+	assert_int_equal(c->shaping.suspend_window_ms, 600000);
+	assert_int_equal(c->shaping.suspend_ms, 1800000);
+	assert_int_equal(c->shaping.resume_spread_ms, 60000);
+	assert_int_equal(c->shaping.warmup_burst, 2);
 	assert_null(c->classify_rules);
 	assert_int_equal(c->npools, 1);
 	assert_string_equal(c->pools[0].name, "default");
 	assert_int_equal(c->pools[0].nips, 0);
+	assert_int_equal(c->pools[0].overflow, 1);
 	assert_int_equal(c->nsites, 0);
 	assert_null(c->inbound_listen);
 	config_free(c);
@@ -367,6 +385,43 @@ test_validation_errors(void **state)
 		{ "warmup \"w\" { daily = [] }", "t.conf:1: warmup \"w\": daily: needs 1..4096 entries\n" },
 		{ "warmup \"w\" { daily = [1] }\nwarmup \"w\" { daily = [2] }",
 		  "t.conf:2: duplicate warmup \"w\" (first defined at t.conf:1)\n" },
+		/* shaping settings */
+		{ "smtp { max_conn_rate = \"fast\" }",
+		  "t.conf:1: smtp.max_conn_rate: 'fast' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "site \"g\" {\n mx = [\"*.g\"]\n max_conn_rate = \"5/fortnight\"\n}",
+		  "t.conf:3: site \"g\": max_conn_rate: '5/fortnight' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "domain \"d.example\" {\n max_con_rate = \"5/s\"\n}",
+		  "t.conf:2: domain \"d.example\": unknown setting 'max_con_rate' (did you mean 'max_conn_rate'?)\n" },
+		{ "shaping {\n decrease = 100\n}",
+		  "t.conf:2: shaping.decrease: '100' is not a whole number in 1..99\n" },
+		{ "shaping { burts = 3 }",
+		  "t.conf:1: unknown setting 'shaping.burts' (did you mean 'burst'?)\n" },
+		{ "shaping {\n min_rate = unlimited\n}",
+		  "t.conf:2: shaping.min_rate: a throttled lane needs a floor (N/s, N/min, N/h or N/day)\n" },
+		{ "shaping {\n close_time = 2h\n}",
+		  "t.conf:2: shaping.close_time must not be larger than shaping.max_close_time\n" },
+		{ "shaping = 1", "t.conf:1: shaping: expected shaping { ... }, got a value\n" },
+		{ "pool \"p\" {\n overflow = maybe\n}",
+		  "t.conf:2: pool \"p\": overflow: 'maybe' is not true or false\n" },
+		{ "pool \"p\" {\n overflow = yes\n overflow = no\n}",
+		  "t.conf:3: pool \"p\": overflow already set at line 2\n" },
+		{ "pool \"p\" {\n  ip \"127.0.0.2\" { weight = 0; }\n}",
+		  "t.conf:2: pool \"p\" ip \"127.0.0.2\": weight: '0' is not a whole number in 1..1000\n" },
+		{ "pool \"p\" {\n  ip \"127.0.0.2\" { max_rate = \"lots\"; }\n}",
+		  "t.conf:2: pool \"p\" ip \"127.0.0.2\": max_rate: 'lots' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "warmup \"w\" {\n daily = [1]\n hourly = 5\n}",
+		  "t.conf:3: warmup \"w\": hourly: expected a list of messages per hour (one entry per day), got a value\n" },
+		{ "warmup \"w\" {\n daily = [1]\n daily = [2]\n}",
+		  "t.conf:3: warmup \"w\": daily already set at line 2\n" },
+		{ "warmup \"w\" {\n daily = [1]\n site \"nosuch\" { daily = [1] }\n}",
+		  "t.conf:3: warmup \"w\": site \"nosuch\" is not defined\n" },
+		{ "site \"g\" { mx = [\"*.g\"] }\nwarmup \"w\" {\n daily = [1]\n site \"g\" { hourly = [0] }\n}",
+		  "t.conf:4: warmup \"w\" site \"g\": hourly: '0' is not a whole number >= 1\n"
+		  "t.conf:4: warmup \"w\" site \"g\": needs daily = [N, N, ...]\n" },
+		{ "site \"g\" { mx = [\"*.g\"] }\nwarmup \"w\" {\n daily = [1]\n site \"g\" { daily = [1] }\n site \"g\" { daily = [2] }\n}",
+		  "t.conf:5: warmup \"w\": duplicate site \"g\"\n" },
+		{ "warmup \"w\" {\n daily = [1]\n site = 5\n}",
+		  "t.conf:3: warmup \"w\": expected site \"NAME\" { daily = [...]; }, got a value\n" },
 		{ "inbound { listen = \"127.0.0.1\"; domains = [\"b.example\"] }",
 		  "t.conf:1: inbound.listen: '127.0.0.1' needs a port (ADDR:PORT)\n" },
 		{ "inbound {\n listen = \"127.0.0.1:2526\";\n}",
@@ -432,6 +487,63 @@ test_accepted_forms(void **state)
 	assert_string_equal(c->inbound_listen, "[::1]:2526");
 	assert_int_equal(c->ninbound_domains, 1);
 	assert_string_equal(c->inbound_domains[0], "bounces.example.com");
+	config_free(c);
+
+	/* the shaping settings */
+	in = "smtp { max_conn_rate = \"30/min\"; max_rate_per_ip = \"10000/h\" }\n"
+	    "shaping { initial_connections = 2; decrease = 70; rate_step = 5; rate_step_every = 30s;\n"
+	    "  min_rate = \"10/h\"; burst = 1; close_time = 1min; max_close_time = 2h;\n"
+	    "  suspend_after = 2; suspend_window = 1h; suspend = 4h; resume_spread = 5min;\n"
+	    "  warmup_burst = 0 }\n"
+	    "pool \"p\" { overflow = false; ip \"127.0.0.9\" { weight = 3; max_rate = \"100/min\"; warmup = \"w\" } }\n"
+	    "site \"gmail\" { mx = [\"*.google.com\"]; max_conn_rate = \"10/min\" }\n"
+	    "domain \"example.org\" { max_conn_rate = \"1/s\" }\n"
+	    "warmup \"w\" { daily = [50, 100]; hourly = [5];\n"
+	    "  site \"gmail\" { daily = [10, 20, 40]; hourly = [2, 4] } }\n";
+	c = load_str(in, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->defaults.max_conn_rate.count, 30);
+	assert_int_equal(c->max_rate_per_ip.count, 10000);
+	assert_int_equal(c->shaping.initial_connections, 2);
+	assert_int_equal(c->shaping.decrease, 70);
+	assert_int_equal(c->shaping.rate_step, 5);
+	assert_int_equal(c->shaping.rate_step_every_ms, 30000);
+	assert_int_equal(c->shaping.min_rate.count, 10);
+	assert_int_equal(c->shaping.burst, 1);
+	assert_int_equal(c->shaping.close_ms, 60000);
+	assert_int_equal(c->shaping.max_close_ms, 7200000);
+	assert_int_equal(c->shaping.suspend_after, 2);
+	assert_int_equal(c->shaping.suspend_window_ms, 3600000);
+	assert_int_equal(c->shaping.suspend_ms, 4 * 3600000);
+	assert_int_equal(c->shaping.resume_spread_ms, 300000);
+	assert_int_equal(c->shaping.warmup_burst, 0);
+	assert_int_equal(c->pools[0].overflow, 0);
+	assert_int_equal(c->pools[0].ips[0].weight, 3);
+	assert_int_equal(c->pools[0].ips[0].max_rate.count, 100);
+	assert_int_equal(c->sites[0].lim.max_conn_rate.count, 10);
+	assert_int_equal(c->domains[0].lim.max_conn_rate.count, 1);
+	assert_int_equal(c->warmups[0].ndaily, 2);
+	assert_int_equal(c->warmups[0].nhourly, 1);
+	assert_int_equal(c->warmups[0].hourly[0], 5);
+	assert_int_equal(c->warmups[0].nsites, 1);
+	assert_string_equal(c->warmups[0].sites[0].site, "gmail");
+	assert_int_equal(c->warmups[0].sites[0].ndaily, 3);
+	assert_int_equal(c->warmups[0].sites[0].daily[2], 40);
+	assert_int_equal(c->warmups[0].sites[0].nhourly, 2);
+	/* the limits merge field by field: the domain's conn rate over the site's */
+	struct config_limits l = config_limits_for(c, &c->sites[0], &c->domains[0]);
+	assert_int_equal(l.max_conn_rate.count, 1);
+	l = config_limits_for(c, &c->sites[0], NULL);
+	assert_int_equal(l.max_conn_rate.count, 10);
+	l = config_limits_for(c, NULL, NULL);
+	assert_int_equal(l.max_conn_rate.count, 30);
+	/* an ip without weight weighs 1 */
+	config_free(c);
+	c = load_str("pool \"p\" { ip = \"127.0.0.2\" }", &errors);
+	assert_non_null(c);
+	assert_int_equal(c->pools[0].ips[0].weight, 1);
+	assert_int_equal(c->pools[0].overflow, 1);
 	config_free(c);
 }
 
@@ -621,6 +733,37 @@ test_shipped_pools(void **state)
 	}
 	assert_true(have_standard);
 	assert_true(have_conservative);
+	/* the standard ramp has its own for Gmail and Microsoft, and the
+	 * shipped shaping block is the defaults */
+	for (size_t i = 0; i < c->nwarmups; i++) {
+		if (strcmp(c->warmups[i].name, "standard") != 0)
+			continue;
+		assert_int_equal(c->warmups[i].nsites, 2);
+		assert_string_equal(c->warmups[i].sites[0].site, "gmail");
+		assert_string_equal(c->warmups[i].sites[1].site, "outlook");
+		assert_int_equal(c->warmups[i].sites[0].daily[0], 20);
+	}
+	struct config *d = config_default();
+
+	const struct config_shaping *x = &c->shaping, *y = &d->shaping;
+
+	assert_int_equal(x->initial_connections, y->initial_connections);
+	assert_int_equal(x->decrease, y->decrease);
+	assert_int_equal(x->decrease_every_ms, y->decrease_every_ms);
+	assert_int_equal(x->rate_step, y->rate_step);
+	assert_int_equal(x->rate_step_every_ms, y->rate_step_every_ms);
+	assert_int_equal(x->min_rate.count, y->min_rate.count);
+	assert_int_equal(x->min_rate.per_ms, y->min_rate.per_ms);
+	assert_int_equal(x->burst, y->burst);
+	assert_int_equal(x->close_ms, y->close_ms);
+	assert_int_equal(x->max_close_ms, y->max_close_ms);
+	assert_int_equal(x->suspend_after, y->suspend_after);
+	assert_int_equal(x->suspend_window_ms, y->suspend_window_ms);
+	assert_int_equal(x->suspend_ms, y->suspend_ms);
+	assert_int_equal(x->resume_spread_ms, y->resume_spread_ms);
+	assert_int_equal(x->warmup_burst, y->warmup_burst);
+	assert_int_equal(c->max_rate_per_ip.count, 0);
+	config_free(d);
 	assert_int_equal(c->nretry, 7);
 	config_free(c);
 }
