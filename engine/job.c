@@ -290,6 +290,11 @@ recipient_forms(struct job *j)
 	size_t local_len = (size_t)(at - j->to), dlen = strlen(dom);
 	char why[400];
 
+	/* "example.com." and "example.com" are one destination, and RCPT TO
+	 * never carries the root dot. */
+	if (dlen > 1 && dom[dlen - 1] == '.')
+		dlen--;
+
 	if (dom[0] == '[') {
 		set_error(j, "address literals are not accepted", dom);
 		return -1;
@@ -305,15 +310,57 @@ recipient_forms(struct job *j)
 		return -1;
 	}
 	j->domain = j->domain_ascii;
-	if (!is_ascii(j->to, local_len)) {
-		j->needs_smtputf8 = 1;
-		j->rcpt = xstrdup(j->to);
-	} else if (is_ascii(dom, dlen)) {
-		j->rcpt = xstrdup(j->to);
-	} else {
+	j->needs_smtputf8 = !is_ascii(j->to, local_len);
+	if (is_ascii(dom, dlen))
+		j->rcpt = xasprintf("%.*s@%.*s", (int)local_len, j->to, (int)dlen, dom);
+	else
 		j->rcpt = xasprintf("%.*s@%s", (int)local_len, j->to, j->domain_ascii);
-	}
+	/* The suppression key: every spelling of one mailbox (upper case,
+	 * U-label or A-label domain, a root dot) is one key. */
+	free(j->to_lc);
+	j->to_lc = xasprintf("%.*s@%s", (int)local_len, j->to, j->domain_ascii);
+	str_lower(j->to_lc);
 	return 0;
+}
+
+/*
+ * sender_forms - an internationalised sender domain goes out as its
+ * A-label (no SMTPUTF8 needed for it); only a UTF-8 local part needs
+ * SMTPUTF8. An unencodable domain fails the job: the producer's fault,
+ * not any recipient's.
+ */
+static void
+sender_forms(struct job *j)
+{
+	const char *at = strrchr(j->from, '@');
+	size_t local_len, dlen;
+	char why[400], *ascii;
+
+	if (at == NULL || j->from[0] == '\0')
+		return;
+	local_len = (size_t)(at - j->from);
+	dlen = strlen(at + 1);
+	if (at[1] == '[') {
+		set_error(j, "sender address literals are not accepted", at + 1);
+		return;
+	}
+	if (!is_ascii(j->from, local_len) && !utf8_valid(j->from, local_len)) {
+		set_error(j, "malformed sender address", "local part is not valid UTF-8");
+		return;
+	}
+	if (is_ascii(at + 1, dlen))
+		return;
+	ascii = domain_to_ascii(at + 1, dlen, why, sizeof why);
+	if (ascii == NULL) {
+		set_error(j, "sender domain is not a valid internationalised domain name", why);
+		return;
+	}
+	{
+		char *f = xasprintf("%.*s@%s", (int)local_len, j->from, ascii);
+		free(j->from);
+		j->from = f;
+	}
+	free(ascii);
 }
 
 static uint64_t
@@ -431,10 +478,6 @@ job_decode(const char *const *fields, const size_t *flens,
 	} else {
 		j->to = dup_field(to, to_len);
 		j->to_lc = str_lower(xstrdup(j->to));
-		/* "example.com." and "example.com" are one destination */
-		size_t tl = strlen(j->to_lc);
-		if (tl > 1 && j->to_lc[tl - 1] == '.')
-			j->to_lc[tl - 1] = '\0';
 		recipient_forms(j);
 	}
 	if (j->to == NULL)
@@ -448,6 +491,7 @@ job_decode(const char *const *fields, const size_t *flens,
 		j->from = xstrdup("");
 	} else {
 		j->from = dup_field(from, from_len);
+		sender_forms(j);
 	}
 
 	if (msg != NULL && ref != NULL) {

@@ -112,18 +112,19 @@ ledger_hand_back(struct ledger *lg, struct job *j)
 static void
 ledger_log(const struct job *j, const struct job_outcome *o)
 {
-	char reply[sizeof o->reply * 4 + 1], verdict[64];
+	char reply[sizeof o->reply * 4 + 1], verdict[64], mx[300];
 
 	if (log_level_max < LOG_INFO)
 		return;
 	log_quote(reply, sizeof reply, o->reply);
+	log_quote(mx, sizeof mx, o->mx ? o->mx : "-");
 	if (trouble_verdict_to_text(o, verdict, sizeof verdict)[0] == '\0')
 		snprintf(verdict, sizeof verdict, "-");
-	log_info("job", "job=%s to=%s status=%s attempt=%u code=%d enh=%s class=%s verdict=%s mx=%s "
+	log_info("job", "job=%s to=%s status=%s attempt=%u code=%d enh=%s class=%s verdict=%s mx=\"%s\" "
 	    "ip=%s reply=\"%s\"", j->id, j->to, job_status_name(o->status), j->attempts + 1, o->code,
 	    o->enh[0] ? o->enh : "-", o->has_class ? bounce_class_name(o->cls) : "-",
 	    verdict,
-	    o->mx ? o->mx : "-", o->ip && o->ip[0] ? o->ip : "-", reply);
+	    mx, o->ip && o->ip[0] ? o->ip : "-", reply);
 }
 
 void

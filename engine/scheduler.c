@@ -79,6 +79,14 @@ struct sched {
 };
 
 static void sched_kick(struct sched *s, struct dest *d);
+
+/* quote - a peer's words for a quoted log value (log_quote). */
+static const char *
+quote(char *dst, size_t n, const char *src)
+{
+	log_quote(dst, n, src);
+	return dst;
+}
 static void sched_open_sessions(struct sched *s, struct dest *d);
 
 /* --- configuration generations --- */
@@ -209,6 +217,13 @@ on_mx(void *arg, const struct dns_result *r)
 	if (s->stopping)
 		return;		/* queues were handed back */
 	trouble_from_dns(r->status, d->domain, r->error, &o);
+	if (o.status == JOB_DEFERRED && d->nsessions > 0 && d->mx != NULL) {
+		/* A passing DNS failure on a new lookup while sessions from the
+		 * last good answer still carry the queue: let them. */
+		log_info("dest", "dest=%s MX lookup failed; %u open session(s) carry the queue",
+		    d->key, d->nsessions);
+		return;
+	}
 	sched_fail_queue(s, d, &o);
 }
 
@@ -331,8 +346,10 @@ sched_open_sessions(struct sched *s, struct dest *d)
 				return;		/* the open sessions carry the queue */
 			trouble_from_local(&o, why);
 			o.ip = why_ip;
-			log_warn("scheduler", "%s: no usable source address in pool %s (last: %s); "
-			    "deferring %zu queued job(s)", d->key, d->pool, why, d->queued);
+			char q[sizeof why * 4 + 1];
+			log_warn("scheduler", "dest=%s no usable source address pool=%s reason=\"%s\"; "
+			    "deferring %zu queued job(s)", d->key, d->pool, quote(q, sizeof q, why),
+			    d->queued);
 			sched_fail_queue(s, d, &o);
 			return;
 		}
@@ -443,6 +460,7 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 	struct dest *d = ref->d;
 	struct job_outcome o;
 	unsigned others;
+	char q[sizeof o.reply * 4 + 1];
 
 	trouble_from_site(s->rules, r, &o);
 	o.mx = NULL;
@@ -453,14 +471,15 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 		 * just take no more connections (a provider's per-IP limit).
 		 * They carry the queue; the last one to fail defers it. No
 		 * new connection for a while. */
-		log_warn("dest", "%s: a new connection failed on every MX (%s); %u other "
-		    "session(s) carry the queue, no new connection for %d s", d->domain, o.reply,
-		    others, DEST_BACKOFF_MS / 1000);
+		log_warn("dest", "dest=%s a new connection failed on every MX reason=\"%s\"; %u "
+		    "other session(s) carry the queue, no new connection for %d s", d->key,
+		    quote(q, sizeof q, o.reply), others, DEST_BACKOFF_MS / 1000);
 		sched_kick(s, d);	/* arms the retry at the end of the back-off */
 		return;
 	}
-	log_warn("dest", "%s: every MX failed (%s); deferring %zu queued job(s), "
-	    "backing off %d s", d->domain, o.reply, d->queued, DEST_BACKOFF_MS / 1000);
+	log_warn("dest", "dest=%s every MX failed reason=\"%s\"; deferring %zu queued job(s), "
+	    "backing off %d s", d->key, quote(q, sizeof q, o.reply), d->queued,
+	    DEST_BACKOFF_MS / 1000);
 	sched_fail_queue(s, d, &o);
 }
 
@@ -480,6 +499,7 @@ sop_on_source_failure(struct session *ss, const struct smtp_result *r)
 	struct dest *d = ref->d;
 	const char *ip = session_src_ip(ss);
 	int fam = conn_ip_family(ip);
+	char q[sizeof r->text * 4 + 1];
 
 	if (ip[0] == '\0') {
 		sop_on_site_failure(ss, r);	/* the default source: nothing to switch to */
@@ -487,8 +507,8 @@ sop_on_source_failure(struct session *ss, const struct smtp_result *r)
 	}
 	if (d->mx && fam != AF_UNSPEC && mxset_count_family(d->mx, fam) == 0)
 		return;		/* not the address's fault: sched_pick_source skips it here */
-	log_warn("scheduler", "source %s: %s; set aside for %d s, the pool's other addresses "
-	    "carry %s", ip, r->text, SOURCE_BROKEN_MS / 1000, d->key);
+	log_warn("scheduler", "source %s: reason=\"%s\"; set aside for %d s, the pool's other "
+	    "addresses carry %s", ip, quote(q, sizeof q, r->text), SOURCE_BROKEN_MS / 1000, d->key);
 	source_set_aside(s, ip, r->text);
 }
 

@@ -65,7 +65,7 @@ struct session {
 	struct session *anext, *aprev;	/* every session, for session_abort_all */
 	struct timer timer;
 	struct job *job;
-	char *idhdr;
+	char *idhdr, *idhdr_retired;	/* the retired one until its send completes */
 	size_t idhdr_len;
 	char *env_from;
 	char src_ip[INET6_ADDRSTRLEN];	/* configured source, "" = the default */
@@ -176,6 +176,7 @@ session_maybe_free(struct session *s)
 		msg_body_unref(s->body_retired);
 	mxset_unref(s->mx);
 	free(s->idhdr);
+	free(s->idhdr_retired);
 	free(s->env_from);
 	free(s);
 }
@@ -280,6 +281,18 @@ target_failed(struct session *s, const struct smtp_result *r)
 	give_back_job(s, r);
 	s->ops->on_site_failure(s, r);
 	session_close(s);
+}
+
+/* The previous job's header and body, kept while a send may read them. */
+static void
+session_release_retired(struct session *s)
+{
+	if (s->body_retired) {
+		msg_body_unref(s->body_retired);
+		s->body_retired = NULL;
+	}
+	free(s->idhdr_retired);
+	s->idhdr_retired = NULL;
 }
 
 /* --- timer --- */
@@ -396,10 +409,7 @@ on_sent(struct conn *c, void *arg, int res)
 	struct session *s = arg;
 
 	(void)c;
-	if (s->body_retired) {
-		msg_body_unref(s->body_retired);
-		s->body_retired = NULL;
-	}
+	session_release_retired(s);
 	if (!s->connected)
 		return;
 	session_clock(s);
@@ -419,10 +429,7 @@ on_conn_closed(struct conn *c, void *arg)
 	(void)c;
 	s->conn = NULL;
 	s->connected = 0;
-	if (s->body_retired) {		/* no send can be reading it now */
-		msg_body_unref(s->body_retired);
-		s->body_retired = NULL;
-	}
+	session_release_retired(s);	/* no send can be reading them now */
 	if (s->closing) {
 		session_maybe_free(s);
 		return;
@@ -453,12 +460,20 @@ static void
 start_job(struct session *s, struct job *j)
 {
 	struct smtp_msg m;
+	int busy = s->conn && conn_send_busy(s->conn);
 
-	free(s->idhdr);
+	/* The send in flight may still be reading the previous job's header
+	 * and body (a reply can end a transaction before its send
+	 * completes): those stay alive until it does. */
+	if (busy && s->idhdr_retired == NULL)
+		s->idhdr_retired = s->idhdr;
+	else
+		free(s->idhdr);
+	s->idhdr = NULL;
 	free(s->env_from);
 	if (s->body) {
-		if (s->conn && conn_send_busy(s->conn) && s->body_retired == NULL)
-			s->body_retired = s->body;	/* released when that send completes */
+		if (busy && s->body_retired == NULL)
+			s->body_retired = s->body;
 		else
 			msg_body_unref(s->body);
 	}
@@ -610,9 +625,13 @@ local_fail(struct session *s, const char *what)
 static void
 session_try_target(struct session *s)
 {
-	const struct dns_target *t = &s->mx->t[s->tidx];
-	union dns_addr dst = t->addr;
+	const struct dns_target *t;
+	union dns_addr dst;
 	char err[300];
+
+again:
+	t = &s->mx->t[s->tidx];
+	dst = t->addr;
 
 	if (dst.sa.sa_family == AF_INET6)
 		dst.v6.sin6_port = htons((uint16_t)s->cfg->port);
@@ -626,8 +645,21 @@ session_try_target(struct session *s)
 	}
 	s->conn = conn_open(s->loop, &session_conn_ops, s, &dst.sa, s->src_ip,
 	    s->cfg->connect_ms, err, sizeof err);
-	if (s->conn == NULL)
+	if (s->conn == NULL) {
+		/* This host cannot reach that kind of address at all (IPv6
+		 * disabled, say): the next target may do; nothing has been
+		 * reported yet, so no callback runs from here. A failed bind
+		 * or a lack of descriptors is the source's fault. */
+		size_t next = next_target(s, s->tidx + 1);
+		if ((errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT) && next < s->mx->n) {
+			char q[400];
+			log_info("session", "target skipped peer=%s src=%s reason=\"%s\"", s->peer,
+			    s->src_ip[0] ? s->src_ip : "default", quote(q, sizeof q, err));
+			s->tidx = next;
+			goto again;
+		}
 		local_fail(s, err);
+	}
 }
 
 /* no_family_text - why no target suits this source. */

@@ -44,8 +44,8 @@ is "utf8_local: delivered" "$(events history utf8_local)" delivered
 
 caps() { cat "$(sink_dir 127.0.1.51)"/*.eml 2>/dev/null | tr -d '\r'; }
 rcpts() { caps | sed -n 's/^X-Sink-Rcpt-To: <\(.*\)>$/\1/p' | sort | tr '\n' ' '; }
-want=$(printf '%s\n' "User2@xn--bcher-kva.test" "$JOSE@$UMLAUT" "user@xn--bcher-kva.test" | sort | tr '\n' ' ')
-is "RCPT TO used the A-label (and the UTF-8 original for a UTF-8 local part)" "$(rcpts)" "$want"
+want=$(printf '%s\n' "User2@xn--bcher-kva.test" "$JOSE@xn--bcher-kva.test" "user@xn--bcher-kva.test" | sort | tr '\n' ' ')
+is "RCPT TO used the A-label (a UTF-8 local part goes under SMTPUTF8)" "$(rcpts)" "$want"
 is "SMTPUTF8 only for the UTF-8 local part" "$(caps | grep -c '^X-Sink-Mail-Params:.*SMTPUTF8')" 1
 
 for id in literal literal6; do
