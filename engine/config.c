@@ -1411,6 +1411,7 @@ parse_dkim(struct ctx *x, const struct ucl_node *n)
 	struct dkim_tmp t = { 0 };
 	const char *why;
 	char fn[300];
+	int bad = 0;
 
 	if (named_ok(x, n) < 0)
 		return;
@@ -1458,7 +1459,9 @@ parse_dkim(struct ctx *x, const struct ucl_node *n)
 		}
 		seen[i] = e;
 		snprintf(fn, sizeof fn, "dkim \"%s\": %s", n->arg, e->key);
-		apply(x, &ds[i].s, ds[i].in_signer ? (char *)s : (char *)&t, e, fn);
+		if (apply(x, &ds[i].s, ds[i].in_signer ? (char *)s : (char *)&t, e, fn) < 0 &&
+		    !ds[i].in_signer)
+			bad = 1;	/* reported; the pairing checks below would only echo it */
 	}
 	const struct ucl_node *sel_n = seen[0], *key_n = seen[1], *alg_n = seen[2];
 	const struct ucl_node *hdr_n = seen[4];
@@ -1483,7 +1486,7 @@ parse_dkim(struct ctx *x, const struct ucl_node *n)
 		cerr(x, n, "dkim \"%s\": needs selector = \"NAME\"", n->arg);
 	if (key_n == NULL)
 		cerr(x, n, "dkim \"%s\": needs key = \"/path/to/key.pem\"", n->arg);
-	if (sel_n == NULL || key_n == NULL || t.nkey == 0)
+	if (sel_n == NULL || key_n == NULL || t.nkey == 0 || bad)
 		goto done;
 	if (t.nkey > DKIM_MAX_KEYS) {
 		cerr(x, key_n, "dkim \"%s\": at most %d keys (one per algorithm)", n->arg,

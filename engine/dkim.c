@@ -602,7 +602,8 @@ dkim_sign(const struct dkim_signer *s, const char *headers, size_t hlen, unsigne
 		fd.col += 3;
 
 		/* data = selected fields + this field with b= empty, no CRLF */
-		buf_append(&data, base.data, base.len);
+		if (base.len > 0)
+			buf_append(&data, base.data, base.len);
 		buf_append(&fd.b, "\r\n", 2);
 		o->buf = &data;
 		o->n = 0;

@@ -8,7 +8,8 @@
 # simple; a subdomain signer; a default signer), signs messages from the
 # dot-stuffed form the engine keeps (long lines, trailing white space,
 # empty and missing bodies, leading dots, 8-bit headers and body, folded
-# headers, bare LF) and writes them as a receiver sees them, with the
+# headers, bare LF, and 100 random messages made of the bytes
+# canonicalisation cares about) and writes them as a receiver sees them, with the
 # per-job X-Volley-Id header between the signatures and the message.
 # Every signature must verify; a changed body or signed header must not;
 # another job id must (the id header is not signed). Then `volley
@@ -34,7 +35,7 @@ openssl genpkey -algorithm ed25519 -out "$T/ed.pem" 2>/dev/null ||
 mkdir -p "$T/out"
 check "the driver signs every message" "$DRIVER" --write "$T/out" "$T/rsa.pem" "$T/ed.pem"
 n=$(ls "$T/out"/*.eml 2>/dev/null | wc -l)
-[ "$n" -ge 30 ] && ok "$n signed messages written" || not_ok "signed messages written" "got $n"
+[ "$n" -ge 130 ] && ok "$n signed messages written" || not_ok "signed messages written" "got $n"
 
 out=$("$PY" "$ROOT/tests/dkim_check.py" "$T/out" 2>&1)
 rc=$?
@@ -52,6 +53,9 @@ for m in plain long_lines trailing_ws empty_body no_body leading_dot eightbit fo
 	c=$(printf '%s\n' "$out" | grep -c "^ok - $m\..* verifies\$" || true)
 	[ "$c" -ge 4 ] && ok "$m: $c signatures verify" || not_ok "$m: signatures verify" "got $c"
 done
+c=$(printf '%s\n' "$out" | grep -c '^ok - random.* verifies$' || true)
+[ "$c" -ge 100 ] && ok "100 random messages (white space, dots, folds, 8-bit, bare LF/CR): $c signatures verify" ||
+	not_ok "random messages: signatures verify" "got $c"
 note "$verified signatures verified by dkimpy"
 
 # the default signer signs mail from a domain without a key of its own
