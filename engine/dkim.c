@@ -1,9 +1,9 @@
 /*
  * dkim.c - DKIM signing keys and signatures (RFC 6376, RFC 8463, RFC 8301).
  *
- * Owns: struct dkim_key (dkim_key_load/parse/free/dns_txt), the default
- * signed-header list, dkim_signer_select(), dkim_body_hash(), dkim_sign()
- * and dkim_sign_message(). Canonicalisation and message parsing live in
+ * Owns: struct dkim_key (dkim_key_load/parse/free/dns_txt/sign), the
+ * default signed-header list, dkim_signer_select(), dkim_body_hash() and
+ * its per-body cache, dkim_sign() and dkim_sign_message(). Canonicalisation and message parsing live in
  * dkim_canon.c.
  *
  * Signing, as RFC 6376 5 has it: the canonical forms of the selected
@@ -639,11 +639,25 @@ dkim_sign(const struct dkim_signer *s, const char *headers, size_t hlen, unsigne
 	return out.data;
 }
 
-enum dkim_status
-dkim_sign_message(const struct dkim_signer *v, size_t n, const char *msg, size_t len,
-    unsigned flags, time_t now, char **sig, size_t *siglen, const struct dkim_signer **signer)
+const char *
+dkim_body_hash_cached(struct dkim_body_hashes *c, enum dkim_canon bc, const char *body,
+    size_t len, unsigned flags)
 {
-	char dom[DKIM_DOMAIN_MAX], bh[DKIM_BH_SIZE];
+	unsigned bit = 1u << bc;
+
+	if (!(c->have & bit)) {
+		dkim_body_hash(bc, body, len, flags, c->bh[bc]);
+		c->have |= bit;
+	}
+	return c->bh[bc];
+}
+
+enum dkim_status
+dkim_sign_message(const struct dkim_signer *v, size_t n, const struct dkim_request *rq,
+    char **sig, size_t *siglen, const struct dkim_signer **signer)
+{
+	char dom[DKIM_DOMAIN_MAX], bhbuf[DKIM_BH_SIZE];
+	const char *bh;
 	size_t hlen, boff;
 	const struct dkim_signer *s;
 
@@ -651,14 +665,21 @@ dkim_sign_message(const struct dkim_signer *v, size_t n, const char *msg, size_t
 	*siglen = 0;
 	if (signer != NULL)
 		*signer = NULL;
-	dkim_split(msg, len, flags, &hlen, &boff);
-	if (dkim_from_domain(msg, hlen, flags, dom, sizeof dom) < 0)
+	dkim_split(rq->msg, rq->len, rq->flags, &hlen, &boff);
+	if (dkim_from_domain(rq->msg, hlen, rq->flags, dom, sizeof dom) < 0 &&
+	    (rq->extra == NULL ||
+	    dkim_from_domain(rq->extra, rq->extra_len, 0, dom, sizeof dom) < 0))
 		dom[0] = '\0';
 	s = dkim_signer_select(v, n, dom);
 	if (s == NULL)
 		return DKIM_NO_KEY;
-	dkim_body_hash(s->bcanon, msg + boff, len - boff, flags, bh);
-	*sig = dkim_sign(s, msg, hlen, flags, NULL, 0, bh, now, siglen);
+	if (rq->bh != NULL) {
+		bh = dkim_body_hash_cached(rq->bh, s->bcanon, rq->msg + boff, rq->len - boff, rq->flags);
+	} else {
+		dkim_body_hash(s->bcanon, rq->msg + boff, rq->len - boff, rq->flags, bhbuf);
+		bh = bhbuf;
+	}
+	*sig = dkim_sign(s, rq->msg, hlen, rq->flags, rq->extra, rq->extra_len, bh, rq->now, siglen);
 	if (*sig == NULL)
 		return DKIM_ERROR;
 	if (signer != NULL)

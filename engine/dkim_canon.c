@@ -205,21 +205,23 @@ dkim_canon_body_out(enum dkim_canon c, const char *body, size_t len, unsigned fl
 		if (c == DKIM_CANON_SIMPLE) {
 			dkim_out_write(o, s, n);
 		} else {
-			size_t i = 0;
+			/* copy spans; only a TAB or a run of 2+ WSP needs rewriting
+			 * (a single SP is already canonical), so typical text goes
+			 * out a line at a time */
+			size_t i = 0, start = 0;
 
 			while (i < n) {
-				size_t j = i;
-
-				while (j < n && !is_wsp(s[j]))
-					j++;
-				dkim_out_write(o, s + i, j - i);
-				if (j == n)
-					break;
-				out_byte(o, ' ');
-				while (j < n && is_wsp(s[j]))
-					j++;
-				i = j;
+				if (s[i] == '\t' || (s[i] == ' ' && is_wsp(s[i + 1]))) {
+					dkim_out_write(o, s + start, i - start);
+					out_byte(o, ' ');
+					while (is_wsp(s[i]))
+						i++;	/* stops inside the line: its end has no WSP */
+					start = i;
+				} else {
+					i++;
+				}
 			}
+			dkim_out_write(o, s + start, n - start);
 		}
 		dkim_out_write(o, "\r\n", 2);
 	}

@@ -25,7 +25,8 @@
  *   sig = dkim_sign(s, data, hlen, DKIM_STUFFED, NULL, 0, bh, now, &siglen);
  * and sends sig (one "DKIM-Signature: ...\r\n" field per key) before the
  * headers it adds per job (the job id header), which are not signed.
- * dkim_sign_message() does those five steps in one call.
+ * dkim_sign_message() does those five steps in one call, with the body
+ * hashes cached beside the body (struct dkim_body_hashes).
  */
 #ifndef VOLLEY_DKIM_H
 #define VOLLEY_DKIM_H
@@ -180,15 +181,41 @@ char *dkim_sign(const struct dkim_signer *s, const char *headers, size_t hlen, u
     const char *extra, size_t extra_len, const char *bh, time_t now, size_t *siglen);
 
 /*
- * dkim_sign_message - the whole recipe above for msg[0..len): split,
- * From domain, signer, body hash, signature. DKIM_SIGNED: *sig (malloc'd)
- * and *siglen are set and *signer says who signed. DKIM_NO_KEY: *sig is
- * NULL. For a body shared by many jobs, call this once and keep *sig
- * with the body.
+ * The body hashes of one body, kept with it (beside a struct msg_body):
+ * each canonicalisation's bh= is computed on first use, then reused by
+ * every job that shares the body. Zero it before first use. Filling it is
+ * not locked: fill it on one thread (the loop) before others read it.
  */
-enum dkim_status dkim_sign_message(const struct dkim_signer *v, size_t n, const char *msg,
-    size_t len, unsigned flags, time_t now, char **sig, size_t *siglen,
-    const struct dkim_signer **signer);
+struct dkim_body_hashes {
+	unsigned have;			/* bit (1u << canon) set: bh[canon] is valid */
+	char bh[2][DKIM_BH_SIZE];	/* indexed by enum dkim_canon */
+};
+
+/* dkim_body_hash_cached - bh= of body under bc from c, computing it on first use. */
+const char *dkim_body_hash_cached(struct dkim_body_hashes *c, enum dkim_canon bc,
+    const char *body, size_t len, unsigned flags);
+
+/* What dkim_sign_message() signs. */
+struct dkim_request {
+	const char *msg;	/* the message, headers and body, read with flags */
+	size_t len;
+	unsigned flags;		/* 0 or DKIM_STUFFED */
+	const char *extra;	/* per-job fields sent above msg and signed too, or NULL */
+	size_t extra_len;
+	struct dkim_body_hashes *bh;	/* the body's cached hashes, or NULL: hash now */
+	time_t now;		/* t= (<= 0: none) */
+};
+
+/*
+ * dkim_sign_message - the whole recipe above: split, From domain (from
+ * msg's headers, else from extra), signer, body hash (cached in rq->bh
+ * when given), signature. DKIM_SIGNED: *sig (malloc'd) and *siglen are
+ * set and *signer (if not NULL) says who signed. DKIM_NO_KEY: *sig is
+ * NULL. For a body shared by many jobs without per-job signed fields,
+ * call it once and keep *sig with the body.
+ */
+enum dkim_status dkim_sign_message(const struct dkim_signer *v, size_t n,
+    const struct dkim_request *rq, char **sig, size_t *siglen, const struct dkim_signer **signer);
 
 /*
  * Canonicalisation (RFC 6376 3.4), exposed for the tests: append the

@@ -382,6 +382,16 @@ assert_folded(const char *sig, size_t len)
 	}
 }
 
+/* dkim_sign_message() on msg alone, no cache, no extra fields */
+static enum dkim_status
+sign_msg(const struct dkim_signer *v, size_t n, const char *msg, size_t len, unsigned flags,
+    time_t now, char **sig, size_t *siglen, const struct dkim_signer **who)
+{
+	struct dkim_request rq = { .msg = msg, .len = len, .flags = flags, .now = now };
+
+	return dkim_sign_message(v, n, &rq, sig, siglen, who);
+}
+
 static struct dkim_signer
 signer(struct dkim_key *rsa, struct dkim_key *ed)
 {
@@ -518,9 +528,9 @@ test_stuffed_equals_raw(void **state)
 
 		for (int c = 0; c < 2; c++) {
 			s.hcanon = s.bcanon = c ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
-			assert_int_equal(dkim_sign_message(&s, 1, msgs[i], rl, 0, 1700000000, &s1, &sl1, NULL),
+			assert_int_equal(sign_msg(&s, 1, msgs[i], rl, 0, 1700000000, &s1, &sl1, NULL),
 			    DKIM_SIGNED);
-			assert_int_equal(dkim_sign_message(&s, 1, b->data, b->len, DKIM_STUFFED, 1700000000,
+			assert_int_equal(sign_msg(&s, 1, b->data, b->len, DKIM_STUFFED, 1700000000,
 			    &s2, &sl2, NULL), DKIM_SIGNED);
 			if (sl1 != sl2 || memcmp(s1, s2, sl1) != 0)
 				fail_msg("message %zu (%s): raw and stuffed differ:\n%s\n%s", i,
@@ -603,8 +613,8 @@ test_random_raw_equals_stuffed(void **state)
 
 		s.hcanon = i % 2 ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
 		s.bcanon = i % 3 ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
-		assert_int_equal(dkim_sign_message(&s, 1, raw, rl, 0, 1, &s1, &l1, NULL), DKIM_SIGNED);
-		assert_int_equal(dkim_sign_message(&s, 1, b->data, b->len, DKIM_STUFFED, 1, &s2, &l2, NULL),
+		assert_int_equal(sign_msg(&s, 1, raw, rl, 0, 1, &s1, &l1, NULL), DKIM_SIGNED);
+		assert_int_equal(sign_msg(&s, 1, b->data, b->len, DKIM_STUFFED, 1, &s2, &l2, NULL),
 		    DKIM_SIGNED);
 		if (l1 != l2 || memcmp(s1, s2, l1) != 0)
 			fail_msg("random message %d differs raw/stuffed:\n%s", i, raw);
@@ -626,18 +636,83 @@ test_sign_message_status(void **state)
 	char *sig = (void *)1;
 	size_t len = 7;
 
-	assert_int_equal(dkim_sign_message(&s, 1, msg, strlen(msg), 0, 0, &sig, &len, &who),
+	assert_int_equal(sign_msg(&s, 1, msg, strlen(msg), 0, 0, &sig, &len, &who),
 	    DKIM_NO_KEY);
 	assert_null(sig);
 	assert_int_equal(len, 0);
 	assert_null(who);
 	assert_string_equal(dkim_status_text(DKIM_NO_KEY), "no key");
 	s.is_default = 1;
-	assert_int_equal(dkim_sign_message(&s, 1, msg, strlen(msg), 0, 0, &sig, &len, &who),
+	assert_int_equal(sign_msg(&s, 1, msg, strlen(msg), 0, 0, &sig, &len, &who),
 	    DKIM_SIGNED);
 	assert_ptr_equal(who, &s);
 	assert_non_null(strstr(sig, "d=example.com;"));
 	free(sig);
+	dkim_key_free(ed);
+}
+
+/*
+ * A shared body: its hashes are cached per canonicalisation; per-job
+ * fields passed as extra are signed (and can carry the From).
+ */
+static void
+test_body_hash_cache_and_extra(void **state)
+{
+	static const char raw[] = "From: a@example.com\r\nSubject: shared\r\n\r\n.dot\r\nbody  \r\n";
+	static const char extra[] = "List-Unsubscribe: <https://u.example/job1>\r\n";
+	struct msg_body *b = msg_body_new(raw, strlen(raw));
+	struct dkim_key *ed = key_ed();
+	struct dkim_signer s = signer(NULL, ed);
+	struct dkim_body_hashes bhc;
+	struct dkim_request rq = { .msg = b->data, .len = b->len, .flags = DKIM_STUFFED,
+	    .bh = &bhc, .now = 5 };
+	char *sig, *sig2, *h, want[DKIM_BH_SIZE];
+	size_t len, len2, hl, bo;
+
+	memset(&bhc, 0, sizeof bhc);
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig, &len, NULL), DKIM_SIGNED);
+	assert_int_equal(bhc.have, 1u << DKIM_CANON_RELAXED);
+	dkim_split(raw, strlen(raw), 0, &hl, &bo);
+	dkim_body_hash(DKIM_CANON_RELAXED, raw + bo, strlen(raw) - bo, 0, want);
+	assert_string_equal(bhc.bh[DKIM_CANON_RELAXED], want);
+	/* a poisoned cache entry is used as is: proof it is not recomputed */
+	strcpy(bhc.bh[DKIM_CANON_RELAXED], "cached");
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig2, &len2, NULL), DKIM_SIGNED);
+	h = tag_value(sig2, "bh");
+	assert_string_equal(h, "cached");
+	free(h);
+	free(sig2);
+	s.bcanon = DKIM_CANON_SIMPLE;
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig2, &len2, NULL), DKIM_SIGNED);
+	assert_int_equal(bhc.have, (1u << DKIM_CANON_RELAXED) | (1u << DKIM_CANON_SIMPLE));
+	free(sig2);
+	free(sig);
+
+	/* extra: signed; and a message without From takes it from extra */
+	s.bcanon = DKIM_CANON_RELAXED;
+	rq.extra = extra;
+	rq.extra_len = strlen(extra);
+	rq.bh = NULL;
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig, &len, NULL), DKIM_SIGNED);
+	h = tag_value(sig, "h");
+	assert_string_equal(h, "from:from:subject:list-unsubscribe");
+	free(h);
+	free(sig);
+	static const char nofrom[] = "Subject: x\r\n\r\nbody\r\n";
+	static const char fromx[] = "From: job@example.com\r\n";
+
+	rq.msg = nofrom;
+	rq.len = strlen(nofrom);
+	rq.flags = 0;
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig, &len, NULL), DKIM_NO_KEY);
+	rq.extra = fromx;
+	rq.extra_len = strlen(fromx);
+	assert_int_equal(dkim_sign_message(&s, 1, &rq, &sig, &len, NULL), DKIM_SIGNED);
+	h = tag_value(sig, "h");
+	assert_string_equal(h, "from:from:subject");
+	free(h);
+	free(sig);
+	msg_body_unref(b);
 	dkim_key_free(ed);
 }
 
@@ -999,7 +1074,7 @@ write_corpus(const char *dir, const char *rsa_path, const char *ed_path)
 			char *wire = xmalloc(b->len + 1), *sig, fname[200];
 			size_t wlen = msg_unstuff(b->data, b->len, wire), siglen;
 			static const char idhdr[] = "X-Volley-Id: 1764478800000-0\r\n";
-			enum dkim_status st = dkim_sign_message(c->dkim, c->ndkim, b->data, b->len,
+			enum dkim_status st = sign_msg(c->dkim, c->ndkim, b->data, b->len,
 			    DKIM_STUFFED, time(NULL), &sig, &siglen, NULL);
 
 			if (st != DKIM_SIGNED) {
@@ -1030,7 +1105,7 @@ write_corpus(const char *dir, const char *rsa_path, const char *ed_path)
 		size_t wlen = msg_unstuff(b->data, b->len, wire), siglen;
 		static const char idhdr[] = "X-Volley-Id: 1764478800000-1\r\n";
 
-		if (dkim_sign_message(c->dkim, c->ndkim, b->data, b->len, DKIM_STUFFED, time(NULL), &sig,
+		if (sign_msg(c->dkim, c->ndkim, b->data, b->len, DKIM_STUFFED, time(NULL), &sig,
 		    &siglen, NULL) != DKIM_SIGNED) {
 			rc = 1;
 		} else {
@@ -1067,6 +1142,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_stuffed_equals_raw),
 		cmocka_unit_test(test_random_raw_equals_stuffed),
 		cmocka_unit_test(test_sign_message_status),
+		cmocka_unit_test(test_body_hash_cache_and_extra),
 		cmocka_unit_test(test_rfc8463_example),
 		cmocka_unit_test(test_key_errors),
 		cmocka_unit_test(test_bench),
