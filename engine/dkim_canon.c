@@ -28,6 +28,7 @@
 #include <ctype.h>
 #include <string.h>
 
+#include <idn2.h>
 #include <openssl/evp.h>
 
 #include "util.h"
@@ -473,24 +474,40 @@ dkim_from_domain(const char *headers, size_t hlen, unsigned flags, char *out, si
 
 	if (at == NULL)
 		return -1;
-	char *d = at + 1;
+	char *d = at + 1, *alabel = NULL;
 
 	while (is_wsp(*d))
 		d++;
 	size_t dl = strlen(d);
 
 	if (dl > 0 && d[dl - 1] == '.')
-		dl--;
-	if (dl == 0 || dl >= outlen || dl > 253)
+		d[--dl] = '\0';
+	for (size_t i = 0; i < dl; i++)
+		if ((unsigned char)d[i] >= 0x80) {
+			/* a U-label domain (RFC 6532 From): sign for its A-label form */
+			if (idn2_to_ascii_8z(d, &alabel, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT) != IDN2_OK)
+				alabel = NULL;
+			if (alabel == NULL)
+				return -1;
+			d = alabel;
+			dl = strlen(d);
+			break;
+		}
+	if (dl == 0 || dl >= outlen || dl > 253) {
+		idn2_free(alabel);
 		return -1;
+	}
 	for (size_t i = 0; i < dl; i++) {
 		unsigned char ch = (unsigned char)d[i];
 
-		if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_'))
+		if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_')) {
+			idn2_free(alabel);
 			return -1;
+		}
 		out[i] = (char)tolower(ch);
 	}
 	out[dl] = '\0';
+	idn2_free(alabel);
 	if (out[0] == '.' || strstr(out, "..") != NULL)
 		return -1;
 	return 0;

@@ -139,9 +139,10 @@ void dkim_split(const char *msg, size_t len, unsigned flags, size_t *hlen, size_
 
 /*
  * dkim_from_domain - the domain of the (first) address in the one From
- * field of headers[0..hlen), lower-case, without a trailing dot. Returns
- * 0, or -1 when there is no From field, more than one, no address in it,
- * or the domain is not an ASCII host name (a U-label or address literal).
+ * field of headers[0..hlen), lower-case, without a trailing dot, a UTF-8
+ * domain in its IDNA A-label form. Returns 0, or -1 when there is no From
+ * field, more than one, no address in it, or the domain is not a host
+ * name (an address literal, or UTF-8 that IDNA refuses).
  */
 int dkim_from_domain(const char *headers, size_t hlen, unsigned flags, char *out, size_t outlen);
 

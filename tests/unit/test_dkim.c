@@ -294,7 +294,8 @@ test_from_domain(void **state)
 		{ "From: a@one.example\r\nFrom: b@two.example\r\n", 0, NULL },
 		{ "From: undisclosed-recipients\r\n", 0, NULL },
 		{ "From: <joe@[192.0.2.1]>\r\n", 0, NULL },
-		{ "From: joe@\xc3\xa9t\xc3\xa9.example\r\n", 0, NULL },
+		{ "From: joe@\xc3\xa9t\xc3\xa9.example\r\n", 0, "xn--t-9fab.example" },
+		{ "From: joe@\xff\xfe.example\r\n", 0, NULL },
 		{ "From: joe@\r\n", 0, NULL },
 		{ "From: joe@a..b\r\n", 0, NULL },
 	};
