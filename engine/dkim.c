@@ -551,16 +551,22 @@ dkim_sign(const struct dkim_signer *s, const char *headers, size_t hlen, unsigne
 	o->md = NULL;
 	o->n = 0;
 	for (size_t i = 0; i < nlower; i++) {
-		size_t k = 0;
+		size_t k = 0, total = 0;
 
-		for (size_t j = nf; j-- > 0 && k < DKIM_MAX_INSTANCES;) {
+		for (size_t j = nf; j-- > 0;) {
 			if (!name_is(&f[j], lower[i]))
 				continue;
-			dkim_canon_header_out(s->hcanon, f[j].p, f[j].len, f[j].flags, o);
-			k++;
+			if (k < DKIM_MAX_INSTANCES) {
+				dkim_canon_header_out(s->hcanon, f[j].p, f[j].len, f[j].flags, o);
+				k++;
+			}
+			total++;
 		}
-		if (strcmp(lower[i], "from") == 0)
-			k++;	/* over-signed: no From may be added */
+		/* over-signed: one entry more than there are From fields, so
+		 * none may be added; only when all of them are listed (else the
+		 * extra entry would name an unsigned, present instance) */
+		if (strcmp(lower[i], "from") == 0 && total == k)
+			k++;
 		for (; k > 0; k--) {
 			if (nh == hcap) {
 				hcap = hcap ? hcap * 2 : 32;

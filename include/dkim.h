@@ -175,7 +175,8 @@ void dkim_body_hash(enum dkim_canon bc, const char *body, size_t len, unsigned f
  * goes into t= (now <= 0: no t= tag). The signed names are s->headers or
  * the default list, each listed once per instance present (the last
  * DKIM_MAX_INSTANCES of them) and From once more than present
- * (over-signed, so no From can be added). Returns NULL only when OpenSSL
+ * (over-signed, so no From can be added; not when there are more From
+ * fields than DKIM_MAX_INSTANCES). Returns NULL only when OpenSSL
  * fails to sign.
  */
 char *dkim_sign(const struct dkim_signer *s, const char *headers, size_t hlen, unsigned flags,

@@ -501,6 +501,21 @@ test_instances_capped(void **state)
 	assert_int_equal(n, DKIM_MAX_INSTANCES);
 	free(h);
 	free(sig);
+
+	/* 20 From fields: the bottom 16 are listed and no over-signing
+	 * entry (a 17th would name a present, unhashed From) */
+	m.len = 0;
+	for (int i = 0; i < 20; i++)
+		buf_appendf(&m, "From: a%d@example.com\r\n", i);
+	sig = dkim_sign(&s, m.data, m.len, 0, NULL, 0, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+	    0, &len);
+	h = tag_value(sig, "h");
+	n = 0;
+	for (char *p = h; (p = strstr(p, "from")) != NULL; p += 4)
+		n++;
+	assert_int_equal(n, DKIM_MAX_INSTANCES);
+	free(h);
+	free(sig);
 	buf_free(&m);
 	dkim_key_free(ed);
 }
