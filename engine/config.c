@@ -322,6 +322,73 @@ check_date(const char *s)
 	return NULL;
 }
 
+/* A DKIM selector: dot-separated labels of letters, digits, '-' and '_'. */
+static const char *
+check_selector(const char *s)
+{
+	size_t label = 0, n = strlen(s);
+
+	if (n == 0 || n > 200)
+		return "not a selector (labels of letters, digits, - and _)";
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return "not a selector (labels of letters, digits, - and _)";
+			label = 0;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_') || ++label > 63)
+			return "not a selector (labels of letters, digits, - and _)";
+	}
+	return label == 0 ? "not a selector (labels of letters, digits, - and _)" : NULL;
+}
+
+static const char *
+check_dkim_alg(const char *s)
+{
+	enum dkim_alg a;
+
+	return dkim_alg_parse(s, &a) < 0 ? "is not rsa-sha256 or ed25519-sha256" : NULL;
+}
+
+/* "header/body", each relaxed or simple */
+static int
+parse_canon(const char *s, enum dkim_canon *h, enum dkim_canon *b)
+{
+	const char *slash = strchr(s, '/');
+	enum dkim_canon v[2];
+	const char *part[2];
+	size_t len[2];
+
+	if (slash == NULL)
+		return -1;
+	part[0] = s;
+	len[0] = (size_t)(slash - s);
+	part[1] = slash + 1;
+	len[1] = strlen(slash + 1);
+	for (int i = 0; i < 2; i++) {
+		if (len[i] == 7 && strncmp(part[i], "relaxed", 7) == 0)
+			v[i] = DKIM_CANON_RELAXED;
+		else if (len[i] == 6 && strncmp(part[i], "simple", 6) == 0)
+			v[i] = DKIM_CANON_SIMPLE;
+		else
+			return -1;
+	}
+	*h = v[0];
+	*b = v[1];
+	return 0;
+}
+
+static const char *
+check_canon(const char *s)
+{
+	enum dkim_canon h, b;
+
+	return parse_canon(s, &h, &b) < 0 ?
+	    "is not HEADER/BODY with relaxed or simple (e.g. relaxed/relaxed)" : NULL;
+}
+
 static char *redact_url(const char *url);
 
 /*
@@ -582,6 +649,8 @@ struct ctx {
 	const struct ucl_node *seen[NSETTINGS];	/* where each setting was set */
 	const struct ucl_node *url_node;
 	const struct ucl_node **pool_nodes, **site_nodes, **domain_nodes, **warmup_nodes;
+	const struct ucl_node **dkim_nodes;	/* one per c->dkim entry */
+	const struct ucl_node **dkim_headers;	/* its headers node, or NULL */
 	struct warmup_ref *refs;
 	struct wsite_ref *wsites;
 	size_t nwsites;
@@ -1440,6 +1509,169 @@ parse_warmup(struct ctx *x, const struct ucl_node *n)
 		cerr(x, n, "warmup \"%s\": needs daily = [N, N, ...]", n->arg);
 }
 
+/*
+ * parse_dkim - dkim "DOMAIN" { selector; key; algorithm; headers;
+ * subdomains; default; canonicalization; }. selector, key and algorithm
+ * are each one value or a list, paired in order (one selector per key:
+ * "both algorithms" is two keys); algorithm defaults to the key's own.
+ * Every key file is read and parsed here, so a missing, unreadable or
+ * mismatched key is a load error with the file:line of its `key`.
+ */
+struct dkim_tmp {
+	char **sel, **key, **alg;
+	size_t nsel, nkey, nalg;
+	char *canon;
+};
+
+static void
+parse_dkim(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"selector", "key", "algorithm", "headers", "subdomains", "default",
+		"canonicalization",
+	};
+#define DT(f) offsetof(struct dkim_tmp, f)
+#define DS(f) offsetof(struct dkim_signer, f)
+	static const struct { struct setting s; int in_signer; } ds[] = {
+		{ { "", "selector", S_STRLIST, DT(sel), DT(nsel), 0, 0, NULL, check_selector, 0 }, 0 },
+		{ { "", "key", S_STRLIST, DT(key), DT(nkey), 0, 0, NULL, check_token, 0 }, 0 },
+		{ { "", "algorithm", S_STRLIST, DT(alg), DT(nalg), 0, 0, NULL, check_dkim_alg, 1 }, 0 },
+		{ { "", "canonicalization", S_STR, DT(canon), 0, 0, 0, NULL, check_canon, 1 }, 0 },
+		{ { "", "headers", S_STRLIST, DS(headers), DS(nheaders), 0, 0, NULL, check_header_name, 1 }, 1 },
+		{ { "", "subdomains", S_BOOL, DS(subdomains), 0, 0, 1, NULL, NULL, 0 }, 1 },
+		{ { "", "default", S_BOOL, DS(is_default), 0, 0, 1, NULL, NULL, 0 }, 1 },
+	};
+#undef DT
+#undef DS
+	const struct ucl_node *seen[sizeof ds / sizeof ds[0]] = { 0 };
+	struct config *c = x->c;
+	struct dkim_tmp t = { 0 };
+	const char *why;
+	char fn[300];
+	int bad = 0;
+
+	if (named_ok(x, n) < 0)
+		return;
+	char *name = mx_pattern(n->arg);	/* lower-case, no trailing dot */
+
+	if ((why = check_domain(name)) != NULL || name[0] == '[') {
+		cerr(x, n, "dkim \"%s\": %s", n->arg, why ? why : "not a domain name");
+		free(name);
+		return;
+	}
+	for (size_t i = 0; i < c->ndkim; i++) {
+		if (strcmp(c->dkim[i].domain, name) == 0) {
+			cerr(x, n, "duplicate dkim \"%s\" (first defined at %s:%d)", n->arg,
+			    x->dkim_nodes[i]->file, x->dkim_nodes[i]->line);
+			free(name);
+			return;
+		}
+	}
+	c->dkim = xrealloc(c->dkim, (c->ndkim + 1) * sizeof *c->dkim);
+	x->dkim_nodes = xrealloc(x->dkim_nodes, (c->ndkim + 1) * sizeof *x->dkim_nodes);
+	x->dkim_headers = xrealloc(x->dkim_headers, (c->ndkim + 1) * sizeof *x->dkim_headers);
+	struct dkim_signer *s = &c->dkim[c->ndkim];
+
+	memset(s, 0, sizeof *s);
+	s->domain = name;
+	x->dkim_nodes[c->ndkim] = n;
+	x->dkim_headers[c->ndkim] = NULL;
+	c->ndkim++;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		size_t i;
+
+		if (e->key == NULL)
+			continue;
+		for (i = 0; i < sizeof ds / sizeof ds[0]; i++)
+			if (strcmp(e->key, ds[i].s.name) == 0)
+				break;
+		if (i == sizeof ds / sizeof ds[0]) {
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
+			continue;
+		}
+		if (seen[i] != NULL) {
+			cerr(x, e, "dkim \"%s\": %s already set at line %d", n->arg, e->key,
+			    seen[i]->line);
+			continue;
+		}
+		seen[i] = e;
+		snprintf(fn, sizeof fn, "dkim \"%s\": %s", n->arg, e->key);
+		if (apply(x, &ds[i].s, ds[i].in_signer ? (char *)s : (char *)&t, e, fn) < 0 &&
+		    !ds[i].in_signer)
+			bad = 1;	/* reported; the pairing checks below would only echo it */
+	}
+	const struct ucl_node *sel_n = seen[0], *key_n = seen[1], *alg_n = seen[2];
+	const struct ucl_node *hdr_n = seen[4];
+
+	x->dkim_headers[c->ndkim - 1] = hdr_n;
+	if (t.canon != NULL)
+		parse_canon(t.canon, &s->hcanon, &s->bcanon);
+	if (hdr_n != NULL && s->headers != NULL) {
+		int from = 0;
+
+		for (size_t i = 0; i < s->nheaders; i++) {
+			if (strcmp(s->headers[i], "from") == 0)
+				from = 1;
+			if (strcmp(s->headers[i], "dkim-signature") == 0)
+				cerr(x, hdr_n, "dkim \"%s\": headers: DKIM-Signature cannot be signed",
+				    n->arg);
+		}
+		if (!from)
+			cerr(x, hdr_n, "dkim \"%s\": headers must include From (RFC 6376 5.4)", n->arg);
+	}
+	if (sel_n == NULL)
+		cerr(x, n, "dkim \"%s\": needs selector = \"NAME\"", n->arg);
+	if (key_n == NULL)
+		cerr(x, n, "dkim \"%s\": needs key = \"/path/to/key.pem\"", n->arg);
+	if (sel_n == NULL || key_n == NULL || t.nkey == 0 || bad)
+		goto done;
+	if (t.nkey > DKIM_MAX_KEYS) {
+		cerr(x, key_n, "dkim \"%s\": at most %d keys (one per algorithm)", n->arg,
+		    DKIM_MAX_KEYS);
+		goto done;
+	}
+	if (t.nsel != t.nkey) {
+		cerr(x, sel_n, "dkim \"%s\": %zu key%s but %zu selector%s (one selector per key)",
+		    n->arg, t.nkey, t.nkey == 1 ? "" : "s", t.nsel, t.nsel == 1 ? "" : "s");
+		goto done;
+	}
+	if (alg_n != NULL && t.nalg != t.nkey) {
+		cerr(x, alg_n, "dkim \"%s\": %zu key%s but %zu algorithm%s (one algorithm per key)",
+		    n->arg, t.nkey, t.nkey == 1 ? "" : "s", t.nalg, t.nalg == 1 ? "" : "s");
+		goto done;
+	}
+	for (size_t i = 0; i < t.nkey; i++) {
+		enum dkim_alg a = DKIM_ALG_NONE;
+		char err[300];
+		char *path = resolve_path(key_n, t.key[i]);
+		struct dkim_key *k;
+
+		if (alg_n != NULL && dkim_alg_parse(t.alg[i], &a) < 0) {
+			free(path);
+			continue;	/* reported by check_dkim_alg */
+		}
+		k = dkim_key_load(path, a, err, sizeof err);
+		if (k == NULL) {
+			cerr(x, key_n, "dkim \"%s\": key \"%s\": %s", n->arg, path, err);
+			free(path);
+			continue;
+		}
+		free(path);
+		for (size_t j = 0; j < s->nkeys; j++)
+			if (dkim_key_alg(s->keys[j].key) == dkim_key_alg(k))
+				cerr(x, key_n, "dkim \"%s\": two keys for %s (one key per algorithm)",
+				    n->arg, dkim_alg_name(dkim_key_alg(k)));
+		s->keys[s->nkeys].selector = xstrdup(t.sel[i]);
+		s->keys[s->nkeys].key = k;
+		s->nkeys++;
+	}
+done:
+	free_strlist(t.sel, t.nsel);
+	free_strlist(t.key, t.nkey);
+	free_strlist(t.alg, t.nalg);
+	free(t.canon);
+}
+
 /* ------------------------------------------------------------------ */
 /* the walk                                                             */
 
@@ -1459,6 +1691,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
+		"dkim",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -1482,6 +1715,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "warmup") == 0) {
 				parse_warmup(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "dkim") == 0) {
+				parse_dkim(x, n);
 				continue;
 			}
 		}
@@ -1604,6 +1841,25 @@ validate(struct ctx *x, const struct ucl_node *root)
 		find_setting("inbound", "listen", &idx);
 		cerr(x, x->seen[idx], "inbound: listen is set but domains is empty");
 	}
+	const struct ucl_node *first_default = NULL;
+
+	for (size_t i = 0; i < c->ndkim; i++) {
+		const struct dkim_signer *s = &c->dkim[i];
+
+		if (s->is_default) {
+			if (first_default != NULL)
+				cerr(x, x->dkim_nodes[i], "dkim \"%s\": a second default signer (the first is at %s:%d)",
+				    s->domain, first_default->file, first_default->line);
+			else
+				first_default = x->dkim_nodes[i];
+		}
+		/* the per-job id header differs per recipient: signing it would
+		 * make a shared body need one signature per job */
+		for (size_t j = 0; j < s->nheaders; j++)
+			if (strcasecmp(s->headers[j], c->id_header) == 0)
+				cerr(x, x->dkim_headers[i], "dkim \"%s\": headers: %s is the per-job id header "
+				    "(smtp.id_header) and is never signed", s->domain, c->id_header);
+	}
 	if (x->rules_node != NULL && x->nerr == 0) {
 		char *err = NULL;
 		struct classify_rules *r = classify_rules_load(c->classify_rules, &err);
@@ -1633,6 +1889,8 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	free(x.site_nodes);
 	free(x.domain_nodes);
 	free(x.warmup_nodes);
+	free(x.dkim_nodes);
+	free(x.dkim_headers);
 	free(x.refs);
 	free(x.wsites);
 	if (x.nerr > 0) {
@@ -1752,6 +2010,15 @@ config_free(struct config *c)
 		free(c->warmups[i].sites);
 	}
 	free(c->warmups);
+	for (size_t i = 0; i < c->ndkim; i++) {
+		free(c->dkim[i].domain);
+		for (size_t j = 0; j < c->dkim[i].nkeys; j++) {
+			free(c->dkim[i].keys[j].selector);
+			dkim_key_free(c->dkim[i].keys[j].key);
+		}
+		free_strlist(c->dkim[i].headers, c->dkim[i].nheaders);
+	}
+	free(c->dkim);
 	free(c->inbound_listen);
 	free_strlist(c->inbound_domains, c->ninbound_domains);
 	free(c);

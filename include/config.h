@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dkim.h"
+
 struct rate {
 	uint32_t count;		/* 0 = unlimited */
 	uint64_t per_ms;	/* 1000, 60000, 3600000 or 86400000 */
@@ -162,6 +164,14 @@ struct config {
 	size_t ndomains;
 	struct config_warmup *warmups;
 	size_t nwarmups;
+
+	/*
+	 * dkim "DOMAIN" { selector; key; algorithm; headers; subdomains;
+	 * default; canonicalization; } blocks, keys parsed at load; pick one
+	 * with dkim_signer_select(c->dkim, c->ndkim, from_domain).
+	 */
+	struct dkim_signer *dkim;
+	size_t ndkim;
 
 	/* inbound bounces/FBL (parsed now, served later) */
 	char *inbound_listen;

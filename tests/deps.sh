@@ -21,7 +21,10 @@ PKGS=(
 	redis-server redis-tools dnsmasq-base postfix swaks libnet-ssleay-perl
 	clang libclang-rt-14-dev
 	python3 procps iproute2
+	python3-dkim
 )
+# python3-dkim (dkimpy, with python3-nacl for Ed25519) is the independent
+# verifier of volley's DKIM signatures (tests/dkim_check.py).
 # Not libucl-dev: in Debian that name is an unrelated compression library;
 # volley carries its own UCL-subset parser.
 

@@ -3,7 +3,8 @@
  * the right values; built-in defaults; duration/rate/redis-url parsers;
  * every validation error with its exact file:line; errors are collected;
  * lookups (site by MX, domain, merged limits, retry delays); the shipped
- * pools/volley.conf loads.
+ * pools/volley.conf loads; dkim blocks (keys parsed at load, every
+ * validation error with file:line).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "config.h"
 #include "util.h"
@@ -768,6 +772,156 @@ test_shipped_pools(void **state)
 	config_free(c);
 }
 
+/* write a fresh private key of type (e.g. "ED25519", or "RSA" with bits) as PEM to rel */
+static void
+write_key(const char *rel, const char *type, size_t bits)
+{
+	EVP_PKEY *pk = strcmp(type, "RSA") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", bits) :
+	    EVP_PKEY_Q_keygen(NULL, NULL, type);
+	char path[256];
+	FILE *f;
+
+	assert_non_null(pk);
+	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+	EVP_PKEY_free(pk);
+}
+
+static void
+test_dkim_blocks(void **state)
+{
+	char path[256], *errors = NULL;
+	struct config *c;
+
+	write_key("rsa.pem", "RSA", 1024);
+	write_key("ed.pem", "ED25519", 0);
+	write_file("dkim.conf",
+	    "dkim \"Example.COM.\" {\n"
+	    "  selector = [\"rsa1\", \"ed1\"];\n"
+	    "  key = [\"rsa.pem\", \"ed.pem\"];   # relative to this file\n"
+	    "  algorithm = [\"rsa-sha256\", \"ed25519-sha256\"];\n"
+	    "  headers = [\"From\", \"To\", \"Subject\"];\n"
+	    "  subdomains = true;\n"
+	    "}\n"
+	    "dkim \"esp.example\" { selector = \"s.x-1\"; key = \"ed.pem\"; default = yes;\n"
+	    "  canonicalization = \"simple/relaxed\"; }\n");
+	snprintf(path, sizeof path, "%s/dkim.conf", tmpdir);
+	c = config_load(path, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->ndkim, 2);
+	assert_string_equal(c->dkim[0].domain, "example.com");
+	assert_int_equal(c->dkim[0].nkeys, 2);
+	assert_string_equal(c->dkim[0].keys[0].selector, "rsa1");
+	assert_int_equal(dkim_key_alg(c->dkim[0].keys[0].key), DKIM_RSA_SHA256);
+	assert_string_equal(c->dkim[0].keys[1].selector, "ed1");
+	assert_int_equal(dkim_key_alg(c->dkim[0].keys[1].key), DKIM_ED25519_SHA256);
+	assert_int_equal(c->dkim[0].nheaders, 3);
+	assert_string_equal(c->dkim[0].headers[0], "from");
+	assert_string_equal(c->dkim[0].headers[2], "subject");
+	assert_true(c->dkim[0].subdomains);
+	assert_false(c->dkim[0].is_default);
+	assert_int_equal(c->dkim[0].hcanon, DKIM_CANON_RELAXED);
+	assert_int_equal(c->dkim[0].bcanon, DKIM_CANON_RELAXED);
+	assert_string_equal(c->dkim[1].domain, "esp.example");
+	assert_int_equal(c->dkim[1].nkeys, 1);
+	assert_int_equal(dkim_key_alg(c->dkim[1].keys[0].key), DKIM_ED25519_SHA256);
+	assert_null(c->dkim[1].headers);
+	assert_true(c->dkim[1].is_default);
+	assert_int_equal(c->dkim[1].hcanon, DKIM_CANON_SIMPLE);
+	assert_int_equal(c->dkim[1].bcanon, DKIM_CANON_RELAXED);
+	assert_ptr_equal(dkim_signer_select(c->dkim, c->ndkim, "news.example.com"), &c->dkim[0]);
+	assert_ptr_equal(dkim_signer_select(c->dkim, c->ndkim, "example.net"), &c->dkim[1]);
+	config_free(c);
+
+	/* no dkim block: nothing signs */
+	c = config_default();
+	assert_int_equal(c->ndkim, 0);
+	config_free(c);
+
+	static const struct { const char *in, *errors; } cases[] = {
+		{ "dkim \"example.com\" {\n selector = \"s1\";\n}",
+		  "t.conf:1: dkim \"example.com\": needs key = \"/path/to/key.pem\"\n" },
+		{ "dkim \"example.com\" { key = \"TMP/ed.pem\" }",
+		  "t.conf:1: dkim \"example.com\": needs selector = \"NAME\"\n" },
+		{ "dkim \"example.com\" {\n selector = \"s1\";\n key = \"TMP/none.pem\";\n}",
+		  "t.conf:3: dkim \"example.com\": key \"TMP/none.pem\": cannot open the key file: "
+		  "No such file or directory\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\"; algorithm = rsa-sha256 }",
+		  "t.conf:1: dkim \"example.com\": key \"TMP/ed.pem\": an Ed25519 key cannot sign rsa-sha256\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/dkim.conf\" }",
+		  "t.conf:1: dkim \"example.com\": key \"TMP/dkim.conf\": not a private key (PEM, or the "
+		  "base64 32-byte seed of an Ed25519 key)\n" },
+		{ "dkim \"example.com\" {\n selector = s1;\n key = [\"TMP/rsa.pem\", \"TMP/ed.pem\"] }",
+		  "t.conf:2: dkim \"example.com\": 2 keys but 1 selector (one selector per key)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/rsa.pem\";\n algorithm = [rsa-sha256, ed25519-sha256] }",
+		  "t.conf:2: dkim \"example.com\": 1 key but 2 algorithms (one algorithm per key)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/rsa.pem\"; algorithm = rsa-sha1 }",
+		  "t.conf:1: dkim \"example.com\": algorithm: 'rsa-sha1' is not rsa-sha256 or ed25519-sha256\n" },
+		{ "dkim \"example.com\" { selector = [a, b]; key = [\"TMP/rsa.pem\", \"TMP/rsa.pem\"] }",
+		  "t.conf:1: dkim \"example.com\": two keys for rsa-sha256 (one key per algorithm)\n" },
+		{ "dkim \"example.com\" { selector = [a, b, c]; key = [\"TMP/rsa.pem\", \"TMP/ed.pem\", \"TMP/ed.pem\"] }",
+		  "t.conf:1: dkim \"example.com\": at most 2 keys (one per algorithm)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\";\n headers = [To, Subject] }",
+		  "t.conf:2: dkim \"example.com\": headers must include From (RFC 6376 5.4)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\";\n headers = [From, x-volley-id] }",
+		  "t.conf:2: dkim \"example.com\": headers: X-Volley-Id is the per-job id header "
+		  "(smtp.id_header) and is never signed\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\"; headers = [From, \"To:\"] }",
+		  "t.conf:1: dkim \"example.com\": headers: 'To:' not a header field name\n" },
+		{ "dkim \"a.example\" { selector = s1; key = \"TMP/ed.pem\"; default = true }\n"
+		  "dkim \"b.example\" { selector = s1; key = \"TMP/ed.pem\"; default = true }",
+		  "t.conf:2: dkim \"b.example\": a second default signer (the first is at t.conf:1)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\" }\n"
+		  "dkim \"Example.com\" { selector = s2; key = \"TMP/ed.pem\" }",
+		  "t.conf:2: duplicate dkim \"Example.com\" (first defined at t.conf:1)\n" },
+		{ "dkim \"example.com\" { selector = \"s 1\"; key = \"TMP/ed.pem\" }",
+		  "t.conf:1: dkim \"example.com\": selector: 's 1' not a selector (labels of letters, digits, - and _)\n" },
+		{ "dkim \"example.com\" { selectr = s1; selector = s1; key = \"TMP/ed.pem\" }",
+		  "t.conf:1: dkim \"example.com\": unknown setting 'selectr' (did you mean 'selector'?)\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\"; canonicalization = relaxed }",
+		  "t.conf:1: dkim \"example.com\": canonicalization: 'relaxed' is not HEADER/BODY with "
+		  "relaxed or simple (e.g. relaxed/relaxed)\n" },
+		{ "dkim { selector = s1 }", "t.conf:1: dkim: expected dkim \"NAME\" { ... }, got a block\n" },
+		{ "dkim \"bad domain\" { selector = s1; key = \"TMP/ed.pem\" }",
+		  "t.conf:1: dkim \"bad domain\": not a host name\n" },
+		{ "dkim \"example.com\" { selector = s1; key = \"TMP/ed.pem\"; subdomains = maybe }",
+		  "t.conf:1: dkim \"example.com\": subdomains: 'maybe' is not true or false\n" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf in = { 0 }, want = { 0 };
+
+		/* TMP stands for the scratch directory */
+		for (int k = 0; k < 2; k++) {
+			const char *t = k ? cases[i].errors : cases[i].in;
+			struct buf *b = k ? &want : &in;
+
+			for (const char *p = t; *p; p++) {
+				if (strncmp(p, "TMP", 3) == 0) {
+					buf_append(b, tmpdir, strlen(tmpdir));
+					p += 2;
+				} else {
+					buf_append(b, p, 1);
+				}
+			}
+			buf_append(b, "", 1);
+		}
+		errors = NULL;
+		c = config_load_string(in.data, in.len - 1, "t.conf", &errors);
+		if (c != NULL)
+			fail_msg("case %zu loaded; want %s", i, want.data);
+		if (errors == NULL || strcmp(errors, want.data) != 0)
+			fail_msg("case %zu:\n got  %s\n want %s", i, errors ? errors : "(none)", want.data);
+		free(errors);
+		buf_free(&in);
+		buf_free(&want);
+	}
+}
+
 int
 main(void)
 {
@@ -783,6 +937,7 @@ main(void)
 		cmocka_unit_test(test_file_errors_name_the_file),
 		cmocka_unit_test(test_classify_rules_path),
 		cmocka_unit_test(test_shipped_pools),
+		cmocka_unit_test(test_dkim_blocks),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup_dir, teardown_dir);
