@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# t_redis_acl.sh - redis://USER:PASSWORD@host:port/db: the engine and the
-# command line authenticate as the ACL user (AUTH user pass), an ACL that
-# only allows keys under the prefix is enough for everything they do, and
-# the password appears nowhere: not in the engine's log, not in `volley
-# status`, `volley inject` or `volley check-config` output.
+# t_redis_acl.sh - redis://USER:PASSWORD@host:port/db with the ACL user of
+# docs/redis.md (keys under the prefix, no dangerous commands but CONFIG
+# GET): the engine and the command line authenticate as that user (AUTH user
+# pass), it is enough for everything they do, and the password appears
+# nowhere: not in the engine's log, not in `volley status`, `volley inject`
+# or `volley check-config` output.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 
@@ -13,7 +14,7 @@ start_redis || bail "redis did not start"
 start_dns "$(dns_domain d0.test $MX)" || bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 start_smtp_sink "$MX" "$SINK_PORT" || bail "smtp-sink did not start"
-redis_cli ACL SETUSER app on ">$PW" '~volley:*' '+@all' >/dev/null
+redis_cli ACL SETUSER app on ">$PW" '~volley:*' '+@all' '-@dangerous' '+config|get' >/dev/null || bail "ACL SETUSER failed"
 CFG_INSTANCE=acl1 write_config "$T/volley.conf"
 sed -i "s|redis://127.0.0.1:|redis://app:$PW@127.0.0.1:|" "$T/volley.conf"
 grep -q "redis://app:" "$T/volley.conf" || bail "could not put the user in the url"
