@@ -884,6 +884,17 @@ on_lock_timer(struct timer *t)
 		take_lock(q);
 }
 
+/* Another live process owns our instance name: leave at once with status 1.
+ * _exit: nothing of ours may run any more (no stats, no cleanup that
+ * would delete the other process's consumer or stats), and whatever this
+ * process holds stays pending in Redis. */
+static void
+lock_exit(void)
+{
+	log_flush();
+	_exit(1);
+}
+
 static void
 on_lock(struct rq *q, redisReply *r, void *priv)
 {
@@ -906,19 +917,23 @@ on_lock(struct rq *q, redisReply *r, void *priv)
 		return;
 	}
 	if (r->type == REDIS_REPLY_STRING) {
-		if (q->ever_locked)
-			fatal("instance '%s': lock %s is now held by another process (%s): this "
-			    "process lost Redis or stalled for longer than %d s and may no longer "
-			    "run; exiting", q->cfg->instance, q->k_lock, r->str, RQ_LOCK_TTL_MS / 1000);
+		if (q->ever_locked) {
+			log_error("redis", "instance '%s': lock %s is now held by another process "
+			    "(%s): this process lost Redis or stalled for longer than %d s and may no "
+			    "longer run; exiting (its jobs stay pending and are taken over)",
+			    q->cfg->instance, q->k_lock, r->str, RQ_LOCK_TTL_MS / 1000);
+			lock_exit();
+		}
 		if (q->lock_wait_since == 0) {
 			q->lock_wait_since = now;
 			log_warn("redis", "instance '%s': lock %s is held by %s; waiting up to %d s "
 			    "in case that process is gone", q->cfg->instance, q->k_lock, r->str,
 			    RQ_LOCK_TTL_MS / 1000 + 1);
 		} else if (now - q->lock_wait_since > RQ_LOCK_TTL_MS + 1000) {
-			fatal("instance '%s' is already running: lock %s is held by %s and kept "
-			    "fresh; refusing to start (give each process its own instance name)",
-			    q->cfg->instance, q->k_lock, r->str);
+			log_error("redis", "instance '%s' is already running: lock %s is held by %s "
+			    "and kept fresh; refusing to start (give each process its own instance "
+			    "name)", q->cfg->instance, q->k_lock, r->str);
+			lock_exit();
 		}
 		return;		/* the lock timer asks again */
 	}
