@@ -242,6 +242,16 @@ static const char release_lua[] =
 "end\n"
 "return 1\n";
 
+/* A msg_ref body, unless it is larger than the limit. KEYS key. ARGV max
+ * bytes (0: none). Returns the string, nil, or [size] when too large. */
+static const char body_lua[] =
+"local t = redis.call('TYPE', KEYS[1])['ok']\n"
+"if t == 'none' then return false end\n"
+"if t ~= 'string' then return {-1} end\n"
+"local n = redis.call('STRLEN', KEYS[1])\n"
+"if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return {n} end\n"
+"return redis.call('GET', KEYS[1])\n";
+
 /* The instance lock. KEYS lock. ARGV token, ttl ms. 1 if ours (taken or
  * refreshed), else the holder's token. Sent with EVAL: it must work
  * before the other scripts are loaded. */
@@ -252,9 +262,9 @@ static const char lock_lua[] =
 "return v\n";
 
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
-	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT__N };
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_BODY, SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua };
+	history_lua, claim_lua, release_lua, body_lua };
 
 #define BACKOFF_MIN_MS	500
 #define BACKOFF_MAX_MS	30000
@@ -1827,27 +1837,42 @@ on_body(struct rq *q, redisReply *r, void *priv)
 
 	if (r != NULL && r->type == REDIS_REPLY_STRING)
 		cb(t->arg, RQ_BODY_OK, r->str, r->len);
-	else if (r != NULL && (r->type == REDIS_REPLY_NIL ||
-	    (r->type == REDIS_REPLY_ERROR && err_is(r->str, "WRONGTYPE"))))
+	else if (r != NULL && r->type == REDIS_REPLY_NIL)
 		cb(t->arg, RQ_BODY_MISSING, NULL, 0);
+	else if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER)
+		cb(t->arg, r->element[0]->integer < 0 ? RQ_BODY_MISSING : RQ_BODY_TOO_LARGE, NULL,
+		    r->element[0]->integer < 0 ? 0 : (size_t)r->element[0]->integer);
 	else
 		cb(t->arg, RQ_BODY_ERROR, NULL, 0);
 	free(t);
 }
 
 int
-rq_fetch_body(struct rq *q, const char *key,
+rq_msg_ref_allowed(const struct rq *q, const char *key)
+{
+	size_t pl = strlen(q->cfg->prefix), ml = strlen(RQ_K_MSG);
+
+	return strncmp(key, q->cfg->prefix, pl) == 0 && strncmp(key + pl, RQ_K_MSG, ml) == 0 &&
+	    key[pl + ml] != '\0';
+}
+
+int
+rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
     void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg)
 {
 	struct rq_typed *t;
+	char max[32];
 	int r;
 
 	if (!rq_connected(q))
 		return -1;
+	snprintf(max, sizeof max, "%llu", (unsigned long long)max_size);
 	t = xcalloc(1, sizeof *t);
 	t->cb = (void *)cb;
 	t->arg = arg;
-	r = send_strv(q, on_body, t, 2, (const char *[]){ "GET", key });
+	r = send_strv(q, on_body, t, 5,
+	    (const char *[]){ "EVALSHA", q->sha[SCRIPT_BODY], "1", key, max });
 	if (r != 0)
 		free(t);
 	return r;
