@@ -242,16 +242,6 @@ static const char release_lua[] =
 "end\n"
 "return 1\n";
 
-/* A msg_ref body, unless it is larger than the limit. KEYS key. ARGV max
- * bytes (0: none). Returns the string, nil, or [size] when too large. */
-static const char body_lua[] =
-"local t = redis.call('TYPE', KEYS[1])['ok']\n"
-"if t == 'none' then return false end\n"
-"if t ~= 'string' then return {-1} end\n"
-"local n = redis.call('STRLEN', KEYS[1])\n"
-"if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return {n} end\n"
-"return redis.call('GET', KEYS[1])\n";
-
 /* The instance lock. KEYS lock. ARGV token, ttl ms. 1 if ours (taken or
  * refreshed), else the holder's token. Sent with EVAL: it must work
  * before the other scripts are loaded. */
@@ -262,9 +252,12 @@ static const char lock_lua[] =
 "return v\n";
 
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
-	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_BODY, SCRIPT__N };
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua, body_lua };
+	history_lua, claim_lua, release_lua };
+
+/* The kinds of read, each with its own back-off after an error. */
+enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
 
 #define BACKOFF_MIN_MS	500
 #define BACKOFF_MAX_MS	30000
@@ -328,7 +321,7 @@ struct rq {
 	int history;			/* re-reading our own pending list */
 	char history_from[64];
 	char claim_cursor[64];
-	uint64_t read_hold_until, read_backoff_ms;
+	uint64_t read_hold_until[RD__N], read_backoff_ms[RD__N];
 	unsigned gen;			/* connection generation */
 	struct map held;		/* key -> mono ms + 1 of last sign of life */
 	uint64_t last_held_sweep;
@@ -654,10 +647,10 @@ on_settle_reply(struct rq *q, redisReply *r, void *priv)
 		 * job stays pending in Redis, is taken over after the lease
 		 * and ends `failed` after redis.max_deliveries. */
 		log_error("redis", "settling write failed: %s; the job stays pending", r->str);
-	} else {
-		q->settle_backoff_ms = 0;
 	}
 	outbox_remove(q, c);
+	if (q->outstanding == 0)
+		q->settle_backoff_ms = 0;	/* a refusal later starts afresh */
 	check_synced(q);
 }
 
@@ -1197,9 +1190,10 @@ struct raw_entry {
 	unsigned deliveries;
 };
 
-/* A read failed: pause reads, doubling up to 30 s, one log line each. */
+/* A read failed: pause that kind of read, doubling up to 30 s, one log
+ * line per step. */
 static void
-read_error(struct rq *q, const char *what, const redisReply *r)
+read_error(struct rq *q, int kind, const char *what, const redisReply *r)
 {
 	if (err_is(r->str, "NOSCRIPT"))
 		return;		/* reloaded by on_req; the next tick reads again */
@@ -1209,16 +1203,26 @@ read_error(struct rq *q, const char *what, const redisReply *r)
 		    q->k_jobs, RQ_GROUP);
 		return;
 	}
-	q->read_backoff_ms = backoff_next(q->read_backoff_ms);
-	q->read_hold_until = loop_now(q->loop) + q->read_backoff_ms;
-	log_error("redis", "%s: %s; reads paused for %llu ms", what, r->str,
-	    (unsigned long long)q->read_backoff_ms);
+	q->read_backoff_ms[kind] = backoff_next(q->read_backoff_ms[kind]);
+	q->read_hold_until[kind] = loop_now(q->loop) + q->read_backoff_ms[kind];
+	log_error("redis", "%s: %s; paused for %llu ms", what, r->str,
+	    (unsigned long long)q->read_backoff_ms[kind]);
+}
+
+/* A read succeeded: a later error starts the back-off afresh, but not
+ * before the current step has run out (a read that works now and then
+ * must not bring back a line every 500 ms). */
+static void
+read_ok(struct rq *q, int kind)
+{
+	if (loop_now(q->loop) >= q->read_hold_until[kind] + BACKOFF_MAX_MS)
+		q->read_backoff_ms[kind] = 0;
 }
 
 static int
-reads_allowed(const struct rq *q)
+reads_allowed(const struct rq *q, int kind)
 {
-	return rq_connected(q) && loop_now(q->loop) >= q->read_hold_until;
+	return rq_connected(q) && loop_now(q->loop) >= q->read_hold_until[kind];
 }
 
 static const char *
@@ -1404,12 +1408,12 @@ on_xread(struct rq *q, redisReply *r, void *priv)
 	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		read_error(q, history ? "reading our pending list" : "XREADGROUP", r);
+		read_error(q, RD_STREAM, history ? "reading our pending list" : "XREADGROUP", r);
 		if (q->cb.on_read_done)
 			q->cb.on_read_done(q->arg, JOB_FROM_STREAM, 0);
 		return;
 	}
-	q->read_backoff_ms = 0;
+	read_ok(q, RD_STREAM);
 	if (history) {
 		entries = r;
 	} else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
@@ -1436,7 +1440,7 @@ rq_fetch(struct rq *q, unsigned max)
 {
 	char cnt[16];
 
-	if (!reads_allowed(q) || q->reading || max == 0)
+	if (!reads_allowed(q, RD_STREAM) || q->reading || max == 0)
 		return;
 	snprintf(cnt, sizeof cnt, "%u", max);
 	if (q->history) {
@@ -1461,9 +1465,9 @@ on_retry(struct rq *q, redisReply *r, void *priv)
 	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		read_error(q, "retry lease", r);
+		read_error(q, RD_RETRY, "retry lease", r);
 	} else {
-		q->read_backoff_ms = 0;
+		read_ok(q, RD_RETRY);
 		n = parse_entries(r, 0, &e);
 		take_entries(q, JOB_FROM_RETRY, e, n);
 		free(e);
@@ -1477,7 +1481,7 @@ rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms)
 {
 	char now[32], until[32], cnt[16], maxlen[16], maxd[16], ts[32];
 
-	if (!reads_allowed(q) || q->reading_retry || max == 0)
+	if (!reads_allowed(q, RD_RETRY) || q->reading_retry || max == 0)
 		return;
 	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
 	snprintf(until, sizeof until, "%llu", (unsigned long long)(now_wall_ms + q->cfg->lease_ms));
@@ -1501,9 +1505,10 @@ on_claim(struct rq *q, redisReply *r, void *priv)
 	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		read_error(q, "XAUTOCLAIM", r);
+		read_error(q, RD_CLAIM, "XAUTOCLAIM", r);
 		return;
 	}
+	read_ok(q, RD_CLAIM);
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3)
 		return;
 	if (r->element[0]->type == REDIS_REPLY_STRING)
@@ -1533,7 +1538,7 @@ rq_autoclaim(struct rq *q, unsigned max)
 {
 	char idle[32], cnt[16];
 
-	if (!reads_allowed(q) || q->claiming)
+	if (!reads_allowed(q, RD_CLAIM) || q->claiming)
 		return;
 	snprintf(idle, sizeof idle, "%llu", (unsigned long long)q->cfg->lease_ms);
 	snprintf(cnt, sizeof cnt, "%u", max ? max : 1);
@@ -1828,24 +1833,57 @@ rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
 	return r;
 }
 
+/* A msg_ref body in two steps: STRLEN (a missing key is 0, a non-string
+ * WRONGTYPE), then GET only if it is not too large. */
+struct rq_body {
+	void (*cb)(void *, enum rq_body_status, const char *, size_t);
+	void *arg;
+	uint64_t max;
+	char *key;
+};
+
+static void
+body_done(struct rq_body *b, enum rq_body_status st, const char *data, size_t len)
+{
+	b->cb(b->arg, st, data, len);
+	free(b->key);
+	free(b);
+}
+
 static void
 on_body(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq_typed *t = priv;
-	void (*cb)(void *, enum rq_body_status, const char *, size_t) =
-	    (void (*)(void *, enum rq_body_status, const char *, size_t))t->cb;
+	struct rq_body *b = priv;
 
-	if (r != NULL && r->type == REDIS_REPLY_STRING)
-		cb(t->arg, RQ_BODY_OK, r->str, r->len);
-	else if (r != NULL && r->type == REDIS_REPLY_NIL)
-		cb(t->arg, RQ_BODY_MISSING, NULL, 0);
-	else if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-	    r->element[0]->type == REDIS_REPLY_INTEGER)
-		cb(t->arg, r->element[0]->integer < 0 ? RQ_BODY_MISSING : RQ_BODY_TOO_LARGE, NULL,
-		    r->element[0]->integer < 0 ? 0 : (size_t)r->element[0]->integer);
-	else
-		cb(t->arg, RQ_BODY_ERROR, NULL, 0);
-	free(t);
+	if (r != NULL && r->type == REDIS_REPLY_STRING) {
+		if (b->max > 0 && r->len > b->max)
+			body_done(b, RQ_BODY_TOO_LARGE, NULL, r->len);
+		else
+			body_done(b, RQ_BODY_OK, r->str, r->len);
+	} else if (r != NULL && r->type == REDIS_REPLY_NIL) {
+		body_done(b, RQ_BODY_MISSING, NULL, 0);
+	} else if (r != NULL && r->type == REDIS_REPLY_ERROR && err_is(r->str, "WRONGTYPE")) {
+		body_done(b, RQ_BODY_MISSING, NULL, 0);
+	} else {
+		body_done(b, RQ_BODY_ERROR, NULL, 0);
+	}
+}
+
+static void
+on_body_len(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_body *b = priv;
+
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+		if (r->integer == 0)
+			body_done(b, RQ_BODY_MISSING, NULL, 0);
+		else if (b->max > 0 && (uint64_t)r->integer > b->max)
+			body_done(b, RQ_BODY_TOO_LARGE, NULL, (size_t)r->integer);
+		else if (send_strv(q, on_body, b, 2, (const char *[]){ "GET", b->key }) != 0)
+			body_done(b, RQ_BODY_ERROR, NULL, 0);
+		return;
+	}
+	on_body(q, r, b);
 }
 
 int
@@ -1861,21 +1899,21 @@ int
 rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
     void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg)
 {
-	struct rq_typed *t;
-	char max[32];
-	int r;
+	struct rq_body *b;
 
 	if (!rq_connected(q))
 		return -1;
-	snprintf(max, sizeof max, "%llu", (unsigned long long)max_size);
-	t = xcalloc(1, sizeof *t);
-	t->cb = (void *)cb;
-	t->arg = arg;
-	r = send_strv(q, on_body, t, 5,
-	    (const char *[]){ "EVALSHA", q->sha[SCRIPT_BODY], "1", key, max });
-	if (r != 0)
-		free(t);
-	return r;
+	b = xcalloc(1, sizeof *b);
+	b->cb = cb;
+	b->arg = arg;
+	b->max = max_size;
+	b->key = xstrdup(key);
+	if (send_strv(q, on_body_len, b, 2, (const char *[]){ "STRLEN", key }) != 0) {
+		free(b->key);
+		free(b);
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -143,14 +143,14 @@ int rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
     void (*cb)(void *arg, const int *member, size_t n), void *arg);
 
 enum rq_body_status {
-	RQ_BODY_OK = 0,		/* data/len is the body (len may be 0) */
+	RQ_BODY_OK = 0,		/* data/len is the body */
 	RQ_BODY_MISSING,	/* no such key, or not a string: the job fails */
 	RQ_BODY_TOO_LARGE,	/* larger than max_size (len = its size): the job fails */
 	RQ_BODY_ERROR,		/* connection lost, LOADING, BUSY, NOPERM...: try later */
 };
-/* A msg_ref body: GET key unless it is larger than max_size (0: no limit,
- * pass smtp.max_message_size), checked in Redis before anything is sent.
- * A NOSCRIPT answer is RQ_BODY_ERROR (the scripts are reloaded at once). */
+/* A msg_ref body: STRLEN, then GET unless it is larger than max_size (0:
+ * no limit; pass smtp.max_message_size), so a huge value is never read.
+ * An empty or missing key is RQ_BODY_MISSING. */
 int rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
     void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg);
 /* Is key a valid msg_ref, a key under PREFIXmsg:? */

@@ -46,8 +46,8 @@ for i in $(seq 1 $N); do echo "p$i+slow1@d0.test"; done >"$T/rcpts"
 	--rcpts "$T/rcpts" >/dev/null 2>&1
 bg_volley "$T/run2.log" run -c "$T/app.conf" --drain
 pid=$VOLLEY_PID
-wait_for 15 sh -c "[ \$(redis-cli -p $REDIS_PORT XLEN volley:events) -ge 5 ]" ||
-	note "no delivery before the permission was taken away"
+p_done() { [ "$(events count status=delivered 'to~+slow1@')" -ge 5 ]; }
+wait_for 15 p_done || note "no delivery before the permission was taken away"
 redis_cli ACL SETUSER app -evalsha >/dev/null
 ok "EVALSHA taken away from the engine's ACL user"
 sleep 7
