@@ -357,8 +357,8 @@ err_is(const char *err, const char *code)
 /* Errors after which a write is kept and tried again later: Redis is
  * loading, busy, a replica, out of memory, or refusing us for now
  * (permissions and passwords can be fixed while we wait). */
-static int
-error_is_kept(const char *err)
+int
+rq_error_kept(const char *err)
 {
 	static const char *const kept[] = { "LOADING", "BUSY", "NOSCRIPT", "READONLY",
 	    "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "NOPERM",
@@ -370,8 +370,8 @@ error_is_kept(const char *err)
 	return 0;
 }
 
-static uint64_t
-backoff_next(uint64_t cur)
+uint64_t
+rq_backoff_next(uint64_t cur)
 {
 	if (cur < BACKOFF_MIN_MS)
 		return BACKOFF_MIN_MS;
@@ -633,9 +633,9 @@ on_settle_reply(struct rq *q, redisReply *r, void *priv)
 			outbox_send(q, c);
 			return;
 		}
-		if (error_is_kept(r->str)) {
+		if (rq_error_kept(r->str)) {
 			if (!timer_armed(&q->resend)) {
-				q->settle_backoff_ms = backoff_next(q->settle_backoff_ms);
+				q->settle_backoff_ms = rq_backoff_next(q->settle_backoff_ms);
 				log_warn("redis", "settling write refused (%s); %zu write(s) kept, next "
 				    "try in %llu ms", r->str, q->outstanding,
 				    (unsigned long long)q->settle_backoff_ms);
@@ -940,7 +940,7 @@ on_lock(struct rq *q, redisReply *r, void *priv)
 		}
 		return;		/* the lock timer asks again */
 	}
-	q->lock_backoff_ms = backoff_next(q->lock_backoff_ms);
+	q->lock_backoff_ms = rq_backoff_next(q->lock_backoff_ms);
 	log_error("redis", "instance lock %s: %s; asking again in %llu ms", q->k_lock,
 	    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply",
 	    (unsigned long long)q->lock_backoff_ms);
@@ -1203,7 +1203,7 @@ read_error(struct rq *q, int kind, const char *what, const redisReply *r)
 		    q->k_jobs, RQ_GROUP);
 		return;
 	}
-	q->read_backoff_ms[kind] = backoff_next(q->read_backoff_ms[kind]);
+	q->read_backoff_ms[kind] = rq_backoff_next(q->read_backoff_ms[kind]);
 	q->read_hold_until[kind] = loop_now(q->loop) + q->read_backoff_ms[kind];
 	log_error("redis", "%s: %s; paused for %llu ms", what, r->str,
 	    (unsigned long long)q->read_backoff_ms[kind]);

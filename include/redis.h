@@ -190,4 +190,12 @@ void rq_command_argv(struct rq *q, int argc, const char **argv, const size_t *le
 
 const char *rq_key(const struct rq *q, const char *suffix);	/* prefix+suffix, static buffer */
 
+/* Policy, pure (exposed for the unit tests). */
+/* Is a write refused with this error kept and retried (LOADING, BUSY,
+ * READONLY, OOM, NOPERM, NOAUTH...)? Else it is dropped. The code is the
+ * error's first word: BUSYGROUP is not BUSY. */
+int rq_error_kept(const char *err);
+/* The next back-off step after cur ms: 500 ms, doubling, at most 30 s. */
+uint64_t rq_backoff_next(uint64_t cur);
+
 #endif
