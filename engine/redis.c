@@ -1126,13 +1126,14 @@ rq_shutdown(struct rq *q)
 	if (q->shut)
 		return;
 	q->shut = 1;
+	if (!q->ever_locked)
+		return;		/* never ran: the name may be another process's */
 	s = rqs_connect(q->cfg, 2000, err, sizeof err);
 	if (s == NULL) {
 		log_warn("redis", "clean-exit cleanup skipped: %s", err);
 		return;
 	}
-	r = rqs_instance_cleanup(s, q->cfg->instance, q->ever_locked ? q->token : NULL, err,
-	    sizeof err);
+	r = rqs_instance_cleanup(s, q->cfg->instance, q->token, err, sizeof err);
 	if (r < 0)
 		log_warn("redis", "clean-exit cleanup failed: %s", err);
 	else

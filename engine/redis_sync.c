@@ -23,9 +23,12 @@ struct rqs {
 };
 
 /* The cleanup at a clean exit. KEYS: jobs stream, stats hash, instances
- * set, lock. ARGV: group, consumer, lock token. XGROUP DELCONSUMER drops
- * the consumer's pending entries, so it runs only when there are none. */
+ * set, lock. ARGV: group, consumer, lock token. Touches nothing if another
+ * process holds the instance lock now. XGROUP DELCONSUMER drops the
+ * consumer's pending entries, so it runs only when there are none. */
 static const char cleanup_lua[] =
+"local holder = redis.call('GET', KEYS[4])\n"
+"if holder and holder ~= ARGV[3] then return -1 end\n"
 "redis.call('DEL', KEYS[2])\n"
 "redis.call('SREM', KEYS[3], ARGV[2])\n"
 "local gone = 0\n"
@@ -34,7 +37,7 @@ static const char cleanup_lua[] =
 "  redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
 "  gone = 1\n"
 "end\n"
-"if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then redis.call('DEL', KEYS[4]) end\n"
+"if holder then redis.call('DEL', KEYS[4]) end\n"
 "return gone\n";
 
 static void
@@ -376,7 +379,7 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 	char *k_stats = key(s, RQ_K_INSTANCE, instance), *k_inst = key(s, RQ_K_INSTANCES, NULL);
 	char *k_lock = key(s, RQ_K_LOCK, instance);
 	const char *av[] = { "EVAL", cleanup_lua, "4", s->k_jobs, k_stats, k_inst, k_lock,
-	    RQ_GROUP, instance, token ? token : "" };
+	    RQ_GROUP, instance, token };
 	redisReply *r = cmdv(s, (int)(sizeof av / sizeof av[0]), av);
 	int rc = -1;
 
@@ -384,6 +387,8 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 		seterr(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
 		seterr(err, errlen, "%s", r->str);
+	else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+		seterr(err, errlen, "another process holds the instance lock now; nothing removed");
 	else if (r->type == REDIS_REPLY_INTEGER)
 		rc = r->integer == 1;
 	if (r)

@@ -96,10 +96,12 @@ struct rq *rq_new(struct loop *l, const struct config *cfg,
     const struct rq_callbacks *cb, void *arg);
 /*
  * rq_free - drop the connection; on the way out (a clean exit) a short
- * blocking connection deletes this instance's stats hash and its member
- * of PREFIXinstances, releases the instance lock if it is still ours, and
- * deletes the consumer from the group if it has no pending entries.
- * Callbacks of unanswered commands run with a NULL reply.
+ * blocking connection (at most ~2 s) deletes this instance's stats hash
+ * and its member of PREFIXinstances, releases the instance lock, and
+ * deletes the consumer from the group if it has no pending entries. Only
+ * if this process held the lock and nobody else holds it now. Callbacks
+ * of unanswered commands run with a NULL reply. Nothing to wait for
+ * beforehand but what the engine waits for anyway: rq_outstanding() == 0.
  */
 void rq_free(struct rq *q);
 /* rq_shutdown - the same cleanup at once (rq_free then skips it). */

@@ -71,11 +71,13 @@ int rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errl
 void rqs_status_free(struct rqs_status *st);
 
 /*
- * rqs_instance_cleanup - a clean exit: delete the instance's stats hash and
- * its member of PREFIXinstances, release its lock if it still holds
- * token, and delete its consumer from the group if it has no pending
- * entries (XGROUP DELCONSUMER would drop them). One script, atomic.
- * Returns 1 if the consumer was deleted, 0 if it was kept, -1 on error.
+ * rqs_instance_cleanup - a clean exit of the instance that holds the lock
+ * with token (or whose lock has expired): delete its stats hash and its
+ * member of PREFIXinstances, release the lock, and delete its consumer
+ * from the group if it has no pending entries (XGROUP DELCONSUMER would
+ * drop them). One script, atomic; if another process holds the lock now
+ * nothing is touched (-1). Returns 1 if the consumer was deleted, 0 if it
+ * was kept, -1 on error.
  */
 int rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
     char *err, size_t errlen);
