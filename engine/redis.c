@@ -243,13 +243,13 @@ static const char release_lua[] =
 "return 1\n";
 
 /* The instance lock. KEYS lock. ARGV token, ttl ms. 1 if ours (taken or
- * refreshed), else the holder's token. Sent with EVAL: it must work
- * before the other scripts are loaded. */
+ * refreshed), else [holder's token, its PTTL]. Sent with EVAL: it must
+ * work before the other scripts are loaded. */
 static const char lock_lua[] =
 "local v = redis.call('GET', KEYS[1])\n"
 "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end\n"
 "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end\n"
-"return v\n";
+"return {v, redis.call('PTTL', KEYS[1])}\n";
 
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
 	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT__N };
@@ -303,6 +303,9 @@ struct rq {
 	int synced;			/* every write from before (re)connect answered */
 	int ever_locked, shut, freeing, policy_checked;
 	uint64_t lock_wait_since;	/* mono ms: someone else holds our lock */
+	uint64_t lock_seen_at;		/* mono ms of the last look at it */
+	long long lock_seen_pttl;	/* its PTTL then */
+	char lock_seen_holder[96];
 	char token[96];			/* our lock value: host:pid:random */
 	struct timer reconnect, resend, ready_retry, lock_timer, watchdog;
 	uint64_t backoff_ms;		/* reconnect */
@@ -919,25 +922,40 @@ on_lock(struct rq *q, redisReply *r, void *priv)
 		}
 		return;
 	}
-	if (r->type == REDIS_REPLY_STRING) {
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER) {
+		const char *holder = r->element[0]->str;
+		long long pttl = r->element[1]->integer;
+		int alive = 0;
 		if (q->ever_locked) {
 			log_error("redis", "instance '%s': lock %s is now held by another process "
 			    "(%s): this process lost Redis or stalled for longer than %d s and may no "
 			    "longer run; exiting (its jobs stay pending and are taken over)",
-			    q->cfg->instance, q->k_lock, r->str, RQ_LOCK_TTL_MS / 1000);
+			    q->cfg->instance, q->k_lock, holder, RQ_LOCK_TTL_MS / 1000);
 			lock_exit();
 		}
 		if (q->lock_wait_since == 0) {
 			q->lock_wait_since = now;
 			log_warn("redis", "instance '%s': lock %s is held by %s; waiting up to %d s "
-			    "in case that process is gone", q->cfg->instance, q->k_lock, r->str,
+			    "in case that process is gone", q->cfg->instance, q->k_lock, holder,
 			    RQ_LOCK_TTL_MS / 1000 + 1);
-		} else if (now - q->lock_wait_since > RQ_LOCK_TTL_MS + 1000) {
+		} else {
+			/* Its holder is alive if it refreshed the lock since we last
+			 * looked (the TTL went up), or another one took it. */
+			long long expect = q->lock_seen_pttl - (long long)(now - q->lock_seen_at);
+			alive = strcmp(holder, q->lock_seen_holder) != 0 || pttl > expect + 300 ||
+			    now - q->lock_wait_since > RQ_LOCK_TTL_MS + 1000;
+		}
+		if (alive) {
 			log_error("redis", "instance '%s' is already running: lock %s is held by %s "
 			    "and kept fresh; refusing to start (give each process its own instance "
-			    "name)", q->cfg->instance, q->k_lock, r->str);
+			    "name)", q->cfg->instance, q->k_lock, holder);
 			lock_exit();
 		}
+		q->lock_seen_at = now;
+		q->lock_seen_pttl = pttl;
+		snprintf(q->lock_seen_holder, sizeof q->lock_seen_holder, "%s", holder);
 		return;		/* the lock timer asks again */
 	}
 	q->lock_backoff_ms = rq_backoff_next(q->lock_backoff_ms);
