@@ -74,11 +74,19 @@ read_room(struct engine *e)
 }
 
 static void
-on_entries(void *arg, enum job_origin origin, const struct rq_entry *entries, size_t n)
+on_jobs(void *arg, enum job_origin origin, const struct rq_entry *entries, size_t n)
 {
 	struct engine *e = arg;
 
 	intake_on_entries(e->in, origin, entries, n);
+}
+
+static int
+holds(void *arg, const char *key)
+{
+	struct engine *e = arg;
+
+	return ledger_find(e->lg, key) != NULL;
 }
 
 static void
@@ -133,7 +141,8 @@ drain_check(struct engine *e)
 	    !rq_connected(e->rq))
 		return;
 	e->drain_checking = 1;
-	rq_drain_check(e->rq, on_drain_check, e);
+	if (rq_drain_check(e->rq, on_drain_check, e) != 0)
+		e->drain_checking = 0;
 }
 
 /* --- stopping and reloading --- */
@@ -320,7 +329,7 @@ int
 engine_run(struct config *cfg, const char *config_path, const struct engine_opts *o)
 {
 	struct engine *e = xcalloc(1, sizeof *e);
-	struct rq_callbacks cb = { on_entries, on_read_done, on_connected };
+	struct rq_callbacks cb = { on_jobs, on_read_done, on_connected, holds };
 	unsigned long nofile;
 	unsigned fd_cap;
 	char *err = NULL;

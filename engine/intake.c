@@ -131,6 +131,7 @@ on_body(void *arg, enum rq_body_status st, const char *data, size_t len)
 	struct bodyref *b = arg;
 	struct intake *in = b->in;
 	struct job *j, *next;
+	char big[700] = "";
 
 	b->fetching = 0;
 	j = b->waiting;
@@ -138,6 +139,10 @@ on_body(void *arg, enum rq_body_status st, const char *data, size_t len)
 	if (st == RQ_BODY_OK && len > 0) {
 		b->body = msg_body_new(data, len);
 		in->bytes += b->body->len;
+	} else if (st == RQ_BODY_TOO_LARGE) {
+		snprintf(big, sizeof big, "msg_ref key '%s' holds %zu bytes, more than "
+		    "smtp.max_message_size (%llu)", b->name, len,
+		    (unsigned long long)in->cfg->max_message_size);
 	} else if (st == RQ_BODY_ERROR) {
 		log_warn("intake", "msg_ref %s: fetch failed; %s job(s) come back later", b->name,
 		    j ? "its" : "no");
@@ -152,6 +157,8 @@ on_body(void *arg, enum rq_body_status st, const char *data, size_t len)
 		} else if (b->body) {
 			j->body = msg_body_ref(b->body);
 			intake_ready(in, j);
+		} else if (big[0]) {
+			ledger_fail(in->lg, j, big);
 		} else {
 			char why[700];
 			snprintf(why, sizeof why, "msg_ref key '%s' does not exist or is empty",
@@ -192,7 +199,8 @@ intake_attach_body(struct intake *in, struct job *j)
 	b->waiting = j;
 	if (!b->fetching) {
 		b->fetching = 1;
-		rq_fetch_body(in->rq, b->name, on_body, b);	/* may call back at once */
+		if (rq_fetch_body(in->rq, b->name, in->cfg->max_message_size, on_body, b) != 0)
+			on_body(b, RQ_BODY_ERROR, NULL, 0);	/* not connected: comes back */
 	}
 }
 
@@ -244,13 +252,6 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			ledger_fail(in->lg, j, why);
 			continue;
 		}
-		if (in->cfg->max_deliveries && e[i].deliveries > in->cfg->max_deliveries) {
-			char why[200];
-			snprintf(why, sizeof why, "handed to an engine %u times without settling "
-			    "(redis.max_deliveries %u)", e[i].deliveries, in->cfg->max_deliveries);
-			ledger_fail(in->lg, j, why);
-			continue;
-		}
 		c->jobs[c->n++] = j;
 	}
 	if (c->n == 0) {
@@ -260,6 +261,7 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 	addrs = xcalloc(c->n, sizeof *addrs);
 	for (size_t i = 0; i < c->n; i++)
 		addrs[i] = c->jobs[i]->to_lc;
-	rq_suppressed(in->rq, addrs, c->n, on_suppression, c);	/* may call back at once */
+	if (rq_suppressed(in->rq, addrs, c->n, on_suppression, c) != 0)
+		on_suppression(c, NULL, c->n);	/* not connected: they come back */
 	free(addrs);
 }

@@ -162,6 +162,14 @@ ledger_settle(struct ledger *lg, struct job *j, struct job_outcome *o)
 }
 
 void
+ledger_park(struct ledger *lg, struct job *j, uint64_t due_wall_ms)
+{
+	rq_park(lg->rq, j, due_wall_ms);
+	lg->n.parked++;
+	ledger_forget(lg, j);
+}
+
+void
 ledger_fail(struct ledger *lg, struct job *j, const char *why)
 {
 	struct job_outcome o;

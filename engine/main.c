@@ -1,24 +1,24 @@
 /*
  * main.c - the volley command line: run, inject, status, check-config,
  * classify. `run` is the engine (engine.c); the others are short-lived
- * tools that talk to Redis synchronously (hiredis' blocking API is fine
- * outside the engine loop).
+ * tools that talk to Redis through the blocking half of the Redis module
+ * (redis_sync.h): no command or key name is built here.
  */
 #include "classify.h"
 #include "config.h"
 #include "engine.h"
+#include "redis_sync.h"
 #include "version.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -154,41 +154,17 @@ load_config(const char *path)
 	return instance_from_env(c);
 }
 
-static redisContext *
+static struct rqs *
 redis_sync(const struct config *c)
 {
-	struct timeval tv = { 5, 0 };
-	redisContext *rc;
-	redisReply *r;
+	char err[512];
+	struct rqs *s = rqs_connect(c, 5000, err, sizeof err);
 
-	if (c->redis_unix)
-		rc = redisConnectUnixWithTimeout(c->redis_unix, tv);
-	else
-		rc = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
-	if (rc == NULL || rc->err) {
-		fprintf(stderr, "volley: cannot connect to Redis at %s: %s\n", c->redis_url_safe,
-		    rc ? rc->errstr : "out of memory");
+	if (s == NULL) {
+		fprintf(stderr, "volley: %s\n", err);
 		exit(1);
 	}
-	if (c->redis_password) {
-		if (c->redis_user)
-			r = redisCommand(rc, "AUTH %s %s", c->redis_user, c->redis_password);
-		else
-			r = redisCommand(rc, "AUTH %s", c->redis_password);
-		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "volley: Redis AUTH failed (user %s): %s\n",
-			    c->redis_user ? c->redis_user : "default",
-			    r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
-			exit(1);
-		}
-		freeReplyObject(r);
-	}
-	if (c->redis_db) {
-		r = redisCommand(rc, "SELECT %d", c->redis_db);
-		if (r)
-			freeReplyObject(r);
-	}
-	return rc;
+	return s;
 }
 
 /* --- run --- */
@@ -250,6 +226,50 @@ read_file(const char *path, size_t *len)
 	return b.data ? b.data : xstrdup("");
 }
 
+/*
+ * read_msg - the message file: a regular file of at most max bytes
+ * (smtp.max_message_size). A directory, a device such as /dev/zero or a
+ * FIFO is refused, and so is a larger file: exit 1 with the reason.
+ */
+static char *
+read_msg(const char *path, uint64_t max, size_t *len)
+{
+	struct stat st;
+	struct buf b = { 0 };
+	char tmp[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "volley inject: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "volley inject: %s is not a regular file\n", path);
+		exit(1);
+	}
+	if (max > 0 && (uint64_t)st.st_size > max) {
+		fprintf(stderr, "volley inject: %s is %lld bytes, larger than smtp.max_message_size "
+		    "(%llu bytes)\n", path, (long long)st.st_size, (unsigned long long)max);
+		exit(1);
+	}
+	while ((n = read(fd, tmp, sizeof tmp)) > 0) {
+		buf_append(&b, tmp, (size_t)n);
+		if (max > 0 && b.len > max) {
+			fprintf(stderr, "volley inject: %s grew past smtp.max_message_size (%llu bytes)\n",
+			    path, (unsigned long long)max);
+			exit(1);
+		}
+	}
+	if (n < 0) {
+		fprintf(stderr, "volley inject: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	close(fd);
+	*len = b.len;
+	return b.data ? b.data : xstrdup("");
+}
+
 static int
 cmd_inject(int argc, char **argv)
 {
@@ -270,11 +290,11 @@ cmd_inject(int argc, char **argv)
 	const char *tenant = NULL, *rcptfile = NULL, *expires = NULL;
 	int inl = 0, ch;
 	char **rcpts = NULL;
-	size_t nrcpts = 0, caprcpts = 0, msglen, queued = 0, pending = 0;
-	char *msg, *rcptbuf = NULL, msgkey[300], jobs[300];
+	size_t nrcpts = 0, caprcpts = 0, msglen, queued = 0, refused = 0;
+	char *msg, *rcptbuf = NULL, msgkey[300], err[512] = "";
 	struct config *c;
-	redisContext *rc;
-	redisReply *r;
+	struct rqs *rs;
+	struct rqs_job job;
 
 	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -327,69 +347,34 @@ cmd_inject(int argc, char **argv)
 		return 2;
 	}
 	c = load_config(path);
-	msg = read_file(msgfile, &msglen);
+	msg = read_msg(msgfile, c->max_message_size, &msglen);
 	if (msglen == 0) {
 		fprintf(stderr, "volley inject: %s is empty\n", msgfile);
 		return 1;
 	}
-	rc = redis_sync(c);
-	snprintf(jobs, sizeof jobs, "%sjobs", c->prefix);
-	if (!inl) {
-		unsigned char md[EVP_MAX_MD_SIZE];
-		unsigned mdlen = 0;
-		char hex[41];
-		EVP_Digest(msg, msglen, md, &mdlen, EVP_sha1(), NULL);
-		for (unsigned i = 0; i < 20 && i < mdlen; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-		snprintf(msgkey, sizeof msgkey, "%smsg:%s", c->prefix, hex);
-		r = redisCommand(rc, "SET %s %b", msgkey, msg, msglen);
-		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "volley inject: SET %s failed: %s\n", msgkey,
-			    r ? r->str : rc->errstr);
+	rs = redis_sync(c);
+	memset(&job, 0, sizeof job);
+	job.from = from;
+	job.pool = pool;
+	job.campaign = campaign;
+	job.tenant = tenant;
+	job.expires_at = expires;
+	if (inl) {
+		job.msg = msg;
+		job.msg_len = msglen;
+	} else {
+		if (rqs_store_msg(rs, msg, msglen, c->msg_ttl_ms, msgkey, sizeof msgkey, err,
+		    sizeof err) != 0) {
+			fprintf(stderr, "volley inject: %s\n", err);
 			return 1;
 		}
-		freeReplyObject(r);
+		job.msg_ref = msgkey;
 	}
-	for (size_t i = 0; i < nrcpts; i++) {
-		const char *av[20];
-		size_t al[20];
-		int n = 0;
-		av[n++] = "XADD"; av[n++] = jobs; av[n++] = "*";
-		av[n++] = "to"; av[n++] = rcpts[i];
-		av[n++] = "from"; av[n++] = from;
-		if (inl) {
-			av[n++] = "msg"; av[n] = msg; al[n++] = msglen;
-		} else {
-			av[n++] = "msg_ref"; av[n++] = msgkey;
-		}
-		if (pool) { av[n++] = "pool"; av[n++] = pool; }
-		if (campaign) { av[n++] = "campaign"; av[n++] = campaign; }
-		if (tenant) { av[n++] = "tenant"; av[n++] = tenant; }
-		if (expires) { av[n++] = "expires_at"; av[n++] = expires; }
-		for (int k = 0; k < n; k++)
-			if (!(inl && av[k] == msg))
-				al[k] = strlen(av[k]);
-		redisAppendCommandArgv(rc, n, av, al);
-		pending++;
-		if (pending >= 1000 || i + 1 == nrcpts) {
-			for (; pending > 0; pending--) {
-				void *rp;
-				if (redisGetReply(rc, &rp) != REDIS_OK) {
-					fprintf(stderr, "volley inject: Redis: %s (queued %zu)\n",
-					    rc->errstr, queued);
-					return 1;
-				}
-				r = rp;
-				if (r->type == REDIS_REPLY_ERROR)
-					fprintf(stderr, "volley inject: XADD: %s\n", r->str);
-				else
-					queued++;
-				freeReplyObject(r);
-			}
-		}
-	}
-	printf("queued %zu job(s) on %s\n", queued, jobs);
-	redisFree(rc);
+	queued = rqs_inject(rs, &job, (const char *const *)rcpts, nrcpts, &refused, err, sizeof err);
+	if (queued + refused < nrcpts || refused > 0)
+		fprintf(stderr, "volley inject: %s (%zu refused)\n", err, refused);
+	printf("queued %zu job(s) on %s\n", queued, rqs_jobs_key(rs));
+	rqs_free(rs);
 	free(msg);
 	free(rcptbuf);
 	free(rcpts);
@@ -398,32 +383,6 @@ cmd_inject(int argc, char **argv)
 }
 
 /* --- status --- */
-
-static long long
-int_reply(redisContext *rc, const char *fmt, ...)
-{
-	va_list ap;
-	redisReply *r;
-	long long v = -1;
-
-	va_start(ap, fmt);
-	r = redisvCommand(rc, fmt, ap);
-	va_end(ap);
-	if (r && r->type == REDIS_REPLY_INTEGER)
-		v = r->integer;
-	if (r)
-		freeReplyObject(r);
-	return v;
-}
-
-static const char *
-hash_get(const redisReply *h, const char *field)
-{
-	for (size_t i = 0; i + 1 < h->elements; i += 2)
-		if (strcmp(h->element[i]->str, field) == 0)
-			return h->element[i + 1]->str;
-	return NULL;
-}
 
 struct dest_row {
 	char name[300];
@@ -495,9 +454,9 @@ cmd_status(int argc, char **argv)
 	const char *path = NULL;
 	int all = 0;
 	struct config *c;
-	redisContext *rc;
-	redisReply *r;
-	long long unread = -1, pending = 0, deferred, supp, events, streamlen;
+	struct rqs *rs;
+	struct rqs_status st;
+	char err[512];
 	uint64_t now = clock_wall_ms();
 	int ch;
 
@@ -510,90 +469,52 @@ cmd_status(int argc, char **argv)
 		}
 	}
 	c = load_config(path);
-	rc = redis_sync(c);
-	streamlen = int_reply(rc, "XLEN %sjobs", c->prefix);
-	r = redisCommand(rc, "XINFO GROUPS %sjobs", c->prefix);
-	if (r && r->type == REDIS_REPLY_ARRAY) {
-		for (size_t i = 0; i < r->elements; i++) {
-			const redisReply *g = r->element[i];
-			if (g->type != REDIS_REPLY_ARRAY)
-				continue;
-			const char *name = NULL;
-			for (size_t k = 0; k + 1 < g->elements; k += 2) {
-				const char *f = g->element[k]->str;
-				const redisReply *v = g->element[k + 1];
-				if (strcmp(f, "name") == 0)
-					name = v->str;
-				else if (strcmp(f, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-					pending = v->integer;
-				else if (strcmp(f, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
-					unread = v->integer;
-			}
-			(void)name;
-		}
+	rs = redis_sync(c);
+	if (rqs_status_read(rs, &st, err, sizeof err) != 0) {
+		fprintf(stderr, "volley status: %s\n", err);
+		rqs_free(rs);
+		config_free(c);
+		return 1;
 	}
-	if (r)
-		freeReplyObject(r);
-	if (unread < 0)		/* no group yet, or lag unknown */
-		unread = streamlen > pending ? streamlen - pending : 0;
-	deferred = int_reply(rc, "ZCARD %sretry", c->prefix);
-	supp = int_reply(rc, "SCARD %ssuppressed", c->prefix);
-	events = int_reply(rc, "XLEN %sevents", c->prefix);
-
 	printf("volley status  (redis %s, prefix \"%s\")\n\n", c->redis_url_safe, c->prefix);
-	printf("  queue      unread %-8lld pending %-8lld deferred %-8lld\n", unread, pending,
-	    deferred < 0 ? 0 : deferred);
-	r = redisCommand(rc, "ZRANGE %sretry 0 0 WITHSCORES", c->prefix);
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-		double due = atof(r->element[1]->str);
-		long long in = (long long)((due - (double)now) / 1000.0);
+	printf("  queue      unread %-8lld pending %-8lld deferred %-8lld\n", st.unread, st.pending,
+	    st.deferred < 0 ? 0 : st.deferred);
+	if (st.has_next_retry) {
+		long long in = (long long)((st.next_retry_ms - (double)now) / 1000.0);
 		printf("             next retry due %s%llds\n", in < 0 ? "-" : "in ",
 		    in < 0 ? -in : in);
 	}
-	if (r)
-		freeReplyObject(r);
-	printf("  suppressed %lld    events %lld\n\n", supp < 0 ? 0 : supp, events < 0 ? 0 : events);
-
-	r = redisCommand(rc, "SMEMBERS %sinstances", c->prefix);
-	if (r && r->type == REDIS_REPLY_ARRAY) {
-		int shown = 0;
-		for (size_t i = 0; i < r->elements; i++) {
-			redisReply *h = redisCommand(rc, "HGETALL %sinstance:%s", c->prefix,
-			    r->element[i]->str);
-			if (h && h->type == REDIS_REPLY_ARRAY && h->elements > 0) {
-				const char *hb = hash_get(h, "heartbeat_ms");
-				const char *st = hash_get(h, "started_ms");
-				double ago = hb ? ((double)now - atof(hb)) / 1000.0 : -1;
-				double up = st ? ((double)now - atof(st)) / 1000.0 : 0;
-				printf("  instance %s  pid %s  up %.0fs  heartbeat %.1fs ago%s\n",
-				    r->element[i]->str, hash_get(h, "pid") ? hash_get(h, "pid") : "?",
-				    up, ago, ago > 5 ? "  (STALE: not running?)" : "");
-				printf("    sessions %s  in memory %s  delivered %s  deferred %s  bounced %s"
-				    "  expired %s  failed %s  suppressed %s\n",
-				    hash_get(h, "sessions"), hash_get(h, "in_memory"),
-				    hash_get(h, "delivered"), hash_get(h, "deferred"),
-				    hash_get(h, "bounced"), hash_get(h, "expired"),
-				    hash_get(h, "failed"), hash_get(h, "suppressed"));
-				const char *tab = hash_get(h, "ips");
-				if (tab && *tab)
-					print_table("pool|source ip", tab, all, 0);
-				tab = hash_get(h, "sites");
-				if (tab && *tab)
-					print_table("site (\"-\": none)", tab, all, 1);
-				tab = hash_get(h, "dests");
-				if (tab && *tab)
-					print_table("pool|destination", tab, all, 1);
-				shown++;
-			}
-			if (h)
-				freeReplyObject(h);
-		}
-		if (!shown)
-			printf("  no engine instance is running (none reported in the last 30 s)\n");
+	printf("  suppressed %lld    events %lld\n\n", st.suppressed < 0 ? 0 : st.suppressed,
+	    st.events < 0 ? 0 : st.events);
+	for (size_t i = 0; i < st.ninst; i++) {
+		const struct rqs_instance *h = &st.inst[i];
+		const char *hb = rqs_instance_get(h, "heartbeat_ms");
+		const char *started = rqs_instance_get(h, "started_ms");
+		const char *tab;
+		double ago = hb ? ((double)now - atof(hb)) / 1000.0 : -1;
+		double up = started ? ((double)now - atof(started)) / 1000.0 : 0;
+#define F(name) (rqs_instance_get(h, name) ? rqs_instance_get(h, name) : "?")
+		printf("  instance %s  pid %s  up %.0fs  heartbeat %.1fs ago%s\n", h->name, F("pid"),
+		    up, ago, ago > 5 ? "  (STALE: not running?)" : "");
+		printf("    sessions %s  in memory %s  delivered %s  deferred %s  bounced %s"
+		    "  expired %s  failed %s  suppressed %s\n", F("sessions"), F("in_memory"),
+		    F("delivered"), F("deferred"), F("bounced"), F("expired"), F("failed"),
+		    F("suppressed"));
+#undef F
+		tab = rqs_instance_get(h, "ips");
+		if (tab && *tab)
+			print_table("pool|source ip", tab, all, 0);
+		tab = rqs_instance_get(h, "sites");
+		if (tab && *tab)
+			print_table("site (\"-\": none)", tab, all, 1);
+		tab = rqs_instance_get(h, "dests");
+		if (tab && *tab)
+			print_table("pool|destination", tab, all, 1);
 	}
-	if (r)
-		freeReplyObject(r);
-	redisFree(rc);
+	if (st.ninst == 0)
+		printf("  no engine instance is running (none reported in the last 30 s)\n");
+	rqs_status_free(&st);
+	rqs_free(rs);
 	config_free(c);
 	return 0;
 }

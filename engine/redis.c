@@ -1,104 +1,270 @@
 /*
  * redis.c - hiredis 0.14 on the io_uring loop, and the durable job queue.
  *
- * See redis.h for the model. The adapter follows integration.md §2:
- * one-shot POLL_ADD per direction (multishot poll is edge-triggered and
- * stalls hiredis' 16 KiB reads), redisAsyncHandleWrite only after a real
- * POLLOUT completion, cleanup removes armed polls by user_data and the
- * watcher is freed only when none is in flight. hiredis frees its context
- * itself after an error; we never touch it again and reconnect from a
- * timer with a fresh one.
+ * See redis.h for the model and docs/redis.md for the schema. The adapter
+ * uses one-shot POLL_ADD per direction (multishot poll is edge-triggered
+ * and stalls hiredis' 16 KiB reads), redisAsyncHandleWrite only after a
+ * real POLLOUT completion, cleanup removes armed polls by user_data and
+ * the watcher is freed only when none is in flight. hiredis frees its
+ * context itself after an error; we never touch it again and reconnect
+ * from a timer with a fresh one.
+ *
+ * Every command goes through send_*(): it counts the commands in flight
+ * for the reply watchdog and notices NOSCRIPT on any path (the scripts
+ * are loaded again at once, before whatever is sent next).
  *
  * Settling writes live in an outbox until Redis answers them. A NULL
  * reply (connection lost) puts them back to be sent after reconnect; the
- * scripts are idempotent, so a write that did reach Redis before the drop
+ * scripts are idempotent (PREFIXdone:KEY for stream jobs, the retry ZSET
+ * member for retries), so a write that did reach Redis before the drop
  * is a no-op the second time.
  */
 #include "redis.h"
+#include "redis_schema.h"
+#include "redis_sync.h"
 #include "config.h"
 #include "loop.h"
+#include "map.h"
 #include "msg.h"
 #include "util.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+/*
+ * The scripts. Each one writes its event BEFORE it acks or deletes
+ * anything: a script that fails half way (OOM, a wrong key type) leaves the
+ * job pending rather than acked without an event.
+ *
+ * final: KEYS jobs, events, retry, job hash, suppressed, done marker.
+ * ARGV group, key, origin (s|r), events maxlen, address to suppress or '',
+ * marker ttl ms, then the event's field/value pairs. A stream job is
+ * settled once: the marker says it was (XACK's answer cannot: an entry
+ * trimmed while held is gone from the pending list). A retry is settled
+ * while its ZSET member is there.
+ */
 static const char final_lua[] =
-"local ok = 0\n"
+"local function ev(from)\n"
+"  local e = {}\n"
+"  for i = from, #ARGV do e[#e+1] = ARGV[i] end\n"
+"  if tonumber(ARGV[4]) > 0 then\n"
+"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(e))\n"
+"  else\n"
+"    redis.call('XADD', KEYS[2], '*', unpack(e))\n"
+"  end\n"
+"end\n"
 "if ARGV[3] == 's' then\n"
-"  ok = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"  if ok == 1 then redis.call('XDEL', KEYS[1], ARGV[2]) end\n"
+"  if redis.call('EXISTS', KEYS[6]) == 1 then\n"
+"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+"    redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"    return 0\n"
+"  end\n"
+"  ev(7)\n"
+"  redis.call('SET', KEYS[6], '1', 'PX', ARGV[6])\n"
+"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+"  redis.call('XDEL', KEYS[1], ARGV[2])\n"
 "else\n"
-"  ok = redis.call('ZREM', KEYS[3], ARGV[2])\n"
+"  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end\n"
+"  ev(7)\n"
+"  redis.call('ZREM', KEYS[3], ARGV[2])\n"
 "  redis.call('DEL', KEYS[4])\n"
 "end\n"
-"if ok == 1 then\n"
-"  local ev = {}\n"
-"  for i = 6, #ARGV do ev[#ev+1] = ARGV[i] end\n"
-"  if tonumber(ARGV[4]) > 0 then\n"
-"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ev))\n"
-"  else\n"
-"    redis.call('XADD', KEYS[2], '*', unpack(ev))\n"
-"  end\n"
-"  if ARGV[5] ~= '' then redis.call('SADD', KEYS[5], ARGV[5]) end\n"
-"end\n"
-"return ok\n";
+"if ARGV[5] ~= '' then redis.call('SADD', KEYS[5], ARGV[5]) end\n"
+"return 1\n";
 
+/*
+ * defer: KEYS jobs, events, retry, job hash, done marker. ARGV group, key,
+ * origin, events maxlen, due ms, marker ttl, n hash items, the hash items,
+ * then the event. A retry whose hash is gone (evicted, deleted) cannot be
+ * deferred: it ends `failed` instead, with the reason in the event.
+ * Without event fields it parks the job: the same move, quietly, with the
+ * whole job written to the hash (so a lost hash is written anew).
+ */
 static const char defer_lua[] =
-"local ok = 0\n"
-"if ARGV[3] == 's' then\n"
-"  ok = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"  if ok == 1 then redis.call('XDEL', KEYS[1], ARGV[2]); redis.call('DEL', KEYS[4]) end\n"
-"elseif redis.call('ZSCORE', KEYS[3], ARGV[2]) then\n"
-"  ok = 1\n"
-"end\n"
-"if ok == 1 then\n"
-"  local n = tonumber(ARGV[6])\n"
-"  local h = {}\n"
-"  for i = 7, 6 + n do h[#h+1] = ARGV[i] end\n"
-"  redis.call('HSET', KEYS[4], unpack(h))\n"
-"  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])\n"
-"  local ev = {}\n"
-"  for i = 7 + n, #ARGV do ev[#ev+1] = ARGV[i] end\n"
+"local n = tonumber(ARGV[7])\n"
+"local e = {}\n"
+"for i = 8 + n, #ARGV do e[#e+1] = ARGV[i] end\n"
+"local quiet = #e == 0\n"
+"local function ev()\n"
+"  if quiet then return end\n"
 "  if tonumber(ARGV[4]) > 0 then\n"
-"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ev))\n"
+"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(e))\n"
 "  else\n"
-"    redis.call('XADD', KEYS[2], '*', unpack(ev))\n"
+"    redis.call('XADD', KEYS[2], '*', unpack(e))\n"
 "  end\n"
 "end\n"
-"return ok\n";
+"if ARGV[3] == 's' then\n"
+"  if redis.call('EXISTS', KEYS[5]) == 1 then\n"
+"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+"    redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"    return 0\n"
+"  end\n"
+"else\n"
+"  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end\n"
+"  if not quiet and redis.call('EXISTS', KEYS[4]) == 0 then\n"
+"    for i = 1, #e - 1, 2 do\n"
+"      if e[i] == 'status' then e[i+1] = 'failed' end\n"
+"      if e[i] == 'reply' then e[i+1] = 'the retry data of this job was lost (' .. KEYS[4] .. ' is missing: evicted or deleted); last attempt: ' .. e[i+1] end\n"
+"    end\n"
+"    ev()\n"
+"    redis.call('ZREM', KEYS[3], ARGV[2])\n"
+"    return 2\n"
+"  end\n"
+"end\n"
+"ev()\n"
+"if ARGV[3] == 's' then redis.call('DEL', KEYS[4]) end\n"
+"local h = {}\n"
+"for i = 8, 7 + n do h[#h+1] = ARGV[i] end\n"
+"redis.call('HSET', KEYS[4], unpack(h))\n"
+"redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])\n"
+"if ARGV[3] == 's' then\n"
+"  redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])\n"
+"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+"  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"end\n"
+"return 1\n";
 
+/*
+ * retry: lease due retries. KEYS retry, events. ARGV now, lease until,
+ * count, job hash prefix, events maxlen, max deliveries, instance, ts.
+ * Returns [[key, [field, value...], leases]...]. A member whose hash is
+ * gone ends `failed` (id = key) instead of vanishing; one leased more
+ * than max deliveries times without settling ends `failed` too.
+ */
 static const char retry_lua[] =
+"local function ev(f)\n"
+"  if tonumber(ARGV[5]) > 0 then\n"
+"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(f))\n"
+"  else\n"
+"    redis.call('XADD', KEYS[2], '*', unpack(f))\n"
+"  end\n"
+"end\n"
 "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))\n"
 "local out = {}\n"
 "for _, id in ipairs(ids) do\n"
-"  local h = redis.call('HGETALL', ARGV[4] .. id)\n"
-"  if #h == 0 then redis.call('ZREM', KEYS[1], id)\n"
-"  else redis.call('ZADD', KEYS[1], ARGV[2], id); out[#out+1] = {id, h} end\n"
+"  local hk = ARGV[4] .. id\n"
+"  local h = redis.call('HGETALL', hk)\n"
+"  if #h == 0 then\n"
+"    ev({'id', id, 'to', '', 'status', 'failed', 'code', '', 'enh', '',\n"
+"        'reply', 'the retry data of this job was lost (' .. hk .. ' is missing: evicted or deleted)',\n"
+"        'mx', '', 'ip', '', 'pool', '', 'attempt', '0', 'campaign', '', 'ts', ARGV[8],\n"
+"        'key', id, 'instance', ARGV[7]})\n"
+"    redis.call('ZREM', KEYS[1], id)\n"
+"  else\n"
+"    local n = redis.call('HINCRBY', hk, 'leases', 1)\n"
+"    if n > tonumber(ARGV[6]) then\n"
+"      local m = {}\n"
+"      for i = 1, #h - 1, 2 do m[h[i]] = h[i+1] end\n"
+"      local f = {'id', m['id'] or id, 'to', m['to'] or '', 'status', 'failed', 'code', '', 'enh', '',\n"
+"        'reply', 'delivered to the engine ' .. (n - 1) .. ' times without settling',\n"
+"        'mx', '', 'ip', '', 'pool', m['pool'] or 'default', 'attempt', m['attempts'] or '0',\n"
+"        'campaign', m['campaign'] or '', 'ts', ARGV[8]}\n"
+"      if m['tenant'] then f[#f+1] = 'tenant'; f[#f+1] = m['tenant'] end\n"
+"      f[#f+1] = 'key'; f[#f+1] = id; f[#f+1] = 'instance'; f[#f+1] = ARGV[7]\n"
+"      ev(f)\n"
+"      redis.call('ZREM', KEYS[1], id)\n"
+"      redis.call('DEL', hk)\n"
+"    else\n"
+"      redis.call('ZADD', KEYS[1], ARGV[2], id)\n"
+"      out[#out+1] = {id, h, n}\n"
+"    end\n"
+"  end\n"
 "end\n"
 "return out\n";
 
 /* Keep our stream leases fresh: reset the idle time of entries that are
  * still ours, and only those (after a takeover they belong to another
- * instance, which must keep them). */
+ * instance, which must keep them). KEYS jobs. ARGV keys..., group, us. */
 static const char refresh_lua[] =
+"local g, me = ARGV[#ARGV - 1], ARGV[#ARGV]\n"
 "local n = 0\n"
-"for i = 1, #ARGV - 1 do\n"
-"  local p = redis.call('XPENDING', KEYS[1], 'volley', ARGV[i], ARGV[i], 1)\n"
-"  if p[1] and p[1][2] == ARGV[#ARGV] then\n"
-"    redis.call('XCLAIM', KEYS[1], 'volley', ARGV[#ARGV], 0, ARGV[i], 'JUSTID')\n"
+"for i = 1, #ARGV - 2 do\n"
+"  local p = redis.call('XPENDING', KEYS[1], g, ARGV[i], ARGV[i], 1)\n"
+"  if p[1] and p[1][2] == me then\n"
+"    redis.call('XCLAIM', KEYS[1], g, me, 0, ARGV[i], 'JUSTID')\n"
 "    n = n + 1\n"
 "  end\n"
 "end\n"
 "return n\n";
 
-enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT__N };
-static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua };
+/* Our own pending list with each entry's delivery count. KEYS jobs.
+ * ARGV group, consumer, count, from id. Returns [[id, fields|nil, n]...]:
+ * nil fields = the entry was trimmed or deleted. */
+static const char history_lua[] =
+"local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], ARGV[4])\n"
+"local out = {}\n"
+"if r and r[1] then\n"
+"  for _, e in ipairs(r[1][2]) do\n"
+"    local c = 0\n"
+"    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)\n"
+"    if p[1] then c = p[1][4] end\n"
+"    out[#out+1] = {e[1], e[2], c}\n"
+"  end\n"
+"end\n"
+"return out\n";
+
+/* XAUTOCLAIM with delivery counts. KEYS jobs. ARGV group, consumer, min
+ * idle, cursor, count. Returns [cursor, [[id, fields, n]...], [deleted
+ * ids]] (Redis 7 drops deleted entries from the pending list and names
+ * them in its third element). */
+static const char claim_lua[] =
+"local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])\n"
+"local out = {}\n"
+"for _, e in ipairs(r[2]) do\n"
+"  local c = 0\n"
+"  local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)\n"
+"  if p[1] then c = p[1][4] end\n"
+"  out[#out+1] = {e[1], e[2], c}\n"
+"end\n"
+"return {r[1], out, r[3] or {}}\n";
+
+/* Hand a job back untried. KEYS jobs, retry, job hash. ARGV group, us,
+ * key, origin, now. A stream entry of ours gets its delivery count back
+ * (XCLAIM RETRYCOUNT); a retry becomes due now with its lease count back. */
+static const char release_lua[] =
+"if ARGV[4] == 's' then\n"
+"  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
+"  if p[1] and p[1][2] == ARGV[2] and p[1][4] > 1 then\n"
+"    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'RETRYCOUNT', p[1][4] - 1, 'JUSTID')\n"
+"  end\n"
+"  return 1\n"
+"end\n"
+"if redis.call('ZSCORE', KEYS[2], ARGV[3]) then\n"
+"  redis.call('ZADD', KEYS[2], 'XX', ARGV[5], ARGV[3])\n"
+"  local n = tonumber(redis.call('HGET', KEYS[3], 'leases') or '0')\n"
+"  if n > 0 then redis.call('HINCRBY', KEYS[3], 'leases', -1) end\n"
+"end\n"
+"return 1\n";
+
+/* The instance lock. KEYS lock. ARGV token, ttl ms. 1 if ours (taken or
+ * refreshed), else [holder's token, its PTTL]. Sent with EVAL: it must
+ * work before the other scripts are loaded. */
+static const char lock_lua[] =
+"local v = redis.call('GET', KEYS[1])\n"
+"if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end\n"
+"if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end\n"
+"return {v, redis.call('PTTL', KEYS[1])}\n";
+
+enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT__N };
+static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
+	history_lua, claim_lua, release_lua };
+
+/* The kinds of read, each with its own back-off after an error. */
+enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
+
+#define BACKOFF_MIN_MS	500
+#define BACKOFF_MAX_MS	30000
 
 /* One settling write, kept until Redis answered it. */
 struct rq_cmd {
@@ -106,7 +272,16 @@ struct rq_cmd {
 	struct rq *q;
 	char *cmd;
 	size_t len;
+	uint64_t seq;		/* order of arrival */
 	int in_flight;		/* sent on the current connection */
+	unsigned noscript;	/* NOSCRIPT answers in a row */
+};
+
+/* One command in flight (every command has one). */
+struct rq_req {
+	struct rq *q;
+	void (*fn)(struct rq *q, redisReply *r, void *priv);
+	void *priv;
 };
 
 /* The hiredis event adapter for one connection. */
@@ -125,36 +300,78 @@ struct rq {
 	void *arg;
 	redisAsyncContext *ac;		/* NULL while disconnected */
 	struct rq_io *io;
-	int up;				/* handshake sent; commands may flow */
-	struct timer reconnect;
-	uint64_t backoff_ms;
-	char sha[SCRIPT__N][41];
-	struct rq_cmd outbox;		/* circular list head */
-	size_t outstanding;
-	struct timer resend;		/* after a transient error reply */
-	struct timer ready_retry;	/* PING again while Redis is loading */
 	int ready;			/* PONG seen on this connection */
-	int reload_scripts;		/* NOSCRIPT seen: SCRIPT LOAD before resending */
+	int locked;			/* instance lock confirmed on this connection */
+	int synced;			/* every write from before (re)connect answered */
+	int ever_locked, shut, freeing, policy_checked;
+	uint64_t lock_wait_since;	/* mono ms: someone else holds our lock */
+	uint64_t lock_seen_at;		/* mono ms of the last look at it */
+	long long lock_seen_pttl;	/* its PTTL then */
+	char lock_seen_holder[96];
+	char token[96];			/* our lock value: host:pid:random */
+	struct timer reconnect, resend, ready_retry, lock_timer, watchdog;
+	uint64_t backoff_ms;		/* reconnect */
+	uint64_t settle_backoff_ms;	/* outbox after a refused write */
+	uint64_t lock_backoff_ms;
+	char sha[SCRIPT__N][41];
+	unsigned scripts_loading;	/* SCRIPT LOADs sent, not yet answered */
+	struct rq_cmd outbox;		/* circular list head, oldest first */
+	size_t outstanding;
+	uint64_t seq_next, barrier;
+	/* watchdog */
+	size_t inflight;
+	uint64_t last_progress;		/* mono ms: last reply, or first send */
 	/* reads */
 	int reading, reading_retry, claiming;
 	int history;			/* re-reading our own pending list */
 	char history_from[64];
 	char claim_cursor[64];
+	uint64_t read_hold_until[RD__N], read_backoff_ms[RD__N];
 	unsigned gen;			/* connection generation */
-	char keybuf[512];
-	char *k_jobs, *k_events, *k_retry, *k_supp, *k_jobp;
+	struct map held;		/* key -> mono ms + 1 of last sign of life */
+	uint64_t last_held_sweep;
+	char *k_jobs, *k_events, *k_retry, *k_supp, *k_jobp, *k_done, *k_lock, *k_stats, *k_insts;
 };
 
 static void rq_connect(struct rq *q);
 static void on_reconnect_timer(struct timer *t);
+static void outbox_send(struct rq *q, struct rq_cmd *c);
+static void load_scripts(struct rq *q);
+static void take_lock(struct rq *q);
 
-const char *
-rq_key(const struct rq *q, const char *suffix)
+
+/* Does an error reply carry this code? The code is the first word: "BUSY"
+ * must not match BUSYGROUP. */
+static int
+err_is(const char *err, const char *code)
 {
-	struct rq *m = (struct rq *)q;
+	size_t n = strlen(code);
 
-	snprintf(m->keybuf, sizeof m->keybuf, "%s%s", q->cfg->prefix, suffix);
-	return m->keybuf;
+	return strncmp(err, code, n) == 0 && (err[n] == ' ' || err[n] == '\0');
+}
+
+/* Errors after which a write is kept and tried again later: Redis is
+ * loading, busy, a replica, out of memory, or refusing us for now
+ * (permissions and passwords can be fixed while we wait). */
+int
+rq_error_kept(const char *err)
+{
+	static const char *const kept[] = { "LOADING", "BUSY", "NOSCRIPT", "READONLY",
+	    "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "NOPERM",
+	    "NOAUTH", "WRONGPASS", "MISCONF" };
+
+	for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+		if (err_is(err, kept[i]))
+			return 1;
+	return 0;
+}
+
+uint64_t
+rq_backoff_next(uint64_t cur)
+{
+	if (cur < BACKOFF_MIN_MS)
+		return BACKOFF_MIN_MS;
+	return cur * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cur * 2;
 }
 
 /* --- the loop adapter --- */
@@ -246,25 +463,145 @@ ev_cleanup(void *p)
 	io_maybe_free(a);
 }
 
-/* --- outbox --- */
+/* --- sending: every command goes through here --- */
 
 static void
-outbox_send(struct rq *q, struct rq_cmd *c);
-static void load_scripts(struct rq *q);
+on_req(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct rq_req *rr = priv;
+	struct rq *q = rr->q;
+	redisReply *r = reply;
+
+	if (q->inflight > 0)
+		q->inflight--;
+	if (r != NULL) {
+		q->last_progress = loop_now(q->loop);
+		if (r->type == REDIS_REPLY_ERROR && err_is(r->str, "NOSCRIPT") &&
+		    q->scripts_loading == 0 && q->ac != NULL) {
+			log_warn("redis", "Redis lost our scripts (SCRIPT FLUSH or a restart); loading them again");
+			load_scripts(q);
+		}
+	}
+	if (rr->fn)
+		rr->fn(q, r, rr->priv);
+	free(rr);
+}
+
+static struct rq_req *
+req_new(struct rq *q, void (*fn)(struct rq *, redisReply *, void *), void *priv)
+{
+	struct rq_req *rr = xmalloc(sizeof *rr);
+
+	rr->q = q;
+	rr->fn = fn;
+	rr->priv = priv;
+	return rr;
+}
 
 static int
-error_is_transient(const char *err)
+req_sent(struct rq *q, struct rq_req *rr, int status)
 {
-	static const char *const transient[] = { "LOADING", "BUSY", "NOSCRIPT", "READONLY",
-	    "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS" };
-
-	/* The error code is the first word: "BUSY" must not match BUSYGROUP. */
-	for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
-		size_t n = strlen(transient[i]);
-		if (strncmp(err, transient[i], n) == 0 && (err[n] == ' ' || err[n] == '\0'))
-			return 1;
+	if (status != REDIS_OK) {
+		free(rr);
+		return -1;
 	}
+	if (q->inflight++ == 0)
+		q->last_progress = loop_now(q->loop);
 	return 0;
+}
+
+static int
+send_argv(struct rq *q, void (*fn)(struct rq *, redisReply *, void *), void *priv,
+    int argc, const char **argv, const size_t *lens)
+{
+	struct rq_req *rr;
+
+	if (q->ac == NULL)
+		return -1;
+	rr = req_new(q, fn, priv);
+	return req_sent(q, rr, redisAsyncCommandArgv(q->ac, on_req, rr, argc, argv, lens));
+}
+
+static int
+send_fmt(struct rq *q, void (*fn)(struct rq *, redisReply *, void *), void *priv,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+send_fmt(struct rq *q, void (*fn)(struct rq *, redisReply *, void *), void *priv,
+    const char *fmt, ...)
+{
+	struct rq_req *rr;
+	va_list ap;
+	int st;
+
+	if (q->ac == NULL)
+		return -1;
+	rr = req_new(q, fn, priv);
+	va_start(ap, fmt);
+	st = redisvAsyncCommand(q->ac, on_req, rr, fmt, ap);
+	va_end(ap);
+	return req_sent(q, rr, st);
+}
+
+/* Like send_argv with lengths from C strings. */
+static int
+send_strv(struct rq *q, void (*fn)(struct rq *, redisReply *, void *), void *priv,
+    int argc, const char **argv)
+{
+	size_t *lens = xcalloc((size_t)argc + 1, sizeof *lens);
+	int r;
+
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	r = send_argv(q, fn, priv, argc, argv, lens);
+	free(lens);
+	return r;
+}
+
+/* --- scripts --- */
+
+static void
+on_script_load(struct rq *q, redisReply *r, void *priv)
+{
+	if (q->scripts_loading > 0)
+		q->scripts_loading--;
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_error("redis", "SCRIPT LOAD: %s", r->str);
+}
+
+static void
+load_scripts(struct rq *q)
+{
+	for (int i = 0; i < SCRIPT__N; i++)
+		if (send_fmt(q, on_script_load, NULL, "SCRIPT LOAD %s", scripts[i]) == 0)
+			q->scripts_loading++;
+}
+
+/* --- outbox --- */
+
+/* Every write from before the (re)connect answered, and the lock is
+ * ours: reads may start. */
+static void
+check_synced(struct rq *q)
+{
+	if (q->synced || !q->locked || q->ac == NULL)
+		return;
+	if (q->outbox.next != &q->outbox && q->outbox.next->seq <= q->barrier)
+		return;
+	q->synced = 1;
+	log_info("redis", "ready: every earlier settling write answered; reading");
+	if (q->cb.on_connected)
+		q->cb.on_connected(q->arg);
+}
+
+static void
+outbox_remove(struct rq *q, struct rq_cmd *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	q->outstanding--;
+	free(c->cmd);
+	free(c);
 }
 
 static void
@@ -272,55 +609,56 @@ on_resend_timer(struct timer *t)
 {
 	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, resend));
 
-	if (!q->up)
+	if (!q->locked)
 		return;		/* the reconnect resends everything */
-	if (q->reload_scripts) {
-		q->reload_scripts = 0;
-		load_scripts(q);
-	}
 	for (struct rq_cmd *c = q->outbox.next; c != &q->outbox; c = c->next)
 		outbox_send(q, c);
 }
 
 static void
-on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
+on_settle_reply(struct rq *q, redisReply *r, void *priv)
 {
 	struct rq_cmd *c = priv;
-	redisReply *r = reply;
 
 	c->in_flight = 0;
-	if (r == NULL)
+	if (r == NULL || q->freeing)
 		return;		/* connection lost: resent after reconnect */
 	if (r->type == REDIS_REPLY_ERROR) {
-		if (error_is_transient(r->str)) {
-			/* Redis is loading, busy, read-only for a moment, or
-			 * lost our scripts: keep the write and try again. */
-			struct rq *q = c->q;
-			if (strncmp(r->str, "NOSCRIPT", 8) == 0)
-				q->reload_scripts = 1;
+		if (err_is(r->str, "NOSCRIPT") && c->noscript++ < 2) {
+			/* on_req has queued SCRIPT LOAD: resend behind it. */
+			outbox_send(q, c);
+			return;
+		}
+		if (rq_error_kept(r->str)) {
 			if (!timer_armed(&q->resend)) {
-				log_warn("redis", "settling write refused (%s); retrying", r->str);
-				timer_set(q->loop, &q->resend, 500, on_resend_timer);
+				q->settle_backoff_ms = rq_backoff_next(q->settle_backoff_ms);
+				log_warn("redis", "settling write refused (%s); %zu write(s) kept, next "
+				    "try in %llu ms", r->str, q->outstanding,
+				    (unsigned long long)q->settle_backoff_ms);
+				timer_set(q->loop, &q->resend, q->settle_backoff_ms, on_resend_timer);
 			}
 			return;
 		}
-		/* Anything else is a bug or a broken Redis: the job stays
-		 * pending and is taken over after the lease. */
-		log_error("redis", "settling write failed: %s", r->str);
+		/* Anything else is a bug or a broken key (a wrong type): the
+		 * job stays pending in Redis, is taken over after the lease
+		 * and ends `failed` after redis.max_deliveries. */
+		log_error("redis", "settling write failed: %s; the job stays pending", r->str);
 	}
-	c->prev->next = c->next;
-	c->next->prev = c->prev;
-	c->q->outstanding--;
-	free(c->cmd);
-	free(c);
+	outbox_remove(q, c);
+	if (q->outstanding == 0)
+		q->settle_backoff_ms = 0;	/* a refusal later starts afresh */
+	check_synced(q);
 }
 
 static void
 outbox_send(struct rq *q, struct rq_cmd *c)
 {
-	if (!q->up || c->in_flight)
+	struct rq_req *rr;
+
+	if (!q->locked || q->ac == NULL || c->in_flight)
 		return;
-	if (redisAsyncFormattedCommand(q->ac, on_settle_reply, c, c->cmd, c->len) == REDIS_OK)
+	rr = req_new(q, on_settle_reply, c);
+	if (req_sent(q, rr, redisAsyncFormattedCommand(q->ac, on_req, rr, c->cmd, c->len)) == 0)
 		c->in_flight = 1;
 }
 
@@ -336,6 +674,7 @@ outbox_add(struct rq *q, int argc, const char **argv, const size_t *lens)
 	c->q = q;
 	c->cmd = cmd;
 	c->len = (size_t)n;
+	c->seq = ++q->seq_next;
 	c->prev = q->outbox.prev;
 	c->next = &q->outbox;
 	q->outbox.prev->next = c;
@@ -350,28 +689,85 @@ rq_outstanding(const struct rq *q)
 	return q->outstanding;
 }
 
+/* --- what the engine holds --- */
+
+static void
+held_mark(struct rq *q, const char *key)
+{
+	map_put(&q->held, key, (void *)(uintptr_t)(loop_now(q->loop) + 1));
+}
+
+static void
+held_drop(struct rq *q, const char *key)
+{
+	map_del(&q->held, key);
+}
+
+/* A job the engine holds is settled by the engine; without a holds()
+ * callback, a job counts as held if it was handed over or refreshed
+ * within the last lease (the engine refreshes what it holds every third
+ * of a lease). */
+static int
+held(struct rq *q, const char *key)
+{
+	void *v;
+
+	if (q->cb.holds)
+		return q->cb.holds(q->arg, key);
+	v = map_get(&q->held, key);
+	return v != NULL && loop_now(q->loop) + 1 - (uint64_t)(uintptr_t)v <= q->cfg->lease_ms;
+}
+
+static void
+held_sweep(struct rq *q)
+{
+	uint64_t now = loop_now(q->loop);
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	if (now - q->last_held_sweep < 10000)
+		return;
+	q->last_held_sweep = now;
+	while (map_iter(&q->held, &it, &k, &v))
+		if (now + 1 - (uint64_t)(uintptr_t)v > 2 * q->cfg->lease_ms)
+			map_del(&q->held, k);
+}
+
 /* --- connection --- */
+
+static void
+lost(struct rq *q)
+{
+	q->ac = NULL;
+	q->ready = q->locked = q->synced = 0;
+	q->reading = q->reading_retry = q->claiming = 0;
+	q->inflight = 0;
+	q->scripts_loading = 0;
+	timer_cancel(q->loop, &q->ready_retry);
+	for (struct rq_cmd *c = q->outbox.next; c != &q->outbox; c = c->next)
+		c->in_flight = 0;
+	if (q->backoff_ms < 100)
+		q->backoff_ms = 100;
+	if (!timer_armed(&q->reconnect))
+		timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
+}
 
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
 	struct rq *q = ac->data;
 
+	if (q == NULL)
+		return;
 	if (status != REDIS_OK) {
 		log_error("redis", "connect to %s failed: %s; retrying in %llu ms",
 		    q->cfg->redis_url_safe, ac->errstr, (unsigned long long)q->backoff_ms);
-		q->ac = NULL;
-		q->up = 0;
-		q->reading = q->reading_retry = q->claiming = 0;
-		if (!timer_armed(&q->reconnect))
-			timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
+		lost(q);
 		return;
 	}
 	log_info("redis", "connected to %s", q->cfg->redis_url_safe);
-	q->backoff_ms = 100;
 }
-
-static void on_reconnect_timer(struct timer *t);
 
 static void
 on_disconnect(const redisAsyncContext *ac, int status)
@@ -383,13 +779,40 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		log_error("redis", "connection to %s lost: %s; reconnecting",
 		    q->cfg->redis_url_safe, ac->errstr);
+	lost(q);
+}
+
+/* Drop the connection ourselves (reply watchdog). Unanswered commands
+ * get NULL replies; settling writes stay in the outbox. */
+static void
+drop_connection(struct rq *q, const char *why)
+{
+	redisAsyncContext *ac = q->ac;
+
+	log_error("redis", "%s; dropping the connection to %s and reconnecting", why,
+	    q->cfg->redis_url_safe);
+	ac->data = NULL;	/* no on_disconnect: lost() below does it */
 	q->ac = NULL;
-	q->up = 0;
-	q->reading = q->reading_retry = q->claiming = 0;
-	if (q->backoff_ms < 100)
-		q->backoff_ms = 100;
-	if (!timer_armed(&q->reconnect))
-		timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
+	redisAsyncFree(ac);
+	lost(q);
+}
+
+static void
+on_watchdog(struct timer *t)
+{
+	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, watchdog));
+	uint64_t now = loop_now(q->loop);
+
+	timer_set(q->loop, &q->watchdog, 1000, on_watchdog);
+	held_sweep(q);
+	if (q->ac != NULL && q->inflight > 0 &&
+	    now - q->last_progress >= q->cfg->redis_reply_timeout_ms) {
+		char why[160];
+		snprintf(why, sizeof why, "no reply from Redis for %llu ms (%zu command(s) "
+		    "waiting; redis.reply_timeout)", (unsigned long long)(now - q->last_progress),
+		    q->inflight);
+		drop_connection(q, why);
+	}
 }
 
 static void
@@ -402,51 +825,191 @@ on_reconnect_timer(struct timer *t)
 }
 
 static void
-on_init_reply(redisAsyncContext *ac, void *reply, void *priv)
+on_init_reply(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq *q = ac->data;
-	redisReply *r = reply;
 	const char *what = priv;
 
-	if (r == NULL || q == NULL)
+	if (r == NULL)
 		return;
-	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+	if (r->type == REDIS_REPLY_ERROR && !err_is(r->str, "BUSYGROUP"))
 		log_error("redis", "%s: %s", what, r->str);
 }
 
-static void on_ready(redisAsyncContext *ac, void *reply, void *priv);
+static void
+on_policy(struct rq *q, redisReply *r, void *priv)
+{
+	if (r == NULL)
+		return;
+	q->policy_checked = 1;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING) {
+		if (strcmp(r->element[1]->str, "noeviction") != 0)
+			log_warn("redis", "Redis maxmemory-policy is %s: when it reaches maxmemory "
+			    "it may evict deferred jobs (PREFIXjob:*), message bodies and settle "
+			    "markers, and those jobs end `failed` or are sent twice; set "
+			    "maxmemory-policy noeviction (see docs/redis.md)", r->element[1]->str);
+	} else {
+		log_info("redis", "could not read maxmemory-policy (%s); it must be noeviction",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	}
+}
+
+/* The lock is ours on this connection: load the scripts, make sure the
+ * group exists, resend the outbox, and wait for it before reading. */
+static void
+after_lock(struct rq *q)
+{
+	load_scripts(q);
+	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM", q->k_jobs,
+	    RQ_GROUP);
+	if (!q->policy_checked)
+		send_fmt(q, on_policy, NULL, "CONFIG GET maxmemory-policy");
+	q->barrier = q->seq_next;
+	if (q->outstanding > 0)
+		log_info("redis", "resending %zu unanswered settling write(s) before reading",
+		    q->outstanding);
+	for (struct rq_cmd *c = q->outbox.next; c != &q->outbox; c = c->next)
+		outbox_send(q, c);
+	check_synced(q);
+}
+
+static void
+on_lock_timer(struct timer *t)
+{
+	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, lock_timer));
+
+	timer_set(q->loop, &q->lock_timer, RQ_LOCK_REFRESH_MS, on_lock_timer);
+	if (q->ac != NULL && q->ready)
+		take_lock(q);
+}
+
+/* Another live process owns our instance name: leave at once with status 1.
+ * _exit: nothing of ours may run any more (no stats, no cleanup that
+ * would delete the other process's consumer or stats), and whatever this
+ * process holds stays pending in Redis. */
+static void
+lock_exit(void)
+{
+	log_flush();
+	_exit(1);
+}
+
+static void
+on_lock(struct rq *q, redisReply *r, void *priv)
+{
+	uint64_t now;
+	unsigned gen = (unsigned)(uintptr_t)priv;
+
+	if (r == NULL || q->freeing || gen != q->gen)
+		return;
+	now = loop_now(q->loop);
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+		q->lock_backoff_ms = 0;
+		q->lock_wait_since = 0;
+		if (!q->ever_locked)
+			log_info("redis", "instance lock %s taken", q->k_lock);
+		q->ever_locked = 1;
+		if (!q->locked) {
+			q->locked = 1;
+			after_lock(q);
+		}
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER) {
+		const char *holder = r->element[0]->str;
+		long long pttl = r->element[1]->integer;
+		int alive = 0;
+		if (q->ever_locked) {
+			log_error("redis", "instance '%s': lock %s is now held by another process "
+			    "(%s): this process lost Redis or stalled for longer than %d s and may no "
+			    "longer run; exiting (its jobs stay pending and are taken over)",
+			    q->cfg->instance, q->k_lock, holder, RQ_LOCK_TTL_MS / 1000);
+			lock_exit();
+		}
+		if (q->lock_wait_since == 0) {
+			q->lock_wait_since = now;
+			log_warn("redis", "instance '%s': lock %s is held by %s; waiting up to %d s "
+			    "in case that process is gone", q->cfg->instance, q->k_lock, holder,
+			    RQ_LOCK_TTL_MS / 1000 + 1);
+		} else {
+			/* Its holder is alive if it refreshed the lock since we last
+			 * looked (the TTL went up), or another one took it. */
+			long long expect = q->lock_seen_pttl - (long long)(now - q->lock_seen_at);
+			alive = strcmp(holder, q->lock_seen_holder) != 0 || pttl > expect + 300 ||
+			    now - q->lock_wait_since > RQ_LOCK_TTL_MS + 1000;
+		}
+		if (alive) {
+			log_error("redis", "instance '%s' is already running: lock %s is held by %s "
+			    "and kept fresh; refusing to start (give each process its own instance "
+			    "name)", q->cfg->instance, q->k_lock, holder);
+			lock_exit();
+		}
+		q->lock_seen_at = now;
+		q->lock_seen_pttl = pttl;
+		snprintf(q->lock_seen_holder, sizeof q->lock_seen_holder, "%s", holder);
+		return;		/* the lock timer asks again */
+	}
+	q->lock_backoff_ms = rq_backoff_next(q->lock_backoff_ms);
+	log_error("redis", "instance lock %s: %s; asking again in %llu ms", q->k_lock,
+	    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply",
+	    (unsigned long long)q->lock_backoff_ms);
+	timer_set(q->loop, &q->lock_timer, q->lock_backoff_ms, on_lock_timer);
+}
+
+static void
+take_lock(struct rq *q)
+{
+	char ttl[16];
+
+	snprintf(ttl, sizeof ttl, "%d", RQ_LOCK_TTL_MS);
+	send_strv(q, on_lock, (void *)(uintptr_t)q->gen, 6,
+	    (const char *[]){ "EVAL", lock_lua, "1", q->k_lock, q->token, ttl });
+}
+
+static void on_ready(struct rq *q, redisReply *r, void *priv);
 
 static void
 on_ready_timer(struct timer *t)
 {
 	struct rq *q = (struct rq *)((char *)t - offsetof(struct rq, ready_retry));
 
-	if (q->up && q->ac)
-		redisAsyncCommand(q->ac, on_ready, NULL, "PING");
+	send_fmt(q, on_ready, NULL, "PING");
 }
 
 /* The handshake's last reply. A Redis still loading its data answers
- * -LOADING: ask again until it says PONG, then start. */
+ * -LOADING: ask again until it says PONG, then take the lock. */
 static void
-on_ready(redisAsyncContext *ac, void *reply, void *priv)
+on_ready(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq *q = ac->data;
-	redisReply *r = reply;
-
-	if (r == NULL || q == NULL)
+	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		log_warn("redis", "not ready yet: %s", r->str);
+		if (!timer_armed(&q->ready_retry))
+			log_warn("redis", "not ready yet: %s", r->str);
 		timer_set(q->loop, &q->ready_retry, 500, on_ready_timer);
 		return;
 	}
 	q->ready = 1;
-	if (q->reload_scripts) {
-		q->reload_scripts = 0;
-		load_scripts(q);
-	}
-	if (q->cb.on_connected)
-		q->cb.on_connected(q->arg);
+	q->backoff_ms = 100;
+	take_lock(q);
+	if (!timer_armed(&q->lock_timer))
+		timer_set(q->loop, &q->lock_timer, RQ_LOCK_REFRESH_MS, on_lock_timer);
+}
+
+static void
+set_keepalive(int fd)
+{
+	int one = 1, idle = 15, intvl = 5, cnt = 3;
+
+	/* A dead peer or path is noticed in about 30 s even when nothing is
+	 * waiting for a reply (the watchdog covers the other case). */
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
+		log_warn("redis", "TCP keepalive on the Redis socket: %s", strerror(errno));
 }
 
 static void
@@ -468,6 +1031,8 @@ rq_connect(struct rq *q)
 		timer_set(q->loop, &q->reconnect, q->backoff_ms, on_reconnect_timer);
 		return;
 	}
+	if (!cfg->redis_unix)
+		set_keepalive(ac->c.fd);
 	a = xcalloc(1, sizeof *a);
 	a->q = q;
 	a->ac = ac;
@@ -486,46 +1051,39 @@ rq_connect(struct rq *q)
 	q->ac = ac;
 	q->io = a;
 	q->gen++;
-	q->up = 1;
-	q->ready = 0;
+	q->ready = q->locked = q->synced = 0;
+	q->inflight = 0;
 	q->history = 1;
 	snprintf(q->history_from, sizeof q->history_from, "0");
 	snprintf(q->claim_cursor, sizeof q->claim_cursor, "0-0");
 
 	/* The handshake is queued at once; hiredis sends it when the
-	 * connect completes, in order, before anything else. */
+	 * connect completes, in order, before anything else. The rest
+	 * (lock, scripts, group, outbox) waits for PONG: while Redis loads
+	 * its data it answers -LOADING to all of them. */
 	if (cfg->redis_password && cfg->redis_user)
-		redisAsyncCommand(ac, on_init_reply, "AUTH", "AUTH %s %s", cfg->redis_user,
-		    cfg->redis_password);
+		send_strv(q, on_init_reply, "AUTH", 3,
+		    (const char *[]){ "AUTH", cfg->redis_user, cfg->redis_password });
 	else if (cfg->redis_password)
-		redisAsyncCommand(ac, on_init_reply, "AUTH", "AUTH %s", cfg->redis_password);
+		send_strv(q, on_init_reply, "AUTH", 2, (const char *[]){ "AUTH", cfg->redis_password });
 	if (cfg->redis_db)
-		redisAsyncCommand(ac, on_init_reply, "SELECT", "SELECT %d", cfg->redis_db);
-	load_scripts(q);
-	redisAsyncCommand(ac, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s volley 0 MKSTREAM",
-	    q->k_jobs);
-	redisAsyncCommand(ac, on_ready, NULL, "PING");
-	for (struct rq_cmd *c = q->outbox.next; c != &q->outbox; c = c->next)
-		outbox_send(q, c);
+		send_fmt(q, on_init_reply, "SELECT", "SELECT %d", cfg->redis_db);
+	send_fmt(q, on_ready, NULL, "PING");
 }
 
-static void
-load_scripts(struct rq *q)
-{
-	for (int i = 0; i < SCRIPT__N; i++)
-		redisAsyncCommand(q->ac, on_init_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", scripts[i]);
-}
 
 int
 rq_connected(const struct rq *q)
 {
-	return q->up && q->ready;
+	return q->ac != NULL && q->ready && q->locked && q->synced;
 }
 
 struct rq *
 rq_new(struct loop *l, const struct config *cfg, const struct rq_callbacks *cb, void *arg)
 {
 	struct rq *q = xcalloc(1, sizeof *q);
+	unsigned char rnd[8];
+	char host[64] = "?";
 
 	q->loop = l;
 	q->cfg = cfg;
@@ -533,12 +1091,21 @@ rq_new(struct loop *l, const struct config *cfg, const struct rq_callbacks *cb, 
 	q->arg = arg;
 	q->outbox.next = q->outbox.prev = &q->outbox;
 	q->backoff_ms = 100;
-	q->reconnect.cb = on_reconnect_timer;
-	q->k_jobs = xasprintf("%sjobs", cfg->prefix);
-	q->k_events = xasprintf("%sevents", cfg->prefix);
-	q->k_retry = xasprintf("%sretry", cfg->prefix);
-	q->k_supp = xasprintf("%ssuppressed", cfg->prefix);
-	q->k_jobp = xasprintf("%sjob:", cfg->prefix);
+	q->k_jobs = xasprintf("%s%s", cfg->prefix, RQ_K_JOBS);
+	q->k_events = xasprintf("%s%s", cfg->prefix, RQ_K_EVENTS);
+	q->k_retry = xasprintf("%s%s", cfg->prefix, RQ_K_RETRY);
+	q->k_supp = xasprintf("%s%s", cfg->prefix, RQ_K_SUPPRESSED);
+	q->k_jobp = xasprintf("%s%s", cfg->prefix, RQ_K_JOB);
+	q->k_done = xasprintf("%s%s", cfg->prefix, RQ_K_DONE);
+	q->k_lock = xasprintf("%s%s%s", cfg->prefix, RQ_K_LOCK, cfg->instance);
+	q->k_stats = xasprintf("%s%s%s", cfg->prefix, RQ_K_INSTANCE, cfg->instance);
+	q->k_insts = xasprintf("%s%s", cfg->prefix, RQ_K_INSTANCES);
+	gethostname(host, sizeof host - 1);
+	host[sizeof host - 1] = '\0';
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		fatal("no random bytes for the instance lock token");
+	snprintf(q->token, sizeof q->token, "%s:%ld:%02x%02x%02x%02x%02x%02x%02x%02x", host,
+	    (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	for (int i = 0; i < SCRIPT__N; i++) {
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned int mdlen = 0;
@@ -547,8 +1114,36 @@ rq_new(struct loop *l, const struct config *cfg, const struct rq_callbacks *cb, 
 		for (unsigned k = 0; k < mdlen && k < 20; k++)
 			snprintf(q->sha[i] + 2 * k, 3, "%02x", md[k]);
 	}
+	timer_set(l, &q->watchdog, 1000, on_watchdog);
 	rq_connect(q);
 	return q;
+}
+
+void
+rq_shutdown(struct rq *q)
+{
+	struct rqs *s;
+	char err[300];
+	int r;
+
+	if (q->shut)
+		return;
+	q->shut = 1;
+	if (!q->ever_locked)
+		return;		/* never ran: the name may be another process's */
+	s = rqs_connect(q->cfg, 2000, err, sizeof err);
+	if (s == NULL) {
+		log_warn("redis", "clean-exit cleanup skipped: %s", err);
+		return;
+	}
+	r = rqs_instance_cleanup(s, q->cfg->instance, q->token, err, sizeof err);
+	if (r < 0)
+		log_warn("redis", "clean-exit cleanup failed: %s", err);
+	else
+		log_info("redis", "instance %s: stats removed, lock released%s", q->cfg->instance,
+		    r == 1 ? ", consumer deleted (nothing pending)" :
+		    ", consumer kept (it still has pending entries)");
+	rqs_free(s);
 }
 
 void
@@ -556,13 +1151,19 @@ rq_free(struct rq *q)
 {
 	if (q == NULL)
 		return;
+	q->freeing = 1;
 	timer_cancel(q->loop, &q->reconnect);
 	timer_cancel(q->loop, &q->resend);
 	timer_cancel(q->loop, &q->ready_retry);
+	timer_cancel(q->loop, &q->lock_timer);
+	timer_cancel(q->loop, &q->watchdog);
 	if (q->ac) {
-		q->ac->data = NULL;
-		redisAsyncFree(q->ac);
+		redisAsyncContext *ac = q->ac;
+		ac->data = NULL;
+		q->ac = NULL;
+		redisAsyncFree(ac);
 	}
+	rq_shutdown(q);
 	while (q->outbox.next != &q->outbox) {
 		struct rq_cmd *c = q->outbox.next;
 		c->prev->next = c->next;
@@ -570,152 +1171,284 @@ rq_free(struct rq *q)
 		free(c->cmd);
 		free(c);
 	}
+	map_free(&q->held);
 	free(q->k_jobs);
 	free(q->k_events);
 	free(q->k_retry);
 	free(q->k_supp);
 	free(q->k_jobp);
+	free(q->k_done);
+	free(q->k_lock);
+	free(q->k_stats);
+	free(q->k_insts);
 	free(q);
 }
 
 /* --- reads --- */
 
-#define ENTRY_FIELDS_MAX 32	/* field/value pairs of one job read */
+/* One entry as read: its ID, its fields (NULL: trimmed or deleted) and
+ * how often it was delivered. Points into the reply. */
+struct raw_entry {
+	const redisReply *id;
+	const redisReply *fields;
+	unsigned deliveries;
+};
 
-/* deliver_entries - hand an array of [key, [field, value, ...] or nil]
- * to the engine as typed entries; *n = how many the reply held. */
+/* A read failed: pause that kind of read, doubling up to 30 s, one log
+ * line per step. */
 static void
-deliver_entries(struct rq *q, enum job_origin origin, const redisReply *entries, size_t *n)
+read_error(struct rq *q, int kind, const char *what, const redisReply *r)
 {
-	struct rq_entry *ev;
-	const char **f, **v;
-	size_t *fl, *vl, k = 0, m = 0;
-
-	*n = 0;
-	if (entries == NULL || entries->type != REDIS_REPLY_ARRAY)
+	if (err_is(r->str, "NOSCRIPT"))
+		return;		/* reloaded by on_req; the next tick reads again */
+	if (err_is(r->str, "NOGROUP")) {
+		log_warn("redis", "%s: %s; creating the group", what, r->str);
+		send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM",
+		    q->k_jobs, RQ_GROUP);
 		return;
-	*n = entries->elements;
-	if (*n == 0)
-		return;
-	ev = xcalloc(*n, sizeof *ev);
-	f = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *f);
-	v = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *v);
-	fl = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *fl);
-	vl = xcalloc(*n * ENTRY_FIELDS_MAX, sizeof *vl);
-	for (size_t i = 0; i < entries->elements; i++) {
-		const redisReply *en = entries->element[i], *kv;
-		size_t base = k * ENTRY_FIELDS_MAX;
-
-		if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
-		    en->element[0]->type != REDIS_REPLY_STRING ||
-		    en->element[1]->type != REDIS_REPLY_ARRAY)
-			continue;	/* deleted entry (nil fields) */
-		kv = en->element[1];
-		ev[k].key = en->element[0]->str;
-		ev[k].fields = f + base;
-		ev[k].values = v + base;
-		ev[k].flens = fl + base;
-		ev[k].vlens = vl + base;
-		m = 0;
-		for (size_t j = 0; j + 1 < kv->elements && m < ENTRY_FIELDS_MAX; j += 2) {
-			const redisReply *a = kv->element[j], *b = kv->element[j + 1];
-			if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
-				continue;
-			f[base + m] = a->str; fl[base + m] = a->len;
-			v[base + m] = b->str; vl[base + m] = b->len;
-			m++;
-		}
-		ev[k].n = m;
-		k++;
 	}
-	if (k > 0)
-		q->cb.on_entries(q->arg, origin, ev, k);
-	free(ev);
-	free(f);
-	free(v);
-	free(fl);
-	free(vl);
+	q->read_backoff_ms[kind] = rq_backoff_next(q->read_backoff_ms[kind]);
+	q->read_hold_until[kind] = loop_now(q->loop) + q->read_backoff_ms[kind];
+	log_error("redis", "%s: %s; paused for %llu ms", what, r->str,
+	    (unsigned long long)q->read_backoff_ms[kind]);
+}
+
+/* A read succeeded: a later error starts the back-off afresh, but not
+ * before the current step has run out (a read that works now and then
+ * must not bring back a line every 500 ms). */
+static void
+read_ok(struct rq *q, int kind)
+{
+	if (loop_now(q->loop) >= q->read_hold_until[kind] + BACKOFF_MAX_MS)
+		q->read_backoff_ms[kind] = 0;
+}
+
+static int
+reads_allowed(const struct rq *q, int kind)
+{
+	return rq_connected(q) && loop_now(q->loop) >= q->read_hold_until[kind];
+}
+
+static const char *
+field_str(const redisReply *f, const char *name)
+{
+	if (f == NULL || f->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < f->elements; i += 2)
+		if (f->element[i]->type == REDIS_REPLY_STRING &&
+		    f->element[i + 1]->type == REDIS_REPLY_STRING &&
+		    strcmp(f->element[i]->str, name) == 0)
+			return f->element[i + 1]->str;
+	return NULL;
+}
+
+/* A stream entry this instance will not hand over: one `failed` event and
+ * the ack, through the final script (idempotent, retried like any
+ * settlement). fields may be NULL (the entry's data is gone). */
+static void
+fail_entry(struct rq *q, const char *key, const redisReply *fields, const char *reason)
+{
+	struct job fj;
+	struct job_outcome o;
+
+	memset(&fj, 0, sizeof fj);
+	memset(&o, 0, sizeof o);
+	fj.origin = JOB_FROM_STREAM;
+	fj.key = (char *)key;
+	fj.id = (char *)field_str(fields, "id");
+	if (fj.id == NULL)
+		fj.id = (char *)key;
+	fj.to = (char *)field_str(fields, "to");
+	if (fj.to == NULL)
+		fj.to = "";
+	fj.pool = (char *)field_str(fields, "pool");
+	fj.campaign = (char *)field_str(fields, "campaign");
+	fj.tenant = (char *)field_str(fields, "tenant");
+	o.status = JOB_FAILED;
+	o.cls = CLASS_UNKNOWN;
+	snprintf(o.reply, sizeof o.reply, "%s", reason);
+	log_warn("job", "job=%s key=%s to=%s status=failed reply=\"%s\"", fj.id, key, fj.to, reason);
+	rq_final(q, &fj, &o, 0);
 }
 
 static void
-on_xread(redisAsyncContext *ac, void *reply, void *priv)
+deliver_typed(struct rq *q, enum job_origin origin, const struct raw_entry *e, size_t n)
 {
-	struct rq *q = ac->data;
-	redisReply *r = reply;
-	const redisReply *entries = NULL;
+	struct rq_entry *out = xcalloc(n, sizeof *out);
+	size_t pairs = 0, off = 0;
+	const char **fv;
+	size_t *fl;
+
+	for (size_t i = 0; i < n; i++)
+		pairs += e[i].fields->elements / 2;
+	fv = xcalloc(2 * pairs + 1, sizeof *fv);
+	fl = xcalloc(2 * pairs + 1, sizeof *fl);
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *f = e[i].fields;
+		out[i].key = e[i].id->str;
+		out[i].fields = &fv[off];
+		out[i].values = &fv[pairs + off];
+		out[i].flens = &fl[off];
+		out[i].vlens = &fl[pairs + off];
+		out[i].deliveries = e[i].deliveries;
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			const redisReply *a = f->element[k], *b = f->element[k + 1];
+			if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
+				continue;
+			fv[off] = a->str;
+			fl[off] = a->len;
+			fv[pairs + off] = b->str;
+			fl[pairs + off] = b->len;
+			off++;
+			out[i].n++;
+		}
+	}
+	q->cb.on_jobs(q->arg, origin, out, n);
+	free(out);
+	free(fv);
+	free(fl);
+}
+
+/*
+ * take_entries - decide what to do with each entry read, then hand the
+ * rest to the engine. A trimmed/deleted entry the engine does not hold,
+ * and one delivered more than redis.max_deliveries times that it does not
+ * hold, end `failed` here.
+ */
+static void
+take_entries(struct rq *q, enum job_origin origin, struct raw_entry *e, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *key = e[i].id->str;
+		char why[200];
+		if (e[i].fields == NULL || e[i].fields->type != REDIS_REPLY_ARRAY) {
+			if (origin == JOB_FROM_STREAM && !held(q, key)) {
+				snprintf(why, sizeof why, "stream entry %s was trimmed or deleted from "
+				    "%s before it could be read", key, q->k_jobs);
+				fail_entry(q, key, NULL, why);
+			}
+			continue;
+		}
+		if (origin == JOB_FROM_STREAM && e[i].deliveries > q->cfg->max_deliveries &&
+		    !held(q, key)) {
+			snprintf(why, sizeof why, "delivered to the engine %u times without settling "
+			    "(redis.max_deliveries %u)", e[i].deliveries - 1, q->cfg->max_deliveries);
+			fail_entry(q, key, e[i].fields, why);
+			continue;
+		}
+		held_mark(q, key);
+		e[k++] = e[i];
+	}
+	if (k == 0)
+		return;
+	deliver_typed(q, origin, e, k);
+}
+
+/* Entries as [[id, fields|nil, deliveries]...] (the scripts) or, with
+ * plain = 1, [[id, fields]...] (XREADGROUP >: delivered once). */
+static size_t
+parse_entries(const redisReply *arr, int plain, struct raw_entry **out)
+{
 	size_t n = 0;
 
-	if (q == NULL)
-		return;
+	*out = NULL;
+	if (arr == NULL || arr->type != REDIS_REPLY_ARRAY || arr->elements == 0)
+		return 0;
+	*out = xcalloc(arr->elements, sizeof **out);
+	for (size_t i = 0; i < arr->elements; i++) {
+		const redisReply *en = arr->element[i];
+		if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+		    en->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		(*out)[n].id = en->element[0];
+		(*out)[n].fields = en->element[1]->type == REDIS_REPLY_ARRAY ? en->element[1] : NULL;
+		(*out)[n].deliveries = 1;
+		if (!plain && en->elements >= 3 && en->element[2]->type == REDIS_REPLY_INTEGER &&
+		    en->element[2]->integer > 0)
+			(*out)[n].deliveries = (unsigned)en->element[2]->integer;
+		n++;
+	}
+	return n;
+}
+
+static void
+on_xread(struct rq *q, redisReply *r, void *priv)
+{
+	const redisReply *entries = NULL;
+	struct raw_entry *e = NULL;
+	int history = priv != NULL;
+	size_t n = 0, seen = 0;
+
 	q->reading = 0;
-	if (r == NULL)
+	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		log_error("redis", "XREADGROUP: %s", r->str);
-		if (strncmp(r->str, "NOGROUP", 7) == 0)
-			redisAsyncCommand(q->ac, on_init_reply, "XGROUP CREATE",
-			    "XGROUP CREATE %s volley 0 MKSTREAM", q->k_jobs);
+		read_error(q, RD_STREAM, history ? "reading our pending list" : "XREADGROUP", r);
 		if (q->cb.on_read_done)
 			q->cb.on_read_done(q->arg, JOB_FROM_STREAM, 0);
 		return;
 	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+	read_ok(q, RD_STREAM);
+	if (history) {
+		entries = r;
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
 		const redisReply *s = r->element[0];
 		if (s->type == REDIS_REPLY_ARRAY && s->elements == 2)
 			entries = s->element[1];
 	}
-	if (q->history) {
-		/* Our own pending list: entries whose data was deleted come
-		 * back with nil fields; acknowledge those, nobody owns them. */
-		if (entries == NULL || entries->elements == 0) {
+	seen = entries && entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
+	n = parse_entries(entries, !history, &e);
+	if (history) {
+		if (n == 0)
 			q->history = 0;
-		} else {
-			const redisReply *last = entries->element[entries->elements - 1];
-			if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
-			    last->element[0]->type == REDIS_REPLY_STRING)
-				snprintf(q->history_from, sizeof q->history_from, "%s",
-				    last->element[0]->str);
-			for (size_t i = 0; i < entries->elements; i++) {
-				const redisReply *e = entries->element[i];
-				if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-				    e->element[1]->type == REDIS_REPLY_NIL)
-					redisAsyncCommand(q->ac, NULL, NULL, "XACK %s volley %s",
-					    q->k_jobs, e->element[0]->str);
-			}
-		}
+		else
+			snprintf(q->history_from, sizeof q->history_from, "%s", e[n - 1].id->str);
 	}
-	deliver_entries(q, JOB_FROM_STREAM, entries, &n);
+	take_entries(q, JOB_FROM_STREAM, e, n);
+	free(e);
 	if (q->cb.on_read_done)
-		q->cb.on_read_done(q->arg, JOB_FROM_STREAM, n);
+		q->cb.on_read_done(q->arg, JOB_FROM_STREAM, seen);
 }
 
 void
 rq_fetch(struct rq *q, unsigned max)
 {
-	if (!q->up || !q->ready || q->reading || max == 0)
+	char cnt[16];
+
+	if (!reads_allowed(q, RD_STREAM) || q->reading || max == 0)
 		return;
-	q->reading = 1;
-	redisAsyncCommand(q->ac, on_xread, NULL,
-	    "XREADGROUP GROUP volley %s COUNT %u STREAMS %s %s",
-	    q->cfg->instance, max, q->k_jobs, q->history ? q->history_from : ">");
+	snprintf(cnt, sizeof cnt, "%u", max);
+	if (q->history) {
+		if (send_strv(q, on_xread, (void *)1, 8, (const char *[]){ "EVALSHA",
+		    q->sha[SCRIPT_HISTORY], "1", q->k_jobs, RQ_GROUP, q->cfg->instance, cnt,
+		    q->history_from }) == 0)
+			q->reading = 1;
+		return;
+	}
+	if (send_strv(q, on_xread, NULL, 9, (const char *[]){ "XREADGROUP", "GROUP", RQ_GROUP,
+	    q->cfg->instance, "COUNT", cnt, "STREAMS", q->k_jobs, ">" }) == 0)
+		q->reading = 1;
 }
 
 static void
-on_retry(redisAsyncContext *ac, void *reply, void *priv)
+on_retry(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq *q = ac->data;
-	redisReply *r = reply;
+	struct raw_entry *e = NULL;
 	size_t n = 0;
 
-	if (q == NULL)
-		return;
 	q->reading_retry = 0;
-	if (r == NULL)
+	if (r == NULL || q->freeing)
 		return;
-	if (r->type == REDIS_REPLY_ERROR)
-		log_error("redis", "retry lease: %s", r->str);
-	else
-		deliver_entries(q, JOB_FROM_RETRY, r, &n);
+	if (r->type == REDIS_REPLY_ERROR) {
+		read_error(q, RD_RETRY, "retry lease", r);
+	} else {
+		read_ok(q, RD_RETRY);
+		n = parse_entries(r, 0, &e);
+		take_entries(q, JOB_FROM_RETRY, e, n);
+		free(e);
+	}
 	if (q->cb.on_read_done)
 		q->cb.on_read_done(q->arg, JOB_FROM_RETRY, n);
 }
@@ -723,53 +1456,72 @@ on_retry(redisAsyncContext *ac, void *reply, void *priv)
 void
 rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms)
 {
-	char now[32], until[32], cnt[16];
+	char now[32], until[32], cnt[16], maxlen[16], maxd[16], ts[32];
 
-	if (!q->up || !q->ready || q->reading_retry || max == 0)
+	if (!reads_allowed(q, RD_RETRY) || q->reading_retry || max == 0)
 		return;
-	q->reading_retry = 1;
 	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
 	snprintf(until, sizeof until, "%llu", (unsigned long long)(now_wall_ms + q->cfg->lease_ms));
 	snprintf(cnt, sizeof cnt, "%u", max);
-	redisAsyncCommand(q->ac, on_retry, NULL, "EVALSHA %s 1 %s %s %s %s %s",
-	    q->sha[SCRIPT_RETRY], q->k_retry, now, until, cnt, q->k_jobp);
+	snprintf(maxlen, sizeof maxlen, "%u", q->cfg->events_maxlen);
+	snprintf(maxd, sizeof maxd, "%u", q->cfg->max_deliveries);
+	snprintf(ts, sizeof ts, "%llu", (unsigned long long)clock_wall_ms());
+	if (send_strv(q, on_retry, NULL, 13, (const char *[]){ "EVALSHA", q->sha[SCRIPT_RETRY],
+	    "2", q->k_retry, q->k_events, now, until, cnt, q->k_jobp, maxlen, maxd,
+	    q->cfg->instance, ts }) == 0)
+		q->reading_retry = 1;
 }
 
 static void
-on_claim(redisAsyncContext *ac, void *reply, void *priv)
+on_claim(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq *q = ac->data;
-	redisReply *r = reply;
-	size_t n = 0;
+	struct raw_entry *e = NULL;
+	size_t n;
 
-	if (q == NULL)
-		return;
 	q->claiming = 0;
-	if (r == NULL)
+	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		log_error("redis", "XAUTOCLAIM: %s", r->str);
+		read_error(q, RD_CLAIM, "XAUTOCLAIM", r);
 		return;
 	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+	read_ok(q, RD_CLAIM);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3)
 		return;
 	if (r->element[0]->type == REDIS_REPLY_STRING)
 		snprintf(q->claim_cursor, sizeof q->claim_cursor, "%s", r->element[0]->str);
-	if (r->element[1]->elements > 0)
-		log_info("redis", "took over %zu job(s) idle past the lease",
-		    r->element[1]->elements);
-	deliver_entries(q, JOB_FROM_STREAM, r->element[1], &n);
+	n = parse_entries(r->element[1], 0, &e);
+	if (n > 0)
+		log_info("redis", "took over %zu job(s) idle past the lease", n);
+	take_entries(q, JOB_FROM_STREAM, e, n);
+	free(e);
+	/* Entries whose data was trimmed: Redis dropped them from the
+	 * pending list. Unless we hold the job, they end `failed` here. */
+	if (r->element[2]->type == REDIS_REPLY_ARRAY) {
+		const redisReply *d = r->element[2];
+		for (size_t i = 0; i < d->elements; i++) {
+			char why[200];
+			if (d->element[i]->type != REDIS_REPLY_STRING || held(q, d->element[i]->str))
+				continue;
+			snprintf(why, sizeof why, "stream entry %s was trimmed or deleted from %s "
+			    "before it could be read", d->element[i]->str, q->k_jobs);
+			fail_entry(q, d->element[i]->str, NULL, why);
+		}
+	}
 }
 
 void
 rq_autoclaim(struct rq *q, unsigned max)
 {
-	if (!q->up || !q->ready || q->claiming)
+	char idle[32], cnt[16];
+
+	if (!reads_allowed(q, RD_CLAIM) || q->claiming)
 		return;
-	q->claiming = 1;
-	redisAsyncCommand(q->ac, on_claim, NULL,
-	    "XAUTOCLAIM %s volley %s %llu %s COUNT %u", q->k_jobs, q->cfg->instance,
-	    (unsigned long long)q->cfg->lease_ms, q->claim_cursor, max);
+	snprintf(idle, sizeof idle, "%llu", (unsigned long long)q->cfg->lease_ms);
+	snprintf(cnt, sizeof cnt, "%u", max ? max : 1);
+	if (send_strv(q, on_claim, NULL, 9, (const char *[]){ "EVALSHA", q->sha[SCRIPT_CLAIM],
+	    "1", q->k_jobs, RQ_GROUP, q->cfg->instance, idle, q->claim_cursor, cnt }) == 0)
+		q->claiming = 1;
 }
 
 int
@@ -781,7 +1533,7 @@ rq_read_busy(const struct rq *q)
 /* --- settling writes --- */
 
 /* A settling script's argv: keys, control args, job hash fields and event
- * fields, about 75 in all today. Overflow is a bug (panic), not input. */
+ * fields, about 80 in all today. Overflow is a bug (panic), not input. */
 #define ARGV_MAX 128
 #define ARGV_NUMS 16
 
@@ -822,6 +1574,17 @@ av_addu(struct argv *a, unsigned long long v)
 	av_add(a, a->num[a->nnum++]);
 }
 
+/* How long a stream job's "settled" marker lives: well past a lease, so
+ * that a resent or a late duplicate settlement (another instance took the
+ * job over) finds it. */
+static uint64_t
+done_ttl_ms(const struct config *cfg)
+{
+	uint64_t t = 4 * cfg->lease_ms;
+
+	return t < 600000 ? 600000 : t;
+}
+
 static void
 event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
     const struct config *cfg, char *codebuf, size_t codelen)
@@ -860,52 +1623,75 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], code[16];
+	char hashkey[600], donekey[600], code[16];
 
+	held_drop(q, j->key);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "5");
+	snprintf(donekey, sizeof donekey, "%s%s", q->k_done, j->key);
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "6");
 	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
-	av_add(&a, hashkey); av_add(&a, q->k_supp);
-	av_add(&a, "volley"); av_add(&a, j->key);
+	av_add(&a, hashkey); av_add(&a, q->k_supp); av_add(&a, donekey);
+	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_STREAM ? "s" : "r");
 	av_addu(&a, q->cfg->events_maxlen);
 	av_add(&a, suppress && j->to_lc ? j->to_lc : "");
+	av_addu(&a, done_ttl_ms(q->cfg));
 	event_fields(&a, j, o, q->cfg, code, sizeof code);
 	outbox_add(q, a.n, a.v, a.l);
 }
 
-void
-rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
+/*
+ * defer_write - the deferral script for j, due at due_wall_ms. With o, an
+ * attempt failed: attempts + 1, the outcome kept for an `expired` event,
+ * and a `deferred` event. Without o (parking), attempts and the last
+ * outcome stay as they were, the whole job is written to the hash, and
+ * no event is written.
+ */
+static void
+defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], code[16], nh[8];
+	char hashkey[600], donekey[600], code[16], nh[8];
 	char *unstuffed = NULL;
 	size_t ulen = 0;
 	int nhash_at;
 
+	held_drop(q, j->key);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
-	if (o->code >= 100 && o->code <= 999)
+	snprintf(donekey, sizeof donekey, "%s%s", q->k_done, j->key);
+	if (o && o->code >= 100 && o->code <= 999)
 		snprintf(code, sizeof code, "%03d", o->code);
+	else if (!o && j->last_code >= 100 && j->last_code <= 999)
+		snprintf(code, sizeof code, "%03d", j->last_code);
 	else
 		code[0] = '\0';
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "4");
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "5");
 	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
-	av_add(&a, hashkey);
-	av_add(&a, "volley"); av_add(&a, j->key);
+	av_add(&a, hashkey); av_add(&a, donekey);
+	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_STREAM ? "s" : "r");
 	av_addu(&a, q->cfg->events_maxlen);
 	av_addu(&a, due_wall_ms);
+	av_addu(&a, done_ttl_ms(q->cfg));
 	nhash_at = a.n;
 	av_add(&a, "");		/* number of hash items, set below */
 	{
 		int start = a.n;
-		av_add(&a, "attempts"); av_addu(&a, j->attempts + 1);
+		av_add(&a, "attempts"); av_addu(&a, j->attempts + (o ? 1 : 0));
+		av_add(&a, "leases"); av_add(&a, "0");
 		/* What went wrong last: an `expired` event can say it. */
-		av_add(&a, "last_reply"); av_add(&a, o->reply);
-		av_add(&a, "last_code"); av_add(&a, o->code >= 100 && o->code <= 999 ? code : "");
-		av_add(&a, "last_enh"); av_add(&a, o->enh);
-		av_add(&a, "last_class"); av_add(&a, o->has_class ? bounce_class_name(o->cls) : "");
-		if (j->origin == JOB_FROM_STREAM) {
+		if (o) {
+			av_add(&a, "last_reply"); av_add(&a, o->reply);
+			av_add(&a, "last_enh"); av_add(&a, o->enh);
+			av_add(&a, "last_class");
+			av_add(&a, o->has_class ? bounce_class_name(o->cls) : "");
+		} else {
+			av_add(&a, "last_reply"); av_add(&a, j->last_reply);
+			av_add(&a, "last_enh"); av_add(&a, j->last_enh);
+			av_add(&a, "last_class"); av_add(&a, j->last_class);
+		}
+		av_add(&a, "last_code"); av_add(&a, code);
+		if (j->origin == JOB_FROM_STREAM || o == NULL) {
 			/* The whole job moves into the hash: the stream entry
 			 * is deleted, so upstream trimming can never lose it. */
 			av_add(&a, "id"); av_add(&a, j->id);
@@ -927,25 +1713,41 @@ rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_
 		a.v[nhash_at] = nh;
 		a.l[nhash_at] = strlen(nh);
 	}
-	event_fields(&a, j, o, q->cfg, code, sizeof code);
+	if (o)
+		event_fields(&a, j, o, q->cfg, code, sizeof code);
 	outbox_add(q, a.n, a.v, a.l);
 	free(unstuffed);
 }
 
 void
+rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
+{
+	defer_write(q, j, o, due_wall_ms);
+}
+
+void
+rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms)
+{
+	defer_write(q, j, NULL, due_wall_ms);
+}
+
+void
 rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms)
 {
-	char score[32];
-	const char *argv[5];
-	size_t lens[5];
+	char score[32], hashkey[600];
 
-	if (j->origin != JOB_FROM_RETRY)
-		return;
+	held_drop(q, j->key);
 	snprintf(score, sizeof score, "%llu", (unsigned long long)now_wall_ms);
-	argv[0] = "ZADD"; argv[1] = q->k_retry; argv[2] = "XX"; argv[3] = score; argv[4] = j->key;
-	for (int i = 0; i < 5; i++)
-		lens[i] = strlen(argv[i]);
-	outbox_add(q, 5, argv, lens);
+	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
+	{
+		const char *argv[] = { "EVALSHA", q->sha[SCRIPT_RELEASE], "3", q->k_jobs, q->k_retry,
+		    hashkey, RQ_GROUP, q->cfg->instance, j->key,
+		    j->origin == JOB_FROM_STREAM ? "s" : "r", score };
+		size_t lens[sizeof argv / sizeof argv[0]];
+		for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
+			lens[i] = strlen(argv[i]);
+		outbox_add(q, (int)(sizeof argv / sizeof argv[0]), argv, lens);
+	}
 }
 
 void
@@ -954,203 +1756,185 @@ rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
 {
 	char score[32];
 
-	if (!q->up)
+	for (size_t i = 0; i < ns; i++)
+		if (map_get(&q->held, stream_keys[i]))
+			held_mark(q, stream_keys[i]);
+	for (size_t i = 0; i < nr; i++)
+		if (map_get(&q->held, retry_keys[i]))
+			held_mark(q, retry_keys[i]);
+	if (!q->locked)
 		return;
 	if (ns > 0) {
-		const char **argv = xcalloc(ns + 6, sizeof *argv);
-		size_t *lens = xcalloc(ns + 6, sizeof *lens);
+		const char **argv = xcalloc(ns + 7, sizeof *argv);
 		size_t n = 0;
 		argv[n++] = "EVALSHA"; argv[n++] = q->sha[SCRIPT_REFRESH]; argv[n++] = "1";
 		argv[n++] = q->k_jobs;
 		for (size_t i = 0; i < ns; i++)
 			argv[n++] = stream_keys[i];
+		argv[n++] = RQ_GROUP;
 		argv[n++] = q->cfg->instance;
-		for (size_t i = 0; i < n; i++)
-			lens[i] = strlen(argv[i]);
-		redisAsyncCommandArgv(q->ac, NULL, NULL, (int)n, argv, lens);
+		send_strv(q, NULL, NULL, (int)n, argv);
 		free(argv);
-		free(lens);
 	}
 	snprintf(score, sizeof score, "%llu", (unsigned long long)until_wall_ms);
 	for (size_t i = 0; i < nr; i++)
-		redisAsyncCommand(q->ac, NULL, NULL, "ZADD %s XX %s %s", q->k_retry, score,
-		    retry_keys[i]);
+		send_strv(q, NULL, NULL, 5,
+		    (const char *[]){ "ZADD", q->k_retry, "XX", score, retry_keys[i] });
 }
 
-/* --- generic commands --- */
+/* --- typed reads and writes --- */
 
-struct rq_call {
-	void (*cb)(void *arg, const redisReply *r);
-	void *arg;
-};
-
-static void
-on_call(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct rq_call *c = priv;
-
-	c->cb(c->arg, reply);
-	free(c);
-}
-
-int
-rq_command(struct rq *q, void (*cb)(void *arg, const redisReply *r), void *arg,
-    const char *fmt, ...)
-{
-	va_list ap;
-	struct rq_call *c;
-	int r;
-
-	if (!q->up)
-		return -1;
-	c = xmalloc(sizeof *c);
-	c->cb = cb;
-	c->arg = arg;
-	va_start(ap, fmt);
-	r = redisvAsyncCommand(q->ac, on_call, c, fmt, ap);
-	va_end(ap);
-	if (r != REDIS_OK) {
-		free(c);
-		return -1;
-	}
-	return 0;
-}
-
-int
-rq_call_argv(struct rq *q, void (*cb)(void *arg, const redisReply *r), void *arg,
-    int argc, const char **argv, const size_t *lens)
-{
-	struct rq_call *c;
-
-	if (!q->up)
-		return -1;
-	c = xmalloc(sizeof *c);
-	c->cb = cb;
-	c->arg = arg;
-	if (redisAsyncCommandArgv(q->ac, on_call, c, argc, argv, lens) != REDIS_OK) {
-		free(c);
-		return -1;
-	}
-	return 0;
-}
-
-void
-rq_command_argv(struct rq *q, int argc, const char **argv, const size_t *lens)
-{
-	if (q->up)
-		redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, lens);
-}
-
-/* --- typed calls for the engine --- */
-
-struct rq_supp {
-	void (*cb)(void *arg, const int *member, size_t n);
+struct rq_typed {
+	void *cb;
 	void *arg;
 	size_t n;
+	int step;
+	int empty;
 };
 
 static void
-on_suppressed(void *arg, const redisReply *r)
+on_suppressed(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq_supp *c = arg;
+	struct rq_typed *t = priv;
+	void (*cb)(void *, const int *, size_t) = (void (*)(void *, const int *, size_t))t->cb;
 	int *member = NULL;
 
-	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == c->n) {
-		member = xcalloc(c->n + 1, sizeof *member);
-		for (size_t i = 0; i < c->n; i++)
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == t->n) {
+		member = xcalloc(t->n + 1, sizeof *member);
+		for (size_t i = 0; i < t->n; i++)
 			member[i] = r->element[i]->type == REDIS_REPLY_INTEGER &&
 			    r->element[i]->integer == 1;
 	} else if (r != NULL) {
 		log_error("redis", "suppression check failed: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	}
-	c->cb(c->arg, member, member ? c->n : 0);
+	cb(t->arg, member, t->n);
 	free(member);
-	free(c);
+	free(t);
 }
 
-void
+int
 rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
     void (*cb)(void *arg, const int *member, size_t n), void *arg)
 {
-	const char **argv = xcalloc(n + 2, sizeof *argv);
-	size_t *lens = xcalloc(n + 2, sizeof *lens);
-	struct rq_supp *c = xmalloc(sizeof *c);
+	const char **argv;
+	struct rq_typed *t;
+	int r;
 
-	c->cb = cb;
-	c->arg = arg;
-	c->n = n;
+	if (!rq_connected(q) || n == 0)
+		return -1;
+	argv = xcalloc(n + 2, sizeof *argv);
 	argv[0] = "SMISMEMBER";
 	argv[1] = q->k_supp;
 	for (size_t i = 0; i < n; i++)
 		argv[i + 2] = addrs[i];
-	for (size_t i = 0; i < n + 2; i++)
-		lens[i] = strlen(argv[i]);
-	if (rq_call_argv(q, on_suppressed, c, (int)(n + 2), argv, lens) != 0)
-		on_suppressed(c, NULL);
+	t = xcalloc(1, sizeof *t);
+	t->cb = (void *)cb;
+	t->arg = arg;
+	t->n = n;
+	r = send_strv(q, on_suppressed, t, (int)n + 2, argv);
+	if (r != 0)
+		free(t);
 	free(argv);
-	free(lens);
+	return r;
 }
 
+/* A msg_ref body in two steps: STRLEN (a missing key is 0, a non-string
+ * WRONGTYPE), then GET only if it is not too large. */
 struct rq_body {
-	void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len);
+	void (*cb)(void *, enum rq_body_status, const char *, size_t);
 	void *arg;
+	uint64_t max;
+	char *key;
 };
 
 static void
-on_body_reply(void *arg, const redisReply *r)
+body_done(struct rq_body *b, enum rq_body_status st, const char *data, size_t len)
 {
-	struct rq_body *c = arg;
-
-	if (r != NULL && r->type == REDIS_REPLY_STRING)
-		c->cb(c->arg, RQ_BODY_OK, r->str, r->len);
-	else if (r != NULL && r->type == REDIS_REPLY_NIL)
-		c->cb(c->arg, RQ_BODY_MISSING, NULL, 0);
-	else {
-		if (r != NULL)
-			log_warn("redis", "GET of a message body: %s",
-			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-		c->cb(c->arg, RQ_BODY_ERROR, NULL, 0);
-	}
-	free(c);
+	b->cb(b->arg, st, data, len);
+	free(b->key);
+	free(b);
 }
 
-void
-rq_fetch_body(struct rq *q, const char *key,
+static void
+on_body(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_body *b = priv;
+
+	if (r != NULL && r->type == REDIS_REPLY_STRING) {
+		if (b->max > 0 && r->len > b->max)
+			body_done(b, RQ_BODY_TOO_LARGE, NULL, r->len);
+		else
+			body_done(b, RQ_BODY_OK, r->str, r->len);
+	} else if (r != NULL && r->type == REDIS_REPLY_NIL) {
+		body_done(b, RQ_BODY_MISSING, NULL, 0);
+	} else if (r != NULL && r->type == REDIS_REPLY_ERROR && err_is(r->str, "WRONGTYPE")) {
+		body_done(b, RQ_BODY_MISSING, NULL, 0);
+	} else {
+		body_done(b, RQ_BODY_ERROR, NULL, 0);
+	}
+}
+
+static void
+on_body_len(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_body *b = priv;
+
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+		if (r->integer == 0)
+			body_done(b, RQ_BODY_MISSING, NULL, 0);
+		else if (b->max > 0 && (uint64_t)r->integer > b->max)
+			body_done(b, RQ_BODY_TOO_LARGE, NULL, (size_t)r->integer);
+		else if (send_strv(q, on_body, b, 2, (const char *[]){ "GET", b->key }) != 0)
+			body_done(b, RQ_BODY_ERROR, NULL, 0);
+		return;
+	}
+	on_body(q, r, b);
+}
+
+
+int
+rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
     void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg)
 {
-	struct rq_body *c = xmalloc(sizeof *c);
-	const char *argv[2] = { "GET", key };
-	size_t lens[2] = { 3, strlen(key) };
+	struct rq_body *b;
 
-	c->cb = cb;
-	c->arg = arg;
-	if (rq_call_argv(q, on_body_reply, c, 2, argv, lens) != 0)
-		on_body_reply(c, NULL);
+	if (!rq_connected(q))
+		return -1;
+	b = xcalloc(1, sizeof *b);
+	b->cb = cb;
+	b->arg = arg;
+	b->max = max_size;
+	b->key = xstrdup(key);
+	if (send_strv(q, on_body_len, b, 2, (const char *[]){ "STRLEN", key }) != 0) {
+		free(b->key);
+		free(b);
+		return -1;
+	}
+	return 0;
 }
 
 void
-rq_publish_stats(struct rq *q, const struct rq_stats *st)
+rq_publish_stats(struct rq *q, const struct rq_stats *s)
 {
-	char key[300], ikey[300], num[11][32];
-	const char *argv[40];
-	size_t lens[40];
+	char num[11][32], ttl[16];
+	const char *argv[32];
 	int n = 0;
 
-	snprintf(key, sizeof key, "%sinstance:%s", q->cfg->prefix, q->cfg->instance);
-	snprintf(ikey, sizeof ikey, "%sinstances", q->cfg->prefix);
-	snprintf(num[0], 32, "%d", st->pid);
-	snprintf(num[1], 32, "%llu", (unsigned long long)st->started_ms);
-	snprintf(num[2], 32, "%llu", (unsigned long long)st->heartbeat_ms);
-	snprintf(num[3], 32, "%u", st->sessions);
-	snprintf(num[4], 32, "%zu", st->in_memory);
-	snprintf(num[5], 32, "%llu", (unsigned long long)st->delivered);
-	snprintf(num[6], 32, "%llu", (unsigned long long)st->deferred);
-	snprintf(num[7], 32, "%llu", (unsigned long long)st->bounced);
-	snprintf(num[8], 32, "%llu", (unsigned long long)st->expired);
-	snprintf(num[9], 32, "%llu", (unsigned long long)st->failed);
-	snprintf(num[10], 32, "%llu", (unsigned long long)st->suppressed);
-	argv[n++] = "HSET"; argv[n++] = key;
+	if (!q->locked || q->ac == NULL)
+		return;
+	snprintf(num[0], 32, "%ld", s->pid);
+	snprintf(num[1], 32, "%llu", (unsigned long long)s->started_ms);
+	snprintf(num[2], 32, "%llu", (unsigned long long)s->heartbeat_ms);
+	snprintf(num[3], 32, "%u", s->sessions);
+	snprintf(num[4], 32, "%zu", s->in_memory);
+	snprintf(num[5], 32, "%llu", (unsigned long long)s->delivered);
+	snprintf(num[6], 32, "%llu", (unsigned long long)s->deferred);
+	snprintf(num[7], 32, "%llu", (unsigned long long)s->bounced);
+	snprintf(num[8], 32, "%llu", (unsigned long long)s->expired);
+	snprintf(num[9], 32, "%llu", (unsigned long long)s->failed);
+	snprintf(num[10], 32, "%llu", (unsigned long long)s->suppressed);
+	argv[n++] = "HSET"; argv[n++] = q->k_stats;
 	argv[n++] = "pid"; argv[n++] = num[0];
 	argv[n++] = "started_ms"; argv[n++] = num[1];
 	argv[n++] = "heartbeat_ms"; argv[n++] = num[2];
@@ -1162,62 +1946,49 @@ rq_publish_stats(struct rq *q, const struct rq_stats *st)
 	argv[n++] = "expired"; argv[n++] = num[8];
 	argv[n++] = "failed"; argv[n++] = num[9];
 	argv[n++] = "suppressed"; argv[n++] = num[10];
-	argv[n++] = "dests"; argv[n++] = st->dests ? st->dests : "";
-	argv[n++] = "sites"; argv[n++] = st->sites ? st->sites : "";
-	argv[n++] = "ips"; argv[n++] = st->ips ? st->ips : "";
-	for (int i = 0; i < n; i++)
-		lens[i] = strlen(argv[i]);
-	rq_command_argv(q, n, argv, lens);
-	{
-		const char *ex[3] = { "EXPIRE", key, "30" };
-		size_t el[3] = { 6, strlen(key), 2 };
-		const char *sa[3] = { "SADD", ikey, q->cfg->instance };
-		size_t sl[3] = { 4, strlen(ikey), strlen(q->cfg->instance) };
-		rq_command_argv(q, 3, ex, el);
-		rq_command_argv(q, 3, sa, sl);
-	}
+	argv[n++] = "dests"; argv[n++] = s->dests ? s->dests : "";
+	argv[n++] = "sites"; argv[n++] = s->sites ? s->sites : "";
+	argv[n++] = "ips"; argv[n++] = s->ips ? s->ips : "";
+	send_strv(q, NULL, NULL, n, argv);
+	snprintf(ttl, sizeof ttl, "%d", RQ_STATS_TTL_MS);
+	send_strv(q, NULL, NULL, 3, (const char *[]){ "PEXPIRE", q->k_stats, ttl });
+	send_strv(q, NULL, NULL, 3, (const char *[]){ "SADD", q->k_insts, q->cfg->instance });
 }
 
-struct rq_drain {
-	struct rq *q;
-	void (*cb)(void *arg, int empty);
-	void *arg;
-};
-
 static void
-on_drain_zcard(void *arg, const redisReply *r)
+on_drain_reply(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq_drain *c = arg;
+	struct rq_typed *t = priv;
+	void (*cb)(void *, int) = (void (*)(void *, int))t->cb;
 
-	c->cb(c->arg, r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
-	free(c);
-}
-
-/* Settled entries are deleted from the stream (XDEL with the ack), so an
- * empty stream means nothing unread and nothing pending, including what
- * was added after the last read. */
-static void
-on_drain_xlen(void *arg, const redisReply *r)
-{
-	struct rq_drain *c = arg;
-
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
-	    rq_command(c->q, on_drain_zcard, c, "ZCARD %s", c->q->k_retry) == 0)
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
+		t->empty = 0;
+	if (++t->step < 2)
 		return;
-	c->cb(c->arg, 0);
-	free(c);
+	cb(t->arg, t->empty);
+	free(t);
 }
 
-void
+int
 rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 {
-	struct rq_drain *c = xmalloc(sizeof *c);
+	struct rq_typed *t;
 
-	c->q = q;
-	c->cb = cb;
-	c->arg = arg;
-	if (rq_command(q, on_drain_xlen, c, "XLEN %s", q->k_jobs) != 0) {
-		free(c);
-		cb(arg, 0);
+	if (!rq_connected(q))
+		return -1;
+	t = xcalloc(1, sizeof *t);
+	t->cb = (void *)cb;
+	t->arg = arg;
+	t->empty = 1;
+	/* Settled entries are deleted from the stream (XDEL with the ack), so
+	 * an empty stream means nothing unread and nothing pending. */
+	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "XLEN", q->k_jobs }) != 0) {
+		free(t);
+		return -1;
 	}
+	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "ZCARD", q->k_retry }) != 0)
+		on_drain_reply(q, NULL, t);	/* cannot happen: same context */
+	return 0;
 }
+
+

@@ -30,6 +30,7 @@
 
 #define DEST_BACKOFF_MS		5000	/* after every MX failed, before trying again */
 #define SOURCE_BROKEN_MS	60000	/* a source that could not be bound is set aside */
+#define PARK_MS			3000	/* a job over a destination's share waits in Redis */
 #ifndef DEST_IDLE_MS
 #define DEST_IDLE_MS		300000	/* forget a destination unused this long */
 #endif
@@ -676,6 +677,16 @@ sched_route(struct sched *s, struct job *j)
 	if (d->owner == NULL) {
 		d->owner = s;
 		sched_dest_limits(s->cfg, d);
+	}
+	if (dest_full(d, s->cfg->max_queued_per_dest)) {
+		/* One slow destination must not fill memory and hold back the
+		 * others: past its share, its jobs wait in Redis. */
+		if (d->parked++ % 1000 == 0)
+			log_info("scheduler", "dest=%s holds %zu jobs (smtp.max_queued_per_destination); "
+			    "more wait in Redis (%llu so far)", d->key, d->queued,
+			    (unsigned long long)d->parked);
+		ledger_park(s->lg, j, clock_wall_ms() + PARK_MS + (uint64_t)(d->queued % 1000));
+		return;
 	}
 	dest_push(d, j, loop_now(s->loop));
 	sched_kick(s, d);

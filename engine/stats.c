@@ -137,7 +137,7 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 		    (unsigned long long)a->delivered, (unsigned long long)a->deferred,
 		    (unsigned long long)a->bounced);
 	}
-	s.pid = (int)getpid();
+	s.pid = (long)getpid();
 	s.started_ms = started_ms;
 	s.heartbeat_ms = clock_wall_ms();
 	s.sessions = sessions;

@@ -46,6 +46,7 @@ struct dest {
 	unsigned ip_rr;			/* next pool IP, round robin */
 	uint64_t last_used;		/* mono ms of the last job pushed */
 	uint64_t delivered, deferred, bounced;
+	uint64_t parked;		/* jobs sent back to Redis: over the cap */
 	struct timer retry_timer;	/* armed by the scheduler to end a back-off */
 	void *owner;			/* the scheduler */
 };

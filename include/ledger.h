@@ -31,6 +31,7 @@ struct rq;
 
 struct ledger_counts {
 	uint64_t taken, delivered, bounced, deferred, expired, failed, suppressed;
+	uint64_t parked;
 };
 
 struct ledger *ledger_new(struct loop *l, struct rq *rq, const struct config *cfg);
@@ -52,6 +53,9 @@ void ledger_hand_back(struct ledger *lg, struct job *j);
  * scheduled past expires_at.
  */
 void ledger_settle(struct ledger *lg, struct job *j, struct job_outcome *o);
+/* ledger_park - back into Redis untried until due_wall_ms (no event, no
+ * attempt counted), and forget j. */
+void ledger_park(struct ledger *lg, struct job *j, uint64_t due_wall_ms);
 /* ledger_fail - settle j `failed` with the reason why. */
 void ledger_fail(struct ledger *lg, struct job *j, const char *why);
 

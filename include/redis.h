@@ -1,19 +1,40 @@
 /*
  * redis.h - the durable queue: hiredis on the io_uring loop.
  *
- * Jobs in: stream PREFIXjobs, consumer group "volley" (created at 0 with
- * MKSTREAM if missing). After every (re)connect the engine first re-reads
- * its own pending entries (XREADGROUP ... 0), then new ones (">").
- * Entries idle past the lease in other consumers' pending lists are taken
- * over with XAUTOCLAIM. Deferred jobs live in a hash PREFIXjob:KEY plus
- * a ZSET PREFIXretry scored by due time; a Lua script leases due ones.
+ * This module (redis.c, redis_sync.c, redis_schema.h) is the only place
+ * that builds Redis commands, names keys, holds the consumer group name
+ * and the Lua scripts, and reads redisReply. docs/redis.md has the key
+ * schema and what each script guarantees.
  *
- * Writes that settle a job (final event + XACK, deferral) are Lua scripts
- * that check they still own the job (XACK returned 1 / the ZSET member is
- * there) before writing the event: they are idempotent, so after a lost
- * connection every unanswered one is simply sent again, and nothing is
- * acked twice or evented twice. Commands are pipelined by hiredis: one
- * write per loop turn for everything queued in it.
+ * Jobs in: stream PREFIXjobs, consumer group "volley" (created at 0 with
+ * MKSTREAM if missing). Deferred jobs live in a hash PREFIXjob:KEY plus a
+ * ZSET PREFIXretry scored by due time; a script leases due ones. Entries
+ * idle past the lease in any consumer's pending list are taken over with
+ * XAUTOCLAIM.
+ *
+ * Connection life: connect (TCP keepalive on) -> AUTH/SELECT -> PING until
+ * Redis has finished loading -> take the instance lock PREFIXlock:INSTANCE
+ * (a live process holding it: exit 1) -> load the scripts -> resend every
+ * unanswered settling write -> only once all of those are answered,
+ * on_connected() and reads (our own pending list first, then new
+ * entries). So a job settled before a reconnect is never read back and
+ * delivered again. A command unanswered for redis.reply_timeout drops the
+ * connection; reconnects back off up to 5 s.
+ *
+ * Settling writes (final event + XACK, deferral) are Lua scripts kept in
+ * an outbox until Redis answers them; they are idempotent: a stream job's
+ * settlement sets PREFIXdone:KEY (TTL well past the lease) in the same
+ * script that writes its event, so a resent or duplicate settlement writes
+ * nothing, and a job whose stream entry was trimmed while it was held
+ * still gets its one event. Each script writes the event before it acks.
+ * Transient and permission errors keep the write and retry with
+ * exponential back-off (capped at 30 s, one log line per step); a NOSCRIPT
+ * reloads the scripts and resends at once.
+ *
+ * Entries this instance reads that it cannot hand over end `failed` here:
+ * an entry of a pending list whose data was trimmed or deleted (unless the
+ * engine holds that job), and an entry delivered more than
+ * redis.max_deliveries times without settling.
  *
  * Module prefix rq_ ("Redis queue") keeps clear of hiredis' own names.
  */
@@ -32,43 +53,50 @@ struct loop;
 struct config;
 struct rq;
 
-/* One job entry as read from Redis: field/value pairs of a stream entry
- * or a retry hash. deliveries: times it was handed out (0: unknown). */
+/*
+ * One job as read from Redis: a stream entry or a leased retry hash.
+ * Pointers are valid only during the callback; job_decode() copies.
+ * fields[i]/values[i] have lengths flens[i]/vlens[i] (binary-safe).
+ */
 struct rq_entry {
-	const char *key;
-	const char *const *fields, *const *values;
-	const size_t *flens, *vlens;
-	size_t n;
-	unsigned deliveries;
+	const char *key;		/* stream entry ID (also names the retry hash) */
+	const char *const *fields;
+	const char *const *values;
+	const size_t *flens;
+	const size_t *vlens;
+	size_t n;			/* field/value pairs */
+	unsigned deliveries;		/* times handed to an engine, this one included */
 };
 
 struct rq_callbacks {
-	/* n job entries read (entries whose data is gone are not passed). */
-	void (*on_entries)(void *arg, enum job_origin origin, const struct rq_entry *e, size_t n);
+	/* n jobs read (their entries' data present). */
+	void (*on_jobs)(void *arg, enum job_origin origin, const struct rq_entry *e, size_t n);
 	/* read finished (entries may have been 0): n entries seen */
 	void (*on_read_done)(void *arg, enum job_origin origin, size_t n);
+	/* connected, every earlier settling write answered: reads may start */
 	void (*on_connected)(void *arg);
-};
-
-/* What an instance publishes about itself (volley status reads it). */
-struct rq_stats {
-	int pid;
-	uint64_t started_ms, heartbeat_ms;
-	unsigned sessions;
-	size_t in_memory;
-	uint64_t delivered, deferred, bounced, expired, failed, suppressed;
-	const char *dests, *sites, *ips;	/* one line per row: "name sessions queued delivered deferred bounced" */
-};
-
-enum rq_body_status {
-	RQ_BODY_OK = 0,		/* data, len: the key's value */
-	RQ_BODY_MISSING,	/* nil: the key does not exist */
-	RQ_BODY_ERROR,		/* error reply or connection lost: try again later */
+	/* Does the engine hold the job with this key in memory? It decides
+	 * whether a trimmed or over-delivered pending entry is failed here.
+	 * NULL: the module tracks what it handed over itself. */
+	int (*holds)(void *arg, const char *key);
 };
 
 struct rq *rq_new(struct loop *l, const struct config *cfg,
     const struct rq_callbacks *cb, void *arg);
+/*
+ * rq_free - drop the connection; on the way out (a clean exit) a short
+ * blocking connection (at most ~2 s) deletes this instance's stats hash
+ * and its member of PREFIXinstances, releases the instance lock, and
+ * deletes the consumer from the group if it has no pending entries. Only
+ * if this process held the lock and nobody else holds it now. Callbacks
+ * of unanswered commands run with a NULL reply. Nothing to wait for
+ * beforehand but what the engine waits for anyway: rq_outstanding() == 0.
+ */
 void rq_free(struct rq *q);
+/* rq_shutdown - the same cleanup at once (rq_free then skips it). */
+void rq_shutdown(struct rq *q);
+/* Connected, lock held, and every settling write from before the last
+ * reconnect answered. */
 int rq_connected(const struct rq *q);
 
 /* Read up to max new/own-pending stream entries (one read in flight). */
@@ -84,37 +112,65 @@ void rq_final(struct rq *q, const struct job *j, const struct job_outcome *o,
     int suppress);
 void rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o,
     uint64_t due_wall_ms);
-/* Give a leased retry back (due now) on shutdown. */
+/* Park a job untried in the retry schedule until due_wall_ms: no event,
+ * no attempt counted (a destination holds as many jobs as it may). */
+void rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms);
+/* Give a job back untried (shutdown, stop): a leased retry becomes due
+ * now; a stream entry's delivery count is put back, so that restarts do
+ * not count towards redis.max_deliveries. */
 void rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms);
 /* Keep leases of held jobs fresh (XCLAIM JUSTID / ZADD XX). */
 void rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
     const char *const *retry_keys, size_t nr, uint64_t until_wall_ms);
 
-/* Typed calls for the engine. Each may call back before it returns
- * (not connected: error at once). */
-void rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
-    void (*cb)(void *arg, const int *member, size_t n), void *arg);
-void rq_fetch_body(struct rq *q, const char *key,
-    void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg);
-void rq_publish_stats(struct rq *q, const struct rq_stats *st);
-/* empty = 1 when the jobs stream and the retry schedule are both empty. */
-void rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg);
-
 /* Writes sent or waiting to be sent, not yet answered. */
 size_t rq_outstanding(const struct rq *q);
 
 /*
- * A read-only command with a callback; the reply is NULL if the
- * connection dropped. Not retried. Returns -1 if not connected.
+ * Typed reads. Each returns 0 if the command was sent, -1 if not connected
+ * (the callback is then not called). Callbacks get NULL / an error status
+ * when the connection dropped before the answer.
  */
-int rq_command(struct rq *q, void (*cb)(void *arg, const redisReply *r), void *arg,
-    const char *fmt, ...);
-/* Same with an argv (binary-safe). */
-int rq_call_argv(struct rq *q, void (*cb)(void *arg, const redisReply *r), void *arg,
-    int argc, const char **argv, const size_t *lens);
-/* Fire-and-forget (stats, heartbeats): dropped if not connected. */
-void rq_command_argv(struct rq *q, int argc, const char **argv, const size_t *lens);
+/* SMISMEMBER PREFIXsuppressed addrs...: member[i] is 1 if addrs[i] is
+ * suppressed; member == NULL on error. addrs are lower-cased by the caller. */
+int rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
+    void (*cb)(void *arg, const int *member, size_t n), void *arg);
 
-const char *rq_key(const struct rq *q, const char *suffix);	/* prefix+suffix, static buffer */
+enum rq_body_status {
+	RQ_BODY_OK = 0,		/* data/len is the body */
+	RQ_BODY_MISSING,	/* no such key, or not a string: the job fails */
+	RQ_BODY_TOO_LARGE,	/* larger than max_size (len = its size): the job fails */
+	RQ_BODY_ERROR,		/* connection lost, LOADING, BUSY, NOPERM...: try later */
+};
+/* A msg_ref body: STRLEN, then GET unless it is larger than max_size (0:
+ * no limit; pass smtp.max_message_size), so a huge value is never read.
+ * An empty or missing key is RQ_BODY_MISSING. */
+int rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
+    void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg);
+
+/* This instance's live stats, PREFIXinstance:NAME (TTL 30 s) and a member
+ * of PREFIXinstances. The text tables are lines "name sessions queued
+ * delivered deferred bounced" (see volley status). Fire and forget. */
+struct rq_stats {
+	long pid;
+	uint64_t started_ms, heartbeat_ms;	/* wall clock */
+	unsigned sessions;
+	size_t in_memory;
+	uint64_t delivered, deferred, bounced, expired, failed, suppressed;
+	const char *dests, *sites, *ips;	/* NULL = "" */
+};
+void rq_publish_stats(struct rq *q, const struct rq_stats *s);
+
+/* --drain: is nothing unread/pending in the stream and nothing scheduled
+ * for retry? empty is 1 if so, 0 if not or on error. */
+int rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg);
+
+/* Policy, pure (exposed for the unit tests). */
+/* Is a write refused with this error kept and retried (LOADING, BUSY,
+ * READONLY, OOM, NOPERM, NOAUTH...)? Else it is dropped. The code is the
+ * error's first word: BUSYGROUP is not BUSY. */
+int rq_error_kept(const char *err);
+/* The next back-off step after cur ms: 500 ms, doubling, at most 30 s. */
+uint64_t rq_backoff_next(uint64_t cur);
 
 #endif

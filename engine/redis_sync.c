@@ -1,0 +1,400 @@
+/*
+ * redis_sync.c - the blocking half of the Redis module (see redis_sync.h):
+ * inject, status, and the clean-exit cleanup. Key names come from
+ * redis_schema.h; nothing else in the command line builds a command.
+ */
+#include "redis_sync.h"
+#include "redis_schema.h"
+#include "config.h"
+#include "util.h"
+
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct rqs {
+	redisContext *rc;
+	const struct config *cfg;
+	char *k_jobs;
+};
+
+/* The cleanup at a clean exit. KEYS: jobs stream, stats hash, instances
+ * set, lock. ARGV: group, consumer, lock token. Touches nothing if another
+ * process holds the instance lock now. XGROUP DELCONSUMER drops the
+ * consumer's pending entries, so it runs only when there are none. */
+static const char cleanup_lua[] =
+"local holder = redis.call('GET', KEYS[4])\n"
+"if holder and holder ~= ARGV[3] then return -1 end\n"
+"redis.call('DEL', KEYS[2])\n"
+"redis.call('SREM', KEYS[3], ARGV[2])\n"
+"local gone = 0\n"
+"local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])\n"
+"if type(p) == 'table' and p.err == nil and #p == 0 then\n"
+"  redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
+"  gone = 1\n"
+"end\n"
+"if holder then redis.call('DEL', KEYS[4]) end\n"
+"return gone\n";
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static char *
+key(const struct rqs *s, const char *suffix, const char *name)
+{
+	return xasprintf("%s%s%s", s->cfg->prefix, suffix, name ? name : "");
+}
+
+/* A command from an argv with lengths computed from C strings. */
+static redisReply *
+cmdv(struct rqs *s, int argc, const char **argv)
+{
+	size_t lens[32];
+
+	if (argc > 32)
+		panic("rqs argv overflow");
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	return redisCommandArgv(s->rc, argc, argv, lens);
+}
+
+struct rqs *
+rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t errlen)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	struct rqs *s;
+	redisContext *rc;
+	redisReply *r;
+
+	if (cfg->redis_unix)
+		rc = redisConnectUnixWithTimeout(cfg->redis_unix, tv);
+	else
+		rc = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
+	if (rc == NULL || rc->err) {
+		seterr(err, errlen, "cannot connect to Redis at %s: %s", cfg->redis_url_safe,
+		    rc ? rc->errstr : "out of memory");
+		if (rc)
+			redisFree(rc);
+		return NULL;
+	}
+	redisSetTimeout(rc, tv);
+	s = xcalloc(1, sizeof *s);
+	s->rc = rc;
+	s->cfg = cfg;
+	s->k_jobs = key(s, RQ_K_JOBS, NULL);
+	if (cfg->redis_password) {
+		const char *av[3] = { "AUTH", NULL, NULL };
+		int n = 1;
+		if (cfg->redis_user)
+			av[n++] = cfg->redis_user;
+		av[n++] = cfg->redis_password;
+		r = cmdv(s, n, av);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			seterr(err, errlen, "Redis AUTH at %s failed (user %s): %s", cfg->redis_url_safe,
+			    cfg->redis_user ? cfg->redis_user : "default",
+			    r ? r->str : rc->errstr);
+			if (r)
+				freeReplyObject(r);
+			rqs_free(s);
+			return NULL;
+		}
+		freeReplyObject(r);
+	}
+	if (cfg->redis_db) {
+		r = redisCommand(rc, "SELECT %d", cfg->redis_db);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			seterr(err, errlen, "Redis SELECT %d at %s failed: %s", cfg->redis_db,
+			    cfg->redis_url_safe, r ? r->str : rc->errstr);
+			if (r)
+				freeReplyObject(r);
+			rqs_free(s);
+			return NULL;
+		}
+		freeReplyObject(r);
+	}
+	return s;
+}
+
+void
+rqs_free(struct rqs *s)
+{
+	if (s == NULL)
+		return;
+	redisFree(s->rc);
+	free(s->k_jobs);
+	free(s);
+}
+
+const char *
+rqs_jobs_key(const struct rqs *s)
+{
+	return s->k_jobs;
+}
+
+int
+rqs_store_msg(struct rqs *s, const char *data, size_t len, uint64_t ttl_ms,
+    char *keyout, size_t keylen, char *err, size_t errlen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char hex[41], ttl[32];
+	const char *av[5];
+	size_t al[5];
+	int n = 0;
+	redisReply *r;
+	char *k;
+
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) || mdlen < 20) {
+		seterr(err, errlen, "SHA1 unavailable in OpenSSL");
+		return -1;
+	}
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	k = key(s, RQ_K_MSG, hex);
+	snprintf(keyout, keylen, "%s", k);
+	av[n] = "SET"; al[n++] = 3;
+	av[n] = k; al[n++] = strlen(k);
+	av[n] = data; al[n++] = len;
+	if (ttl_ms > 0) {
+		snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+		av[n] = "PX"; al[n++] = 2;
+		av[n] = ttl; al[n++] = strlen(ttl);
+	}
+	r = redisCommandArgv(s->rc, n, av, al);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		seterr(err, errlen, "SET %s failed: %s", k, r ? r->str : s->rc->errstr);
+		if (r)
+			freeReplyObject(r);
+		free(k);
+		return -1;
+	}
+	freeReplyObject(r);
+	free(k);
+	return 0;
+}
+
+size_t
+rqs_inject(struct rqs *s, const struct rqs_job *job, const char *const *rcpts, size_t n,
+    size_t *refused, char *err, size_t errlen)
+{
+	size_t queued = 0, pending = 0;
+
+	*refused = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *av[20];
+		size_t al[20];
+		int k = 0;
+		av[k++] = "XADD"; av[k++] = s->k_jobs; av[k++] = "*";
+		av[k++] = "to"; av[k++] = rcpts[i];
+		av[k++] = "from"; av[k++] = job->from;
+		if (job->msg) {
+			av[k++] = "msg"; av[k++] = job->msg;
+		} else {
+			av[k++] = "msg_ref"; av[k++] = job->msg_ref;
+		}
+		if (job->pool) { av[k++] = "pool"; av[k++] = job->pool; }
+		if (job->campaign) { av[k++] = "campaign"; av[k++] = job->campaign; }
+		if (job->tenant) { av[k++] = "tenant"; av[k++] = job->tenant; }
+		if (job->expires_at) { av[k++] = "expires_at"; av[k++] = job->expires_at; }
+		for (int m = 0; m < k; m++)
+			al[m] = av[m] == job->msg ? job->msg_len : strlen(av[m]);
+		redisAppendCommandArgv(s->rc, k, av, al);
+		pending++;
+		if (pending < 1000 && i + 1 < n)
+			continue;
+		for (; pending > 0; pending--) {
+			void *rp;
+			redisReply *r;
+			if (redisGetReply(s->rc, &rp) != REDIS_OK) {
+				seterr(err, errlen, "Redis: %s (queued %zu)", s->rc->errstr, queued);
+				return queued;
+			}
+			r = rp;
+			if (r->type == REDIS_REPLY_ERROR) {
+				if (*refused == 0)
+					seterr(err, errlen, "XADD: %s", r->str);
+				(*refused)++;
+			} else {
+				queued++;
+			}
+			freeReplyObject(r);
+		}
+	}
+	return queued;
+}
+
+const char *
+rqs_instance_get(const struct rqs_instance *in, const char *field)
+{
+	for (size_t i = 0; i < in->n; i++)
+		if (strcmp(in->fields[i], field) == 0)
+			return in->values[i];
+	return NULL;
+}
+
+static long long
+int_of(redisReply *r)
+{
+	long long v = -1;
+
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		v = r->integer;
+	if (r)
+		freeReplyObject(r);
+	return v;
+}
+
+int
+rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
+{
+	char *k_retry = key(s, RQ_K_RETRY, NULL), *k_supp = key(s, RQ_K_SUPPRESSED, NULL);
+	char *k_events = key(s, RQ_K_EVENTS, NULL), *k_inst = key(s, RQ_K_INSTANCES, NULL);
+	redisReply *r;
+	int rc = 0;
+
+	memset(st, 0, sizeof *st);
+	st->unread = -1;
+	st->stream_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", s->k_jobs }));
+	if (st->stream_len < 0 && s->rc->err) {
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		rc = -1;
+		goto out;
+	}
+	r = cmdv(s, 3, (const char *[]){ "XINFO", "GROUPS", s->k_jobs });
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++) {
+			const redisReply *g = r->element[i];
+			int ours = 0;
+			long long pend = 0, lag = -1;
+			if (g->type != REDIS_REPLY_ARRAY)
+				continue;
+			for (size_t f = 0; f + 1 < g->elements; f += 2) {
+				const redisReply *n = g->element[f], *v = g->element[f + 1];
+				if (n->type != REDIS_REPLY_STRING)
+					continue;
+				if (strcmp(n->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+					ours = strcmp(v->str, RQ_GROUP) == 0;
+				else if (strcmp(n->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+					pend = v->integer;
+				else if (strcmp(n->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+					lag = v->integer;
+			}
+			if (ours) {
+				st->pending = pend;
+				st->unread = lag;
+			}
+		}
+	}
+	if (r)
+		freeReplyObject(r);
+	if (st->unread < 0)	/* no group yet, or lag unknown */
+		st->unread = st->stream_len > st->pending ? st->stream_len - st->pending : 0;
+	st->deferred = int_of(cmdv(s, 2, (const char *[]){ "ZCARD", k_retry }));
+	st->suppressed = int_of(cmdv(s, 2, (const char *[]){ "SCARD", k_supp }));
+	st->events = int_of(cmdv(s, 2, (const char *[]){ "XLEN", k_events }));
+	r = cmdv(s, 5, (const char *[]){ "ZRANGE", k_retry, "0", "0", "WITHSCORES" });
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING) {
+		st->has_next_retry = 1;
+		st->next_retry_ms = atof(r->element[1]->str);
+	}
+	if (r)
+		freeReplyObject(r);
+	r = cmdv(s, 2, (const char *[]){ "SMEMBERS", k_inst });
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		st->inst = xcalloc(r->elements + 1, sizeof *st->inst);
+		for (size_t i = 0; i < r->elements; i++) {
+			char *hk;
+			redisReply *h;
+			if (r->element[i]->type != REDIS_REPLY_STRING)
+				continue;
+			hk = key(s, RQ_K_INSTANCE, r->element[i]->str);
+			h = cmdv(s, 2, (const char *[]){ "HGETALL", hk });
+			free(hk);
+			if (h && h->type == REDIS_REPLY_ARRAY && h->elements >= 2) {
+				struct rqs_instance *in = &st->inst[st->ninst++];
+				in->name = xstrdup(r->element[i]->str);
+				in->fields = xcalloc(h->elements / 2 + 1, sizeof *in->fields);
+				in->values = xcalloc(h->elements / 2 + 1, sizeof *in->values);
+				for (size_t f = 0; f + 1 < h->elements; f += 2) {
+					if (h->element[f]->type != REDIS_REPLY_STRING ||
+					    h->element[f + 1]->type != REDIS_REPLY_STRING)
+						continue;
+					in->fields[in->n] = xstrdup(h->element[f]->str);
+					in->values[in->n] = xstrdup(h->element[f + 1]->str);
+					in->n++;
+				}
+			}
+			if (h)
+				freeReplyObject(h);
+		}
+	}
+	if (r)
+		freeReplyObject(r);
+out:
+	free(k_retry);
+	free(k_supp);
+	free(k_events);
+	free(k_inst);
+	return rc;
+}
+
+void
+rqs_status_free(struct rqs_status *st)
+{
+	for (size_t i = 0; i < st->ninst; i++) {
+		struct rqs_instance *in = &st->inst[i];
+		for (size_t f = 0; f < in->n; f++) {
+			free(in->fields[f]);
+			free(in->values[f]);
+		}
+		free(in->fields);
+		free(in->values);
+		free(in->name);
+	}
+	free(st->inst);
+	memset(st, 0, sizeof *st);
+}
+
+int
+rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
+    char *err, size_t errlen)
+{
+	char *k_stats = key(s, RQ_K_INSTANCE, instance), *k_inst = key(s, RQ_K_INSTANCES, NULL);
+	char *k_lock = key(s, RQ_K_LOCK, instance);
+	const char *av[] = { "EVAL", cleanup_lua, "4", s->k_jobs, k_stats, k_inst, k_lock,
+	    RQ_GROUP, instance, token };
+	redisReply *r = cmdv(s, (int)(sizeof av / sizeof av[0]), av);
+	int rc = -1;
+
+	if (r == NULL)
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		seterr(err, errlen, "%s", r->str);
+	else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+		seterr(err, errlen, "another process holds the instance lock now; nothing removed");
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = r->integer == 1;
+	if (r)
+		freeReplyObject(r);
+	free(k_stats);
+	free(k_inst);
+	free(k_lock);
+	return rc;
+}

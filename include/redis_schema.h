@@ -1,0 +1,33 @@
+/*
+ * redis_schema.h - the names of the Redis schema, shared by the two halves
+ * of the Redis module: redis.c (asynchronous, the engine) and redis_sync.c
+ * (blocking, the command line). Nothing outside those two files may build a
+ * key name or a Redis command; docs/redis.md describes every key.
+ *
+ * Every key is the configured prefix (redis.prefix, "volley:") followed by
+ * one of these suffixes.
+ */
+#ifndef VOLLEY_REDIS_SCHEMA_H
+#define VOLLEY_REDIS_SCHEMA_H
+
+#define RQ_GROUP		"volley"	/* consumer group on the jobs stream */
+
+#define RQ_K_JOBS		"jobs"		/* stream: jobs in */
+#define RQ_K_EVENTS		"events"	/* stream: events out */
+#define RQ_K_RETRY		"retry"		/* ZSET: deferred job keys by due time */
+#define RQ_K_JOB		"job:"		/* + KEY: hash, a deferred job */
+#define RQ_K_DONE		"done:"		/* + KEY: string, "settled" marker (TTL) */
+#define RQ_K_SUPPRESSED		"suppressed"	/* set: lower-cased addresses */
+#define RQ_K_MSG		"msg:"		/* + SHA1: string, a shared message body */
+#define RQ_K_INSTANCE		"instance:"	/* + NAME: hash, live stats (TTL 30 s) */
+#define RQ_K_INSTANCES		"instances"	/* set: instance names */
+#define RQ_K_LOCK		"lock:"		/* + NAME: string, the instance lock */
+
+/* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
+#define RQ_LOCK_REFRESH_MS	1000
+#define RQ_LOCK_TTL_MS		5000
+
+/* Seconds an instance's stats hash outlives its last heartbeat. */
+#define RQ_STATS_TTL_MS		30000
+
+#endif

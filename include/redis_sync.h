@@ -1,0 +1,85 @@
+/*
+ * redis_sync.h - the blocking half of the Redis module, for the command
+ * line (inject, status) and for the engine's last words at a clean exit.
+ *
+ * One hiredis connection with a timeout, authenticated (AUTH user pass or
+ * AUTH pass) and on the configured database. Errors come back as text in
+ * err (never containing the password); nothing here exits or prints.
+ * Key names and commands are built here and in redis.c only (see
+ * redis_schema.h and docs/redis.md).
+ */
+#ifndef VOLLEY_REDIS_SYNC_H
+#define VOLLEY_REDIS_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct rqs;
+
+/* rqs_connect - connect, AUTH, SELECT. NULL on failure with err set. */
+struct rqs *rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t errlen);
+void rqs_free(struct rqs *s);
+
+/* The jobs stream's name (for messages such as "queued N on volley:jobs"). */
+const char *rqs_jobs_key(const struct rqs *s);
+
+/*
+ * rqs_store_msg - store a message body once under PREFIXmsg:SHA1 with a
+ * TTL of ttl_ms (0: none; an existing key gets the TTL refreshed). The
+ * key name is written to key. 0 on success, -1 with err set.
+ */
+int rqs_store_msg(struct rqs *s, const char *data, size_t len, uint64_t ttl_ms,
+    char *key, size_t keylen, char *err, size_t errlen);
+
+/* What every injected job shares; NULL fields are left out. */
+struct rqs_job {
+	const char *from;		/* "" = null reverse-path */
+	const char *msg;		/* inline body, or NULL */
+	size_t msg_len;
+	const char *msg_ref;		/* key from rqs_store_msg, or NULL */
+	const char *pool, *campaign, *tenant, *expires_at;
+};
+
+/*
+ * rqs_inject - one XADD per recipient, pipelined 1000 at a time. Returns
+ * how many were queued; on a connection error stops and sets err; an
+ * XADD refused by Redis is counted in *refused with its text in err.
+ */
+size_t rqs_inject(struct rqs *s, const struct rqs_job *job, const char *const *rcpts,
+    size_t n, size_t *refused, char *err, size_t errlen);
+
+/* One instance's stats hash: field/value pairs as written by the engine. */
+struct rqs_instance {
+	char *name;
+	size_t n;
+	char **fields, **values;
+};
+const char *rqs_instance_get(const struct rqs_instance *in, const char *field);
+
+struct rqs_status {
+	long long stream_len, unread, pending;	/* -1: unknown */
+	long long deferred, suppressed, events;
+	int has_next_retry;
+	double next_retry_ms;			/* wall clock ms */
+	struct rqs_instance *inst;		/* those with a live stats hash */
+	size_t ninst;
+};
+
+/* rqs_status_read - queue depth and the instances' stats. 0 or -1 (err). */
+int rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen);
+void rqs_status_free(struct rqs_status *st);
+
+/*
+ * rqs_instance_cleanup - a clean exit of the instance that holds the lock
+ * with token (or whose lock has expired): delete its stats hash and its
+ * member of PREFIXinstances, release the lock, and delete its consumer
+ * from the group if it has no pending entries (XGROUP DELCONSUMER would
+ * drop them). One script, atomic; if another process holds the lock now
+ * nothing is touched (-1). Returns 1 if the consumer was deleted, 0 if it
+ * was kept, -1 on error.
+ */
+int rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
+    char *err, size_t errlen);
+
+#endif
