@@ -2,7 +2,7 @@
  * sink.c - volley-sink: command line, listeners, signals and the main loop
  * of the project's SMTP sink and mailbox-provider simulator.
  *
- * Contract (contract.md): volley-sink --listen ADDR:PORT [--listen ...]
+ * Command line (docs/sink.md): volley-sink --listen ADDR:PORT [--listen ...]
  * [-c FILE] [--capture DIR] [--stats FILE]; SIGUSR1 writes the stats JSON,
  * SIGTERM/SIGINT write it and exit 0; a bad config prints "file:line:
  * message" and exits 2. --help is the manual.

@@ -10,7 +10,7 @@
  * Layering: defaults, then the profile (bench/profiles/NAME.conf), then the
  * config file; later settings replace earlier ones, tags replace tags of
  * the same name, and the config's rules are tried before the profile's.
- * Every error names file:line (style.md, "config is a table"). Nothing here
+ * Every error names file:line (the config is a table). Nothing here
  * reads the clock or touches a socket.
  */
 #include "sink.h"

@@ -25,7 +25,7 @@
  * way: the timer sends `drip_bytes` of the reply every `drip_ms`, and
  * parsing resumes once the last piece is out.
  *
- * Lifetime (style.md, counted teardown): closing sets `closing`, flushes
+ * Lifetime (counted teardown): closing sets `closing`, flushes
  * what is queued, shuts the socket down (which ends the multishot recv),
  * and frees the session only in sess_flush() — reached only from the end
  * of turn hook, never from inside a completion — once no send is in flight,

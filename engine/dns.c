@@ -10,7 +10,7 @@
  * domain left with none fails for now (DNS_TEMPFAIL) with a reason that
  * names the host, the address and the setting.
  *
- * Event integration (integration.md section 3):
+ * Event integration (c-ares 1.18 on io_uring):
  * - c-ares reports the sockets it wants through sock_state_cb. Each socket
  *   gets a struct dns_watch with its own io_op; a one-shot POLL_ADD is armed
  *   for the wanted mask, and on completion ares_process_fd() runs and the

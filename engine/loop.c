@@ -1,7 +1,7 @@
 /*
  * loop.c - the io_uring ring, timers and the shared receive-buffer ring.
  *
- * See loop.h for the contract. Facts this file relies on (integration.md):
+ * See loop.h for the contract. Facts of liburing 2.3 this file relies on:
  * - liburing 2.3 has no io_uring_setup_buf_ring: the ring is registered by
  *   hand, and buf_ring_cq_advance is avoided (no release store in 2.3).
  * - io_uring_submit_and_wait_timeout may return >= 0 with no CQE: always

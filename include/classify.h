@@ -1,11 +1,11 @@
 /*
  * classify.h - SMTP reply -> bounce class, from a rule table.
  *
- * The classes are a closed set (contract.md). Rules are tried in order;
+ * The classes are a closed set (the event `class` field, README). Rules are tried in order;
  * the first that matches wins. A rule matches on any of: reply code
  * (prefix such as "5", "55", "421"), enhanced code (prefix such as
  * "5.1.", "4.7.28"), and a case-insensitive substring of the text.
- * Built-in rules cover the common provider wordings (shared/fixtures/
+ * Built-in rules cover the common provider wordings (tests/fixtures/
  * replies.tsv); a rule file (smtp.classify_rules) is tried before them.
  * Rule file format, one rule per line, '#' comments:
  *     NAME  CLASS  code=PREFIX  enh=PREFIX  text="substring"

@@ -5,7 +5,7 @@
  * in Debian 12, so volley carries a parser for the UCL subset it documents)
  * and builds a struct config; a reload builds a new one. Every error is
  * reported as "file:line: message". Without a file, config_default() gives
- * the built-in defaults of contract.md.
+ * the built-in defaults (README, "contract").
  *
  * Durations are milliseconds; rates are messages per hour-scaled units
  * kept as (count, per_ms).

@@ -1,11 +1,10 @@
 /*
  * engine.h - `volley run`: jobs from Redis, destinations, sessions.
  *
- * The engine owns the live jobs (keyed by stream entry ID, so a job read
- * twice is held once), the destinations (pool + recipient domain), and the
- * sessions. Data flows one way (design.md): Redis -> decode/validate ->
- * suppression -> body -> destination queue -> session -> outcome ->
- * settling write (final event + ack, or deferral) back to Redis.
+ * engine_run() wires the parts (engine.c lists which file owns each step
+ * of a job's life) and runs the loop. Data flows one way: Redis ->
+ * decode/validate -> suppression -> body -> destination queue -> session
+ * -> outcome -> settling write (final event + ack, or deferral) -> Redis.
  */
 #ifndef VOLLEY_ENGINE_H
 #define VOLLEY_ENGINE_H

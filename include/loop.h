@@ -5,8 +5,8 @@
  * Completion dispatch: every submission carries a pointer to a struct
  * io_op as its user_data; the completion calls op->cb(op, res, flags).
  * An object embeds one io_op per kind of operation it can have in flight
- * and counts them; it is freed only when that count is zero (style.md,
- * "asynchronous, counted teardown"), so the pointer is never stale.
+ * and counts them; it is freed only when that count is zero
+ * (asynchronous, counted teardown), so the pointer is never stale.
  * user_data 0 is reserved for completions nobody wants (cancels, poll
  * removals); they are dropped.
  *

@@ -1,7 +1,7 @@
 /*
  * util.h - logging, fatal errors, checked allocation, clocks.
  *
- * Three tiers of error (style.md): panic() for a broken invariant (a bug),
+ * Three tiers of error: panic() for a broken invariant (a bug),
  * fatal() for start-up/config/allocation failure, and error values for
  * anything that comes from the network or Redis.
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_engine_cli.sh - the command line of contract.md: check-config on good
+# t_engine_cli.sh - the documented command line: check-config on good
 # and broken files (errors as file:line), --help texts, inject (count
 # printed, entries as the contract describes them), status showing the
 # queue depth, classify naming the class.

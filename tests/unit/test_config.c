@@ -26,7 +26,7 @@
 #include "config.h"
 #include "util.h"
 
-/* The configuration block of shared/contract.md, verbatim. */
+/* The configuration example of the README's contract section, verbatim. */
 static const char contract_example[] =
 "instance = \"mta1\";                        # consumer name; default host:pid\n"
 "redis { url = \"redis://127.0.0.1:6379/0\"; prefix = \"volley:\"; }\n"
