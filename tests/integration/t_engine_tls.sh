@@ -12,9 +12,13 @@
 #   a server whose handshake fails: opportunistic retries at once in clear
 #     text and is delivered (logged), and the next session to that MX host
 #     does not try TLS again (fallback table); required defers tls_failure;
+#   a later session to the TLS sink resumes the TLS session;
 #   a server that sends plaintext after its 220 to STARTTLS (injection):
 #     deferred protocol_error, nothing sent;
-#   disabled to the TLS sink: delivered in clear text.
+#   disabled to the TLS sink: delivered in clear text;
+#   Postfix's smtpd with a self-signed certificate (a private instance,
+#   relaying to the TLS sink): delivered over TLS, Postfix logs the TLS
+#   connection (skipped, with a note, when Postfix is not installed).
 # Every job ends with exactly one final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
@@ -27,7 +31,8 @@ start_dns \
 	"$(dns_domain plain.test 127.0.1.2)" "$(dns_domain req.test 127.0.1.2)" \
 	"$(dns_domain verok.test 127.0.1.3)" "$(dns_domain verbad.test 127.0.1.3)" \
 	"$(dns_domain broken.test 127.0.1.4)" "$(dns_domain brokenreq.test 127.0.1.6)" \
-	"$(dns_domain inject.test 127.0.1.5)" || bail "dnsmasq did not start"
+	"$(dns_domain inject.test 127.0.1.5)" "$(dns_domain postfix.test 127.0.1.7)" ||
+	bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 
 # A certificate for mx.verok.test, trusted through smtp.tls_ca_file.
@@ -98,8 +103,89 @@ fake_smtp 127.0.1.4 badtls || bail "fake server (bad TLS)"
 fake_smtp 127.0.1.5 inject || bail "fake server (injection)"
 fake_smtp 127.0.1.6 badtls || bail "fake server (bad TLS, required)"
 
+# postfix_smtpd: a private Postfix on 127.0.1.7 (its own config, queue and
+# data dirs under $T, no chroot) whose smtpd offers STARTTLS with a
+# self-signed certificate and relays everything to the TLS sink.
+postfix_smtpd() {
+	local PF=$T/postfix d
+	[ -x /usr/lib/postfix/sbin/master ] && am_root && [ -n "$T" ] || return 1
+	mkdir -p "$PF/etc" "$PF/data" "$PF/queue"
+	for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
+		mkdir -p "$PF/queue/$d"; chown postfix:root "$PF/queue/$d"; chmod 700 "$PF/queue/$d"
+	done
+	mkdir -p "$PF/queue/maildrop" "$PF/queue/public" "$PF/queue/pid"
+	chown postfix:postdrop "$PF/queue/maildrop" "$PF/queue/public"
+	chmod 730 "$PF/queue/maildrop"; chmod 710 "$PF/queue/public"
+	chown postfix "$PF/data"; chmod 700 "$PF/data"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$PF/etc/key.pem" \
+		-out "$PF/etc/cert.pem" -subj "/CN=mx.postfix.test" >/dev/null 2>&1 || return 1
+	: >"$PF/maillog"
+	cat >"$PF/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.postfix.test
+mydomain = postfix.test
+myorigin = postfix.test
+mydestination =
+local_recipient_maps =
+relay_domains = postfix.test
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+inet_interfaces = all
+inet_protocols = ipv4
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.1.1]:$SINK_PORT
+maillog_file = $PF/maillog
+maillog_file_prefixes = $T
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = $PF/etc/cert.pem
+smtpd_tls_key_file = $PF/etc/key.pem
+smtpd_tls_loglevel = 1
+smtp_tls_security_level = may
+biff = no
+smtputf8_enable = no
+EOF
+	cat >"$PF/etc/master.cf" <<EOF
+127.0.1.7:$SINK_PORT inet n - n - 10 smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	/usr/lib/postfix/sbin/master -c "$PF/etc" -w 2>"$PF/master.err" || return 1
+	wait_for 10 test -s "$PF/queue/pid/master.pid" || return 1
+	echo $(($(tr -d ' ' <"$PF/queue/pid/master.pid"))) >"$T/pids/postfix-master.pid"
+	wait_listen 127.0.1.7 "$SINK_PORT" 10
+}
+HAVE_POSTFIX=0
+postfix_smtpd && HAVE_POSTFIX=1 || note "Postfix smtpd not started: its case is skipped"
+
 CFG_RETRY='[1s]' CFG_MAX_AGE=60s \
-CFG_SMTP_EXTRA="  tls_ca_file = \"$T/cert.pem\";" \
+CFG_SMTP_EXTRA="  tls_ca_file = \"$T/cert.pem\"; idle = 1s;" \
 CFG_EXTRA='
 domain "req.test" { tls = required; }
 domain "reqok.test" { tls = required; }
@@ -131,17 +217,22 @@ add_job broken1 i@broken.test
 add_job brokenreq j@brokenreq.test "$soon"
 add_job inject k@inject.test "$soon"
 add_job off l@off.test
+N=12
+[ $HAVE_POSTFIX = 1 ] && { add_job postfix n@postfix.test; N=13; }
 
 VOLLEY_LOG=debug bg_volley "$T/run.log" run -c "$T/volley.conf"
-wait_for 40 events check-final --expect 12 ||
+wait_for 40 events check-final --expect $N ||
 	{ show_log "$T/run.log" 40; bail "not every job ended" "$(events summary)"; }
 # The next session to the MX host whose handshake failed: no STARTTLS.
+# ... and a later session to mx.tls.test resumes the TLS session.
 add_job broken2 m@broken.test
-wait_for 20 events check-final --expect 13 || not_ok "broken2 ended"
+add_job tls3 o@tls.test
+N=$((N + 2))
+wait_for 20 events check-final --expect $N || not_ok "broken2 ended"
 kill -TERM "$VOLLEY_PID" 2>/dev/null
 wait_pid "$VOLLEY_PID" 20
 
-check "every job has exactly one final event" events check-final --expect 13
+check "every job has exactly one final event" events check-final --expect $N
 
 # captured_tls RCPT: the X-Sink-TLS header of RCPT's capture
 captured_tls() {
@@ -159,6 +250,11 @@ done
 grep -q 'tls established .*mx="mx.tls.test" policy=opportunistic tls="TLSv1.3 TLS_AES_256_GCM_SHA384" verify=18' "$T/run.log" &&
 	ok "the engine log names protocol, cipher and verify result" ||
 	not_ok "the engine log names protocol, cipher and verify result" "$(grep 'tls' "$T/run.log" | head -5)"
+is "tls3: delivered" "$(events history tls3)" delivered
+grep -q 'tls established .*mx="mx.tls.test" .*resumed=1' "$T/run.log" &&
+	ok "a later session to the same MX host resumed its TLS session" ||
+	not_ok "a later session to the same MX host resumed its TLS session" \
+	"$(grep 'tls established .*mx.tls.test' "$T/run.log")"
 rm -f "$T/stats1.json"; kill -USR1 "$(cat "$T/pids/volley-sink-127.0.1.1.pid")"
 wait_for 5 test -s "$T/stats1.json"
 n=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tls"])' "$T/stats1.json")
@@ -212,6 +308,18 @@ is "inject: no message reached the server" "$(grep -c message "$T/fake-127.0.1.5
 # disabled
 is "off: delivered" "$(events history off)" delivered
 is "off: in clear text although offered" "$(captured_tls l@off.test 127.0.1.1)" no
+
+# Postfix's smtpd
+if [ $HAVE_POSTFIX = 1 ]; then
+	is "postfix: delivered" "$(events history postfix)" delivered
+	grep -q 'tls established .*mx="mx.postfix.test" policy=opportunistic tls="TLSv1' "$T/run.log" &&
+		ok "postfix: the engine used TLS" || not_ok "postfix: the engine used TLS" "$(grep postfix "$T/run.log" | head -5)"
+	grep -q 'smtpd.*TLS connection established from .*TLSv1' "$T/postfix/maillog" &&
+		ok "postfix: smtpd logged the TLS connection" ||
+		not_ok "postfix: smtpd logged the TLS connection" "$(grep -i tls "$T/postfix/maillog" | head -5)"
+	wait_for 20 sh -c "grep -ql '^X-Sink-Rcpt-To: <n@postfix.test>' '$(sink_dir 127.0.1.1)'/*.eml" &&
+		ok "postfix: relayed the message to the sink" || not_ok "postfix: relayed the message to the sink"
+fi
 
 # The event field `tls` (once the scheduler puts session_tls() in events).
 if events json | grep -q '"tls"'; then
