@@ -23,7 +23,8 @@
  * SMTPUTF8 (RFC 6531) is added to MAIL when an address has 8-bit bytes
  * and the server offers it; when it does not, the message fails at once
  * (below). Domains are expected as A-labels: only a local part should
- * carry 8-bit bytes.
+ * carry 8-bit bytes. STARTTLS (RFC 3207): the client decides when and
+ * checks what arrives around it; the session does the TLS (below).
  *
  * Time (RFC 5321 4.5.3.2): the client reads no clock; the session calls
  * smtp_client_set_now() with its loop's cached clock before every other
