@@ -5,7 +5,10 @@
  * cache key (and never across keys), verification (untrusted chain, wrong
  * name, trusted CA file, verify off still reporting the result), failing
  * handshakes (garbage, plaintext where a ServerHello is due, EOF), TLS 1.2
- * as the floor, and the policy names.
+ * as the floor, and the policy names. Then the TLS transport (transport.c)
+ * against an in-memory server: secured() once, plaintext both ways, a
+ * 300 KB upper send taken in 64 KiB pieces with pushed() for each, short
+ * wire sends, no buffer held once sent, close_notify, a failed handshake.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +27,10 @@
 #include <openssl/x509.h>
 
 #include "tls.h"
+#include "transport.h"
 #include "util.h"
+
+#define CONN_IOV_MAX_TEST 4
 
 static char tmpdir[64];
 static char cert_path[128], key_path[128], other_path[128];
@@ -401,6 +407,171 @@ test_policy_names(void **state)
 	assert_string_equal(tls_policy_name(TLS_POLICY_VERIFY), "verify");
 }
 
+/* --- the TLS transport, its upper side faked --- */
+
+struct upper {
+	int secured;
+	struct buf got;		/* delivered plaintext */
+	const char *out;	/* plaintext to send */
+	size_t out_len, out_off, pulled;
+	int pulls;
+};
+
+static void
+up_deliver(void *arg, const char *buf, size_t n)
+{
+	buf_append(&((struct upper *)arg)->got, buf, n);
+}
+
+static int
+up_pull(void *arg, struct iovec iov[3])
+{
+	struct upper *u = arg;
+	size_t left = u->out_len - u->out_off;
+
+	if (left == 0)
+		return 0;
+	u->pulls++;
+	iov[0].iov_base = (void *)(u->out + u->out_off);
+	if (left < 2) {
+		iov[0].iov_len = left;
+		return 1;
+	}
+	/* two iovecs, as the SMTP client hands out commands and a body */
+	iov[0].iov_len = left / 2;
+	iov[1].iov_base = (void *)(u->out + u->out_off + left / 2);
+	iov[1].iov_len = left - left / 2;
+	return 2;
+}
+
+static void
+up_pushed(void *arg, size_t n)
+{
+	struct upper *u = arg;
+
+	assert_true(n <= u->out_len - u->out_off);
+	u->out_off += n;
+	u->pulled = n;
+}
+
+static void
+up_secured(void *arg)
+{
+	((struct upper *)arg)->secured++;
+}
+
+static const struct transport_upper upper_ops = { up_deliver, up_pull, up_pushed, up_secured };
+
+/* wire - move the transport's output to the server (sent in pieces of
+ * `step`), and the server's output back; the server echoes nothing. */
+static void
+wire(struct transport *t, struct side *srv, size_t step, int *fail)
+{
+	char buf[70000];
+	size_t n;
+
+	for (int round = 0; round < 100000; round++) {
+		struct iovec iov[CONN_IOV_MAX_TEST];
+		int k = transport_output(t, iov, CONN_IOV_MAX_TEST);
+		int moved = 0;
+
+		if (k > 0) {
+			size_t len = iov[0].iov_len < step ? iov[0].iov_len : step;
+
+			assert_int_equal(k, 1);
+			tls_input(srv->t, iov[0].iov_base, len);
+			transport_sent(t, len);
+			moved = 1;
+		}
+		drain(srv);
+		while ((n = tls_wire_take(srv->t, buf, sizeof buf)) > 0) {
+			if (transport_input(t, buf, n) < 0)
+				*fail = 1;
+			moved = 1;
+		}
+		if (!moved)
+			return;
+	}
+	fail_msg("wire: no quiet after 100000 rounds");
+}
+
+static void
+test_transport(void **state)
+{
+	static const size_t steps[] = { 100, 100000 };
+	struct tls_ctx *sx = server_ctx(), *cx = client_ctx(NULL);
+	size_t big = 300000;
+	char *data = malloc(big);
+
+	(void)state;
+	for (size_t i = 0; i < big; i++)
+		data[i] = (char)('A' + i % 23);
+	for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+		struct upper u = { 0 };
+		struct side srv = { tls_server_new(sx), { 0 } };
+		struct transport *t = transport_tls_new(&upper_ops, &u, cx, "mx.example.test", 0, NULL);
+		struct iovec iov[CONN_IOV_MAX_TEST];
+		int failed = 0;
+
+		assert_non_null(t);
+		assert_string_equal(transport_name(t), "tls");
+		assert_non_null(transport_tls(t));
+		u.out = "EHLO client.test\r\n";
+		u.out_len = 18;
+		wire(t, &srv, steps[k], &failed);
+		assert_int_equal(failed, 0);
+		assert_int_equal(u.secured, 1);
+		/* plaintext is only taken once the handshake is done: all of it went */
+		assert_int_equal(u.out_off, 18);
+		assert_int_equal(srv.got.len, 18);
+		assert_memory_equal(srv.got.data, "EHLO client.test\r\n", 18);
+
+		tls_write(srv.t, "250 mx\r\n", 8);
+		wire(t, &srv, steps[k], &failed);
+		assert_int_equal(u.got.len, 8);
+		assert_int_equal(u.secured, 1);
+
+		/* a large body: at most TRANSPORT_TLS_CHUNK per output */
+		srv.got.len = 0;
+		u.out = data;
+		u.out_len = big;
+		u.out_off = 0;
+		u.pulls = 0;
+		wire(t, &srv, steps[k], &failed);
+		assert_int_equal(u.out_off, big);
+		assert_true(u.pulls >= (int)(big / TRANSPORT_TLS_CHUNK));
+		assert_int_equal(srv.got.len, big);
+		assert_memory_equal(srv.got.data, data, big);
+		/* idle: nothing to send, no buffer of its own */
+		assert_int_equal(transport_output(t, iov, CONN_IOV_MAX_TEST), 0);
+
+		transport_close_notify(t);
+		wire(t, &srv, steps[k], &failed);
+		assert_int_equal(tls_status(srv.t), TLS_CLOSED);
+		assert_string_equal(transport_err(t), "");
+		transport_free(t);
+		side_free(&srv);
+		buf_free(&u.got);
+	}
+	/* a failed handshake: input returns -1 with the reason */
+	{
+		struct upper u = { 0 };
+		struct transport *t = transport_tls_new(&upper_ops, &u, cx, "mx.example.test", 0, NULL);
+		struct iovec iov[CONN_IOV_MAX_TEST];
+
+		assert_int_equal(transport_output(t, iov, CONN_IOV_MAX_TEST), 1);	/* ClientHello */
+		transport_sent(t, iov[0].iov_len);
+		assert_int_equal(transport_input(t, "554 no\r\n", 8), -1);
+		assert_non_null(strstr(transport_err(t), "TLS handshake failed"));
+		assert_int_equal(u.secured, 0);
+		assert_null(transport_tls(NULL));
+		transport_free(t);
+	}
+	free(data);
+	tls_ctx_free(cx);
+	tls_ctx_free(sx);
+}
+
 int
 main(void)
 {
@@ -411,6 +582,7 @@ main(void)
 		cmocka_unit_test(test_failing_handshakes),
 		cmocka_unit_test(test_ctx_errors),
 		cmocka_unit_test(test_policy_names),
+		cmocka_unit_test(test_transport),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
