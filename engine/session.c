@@ -432,7 +432,7 @@ up_secured(void *arg)
 	char q[300];
 
 	tls_describe(t, s->tls_desc, sizeof s->tls_desc);
-	log_debug("session", "tls established peer=%s mx=\"%s\" policy=%s tls=\"%s\" "
+	log_info("session", "tls established peer=%s mx=\"%s\" policy=%s tls=\"%s\" "
 	    "verify=%ld (%s) resumed=%d", s->peer, quote(q, sizeof q, session_mx(s)),
 	    tls_policy_name(session_policy(s)), s->tls_desc, tls_verify_result(t),
 	    tls_verify_text(t), tls_resumed(t));
