@@ -10,8 +10,9 @@
  *                   (line parser, DATA unstuffing, PIPELINING, STARTTLS)
  *   sink_stats.c    counters per client IP and per local address, the
  *                   greylist table, JSON output, message capture files
- *   sink_tls.c      the server SSL_CTX (self-signed certificate in memory
- *                   when none is given)
+ *   sink_tls.c      the server TLS context (engine/tls.c: the project's one
+ *                   memory-BIO TLS module; a self-signed certificate in
+ *                   memory when none is given)
  *
  * Invariants: everything runs on one thread and one ring; a session is
  * freed only when no operation of it is in flight (sink_session.c).
@@ -23,8 +24,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include <openssl/ssl.h>
-
+#include "tls.h"
 #include "util.h"
 
 struct loop;
@@ -221,14 +221,14 @@ int sink_grey_check(const char *ip, const char *from, const char *rcpt,
 void sink_stats_free(void);
 
 /* --- sink_tls.c --- */
-/* Returns an SSL_CTX for the server; cert/key NULL: a self-signed one. */
-SSL_CTX *sink_tls_ctx(const char *cert, const char *key);
+/* The server's TLS context; cert/key NULL: a self-signed one. Fatal on error. */
+struct tls_ctx *sink_tls_ctx(const char *cert, const char *key);
 
 /* --- sink_session.c --- */
 struct sink_server {
 	struct loop *loop;
 	struct sink_conf *conf;
-	SSL_CTX *tls;
+	struct tls_ctx *tls;
 	const char *capture_dir;
 	uint64_t rng;
 	uint64_t next_id;

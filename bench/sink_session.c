@@ -46,7 +46,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
 
 struct sink_server sink;
 
@@ -75,7 +74,7 @@ struct session {
 	struct sink_peer *client, *local;
 	struct txn *txn;
 	char *helo;
-	SSL *ssl;
+	struct tls *tls;		/* after STARTTLS (engine/tls.c) */
 	struct buf in;			/* unparsed input */
 	struct buf out;			/* replies not yet sent */
 	struct buf tx;			/* the send in flight */
@@ -902,40 +901,26 @@ plain_input(struct session *s, const char *p, size_t n)
 }
 
 static void
-tls_input(struct session *s, const char *p, size_t n)
+sess_tls_input(struct session *s, const char *p, size_t n)
 {
 	char tmp[16384];
-	int r;
+	size_t k;
+	int was_open = tls_status(s->tls) == TLS_OPEN;
 
-	if (BIO_write(SSL_get_rbio(s->ssl), p, (int)n) != (int)n) {
+	if (tls_input(s->tls, p, n) == TLS_FAILED) {
+		log_debug("sink", "s=%llu TLS handshake failed: %s", (unsigned long long)s->id,
+		    tls_error(s->tls));
 		sess_close(s);
 		return;
 	}
-	if (!SSL_is_init_finished(s->ssl)) {
-		r = SSL_do_handshake(s->ssl);
-		if (r != 1) {
-			int e = SSL_get_error(s->ssl, r);
-			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-				log_debug("sink", "s=%llu TLS handshake failed",
-				    (unsigned long long)s->id);
-				ERR_clear_error();
-				sess_close(s);
-			}
-			sess_want_flush(s);
-			return;
-		}
+	if (!was_open && tls_status(s->tls) == TLS_OPEN) {
 		s->tls_on = 1;
 		sink_stats_tls(s->client, s->local);
 	}
-	while (!s->closing && (r = SSL_read(s->ssl, tmp, sizeof tmp)) > 0)
-		plain_input(s, tmp, (size_t)r);
-	if (!s->closing) {
-		int e = SSL_get_error(s->ssl, r);
-		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-			ERR_clear_error();
-			sess_close(s);
-		}
-	}
+	while (!s->closing && (k = tls_read(s->tls, tmp, sizeof tmp)) > 0)
+		plain_input(s, tmp, k);
+	if (!s->closing && (tls_status(s->tls) == TLS_FAILED || tls_status(s->tls) == TLS_CLOSED))
+		sess_close(s);
 	sess_want_flush(s);
 }
 
@@ -978,7 +963,7 @@ sess_free(struct session *s)
 	timer_cancel(sink.loop, &s->timer);
 	txn_free(s->txn);
 	free(s->helo);
-	SSL_free(s->ssl);
+	tls_free(s->tls);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	buf_free(&s->tx);
@@ -1007,22 +992,18 @@ sess_flush(struct session *s)
 {
 	if (s->tx_busy)
 		return;		/* on_tx brings us back */
-	if (s->ssl != NULL) {
-		BIO *w = SSL_get_wbio(s->ssl);
+	if (s->tls != NULL) {
 		size_t pend;
 
-		if (s->out.len > 0 && SSL_is_init_finished(s->ssl)) {
-			if (SSL_write(s->ssl, s->out.data, (int)s->out.len) <= 0) {
-				ERR_clear_error();
+		if (s->out.len > 0 && tls_status(s->tls) == TLS_OPEN) {
+			if (tls_write(s->tls, s->out.data, s->out.len) != s->out.len)
 				s->closing = 1;
-			}
 			buf_free(&s->out);
 		}
-		pend = BIO_ctrl_pending(w);
+		pend = tls_wire_pending(s->tls);
 		if (pend > 0) {
 			buf_reserve(&s->tx, pend);
-			if (BIO_read(w, s->tx.data + s->tx.len, (int)pend) == (int)pend)
-				s->tx.len += pend;
+			s->tx.len += tls_wire_take(s->tls, s->tx.data + s->tx.len, pend);
 		}
 	} else if (s->out.len > 0) {
 		struct buf t = s->tx;	/* tx is empty: no send in flight */
@@ -1033,16 +1014,9 @@ sess_flush(struct session *s)
 	if (s->tls_want && !s->closing) {
 		/* The "220 Ready" is in tx, in the clear; all later bytes are TLS. */
 		s->tls_want = 0;
-		s->ssl = SSL_new(sink.tls);
-		if (s->ssl == NULL) {
-			ERR_clear_error();
+		s->tls = tls_server_new(sink.tls);
+		if (s->tls == NULL)
 			s->closing = 1;
-		} else {
-			BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-			BIO_set_mem_eof_return(rb, -1);
-			SSL_set_bio(s->ssl, rb, wb);
-			SSL_set_accept_state(s->ssl);
-		}
 	}
 	if (s->tx.len > 0) {
 		s->tx_busy = 1;
@@ -1108,7 +1082,7 @@ on_tx(struct io_op *op, int res, uint32_t flags)
 	}
 	buf_free(&s->tx);
 	s->tx_off = 0;
-	if (s->out.len > 0 || s->closing || (s->ssl && BIO_ctrl_pending(SSL_get_wbio(s->ssl))))
+	if (s->out.len > 0 || s->closing || (s->tls && tls_wire_pending(s->tls)))
 		sess_want_flush(s);
 }
 
@@ -1121,8 +1095,8 @@ on_rx(struct io_op *op, int res, uint32_t flags)
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 		if (!s->closing) {
 			s->last_ms = loop_now(sink.loop);
-			if (s->ssl)
-				tls_input(s, loop_buf(sink.loop, bid), (size_t)res);
+			if (s->tls)
+				sess_tls_input(s, loop_buf(sink.loop, bid), (size_t)res);
 			else if (!s->tls_want)
 				plain_input(s, loop_buf(sink.loop, bid), (size_t)res);
 		}

@@ -24,11 +24,13 @@
  *    classify rule file it names) and gethostname()/getpid() for defaults.
  */
 #include "config.h"
+#include "tls.h"
 #include "classify.h"
 #include "ucl.h"
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -532,6 +534,7 @@ enum set_kind {
 	S_DURLIST,	/* uint64_t * + size_t count at off_n; each >= min */
 	S_BOOL,		/* int 0/1: true/false/yes/no/on/off */
 	S_SIZE,		/* uint64_t bytes in [min, max]: "50M", "512k", "1G", "1000" */
+	S_TLS,		/* int: enum tls_policy, by name */
 };
 
 struct setting {
@@ -585,6 +588,8 @@ static const struct setting settings[] = {
 	{ "smtp", "max_conn_rate", S_RATE, OFF(defaults.max_conn_rate), 0, 0, 0, "unlimited", NULL, 0 },
 	{ "smtp", "max_rate_per_ip", S_RATE, OFF(max_rate_per_ip), 0, 0, 0, "unlimited", NULL, 0 },
 	{ "smtp", "classify_rules", S_PATH, OFF(classify_rules), 0, 0, 0, NULL, check_token, 0 },
+	{ "smtp", "tls", S_TLS, OFF(defaults.tls), 0, 0, 0, "opportunistic", NULL, 0 },
+	{ "smtp", "tls_ca_file", S_PATH, OFF(tls_ca_file), 0, 0, 0, NULL, check_token, 0 },
 
 	{ "smtp.timeouts", "connect", S_DUR, OFF(t_connect_ms), 0, 1, 3600000, "30s", NULL, 0 },
 	{ "smtp.timeouts", "greeting", S_DUR, OFF(t_greeting_ms), 0, 1, 3600000, "5min", NULL, 0 },
@@ -622,6 +627,7 @@ static const struct setting limit_settings[] = {
 	{ "", "max_msgs_per_connection", S_U32, offsetof(struct config_limits, max_msgs_per_connection), 0, 1, U32MAX, NULL, NULL, 0 },
 	{ "", "max_rate", S_RATE, offsetof(struct config_limits, max_rate), 0, 0, 0, NULL, NULL, 0 },
 	{ "", "max_conn_rate", S_RATE, offsetof(struct config_limits, max_conn_rate), 0, 0, 0, NULL, NULL, 0 },
+	{ "", "tls", S_TLS, offsetof(struct config_limits, tls), 0, 0, 0, NULL, NULL, 0 },
 };
 #define NLIMIT_SETTINGS (sizeof limit_settings / sizeof limit_settings[0])
 
@@ -904,6 +910,19 @@ apply(struct ctx *x, const struct setting *s, char *base, const struct ucl_node 
 		}
 		*(uint64_t *)(base + s->off) = v;
 		return 0;
+	case S_TLS: {
+		enum tls_policy p;
+
+		if (want_scalar(x, n, fn) < 0)
+			return -1;
+		if (tls_policy_parse(n->str, &p) < 0) {
+			cerr(x, n, "%s: '%s' is not a TLS policy (opportunistic, required, verify "
+			    "or disabled)", fn, n->str);
+			return -1;
+		}
+		*(int *)(base + s->off) = (int)p;
+		return 0;
+	}
 	case S_RATE: {
 		struct rate r;
 
@@ -1275,6 +1294,7 @@ parse_site(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"mx", "max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
+		"tls",
 	};
 	struct config *c = x->c;
 	const struct ucl_node *mx = NULL;
@@ -1328,7 +1348,7 @@ static void
 parse_domain(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
-		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
+		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate", "tls",
 	};
 	struct config *c = x->c;
 	const char *why;
@@ -1860,6 +1880,14 @@ validate(struct ctx *x, const struct ucl_node *root)
 				cerr(x, x->dkim_headers[i], "dkim \"%s\": headers: %s is the per-job id header "
 				    "(smtp.id_header) and is never signed", s->domain, c->id_header);
 	}
+	if (c->tls_ca_file != NULL) {
+		size_t idx;
+
+		find_setting("smtp", "tls_ca_file", &idx);
+		if (access(c->tls_ca_file, R_OK) != 0)
+			cerr(x, x->seen[idx], "smtp.tls_ca_file: cannot read %s: %s",
+			    c->tls_ca_file, strerror(errno));
+	}
 	if (x->rules_node != NULL && x->nerr == 0) {
 		char *err = NULL;
 		struct classify_rules *r = classify_rules_load(c->classify_rules, &err);
@@ -1979,6 +2007,7 @@ config_free(struct config *c)
 	free(c->id_header);
 	free(c->return_path);
 	free(c->classify_rules);
+	free(c->tls_ca_file);
 	for (size_t i = 0; i < c->npools; i++) {
 		for (size_t j = 0; j < c->pools[i].nips; j++) {
 			free(c->pools[i].ips[j].addr);
@@ -2060,6 +2089,8 @@ config_limits_for(const struct config *c, const struct config_site *site,
 			l.max_rate = layers[i]->max_rate;
 		if (layers[i]->max_conn_rate.count)
 			l.max_conn_rate = layers[i]->max_conn_rate;
+		if (layers[i]->tls)
+			l.tls = layers[i]->tls;
 	}
 	return l;
 }

@@ -1617,6 +1617,9 @@ event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
 	}
 	av_add(a, "key"); av_add(a, j->key);
 	av_add(a, "instance"); av_add(a, cfg->instance);
+	if (o->tls) {
+		av_add(a, "tls"); av_add(a, o->tls);
+	}
 }
 
 void

@@ -123,6 +123,8 @@ epoch_new(const struct config *c, struct config *owned)
 		sc->timeouts = &ep->timeouts;
 		sc->id_header = c->id_header;
 		sc->return_path = c->return_path;
+		sc->tls = (enum tls_policy)c->defaults.tls;
+		sc->tls_ca_file = c->tls_ca_file;
 	}
 	for (size_t i = 0; i < c->npools; i++)
 		for (size_t j = 0; j < c->pools[i].nips; j++, k++)
@@ -340,6 +342,7 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		char why[600];
 		const struct session_cfg *sc = sched_pick_source(s, d, &src, why, sizeof why, &why_ip);
 		struct sref *ref;
+		struct session *ss;
 
 		if (sc == NULL) {
 			struct job_outcome o;
@@ -362,7 +365,9 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		dest_session_opened(d);
 		s->nsessions++;
 		stats_session(s->st, d->pool, src, 1);
-		session_open(s->loop, &s->ops, sc, d->mx, src, d->lim.max_msgs_per_connection, ref);
+		ss = session_open(s->loop, &s->ops, sc, d->mx, src, d->lim.max_msgs_per_connection,
+		    ref);
+		session_set_tls(ss, (enum tls_policy)d->lim.tls);
 	}
 	if (wait_global)
 		sched_wait_global(s, d);
@@ -437,6 +442,7 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 	trouble_from_smtp(s->rules, r, 1, &o);
 	o.mx = session_mx(ss);
 	o.ip = session_local_ip(ss);
+	o.tls = session_tls(ss);
 	if (o.source_fault && session_src_ip(ss)[0] && !s->stopping) {
 		/* Not the destination's fault nor the job's: another source
 		 * takes it (the session reports the failure next). */

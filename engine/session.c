@@ -24,6 +24,15 @@
  *    to copy.
  *  - Only targets of the source's family are tried.
  *
+ * STARTTLS: the client says when (state TLS after the 220); the session
+ * then swaps the raw transport for a TLS one (only once no send of the
+ * raw one is in flight: its buffers are the client's), tells the client
+ * when the handshake is done or failed, applies the policy (session.h)
+ * and, when the client has closed, sends TLS's close_notify before the
+ * socket is shut down (waiting at most TLS_BYE_MS for that send). The
+ * client contexts (one per CA file) and the clear-text fallback table are
+ * process-wide: the engine runs one loop.
+ *
  * Log lines quote every value that comes from the network (MX names,
  * reply text) and escape `"` and `\` in it, so a peer cannot forge fields.
  */
@@ -31,7 +40,9 @@
 #include "conn.h"
 #include "job.h"
 #include "loop.h"
+#include "map.h"
 #include "msg.h"
+#include "tls.h"
 #include "transport.h"
 #include "util.h"
 
@@ -59,6 +70,11 @@ struct session {
 	int switching;			/* old conn draining before the next target */
 	int established;		/* greeting + EHLO done at least once */
 	int quit_asked, idle;
+	enum tls_policy tls_policy;	/* DEFAULT: cfg->tls */
+	int tls_on;			/* this connection switched to the TLS transport */
+	int plain_retry;		/* this target again in clear text after a failed handshake */
+	int bye;			/* BYE_*: close_notify before the close */
+	char tls_desc[80];		/* session_tls() */
 	unsigned max_msgs;		/* per connection */
 	struct smtp_result local_fail;	/* reported from a timer */
 	struct msg_body *body, *body_retired;
@@ -76,9 +92,26 @@ struct session {
 
 static struct session *all_sessions;
 
+enum { BYE_NONE = 0, BYE_SENT, BYE_DONE };
+#define TLS_BYE_MS		1000	/* wait this long for close_notify to go */
+#define TLS_FALLBACK_MS		3600000	/* clear text to a host whose handshake failed */
+#define TLS_FALLBACK_MAX	10000
+
+/* One client context per CA file ("" = the system store), made on first use. */
+struct tls_ctx_slot {
+	char *ca;
+	struct tls_ctx *x;
+	struct tls_ctx_slot *next;
+};
+static struct tls_ctx_slot *tls_ctxs;
+
+/* MX host -> (uint64_t *) until when STARTTLS is not tried there. */
+static struct map tls_fallback;
+
 static void session_step(struct session *s);
 static void session_try_target(struct session *s);
 static void session_maybe_free(struct session *s);
+static void on_timer_bye(struct timer *t);
 
 /* --- mxset --- */
 
@@ -126,6 +159,8 @@ const char *session_local_ip(const struct session *s) { return s->src_ip[0] ? s-
 const char *session_peer(const struct session *s) { return s->peer; }
 int session_is_idle(const struct session *s) { return s->idle; }
 int session_was_established(const struct session *s) { return s->established; }
+const char *session_tls(const struct session *s) { return s->tls_desc[0] ? s->tls_desc : "none"; }
+void session_set_tls(struct session *s, enum tls_policy p) { s->tls_policy = p; }
 struct session *session_list_next(const struct session *s) { return s->next; }
 void session_list_set_next(struct session *s, struct session *n) { s->next = n; }
 struct session *session_list_prev(const struct session *s) { return s->prev; }
@@ -275,6 +310,7 @@ target_failed(struct session *s, const struct smtp_result *r)
 	    quote(qr, sizeof qr, r->text));
 	if (next < s->mx->n && !s->quit_asked) {
 		s->tidx = next;
+		s->plain_retry = 0;
 		session_drop_conn(s);	/* the next target follows from on_closed */
 		return;
 	}
@@ -295,6 +331,190 @@ session_release_retired(struct session *s)
 	s->idhdr_retired = NULL;
 }
 
+/* --- TLS --- */
+
+static enum tls_policy
+session_policy(const struct session *s)
+{
+	enum tls_policy p = s->tls_policy ? s->tls_policy : s->cfg->tls;
+
+	return p ? p : TLS_POLICY_OPPORTUNISTIC;
+}
+
+/* tls_ctx_for - the client context for ca (NULL: the system store). */
+static struct tls_ctx *
+tls_ctx_for(const char *ca, char *err, size_t errsz)
+{
+	struct tls_ctx_slot *e;
+
+	if (ca == NULL)
+		ca = "";
+	for (e = tls_ctxs; e; e = e->next)
+		if (strcmp(e->ca, ca) == 0)
+			return e->x;
+	e = xcalloc(1, sizeof *e);
+	e->x = tls_ctx_client(ca[0] ? ca : NULL, err, errsz);
+	if (e->x == NULL) {
+		free(e);
+		return NULL;
+	}
+	e->ca = xstrdup(ca);
+	e->next = tls_ctxs;
+	tls_ctxs = e;
+	return e->x;
+}
+
+/* fallback_key - the MX host, lower case, for the fallback table. */
+static void
+fallback_key(const struct session *s, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s", session_mx(s));
+	str_lower(buf);
+}
+
+/* fallback_active - a handshake failed at this MX host not long ago. */
+static int
+fallback_active(struct session *s)
+{
+	char k[300];
+	uint64_t *until;
+
+	fallback_key(s, k, sizeof k);
+	if ((until = map_get(&tls_fallback, k)) == NULL)
+		return 0;
+	if (loop_now(s->loop) < *until)
+		return 1;
+	free(map_del(&tls_fallback, k));
+	return 0;
+}
+
+static void
+fallback_remember(struct session *s)
+{
+	char k[300];
+	uint64_t now = loop_now(s->loop), *until;
+
+	fallback_key(s, k, sizeof k);
+	if ((until = map_get(&tls_fallback, k)) == NULL) {
+		if (tls_fallback.len >= TLS_FALLBACK_MAX) {	/* drop what expired */
+			const char *key;
+			void *v;
+
+			for (size_t i = 0; map_iter(&tls_fallback, &i, &key, &v);)
+				if (*(uint64_t *)v <= now)
+					free(map_del(&tls_fallback, key));
+			if (tls_fallback.len >= TLS_FALLBACK_MAX)
+				return;
+		}
+		until = xmalloc(sizeof *until);
+		map_put(&tls_fallback, k, until);
+	}
+	*until = now + TLS_FALLBACK_MS;
+}
+
+/* The STARTTLS mode of a new connection (its target is s->tidx). */
+static void
+session_tls_mode(struct session *s)
+{
+	enum tls_policy p = session_policy(s);
+	enum smtp_tls_mode m = SMTP_TLS_TRY;
+
+	s->tls_on = 0;
+	s->bye = BYE_NONE;
+	s->tls_desc[0] = '\0';
+	if (p == TLS_POLICY_DISABLED)
+		m = SMTP_TLS_NO;
+	else if (p == TLS_POLICY_REQUIRED || p == TLS_POLICY_VERIFY)
+		m = SMTP_TLS_MUST;
+	else if (s->plain_retry || fallback_active(s)) {
+		char q[300];
+
+		m = SMTP_TLS_NO;
+		log_info("session", "tls fallback peer=%s mx=\"%s\": clear text (a TLS "
+		    "handshake failed there %s)", s->peer, quote(q, sizeof q, session_mx(s)),
+		    s->plain_retry ? "just now" : "within the last hour");
+	}
+	smtp_client_set_tls(s->c, m);
+}
+
+static void
+up_secured(void *arg)
+{
+	struct session *s = arg;
+	struct tls *t = transport_tls(s->tp);
+	char q[300];
+
+	tls_describe(t, s->tls_desc, sizeof s->tls_desc);
+	log_info("session", "tls established peer=%s mx=\"%s\" policy=%s tls=\"%s\" "
+	    "verify=%ld (%s) resumed=%d", s->peer, quote(q, sizeof q, session_mx(s)),
+	    tls_policy_name(session_policy(s)), s->tls_desc, tls_verify_result(t),
+	    tls_verify_text(t), tls_resumed(t));
+	if (smtp_client_state(s->c) == SMTP_STATE_TLS)
+		smtp_client_tls_started(s->c);
+}
+
+static const struct transport_upper session_upper;
+
+/* The client got its 220 to STARTTLS and nothing of the raw transport is
+ * in flight: the TLS transport takes over; its ClientHello goes next. */
+static void
+session_start_tls(struct session *s)
+{
+	enum tls_policy p = session_policy(s);
+	char err[300], key[400];
+	struct tls_ctx *x = tls_ctx_for(p == TLS_POLICY_VERIFY ? s->cfg->tls_ca_file : NULL,
+	    err, sizeof err);
+	struct transport *t = NULL;
+
+	snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), s->cfg->port, tls_policy_name(p));
+	str_lower(key);
+	if (x != NULL) {
+		t = transport_tls_new(&session_upper, s, x, session_mx(s),
+		    p == TLS_POLICY_VERIFY, key);
+		if (t == NULL)
+			snprintf(err, sizeof err, "cannot allocate a TLS connection");
+	}
+	s->tls_on = 1;
+	if (t == NULL) {
+		log_error("session", "tls: %s", err);
+		smtp_client_tls_failed(s->c, err);
+		return;
+	}
+	transport_free(s->tp);
+	s->tp = t;
+}
+
+/*
+ * session_tls_bye - the client has closed: send close_notify first (a TLS
+ * session not shut down cannot be resumed). Returns 1 while that send is
+ * still due (on_sent, or the TLS_BYE_MS timer, calls session_step again).
+ * Never waits behind another send: that one may be stuck.
+ */
+static int
+session_tls_bye(struct session *s)
+{
+	struct iovec iov[CONN_IOV_MAX];
+	int n;
+
+	if (s->bye == BYE_SENT) {
+		if (conn_send_busy(s->conn))
+			return 1;
+		s->bye = BYE_DONE;
+	}
+	if (s->bye != BYE_NONE || transport_tls(s->tp) == NULL)
+		return 0;
+	s->bye = BYE_DONE;
+	if (conn_send_busy(s->conn) || tls_status(transport_tls(s->tp)) != TLS_OPEN)
+		return 0;
+	transport_close_notify(s->tp);
+	if ((n = transport_output(s->tp, iov, CONN_IOV_MAX)) <= 0)
+		return 0;
+	conn_send(s->conn, iov, n);
+	s->bye = BYE_SENT;
+	timer_set(s->loop, &s->timer, TLS_BYE_MS, on_timer_bye);
+	return 1;
+}
+
 /* --- timer --- */
 
 static void
@@ -312,6 +532,18 @@ on_timer(struct timer *t)
 		return;
 	session_clock(s);
 	smtp_client_timeout(s->c);
+	session_step(s);
+}
+
+/* close_notify did not go in time: close anyway. */
+static void
+on_timer_bye(struct timer *t)
+{
+	struct session *s = (struct session *)((char *)t - offsetof(struct session, timer));
+
+	if (s->closing)
+		return;
+	s->bye = BYE_DONE;
 	session_step(s);
 }
 
@@ -341,7 +573,9 @@ up_pushed(void *arg, size_t n)
 	smtp_client_sent(s->c, n);
 }
 
-static const struct transport_upper session_upper = { up_deliver, up_pull, up_pushed };
+static const struct transport_upper session_upper = {
+	up_deliver, up_pull, up_pushed, up_secured,
+};
 
 /* --- conn callbacks (never called after conn_close, but on_closed) --- */
 
@@ -367,6 +601,7 @@ on_connect(struct conn *c, void *arg, int res)
 		snprintf(s->used_ip, sizeof s->used_ip, "%s", conn_local_ip(s->conn));
 	session_clock(s);
 	smtp_client_init(s->c);
+	session_tls_mode(s);
 	session_step(s);
 }
 
@@ -384,7 +619,10 @@ on_recv(struct conn *c, void *arg, const char *buf, size_t n)
 
 		log_info("session", "transport failed peer=%s transport=%s reason=\"%s\"", s->peer,
 		    transport_name(s->tp), quote(q, sizeof q, transport_err(s->tp)));
-		smtp_client_disconnected(s->c);
+		if (smtp_client_state(s->c) == SMTP_STATE_TLS)
+			smtp_client_tls_failed(s->c, transport_err(s->tp));
+		else
+			smtp_client_disconnected(s->c);
 	}
 	session_step(s);
 }
@@ -399,6 +637,8 @@ on_eof(struct conn *c, void *arg, int res)
 	if (!s->connected)
 		return;
 	session_clock(s);
+	if (transport_tls(s->tp) != NULL)
+		tls_input_eof(transport_tls(s->tp));
 	smtp_client_disconnected(s->c);
 	session_step(s);
 }
@@ -507,9 +747,29 @@ again:
 			s->ops->on_result(s, j, &r);
 	}
 	st = smtp_client_state(s->c);
+	if (st == SMTP_STATE_TLS && !s->tls_on && !conn_send_busy(s->conn)) {
+		session_start_tls(s);
+		st = smtp_client_state(s->c);
+	}
 	if (st == SMTP_STATE_CLOSED) {
+		if (session_tls_bye(s))
+			return;
 		if (!s->established && smtp_client_session_error(s->c, &r)) {
-			/* Greeting or EHLO failed: this target is no good. */
+			if (r.cause == SMTP_CAUSE_TLS && s->tls_on && !s->plain_retry &&
+			    session_policy(s) == TLS_POLICY_OPPORTUNISTIC && !s->quit_asked) {
+				/* Opportunistic: the handshake failed; this
+				 * target again, now, in clear text. */
+				char qmx[300], qr[sizeof r.text * 2];
+
+				log_info("session", "tls failed peer=%s mx=\"%s\" reason=\"%s\": "
+				    "retrying in clear text", s->peer,
+				    quote(qmx, sizeof qmx, session_mx(s)), quote(qr, sizeof qr, r.text));
+				fallback_remember(s);
+				s->plain_retry = 1;
+				session_drop_conn(s);
+				return;
+			}
+			/* Greeting, EHLO or STARTTLS failed: this target is no good. */
 			target_failed(s, &r);
 			return;
 		}

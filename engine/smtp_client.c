@@ -59,6 +59,7 @@ enum wait {
 	W_DOT,
 	W_DOT_IGNORE,		/* "." sent after a failed pipelined group */
 	W_QUIT,
+	W_STARTTLS,
 };
 
 #define EXPQ_MAX	8
@@ -73,6 +74,8 @@ struct smtp_client {
 	struct smtp_timeouts t;
 	char *ehlo_name;
 	struct smtp_ext ext;
+	uint8_t tls_mode;	/* enum smtp_tls_mode */
+	uint8_t tls_active;	/* the handshake is done on this connection */
 	unsigned msgs;
 
 	/* the transaction */
@@ -122,6 +125,7 @@ static const char *const stage_names[] = {
 	[SMTP_STAGE_DOT] = "DOT",
 	[SMTP_STAGE_RSET] = "RSET",
 	[SMTP_STAGE_QUIT] = "QUIT",
+	[SMTP_STAGE_STARTTLS] = "STARTTLS",
 };
 
 const char *
@@ -145,6 +149,7 @@ wait_stage(enum wait w)
 	case W_DATA: return SMTP_STAGE_DATA;
 	case W_DOT: case W_DOT_IGNORE: return SMTP_STAGE_DOT;
 	case W_QUIT: return SMTP_STAGE_QUIT;
+	case W_STARTTLS: return SMTP_STAGE_STARTTLS;
 	}
 	return SMTP_STAGE_CONNECT;
 }
@@ -165,7 +170,7 @@ wait_timeout(const struct smtp_client *c, enum wait w)
 {
 	switch (w) {
 	case W_GREETING: return c->t.greeting;
-	case W_EHLO: case W_HELO: return c->t.ehlo;
+	case W_EHLO: case W_HELO: case W_STARTTLS: return c->t.ehlo;
 	case W_RSET: case W_MAIL: return c->t.mail;
 	case W_RCPT: return c->t.rcpt;
 	case W_DATA: return c->t.data;
@@ -284,6 +289,26 @@ session_fail(struct smtp_client *c, const struct smtp_result *r)
 	fail_txn(c, r);
 	set_serr(c, r);
 	close_session(c);
+}
+
+/* tls_fail - the session ends for a TLS reason (TEMP, SMTP_CAUSE_TLS). */
+static void __attribute__((format(printf, 2, 3)))
+tls_fail(struct smtp_client *c, const char *fmt, ...)
+{
+	struct smtp_result r;
+	va_list ap;
+
+	memset(&r, 0, sizeof r);
+	r.status = SMTP_TEMP;
+	r.cause = SMTP_CAUSE_TLS;
+	r.stage = SMTP_STAGE_STARTTLS;
+	va_start(ap, fmt);
+	vsnprintf(r.text, sizeof r.text, fmt, ap);
+	va_end(ap);
+	for (char *p = r.text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	session_fail(c, &r);
 }
 
 /* AB_TXN: the transaction's own time limit passed (the text says so). */
@@ -533,6 +558,17 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	case W_EHLO:
 		if (cls == 2) {
 			parse_ehlo(c, r);
+			if (!c->tls_active && c->tls_mode != SMTP_TLS_NO) {
+				if (c->ext.starttls) {
+					queue_cmd(c, "STARTTLS\r\n", W_STARTTLS);
+					return;
+				}
+				if (c->tls_mode == SMTP_TLS_MUST) {
+					tls_fail(c, "the server does not offer STARTTLS and TLS "
+					    "is required");
+					return;
+				}
+			}
 			c->state = SMTP_STATE_IDLE;
 			return;
 		}
@@ -545,10 +581,37 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	case W_HELO:
 		if (cls == 2) {
 			memset(&c->ext, 0, sizeof c->ext);
+			if (c->tls_mode == SMTP_TLS_MUST && !c->tls_active) {
+				tls_fail(c, "the server refused EHLO (no STARTTLS) and TLS "
+				    "is required");
+				return;
+			}
 			c->state = SMTP_STATE_IDLE;
 			return;
 		}
 		break;
+	case W_STARTTLS:
+		if (r->code == 220) {
+			/* Nothing may follow in clear text (checked in feed). */
+			c->state = SMTP_STATE_TLS;
+			c->wait_since = c->now;		/* the handshake's time-out */
+			return;
+		}
+		if (c->tls_mode == SMTP_TLS_MUST || cls == 2 || cls == 3) {
+			char line[sizeof res.text];
+
+			smtp_reply_first_line(r, line, sizeof line);
+			tls_fail(c, "STARTTLS refused: %s", line);
+			if (c->serr != NULL) {	/* keep the server's words for the event */
+				c->serr->code = r->code;
+				memcpy(c->serr->enh, r->enh, sizeof c->serr->enh);
+				c->serr->enh[sizeof c->serr->enh - 1] = '\0';
+			}
+			return;
+		}
+		/* Opportunistic: a 4xx/5xx to STARTTLS, go on in clear text. */
+		c->state = SMTP_STATE_IDLE;
+		return;
 	case W_RSET:
 	case W_MAIL:
 	case W_RCPT:
@@ -630,7 +693,7 @@ process(struct smtp_client *c, const char *p, size_t len)
 	struct smtp_reply r;
 	size_t pos = 0, used;
 
-	while (pos < len && c->state != SMTP_STATE_CLOSED) {
+	while (pos < len && c->state != SMTP_STATE_CLOSED && c->state != SMTP_STATE_TLS) {
 		size_t before = c->cur.work;
 		int rc = smtp_reply_scan(p + pos, len - pos, &c->cur);
 
@@ -683,6 +746,7 @@ smtp_client_init(struct smtp_client *c)
 {
 	c->state = SMTP_STATE_BUSY;
 	memset(&c->ext, 0, sizeof c->ext);
+	c->tls_active = 0;
 	c->msgs = 0;
 	memset(&c->msg, 0, sizeof c->msg);
 	c->txn = c->failed = c->pipe = c->rset_needed = c->have_result = 0;
@@ -701,6 +765,22 @@ smtp_client_init(struct smtp_client *c)
 	expect(c, W_GREETING);	/* awaited from now */
 }
 
+/*
+ * injected - bytes came after the 220 to STARTTLS, before TLS: a
+ * man-in-the-middle may have put commands' replies there to be read as
+ * if they came over TLS (CVE-2011-0411). Never go on.
+ */
+static void
+injected(struct smtp_client *c)
+{
+	struct smtp_result r;
+
+	result_from_text(&r, SMTP_TEMP, SMTP_CAUSE_PROTOCOL, SMTP_STAGE_STARTTLS,
+	    "protocol error: plaintext received after the reply to STARTTLS, before "
+	    "the TLS handshake (possible injection)");
+	session_fail(c, &r);
+}
+
 enum smtp_state
 smtp_client_feed(struct smtp_client *c, const char *buf, size_t len)
 {
@@ -708,6 +788,10 @@ smtp_client_feed(struct smtp_client *c, const char *buf, size_t len)
 
 	if (c->state == SMTP_STATE_CLOSED || len == 0)
 		return c->state;
+	if (c->state == SMTP_STATE_TLS) {
+		injected(c);
+		return c->state;
+	}
 	if (c->in.len == 0) {
 		/* the usual case: whole replies straight from the caller's buffer */
 		used = process(c, buf, len);
@@ -719,6 +803,8 @@ smtp_client_feed(struct smtp_client *c, const char *buf, size_t len)
 		if (c->state != SMTP_STATE_CLOSED)
 			buf_consume(&c->in, used);
 	}
+	if (c->state == SMTP_STATE_TLS && c->in.len > 0)
+		injected(c);
 	return c->state;
 }
 
@@ -727,7 +813,9 @@ smtp_client_disconnected(struct smtp_client *c)
 {
 	if (c->state == SMTP_STATE_CLOSED)
 		return c->state;
-	if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
+	if (c->state == SMTP_STATE_TLS)
+		tls_fail(c, "connection lost during the TLS handshake");
+	else if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
 		close_session(c);	/* QUIT sent: a close is its answer */
 	else
 		session_abort(c, AB_DISCONNECT);
@@ -742,6 +830,8 @@ smtp_client_disconnected(struct smtp_client *c)
 static uint64_t
 stage_deadline(const struct smtp_client *c)
 {
+	if (c->state == SMTP_STATE_TLS)
+		return c->wait_since + c->t.ehlo;	/* the handshake */
 	if (c->state != SMTP_STATE_BUSY)
 		return 0;
 	if (c->body_pending || c->body_sending)
@@ -761,6 +851,13 @@ txn_limited(const struct smtp_client *c, uint64_t stage)
 enum smtp_state
 smtp_client_timeout(struct smtp_client *c)
 {
+	if (c->state == SMTP_STATE_TLS) {
+		char lim[32];
+
+		ms_text(lim, sizeof lim, c->t.ehlo);
+		tls_fail(c, "timeout during the TLS handshake (%s)", lim);
+		return c->state;
+	}
 	if (c->state != SMTP_STATE_BUSY)
 		return c->state;	/* nothing was awaited: a stale timer */
 	if (c->exp_n > 0 && c->expq[c->exp_head] == W_QUIT)
@@ -1001,6 +1098,38 @@ unsigned
 smtp_client_msgs(const struct smtp_client *c)
 {
 	return c->msgs;
+}
+
+void
+smtp_client_set_tls(struct smtp_client *c, enum smtp_tls_mode m)
+{
+	c->tls_mode = (uint8_t)m;
+}
+
+void
+smtp_client_tls_started(struct smtp_client *c)
+{
+	if (c->state != SMTP_STATE_TLS)
+		panic("smtp_client_tls_started: not waiting for TLS");
+	c->tls_active = 1;
+	c->state = SMTP_STATE_BUSY;
+	memset(&c->ext, 0, sizeof c->ext);	/* RFC 3207 4.2: forget them */
+	buf_appendf(&c->cmdq, "EHLO %s\r\n", c->ehlo_name);
+	expect(c, W_EHLO);
+}
+
+void
+smtp_client_tls_failed(struct smtp_client *c, const char *why)
+{
+	if (c->state == SMTP_STATE_CLOSED)
+		return;
+	tls_fail(c, "STARTTLS: %s", why && why[0] ? why : "TLS handshake failed");
+}
+
+int
+smtp_client_tls_active(const struct smtp_client *c)
+{
+	return c->tls_active;
 }
 
 uint64_t

@@ -112,6 +112,11 @@ raw_class(const struct classify_rules *rules, const struct smtp_result *r, int c
 		return CLASS_CONNECTION_FAILURE;
 	case SMTP_CAUSE_SIZE:
 		return CLASS_MESSAGE_TOO_LARGE;
+	case SMTP_CAUSE_TLS:
+		/* STARTTLS missing or refused under a policy that needs
+		 * it, or a failed handshake: deferred, site_failure (the
+		 * stage is STARTTLS), never a verdict on the recipient */
+		return CLASS_TLS_FAILURE;
 	case SMTP_CAUSE_PROTOCOL:
 		/* A refusal decided locally (unsafe address) carries an
 		 * enhanced code that says what was wrong; the rest is the
@@ -160,6 +165,7 @@ void
 	case SMTP_STAGE_GREETING:
 	case SMTP_STAGE_EHLO:
 	case SMTP_STAGE_HELO:
+	case SMTP_STAGE_STARTTLS:
 		/* The site failed as a whole; a 5xx there says nothing about
 		 * this recipient: retry. */
 		o->status = JOB_DEFERRED;

@@ -65,6 +65,7 @@ struct config_limits {
 	uint32_t max_msgs_per_connection;
 	struct rate max_rate;
 	struct rate max_conn_rate;	/* new connections per unit */
+	int tls;			/* enum tls_policy (tls.h); 0: inherit */
 };
 
 /* Adaptive shaping (the shaping { } block); see docs/shaping.md. */
@@ -155,6 +156,7 @@ struct config {
 	struct config_shaping shaping;
 
 	char *classify_rules;	/* rule file path, or NULL for built-ins */
+	char *tls_ca_file;	/* smtp.tls_ca_file: CAs trusted by tls = verify (NULL: system) */
 
 	struct config_pool *pools;	/* always has "default" */
 	size_t npools;

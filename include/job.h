@@ -93,6 +93,7 @@ struct job_outcome {
 	char reply[512];
 	const char *mx;		/* may be NULL */
 	const char *ip;		/* source ip or NULL */
+	const char *tls;	/* "TLSv1.3 TLS_AES_256_GCM_SHA384", "none", or NULL (no session) */
 	int async;		/* async DSN */
 	int no_attempt;		/* settled without trying (event `attempt` = attempts so far) */
 

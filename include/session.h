@@ -17,6 +17,24 @@
  * can try another source. Teardown is counted: the connection is shut
  * down, and the session is freed only after its last completion
  * (on_closed).
+ *
+ * STARTTLS, by the destination's policy (session_set_tls(), else
+ * cfg->tls; DEFAULT is opportunistic):
+ *   opportunistic  TLS when the server offers it, else clear text. If the
+ *                  handshake fails, the same target is tried again at once
+ *                  on a new connection in clear text, and that MX host is
+ *                  remembered for an hour (at most 10000 hosts): the
+ *                  sessions opened meanwhile do not try TLS there (logged).
+ *   required       no STARTTLS offered, STARTTLS refused or a failed
+ *                  handshake: this target fails (TEMP, SMTP_CAUSE_TLS: class
+ *                  tls_failure); the next target is tried as after any
+ *                  failure before a transaction.
+ *   verify         as required, and the chain must be trusted (the system
+ *                  store, or cfg->tls_ca_file) and name the MX host.
+ *   disabled       never STARTTLS.
+ * TLS is 1.2 or 1.3, SNI is the MX host name, the client sends EHLO again
+ * after the handshake, and resumes sessions per (MX host, port, policy).
+ * session_tls() says what the current connection uses.
  */
 #ifndef VOLLEY_SESSION_H
 #define VOLLEY_SESSION_H
@@ -27,6 +45,7 @@
 
 #include "dns.h"
 #include "smtp_client.h"
+#include "tls.h"
 
 struct loop;
 struct job;
@@ -74,12 +93,20 @@ struct session_cfg {
 	const struct smtp_timeouts *timeouts;
 	const char *id_header;		/* "X-Volley-Id" */
 	const char *return_path;	/* VERP template or NULL */
+	enum tls_policy tls;		/* when session_set_tls() is not called */
+	const char *tls_ca_file;	/* verify: trust this PEM file (NULL: system store) */
 };
 
 /* max_msgs: messages per connection for this destination (0: cfg->max_msgs). */
 struct session *session_open(struct loop *l, const struct session_ops *ops,
     const struct session_cfg *cfg, struct mxset *mx, const char *src_ip,
     unsigned max_msgs, void *owner);
+/* The destination's TLS policy; call right after session_open() (it is
+ * used from the first EHLO on; DEFAULT: cfg->tls). */
+void session_set_tls(struct session *s, enum tls_policy p);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" while the connection uses TLS, else
+ * "none": for the `tls` field of the events of its transactions. */
+const char *session_tls(const struct session *s);
 /* Hand a job to an IDLE session (the scheduler calls it after on_idle(1)). */
 void session_give(struct session *s, struct job *j);
 /* Finish the current transaction if any, then QUIT. */

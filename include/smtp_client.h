@@ -23,7 +23,8 @@
  * SMTPUTF8 (RFC 6531) is added to MAIL when an address has 8-bit bytes
  * and the server offers it; when it does not, the message fails at once
  * (below). Domains are expected as A-labels: only a local part should
- * carry 8-bit bytes.
+ * carry 8-bit bytes. STARTTLS (RFC 3207): the client decides when and
+ * checks what arrives around it; the session does the TLS (below).
  *
  * Time (RFC 5321 4.5.3.2): the client reads no clock; the session calls
  * smtp_client_set_now() with its loop's cached clock before every other
@@ -100,6 +101,7 @@ enum smtp_stage {
 	SMTP_STAGE_DOT,		/* body sent -> final reply */
 	SMTP_STAGE_RSET,
 	SMTP_STAGE_QUIT,
+	SMTP_STAGE_STARTTLS,	/* STARTTLS -> 220, and the handshake after it */
 };
 const char *smtp_stage_name(enum smtp_stage s);
 
@@ -107,6 +109,7 @@ enum smtp_state {
 	SMTP_STATE_BUSY = 0,	/* waiting for the server or for a send */
 	SMTP_STATE_IDLE,	/* session open, no transaction: start or quit */
 	SMTP_STATE_CLOSED,	/* QUIT done, or failed: close the socket */
+	SMTP_STATE_TLS,		/* 220 to STARTTLS: start the TLS handshake now */
 };
 
 enum smtp_status {
@@ -124,6 +127,15 @@ enum smtp_cause {
 	SMTP_CAUSE_SIZE,	/* exceeds the server's SIZE */
 	SMTP_CAUSE_SESSION,	/* the session failed before this message (greeting/EHLO) */
 	SMTP_CAUSE_LOCAL,	/* this host's fault: socket()/bind() of the source failed */
+	SMTP_CAUSE_TLS,		/* STARTTLS missing or refused under a policy that needs
+				 * it, or the TLS handshake failed */
+};
+
+/* What the client does with STARTTLS (the session maps its policy). */
+enum smtp_tls_mode {
+	SMTP_TLS_NO = 0,	/* never send STARTTLS */
+	SMTP_TLS_TRY,		/* when offered; a 4xx/5xx to it: go on in clear text */
+	SMTP_TLS_MUST,		/* not offered or refused: the session fails (CAUSE_TLS) */
 };
 
 struct smtp_result {
@@ -209,6 +221,31 @@ int smtp_client_take_result(struct smtp_client *c, struct smtp_result *r);
 int smtp_client_session_error(const struct smtp_client *c, struct smtp_result *r);
 
 const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
+
+/*
+ * STARTTLS (RFC 3207). smtp_client_set_tls() before the greeting (the mode
+ * stays for the client's life). After a 2xx to EHLO, with TRY or MUST and
+ * STARTTLS offered, the client sends STARTTLS; a 220 makes the state
+ * SMTP_STATE_TLS: the session must now switch its transport to TLS and
+ * start the handshake (nothing is sent meanwhile). Any byte received after
+ * that 220 and before the handshake is done is plaintext injected ahead of
+ * TLS (the CVE-2011-0411 class): the session fails (TEMP, PROTOCOL, stage
+ * STARTTLS). Then exactly one of:
+ *   smtp_client_tls_started()  the handshake is done: the client forgets
+ *                              what EHLO said in clear text and sends EHLO
+ *                              again (state BUSY, then IDLE as usual)
+ *   smtp_client_tls_failed()   the handshake failed: the session fails
+ *                              (TEMP, SMTP_CAUSE_TLS, stage STARTTLS)
+ * In state TLS the handshake has the EHLO time-out (smtp_client_deadline);
+ * its end, or a disconnect, fails the session with SMTP_CAUSE_TLS too.
+ * MUST without STARTTLS offered (or after HELO), or with STARTTLS refused,
+ * fails the session: TEMP, SMTP_CAUSE_TLS, stage STARTTLS.
+ */
+void smtp_client_set_tls(struct smtp_client *c, enum smtp_tls_mode m);
+void smtp_client_tls_started(struct smtp_client *c);
+void smtp_client_tls_failed(struct smtp_client *c, const char *why);
+/* 1 once TLS is on for this connection. */
+int smtp_client_tls_active(const struct smtp_client *c);
 /* Messages completed (any outcome) on this session. */
 unsigned smtp_client_msgs(const struct smtp_client *c);
 

@@ -22,6 +22,18 @@
  *
  * raw: wire bytes are the plaintext. input() hands them up as they are;
  * output() is pull(); sent() is pushed(). It never fails.
+ *
+ * tls: a TLS client connection over OpenSSL memory BIOs (tls.h). Created
+ * after the 220 to STARTTLS, it has the ClientHello ready at once. input()
+ * decrypts and calls deliver() with the plaintext, and secured() once,
+ * when the handshake is done; -1 when TLS failed (handshake, bad record,
+ * alert), the reason in err(). output() encrypts what pull() gives (at
+ * most TRANSPORT_TLS_CHUNK plaintext bytes per output: the rest waits, as
+ * after a short send) and calls pushed() for it at once (the plaintext is
+ * copied into TLS records), then hands out the ciphertext in one iovec
+ * from a buffer it owns, freed when sent: an idle TLS transport holds no
+ * buffer of its own. close_notify() queues TLS's close_notify for the
+ * next output.
  */
 #ifndef VOLLEY_TRANSPORT_H
 #define VOLLEY_TRANSPORT_H
@@ -30,13 +42,17 @@
 #include <sys/uio.h>
 
 #define TRANSPORT_IOV_MIN	3
+#define TRANSPORT_TLS_CHUNK	65536
 
 struct transport;
+struct tls;
+struct tls_ctx;
 
 struct transport_upper {
 	void (*deliver)(void *arg, const char *buf, size_t n);
 	int (*pull)(void *arg, struct iovec iov[3]);
 	void (*pushed)(void *arg, size_t n);
+	void (*secured)(void *arg);	/* tls: handshake done (NULL: not told) */
 };
 
 struct transport_vtable {
@@ -45,6 +61,7 @@ struct transport_vtable {
 	int (*output)(struct transport *t, struct iovec *iov, int max);
 	void (*sent)(struct transport *t, size_t n);
 	const char *(*err)(const struct transport *t);
+	void (*close_notify)(struct transport *t);
 	void (*free)(struct transport *t);
 };
 
@@ -56,6 +73,16 @@ struct transport {
 };
 
 struct transport *transport_raw_new(const struct transport_upper *up, void *arg);
+/*
+ * transport_tls_new - a TLS client transport to host (SNI and name check;
+ * verify: fail the handshake on an untrusted chain or a wrong name),
+ * resuming from x's cache under cache_key (NULL: none). NULL if OpenSSL
+ * cannot allocate.
+ */
+struct transport *transport_tls_new(const struct transport_upper *up, void *arg,
+    struct tls_ctx *x, const char *host, int verify, const char *cache_key);
+/* The TLS connection under t, or NULL (raw). */
+struct tls *transport_tls(const struct transport *t);
 
 static inline int
 transport_input(struct transport *t, const char *buf, size_t n)
@@ -80,6 +107,13 @@ static inline const char *
 transport_err(const struct transport *t)
 {
 	return t->vt->err(t);
+}
+
+/* Queue the end of the transport (TLS close_notify) for the next output. */
+static inline void
+transport_close_notify(struct transport *t)
+{
+	t->vt->close_notify(t);
 }
 
 static inline const char *

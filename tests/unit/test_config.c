@@ -24,6 +24,7 @@
 #include <openssl/pem.h>
 
 #include "config.h"
+#include "tls.h"
 #include "util.h"
 
 /* The configuration example of the README's contract section, verbatim. */
@@ -922,6 +923,73 @@ test_dkim_blocks(void **state)
 	}
 }
 
+/* tls = opportunistic | required | verify | disabled: smtp, site, domain,
+ * the most specific wins; smtp.tls_ca_file must be readable. */
+static void
+test_tls_policy(void **state)
+{
+	const char *in =
+	    "smtp { tls = required; }\n"
+	    "site \"big\" { mx = [\"*.big.test\"]; tls = verify; }\n"
+	    "site \"plain\" { mx = [\"*.plain.test\"]; max_connections = 3; }\n"
+	    "domain \"old.test\" { tls = DISABLED; }\n";
+	static const struct { const char *in, *errors; } bad[] = {
+		{ "smtp {\n tls = may\n}\n",
+		  "t.conf:2: smtp.tls: 'may' is not a TLS policy (opportunistic, required, verify "
+		  "or disabled)\n" },
+		{ "site \"s\" { mx = [\"a\"];\n tls = yes; }\n",
+		  "t.conf:2: site \"s\": tls: 'yes' is not a TLS policy (opportunistic, required, "
+		  "verify or disabled)\n" },
+		{ "smtp {\n tls_ca_file = \"/nonexistent/ca.pem\"\n}\n",
+		  "t.conf:2: smtp.tls_ca_file: cannot read /nonexistent/ca.pem: No such file or "
+		  "directory\n" },
+	};
+	char *errors = NULL;
+	struct config *c = config_default();
+	struct config_limits l;
+
+	(void)state;
+	/* the default: opportunistic, the system CA store */
+	assert_int_equal(c->defaults.tls, TLS_POLICY_OPPORTUNISTIC);
+	assert_null(c->tls_ca_file);
+	config_free(c);
+
+	c = load_str(in, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	l = config_limits_for(c, NULL, NULL);
+	assert_int_equal(l.tls, TLS_POLICY_REQUIRED);
+	l = config_limits_for(c, config_site_for_mx(c, "mx.big.test"), NULL);
+	assert_int_equal(l.tls, TLS_POLICY_VERIFY);
+	/* a site that does not set it inherits smtp's */
+	l = config_limits_for(c, config_site_for_mx(c, "mx.plain.test"), NULL);
+	assert_int_equal(l.tls, TLS_POLICY_REQUIRED);
+	assert_int_equal(l.max_connections, 3);
+	/* the domain is more specific than the site */
+	l = config_limits_for(c, config_site_for_mx(c, "mx.big.test"),
+	    config_domain_find(c, "old.test"));
+	assert_int_equal(l.tls, TLS_POLICY_DISABLED);
+	config_free(c);
+
+	/* a CA file that exists */
+	c = load_str("smtp { tls_ca_file = \"/etc/hostname\"; }", &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_string_equal(c->tls_ca_file, "/etc/hostname");
+	config_free(c);
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		c = load_str(bad[i].in, &errors);
+		if (c != NULL)
+			fail_msg("case %zu loaded", i);
+		if (errors == NULL || strcmp(errors, bad[i].errors) != 0)
+			fail_msg("case %zu:\ngot:  %swant: %s", i, errors ? errors : "(none)\n",
+			    bad[i].errors);
+		free(errors);
+		errors = NULL;
+	}
+}
+
 int
 main(void)
 {
@@ -934,6 +1002,7 @@ main(void)
 		cmocka_unit_test(test_validation_errors),
 		cmocka_unit_test(test_accepted_forms),
 		cmocka_unit_test(test_lookups),
+		cmocka_unit_test(test_tls_policy),
 		cmocka_unit_test(test_file_errors_name_the_file),
 		cmocka_unit_test(test_classify_rules_path),
 		cmocka_unit_test(test_shipped_pools),

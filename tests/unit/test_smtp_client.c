@@ -26,6 +26,7 @@
 enum op {
 	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
 	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS, OP_NOW,
+	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL,
 };
 
 struct step {
@@ -55,6 +56,9 @@ struct step {
 #define DEADL(x)	{ .op = OP_DEADL, .n = (x) }
 #define MSGS(x)		{ .op = OP_MSGS, .n = (x) }
 #define NOW(x)		{ .op = OP_NOW, .n = (x) }	/* the session's clock, ms */
+#define TLSMODE(x)	{ .op = OP_TLSMODE, .n = SMTP_TLS_##x }	/* before the greeting */
+#define TLSUP		{ .op = OP_TLSUP }	/* the session's handshake is done */
+#define TLSFAIL(x)	{ .op = OP_TLSFAIL, .s = (x) }	/* ... or failed */
 
 /* Distinct time-outs so a deadline names its wait. */
 static const struct smtp_timeouts tmo = {
@@ -279,6 +283,15 @@ run_once(const char *name, const struct step *steps, int feed, int chunk)
 			break;
 		case OP_NOW:
 			smtp_client_set_now(c, (uint64_t)s->n);
+			break;
+		case OP_TLSMODE:
+			smtp_client_set_tls(c, (enum smtp_tls_mode)s->n);
+			break;
+		case OP_TLSUP:
+			smtp_client_tls_started(c);
+			break;
+		case OP_TLSFAIL:
+			smtp_client_tls_failed(c, s->s);
 			break;
 		}
 	}
@@ -947,6 +960,131 @@ static void test_timeouts(void **s)
 	RUN(timeout_quit);
 }
 
+/* ---- STARTTLS (RFC 3207) ---- */
+
+#define EHLO_TLS \
+	GREET, SRV("250-mx.y.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-STARTTLS\r\n" \
+	    "250 8BITMIME\r\n")
+#define TLS_220 \
+	EHLO_TLS, STATE(BUSY), CLI("STARTTLS\r\n"), DEADL(1002), \
+	SRV("220 2.0.0 Ready to start TLS\r\n"), STATE(TLS), DEADL(1002), CLI("")
+
+/* opportunistic: STARTTLS, handshake, EHLO again; what the clear-text EHLO
+ * said (SIZE) is forgotten, and STARTTLS is not sent twice */
+static const struct step tls_try_ok[] = {
+	TLSMODE(TRY), TLS_220, NOSERR,
+	TLSUP, STATE(BUSY), CLI("EHLO client.test\r\n"), DEADL(1002),
+	SRV("250-mx.y.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"), STATE(IDLE), NOSERR,
+	PIPE_OK0(CMDS0), MSGS(1),
+	QUIT_OK,
+	{ 0 }
+};
+
+static const struct step tls_must_ok[] = {
+	TLSMODE(MUST), TLS_220, TLSUP, CLI("EHLO client.test\r\n"),
+	SRV("250 mx.y.test\r\n"), STATE(IDLE), NOSERR,
+	{ 0 }
+};
+
+/* not offered: opportunistic goes on in clear text, required fails */
+static const struct step tls_try_absent[] = {
+	TLSMODE(TRY), EHLO_PIPE, NOSERR, PIPE_OK0(CMDS0S),
+	{ 0 }
+};
+
+static const struct step tls_must_absent[] = {
+	TLSMODE(MUST), GREET, SRV("250-mx.y.test\r\n250 PIPELINING\r\n"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "the server does not offer STARTTLS and TLS is required"),
+	{ 0 }
+};
+
+static const struct step tls_must_helo[] = {
+	TLSMODE(MUST), GREET, SRV("502 5.5.2 what\r\n"), CLI("HELO client.test\r\n"),
+	SRV("250 mx.y.test\r\n"), STATE(CLOSED),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "the server refused EHLO (no STARTTLS) and TLS is required"),
+	{ 0 }
+};
+
+/* never: STARTTLS offered and ignored */
+static const struct step tls_never[] = {
+	TLSMODE(NO), EHLO_TLS, STATE(IDLE), CLI(""), NOSERR,
+	{ 0 }
+};
+
+/* refused: opportunistic goes on in clear text, required fails with the reply */
+static const struct step tls_try_refused[] = {
+	TLSMODE(TRY), EHLO_TLS, CLI("STARTTLS\r\n"), SRV("454 4.7.0 TLS not available\r\n"),
+	STATE(IDLE), NOSERR, PIPE_OK0(CMDS0S),
+	{ 0 }
+};
+
+static const struct step tls_must_refused[] = {
+	TLSMODE(MUST), EHLO_TLS, CLI("STARTTLS\r\n"), SRV("454 4.7.0 TLS not available\r\n"),
+	STATE(CLOSED), CLI(""),
+	SERR(TEMP, TLS, STARTTLS, 454, "4.7.0", "STARTTLS refused: 454 4.7.0 TLS not available"),
+	{ 0 }
+};
+
+static const struct step tls_421[] = {
+	TLSMODE(TRY), EHLO_TLS, CLI("STARTTLS\r\n"), SRV("421 4.3.2 shutting down\r\n"),
+	STATE(CLOSED), SERR(TEMP, REPLY, STARTTLS, 421, "4.3.2", "421 4.3.2 shutting down"),
+	{ 0 }
+};
+
+/* plaintext after the 220, before TLS: injected (CVE-2011-0411 class) */
+static const struct step tls_injection[] = {
+	TLSMODE(TRY), EHLO_TLS, CLI("STARTTLS\r\n"),
+	SRV("220 2.0.0 Ready\r\n250-mx.y.test\r\n250 PIPELINING\r\n"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, PROTOCOL, STARTTLS, 0, "", "protocol error: plaintext received after the "
+	    "reply to STARTTLS, before the TLS handshake (possible injection)"),
+	{ 0 }
+};
+
+static const struct step tls_injection_later[] = {
+	TLSMODE(MUST), TLS_220, SRV("x"), STATE(CLOSED),
+	SERR(TEMP, PROTOCOL, STARTTLS, 0, "", "protocol error: plaintext received after the "
+	    "reply to STARTTLS, before the TLS handshake (possible injection)"),
+	{ 0 }
+};
+
+static const struct step tls_handshake_failed[] = {
+	TLSMODE(TRY), TLS_220, TLSFAIL("TLS handshake failed: bad record"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "STARTTLS: TLS handshake failed: bad record"),
+	{ 0 }
+};
+
+static const struct step tls_handshake_timeout[] = {
+	TLSMODE(TRY), NOW(50), TLS_220, NOW(1000), DEADL(52), NOW(1052), DEADL(1), TMO,
+	STATE(CLOSED), DEADL(0),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "timeout during the TLS handshake (1002ms)"),
+	{ 0 }
+};
+
+static const struct step tls_handshake_disc[] = {
+	TLSMODE(TRY), TLS_220, DISC, STATE(CLOSED),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "connection lost during the TLS handshake"),
+	{ 0 }
+};
+
+static void
+test_starttls(void **s)
+{
+	RUN(tls_try_ok);
+	RUN(tls_must_ok);
+	RUN(tls_try_absent);
+	RUN(tls_must_absent);
+	RUN(tls_must_helo);
+	RUN(tls_never);
+	RUN(tls_try_refused);
+	RUN(tls_must_refused);
+	RUN(tls_421);
+	RUN(tls_injection);
+	RUN(tls_injection_later);
+	RUN(tls_handshake_failed);
+	RUN(tls_handshake_timeout);
+	RUN(tls_handshake_disc);
+}
+
 /* ---- hand-driven tests ---- */
 
 static struct smtp_client *
@@ -1422,6 +1560,7 @@ main(void)
 		cmocka_unit_test(test_reinit),
 		cmocka_unit_test(test_long_text),
 		cmocka_unit_test(test_drip_linear),
+		cmocka_unit_test(test_starttls),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
