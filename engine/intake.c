@@ -7,6 +7,7 @@
  */
 #include "intake.h"
 #include "config.h"
+#include "dkim.h"
 #include "ledger.h"
 #include "loop.h"
 #include "map.h"
@@ -112,7 +113,36 @@ intake_sweep(struct intake *in)
 	return n;
 }
 
-/* A job with its body: check the size, then to the scheduler. */
+/*
+ * intake_sign - DKIM-sign a body once, for every job that shares it: the
+ * signature goes out in front of the per-job id header, which it does not
+ * cover. No key for the From domain: sent unsigned (a configured key that
+ * cannot be read stops the start, so this is a choice, not an accident).
+ */
+static void
+intake_sign(struct intake *in, struct msg_body *b)
+{
+	struct dkim_request rq = { .msg = b->data, .len = b->len, .flags = DKIM_STUFFED,
+	    .now = (time_t)(clock_wall_ms() / 1000) };
+	const struct dkim_signer *who = NULL;
+	enum dkim_status st;
+
+	st = dkim_sign_message(in->cfg->dkim, in->cfg->ndkim, &rq, &b->dkim_sig, &b->dkim_sig_len,
+	    &who);
+	if (st == DKIM_SIGNED) {
+		b->dkim_state = MSG_DKIM_SIGNED;
+		log_debug("intake", "dkim: signed as %s (%zu bytes)", who ? who->domain : "?",
+		    b->dkim_sig_len);
+	} else if (st == DKIM_NO_KEY) {
+		b->dkim_state = MSG_DKIM_NO_KEY;
+		log_debug("intake", "dkim: no key for the message's From domain; sent unsigned");
+	} else {
+		b->dkim_state = MSG_DKIM_FAILED;
+		log_warn("intake", "dkim: signing failed; the message is sent unsigned");
+	}
+}
+
+/* A job with its body: check the size, sign once, then to the scheduler. */
 static void
 intake_ready(struct intake *in, struct job *j)
 {
@@ -122,6 +152,8 @@ intake_ready(struct intake *in, struct job *j)
 		ledger_fail(in->lg, j, why);
 		return;
 	}
+	if (in->cfg->ndkim > 0 && j->body->dkim_state == MSG_DKIM_UNTRIED)
+		intake_sign(in, j->body);
 	sched_route(in->sched, j);
 }
 

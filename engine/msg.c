@@ -109,8 +109,10 @@ msg_body_unref(struct msg_body *b)
 		return;
 	if (b->refs == 0)
 		panic("msg_body_unref: refcount already zero");
-	if (--b->refs == 0)
+	if (--b->refs == 0) {
+		free(b->dkim_sig);
 		free(b);
+	}
 }
 
 /*

@@ -720,6 +720,16 @@ start_job(struct session *s, struct job *j)
 	s->body = msg_body_ref(j->body);
 	s->job = j;
 	s->idhdr = job_id_header(j, s->cfg->id_header, &s->idhdr_len);
+	if (j->body->dkim_sig != NULL) {
+		/* The body's DKIM signature, then the per-job id header it
+		 * does not cover. */
+		char *p = xmalloc(j->body->dkim_sig_len + s->idhdr_len);
+		memcpy(p, j->body->dkim_sig, j->body->dkim_sig_len);
+		memcpy(p + j->body->dkim_sig_len, s->idhdr, s->idhdr_len);
+		free(s->idhdr);
+		s->idhdr = p;
+		s->idhdr_len += j->body->dkim_sig_len;
+	}
 	s->env_from = job_envelope_from(j, s->cfg->return_path);
 	memset(&m, 0, sizeof m);
 	m.from = s->env_from;

@@ -23,7 +23,13 @@ struct msg_body {
 	size_t len;		/* bytes in data, including the final ".\r\n" */
 	char *data;		/* stuffed, CRLF, ends in "\r\n.\r\n" (or is ".\r\n") */
 	int has_8bit_headers;	/* reserved */
+	/* DKIM: signed once per body (the per-job id header is not signed) */
+	int dkim_state;		/* MSG_DKIM_*: not tried yet, signed, no key, failed */
+	char *dkim_sig;		/* the DKIM-Signature field(s), CRLF-ended, or NULL */
+	size_t dkim_sig_len;
 };
+
+enum { MSG_DKIM_UNTRIED = 0, MSG_DKIM_SIGNED, MSG_DKIM_NO_KEY, MSG_DKIM_FAILED };
 
 struct msg_body *msg_body_new(const char *raw, size_t len);
 struct msg_body *msg_body_ref(struct msg_body *b);
