@@ -107,10 +107,8 @@ mime_headers_parse(const char *p, size_t len, struct mime_headers *hs, size_t *b
 			break;
 		}
 		if (is_blank(p[pos])) {
-			if (open) {
-				value_append(&b, " ", 1);
+			if (open)	/* unfolding: the line break goes, the blank stays */
 				value_append(&b, p + pos, e - pos);
-			}
 			pos = next;
 			continue;
 		}

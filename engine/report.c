@@ -71,7 +71,7 @@ clean_str(char *out, size_t outlen, const char *s)
 static int
 addr_char(unsigned char c)
 {
-	return c > 0x20 && c < 0x7f && !strchr("<>()[],;:\"'\\", c);
+	return c >= 0x80 || (c > 0x20 && c < 0x7f && !strchr("<>()[],;:\"'\\", c));
 }
 
 /*
@@ -338,8 +338,14 @@ dsn_fields(struct report *r, const char *p, size_t len)
 			}
 			clean_str(rc->diag, sizeof rc->diag, after_semicolon(v));
 		}
-		if ((v = mime_header_get(&hs, "Remote-MTA")) != NULL)
-			clean_str(rc->remote_mta, sizeof rc->remote_mta, after_semicolon(v));
+		if ((v = mime_header_get(&hs, "Remote-MTA")) != NULL) {
+			const char *h = after_semicolon(v);
+			size_t k = strcspn(h, " \t(");
+
+			while (k > 0 && h[k - 1] == '.')
+				k--;
+			clean_copy(rc->remote_mta, sizeof rc->remote_mta, h, k);
+		}
 		status_fill(rc);
 		mime_headers_free(&hs);
 	}
@@ -600,8 +606,12 @@ reply_copy(const char *s, const char *end, char quote, char *out, size_t outlen)
 	const char *p = s + 3, *e = s;
 	char tmp[REPORT_DIAG_MAX - 4];
 
-	/* the paragraph: up to a blank line */
-	while (e < end) {
+	/*
+	 * The reply's lines: the first, then those that are indented (a
+	 * wrapped line) or repeat the code (a multi-line reply); a blank or
+	 * an unindented line ends it.
+	 */
+	for (;;) {
 		const char *nl = memchr(e, '\n', (size_t)(end - e));
 
 		if (nl == NULL) {
@@ -609,14 +619,16 @@ reply_copy(const char *s, const char *end, char quote, char *out, size_t outlen)
 			break;
 		}
 		const char *q = nl + 1;
+		size_t k = 0;
 
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
-			q++;
-		if (q >= end || *q == '\n') {
+		while (q + k < end && (q[k] == ' ' || q[k] == '\t'))
+			k++;
+		if (q + k >= end || q[k] == '\n' || q[k] == '\r' ||
+		    (k == 0 && !(end - q > 3 && memcmp(q, s, 3) == 0))) {
 			e = nl;
 			break;
 		}
-		e = nl + 1;
+		e = q;
 	}
 	if (quote) {
 		const char *q = memchr(s, quote, (size_t)(e - s));
@@ -656,7 +668,7 @@ reply_find(const char *s, size_t n, char *quote)
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '#' ||
+		if (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' ||
 		    ((s[i - 1] | 0x20) >= 'a' && (s[i - 1] | 0x20) <= 'z')))
 			continue;
 		if (reply_at(s + i, n - i)) {
@@ -665,8 +677,10 @@ reply_find(const char *s, size_t n, char *quote)
 
 			while (p < s + n && *p == ' ')
 				p++;
-			/* without a marker, only a reply with an enhanced code of its class */
-			if (enh_at(p, (size_t)(s + n - p), enh) > 0 && enh[0] == s[i])
+			/* without a marker, only a reply with an enhanced code of
+			 * its class, or one that starts a line */
+			if ((enh_at(p, (size_t)(s + n - p), enh) > 0 && enh[0] == s[i]) ||
+			    i == 0 || s[i - 1] == '\n')
 				return s + i;
 		}
 	}
@@ -676,7 +690,7 @@ reply_find(const char *s, size_t n, char *quote)
 /* rcpt_from_block - one recipient whose block (its lines) is s[0..n). */
 static void
 rcpt_from_block(struct report *r, const char *addr, size_t alen, const char *s, size_t n,
-    enum report_action action)
+    enum report_action action, int words)
 {
 	struct report_rcpt *rc;
 	char quote;
@@ -696,8 +710,12 @@ rcpt_from_block(struct report *r, const char *addr, size_t alen, const char *s, 
 	if ((rep = reply_find(s, n, &quote)) != NULL) {
 		reply_copy(rep, s + n, quote, rc->diag, sizeof rc->diag);
 		snprintf(rc->diag_type, sizeof rc->diag_type, "smtp");
-	} else {
+	} else if (words) {
 		/* qmail and local failures: the block's words are the diagnostic */
+		while (n > 0 && (*s == ':' || *s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')) {
+			s++;
+			n--;
+		}
 		clean_copy(rc->diag, sizeof rc->diag, s, n);
 		const char *hash = strstr(rc->diag, "(#");
 		char enh[16];
@@ -757,6 +775,11 @@ text_rcpts(struct report *r, const char *t, size_t n, enum report_action action)
 {
 	const char *end = t + n, *p = t;
 	const char *exim = ci_find(t, n, "following address(es)");
+
+	if (exim == NULL)
+		exim = ci_find(t, n, "not yet been delivered is:");
+	if (exim == NULL)
+		exim = ci_find(t, n, "not yet been delivered are:");
 	static const char *const sentences[] = {
 		"wasn't delivered to ", "Your message to ", "delivering your message to ",
 		"Delivery to the following recipient failed permanently:",
@@ -783,7 +806,7 @@ text_rcpts(struct report *r, const char *t, size_t n, enum report_action action)
 			    memchr(q, '@', (size_t)(gt - q)) != NULL) {
 				const char *be = block_end(p, end, 0);
 
-				rcpt_from_block(r, q, (size_t)(gt + 1 - q), gt + 1, (size_t)(be - (gt + 1)), action);
+				rcpt_from_block(r, q, (size_t)(gt + 1 - q), gt + 1, (size_t)(be - (gt + 1)), action, 1);
 				next = be;
 			}
 		} else if (exim && p > exim && e - p > 3 && p[0] == ' ' && p[1] == ' ' && p[2] != ' ' &&
@@ -791,7 +814,7 @@ text_rcpts(struct report *r, const char *t, size_t n, enum report_action action)
 			const char *be = block_end(p, end, 1);
 			size_t alen = strcspn(p + 2, " \t\r\n");
 
-			rcpt_from_block(r, p + 2, alen, e, (size_t)(be - e), action);
+			rcpt_from_block(r, p + 2, alen, e, (size_t)(be - e), action, 1);
 			next = be;
 		}
 		if (next <= p)
@@ -822,7 +845,7 @@ text_rcpts(struct report *r, const char *t, size_t n, enum report_action action)
 			a--;
 		while (b < lim && addr_char((unsigned char)*b))
 			b++;
-		rcpt_from_block(r, a, (size_t)(b - a), t, n, action);
+		rcpt_from_block(r, a, (size_t)(b - a), t, n, action, 0);
 		return;
 	}
 }
