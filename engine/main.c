@@ -124,7 +124,7 @@ static const char usage_classify[] =
 "  --stage STAGE  the command the reply answered: connect, greeting, ehlo,\n"
 "                 helo, mail, rcpt, data, dot (rules with stage= need it)\n"
 "  e.g. volley classify \"550 5.1.1 user unknown\"\n"
-"       ->  invalid_recipient (rule enh-5.1.1 at (built-in):123)\n";
+"       ->  invalid_recipient (rule enh-5.1.1 at (built-in):N)\n";
 
 /* VOLLEY_INSTANCE overrides `instance`: one config file, many instances. */
 static struct config *
