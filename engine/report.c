@@ -3,7 +3,8 @@
  * reports (ARF, JMRP, Yahoo) read from mail (see report.h).
  *
  * Owns: report_parse(), report_free(), report_verp_id(), report_job_id(),
- * report_kind_name(), report_action_name(), report_rcpt_is_failure().
+ * report_kind_name(), report_action_name(), report_rcpt_is_failure(),
+ * report_rcpt_classify().
  *
  * How a message is read, in order:
  *   1. mime_parse() splits it (bounded; a rejection ends here).
@@ -247,6 +248,27 @@ action_from(const char *v)
 			return t[i].a;
 	}
 	return REPORT_ACTION_NONE;
+}
+
+enum bounce_class
+report_rcpt_classify(const struct classify_rules *rules, const struct report_rcpt *rc,
+    struct classify_match *m)
+{
+	const char *d = rc->diag;
+	enum bounce_class c;
+
+	if ((d[0] == '4' || d[0] == '5') && is_digit(d[1]) && is_digit(d[2]) &&
+	    (d[3] == ' ' || d[3] == '-' || d[3] == '\0')) {
+		char enh[16];
+
+		c = classify_line_stage(rules, NULL, d, m);
+		/* a bare code says little: the Status may say more */
+		if (c != CLASS_UNKNOWN || rc->status[0] == '\0' || enh_in(d, enh))
+			return c;
+	}
+	int code = rc->status[0] == '4' || rc->status[0] == '5' ? (rc->status[0] - '0') * 100 + 99 : 0;
+
+	return classify_reply_stage(rules, NULL, code, rc->status, d, m);
 }
 
 /* ------------------------------------------------------------------ */

@@ -29,6 +29,8 @@
 
 #include <stddef.h>
 
+#include "classify.h"
+
 enum report_kind {
 	REPORT_UNKNOWN = 0,	/* not a report we understand: see reason */
 	REPORT_DSN,
@@ -143,5 +145,15 @@ const char *report_action_name(enum report_action a);	/* "failed", ..., "" for N
  * Action: failed does; without an Action (text bounces) a 5.x.x status.
  */
 int report_rcpt_is_failure(const struct report_rcpt *rc);
+
+/*
+ * report_rcpt_classify - the bounce class of one recipient entry: its
+ * Diagnostic-Code when that is an SMTP reply ("550 5.1.1 ..."), else its
+ * Status and diagnostic words as a reply whose code is known only by its
+ * class digit (a 5.x.x status matches code=5 rules, never code=550 ones).
+ * m may be NULL.
+ */
+enum bounce_class report_rcpt_classify(const struct classify_rules *rules,
+    const struct report_rcpt *rc, struct classify_match *m);
 
 #endif

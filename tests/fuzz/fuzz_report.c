@@ -8,10 +8,11 @@
  * bytes; the recipient count is capped; every part body lies inside the
  * input or inside the part's own decoded copy, and is no longer than the
  * input; report_job_id() and report_verp_id() never write past their
- * buffer, whatever the input.
+ * buffer, whatever the input; every recipient gets a class.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
- *     tests/fuzz/fuzz_report.c engine/report.c engine/mime.c engine/util.c -o /tmp/fz
+ *     tests/fuzz/fuzz_report.c engine/report.c engine/mime.c engine/classify.c \
+ *     engine/util.c -o /tmp/fz
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,11 +40,16 @@ check_str(const char *s, size_t cap)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static struct classify_rules *rules;
 	const char *p = (const char *)data;
 	struct report r;
 	struct mime_msg m;
 	char id[24];
-	int rc = report_parse(p, size, "X-Volley-Id", &r);
+	int rc;
+
+	if (rules == NULL)
+		rules = classify_rules_builtin();
+	rc = report_parse(p, size, "X-Volley-Id", &r);
 
 	if ((rc == 0) != (r.kind != REPORT_UNKNOWN) || r.nrcpts > REPORT_RCPTS_MAX)
 		abort();
@@ -72,6 +78,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(r.rcpts[i].diag);
 		CHECK(r.rcpts[i].remote_mta);
 		if (r.rcpts[i].final_rcpt[0] == '\0' && r.rcpts[i].original_rcpt[0] != '\0')
+			abort();
+		if ((unsigned)report_rcpt_classify(rules, &r.rcpts[i], NULL) >= CLASS__COUNT)
 			abort();
 	}
 	report_job_id(&r, r.to, "bounces+{id}@bounces.example.com", id, sizeof id);

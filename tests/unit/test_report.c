@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "classify.h"
 #include "mime.h"
 #include "report.h"
 #include "util.h"
@@ -178,6 +179,62 @@ test_golden(void **state)
 }
 
 /* A DSN in detail: every field of the shared Postfix sample. */
+/* Each recipient of each sample gets the class an operator would give it. */
+static void
+test_classes(void **state)
+{
+	static const struct { const char *file; const char *cls[3]; } cases[] = {
+		{ "dsn/hard-user-unknown.eml", { "invalid_recipient" } },
+		{ "dsn/delayed-mailbox-full.eml", { "mailbox_full" } },
+		{ "dsn/exchange-ndr.eml", { "invalid_recipient" } },
+		{ "dsn/postfix-multi-rcpt.eml", { "invalid_recipient", "mailbox_full", "connection_failure" } },
+		{ "dsn/o365-ndr.eml", { "invalid_recipient" } },
+		{ "dsn/gmail-dsn-base64.eml", { "auth_failure" } },
+		{ "dsn/sendmail-qp.eml", { "spam_content" } },
+		{ "dsn/global-dsn.eml", { "reputation_block" } },
+		{ "dsn/truncated.eml", { "invalid_recipient" } },
+		{ "dsn/exim-text.eml", { "invalid_recipient", "inactive_mailbox" } },
+		{ "dsn/exim-delayed.eml", { "greylisted" } },
+		{ "dsn/qmail.eml", { "invalid_recipient", "reputation_block" } },
+		{ "dsn/exchange-text-only.eml", { "invalid_recipient" } },
+		{ "dsn/gmail-text.eml", { "invalid_recipient" } },
+		{ "dsn/gmail-delayed.eml", { "rate_limited" } },
+		{ "dsn/yahoo-text.eml", { "invalid_recipient" } },
+	};
+	struct classify_rules *rules = classify_rules_builtin();
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len;
+		char *msg = read_fixture(cases[i].file, &len);
+		struct report r;
+
+		assert_int_equal(report_parse(msg, len, NULL, &r), 0);
+		for (size_t k = 0; k < r.nrcpts; k++) {
+			struct classify_match m;
+			enum bounce_class c = report_rcpt_classify(rules, &r.rcpts[k], &m);
+
+			assert_non_null(cases[i].cls[k]);
+			if (strcmp(bounce_class_name(c), cases[i].cls[k]) != 0)
+				fail_msg("%s rcpt %zu: %s (rule %s), want %s", cases[i].file, k,
+				    bounce_class_name(c), m.rule, cases[i].cls[k]);
+		}
+		report_free(&r);
+		free(msg);
+	}
+	/* no SMTP reply: the status and the words, the code known by its class only */
+	struct report_rcpt rc = { .status = "5.0.0", .diag = "Email rejected due to security policies" };
+
+	assert_int_equal(report_rcpt_classify(rules, &rc, NULL), CLASS_SPAM_CONTENT);
+	snprintf(rc.diag, sizeof rc.diag, "mailbox unavailable");	/* a code=550 rule: not for a guess */
+	assert_int_equal(report_rcpt_classify(rules, &rc, NULL), CLASS_UNKNOWN);
+	snprintf(rc.diag, sizeof rc.diag, "550 no such user here");
+	assert_int_equal(report_rcpt_classify(rules, &rc, NULL), CLASS_INVALID_RECIPIENT);
+	snprintf(rc.diag, sizeof rc.diag, "550");
+	snprintf(rc.status, sizeof rc.status, "5.2.2");
+	assert_int_equal(report_rcpt_classify(rules, &rc, NULL), CLASS_MAILBOX_FULL);
+	classify_rules_free(rules);
+}
+
 static void
 test_dsn_fields(void **state)
 {
@@ -408,6 +465,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_golden),
+		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_dsn_fields),
 		cmocka_unit_test(test_arf_fields),
 		cmocka_unit_test(test_verp),
