@@ -1,39 +1,29 @@
 /*
  * classify.c - SMTP reply -> bounce class (see classify.h).
  *
- * Owns: the closed set of bounce class names, the built-in rule table,
- * loading operator rule files, and matching a reply against the rules.
+ * Owns: the closed set of bounce class names, the built-in rules, loading
+ * operator rule files, and matching a reply against the rules.
  *
  * API: bounce_class_name(), bounce_class_from_name(), classify_rules_builtin(),
  * classify_rules_load(), classify_rules_free(), classify_reply(),
- * classify_line(), bounce_class_suppresses().
+ * classify_line(), classify_reply_stage(), classify_line_stage(),
+ * classify_rules_count(), classify_rule_get(), classify_builtin_text(),
+ * bounce_class_suppresses().
  *
- * How the built-in table is ordered (first match wins), and why:
- *   1. provider wording (Gmail, Yahoo, Microsoft): their texts are specific
- *      and sometimes contradict the generic codes (Microsoft answers 5.4.1
- *      for an unknown recipient; Gmail's 421 4.7.28 talks about spam).
- *   2. greylisting, relay and sender wording: unambiguous, and a greylist
- *      reply often carries 4.7.1 which would otherwise read as a policy
- *      block. A refused sender (x.1.7/x.1.8, "Sender address rejected")
- *      is auth_failure wherever it comes: Postfix delays sender checks to
- *      RCPT by default, and a 5.1.8 must not read as an unknown recipient.
- *   3. enhanced codes about the address or mailbox (RFC 3463 x.1.x, x.2.x,
- *      x.3.4): a 5.1.1 is an unknown user whatever else the text says.
- *   4. block-list wording (before spam wording: "spamhaus" contains "spam").
- *   5. temporary rate/volume wording (before spam: Gmail's rate limit
- *      mentions "unsolicited mail").
- *   6. authentication (SPF/DKIM/DMARC, 5.7.2x).
- *   7. spam/content wording.
- *   8. wording without enhanced codes (user unknown, mailbox full, ...).
- *   9. fallbacks by code class: 421 -> rate_limited, 5.5.x/50x -> protocol,
- *      anything else -> unknown ("default-5xx", "default-4xx", "default").
- * Operator rules from a file are tried before all of these.
+ * The built-in rules are data: the text of pools/bounce-rules.conf,
+ * compiled in below and parsed by the same code as an operator's file, so
+ * the two cannot disagree in meaning, and a built-in rule is reported as
+ * "(built-in):N", line N of that file. The file explains the order of the
+ * rules (first match wins). Operator rules from a file are tried before
+ * all of them.
  *
- * Matching: code is a prefix of the 3-digit code; enh is a prefix of the
- * enhanced code that ends at a component boundary ("5.1.1" matches 5.1.1
- * but not 5.1.10; "5.1." matches both); text is a case-insensitive
- * substring. All conditions a rule gives must hold. Pure: no I/O except
- * reading the rule file in classify_rules_load().
+ * Matching: stage is one of the rule's comma-separated stages (any case;
+ * a rule with a stage never matches a reply of unknown stage); code is a
+ * prefix of the 3-digit code; enh is a prefix of the enhanced code that
+ * ends at a component boundary ("5.1.1" matches 5.1.1 but not 5.1.10;
+ * "5.1." matches both); text is a case-insensitive substring. All
+ * conditions a rule gives must hold. Pure: no I/O except reading the rule
+ * file in classify_rules_load().
  */
 #include "classify.h"
 #include "util.h"
@@ -43,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,198 +89,313 @@ bounce_class_suppresses(enum bounce_class c)
 }
 
 struct rule {
-	const char *name;
+	char *name;
 	enum bounce_class cls;
-	const char *code;	/* prefix of the 3-digit code, or NULL */
-	const char *enh;	/* prefix of the enhanced code, or NULL */
-	const char *text;	/* case-insensitive substring, or NULL */
+	char *stage;		/* "rcpt" or "connect,greeting" (lower case), or NULL: any */
+	char *code;		/* prefix of the 3-digit code, or NULL */
+	char *enh;		/* prefix of the enhanced code, or NULL */
+	char *text;		/* case-insensitive substring, or NULL */
+	const char *file;	/* CLASSIFY_BUILTIN_FILE or the owning set's path */
+	int line;
 };
-
-#define R(n, c, code, enh, text) { n, CLASS_##c, code, enh, text }
-
-static const struct rule builtin_rules[] = {
-	/* 1. providers: Gmail */
-	R("gmail-no-such-user", INVALID_RECIPIENT, "5", NULL, "account that you tried to reach does not exist"),
-	R("gmail-disabled", INACTIVE_MAILBOX, NULL, NULL, "account that you tried to reach is disabled"),
-	R("gmail-over-quota", MAILBOX_FULL, NULL, NULL, "account that you tried to reach is over quota"),
-	R("gmail-inactive", INACTIVE_MAILBOX, NULL, NULL, "account that you tried to reach is inactive"),
-	R("gmail-rate-limited", RATE_LIMITED, "4", "4.7.28", NULL),
-	R("gmail-rate-limited", RATE_LIMITED, "4", NULL, "unusual rate of unsolicited mail"),
-	R("gmail-rate-limited", RATE_LIMITED, "4", "4.2.1", "receiving mail at a rate"),
-	R("gmail-unauthenticated", AUTH_FAILURE, NULL, NULL, "requires all senders to authenticate"),
-	R("gmail-spam", SPAM_CONTENT, "5", NULL, "likely unsolicited mail"),
-	R("gmail-size", MESSAGE_TOO_LARGE, NULL, NULL, "exceeded google's message size limits"),
-	R("gmail-blocked-ip", REPUTATION_BLOCK, "5", NULL, "low reputation of the sending ip"),
-	/* Yahoo: TSS04/TS01/TS02 temporary, TSS09/TS03 permanent */
-	R("yahoo-tss04", RATE_LIMITED, NULL, NULL, "[TSS04]"),
-	R("yahoo-ts01", RATE_LIMITED, NULL, NULL, "[TS01]"),
-	R("yahoo-ts02", RATE_LIMITED, NULL, NULL, "[TS02]"),
-	R("yahoo-tss09", REPUTATION_BLOCK, NULL, NULL, "[TSS09]"),
-	R("yahoo-ts03", REPUTATION_BLOCK, NULL, NULL, "[TS03]"),
-	R("yahoo-permanently-deferred", REPUTATION_BLOCK, "5", NULL, "permanently deferred"),
-	R("yahoo-no-such-user", INVALID_RECIPIENT, "5", NULL, "doesn't have a yahoo.com account"),
-	R("yahoo-no-such-user", INVALID_RECIPIENT, "5", NULL, "dd This user doesn't have"),
-	R("yahoo-disabled", INACTIVE_MAILBOX, "5", NULL, "mailbox is disabled"),
-	/* Microsoft (Outlook.com / Office 365) */
-	R("microsoft-blocklist", REPUTATION_BLOCK, "5", NULL, "(S3150)"),
-	R("microsoft-blocklist", REPUTATION_BLOCK, "5", NULL, "(S3140)"),
-	R("microsoft-rate-limited", RATE_LIMITED, "4", "4.7.650", NULL),
-	R("microsoft-rate-limited", RATE_LIMITED, "4", NULL, "(S775)"),
-	R("microsoft-rate-limited", RATE_LIMITED, "4", NULL, "(S843)"),
-	R("microsoft-recipient-not-found", INVALID_RECIPIENT, "5", NULL, "RecipientNotFound"),
-	R("microsoft-recipient-not-found", INVALID_RECIPIENT, "5", NULL, "AS(201806281)"),
-	R("microsoft-recipient-not-found", INVALID_RECIPIENT, "5", "5.4.1", "Recipient address rejected: Access denied"),
-	R("microsoft-over-quota", MAILBOX_FULL, NULL, NULL, "QuotaExceeded"),
-	R("microsoft-banned-ip", REPUTATION_BLOCK, "5", NULL, "banned sending ip"),
-	R("microsoft-relay", RELAY_DENIED, "5", "5.7.54", NULL),
-
-	/* 2. greylisting and relaying */
-	R("greylisted", GREYLISTED, "4", NULL, "greylist"),
-	R("greylisted", GREYLISTED, "4", NULL, "graylist"),
-	R("greylisted", GREYLISTED, "4", NULL, "grey-list"),
-	R("greylisted", GREYLISTED, "4", NULL, "gray-list"),
-	R("greylisted", GREYLISTED, "4", NULL, "greylisting"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "relay access denied"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "relaying denied"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "relay not permitted"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "not permitted to relay"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "unable to relay"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "relaying not allowed"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "we do not relay"),
-	R("relay-denied", RELAY_DENIED, "5", NULL, "relay denied"),
-	R("sender-rejected", AUTH_FAILURE, NULL, NULL, "sender address rejected"),
-	R("enh-x.1.7", AUTH_FAILURE, NULL, "5.1.7", NULL),
-	R("enh-x.1.7", AUTH_FAILURE, NULL, "4.1.7", NULL),
-	R("enh-x.1.8", AUTH_FAILURE, NULL, "5.1.8", NULL),
-	R("enh-x.1.8", AUTH_FAILURE, NULL, "4.1.8", NULL),
-
-	/* 3. RFC 3463 address and mailbox status */
-	R("enh-5.1.1", INVALID_RECIPIENT, NULL, "5.1.1", NULL),
-	R("enh-5.1.10", INVALID_RECIPIENT, NULL, "5.1.10", NULL),
-	R("enh-5.1.2", BAD_DOMAIN, NULL, "5.1.2", NULL),
-	R("enh-5.1.x", INVALID_RECIPIENT, NULL, "5.1.", NULL),
-	R("enh-5.2.1", INACTIVE_MAILBOX, NULL, "5.2.1", NULL),
-	R("enh-x.2.2", MAILBOX_FULL, NULL, "5.2.2", NULL),
-	R("enh-x.2.2", MAILBOX_FULL, NULL, "4.2.2", NULL),
-	R("enh-x.2.3", MESSAGE_TOO_LARGE, NULL, "5.2.3", NULL),
-	R("enh-x.2.3", MESSAGE_TOO_LARGE, NULL, "4.2.3", NULL),
-	R("enh-x.3.4", MESSAGE_TOO_LARGE, NULL, "5.3.4", NULL),
-	R("enh-x.3.4", MESSAGE_TOO_LARGE, NULL, "4.3.4", NULL),
-	R("enh-5.4.4", BAD_DOMAIN, NULL, "5.4.4", NULL),
-
-	/* 4. block lists and reputation */
-	R("rbl-spamhaus", REPUTATION_BLOCK, NULL, NULL, "spamhaus"),
-	R("rbl-spamcop", REPUTATION_BLOCK, NULL, NULL, "spamcop"),
-	R("rbl-barracuda", REPUTATION_BLOCK, NULL, NULL, "barracudacentral"),
-	R("rbl-sorbs", REPUTATION_BLOCK, NULL, NULL, "sorbs.net"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "blocked using"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "dnsbl"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "block list"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "blocklist"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "blacklist"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "black list"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "listed at"),
-	R("rbl-listed", REPUTATION_BLOCK, NULL, NULL, "listed in"),
-	R("reputation", REPUTATION_BLOCK, "5", NULL, "poor reputation"),
-	R("reputation", REPUTATION_BLOCK, "5", NULL, "bad reputation"),
-	R("reputation", REPUTATION_BLOCK, "5", NULL, "ip reputation"),
-	R("reputation", REPUTATION_BLOCK, "5", NULL, "sender reputation"),
-
-	/* 5. temporary rate and volume limits */
-	R("rate-limited", RATE_LIMITED, "4", NULL, "rate limit"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "rate-limit"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "ratelimit"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "too many"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "volume"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "throttl"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "slow down"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "temporarily deferred"),
-	R("rate-limited", RATE_LIMITED, "4", NULL, "exceeded"),
-	R("rate-limited", RATE_LIMITED, "4", "4.7.", "rate"),
-	R("reputation-temporary", RATE_LIMITED, "4", NULL, "reputation"),
-
-	/* 6. authentication (RFC 7372: 5.7.20-5.7.27) */
-	R("enh-x.7.20", AUTH_FAILURE, NULL, "5.7.20", NULL),
-	R("enh-x.7.21", AUTH_FAILURE, NULL, "5.7.21", NULL),
-	R("enh-x.7.22", AUTH_FAILURE, NULL, "5.7.22", NULL),
-	R("enh-x.7.23", AUTH_FAILURE, NULL, "5.7.23", NULL),
-	R("enh-x.7.24", AUTH_FAILURE, NULL, "5.7.24", NULL),
-	R("enh-x.7.25", AUTH_FAILURE, NULL, "5.7.25", NULL),
-	R("enh-x.7.26", AUTH_FAILURE, NULL, "5.7.26", NULL),
-	R("enh-x.7.27", AUTH_FAILURE, NULL, "5.7.27", NULL),
-	R("enh-x.7.26", AUTH_FAILURE, NULL, "4.7.26", NULL),
-	R("enh-x.7.27", AUTH_FAILURE, NULL, "4.7.27", NULL),
-	R("auth-dmarc", AUTH_FAILURE, NULL, NULL, "dmarc"),
-	R("auth-spf", AUTH_FAILURE, NULL, NULL, "sender policy framework"),
-	R("auth-spf", AUTH_FAILURE, NULL, NULL, "spf"),
-	R("auth-dkim", AUTH_FAILURE, NULL, NULL, "dkim"),
-	R("auth-unauthenticated", AUTH_FAILURE, NULL, NULL, "unauthenticated"),
-
-	/* 7. spam and content */
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "spam"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "unsolicited"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "junk mail"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "content filter"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "content rejected"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "virus"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "malware"),
-	R("spam-content", SPAM_CONTENT, NULL, NULL, "phishing"),
-	R("enh-x.7.28", RATE_LIMITED, NULL, "5.7.28", NULL),
-
-	/* 8. wording without (useful) enhanced codes */
-	R("text-bad-domain", BAD_DOMAIN, "5", NULL, "host unknown"),
-	R("text-bad-domain", BAD_DOMAIN, "5", NULL, "domain not found"),
-	R("text-bad-domain", BAD_DOMAIN, "5", NULL, "no such domain"),
-	R("text-bad-domain", BAD_DOMAIN, "5", NULL, "domain does not exist"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "account disabled"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "account is disabled"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "mailbox disabled"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "account has been disabled"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "inactive"),
-	R("text-inactive", INACTIVE_MAILBOX, "5", NULL, "deactivated"),
-	R("text-mailbox-full", MAILBOX_FULL, NULL, NULL, "over quota"),
-	R("text-mailbox-full", MAILBOX_FULL, NULL, NULL, "quota exceeded"),
-	R("text-mailbox-full", MAILBOX_FULL, NULL, NULL, "mailbox full"),
-	R("text-mailbox-full", MAILBOX_FULL, NULL, NULL, "mailbox is full"),
-	R("text-too-large", MESSAGE_TOO_LARGE, NULL, NULL, "message size exceeds"),
-	R("text-too-large", MESSAGE_TOO_LARGE, NULL, NULL, "message too large"),
-	R("text-too-large", MESSAGE_TOO_LARGE, NULL, NULL, "message too big"),
-	R("text-too-large", MESSAGE_TOO_LARGE, NULL, NULL, "size limit"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "user unknown"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "unknown user"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "no such user"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "recipient not found"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "invalid recipient"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "mailbox not found"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "no mailbox here"),
-	R("text-no-such-user", INVALID_RECIPIENT, "5", NULL, "does not exist"),
-	R("text-no-such-user", INVALID_RECIPIENT, "550", NULL, "mailbox unavailable"),
-
-	/* 9. fallbacks by code class */
-	R("code-421", RATE_LIMITED, "421", NULL, NULL),
-	R("enh-x.5.x", PROTOCOL_ERROR, NULL, "5.5.", NULL),
-	R("enh-x.5.x", PROTOCOL_ERROR, NULL, "4.5.", NULL),
-	R("code-50x", PROTOCOL_ERROR, "50", NULL, NULL),
-	R("default-5xx", UNKNOWN, "5", NULL, NULL),
-	R("default-4xx", UNKNOWN, "4", NULL, NULL),
-};
-#define NBUILTIN (sizeof builtin_rules / sizeof builtin_rules[0])
 
 struct classify_rules {
-	struct rule *rules;	/* file rules (owned strings) then a copy of the built-ins */
-	size_t n;
-	size_t nowned;		/* the first nowned have malloc'd strings */
+	struct rule *rules;	/* file rules, then the built-ins */
+	size_t n, cap;
+	char *path;		/* the file loaded, or NULL */
 };
 
-struct classify_rules *
-classify_rules_builtin(void)
-{
-	struct classify_rules *r = xcalloc(1, sizeof *r);
+/*
+ * The built-in rules: the text of pools/bounce-rules.conf, byte for byte
+ * (test_classify compares them). After editing that file, regenerate this
+ * block with
+ *   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$/\\n"/' pools/bounce-rules.conf
+ */
+static const char builtin_text[] =
+/* BEGIN pools/bounce-rules.conf */
+	"# bounce-rules.conf - how volley names the class of an SMTP reply.\n"
+	"#\n"
+	"# These are volley's built-in rules, shipped as data: the same text is\n"
+	"# compiled into volley (a unit test keeps the two identical), so this file\n"
+	"# documents them and is where a site's own rules start. Set\n"
+	"# smtp.classify_rules to a file of rules to try before the built-ins\n"
+	"# (reloaded on SIGHUP); an edited full copy of this file replaces them in\n"
+	"# effect, since its last rules match every 4xx and 5xx reply.\n"
+	"# `volley classify [--stage STAGE] \"REPLY\"` prints the class, the rule and\n"
+	"# its file:line (\"(built-in):N\" is line N of this file).\n"
+	"#\n"
+	"# One rule per line, '#' starts a comment:\n"
+	"#   NAME  CLASS  [stage=LIST] [code=PREFIX] [enh=PREFIX] [text=\"substring\"]\n"
+	"#   CLASS   unknown invalid_recipient bad_domain inactive_mailbox\n"
+	"#           mailbox_full message_too_large spam_content reputation_block\n"
+	"#           auth_failure rate_limited greylisted relay_denied dns_failure\n"
+	"#           connection_failure tls_failure protocol_error\n"
+	"#   stage=  the command the reply answered: connect greeting ehlo helo mail\n"
+	"#           rcpt data dot rset quit, or any (the default); several with\n"
+	"#           commas (stage=connect,greeting). A rule with a stage never\n"
+	"#           matches a reply whose stage is not known.\n"
+	"#   code=   prefix of the 3-digit reply code: 5, 55, 421\n"
+	"#   enh=    prefix of the enhanced status code that ends at a component:\n"
+	"#           5.1.1 matches 5.1.1 but not 5.1.10; 5.1. matches both\n"
+	"#   text=   case-insensitive substring of the reply text; quote it when it\n"
+	"#           has blanks; \\\" and \\\\ are the only escapes inside quotes\n"
+	"# All conditions a rule gives must hold. Rules are tried in order and the\n"
+	"# first that matches decides, so the order below is the design:\n"
+	"#   1. provider wording (Gmail, Yahoo, Microsoft, ...): specific, and\n"
+	"#      sometimes at odds with the generic codes (Microsoft answers 5.4.1 for\n"
+	"#      an unknown recipient; Gmail's 421 4.7.28 talks about spam).\n"
+	"#   2. greylisting, relaying and the sender: unambiguous, and a greylist\n"
+	"#      reply often carries 4.7.1, which would otherwise read as a policy\n"
+	"#      block. A refused sender (x.1.7/x.1.8, \"Sender address rejected\") is\n"
+	"#      auth_failure wherever it comes: Postfix delays sender checks to RCPT\n"
+	"#      by default, and a 5.1.8 must not read as an unknown recipient.\n"
+	"#   3. enhanced codes about the address, the mailbox, the network and\n"
+	"#      authentication (RFC 3463, RFC 7372): a 5.1.1 is an unknown user\n"
+	"#      whatever else the text says.\n"
+	"#   4. block lists and reputation (before spam wording: \"spamhaus\" contains\n"
+	"#      \"spam\").\n"
+	"#   5. temporary rate and volume limits (before spam: Gmail's rate limit\n"
+	"#      mentions \"unsolicited mail\").\n"
+	"#   6. authentication wording (SPF, DKIM, DMARC), TLS, DNS and connections.\n"
+	"#   7. spam and content wording.\n"
+	"#   8. wording without useful enhanced codes (user unknown, mailbox full...).\n"
+	"#   9. the stage, then fallbacks by code: 421 -> rate_limited, 5.5.x/50x ->\n"
+	"#      protocol_error, anything else -> unknown.\n"
+	"\n"
+	"# 1. providers: Gmail\n"
+	"gmail-no-such-user           invalid_recipient  code=5 text=\"account that you tried to reach does not exist\"\n"
+	"gmail-disabled               inactive_mailbox   text=\"account that you tried to reach is disabled\"\n"
+	"gmail-over-quota             mailbox_full       text=\"account that you tried to reach is over quota\"\n"
+	"gmail-inactive               inactive_mailbox   text=\"account that you tried to reach is inactive\"\n"
+	"gmail-rate-limited           rate_limited       code=4 enh=4.7.28\n"
+	"gmail-rate-limited           rate_limited       code=4 text=\"unusual rate of unsolicited mail\"\n"
+	"gmail-rate-limited           rate_limited       code=4 enh=4.2.1 text=\"receiving mail at a rate\"\n"
+	"gmail-unauthenticated        auth_failure       text=\"requires all senders to authenticate\"\n"
+	"gmail-spam                   spam_content       code=5 text=\"likely unsolicited mail\"\n"
+	"gmail-size                   message_too_large  text=\"exceeded google's message size limits\"\n"
+	"gmail-blocked-ip             reputation_block   code=5 text=\"low reputation of the sending ip\"\n"
+	"gmail-security               spam_content       code=5 text=\"content presents a potential security issue\"\n"
+	"\n"
+	"# Yahoo: TSS04/TS01/TS02 temporary, TSS09/TS03 permanent\n"
+	"yahoo-tss04                  rate_limited       text=\"[TSS04]\"\n"
+	"yahoo-ts01                   rate_limited       text=\"[TS01]\"\n"
+	"yahoo-ts02                   rate_limited       text=\"[TS02]\"\n"
+	"yahoo-tss09                  reputation_block   text=\"[TSS09]\"\n"
+	"yahoo-ts03                   reputation_block   text=\"[TS03]\"\n"
+	"yahoo-permanently-deferred   reputation_block   code=5 text=\"permanently deferred\"\n"
+	"yahoo-no-such-user           invalid_recipient  code=5 text=\"doesn't have a yahoo.com account\"\n"
+	"yahoo-no-such-user           invalid_recipient  code=5 text=\"dd This user doesn't have\"\n"
+	"yahoo-disabled               inactive_mailbox   code=5 text=\"mailbox is disabled\"\n"
+	"\n"
+	"# Microsoft (Outlook.com / Office 365)\n"
+	"microsoft-blocklist          reputation_block   code=5 text=\"(S3150)\"\n"
+	"microsoft-blocklist          reputation_block   code=5 text=\"(S3140)\"\n"
+	"microsoft-rate-limited       rate_limited       code=4 enh=4.7.650\n"
+	"microsoft-rate-limited       rate_limited       code=4 text=\"(S775)\"\n"
+	"microsoft-rate-limited       rate_limited       code=4 text=\"(S843)\"\n"
+	"microsoft-recipient-not-found invalid_recipient  code=5 text=\"RecipientNotFound\"\n"
+	"microsoft-recipient-not-found invalid_recipient  code=5 text=\"AS(201806281)\"\n"
+	"microsoft-recipient-not-found invalid_recipient  code=5 enh=5.4.1 text=\"Recipient address rejected: Access denied\"\n"
+	"microsoft-over-quota         mailbox_full       text=\"QuotaExceeded\"\n"
+	"microsoft-banned-ip          reputation_block   code=5 text=\"banned sending ip\"\n"
+	"microsoft-relay              relay_denied       code=5 enh=5.7.54\n"
+	"microsoft-blocked-ip         reputation_block   code=5 enh=5.7.708\n"
+	"microsoft-auth-level         auth_failure       code=5 enh=5.7.515\n"
+	"\n"
+	"# Proofpoint\n"
+	"proofpoint-ipcheck           reputation_block   code=5 text=\"ipcheck.proofpoint.com\"\n"
+	"\n"
+	"# 2. greylisting, relaying and the sender's identity\n"
+	"greylisted                   greylisted         code=4 text=\"greylist\"\n"
+	"greylisted                   greylisted         code=4 text=\"graylist\"\n"
+	"greylisted                   greylisted         code=4 text=\"grey-list\"\n"
+	"greylisted                   greylisted         code=4 text=\"gray-list\"\n"
+	"greylisted                   greylisted         code=4 text=\"greylisting\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"relay access denied\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"relaying denied\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"relay not permitted\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"not permitted to relay\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"unable to relay\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"relaying not allowed\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"we do not relay\"\n"
+	"relay-denied                 relay_denied       code=5 text=\"relay denied\"\n"
+	"sender-rejected              auth_failure       text=\"sender address rejected\"\n"
+	"enh-x.1.7                    auth_failure       enh=5.1.7\n"
+	"enh-x.1.7                    auth_failure       enh=4.1.7\n"
+	"enh-x.1.8                    auth_failure       enh=5.1.8\n"
+	"enh-x.1.8                    auth_failure       enh=4.1.8\n"
+	"sender-verify                auth_failure       text=\"sender verify failed\"\n"
+	"sender-verify                auth_failure       text=\"sender verification failed\"\n"
+	"sender-spoofing              auth_failure       text=\"spoof\"\n"
+	"reverse-dns                  auth_failure       text=\"cannot find your hostname\"\n"
+	"reverse-dns                  auth_failure       text=\"reverse dns\"\n"
+	"reverse-dns                  auth_failure       text=\"ptr record\"\n"
+	"reverse-dns                  auth_failure       text=\"ptr resource record\"\n"
+	"\n"
+	"# 3. enhanced codes: address, mailbox, network (RFC 3463), authentication (RFC 7372)\n"
+	"enh-5.1.1                    invalid_recipient  enh=5.1.1\n"
+	"enh-5.1.10                   invalid_recipient  enh=5.1.10\n"
+	"enh-5.1.2                    bad_domain         enh=5.1.2\n"
+	"enh-5.1.x                    invalid_recipient  enh=5.1.\n"
+	"enh-5.2.1                    inactive_mailbox   enh=5.2.1\n"
+	"enh-x.2.2                    mailbox_full       enh=5.2.2\n"
+	"enh-x.2.2                    mailbox_full       enh=4.2.2\n"
+	"enh-x.2.3                    message_too_large  enh=5.2.3\n"
+	"enh-x.2.3                    message_too_large  enh=4.2.3\n"
+	"enh-x.3.4                    message_too_large  enh=5.3.4\n"
+	"enh-x.3.4                    message_too_large  enh=4.3.4\n"
+	"enh-5.4.4                    bad_domain         enh=5.4.4\n"
+	"enh-4.1.2                    dns_failure        enh=4.1.2\n"
+	"enh-4.4.1                    connection_failure enh=4.4.1\n"
+	"enh-4.4.2                    connection_failure enh=4.4.2\n"
+	"enh-4.4.3                    dns_failure        enh=4.4.3\n"
+	"enh-x.7.10                   tls_failure        enh=5.7.10\n"
+	"enh-x.7.10                   tls_failure        enh=4.7.10\n"
+	"enh-x.7.11                   tls_failure        enh=5.7.11\n"
+	"enh-x.7.20                   auth_failure       enh=5.7.20\n"
+	"enh-x.7.21                   auth_failure       enh=5.7.21\n"
+	"enh-x.7.22                   auth_failure       enh=5.7.22\n"
+	"enh-x.7.23                   auth_failure       enh=5.7.23\n"
+	"enh-x.7.24                   auth_failure       enh=5.7.24\n"
+	"enh-x.7.25                   auth_failure       enh=5.7.25\n"
+	"enh-x.7.26                   auth_failure       enh=5.7.26\n"
+	"enh-x.7.27                   auth_failure       enh=5.7.27\n"
+	"enh-x.7.26                   auth_failure       enh=4.7.26\n"
+	"enh-x.7.27                   auth_failure       enh=4.7.27\n"
+	"enh-x.7.25                   auth_failure       enh=4.7.25\n"
+	"\n"
+	"# 4. block lists and reputation\n"
+	"rbl-spamhaus                 reputation_block   text=\"spamhaus\"\n"
+	"rbl-spamcop                  reputation_block   text=\"spamcop\"\n"
+	"rbl-barracuda                reputation_block   text=\"barracudacentral\"\n"
+	"rbl-sorbs                    reputation_block   text=\"sorbs.net\"\n"
+	"rbl-listed                   reputation_block   text=\"blocked using\"\n"
+	"rbl-listed                   reputation_block   text=\"dnsbl\"\n"
+	"rbl-listed                   reputation_block   text=\"block list\"\n"
+	"rbl-listed                   reputation_block   text=\"blocklist\"\n"
+	"rbl-listed                   reputation_block   text=\"blacklist\"\n"
+	"rbl-listed                   reputation_block   text=\"black list\"\n"
+	"rbl-listed                   reputation_block   text=\"listed at\"\n"
+	"rbl-listed                   reputation_block   text=\"listed in\"\n"
+	"blocked-host                 reputation_block   code=5 text=\"client host blocked\"\n"
+	"blocked-host                 reputation_block   code=5 text=\"client host rejected\"\n"
+	"blocked-host                 reputation_block   code=5 text=\"blocked for spam\"\n"
+	"blocked-host                 reputation_block   code=5 text=\"block for spam\"\n"
+	"reputation                   reputation_block   code=5 text=\"poor reputation\"\n"
+	"reputation                   reputation_block   code=5 text=\"bad reputation\"\n"
+	"reputation                   reputation_block   code=5 text=\"ip reputation\"\n"
+	"reputation                   reputation_block   code=5 text=\"sender reputation\"\n"
+	"reputation                   reputation_block   code=5 text=\"reputation\"\n"
+	"\n"
+	"# 5. temporary rate and volume limits\n"
+	"rate-limited                 rate_limited       code=4 text=\"rate limit\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"rate-limit\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"ratelimit\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"too many\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"volume\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"throttl\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"slow down\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"server busy\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"temporarily deferred\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"exceeded\"\n"
+	"rate-limited                 rate_limited       code=4 enh=4.7. text=\"rate\"\n"
+	"reputation-temporary         rate_limited       code=4 text=\"reputation\"\n"
+	"\n"
+	"# 6. authentication, TLS, DNS and connection wording\n"
+	"auth-dmarc                   auth_failure       text=\"dmarc\"\n"
+	"auth-spf                     auth_failure       text=\"sender policy framework\"\n"
+	"auth-spf                     auth_failure       text=\"spf\"\n"
+	"auth-dkim                    auth_failure       text=\"dkim\"\n"
+	"auth-unauthenticated         auth_failure       text=\"unauthenticated\"\n"
+	"tls-required                 tls_failure        text=\"starttls\"\n"
+	"tls-required                 tls_failure        text=\"tls not available\"\n"
+	"tls-required                 tls_failure        text=\"tls required\"\n"
+	"tls-required                 tls_failure        text=\"tls is required\"\n"
+	"tls-required                 tls_failure        text=\"encryption required\"\n"
+	"dns-temporary                dns_failure        code=4 text=\"dns query failed\"\n"
+	"dns-temporary                dns_failure        code=4 text=\"dns lookup failed\"\n"
+	"dns-temporary                dns_failure        code=4 text=\"dns failure\"\n"
+	"connection                   connection_failure code=4 text=\"connection refused\"\n"
+	"connection                   connection_failure code=4 text=\"connection dropped\"\n"
+	"connection                   connection_failure code=4 text=\"connection timed out\"\n"
+	"connection                   connection_failure code=4 text=\"connection reset\"\n"
+	"connection                   connection_failure code=4 text=\"lost connection\"\n"
+	"connection                   connection_failure code=4 text=\"socket error\"\n"
+	"\n"
+	"# 7. spam and content\n"
+	"spam-content                 spam_content       text=\"spam\"\n"
+	"spam-content                 spam_content       text=\"unsolicited\"\n"
+	"spam-content                 spam_content       text=\"junk mail\"\n"
+	"spam-content                 spam_content       text=\"content filter\"\n"
+	"spam-content                 spam_content       text=\"content rejected\"\n"
+	"spam-content                 spam_content       text=\"virus\"\n"
+	"spam-content                 spam_content       text=\"malware\"\n"
+	"spam-content                 spam_content       text=\"phishing\"\n"
+	"spam-content                 spam_content       text=\"content restriction\"\n"
+	"spam-content                 spam_content       code=5 text=\"unacceptable content\"\n"
+	"spam-content                 spam_content       code=5 text=\"rejected due to security polic\"\n"
+	"\n"
+	"# 8. wording without (useful) enhanced codes\n"
+	"text-bad-domain              bad_domain         code=5 text=\"host unknown\"\n"
+	"text-bad-domain              bad_domain         code=5 text=\"domain not found\"\n"
+	"text-bad-domain              bad_domain         code=5 text=\"no such domain\"\n"
+	"text-bad-domain              bad_domain         code=5 text=\"domain does not exist\"\n"
+	"text-bad-domain              bad_domain         code=5 text=\"unrouteable address\"\n"
+	"text-bad-domain              bad_domain         code=5 text=\"unroutable address\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"account disabled\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"account is disabled\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"mailbox disabled\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"account has been disabled\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"inactive\"\n"
+	"text-inactive                inactive_mailbox   code=5 text=\"deactivated\"\n"
+	"text-mailbox-full            mailbox_full       text=\"over quota\"\n"
+	"text-mailbox-full            mailbox_full       text=\"quota exceeded\"\n"
+	"text-mailbox-full            mailbox_full       text=\"mailbox full\"\n"
+	"text-mailbox-full            mailbox_full       text=\"mailbox is full\"\n"
+	"text-too-large               message_too_large  text=\"message size exceeds\"\n"
+	"text-too-large               message_too_large  text=\"message too large\"\n"
+	"text-too-large               message_too_large  text=\"message too big\"\n"
+	"text-too-large               message_too_large  text=\"size limit\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"user unknown\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"unknown user\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"no such user\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"recipient not found\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"invalid recipient\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"mailbox not found\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"no mailbox here\"\n"
+	"text-no-such-user            invalid_recipient  code=5 text=\"does not exist\"\n"
+	"text-no-such-user            invalid_recipient  code=550 text=\"mailbox unavailable\"\n"
+	"\n"
+	"# 9. the stage, then fallbacks by code class\n"
+	"# a 5xx greeting refuses this IP before it has said anything\n"
+	"greeting-refused             reputation_block   stage=connect,greeting code=5\n"
+	"# at the end of DATA, sender and recipients were accepted: a policy refusal is about the content\n"
+	"dot-policy                   spam_content       stage=dot enh=5.7.\n"
+	"code-421                     rate_limited       code=421\n"
+	"enh-x.5.x                    protocol_error     enh=5.5.\n"
+	"enh-x.5.x                    protocol_error     enh=4.5.\n"
+	"invalid-mime                 protocol_error     code=5 text=\"invalid mime\"\n"
+	"code-50x                     protocol_error     code=50\n"
+	"default-5xx                  unknown            code=5\n"
+	"default-4xx                  unknown            code=4\n"
+/* END pools/bounce-rules.conf */
+	;
 
-	r->rules = xmalloc(sizeof builtin_rules);
-	memcpy(r->rules, builtin_rules, sizeof builtin_rules);
-	r->n = NBUILTIN;
-	return r;
+const char *
+classify_builtin_text(void)
+{
+	return builtin_text;
+}
+
+static void
+rule_clear(struct rule *r)
+{
+	free(r->name);
+	free(r->stage);
+	free(r->code);
+	free(r->enh);
+	free(r->text);
+	memset(r, 0, sizeof *r);
 }
 
 void
@@ -297,18 +403,15 @@ classify_rules_free(struct classify_rules *r)
 {
 	if (r == NULL)
 		return;
-	for (size_t i = 0; i < r->nowned; i++) {
-		free((char *)r->rules[i].name);
-		free((char *)r->rules[i].code);
-		free((char *)r->rules[i].enh);
-		free((char *)r->rules[i].text);
-	}
+	for (size_t i = 0; i < r->n; i++)
+		rule_clear(&r->rules[i]);
 	free(r->rules);
+	free(r->path);
 	free(r);
 }
 
 /* ------------------------------------------------------------------ */
-/* rule files                                                           */
+/* rule text                                                            */
 
 static int
 is_ws(char c)
@@ -384,13 +487,42 @@ valid_enh_prefix(const char *s)
 	return strlen(s) <= 11;
 }
 
+static const char *const stage_names[] = {
+	"connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "dot", "rset", "quit",
+};
+
+/* stage_known - is s[0..n) one of stage_names (any case)? */
+static int
+stage_known(const char *s, size_t n)
+{
+	for (size_t i = 0; i < sizeof stage_names / sizeof stage_names[0]; i++)
+		if (strlen(stage_names[i]) == n && strncasecmp(s, stage_names[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+/* valid_stage_list - "rcpt" or "connect,greeting": known names, commas, nothing empty. */
+static int
+valid_stage_list(const char *s)
+{
+	for (;;) {
+		size_t n = strcspn(s, ",");
+
+		if (!stage_known(s, n))
+			return 0;
+		if (s[n] == '\0')
+			return 1;
+		s += n + 1;
+	}
+}
+
 /* parse_rule_line - one non-empty line into *out (owned strings). */
 static int
 parse_rule_line(const char *line, struct rule *out, char *why, size_t whylen)
 {
 	char f[RULE_FIELD_MAX];
 	const char *p = line, *w = NULL;
-	int nf = 0;
+	int nf = 0, stage_seen = 0;
 
 	memset(out, 0, sizeof *out);
 	for (;;) {
@@ -409,6 +541,15 @@ parse_rule_line(const char *line, struct rule *out, char *why, size_t whylen)
 				snprintf(why, whylen, "unknown class '%.100s'", f);
 				return -1;
 			}
+		} else if (strncmp(f, "stage=", 6) == 0) {
+			if (stage_seen || (strcmp(f + 6, "any") != 0 && !valid_stage_list(f + 6))) {
+				snprintf(why, whylen, "bad or repeated stage= (any, or a list of "
+				    "connect,greeting,ehlo,helo,mail,rcpt,data,dot,rset,quit)");
+				return -1;
+			}
+			stage_seen = 1;
+			if (strcmp(f + 6, "any") != 0)
+				out->stage = str_lower(xstrdup(f + 6));
 		} else if (strncmp(f, "code=", 5) == 0) {
 			if (out->code != NULL || !all_digits(f + 5, 3) || (f[5] < '2' || f[5] > '5')) {
 				snprintf(why, whylen, "bad or repeated code= (1 to 3 digits, e.g. code=5 or code=421)");
@@ -428,96 +569,154 @@ parse_rule_line(const char *line, struct rule *out, char *why, size_t whylen)
 			}
 			out->text = xstrdup(f + 5);
 		} else {
-			snprintf(why, whylen, "unknown field '%.100s' (want code=, enh= or text=)", f);
+			snprintf(why, whylen, "unknown field '%.100s' (want stage=, code=, enh= or text=)", f);
 			return -1;
 		}
 		nf++;
 	}
 	if (nf < 2) {
-		snprintf(why, whylen, "a rule needs NAME CLASS [code=..] [enh=..] [text=\"..\"]");
+		snprintf(why, whylen, "a rule needs NAME CLASS [stage=..] [code=..] [enh=..] [text=\"..\"]");
 		return -1;
 	}
 	return 0;
 }
 
-static void
-rule_clear(struct rule *r)
+/*
+ * rules_parse - append the rules of text[0..len) to r, each remembering
+ * file and its line. NULL on success, else a malloc'd "file:line: why".
+ */
+static char *
+rules_parse(struct classify_rules *r, const char *text, size_t len, const char *file, int builtin)
 {
-	free((char *)r->name);
-	free((char *)r->code);
-	free((char *)r->enh);
-	free((char *)r->text);
-	memset(r, 0, sizeof *r);
+	size_t pos = 0, added = 0;
+	int lineno = 0;
+	char why[256];
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t e = nl ? (size_t)(nl - text) : len;
+		struct rule rule;
+		char *line;
+
+		lineno++;
+		if (memchr(text + pos, '\0', e - pos) != NULL)
+			return xasprintf("%s:%d: NUL byte in line", file, lineno);
+		line = xstrndup(text + pos, e - pos);
+		pos = e + 1;
+
+		const char *p = line;
+
+		while (is_ws(*p))
+			p++;
+		if (*p == '\0' || *p == '#') {
+			free(line);
+			continue;
+		}
+		if (parse_rule_line(p, &rule, why, sizeof why) < 0) {
+			rule_clear(&rule);
+			free(line);
+			return xasprintf("%s:%d: %s", file, lineno, why);
+		}
+		free(line);
+		if (!builtin && added >= RULES_MAX) {
+			rule_clear(&rule);
+			return xasprintf("%s:%d: more than %d rules", file, lineno, RULES_MAX);
+		}
+		if (r->n == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 256;
+			r->rules = xrealloc(r->rules, r->cap * sizeof *r->rules);
+		}
+		rule.file = file;
+		rule.line = lineno;
+		r->rules[r->n++] = rule;
+		added++;
+	}
+	return NULL;
+}
+
+struct classify_rules *
+classify_rules_builtin(void)
+{
+	struct classify_rules *r = xcalloc(1, sizeof *r);
+	char *err = rules_parse(r, builtin_text, sizeof builtin_text - 1, CLASSIFY_BUILTIN_FILE, 1);
+
+	if (err != NULL)
+		panic("built-in bounce rules: %s", err);
+	return r;
 }
 
 struct classify_rules *
 classify_rules_load(const char *path, char **err)
 {
-	FILE *f;
 	struct stat st;
 	struct classify_rules *r;
-	char *line = NULL, why[256];
-	size_t cap = 0;
-	ssize_t len;
-	int lineno = 0;
+	char *text;
+	ssize_t got;
+	size_t len = 0;
 
 	*err = NULL;
 	/* O_NONBLOCK: opening a FIFO must not hang before the S_ISREG check */
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-	f = fd >= 0 ? fdopen(fd, "r") : NULL;
-	if (f == NULL) {
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0) {
 		*err = xasprintf("%s: cannot open: %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)RULES_MAX_FILE) {
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)RULES_MAX_FILE) {
 		*err = xasprintf("%s: not a regular file of at most %u bytes", path, RULES_MAX_FILE);
-		fclose(f);
+		close(fd);
+		return NULL;
+	}
+	text = xmalloc(RULES_MAX_FILE + 1);
+	while (len <= RULES_MAX_FILE && (got = read(fd, text + len, RULES_MAX_FILE + 1 - len)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			*err = xasprintf("%s: cannot read: %s", path, strerror(errno));
+			break;
+		}
+		len += (size_t)got;
+	}
+	close(fd);
+	if (*err == NULL && len > RULES_MAX_FILE)
+		*err = xasprintf("%s: not a regular file of at most %u bytes", path, RULES_MAX_FILE);
+	if (*err != NULL) {
+		free(text);
 		return NULL;
 	}
 	r = xcalloc(1, sizeof *r);
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		struct rule rule;
-
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if ((size_t)len != strlen(line)) {
-			*err = xasprintf("%s:%d: NUL byte in line", path, lineno);
-			break;
-		}
-		const char *p = line;
-
-		while (is_ws(*p))
-			p++;
-		if (*p == '\0' || *p == '#')
-			continue;
-		if (parse_rule_line(p, &rule, why, sizeof why) < 0) {
-			rule_clear(&rule);
-			*err = xasprintf("%s:%d: %s", path, lineno, why);
-			break;
-		}
-		if (r->nowned >= RULES_MAX) {
-			rule_clear(&rule);
-			*err = xasprintf("%s:%d: more than %d rules", path, lineno, RULES_MAX);
-			break;
-		}
-		r->rules = xrealloc(r->rules, (r->nowned + 1) * sizeof *r->rules);
-		r->rules[r->nowned++] = rule;
-	}
-	free(line);
-	fclose(f);
-	r->n = r->nowned;
+	r->path = xstrdup(path);
+	*err = rules_parse(r, text, len, r->path, 0);
+	free(text);
+	if (*err == NULL)
+		*err = rules_parse(r, builtin_text, sizeof builtin_text - 1, CLASSIFY_BUILTIN_FILE, 1);
 	if (*err != NULL) {
 		classify_rules_free(r);
 		return NULL;
 	}
-	r->rules = xrealloc(r->rules, (r->nowned + NBUILTIN) * sizeof *r->rules);
-	memcpy(r->rules + r->nowned, builtin_rules, sizeof builtin_rules);
-	r->n = r->nowned + NBUILTIN;
 	return r;
+}
+
+size_t
+classify_rules_count(const struct classify_rules *r)
+{
+	return r ? r->n : 0;
+}
+
+int
+classify_rule_get(const struct classify_rules *r, size_t i, struct classify_rule_info *out)
+{
+	if (r == NULL || i >= r->n)
+		return -1;
+	out->name = r->rules[i].name;
+	out->cls = r->rules[i].cls;
+	out->stage = r->rules[i].stage;
+	out->code = r->rules[i].code;
+	out->enh = r->rules[i].enh;
+	out->text = r->rules[i].text;
+	out->file = r->rules[i].file;
+	out->line = r->rules[i].line;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -568,9 +767,29 @@ enh_matches(const char *prefix, const char *enh)
 	return prefix[n - 1] == '.' || enh[n] == '\0' || enh[n] == '.';
 }
 
+/* stage_in - is stage (a name, any case) in the rule's comma list? */
 static int
-rule_matches(const struct rule *r, const char *code, const char *enh, const char *text)
+stage_in(const char *list, const char *stage)
 {
+	size_t n = strlen(stage);
+
+	for (;;) {
+		size_t k = strcspn(list, ",");
+
+		if (k == n && strncasecmp(list, stage, n) == 0)
+			return 1;
+		if (list[k] == '\0')
+			return 0;
+		list += k + 1;
+	}
+}
+
+static int
+rule_matches(const struct rule *r, const char *stage, const char *code, const char *enh,
+    const char *text)
+{
+	if (r->stage != NULL && (stage == NULL || !stage_in(r->stage, stage)))
+		return 0;
 	if (r->code != NULL && (code[0] == '\0' || strncmp(code, r->code, strlen(r->code)) != 0))
 		return 0;
 	if (r->enh != NULL && (enh[0] == '\0' || !enh_matches(r->enh, enh)))
@@ -581,8 +800,8 @@ rule_matches(const struct rule *r, const char *code, const char *enh, const char
 }
 
 enum bounce_class
-classify_reply(const struct classify_rules *r, int code, const char *enh, const char *text,
-    const char **rule)
+classify_reply_stage(const struct classify_rules *r, const char *stage, int code, const char *enh,
+    const char *text, struct classify_match *m)
 {
 	char codebuf[8] = "", enhbuf[16] = "";
 
@@ -603,19 +822,38 @@ classify_reply(const struct classify_rules *r, int code, const char *enh, const 
 			text += n;
 	}
 	for (size_t i = 0; r != NULL && i < r->n; i++) {
-		if (rule_matches(&r->rules[i], codebuf, enhbuf, text)) {
-			if (rule != NULL)
-				*rule = r->rules[i].name;
+		if (rule_matches(&r->rules[i], stage, codebuf, enhbuf, text)) {
+			if (m != NULL) {
+				m->rule = r->rules[i].name;
+				m->file = r->rules[i].file;
+				m->line = r->rules[i].line;
+			}
 			return r->rules[i].cls;
 		}
 	}
-	if (rule != NULL)
-		*rule = "default";
+	if (m != NULL) {
+		m->rule = "default";
+		m->file = NULL;
+		m->line = 0;
+	}
 	return CLASS_UNKNOWN;
 }
 
 enum bounce_class
-classify_line(const struct classify_rules *r, const char *line, const char **rule)
+classify_reply(const struct classify_rules *r, int code, const char *enh, const char *text,
+    const char **rule)
+{
+	struct classify_match m;
+	enum bounce_class c = classify_reply_stage(r, NULL, code, enh, text, &m);
+
+	if (rule != NULL)
+		*rule = m.rule;
+	return c;
+}
+
+enum bounce_class
+classify_line_stage(const struct classify_rules *r, const char *stage, const char *line,
+    struct classify_match *m)
 {
 	int code = 0;
 	char enhbuf[16] = "";
@@ -633,5 +871,16 @@ classify_line(const struct classify_rules *r, const char *line, const char **rul
 		while (*p == ' ')
 			p++;
 	}
-	return classify_reply(r, code, enhbuf, p, rule);
+	return classify_reply_stage(r, stage, code, enhbuf, p, m);
+}
+
+enum bounce_class
+classify_line(const struct classify_rules *r, const char *line, const char **rule)
+{
+	struct classify_match m;
+	enum bounce_class c = classify_line_stage(r, NULL, line, &m);
+
+	if (rule != NULL)
+		*rule = m.rule;
+	return c;
 }

@@ -33,7 +33,7 @@ static const char usage_main[] =
 "                        [--tenant T] [--inline] [--rcpts FILE] [RCPT...]\n"
 "    volley status       [-c FILE] [--all]\n"
 "    volley check-config [-c FILE]\n"
-"    volley classify     [-c FILE] \"REPLY\"\n"
+"    volley classify     [-c FILE] [--stage STAGE] \"REPLY\"\n"
 "    volley help | --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -117,9 +117,14 @@ static const char usage_check[] =
 "  each error as file:line: message and exit 1.\n";
 
 static const char usage_classify[] =
-"usage: volley classify [-c FILE] \"REPLY\"\n"
-"  Print the bounce class of an SMTP reply line and the rule that matched,\n"
-"  e.g. volley classify \"550 5.1.1 user unknown\"  ->  invalid_recipient (rule ...)\n";
+"usage: volley classify [-c FILE] [--stage STAGE] \"REPLY\"\n"
+"  Print the bounce class of an SMTP reply line, the rule that matched and\n"
+"  where it is written (FILE:LINE; \"(built-in):N\" is line N of the shipped\n"
+"  pools/bounce-rules.conf), using the engine's rules (smtp.classify_rules).\n"
+"  --stage STAGE  the command the reply answered: connect, greeting, ehlo,\n"
+"                 helo, mail, rcpt, data, dot (rules with stage= need it)\n"
+"  e.g. volley classify \"550 5.1.1 user unknown\"\n"
+"       ->  invalid_recipient (rule enh-5.1.1 at (built-in):N)\n";
 
 /* VOLLEY_INSTANCE overrides `instance`: one config file, many instances. */
 static struct config *
@@ -578,19 +583,22 @@ cmd_classify(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "stage", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *rule = NULL;
+	const char *path = NULL, *stage = NULL;
 	struct config *c;
 	struct classify_rules *rules;
+	struct classify_match m;
 	char *err = NULL;
 	enum bounce_class cls;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:s:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
+		case 's': stage = optarg; break;
 		case 'h': fputs(usage_classify, stdout); return 0;
 		default: fputs(usage_classify, stderr); return 2;
 		}
@@ -604,10 +612,15 @@ cmd_classify(int argc, char **argv)
 	    : classify_rules_builtin();
 	if (rules == NULL) {
 		fprintf(stderr, "%s\n", err);
+		free(err);
+		config_free(c);
 		return 1;
 	}
-	cls = classify_line(rules, argv[optind], &rule);
-	printf("%s (rule %s)\n", bounce_class_name(cls), rule ? rule : "-");
+	cls = classify_line_stage(rules, stage, argv[optind], &m);
+	if (m.file != NULL)
+		printf("%s (rule %s at %s:%d)\n", bounce_class_name(cls), m.rule, m.file, m.line);
+	else
+		printf("%s (rule %s)\n", bounce_class_name(cls), m.rule);
 	classify_rules_free(rules);
 	config_free(c);
 	return 0;

@@ -129,12 +129,14 @@ raw_class(const struct classify_rules *rules, const struct smtp_result *r, int c
 	default:
 		if (code == 0 && r->enh[0] == '\0')
 			return CLASS_CONNECTION_FAILURE;
-		return classify_reply(rules, code, r->enh, r->text, &rule);
+		/* the rules may name the stage a wording is judged at */
+		return classify_reply_stage(rules, smtp_stage_name(r->stage), code, r->enh,
+		    r->text, NULL);
 	}
 }
 
 void
-(trouble_from_smtp)(const struct classify_rules *rules, const struct smtp_result *r,
+trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *r,
     unsigned nrcpts, struct job_outcome *o)
 {
 	enum bounce_class cls;

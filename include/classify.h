@@ -1,18 +1,23 @@
 /*
  * classify.h - SMTP reply -> bounce class, from a rule table.
  *
- * The classes are a closed set (the event `class` field, README). Rules are tried in order;
+ * The classes are a closed set (the event `class` field). Rules are tried in order;
  * the first that matches wins. A rule matches on any of: reply code
  * (prefix such as "5", "55", "421"), enhanced code (prefix such as
  * "5.1.", "4.7.28"), and a case-insensitive substring of the text.
- * Built-in rules cover the common provider wordings (tests/fixtures/
- * replies.tsv); a rule file (smtp.classify_rules) is tried before them.
- * Rule file format, one rule per line, '#' comments:
- *     NAME  CLASS  code=PREFIX  enh=PREFIX  text="substring"
- * (any of code/enh/text may be omitted; all that are given must match).
+ * A rule may also name the stage of the reply (the command it answered).
+ * The built-in rules are the text of pools/bounce-rules.conf, compiled in
+ * (a unit test keeps the two identical); they cover the provider wordings
+ * collected in tests/fixtures/replies.tsv. A rule file
+ * (smtp.classify_rules) is tried before them. Format, one rule per line,
+ * '#' comments:
+ *     NAME  CLASS  [stage=LIST] [code=PREFIX] [enh=PREFIX] [text="substring"]
+ * (all that are given must match; pools/bounce-rules.conf documents each).
  */
 #ifndef VOLLEY_CLASSIFY_H
 #define VOLLEY_CLASSIFY_H
+
+#include <stddef.h>
 
 enum bounce_class {
 	CLASS_UNKNOWN = 0,
@@ -58,6 +63,40 @@ enum bounce_class classify_reply(const struct classify_rules *r, int code,
  */
 enum bounce_class classify_line(const struct classify_rules *r, const char *line,
     const char **rule);
+
+/* Where the rule that decided came from. */
+#define CLASSIFY_BUILTIN_FILE "(built-in)"
+struct classify_match {
+	const char *rule;	/* rule name; "default" when none matched */
+	const char *file;	/* the rule file's path, CLASSIFY_BUILTIN_FILE, or NULL */
+	int line;		/* its line in that file (built-ins: in pools/bounce-rules.conf) */
+};
+
+/*
+ * classify_reply_stage / classify_line_stage - as classify_reply() and
+ * classify_line(), with the stage of the reply: "connect", "greeting",
+ * "EHLO", "HELO", "MAIL", "RCPT", "DATA", "DOT", "RSET", "QUIT" in any
+ * case (smtp_stage_name() gives them), or NULL when unknown, in which
+ * case rules with a stage= never match. m may be NULL. The strings in *m
+ * live as long as the rule set.
+ */
+enum bounce_class classify_reply_stage(const struct classify_rules *r, const char *stage,
+    int code, const char *enh, const char *text, struct classify_match *m);
+enum bounce_class classify_line_stage(const struct classify_rules *r, const char *stage,
+    const char *line, struct classify_match *m);
+
+/* Reading a rule set back (tests, `volley classify`). */
+struct classify_rule_info {
+	const char *name;
+	enum bounce_class cls;
+	const char *stage, *code, *enh, *text;	/* NULL when the rule does not say */
+	const char *file;
+	int line;
+};
+size_t classify_rules_count(const struct classify_rules *r);
+int classify_rule_get(const struct classify_rules *r, size_t i, struct classify_rule_info *out);
+/* The compiled-in text of pools/bounce-rules.conf. */
+const char *classify_builtin_text(void);
 
 /* Should a hard bounce of this class add the recipient to the suppression list? */
 int bounce_class_suppresses(enum bounce_class c);

@@ -55,9 +55,11 @@ static const struct tcase cases[] = {
 	  JOB_DEFERRED, K(CONNECTION_FAILURE), 0, 0, 0, 1 },
 
 	/* --- greeting --- */
+	/* a bare 5xx greeting refuses this IP before it has said anything
+	 * (the greeting-refused rule): a site failure, never a bounce */
 	{ "greeting 554", S(GREETING), SMTP_PERM, C(REPLY), 554, "",
 	  "554 mx.test no SMTP service here", 1,
-	  JOB_DEFERRED, K(UNKNOWN), 0, 0, 1, 0 },
+	  JOB_DEFERRED, K(REPUTATION_BLOCK), 0, 0, 1, 0 },
 	{ "greeting 554 block list", S(GREETING), SMTP_PERM, C(REPLY), 554, "5.7.1",
 	  "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", 1,
 	  JOB_DEFERRED, K(REPUTATION_BLOCK), 0, 0, 1, 0 },
