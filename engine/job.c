@@ -382,6 +382,14 @@ job_body_too_large(const struct job *j, size_t len, const struct config *cfg,
 	return 1;
 }
 
+/* A field given twice: the last one counts (as for to, from...). */
+static void
+replace_field(char **dst, const char *v, size_t vl)
+{
+	free(*dst);
+	*dst = dup_field(v, vl);
+}
+
 struct job *
 job_decode(const char *const *fields, const size_t *flens,
     const char *const *values, const size_t *vlens, size_t n,
@@ -413,15 +421,15 @@ job_decode(const char *const *fields, const size_t *flens,
 			id = v; id_len = vl;
 		} else if (IS("pool")) {
 			if (vl > 0 && vl < 128 && !has_nul(v, vl))
-				j->pool = dup_field(v, vl);
+				replace_field(&j->pool, v, vl);
 			else if (vl > 0)
 				set_error(j, "invalid pool name", NULL);
 		} else if (IS("campaign")) {
 			if (vl > 0 && vl < 256 && !has_nul(v, vl))
-				j->campaign = dup_field(v, vl);
+				replace_field(&j->campaign, v, vl);
 		} else if (IS("tenant")) {
 			if (vl > 0 && vl < 256 && !has_nul(v, vl))
-				j->tenant = dup_field(v, vl);
+				replace_field(&j->tenant, v, vl);
 		} else if (IS("expires_at")) {
 			char tmp[32], *end;
 			unsigned long long t;
@@ -438,7 +446,7 @@ job_decode(const char *const *fields, const size_t *flens,
 				j->expires_at_ms = (uint64_t)t * 1000;
 		} else if (IS("last_reply")) {
 			if (vl > 0 && vl < 512 && !has_nul(v, vl))
-				j->last_reply = dup_field(v, vl);
+				replace_field(&j->last_reply, v, vl);
 		} else if (IS("last_code")) {
 			if (vl == 3)
 				j->last_code = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
@@ -449,7 +457,7 @@ job_decode(const char *const *fields, const size_t *flens,
 			}
 		} else if (IS("last_class")) {
 			if (vl > 0 && vl < 64 && !has_nul(v, vl))
-				j->last_class = dup_field(v, vl);
+				replace_field(&j->last_class, v, vl);
 		} else if (IS("attempts")) {
 			char tmp[16];
 			if (vl > 0 && vl < sizeof tmp) {
