@@ -17,6 +17,12 @@
 struct config;
 struct rqs;
 
+/* Schema names for pause and per-tenant suppression, used by both halves
+ * of the Redis module (the others are in redis_schema.h). */
+#define RQ_K_SUPPRESSED_TENANT	"suppressed:"		/* + TENANT: set, that tenant's list */
+#define RQ_K_PAUSED_CAMPAIGN	"paused:campaign"	/* hash: NAME -> "SINCE_MS BY" */
+#define RQ_K_PAUSED_TENANT	"paused:tenant"		/* hash: NAME -> "SINCE_MS BY" */
+
 /* rqs_connect - connect, AUTH, SELECT. NULL on failure with err set. */
 struct rqs *rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t errlen);
 void rqs_free(struct rqs *s);
