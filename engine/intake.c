@@ -145,23 +145,32 @@ intake_paused(const struct intake *in, const struct job *j)
 	    (j->tenant && map_get(&in->paused_tenants, j->tenant));
 }
 
-/* Replace one cached list with names, logging what changed. */
+/* Replace one cached list with names, logging what changed; the waiting
+ * jobs of the names resumed are made due now. */
 static void
-pause_replace(struct map *m, const char *kind, const char *const *names, size_t n, int log)
+pause_replace(struct intake *in, struct map *m, int tenant, const char *const *names, size_t n)
 {
+	const char *kind = tenant ? "tenant" : "campaign";
 	struct map fresh = { 0 };
-	const char *k;
+	const char *k, **resumed;
 	void *v;
-	size_t it = 0;
+	size_t it = 0, nr = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		map_put(&fresh, names[i], (void *)1);
-		if (log && map_get(m, names[i]) == NULL)
+		if (map_get(m, names[i]) == NULL)
 			log_info("intake", "%s '%s' is paused: its jobs wait in Redis", kind, names[i]);
 	}
-	while (log && map_iter(m, &it, &k, &v))
-		if (map_get(&fresh, k) == NULL)
+	resumed = xcalloc(m->len + 1, sizeof *resumed);
+	while (map_iter(m, &it, &k, &v))
+		if (map_get(&fresh, k) == NULL) {
 			log_info("intake", "%s '%s' is resumed", kind, k);
+			resumed[nr++] = k;
+		}
+	if (nr > 0)
+		rq_unpark(in->rq, tenant, resumed, nr, clock_wall_ms(),
+		    PAUSE_PARK_MS + PAUSE_SPREAD_MS + 1000);
+	free(resumed);
 	map_free(m);
 	*m = fresh;
 }
@@ -184,8 +193,8 @@ on_pause_state(void *arg, int ok, const char *const *campaigns, size_t nc,
 		}
 		return;
 	}
-	pause_replace(&in->paused_campaigns, "campaign", campaigns, nc, 1);
-	pause_replace(&in->paused_tenants, "tenant", tenants, nt, 1);
+	pause_replace(in, &in->paused_campaigns, 0, campaigns, nc);
+	pause_replace(in, &in->paused_tenants, 1, tenants, nt);
 	in->pause_known = 1;
 }
 

@@ -2002,6 +2002,61 @@ rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaig
 	return r;
 }
 
+/*
+ * unpark: after a resume, the waiting jobs of the resumed names due within
+ * the next window become due now. KEYS retry. ARGV now, until, job hash
+ * prefix, field (campaign|tenant), names... Only jobs nobody holds
+ * (leases 0: parked or deferred, not leased) are moved. Sent with EVAL:
+ * it is rare.
+ */
+static const char unpark_lua[] =
+"local want = {}\n"
+"for i = 5, #ARGV do want[ARGV[i]] = true end\n"
+"local n = 0\n"
+"for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])) do\n"
+"  local h = redis.call('HMGET', ARGV[3] .. id, ARGV[4], 'leases')\n"
+"  if h[1] and want[h[1]] and (h[2] == false or h[2] == '0') then\n"
+"    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)\n"
+"    n = n + 1\n"
+"  end\n"
+"end\n"
+"return n\n";
+
+static void
+on_unpark(struct rq *q, redisReply *r, void *priv)
+{
+	const char *field = priv;
+
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		log_info("redis", "resumed %s(s): %lld waiting job(s) due now", field, r->integer);
+	else if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warn("redis", "bringing resumed jobs forward failed (they come back on their "
+		    "own): %s", r->str);
+}
+
+int
+rq_unpark(struct rq *q, int tenant, const char *const *names, size_t n, uint64_t now_wall_ms,
+    uint64_t window_ms)
+{
+	const char **argv;
+	char now[32], until[32];
+	const char *field = tenant ? "tenant" : "campaign";
+	int r;
+
+	if (!rq_connected(q) || n == 0)
+		return -1;
+	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
+	snprintf(until, sizeof until, "%llu", (unsigned long long)(now_wall_ms + window_ms));
+	argv = xcalloc(n + 9, sizeof *argv);
+	argv[0] = "EVAL"; argv[1] = unpark_lua; argv[2] = "1"; argv[3] = q->k_retry;
+	argv[4] = now; argv[5] = until; argv[6] = q->k_jobp; argv[7] = field;
+	for (size_t i = 0; i < n; i++)
+		argv[8 + i] = names[i];
+	r = send_strv(q, on_unpark, (void *)field, (int)n + 8, argv);
+	free(argv);
+	return r;
+}
+
 /* A msg_ref body in two steps: STRLEN (a missing key is 0, a non-string
  * WRONGTYPE), then GET only if it is not too large. */
 struct rq_body {

@@ -145,6 +145,13 @@ int rq_suppressed(struct rq *q, const char *const *addrs, const char *const *ten
 int rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaigns,
     size_t nc, const char *const *tenants, size_t nt), void *arg);
 
+/* After a resume: jobs of these campaigns (tenant 0) or tenants (1) that
+ * wait in the retry schedule, due within window_ms, and that nobody holds
+ * become due now (so a resume takes effect at the next retry read, not a
+ * park later). Fire and forget; the count is logged. */
+int rq_unpark(struct rq *q, int tenant, const char *const *names, size_t n,
+    uint64_t now_wall_ms, uint64_t window_ms);
+
 enum rq_body_status {
 	RQ_BODY_OK = 0,		/* data/len is the body */
 	RQ_BODY_MISSING,	/* no such key, or not a string: the job fails */

@@ -3,7 +3,8 @@
 # Two campaigns and two tenants share one domain (one MX, one lane). A and
 # tenant t1 are paused before the engine starts: B and t2 are delivered
 # while A and t1 send nothing and write no event (their jobs wait in the
-# retry schedule); `volley resume` releases them within a few seconds.
+# retry schedule); `volley resume` releases them within a few seconds
+# (within about a second: the engine makes the waiting jobs due at once).
 # A campaign paused while the engine runs is honoured for jobs injected a
 # second later; a paused job past its expires_at ends `expired`. Every job
 # gets exactly one final event.
@@ -82,6 +83,9 @@ if wait_for 10 at_least 20 status=delivered campaign=A; then
 else
 	not_ok "campaign A delivered after resume" "$(delivered campaign=A) of 20; $(show_log "$T/run.log")"
 fi
+grep -q "resumed campaign(s): [0-9]* waiting job(s) due now" "$T/run.log" &&
+	ok "on resume the waiting jobs are made due at once (not a park later)" ||
+	not_ok "on resume the waiting jobs are made due at once" "$(show_log "$T/run.log")"
 is "tenant t1 still paused: no event" "$(events count tenant=t1)" 0
 t0=$(now_ms)
 "$VOLLEY" resume -c "$C" tenant t1 >/dev/null
