@@ -75,7 +75,7 @@ static const char usage_main[] =
 "                   second; its jobs wait in Redis (the retry schedule), untried\n"
 "                   and without events, and are not expired before their\n"
 "                   expires_at. Other campaigns on the same IPs go on.\n"
-"    resume         Undo pause: the waiting jobs go out within a few seconds.\n"
+"    resume         Undo pause: the waiting jobs go out within about a second.\n"
 "    suppress       The suppression lists: the global one (PREFIXsuppressed)\n"
 "                   and one per tenant (--tenant T: PREFIXsuppressed:T). A job\n"
 "                   to a listed address ends `suppressed`, never sent; a\n"
@@ -153,7 +153,7 @@ static const char usage_pause[] =
 "    arrives (at most smtp.max_queued_per_destination per destination) may\n"
 "    still go out; nothing new is handed to a destination.\n"
 "\n"
-"    resume removes NAME; the waiting jobs come back within a few seconds.\n"
+"    resume removes NAME; the waiting jobs leave within about a second.\n"
 "    Both are idempotent: pausing a paused NAME says since when it is.\n"
 "\n"
 "EXIT STATUS\n"
@@ -713,7 +713,7 @@ cmd_pause(int argc, char **argv, int resume)
 	if (resume) {
 		rc = rqs_resume(rs, tenant, name, err, sizeof err);
 		if (rc == 1)
-			printf("resumed %s '%s': its waiting jobs go out again within a few seconds\n",
+			printf("resumed %s '%s': its waiting jobs go out again within about a second\n",
 			    kind, name);
 		else if (rc == 0)
 			printf("%s '%s' was not paused; nothing to do\n", kind, name);
