@@ -258,6 +258,7 @@ on_tick(struct timer *t)
 		 * does not hide an idle queue. */
 		if (e->opts.drain)
 			drain_check(e);
+		intake_poll_pause(e->in, now);	/* paused campaigns/tenants, once a second */
 		if (room)
 			rq_fetch(e->rq, room);
 		if (room && now - e->last_retry_poll >= 500) {

@@ -1,9 +1,16 @@
 /*
- * intake.c - jobs in (intake.h): decode, suppression, bodies, hand-off.
+ * intake.c - jobs in (intake.h): decode, pause, suppression, bodies,
+ * hand-off.
  *
  * Each job is held in the ledger from decoding on, so whatever happens to
- * it here (invalid, suppressed, body missing, Redis gone, stopping) it
- * leaves through the ledger exactly once.
+ * it here (invalid, paused, suppressed, body missing, Redis gone,
+ * stopping) it leaves through the ledger exactly once.
+ *
+ * The pause state (paused campaigns and tenants) is a copy of Redis',
+ * read once a second (intake_poll_pause) and before the first batch is
+ * checked: until it has been read once, every job waits as if paused.
+ * The poll is sent before a batch's suppression check on the same
+ * connection, so its answer is in when that check's answer comes.
  */
 #include "intake.h"
 #include "config.h"
@@ -20,6 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A paused job waits in the retry schedule this long, plus a spread of up
+ * to PAUSE_SPREAD_MS so that a big campaign does not come back at once. */
+#define PAUSE_PARK_MS		1000
+#define PAUSE_SPREAD_MS		1000
+#define PAUSE_POLL_MS		1000
 
 struct bodyref {			/* a msg_ref's body, shared by its jobs */
 	struct msg_body *body;
@@ -44,6 +57,13 @@ struct intake {
 	struct map bodies;		/* msg_ref -> bodyref */
 	size_t bytes;			/* of the bodies held */
 	int stopping;
+	/* pause state */
+	struct map paused_campaigns, paused_tenants;	/* name -> (void *)1 */
+	int pause_known;		/* read from Redis at least once */
+	int pause_polling;		/* a read in flight */
+	uint64_t pause_polled;		/* mono ms of the last read sent */
+	uint64_t pause_error_logged;	/* mono ms */
+	uint64_t parked;		/* jobs parked for a pause */
 };
 
 struct intake *
@@ -89,6 +109,8 @@ intake_free(struct intake *in)
 		free(b);
 	}
 	map_free(&in->bodies);
+	map_free(&in->paused_campaigns);
+	map_free(&in->paused_tenants);
 	free(in);
 }
 
@@ -112,6 +134,117 @@ intake_sweep(struct intake *in)
 	}
 	return n;
 }
+
+/* --- pause --- */
+
+int
+intake_paused(const struct intake *in, const struct job *j)
+{
+	if (!in->pause_known)
+		return 1;
+	return (j->campaign && map_get(&in->paused_campaigns, j->campaign)) ||
+	    (j->tenant && map_get(&in->paused_tenants, j->tenant));
+}
+
+/* Replace one cached list with names, logging what changed; the waiting
+ * jobs of the names resumed are made due now. */
+static void
+pause_replace(struct intake *in, struct map *m, int tenant, const char *const *names, size_t n)
+{
+	const char *kind = tenant ? "tenant" : "campaign";
+	struct map fresh = { 0 };
+	const char *k, **resumed;
+	void *v;
+	size_t it = 0, nr = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		map_put(&fresh, names[i], (void *)1);
+		if (map_get(m, names[i]) == NULL)
+			log_info("intake", "%s '%s' is paused: its jobs wait in Redis", kind, names[i]);
+	}
+	resumed = xcalloc(m->len + 1, sizeof *resumed);
+	while (map_iter(m, &it, &k, &v))
+		if (map_get(&fresh, k) == NULL) {
+			log_info("intake", "%s '%s' is resumed", kind, k);
+			resumed[nr++] = k;
+		}
+	if (nr > 0)
+		rq_unpark(in->rq, tenant, resumed, nr, clock_wall_ms(),
+		    PAUSE_PARK_MS + PAUSE_SPREAD_MS + 1000);
+	free(resumed);
+	map_free(m);
+	*m = fresh;
+}
+
+static void
+on_pause_state(void *arg, int ok, const char *const *campaigns, size_t nc,
+    const char *const *tenants, size_t nt)
+{
+	struct intake *in = arg;
+	uint64_t now = loop_now(in->loop);
+
+	in->pause_polling = 0;
+	if (!ok) {
+		/* Keep what we knew; until it was read once, jobs wait. */
+		if (now - in->pause_error_logged >= 60000 || in->pause_error_logged == 0) {
+			in->pause_error_logged = now;
+			log_error("intake", "cannot read the pause state from Redis; %s",
+			    in->pause_known ? "keeping the last one read" :
+			    "every job waits until it can be read");
+		}
+		return;
+	}
+	pause_replace(in, &in->paused_campaigns, 0, campaigns, nc);
+	pause_replace(in, &in->paused_tenants, 1, tenants, nt);
+	in->pause_known = 1;
+}
+
+static void
+pause_poll_now(struct intake *in)
+{
+	if (in->pause_polling)
+		return;
+	in->pause_polled = loop_now(in->loop);
+	if (rq_paused(in->rq, on_pause_state, in) == 0)
+		in->pause_polling = 1;
+}
+
+void
+intake_poll_pause(struct intake *in, uint64_t now_mono)
+{
+	if (now_mono - in->pause_polled >= PAUSE_POLL_MS || in->pause_polled == 0)
+		pause_poll_now(in);
+}
+
+/*
+ * park_if_paused - a job of a paused campaign or tenant goes back to the
+ * retry schedule untried (no event, no attempt) and comes back in a
+ * second or two; 1 if it did. A job past its expires_at is not held: it
+ * goes on and is expired where every job is.
+ */
+static int
+park_if_paused(struct intake *in, struct job *j)
+{
+	uint64_t now, due;
+
+	if (in->stopping || !intake_paused(in, j))
+		return 0;
+	now = clock_wall_ms();
+	if (now >= j->expires_at_ms)
+		return 0;
+	due = now + PAUSE_PARK_MS + (in->parked * 7919) % PAUSE_SPREAD_MS;
+	if (due > j->expires_at_ms)
+		due = j->expires_at_ms;
+	if (in->parked++ % 10000 == 0)
+		log_info("intake", "holding jobs of paused campaigns/tenants in Redis "
+		    "(job=%s campaign=%s tenant=%s; %llu so far)", j->id,
+		    j->campaign ? j->campaign : "-", j->tenant ? j->tenant : "-",
+		    (unsigned long long)in->parked);
+	ledger_park(in->lg, j, due);
+	return 1;
+}
+
+/* --- bodies and hand-off --- */
 
 /*
  * intake_sign - DKIM-sign a body once, for every job that shares it: the
@@ -142,7 +275,8 @@ intake_sign(struct intake *in, struct msg_body *b)
 	}
 }
 
-/* A job with its body: check the size, sign once, then to the scheduler. */
+/* A job with its body: check the size and the pause state, sign the body
+ * once, then to the scheduler. */
 static void
 intake_ready(struct intake *in, struct job *j)
 {
@@ -152,6 +286,8 @@ intake_ready(struct intake *in, struct job *j)
 		ledger_fail(in->lg, j, why);
 		return;
 	}
+	if (park_if_paused(in, j))
+		return;
 	if (in->cfg->ndkim > 0 && j->body->dkim_state == MSG_DKIM_UNTRIED)
 		intake_sign(in, j->body);
 	sched_route(in->sched, j);
@@ -253,7 +389,7 @@ on_suppression(void *arg, const int *member, size_t n)
 			struct job_outcome o;
 			trouble_suppressed(&o);
 			ledger_settle(in->lg, j, &o);
-		} else {
+		} else if (!park_if_paused(in, j)) {
 			intake_attach_body(in, j);
 		}
 	}
@@ -264,7 +400,7 @@ void
 intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e, size_t n)
 {
 	struct check *c = xmalloc(sizeof *c + n * sizeof c->jobs[0]);
-	const char **addrs;
+	const char **addrs, **tenants;
 	uint64_t now = clock_wall_ms();
 
 	c->in = in;
@@ -284,16 +420,26 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			ledger_fail(in->lg, j, why);
 			continue;
 		}
+		if (in->pause_known && park_if_paused(in, j))
+			continue;
 		c->jobs[c->n++] = j;
 	}
 	if (c->n == 0) {
 		free(c);
 		return;
 	}
+	/* First batch: the pause state is read before the suppression
+	 * check is answered (same connection, answers in order). */
+	if (!in->pause_known)
+		pause_poll_now(in);
 	addrs = xcalloc(c->n, sizeof *addrs);
-	for (size_t i = 0; i < c->n; i++)
+	tenants = xcalloc(c->n, sizeof *tenants);
+	for (size_t i = 0; i < c->n; i++) {
 		addrs[i] = c->jobs[i]->to_lc;
-	if (rq_suppressed(in->rq, addrs, c->n, on_suppression, c) != 0)
+		tenants[i] = c->jobs[i]->tenant;
+	}
+	if (rq_suppressed(in->rq, addrs, tenants, c->n, on_suppression, c) != 0)
 		on_suppression(c, NULL, c->n);	/* not connected: they come back */
 	free(addrs);
+	free(tenants);
 }

@@ -1,12 +1,13 @@
 /*
- * main.c - the volley command line: run, inject, status, check-config,
- * classify. `run` is the engine (engine.c); the others are short-lived
+ * main.c - the volley command line: run, inject, status, pause, resume,
+ * suppress, check-config, classify. `run` is the engine (engine.c); the others are short-lived
  * tools that talk to Redis through the blocking half of the Redis module
  * (redis_sync.h): no command or key name is built here.
  */
 #include "classify.h"
 #include "config.h"
 #include "engine.h"
+#include "job.h"
 #include "redis_sync.h"
 #include "version.h"
 #include "util.h"
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -32,6 +34,11 @@ static const char usage_main[] =
 "    volley inject       [-c FILE] --from ADDR --msg FILE.eml [--pool P] [--campaign C]\n"
 "                        [--tenant T] [--inline] [--rcpts FILE] [RCPT...]\n"
 "    volley status       [-c FILE] [--all]\n"
+"    volley pause        [-c FILE] campaign|tenant NAME\n"
+"    volley resume       [-c FILE] campaign|tenant NAME\n"
+"    volley suppress     [-c FILE] add|remove|check ADDR... [--tenant T]\n"
+"    volley suppress     [-c FILE] list|export [--tenant T]\n"
+"    volley suppress     [-c FILE] import FILE|- [--tenant T]\n"
 "    volley check-config [-c FILE]\n"
 "    volley classify     [-c FILE] [--stage STAGE] \"REPLY\"\n"
 "    volley help | --help | --version\n"
@@ -61,8 +68,18 @@ static const char usage_main[] =
 "                   were queued. The message is stored once under\n"
 "                   PREFIXmsg:SHA1 and shared with msg_ref (--inline: copy it\n"
 "                   into every job's msg field instead).\n"
-"    status         Queue depth, in flight, deferred, suppressed, and each\n"
-"                   running instance's sessions and per-destination counters.\n"
+"    status         Queue depth, in flight, deferred, suppressed, paused\n"
+"                   campaigns and tenants, and each running instance's sessions\n"
+"                   and per-destination counters.\n"
+"    pause          Pause a campaign or a tenant: every engine sees it within a\n"
+"                   second; its jobs wait in Redis (the retry schedule), untried\n"
+"                   and without events, and are not expired before their\n"
+"                   expires_at. Other campaigns on the same IPs go on.\n"
+"    resume         Undo pause: the waiting jobs go out within about a second.\n"
+"    suppress       The suppression lists: the global one (PREFIXsuppressed)\n"
+"                   and one per tenant (--tenant T: PREFIXsuppressed:T). A job\n"
+"                   to a listed address ends `suppressed`, never sent; a\n"
+"                   tenant's job is checked against both lists.\n"
 "    check-config   Parse and validate; print each error as file:line: message.\n"
 "    classify       Print the bounce class for an SMTP reply line and the rule\n"
 "                   that matched, using the engine's rules.\n"
@@ -76,13 +93,16 @@ static const char usage_main[] =
 "    VOLLEY_INSTANCE=NAME               overrides the config's `instance` (consumer name)\n"
 "\n"
 "EXIT STATUS\n"
-"    0 success; 1 runtime or configuration error; 2 usage error.\n"
+"    0 success; 1 runtime or configuration error; 2 usage error;\n"
+"    3 suppress check: an address given is not suppressed.\n"
 "\n"
 "EXAMPLES\n"
 "    volley check-config -c pools/volley.conf\n"
 "    volley inject -c volley.conf --from news@example.com --msg autumn.eml \\\n"
 "        --campaign autumn --rcpts list.txt\n"
 "    volley run -c volley.conf\n"
+"    volley pause -c volley.conf campaign autumn\n"
+"    volley suppress -c volley.conf import bounces.txt --tenant shop1\n"
 "    volley classify \"452 4.2.2 The email account that you tried to reach is over quota.\"\n";
 
 static const char usage_run[] =
@@ -108,8 +128,92 @@ static const char usage_inject[] =
 static const char usage_status[] =
 "usage: volley status [-c FILE] [--all]\n"
 "  Show queue depth (unread, pending, deferred), suppressed recipients, events,\n"
+"  paused campaigns and tenants,\n"
 "  and per-instance sessions and destination counters (the busiest 25\n"
 "  destinations; --all: every one).\n";
+
+static const char usage_pause[] =
+"NAME\n"
+"    volley pause, volley resume - hold back or release a campaign's or a\n"
+"    tenant's jobs\n"
+"\n"
+"SYNOPSIS\n"
+"    volley pause  [-c FILE] campaign|tenant NAME\n"
+"    volley resume [-c FILE] campaign|tenant NAME\n"
+"\n"
+"DESCRIPTION\n"
+"    pause records NAME in PREFIXpaused:campaign or PREFIXpaused:tenant\n"
+"    (with when and by whom). Every running engine reads these once a second:\n"
+"    from then on a job whose `campaign` or `tenant` field is NAME is not\n"
+"    sent. It waits in Redis, in the retry schedule (counted as deferred by\n"
+"    volley status), untried: no event, no attempt counted. It is not\n"
+"    expired for waiting, but a job past its expires_at still ends\n"
+"    `expired`. Jobs of other campaigns and tenants go on as before.\n"
+"    Jobs already queued for a destination inside an engine when the pause\n"
+"    arrives (at most smtp.max_queued_per_destination per destination) may\n"
+"    still go out; nothing new is handed to a destination.\n"
+"\n"
+"    resume removes NAME; the waiting jobs leave within about a second.\n"
+"    Both are idempotent: pausing a paused NAME says since when it is.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 done (or nothing to do); 1 Redis error; 2 usage error.\n"
+"\n"
+"EXAMPLES\n"
+"    volley pause campaign autumn-sale\n"
+"    volley resume tenant shop1\n";
+
+static const char usage_suppress[] =
+"NAME\n"
+"    volley suppress - the suppression lists\n"
+"\n"
+"SYNOPSIS\n"
+"    volley suppress [-c FILE] add ADDR... [--tenant T]\n"
+"    volley suppress [-c FILE] remove ADDR... [--tenant T]\n"
+"    volley suppress [-c FILE] check ADDR... [--tenant T]\n"
+"    volley suppress [-c FILE] list [--tenant T]\n"
+"    volley suppress [-c FILE] export [--tenant T]\n"
+"    volley suppress [-c FILE] import FILE|- [--tenant T]\n"
+"\n"
+"DESCRIPTION\n"
+"    A job to an address on a suppression list ends `suppressed` and is never\n"
+"    sent. The global list is PREFIXsuppressed; with --tenant T the list is\n"
+"    tenant T's own, PREFIXsuppressed:T. A job carrying tenant T is checked\n"
+"    against both; a job without a tenant against the global list only. Hard\n"
+"    bounces add the recipient to the tenant's list (jobs with a tenant) or\n"
+"    to the global one.\n"
+"\n"
+"    Addresses are stored as the engine compares them: lower case, the\n"
+"    domain in IDNA A-label form, no trailing dot (J.Doe@Bücher.DE is stored\n"
+"    as j.doe@xn--bcher-kva.de). A malformed address is an error.\n"
+"\n"
+"    add, remove   change the list; print how many changed.\n"
+"    check         one line per address: on which list it is, if any; with\n"
+"                  --tenant T both lists count (what a job of T would meet).\n"
+"    list          every address, one per line (read with SSCAN: a huge list\n"
+"                  streams; an address may appear twice if the list changes\n"
+"                  meanwhile).\n"
+"    export        like list, after a comment line naming the list: the\n"
+"                  output can be given to import.\n"
+"    import FILE   add every address of FILE (\"-\": standard input), one per\n"
+"                  line; blank lines and lines starting with # are skipped.\n"
+"                  Malformed lines are reported as FILE:LINE and skipped; the\n"
+"                  rest is added (pipelined, 1000 per command).\n"
+"\n"
+"OPTIONS\n"
+"    --tenant T    tenant T's list instead of the global one\n"
+"    -c FILE       configuration (Redis URL and key prefix)\n"
+"\n"
+"EXIT STATUS\n"
+"    0 success; 1 Redis error or a malformed address (import: a malformed\n"
+"    line; the others were added); 2 usage error; 3 check: at least one\n"
+"    address is not suppressed.\n"
+"\n"
+"EXAMPLES\n"
+"    volley suppress add bob@example.com --tenant shop1\n"
+"    volley suppress check bob@example.com --tenant shop1\n"
+"    volley suppress export > suppressed.txt\n"
+"    volley suppress import suppressed.txt --tenant shop2\n";
 
 static const char usage_check[] =
 "usage: volley check-config [-c FILE]\n"
@@ -389,6 +493,8 @@ cmd_inject(int argc, char **argv)
 
 /* --- status --- */
 
+static void format_utc(uint64_t ms, char *out, size_t len);
+
 struct dest_row {
 	char name[300];
 	unsigned sessions;
@@ -489,8 +595,24 @@ cmd_status(int argc, char **argv)
 		printf("             next retry due %s%llds\n", in < 0 ? "-" : "in ",
 		    in < 0 ? -in : in);
 	}
-	printf("  suppressed %lld    events %lld\n\n", st.suppressed < 0 ? 0 : st.suppressed,
+	printf("  suppressed %lld    events %lld\n", st.suppressed < 0 ? 0 : st.suppressed,
 	    st.events < 0 ? 0 : st.events);
+	for (int tenant = 0; tenant < 2; tenant++) {
+		struct rqs_paused *p;
+		size_t np;
+		if (rqs_paused_list(rs, tenant, &p, &np, err, sizeof err) != 0) {
+			printf("  paused     (cannot read: %s)\n", err);
+			continue;
+		}
+		for (size_t i = 0; i < np; i++) {
+			char when[64];
+			format_utc(p[i].since_ms, when, sizeof when);
+			printf("  paused     %s %s  since %s by %s  (its jobs wait in the retry "
+			    "schedule)\n", tenant ? "tenant" : "campaign", p[i].name, when, p[i].by);
+		}
+		rqs_paused_free(p, np);
+	}
+	putchar('\n');
 	for (size_t i = 0; i < st.ninst; i++) {
 		const struct rqs_instance *h = &st.inst[i];
 		const char *hb = rqs_instance_get(h, "heartbeat_ms");
@@ -522,6 +644,367 @@ cmd_status(int argc, char **argv)
 	rqs_free(rs);
 	config_free(c);
 	return 0;
+}
+
+/* --- pause, resume --- */
+
+/* Who asked, for the record: USER@HOST. */
+static void
+who_am_i(char *out, size_t len)
+{
+	const char *u = getenv("SUDO_USER");
+	char host[128] = "?";
+
+	if (u == NULL || *u == '\0')
+		u = getenv("USER");
+	if (u == NULL || *u == '\0')
+		u = "unknown";
+	gethostname(host, sizeof host - 1);
+	host[sizeof host - 1] = '\0';
+	snprintf(out, len, "%.100s@%s", u, host);
+}
+
+static void
+format_utc(uint64_t ms, char *out, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL)
+		snprintf(out, len, "?");
+	else
+		strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static int
+cmd_pause(int argc, char **argv, int resume)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *verb = resume ? "resume" : "pause", *kind, *name;
+	char err[512] = "", was[300] = "", by[256];
+	struct config *c;
+	struct rqs *rs;
+	int ch, tenant, rc;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_pause, stdout); return 0;
+		default: fputs(usage_pause, stderr); return 2;
+		}
+	}
+	if (optind + 2 != argc) {
+		fprintf(stderr, "volley %s: give campaign|tenant and a NAME\n", verb);
+		return 2;
+	}
+	kind = argv[optind];
+	name = argv[optind + 1];
+	if (strcmp(kind, "campaign") != 0 && strcmp(kind, "tenant") != 0) {
+		fprintf(stderr, "volley %s: '%s': expected campaign or tenant\n", verb, kind);
+		return 2;
+	}
+	tenant = kind[0] == 't';
+	/* The names a job can carry: 1-255 bytes. */
+	if (name[0] == '\0' || strlen(name) > 255) {
+		fprintf(stderr, "volley %s: a %s name is 1 to 255 bytes\n", verb, kind);
+		return 2;
+	}
+	c = load_config(path);
+	rs = redis_sync(c);
+	if (resume) {
+		rc = rqs_resume(rs, tenant, name, err, sizeof err);
+		if (rc == 1)
+			printf("resumed %s '%s': its waiting jobs go out again within about a second\n",
+			    kind, name);
+		else if (rc == 0)
+			printf("%s '%s' was not paused; nothing to do\n", kind, name);
+	} else {
+		who_am_i(by, sizeof by);
+		rc = rqs_pause(rs, tenant, name, by, was, sizeof was, err, sizeof err);
+		if (rc == 1) {
+			printf("paused %s '%s': every engine holds its jobs back within a second; "
+			    "they wait in Redis until volley resume %s '%s'\n", kind, name, kind, name);
+		} else if (rc == 0) {
+			char when[64];
+			char *sp = strchr(was, ' ');
+			format_utc(strtoull(was, NULL, 10), when, sizeof when);
+			printf("%s '%s' is already paused (since %s by %s); nothing to do\n", kind, name,
+			    when, sp ? sp + 1 : "?");
+		}
+	}
+	if (rc < 0)
+		fprintf(stderr, "volley %s: %s\n", verb, err);
+	rqs_free(rs);
+	config_free(c);
+	return rc < 0 ? 1 : 0;
+}
+
+/* --- suppress --- */
+
+/*
+ * address_key - the suppression key of addr, computed by the job decoder
+ * itself, so that it is exactly what the engine compares for a job to
+ * that recipient (lower case, A-label domain, no trailing dot). malloc'd;
+ * NULL with the reason in why if the address is not a valid recipient.
+ */
+static char *
+address_key(const struct config *c, const char *addr, char *why, size_t whylen)
+{
+	const char *f[] = { "to", "from", "msg" };
+	const size_t fl[] = { 2, 4, 3 };
+	const char *v[] = { addr, "", "x" };
+	const size_t vl[] = { strlen(addr), 0, 1 };
+	struct job *j = job_decode(f, fl, v, vl, 3, "0-1", JOB_FROM_STREAM, c, clock_wall_ms());
+	char *k = NULL;
+
+	if (j->error || j->to_lc == NULL)
+		snprintf(why, whylen, "%s", j->error ? j->error : "malformed recipient address");
+	else
+		k = xstrdup(j->to_lc);
+	job_free(j);
+	return k;
+}
+
+static int
+print_member(void *arg, const char *addr, size_t len)
+{
+	(void)arg;
+	/* Members are stored by this tool and the engine: one line each.
+	 * Anything with a newline came from elsewhere; keep it one line. */
+	for (size_t i = 0; i < len; i++)
+		if (putchar(addr[i] == '\n' || addr[i] == '\r' ? '?' : addr[i]) == EOF)
+			return -1;
+	return putchar('\n') == EOF ? -1 : 0;
+}
+
+#define IMPORT_BATCH 10000
+
+static int
+suppress_import(struct rqs *rs, const struct config *c, const char *tenant, const char *file,
+    const char *listname)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	char *line = NULL, why[512], err[512] = "";
+	size_t cap = 0, lineno = 0, nbatch = 0, added = 0, valid = 0, bad = 0;
+	char **batch;
+	ssize_t len;
+	int rc = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "volley suppress import: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	batch = xcalloc(IMPORT_BATCH, sizeof *batch);
+	for (;;) {
+		char *p, *k;
+		size_t n;
+		len = getline(&line, &cap, f);
+		if (len >= 0) {
+			lineno++;
+			p = line;
+			n = (size_t)len;
+			while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' ||
+			    p[n - 1] == '\t'))
+				p[--n] = '\0';
+			while (*p == ' ' || *p == '\t')
+				p++;
+			if (*p == '\0' || *p == '#')
+				continue;
+			if (strlen(p) != (size_t)(n - (size_t)(p - line))) {
+				fprintf(stderr, "%s:%zu: NUL byte in line; skipped\n", file, lineno);
+				bad++;
+				continue;
+			}
+			k = address_key(c, p, why, sizeof why);
+			if (k == NULL) {
+				fprintf(stderr, "%s:%zu: '%.200s': %s; skipped\n", file, lineno, p, why);
+				bad++;
+				continue;
+			}
+			batch[nbatch++] = k;
+			valid++;
+		}
+		if (nbatch > 0 && (nbatch == IMPORT_BATCH || len < 0)) {
+			size_t a = 0;
+			int r = rqs_suppress_add(rs, tenant, (const char *const *)batch, nbatch, &a,
+			    err, sizeof err);
+			added += a;
+			for (size_t i = 0; i < nbatch; i++)
+				free(batch[i]);
+			nbatch = 0;
+			if (r != 0) {
+				fprintf(stderr, "volley suppress import: %s\n", err);
+				rc = 1;
+				break;
+			}
+		}
+		if (len < 0)
+			break;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "volley suppress import: %s: read error\n", file);
+		rc = 1;
+	}
+	for (size_t i = 0; i < nbatch; i++)
+		free(batch[i]);
+	free(batch);
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	printf("imported %zu address(es) from %s into %s: %zu added, %zu already there, "
+	    "%zu malformed line(s) skipped\n", valid, file, listname, added, valid - added, bad);
+	return rc ? rc : bad ? 1 : 0;
+}
+
+static int
+cmd_suppress(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "tenant", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *tenant = NULL, *action;
+	char err[512] = "", why[512], *listname, *glob;
+	char **keys;
+	size_t nkeys = 0, nargs;
+	struct config *c;
+	struct rqs *rs;
+	int ch, rc = 0;
+
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'T': tenant = optarg; break;
+		case 'h': fputs(usage_suppress, stdout); return 0;
+		default: fputs(usage_suppress, stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		fputs("volley suppress: give add, remove, check, list, import or export "
+		    "(volley suppress --help)\n", stderr);
+		return 2;
+	}
+	action = argv[optind++];
+	nargs = (size_t)(argc - optind);
+	if (tenant && (tenant[0] == '\0' || strlen(tenant) > 255)) {
+		fputs("volley suppress: a tenant name is 1 to 255 bytes\n", stderr);
+		return 2;
+	}
+	if (strcmp(action, "add") == 0 || strcmp(action, "remove") == 0 ||
+	    strcmp(action, "check") == 0) {
+		if (nargs == 0) {
+			fprintf(stderr, "volley suppress %s: give one or more addresses\n", action);
+			return 2;
+		}
+	} else if (strcmp(action, "import") == 0) {
+		if (nargs != 1) {
+			fputs("volley suppress import: give one FILE (\"-\": standard input)\n", stderr);
+			return 2;
+		}
+	} else if (strcmp(action, "list") == 0 || strcmp(action, "export") == 0) {
+		if (nargs != 0) {
+			fprintf(stderr, "volley suppress %s: takes no arguments but --tenant T\n",
+			    action);
+			return 2;
+		}
+	} else {
+		fprintf(stderr, "volley suppress: unknown action '%s' (add, remove, check, list, "
+		    "import, export)\n", action);
+		return 2;
+	}
+	c = load_config(path);
+	/* Every address first: a malformed one changes nothing. */
+	keys = xcalloc(nargs + 1, sizeof *keys);
+	if (strcmp(action, "import") != 0) {
+		for (size_t i = 0; i < nargs; i++) {
+			char *k = address_key(c, argv[optind + i], why, sizeof why);
+			if (k == NULL) {
+				fprintf(stderr, "volley suppress %s: '%s': %s\n", action, argv[optind + i],
+				    why);
+				rc = 1;
+				continue;
+			}
+			keys[nkeys++] = k;
+		}
+	}
+	if (rc != 0) {
+		fprintf(stderr, "volley suppress %s: nothing changed\n", action);
+		goto out_keys;
+	}
+	rs = redis_sync(c);
+	listname = rqs_suppress_key(rs, tenant);
+	glob = rqs_suppress_key(rs, NULL);
+	if (strcmp(action, "add") == 0 || strcmp(action, "remove") == 0) {
+		size_t changed = 0;
+		int add = action[0] == 'a';
+		int r = add ? rqs_suppress_add(rs, tenant, (const char *const *)keys, nkeys, &changed,
+		    err, sizeof err) : rqs_suppress_remove(rs, tenant, (const char *const *)keys,
+		    nkeys, &changed, err, sizeof err);
+		if (r != 0) {
+			fprintf(stderr, "volley suppress %s: %s\n", action, err);
+			rc = 1;
+		} else if (add) {
+			printf("added %zu address(es) to %s (%zu already there)\n", changed, listname,
+			    nkeys - changed);
+		} else {
+			printf("removed %zu address(es) from %s (%zu not there)\n", changed, listname,
+			    nkeys - changed);
+		}
+	} else if (strcmp(action, "check") == 0) {
+		int *member = xcalloc(nkeys + 1, sizeof *member);
+		if (rqs_suppress_check(rs, tenant, (const char *const *)keys, nkeys, member, err,
+		    sizeof err) != 0) {
+			fprintf(stderr, "volley suppress check: %s\n", err);
+			rc = 1;
+		} else {
+			for (size_t i = 0; i < nkeys; i++) {
+				char given[600] = "";
+				if (strcmp(keys[i], argv[optind + i]) != 0)
+					snprintf(given, sizeof given, " (given as %s)", argv[optind + i]);
+				if (member[i] == 0)
+					rc = 3;
+				printf("%s%s: %s%s%s%s\n", keys[i], given,
+				    member[i] ? "suppressed on " : "not suppressed",
+				    member[i] & RQS_SUPP_GLOBAL ? glob : "",
+				    member[i] == (RQS_SUPP_GLOBAL | RQS_SUPP_TENANT) ? " and " : "",
+				    member[i] & RQS_SUPP_TENANT ? listname : "");
+			}
+		}
+		free(member);
+	} else if (strcmp(action, "import") == 0) {
+		rc = suppress_import(rs, c, tenant, argv[optind], listname);
+	} else {
+		size_t count = 0;
+		if (action[0] == 'e') {
+			char when[64];
+			format_utc(clock_wall_ms(), when, sizeof when);
+			printf("# volley suppression list %s, exported %s\n", listname, when);
+		}
+		if (rqs_suppress_scan(rs, tenant, print_member, NULL, &count, err, sizeof err) != 0) {
+			fprintf(stderr, "volley suppress %s: %s\n", action, err);
+			rc = 1;
+		}
+		if (fflush(stdout) != 0) {
+			fprintf(stderr, "volley suppress %s: cannot write: %s\n", action,
+			    strerror(errno));
+			rc = 1;
+		}
+	}
+	free(listname);
+	free(glob);
+	rqs_free(rs);
+out_keys:
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i]);
+	free(keys);
+	config_free(c);
+	return rc;
 }
 
 /* --- check-config, classify --- */
@@ -654,6 +1137,12 @@ main(int argc, char **argv)
 		return cmd_inject(argc, argv);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc, argv);
+	if (strcmp(cmd, "pause") == 0)
+		return cmd_pause(argc, argv, 0);
+	if (strcmp(cmd, "resume") == 0)
+		return cmd_pause(argc, argv, 1);
+	if (strcmp(cmd, "suppress") == 0)
+		return cmd_suppress(argc, argv);
 	if (strcmp(cmd, "check-config") == 0)
 		return cmd_check(argc, argv);
 	if (strcmp(cmd, "classify") == 0)

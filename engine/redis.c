@@ -1622,18 +1622,30 @@ event_fields(struct argv *a, const struct job *j, const struct job_outcome *o,
 	}
 }
 
+/* The suppression set a tenant's jobs are checked against and added to
+ * (PREFIXsuppressed:TENANT), or the global one (tenant NULL or ""). */
+static char *
+suppression_key(const struct rq *q, const char *tenant)
+{
+	if (tenant == NULL || tenant[0] == '\0')
+		return xstrdup(q->k_supp);
+	return xasprintf("%s%s%s", q->cfg->prefix, RQ_K_SUPPRESSED_TENANT, tenant);
+}
+
 void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
 	char hashkey[600], donekey[600], code[16];
+	/* A tenant's job adds to that tenant's list, any other to the global one. */
+	char *supp = suppression_key(q, j->tenant);
 
 	held_drop(q, j->key);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	snprintf(donekey, sizeof donekey, "%s%s", q->k_done, j->key);
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "6");
 	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
-	av_add(&a, hashkey); av_add(&a, q->k_supp); av_add(&a, donekey);
+	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_STREAM ? "s" : "r");
 	av_addu(&a, q->cfg->events_maxlen);
@@ -1641,6 +1653,7 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	av_addu(&a, done_ttl_ms(q->cfg));
 	event_fields(&a, j, o, q->cfg, code, sizeof code);
 	outbox_add(q, a.n, a.v, a.l);
+	free(supp);
 }
 
 /*
@@ -1795,49 +1808,254 @@ struct rq_typed {
 	int empty;
 };
 
+/*
+ * The suppression check of one read batch: one SMISMEMBER on the global
+ * set with every address, and one per tenant in the batch on that
+ * tenant's set with its addresses, all pipelined (one round trip). An
+ * address is suppressed if any set has it. Any failed part fails the
+ * whole check (member NULL).
+ */
+struct rq_supp_check {
+	void (*cb)(void *, const int *, size_t);
+	void *arg;
+	size_t n;
+	int *member;
+	size_t *order;			/* job indexes grouped by tenant */
+	unsigned waiting;		/* replies still to come (+1 while sending) */
+	int failed;
+};
+
+struct rq_supp_part {
+	struct rq_supp_check *c;
+	const size_t *idx;		/* NULL: the global set, every address */
+	size_t count;
+};
+
+static void
+supp_check_done(struct rq_supp_check *c)
+{
+	if (--c->waiting > 0)
+		return;
+	c->cb(c->arg, c->failed ? NULL : c->member, c->n);
+	free(c->member);
+	free(c->order);
+	free(c);
+}
+
 static void
 on_suppressed(struct rq *q, redisReply *r, void *priv)
 {
-	struct rq_typed *t = priv;
-	void (*cb)(void *, const int *, size_t) = (void (*)(void *, const int *, size_t))t->cb;
-	int *member = NULL;
+	struct rq_supp_part *p = priv;
+	struct rq_supp_check *c = p->c;
 
-	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == t->n) {
-		member = xcalloc(t->n + 1, sizeof *member);
-		for (size_t i = 0; i < t->n; i++)
-			member[i] = r->element[i]->type == REDIS_REPLY_INTEGER &&
-			    r->element[i]->integer == 1;
-	} else if (r != NULL) {
-		log_error("redis", "suppression check failed: %s",
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == p->count) {
+		for (size_t i = 0; i < p->count; i++)
+			if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
+				c->member[p->idx ? p->idx[i] : i] = 1;
+	} else {
+		if (r != NULL)
+			log_error("redis", "suppression check failed: %s",
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		c->failed = 1;
 	}
-	cb(t->arg, member, t->n);
-	free(member);
-	free(t);
+	free(p);
+	supp_check_done(c);
+}
+
+/* Send SMISMEMBER key addrs[idx...] (idx NULL: addrs[0..count)). */
+static void
+supp_send(struct rq *q, struct rq_supp_check *c, const char *key, const char *const *addrs,
+    const size_t *idx, size_t count)
+{
+	const char **argv = xcalloc(count + 2, sizeof *argv);
+	struct rq_supp_part *p = xcalloc(1, sizeof *p);
+
+	argv[0] = "SMISMEMBER";
+	argv[1] = key;
+	for (size_t i = 0; i < count; i++)
+		argv[i + 2] = addrs[idx ? idx[i] : i];
+	p->c = c;
+	p->idx = idx;
+	p->count = count;
+	c->waiting++;
+	if (send_strv(q, on_suppressed, p, (int)count + 2, argv) != 0) {
+		free(p);
+		c->failed = 1;
+		c->waiting--;
+	}
+	free(argv);
+}
+
+static const char *const *supp_sort_tenants;
+
+static int
+supp_cmp(const void *a, const void *b)
+{
+	return strcmp(supp_sort_tenants[*(const size_t *)a], supp_sort_tenants[*(const size_t *)b]);
 }
 
 int
-rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
+rq_suppressed(struct rq *q, const char *const *addrs, const char *const *tenants, size_t n,
     void (*cb)(void *arg, const int *member, size_t n), void *arg)
 {
+	struct rq_supp_check *c;
+	size_t nt = 0;
+
+	if (!rq_connected(q) || n == 0)
+		return -1;
+	c = xcalloc(1, sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	c->n = n;
+	c->member = xcalloc(n + 1, sizeof *c->member);
+	c->order = xcalloc(n + 1, sizeof *c->order);
+	c->waiting = 1;
+	supp_send(q, c, q->k_supp, addrs, NULL, n);
+	if (c->waiting == 1) {		/* not sent: nothing will call back */
+		free(c->member);
+		free(c->order);
+		free(c);
+		return -1;
+	}
+	for (size_t i = 0; tenants && i < n; i++)
+		if (tenants[i] && tenants[i][0])
+			c->order[nt++] = i;
+	if (nt > 0) {
+		supp_sort_tenants = tenants;
+		qsort(c->order, nt, sizeof *c->order, supp_cmp);
+		supp_sort_tenants = NULL;
+	}
+	for (size_t g = 0; g < nt;) {
+		size_t e = g + 1;
+		char *key;
+		while (e < nt && strcmp(tenants[c->order[e]], tenants[c->order[g]]) == 0)
+			e++;
+		key = suppression_key(q, tenants[c->order[g]]);
+		supp_send(q, c, key, addrs, c->order + g, e - g);
+		free(key);
+		g = e;
+	}
+	supp_check_done(c);		/* the sending guard */
+	return 0;
+}
+
+/*
+ * The pause state: HKEYS of PREFIXpaused:campaign and PREFIXpaused:tenant,
+ * pipelined. The callback gets both lists, or ok 0 if either failed.
+ */
+struct rq_pause_read {
+	void (*cb)(void *, int, const char *const *, size_t, const char *const *, size_t);
+	void *arg;
+	char **names[2];		/* copies: hiredis frees each reply */
+	size_t counts[2];
+	int step, failed;
+};
+
+static void
+on_paused(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_pause_read *p = priv;
+	int k = p->step++;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
+		p->names[k] = xcalloc(r->elements + 1, sizeof *p->names[k]);
+		for (size_t i = 0; i < r->elements; i++)
+			if (r->element[i]->type == REDIS_REPLY_STRING)
+				p->names[k][p->counts[k]++] = xstrdup(r->element[i]->str);
+	} else {
+		if (r != NULL)
+			log_error("redis", "reading the pause state failed: %s",
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		p->failed = 1;
+	}
+	if (p->step < 2)
+		return;
+	p->cb(p->arg, !p->failed, (const char *const *)p->names[0], p->counts[0],
+	    (const char *const *)p->names[1], p->counts[1]);
+	for (k = 0; k < 2; k++) {
+		for (size_t i = 0; i < p->counts[k]; i++)
+			free(p->names[k][i]);
+		free(p->names[k]);
+	}
+	free(p);
+}
+
+int
+rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaigns, size_t nc,
+    const char *const *tenants, size_t nt), void *arg)
+{
+	struct rq_pause_read *p;
+	char *kc, *kt;
+	int r;
+
+	if (!rq_connected(q))
+		return -1;
+	p = xcalloc(1, sizeof *p);
+	p->cb = cb;
+	p->arg = arg;
+	kc = xasprintf("%s%s", q->cfg->prefix, RQ_K_PAUSED_CAMPAIGN);
+	kt = xasprintf("%s%s", q->cfg->prefix, RQ_K_PAUSED_TENANT);
+	r = send_strv(q, on_paused, p, 2, (const char *[]){ "HKEYS", kc });
+	if (r != 0)
+		free(p);
+	else if (send_strv(q, on_paused, p, 2, (const char *[]){ "HKEYS", kt }) != 0)
+		on_paused(q, NULL, p);	/* cannot happen: same context */
+	free(kc);
+	free(kt);
+	return r;
+}
+
+/*
+ * unpark: after a resume, the waiting jobs of the resumed names due within
+ * the next window become due now. KEYS retry. ARGV now, until, job hash
+ * prefix, field (campaign|tenant), names... Only jobs nobody holds
+ * (leases 0: parked or deferred, not leased) are moved. Sent with EVAL:
+ * it is rare.
+ */
+static const char unpark_lua[] =
+"local want = {}\n"
+"for i = 5, #ARGV do want[ARGV[i]] = true end\n"
+"local n = 0\n"
+"for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])) do\n"
+"  local h = redis.call('HMGET', ARGV[3] .. id, ARGV[4], 'leases')\n"
+"  if h[1] and want[h[1]] and (h[2] == false or h[2] == '0') then\n"
+"    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)\n"
+"    n = n + 1\n"
+"  end\n"
+"end\n"
+"return n\n";
+
+static void
+on_unpark(struct rq *q, redisReply *r, void *priv)
+{
+	const char *field = priv;
+
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		log_info("redis", "resumed %s(s): %lld waiting job(s) due now", field, r->integer);
+	else if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warn("redis", "bringing resumed jobs forward failed (they come back on their "
+		    "own): %s", r->str);
+}
+
+int
+rq_unpark(struct rq *q, int tenant, const char *const *names, size_t n, uint64_t now_wall_ms,
+    uint64_t window_ms)
+{
 	const char **argv;
-	struct rq_typed *t;
+	char now[32], until[32];
+	const char *field = tenant ? "tenant" : "campaign";
 	int r;
 
 	if (!rq_connected(q) || n == 0)
 		return -1;
-	argv = xcalloc(n + 2, sizeof *argv);
-	argv[0] = "SMISMEMBER";
-	argv[1] = q->k_supp;
+	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
+	snprintf(until, sizeof until, "%llu", (unsigned long long)(now_wall_ms + window_ms));
+	argv = xcalloc(n + 9, sizeof *argv);
+	argv[0] = "EVAL"; argv[1] = unpark_lua; argv[2] = "1"; argv[3] = q->k_retry;
+	argv[4] = now; argv[5] = until; argv[6] = q->k_jobp; argv[7] = field;
 	for (size_t i = 0; i < n; i++)
-		argv[i + 2] = addrs[i];
-	t = xcalloc(1, sizeof *t);
-	t->cb = (void *)cb;
-	t->arg = arg;
-	t->n = n;
-	r = send_strv(q, on_suppressed, t, (int)n + 2, argv);
-	if (r != 0)
-		free(t);
+		argv[8 + i] = names[i];
+	r = send_strv(q, on_unpark, (void *)field, (int)n + 8, argv);
 	free(argv);
 	return r;
 }

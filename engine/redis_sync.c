@@ -1,6 +1,7 @@
 /*
  * redis_sync.c - the blocking half of the Redis module (see redis_sync.h):
- * inject, status, and the clean-exit cleanup. Key names come from
+ * inject, status, pause/resume, the suppression lists, and the clean-exit
+ * cleanup. Key names come from
  * redis_schema.h; nothing else in the command line builds a command.
  */
 #include "redis_sync.h"
@@ -396,5 +397,290 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 	free(k_stats);
 	free(k_inst);
 	free(k_lock);
+	return rc;
+}
+
+/* --- pause and resume --- */
+
+static char *
+pause_key(const struct rqs *s, int tenant)
+{
+	return key(s, tenant ? RQ_K_PAUSED_TENANT : RQ_K_PAUSED_CAMPAIGN, NULL);
+}
+
+int
+rqs_pause(struct rqs *s, int tenant, const char *name, const char *by, char *was, size_t waslen,
+    char *err, size_t errlen)
+{
+	char *k = pause_key(s, tenant), val[300];
+	redisReply *r;
+	int rc = -1;
+
+	if (was && waslen)
+		was[0] = '\0';
+	snprintf(val, sizeof val, "%llu %s", (unsigned long long)clock_wall_ms(), by ? by : "-");
+	r = cmdv(s, 4, (const char *[]){ "HSETNX", k, name, val });
+	if (r == NULL)
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		seterr(err, errlen, "HSETNX %s: %s", k, r->str);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = r->integer == 1;
+	if (r)
+		freeReplyObject(r);
+	if (rc == 0 && was && waslen) {
+		r = cmdv(s, 3, (const char *[]){ "HGET", k, name });
+		if (r && r->type == REDIS_REPLY_STRING)
+			snprintf(was, waslen, "%s", r->str);
+		if (r)
+			freeReplyObject(r);
+	}
+	free(k);
+	return rc;
+}
+
+int
+rqs_resume(struct rqs *s, int tenant, const char *name, char *err, size_t errlen)
+{
+	char *k = pause_key(s, tenant);
+	redisReply *r = cmdv(s, 3, (const char *[]){ "HDEL", k, name });
+	int rc = -1;
+
+	if (r == NULL)
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		seterr(err, errlen, "HDEL %s: %s", k, r->str);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = r->integer == 1;
+	if (r)
+		freeReplyObject(r);
+	free(k);
+	return rc;
+}
+
+int
+rqs_paused_list(struct rqs *s, int tenant, struct rqs_paused **out, size_t *n,
+    char *err, size_t errlen)
+{
+	char *k = pause_key(s, tenant);
+	redisReply *r = cmdv(s, 2, (const char *[]){ "HGETALL", k });
+	int rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	if (r == NULL) {
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		seterr(err, errlen, "HGETALL %s: %s", k, r->str);
+	} else if (r->type == REDIS_REPLY_ARRAY) {
+		*out = xcalloc(r->elements / 2 + 1, sizeof **out);
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			struct rqs_paused *p = &(*out)[*n];
+			const char *v;
+			char *end = NULL;
+			if (r->element[i]->type != REDIS_REPLY_STRING ||
+			    r->element[i + 1]->type != REDIS_REPLY_STRING)
+				continue;
+			p->name = xstrdup(r->element[i]->str);
+			v = r->element[i + 1]->str;
+			p->since_ms = strtoull(v, &end, 10);
+			while (end && *end == ' ')
+				end++;
+			p->by = xstrdup(end && *end ? end : "-");
+			(*n)++;
+		}
+		rc = 0;
+	}
+	if (r)
+		freeReplyObject(r);
+	free(k);
+	return rc;
+}
+
+void
+rqs_paused_free(struct rqs_paused *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].name);
+		free(p[i].by);
+	}
+	free(p);
+}
+
+/* --- the suppression lists --- */
+
+char *
+rqs_suppress_key(const struct rqs *s, const char *tenant)
+{
+	if (tenant == NULL || tenant[0] == '\0')
+		return key(s, RQ_K_SUPPRESSED, NULL);
+	return key(s, RQ_K_SUPPRESSED_TENANT, tenant);
+}
+
+/* Members per SADD/SREM and commands per pipelined round. */
+#define SUPP_CHUNK	1000
+#define SUPP_PIPELINE	64
+
+/* SADD or SREM addrs in chunks, pipelined; *changed = members added or
+ * removed. On an error reply the rest is still sent; -1 with the first
+ * error. */
+static int
+supp_write(struct rqs *s, const char *verb, const char *tenant, const char *const *addrs,
+    size_t n, size_t *changed, char *err, size_t errlen)
+{
+	char *k = rqs_suppress_key(s, tenant);
+	const char **av = xcalloc(SUPP_CHUNK + 2, sizeof *av);
+	size_t *al = xcalloc(SUPP_CHUNK + 2, sizeof *al);
+	size_t pending = 0;
+	int rc = 0;
+
+	*changed = 0;
+	for (size_t i = 0; i < n;) {
+		size_t m = 0;
+		av[m] = verb; al[m++] = strlen(verb);
+		av[m] = k; al[m++] = strlen(k);
+		for (; i < n && m < SUPP_CHUNK + 2; i++) {
+			av[m] = addrs[i];
+			al[m++] = strlen(addrs[i]);
+		}
+		redisAppendCommandArgv(s->rc, (int)m, av, al);
+		pending++;
+		if (pending < SUPP_PIPELINE && i < n)
+			continue;
+		for (; pending > 0; pending--) {
+			void *rp;
+			redisReply *r;
+			if (redisGetReply(s->rc, &rp) != REDIS_OK) {
+				seterr(err, errlen, "Redis: %s", s->rc->errstr);
+				rc = -1;
+				goto out;
+			}
+			r = rp;
+			if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+				*changed += (size_t)r->integer;
+			else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+				seterr(err, errlen, "%s %s: %s", verb, k, r->str);
+				rc = -1;
+			}
+			freeReplyObject(r);
+		}
+	}
+out:
+	free(av);
+	free(al);
+	free(k);
+	return rc;
+}
+
+int
+rqs_suppress_add(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    size_t *added, char *err, size_t errlen)
+{
+	return supp_write(s, "SADD", tenant, addrs, n, added, err, errlen);
+}
+
+int
+rqs_suppress_remove(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    size_t *removed, char *err, size_t errlen)
+{
+	return supp_write(s, "SREM", tenant, addrs, n, removed, err, errlen);
+}
+
+/* SMISMEMBER key addrs: member[i] |= bit for each address in the set. */
+static int
+supp_member(struct rqs *s, const char *k, const char *const *addrs, size_t n, int *member,
+    int bit, char *err, size_t errlen)
+{
+	const char **av = xcalloc(n + 2, sizeof *av);
+	size_t *al = xcalloc(n + 2, sizeof *al);
+	redisReply *r;
+	int rc = -1;
+
+	av[0] = "SMISMEMBER"; al[0] = 10;
+	av[1] = k; al[1] = strlen(k);
+	for (size_t i = 0; i < n; i++) {
+		av[i + 2] = addrs[i];
+		al[i + 2] = strlen(addrs[i]);
+	}
+	r = redisCommandArgv(s->rc, (int)n + 2, av, al);
+	if (r == NULL) {
+		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		seterr(err, errlen, "SMISMEMBER %s: %s", k, r->str);
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+		for (size_t i = 0; i < n; i++)
+			if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
+				member[i] |= bit;
+		rc = 0;
+	} else {
+		seterr(err, errlen, "SMISMEMBER %s: unexpected reply", k);
+	}
+	if (r)
+		freeReplyObject(r);
+	free(av);
+	free(al);
+	return rc;
+}
+
+int
+rqs_suppress_check(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    int *member, char *err, size_t errlen)
+{
+	char *k;
+	int rc;
+
+	memset(member, 0, n * sizeof *member);
+	if (n == 0)
+		return 0;
+	k = rqs_suppress_key(s, NULL);
+	rc = supp_member(s, k, addrs, n, member, RQS_SUPP_GLOBAL, err, errlen);
+	free(k);
+	if (rc == 0 && tenant && tenant[0]) {
+		k = rqs_suppress_key(s, tenant);
+		rc = supp_member(s, k, addrs, n, member, RQS_SUPP_TENANT, err, errlen);
+		free(k);
+	}
+	return rc;
+}
+
+int
+rqs_suppress_scan(struct rqs *s, const char *tenant,
+    int (*fn)(void *arg, const char *addr, size_t len), void *arg, size_t *count,
+    char *err, size_t errlen)
+{
+	char *k = rqs_suppress_key(s, tenant), cursor[32] = "0";
+	int rc = 0;
+
+	*count = 0;
+	do {
+		redisReply *r = cmdv(s, 5, (const char *[]){ "SSCAN", k, cursor, "COUNT", "1000" });
+		if (r == NULL) {
+			seterr(err, errlen, "Redis: %s", s->rc->errstr);
+			rc = -1;
+			break;
+		}
+		if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			seterr(err, errlen, "SSCAN %s: %s", k,
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			freeReplyObject(r);
+			rc = -1;
+			break;
+		}
+		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements && rc == 0; i++) {
+			const redisReply *m = r->element[1]->element[i];
+			if (m->type != REDIS_REPLY_STRING)
+				continue;
+			(*count)++;
+			if (fn(arg, m->str, m->len) != 0) {
+				seterr(err, errlen, "output error");
+				rc = -1;
+			}
+		}
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	free(k);
 	return rc;
 }

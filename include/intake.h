@@ -2,7 +2,10 @@
  * intake.h - jobs in: from Redis entries to jobs ready for a destination.
  *
  *   entries (stream or leased retries) -> job_decode (invalid: `failed`)
- *   -> held in the ledger -> suppression check (one batch per read)
+ *   -> held in the ledger -> paused campaign or tenant: parked in the
+ *      retry schedule for a second or two (no event, no attempt)
+ *   -> suppression check (one batch per read: the global list and the
+ *      job's tenant's list)
  *   -> body (inline, or the msg_ref key fetched once and shared by every
  *      job naming it) -> size check -> handed to the scheduler
  *
@@ -15,6 +18,7 @@
 #define VOLLEY_INTAKE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "job.h"
 
@@ -35,6 +39,13 @@ void intake_set_stopping(struct intake *in);
 /* Entries read from Redis (the Redis module's callback). */
 void intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e,
     size_t n);
+
+/* Read the pause state from Redis if the last read is a second old (call
+ * from the tick; one read in flight at most). */
+void intake_poll_pause(struct intake *in, uint64_t now_mono);
+/* Is j's campaign or tenant paused (or the pause state not read yet)?
+ * For a later check by whoever holds queued jobs. */
+int intake_paused(const struct intake *in, const struct job *j);
 
 /* Bytes of shared bodies held. */
 size_t intake_bytes(const struct intake *in);

@@ -131,10 +131,26 @@ size_t rq_outstanding(const struct rq *q);
  * (the callback is then not called). Callbacks get NULL / an error status
  * when the connection dropped before the answer.
  */
-/* SMISMEMBER PREFIXsuppressed addrs...: member[i] is 1 if addrs[i] is
- * suppressed; member == NULL on error. addrs are lower-cased by the caller. */
-int rq_suppressed(struct rq *q, const char *const *addrs, size_t n,
+/* The suppression check of a batch: member[i] is 1 if addrs[i] is in
+ * PREFIXsuppressed or, where tenants[i] is set (tenants may be NULL), in
+ * PREFIXsuppressed:TENANT. One SMISMEMBER for the global set and one per
+ * tenant in the batch, pipelined. member == NULL on error. addrs are the
+ * jobs' canonical keys (job->to_lc). */
+int rq_suppressed(struct rq *q, const char *const *addrs, const char *const *tenants, size_t n,
     void (*cb)(void *arg, const int *member, size_t n), void *arg);
+
+/* The pause state: the names in PREFIXpaused:campaign and
+ * PREFIXpaused:tenant (hashes NAME -> "SINCE_MS BY", written by `volley
+ * pause`), both in one round trip. ok 0 (lists empty) on any error. */
+int rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaigns,
+    size_t nc, const char *const *tenants, size_t nt), void *arg);
+
+/* After a resume: jobs of these campaigns (tenant 0) or tenants (1) that
+ * wait in the retry schedule, due within window_ms, and that nobody holds
+ * become due now (so a resume takes effect at the next retry read, not a
+ * park later). Fire and forget; the count is logged. */
+int rq_unpark(struct rq *q, int tenant, const char *const *names, size_t n,
+    uint64_t now_wall_ms, uint64_t window_ms);
 
 enum rq_body_status {
 	RQ_BODY_OK = 0,		/* data/len is the body */

@@ -22,6 +22,9 @@
 #define RQ_K_INSTANCE		"instance:"	/* + NAME: hash, live stats (TTL 30 s) */
 #define RQ_K_INSTANCES		"instances"	/* set: instance names */
 #define RQ_K_LOCK		"lock:"		/* + NAME: string, the instance lock */
+#define RQ_K_SUPPRESSED_TENANT	"suppressed:"	/* + TENANT: set, that tenant's list */
+#define RQ_K_PAUSED_CAMPAIGN	"paused:campaign"	/* hash: NAME -> "SINCE_MS BY" */
+#define RQ_K_PAUSED_TENANT	"paused:tenant"	/* hash: NAME -> "SINCE_MS BY" */
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000

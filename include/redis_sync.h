@@ -1,6 +1,6 @@
 /*
  * redis_sync.h - the blocking half of the Redis module, for the command
- * line (inject, status) and for the engine's last words at a clean exit.
+ * line (inject, status, pause/resume, suppress) and for the engine's last words at a clean exit.
  *
  * One hiredis connection with a timeout, authenticated (AUTH user pass or
  * AUTH pass) and on the configured database. Errors come back as text in
@@ -80,6 +80,51 @@ void rqs_status_free(struct rqs_status *st);
  * was kept, -1 on error.
  */
 int rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
+    char *err, size_t errlen);
+
+/*
+ * Pause and resume (PREFIXpaused:campaign, PREFIXpaused:tenant: hashes
+ * NAME -> "SINCE_MS BY"; every engine reads them once a second).
+ * tenant: 0 campaign, 1 tenant.
+ * rqs_pause: 1 if newly paused, 0 if it already was (its "SINCE_MS BY" in
+ * was), -1 on error. rqs_resume: 1 if resumed, 0 if it was not paused, -1.
+ */
+int rqs_pause(struct rqs *s, int tenant, const char *name, const char *by, char *was,
+    size_t waslen, char *err, size_t errlen);
+int rqs_resume(struct rqs *s, int tenant, const char *name, char *err, size_t errlen);
+struct rqs_paused {
+	char *name, *by;
+	uint64_t since_ms;		/* wall clock */
+};
+/* Every paused campaign (tenant 0) or tenant (1); 0 or -1 (err). */
+int rqs_paused_list(struct rqs *s, int tenant, struct rqs_paused **out, size_t *n,
+    char *err, size_t errlen);
+void rqs_paused_free(struct rqs_paused *p, size_t n);
+
+/*
+ * The suppression lists: PREFIXsuppressed (tenant NULL or "") and
+ * PREFIXsuppressed:TENANT. Addresses are canonical keys (lower-cased,
+ * domain in A-label form: what the engine compares). Writes are SADD/SREM
+ * of up to 1000 members, pipelined; *added / *removed count the members
+ * that changed. 0, or -1 with err set (the first error; the rest is still
+ * sent).
+ */
+char *rqs_suppress_key(const struct rqs *s, const char *tenant);	/* malloc'd */
+int rqs_suppress_add(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    size_t *added, char *err, size_t errlen);
+int rqs_suppress_remove(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    size_t *removed, char *err, size_t errlen);
+/* member[i]: RQS_SUPP_GLOBAL if addrs[i] is in the global list,
+ * RQS_SUPP_TENANT if in tenant's (both bits possible). */
+#define RQS_SUPP_GLOBAL	1
+#define RQS_SUPP_TENANT	2
+int rqs_suppress_check(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    int *member, char *err, size_t errlen);
+/* Every member, SSCAN 1000 at a time (a huge list streams; a member may
+ * be seen twice if the set changes meanwhile). fn returns non-zero to
+ * stop (an output error). *count: members passed to fn. */
+int rqs_suppress_scan(struct rqs *s, const char *tenant,
+    int (*fn)(void *arg, const char *addr, size_t len), void *arg, size_t *count,
     char *err, size_t errlen);
 
 #endif
