@@ -152,17 +152,6 @@ no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;	/* never prompt: an encrypted key is an error */
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * raw_ed25519 - text is the base64 of a 32-byte Ed25519 seed (white space
@@ -205,7 +194,7 @@ dkim_key_parse(const char *text, size_t len, enum dkim_alg alg, char *err, size_
 	BIO *bio;
 
 	if (len == 0 || len > KEY_FILE_MAX) {
-		set_err(err, errlen, "%s", len == 0 ? "the key file is empty" : "the key file is too large");
+		errbuf_set(err, errlen, "%s", len == 0 ? "the key file is empty" : "the key file is too large");
 		return NULL;
 	}
 	bio = BIO_new_mem_buf(text, (int)len);
@@ -221,14 +210,14 @@ dkim_key_parse(const char *text, size_t len, enum dkim_alg alg, char *err, size_
 		ERR_clear_error();
 		if (memmem(text, len, "-----BEGIN", 10) != NULL) {
 			if (memmem(text, len, "ENCRYPTED", 9) != NULL)
-				set_err(err, errlen, "%s", "the key is encrypted (volley needs it without a pass phrase)");
+				errbuf_set(err, errlen, "%s", "the key is encrypted (volley needs it without a pass phrase)");
 			else
-				set_err(err, errlen, "not a usable PEM private key (%s)", why);
+				errbuf_set(err, errlen, "not a usable PEM private key (%s)", why);
 			return NULL;
 		}
 		pk = raw_ed25519(text, len);
 		if (pk == NULL) {
-			set_err(err, errlen, "%s",
+			errbuf_set(err, errlen, "%s",
 			    "not a private key (PEM, or the base64 32-byte seed of an Ed25519 key)");
 			return NULL;
 		}
@@ -242,18 +231,18 @@ dkim_key_parse(const char *text, size_t len, enum dkim_alg alg, char *err, size_
 		break;
 	default:
 		EVP_PKEY_free(pk);
-		set_err(err, errlen, "%s", "unsupported key type (DKIM signs with RSA or Ed25519 keys)");
+		errbuf_set(err, errlen, "%s", "unsupported key type (DKIM signs with RSA or Ed25519 keys)");
 		return NULL;
 	}
 	if (alg != DKIM_ALG_NONE && alg != have) {
 		EVP_PKEY_free(pk);
-		set_err(err, errlen, "an %s key cannot sign %s",
+		errbuf_set(err, errlen, "an %s key cannot sign %s",
 		    have == DKIM_RSA_SHA256 ? "RSA" : "Ed25519", dkim_alg_name(alg));
 		return NULL;
 	}
 	if (have == DKIM_RSA_SHA256 && EVP_PKEY_get_bits(pk) < 1024) {
 		EVP_PKEY_free(pk);
-		set_err(err, errlen, "%s", "the RSA key is shorter than 1024 bits (RFC 8301; use 2048)");
+		errbuf_set(err, errlen, "%s", "the RSA key is shorter than 1024 bits (RFC 8301; use 2048)");
 		return NULL;
 	}
 	k = xcalloc(1, sizeof *k);
@@ -272,13 +261,13 @@ dkim_key_load(const char *path, enum dkim_alg alg, char *err, size_t errlen)
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
-		set_err(err, errlen, "cannot open the key file: %s", strerror(errno));
+		errbuf_set(err, errlen, "cannot open the key file: %s", strerror(errno));
 		free(text);
 		return NULL;
 	}
 	len = fread(text, 1, KEY_FILE_MAX + 1, f);
 	if (ferror(f)) {
-		set_err(err, errlen, "cannot read the key file: %s", strerror(errno));
+		errbuf_set(err, errlen, "cannot read the key file: %s", strerror(errno));
 		fclose(f);
 		free(text);
 		return NULL;

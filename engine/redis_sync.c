@@ -41,20 +41,6 @@ static const char cleanup_lua[] =
 "if holder then redis.call('DEL', KEYS[4]) end\n"
 "return gone\n";
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static char *
 key(const struct rqs *s, const char *suffix, const char *name)
@@ -88,7 +74,7 @@ rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t err
 	else
 		rc = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
 	if (rc == NULL || rc->err) {
-		seterr(err, errlen, "cannot connect to Redis at %s: %s", cfg->redis_url_safe,
+		errbuf_set(err, errlen, "cannot connect to Redis at %s: %s", cfg->redis_url_safe,
 		    rc ? rc->errstr : "out of memory");
 		if (rc)
 			redisFree(rc);
@@ -107,7 +93,7 @@ rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t err
 		av[n++] = cfg->redis_password;
 		r = cmdv(s, n, av);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			seterr(err, errlen, "Redis AUTH at %s failed (user %s): %s", cfg->redis_url_safe,
+			errbuf_set(err, errlen, "Redis AUTH at %s failed (user %s): %s", cfg->redis_url_safe,
 			    cfg->redis_user ? cfg->redis_user : "default",
 			    r ? r->str : rc->errstr);
 			if (r)
@@ -120,7 +106,7 @@ rqs_connect(const struct config *cfg, unsigned timeout_ms, char *err, size_t err
 	if (cfg->redis_db) {
 		r = redisCommand(rc, "SELECT %d", cfg->redis_db);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			seterr(err, errlen, "Redis SELECT %d at %s failed: %s", cfg->redis_db,
+			errbuf_set(err, errlen, "Redis SELECT %d at %s failed: %s", cfg->redis_db,
 			    cfg->redis_url_safe, r ? r->str : rc->errstr);
 			if (r)
 				freeReplyObject(r);
@@ -162,7 +148,7 @@ rqs_store_msg(struct rqs *s, const char *data, size_t len, uint64_t ttl_ms,
 	char *k;
 
 	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) || mdlen < 20) {
-		seterr(err, errlen, "SHA1 unavailable in OpenSSL");
+		errbuf_set(err, errlen, "SHA1 unavailable in OpenSSL");
 		return -1;
 	}
 	for (unsigned i = 0; i < 20; i++)
@@ -179,7 +165,7 @@ rqs_store_msg(struct rqs *s, const char *data, size_t len, uint64_t ttl_ms,
 	}
 	r = redisCommandArgv(s->rc, n, av, al);
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-		seterr(err, errlen, "SET %s failed: %s", k, r ? r->str : s->rc->errstr);
+		errbuf_set(err, errlen, "SET %s failed: %s", k, r ? r->str : s->rc->errstr);
 		if (r)
 			freeReplyObject(r);
 		free(k);
@@ -223,13 +209,13 @@ rqs_inject(struct rqs *s, const struct rqs_job *job, const char *const *rcpts, s
 			void *rp;
 			redisReply *r;
 			if (redisGetReply(s->rc, &rp) != REDIS_OK) {
-				seterr(err, errlen, "Redis: %s (queued %zu)", s->rc->errstr, queued);
+				errbuf_set(err, errlen, "Redis: %s (queued %zu)", s->rc->errstr, queued);
 				return queued;
 			}
 			r = rp;
 			if (r->type == REDIS_REPLY_ERROR) {
 				if (*refused == 0)
-					seterr(err, errlen, "XADD: %s", r->str);
+					errbuf_set(err, errlen, "XADD: %s", r->str);
 				(*refused)++;
 			} else {
 				queued++;
@@ -273,7 +259,7 @@ rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
 	st->unread = -1;
 	st->stream_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", s->k_jobs }));
 	if (st->stream_len < 0 && s->rc->err) {
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 		rc = -1;
 		goto out;
 	}
@@ -385,11 +371,11 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 	int rc = -1;
 
 	if (r == NULL)
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
-		seterr(err, errlen, "%s", r->str);
+		errbuf_set(err, errlen, "%s", r->str);
 	else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
-		seterr(err, errlen, "another process holds the instance lock now; nothing removed");
+		errbuf_set(err, errlen, "another process holds the instance lock now; nothing removed");
 	else if (r->type == REDIS_REPLY_INTEGER)
 		rc = r->integer == 1;
 	if (r)
@@ -421,9 +407,9 @@ rqs_pause(struct rqs *s, int tenant, const char *name, const char *by, char *was
 	snprintf(val, sizeof val, "%llu %s", (unsigned long long)clock_wall_ms(), by ? by : "-");
 	r = cmdv(s, 4, (const char *[]){ "HSETNX", k, name, val });
 	if (r == NULL)
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
-		seterr(err, errlen, "HSETNX %s: %s", k, r->str);
+		errbuf_set(err, errlen, "HSETNX %s: %s", k, r->str);
 	else if (r->type == REDIS_REPLY_INTEGER)
 		rc = r->integer == 1;
 	if (r)
@@ -447,9 +433,9 @@ rqs_resume(struct rqs *s, int tenant, const char *name, char *err, size_t errlen
 	int rc = -1;
 
 	if (r == NULL)
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
-		seterr(err, errlen, "HDEL %s: %s", k, r->str);
+		errbuf_set(err, errlen, "HDEL %s: %s", k, r->str);
 	else if (r->type == REDIS_REPLY_INTEGER)
 		rc = r->integer == 1;
 	if (r)
@@ -469,9 +455,9 @@ rqs_paused_list(struct rqs *s, int tenant, struct rqs_paused **out, size_t *n,
 	*out = NULL;
 	*n = 0;
 	if (r == NULL) {
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	} else if (r->type == REDIS_REPLY_ERROR) {
-		seterr(err, errlen, "HGETALL %s: %s", k, r->str);
+		errbuf_set(err, errlen, "HGETALL %s: %s", k, r->str);
 	} else if (r->type == REDIS_REPLY_ARRAY) {
 		*out = xcalloc(r->elements / 2 + 1, sizeof **out);
 		for (size_t i = 0; i + 1 < r->elements; i += 2) {
@@ -551,7 +537,7 @@ supp_write(struct rqs *s, const char *verb, const char *tenant, const char *cons
 			void *rp;
 			redisReply *r;
 			if (redisGetReply(s->rc, &rp) != REDIS_OK) {
-				seterr(err, errlen, "Redis: %s", s->rc->errstr);
+				errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 				rc = -1;
 				goto out;
 			}
@@ -559,7 +545,7 @@ supp_write(struct rqs *s, const char *verb, const char *tenant, const char *cons
 			if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
 				*changed += (size_t)r->integer;
 			else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
-				seterr(err, errlen, "%s %s: %s", verb, k, r->str);
+				errbuf_set(err, errlen, "%s %s: %s", verb, k, r->str);
 				rc = -1;
 			}
 			freeReplyObject(r);
@@ -604,16 +590,16 @@ supp_member(struct rqs *s, const char *k, const char *const *addrs, size_t n, in
 	}
 	r = redisCommandArgv(s->rc, (int)n + 2, av, al);
 	if (r == NULL) {
-		seterr(err, errlen, "Redis: %s", s->rc->errstr);
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	} else if (r->type == REDIS_REPLY_ERROR) {
-		seterr(err, errlen, "SMISMEMBER %s: %s", k, r->str);
+		errbuf_set(err, errlen, "SMISMEMBER %s: %s", k, r->str);
 	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
 		for (size_t i = 0; i < n; i++)
 			if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
 				member[i] |= bit;
 		rc = 0;
 	} else {
-		seterr(err, errlen, "SMISMEMBER %s: unexpected reply", k);
+		errbuf_set(err, errlen, "SMISMEMBER %s: unexpected reply", k);
 	}
 	if (r)
 		freeReplyObject(r);
@@ -655,14 +641,14 @@ rqs_suppress_scan(struct rqs *s, const char *tenant,
 	do {
 		redisReply *r = cmdv(s, 5, (const char *[]){ "SSCAN", k, cursor, "COUNT", "1000" });
 		if (r == NULL) {
-			seterr(err, errlen, "Redis: %s", s->rc->errstr);
+			errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 			rc = -1;
 			break;
 		}
 		if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING ||
 		    r->element[1]->type != REDIS_REPLY_ARRAY) {
-			seterr(err, errlen, "SSCAN %s: %s", k,
+			errbuf_set(err, errlen, "SSCAN %s: %s", k,
 			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 			freeReplyObject(r);
 			rc = -1;
@@ -675,7 +661,7 @@ rqs_suppress_scan(struct rqs *s, const char *tenant,
 				continue;
 			(*count)++;
 			if (fn(arg, m->str, m->len) != 0) {
-				seterr(err, errlen, "output error");
+				errbuf_set(err, errlen, "output error");
 				rc = -1;
 			}
 		}

@@ -321,3 +321,15 @@ log_quote(char *dst, size_t dstlen, const char *src)
 	dst[n] = '\0';
 	return n;
 }
+
+void
+errbuf_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

@@ -73,4 +73,8 @@ char *str_lower(char *s);
  */
 size_t log_quote(char *dst, size_t dstlen, const char *src);
 
+/* errbuf_set - format a reason into a caller's buffer (err may be NULL). */
+void errbuf_set(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif
