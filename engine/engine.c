@@ -68,7 +68,8 @@ read_room(struct engine *e)
 	size_t cap = e->cfg->max_ready, held = ledger_count(e->lg);
 	size_t bytes = ledger_bytes(e->lg) + intake_bytes(e->in);
 
-	if (e->stopping || held >= cap || bytes >= e->cfg->max_ready_bytes)
+	if (e->stopping || held >= cap || bytes >= e->cfg->max_ready_bytes ||
+	    intake_holding(e->in, loop_now(e->loop)))
 		return 0;
 	return (unsigned)(cap - held < e->cfg->read_batch ? cap - held : e->cfg->read_batch);
 }

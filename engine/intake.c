@@ -64,7 +64,46 @@ struct intake {
 	uint64_t pause_polled;		/* mono ms of the last read sent */
 	uint64_t pause_error_logged;	/* mono ms */
 	uint64_t parked;		/* jobs parked for a pause */
+	/* Redis refused a read the intake needs (WRONGTYPE, NOPERM...) */
+	uint64_t hold_until;		/* mono ms: read no more jobs before */
+	uint64_t hold_ms;		/* the current back-off step */
 };
+
+#define HOLD_FIRST_MS	1000
+#define HOLD_MAX_MS	30000
+
+/*
+ * intake_trouble - a suppression check or a body fetch failed: the jobs
+ * concerned are handed back (their delivery counts put back, so a Redis
+ * problem never turns into "delivered too often") and no more jobs are
+ * read for a while, doubling up to 30 s, one log line per step.
+ */
+static void
+intake_trouble(struct intake *in, const char *what)
+{
+	uint64_t now = loop_now(in->loop);
+
+	if (now < in->hold_until)
+		return;
+	in->hold_ms = in->hold_ms ? in->hold_ms * 2 : HOLD_FIRST_MS;
+	if (in->hold_ms > HOLD_MAX_MS)
+		in->hold_ms = HOLD_MAX_MS;
+	in->hold_until = now + in->hold_ms;
+	log_error("intake", "%s failed; jobs handed back, no new jobs read for %llu ms", what,
+	    (unsigned long long)in->hold_ms);
+}
+
+static void
+intake_ok(struct intake *in)
+{
+	in->hold_ms = 0;
+}
+
+int
+intake_holding(const struct intake *in, uint64_t now_mono)
+{
+	return now_mono < in->hold_until;
+}
 
 struct intake *
 intake_new(struct loop *l, struct rq *rq, struct ledger *lg, struct sched *s,
@@ -312,15 +351,16 @@ on_body(void *arg, enum rq_body_status st, const char *data, size_t len)
 		    "smtp.max_message_size (%llu)", b->name, len,
 		    (unsigned long long)in->cfg->max_message_size);
 	} else if (st == RQ_BODY_ERROR) {
-		log_warn("intake", "msg_ref %s: fetch failed; %s job(s) come back later", b->name,
-		    j ? "its" : "no");
+		char what[700];
+		snprintf(what, sizeof what, "fetching msg_ref %s", b->name);
+		intake_trouble(in, what);
 	}
+	if (st != RQ_BODY_ERROR)
+		intake_ok(in);
 	for (; j; j = next) {
 		next = j->next;
 		j->next = NULL;
-		if (st == RQ_BODY_ERROR) {
-			ledger_forget(in->lg, j);	/* still pending in Redis */
-		} else if (in->stopping) {
+		if (st == RQ_BODY_ERROR || in->stopping) {
 			ledger_hand_back(in->lg, j);
 		} else if (b->body) {
 			j->body = msg_body_ref(b->body);
@@ -379,12 +419,14 @@ on_suppression(void *arg, const int *member, size_t n)
 	struct intake *in = c->in;
 	int ok = member != NULL && n == c->n;
 
+	if (ok)
+		intake_ok(in);
+	else
+		intake_trouble(in, "the suppression check");
 	for (size_t i = 0; i < c->n; i++) {
 		struct job *j = c->jobs[i];
-		if (!ok) {
-			ledger_forget(in->lg, j);	/* comes back: re-read or lease expiry */
-		} else if (in->stopping) {
-			ledger_hand_back(in->lg, j);
+		if (!ok || in->stopping) {
+			ledger_hand_back(in->lg, j);	/* comes back later, not counted */
 		} else if (member[i]) {
 			struct job_outcome o;
 			trouble_suppressed(&o);

@@ -107,6 +107,7 @@ struct smtp_client {
 	uint8_t body_pending;	/* 354 seen, body not yet in a send set */
 	uint8_t body_sending;	/* body is in the current send set */
 	uint8_t early_reply;	/* the dot's reply came before sent() did */
+	struct smtp_result early_result;	/* that reply, held until the send is in */
 	uint8_t nseg;
 	struct seg seg[3];
 	size_t seg_off;		/* bytes of the set already sent */
@@ -659,12 +660,19 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		finish_txn(c);
 		return;
 	case W_DOT:
-		/* The body is handed out and the session has not reported
-		 * the send yet (it may see the reply first). If all of it
-		 * went, nothing is wrong; smtp_client_sent() checks. */
-		if (c->body_sending)
-			c->early_reply = 1;
 		result_from_reply(&res, SMTP_STAGE_DOT, r);
+		if (c->body_sending) {
+			/* The body is handed out and the session has not
+			 * reported the send yet (it may see the reply first).
+			 * The transaction stays open until it does: the send
+			 * set still points at this message's header and body,
+			 * so nothing may start the next one. If all of it
+			 * went, this is the outcome; if not, the server cut
+			 * in (smtp_client_sent() decides). */
+			c->early_reply = 1;
+			c->early_result = res;
+			return;
+		}
 		fail_txn(c, &res);	/* success too: it is the outcome */
 		finish_txn(c);
 		return;
@@ -970,7 +978,12 @@ smtp_client_sent(struct smtp_client *c, size_t n)
 		c->seg_off = 0;
 		c->sendbuf.len = 0;
 		c->body_sending = 0;
-		c->early_reply = 0;
+		if (c->early_reply) {
+			/* The whole body went: the held reply is the outcome. */
+			c->early_reply = 0;
+			fail_txn(c, &c->early_result);
+			finish_txn(c);
+		}
 	} else if (c->early_reply && c->state != SMTP_STATE_CLOSED) {
 		/* The server answered before it had the whole body: it cut
 		 * in, and what we would send next is out of step. */

@@ -47,6 +47,8 @@ void intake_poll_pause(struct intake *in, uint64_t now_mono);
  * For a later check by whoever holds queued jobs. */
 int intake_paused(const struct intake *in, const struct job *j);
 
+/* Whether a Redis error holds reading back (intake_trouble's back-off). */
+int intake_holding(const struct intake *in, uint64_t now_mono);
 /* Bytes of shared bodies held. */
 size_t intake_bytes(const struct intake *in);
 /* Free bodies no job holds any more; returns how many. */

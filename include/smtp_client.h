@@ -72,7 +72,9 @@
  *    unsolicited 421, stray reply) is reported by session_error() with
  *    stage SMTP_STAGE_CONNECT.
  *  - The final reply may be fed before sent() reports the body's send
- *    (completion order): that is fine if the send then completes in full;
+ *    (completion order): the transaction stays BUSY and its result is held
+ *    until sent() reports the rest (the send set points at the message's
+ *    header and body until then); that is fine if the send completes in full;
  *    if only part of it went, the server cut in and the session CLOSES
  *    (TEMP, PROTOCOL, "protocol error: reply before end of message body").
  *    The body must stay valid until sent() has been called for it.
