@@ -390,6 +390,9 @@ io_on_rd(struct io_op *op, int res, uint32_t flags)
 
 	a->rd_armed = 0;
 	if (!a->dead && a->want_rd) {
+		/* Bytes arriving are progress, even inside one large reply:
+		 * the watchdog is for a Redis that says nothing at all. */
+		a->q->last_progress = loop_now(a->q->loop);
 		a->in_cb = 1;
 		redisAsyncHandleRead(a->ac);
 		a->in_cb = 0;
@@ -1577,12 +1580,21 @@ av_addu(struct argv *a, unsigned long long v)
 /* How long a stream job's "settled" marker lives: well past a lease, so
  * that a resent or a late duplicate settlement (another instance took the
  * job over) finds it. */
+/*
+ * done_ttl_ms - how long a settle marker lives: past any late settle of
+ * the same job by an instance that lost its lease (it may still be in a
+ * transaction, up to smtp.timeouts.transaction, when another instance
+ * takes the job over and settles it), and past a resend after a long
+ * outage.
+ */
 static uint64_t
 done_ttl_ms(const struct config *cfg)
 {
 	uint64_t t = 4 * cfg->lease_ms;
 
-	return t < 600000 ? 600000 : t;
+	if (t < 600000)
+		t = 600000;
+	return t + cfg->t_transaction_ms + cfg->stop_ms;
 }
 
 static void
