@@ -87,8 +87,7 @@ static const char final_lua[] =
  * origin, events maxlen, due ms, marker ttl, n hash items, the hash items,
  * then the event. A retry whose hash is gone (evicted, deleted) cannot be
  * deferred: it ends `failed` instead, with the reason in the event.
- * Without event fields it parks the job: the same move, quietly, with the
- * whole job written to the hash (so a lost hash is written anew).
+ * Without event fields it parks a stream job: the same move, quietly.
  */
 static const char defer_lua[] =
 "local n = tonumber(ARGV[7])\n"
@@ -1672,8 +1671,7 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
  * defer_write - the deferral script for j, due at due_wall_ms. With o, an
  * attempt failed: attempts + 1, the outcome kept for an `expired` event,
  * and a `deferred` event. Without o (parking), attempts and the last
- * outcome stay as they were, the whole job is written to the hash, and
- * no event is written.
+ * outcome stay as they were, and no event is written.
  */
 static void
 defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
@@ -1719,7 +1717,7 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 			av_add(&a, "last_class"); av_add(&a, j->last_class);
 		}
 		av_add(&a, "last_code"); av_add(&a, code);
-		if (j->origin == JOB_FROM_STREAM || o == NULL) {
+		if (j->origin == JOB_FROM_STREAM) {
 			/* The whole job moves into the hash: the stream entry
 			 * is deleted, so upstream trimming can never lose it. */
 			av_add(&a, "id"); av_add(&a, j->id);
@@ -1756,7 +1754,13 @@ rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_
 void
 rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms)
 {
-	defer_write(q, j, NULL, due_wall_ms);
+	/* A leased retry already lives in its hash: it only becomes due
+	 * again later, its lease given back (as on release). A stream job
+	 * moves, whole, into the retry schedule. */
+	if (j->origin == JOB_FROM_RETRY)
+		rq_release_retry(q, j, due_wall_ms);
+	else
+		defer_write(q, j, NULL, due_wall_ms);
 }
 
 void

@@ -113,7 +113,8 @@ void rq_final(struct rq *q, const struct job *j, const struct job_outcome *o,
 void rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o,
     uint64_t due_wall_ms);
 /* Park a job untried in the retry schedule until due_wall_ms: no event,
- * no attempt counted (a destination holds as many jobs as it may). */
+ * no attempt counted (a destination holds as many jobs as it may, or its
+ * campaign is paused). A leased retry only gets its due time moved. */
 void rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms);
 /* Give a job back untried (shutdown, stop): a leased retry becomes due
  * now; a stream entry's delivery count is put back, so that restarts do
