@@ -39,8 +39,13 @@ struct bodyref {			/* a msg_ref's body, shared by its jobs */
 	struct job *waiting;		/* jobs waiting for the fetch */
 	int fetching;
 	char *name;
+	uint64_t fetched_ms;		/* mono ms the body was read */
 	struct intake *in;
 };
+
+/* A msg_ref key may be overwritten by its producer (a daily newsletter
+ * key): a cached body is read again once it is this old. */
+#define BODY_CACHE_MS	60000
 
 struct check {				/* one suppression check batch */
 	struct intake *in;
@@ -345,6 +350,7 @@ on_body(void *arg, enum rq_body_status st, const char *data, size_t len)
 	b->waiting = NULL;
 	if (st == RQ_BODY_OK && len > 0) {
 		b->body = msg_body_new(data, len);
+		b->fetched_ms = loop_now(in->loop);
 		in->bytes += b->body->len;
 	} else if (st == RQ_BODY_TOO_LARGE) {
 		snprintf(big, sizeof big, "msg_ref key '%s' holds %zu bytes, more than "
@@ -392,6 +398,13 @@ intake_attach_body(struct intake *in, struct job *j)
 		return;
 	}
 	b = map_get(&in->bodies, j->msg_ref);
+	if (b && b->body && !b->fetching &&
+	    loop_now(in->loop) - b->fetched_ms >= BODY_CACHE_MS) {
+		/* Old: read it again (jobs holding the old one keep it). */
+		in->bytes -= b->body->len;
+		msg_body_unref(b->body);
+		b->body = NULL;
+	}
 	if (b && b->body) {
 		j->body = msg_body_ref(b->body);
 		intake_ready(in, j);
