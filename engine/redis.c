@@ -29,6 +29,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>

@@ -44,8 +44,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "job.h"
 
