@@ -17,7 +17,15 @@ struct dests;
 struct ledger;
 struct rq;
 
+struct shaper;
+struct shaper_event;
+
 struct stats *stats_new(void);
+/* The lanes to publish (NULL: none); the scheduler sets it. */
+void stats_set_shaper(struct stats *st, const struct shaper *sh);
+/* A lane changed state: queued for the shaping stream (sent by
+ * stats_publish; past STATS_EVENTS_MAX unsent, the oldest are dropped). */
+void stats_shaping_event(struct stats *st, const struct shaper_event *ev);
 void stats_free(struct stats *st);
 
 /* A session opened (+1) or closed (-1) from pool/src_ip ("" = default). */
