@@ -563,6 +563,8 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		ref->lane = d->lanes[k];
 		shaper_lane_ref(ref->lane);
 		shaper_connect(&s->sh, ref->lane, now);
+		log_debug("scheduler", "dest=%s session from lane %s (%u of window %u)", d->key,
+		    ref->lane->name, ref->lane->nconn, ref->lane->window);
 		ref->ep->nsessions++;
 		dest_session_opened(d);
 		s->nsessions++;
