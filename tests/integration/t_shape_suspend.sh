@@ -59,6 +59,13 @@ else
 	ts=$(now_ms)
 	not_ok "the shaping stream has an entry for lane 127.0.0.44/solo" "$(show_log "$T/run.log")"
 fi
+status_shows() { "$VOLLEY" status -c "$T/volley.conf" >"$T/status" 2>&1 && grep -q '127.0.0.44/solo .*suspended [0-9]*s' "$T/status"; }
+if wait_for 5 status_shows; then
+	ok "volley status shows the lane suspended"
+	note "$(grep -A12 'lane (ip' "$T/status" | head -12)"
+else
+	not_ok "volley status shows the lane suspended" "$(head -c 1500 "$T/status")"
+fi
 # The provider lifts the block while the lane is suspended.
 stop_sink 127.0.1.92
 gone() { ! is_listening 127.0.1.92 "$SINK_PORT"; }
