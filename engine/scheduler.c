@@ -24,6 +24,7 @@
 #include "stats.h"
 #include "trouble.h"
 #include "util.h"
+#include "warmup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,20 @@ struct sref {
 	struct dest *d;
 	struct epoch *ep;
 	struct shaper_lane *lane;	/* referenced while the session lives */
+	const struct config_ip *cip;	/* its pool IP in ep's configuration, or NULL */
+	const struct config_warmup *cw;	/* that IP's warm-up schedule, or NULL */
+};
+
+/*
+ * Warm-up counters of one source IP (key "ip") or of one IP for one site
+ * with a ramp of its own (key "ip|site"). In memory for now: a restart
+ * starts the day's count again (and a start day taken on first use).
+ */
+struct warm {
+	int64_t start_day;		/* days since the epoch; day 1 of the ramp */
+	uint64_t day, hour;		/* wall day / hour the counts are for */
+	uint32_t sent_day, sent_hour;
+	uint64_t exhausted_until;	/* wall ms: the warmup_exhausted event was raised */
 };
 
 struct sched {
@@ -76,6 +91,7 @@ struct sched {
 	struct dests ds;
 	struct map broken;		/* source ip -> struct broken */
 	struct shaper sh;		/* lanes: (source IP, destination) */
+	struct map warm;		/* "ip" or "ip|site" -> struct warm */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
 	struct dest *lw_head;		/* destinations waiting for a full lane */
 	unsigned nsessions;
@@ -182,6 +198,113 @@ sched_event(struct sched *s, const struct shaper_event *ev)
 		w.until = wall + (ev->until > now ? ev->until - now : 0);
 	log_info("shaper", "%s", shaper_event_text(&w, buf, sizeof buf));
 	stats_shaping_event(s->st, &w);
+}
+
+/* warmup_of - the warm-up schedule of pool IP ip in c, or NULL. */
+static const struct config_warmup *
+warmup_of(const struct config *c, const struct config_ip *ip)
+{
+	if (ip == NULL || ip->warmup == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nwarmups; i++)
+		if (strcmp(c->warmups[i].name, ip->warmup) == 0)
+			return &c->warmups[i];
+	return NULL;
+}
+
+static struct warm *
+warm_get(struct sched *s, const struct config_ip *ip, const char *site, uint64_t now_wall)
+{
+	char key[SHAPER_IP_MAX + 80];
+	struct warm *w;
+	uint64_t day = now_wall / WARMUP_DAY_MS, hour = now_wall / WARMUP_HOUR_MS;
+
+	snprintf(key, sizeof key, "%s%s%s", ip->addr, site ? "|" : "", site ? site : "");
+	w = map_get(&s->warm, key);
+	if (w == NULL) {
+		int64_t sd = ip->warmup_start ? warmup_day_number(ip->warmup_start) : -1;
+		w = xcalloc(1, sizeof *w);
+		w->start_day = sd >= 0 ? sd : (int64_t)day;	/* first use */
+		w->day = day;
+		w->hour = hour;
+		map_put(&s->warm, key, w);
+	}
+	if (w->day != day) {
+		w->day = day;
+		w->sent_day = 0;
+	}
+	if (w->hour != hour) {
+		w->hour = hour;
+		w->sent_hour = 0;
+	}
+	return w;
+}
+
+/*
+ * sched_warm_ok - whether pool IP ip (schedule w, NULL: none) may send one
+ * more message to site (d's site name, "" for none) at now_wall: its own
+ * ramp, and a site ramp if the schedule has one for site. If not, *next
+ * is the wall time it may, and a warmup_exhausted event is raised once per
+ * exhaustion. take: count the message.
+ */
+static int
+sched_warm(struct sched *s, const struct config_ip *ip, const struct config_warmup *w,
+    const char *site, const char *dest, uint64_t now_wall, int take, uint64_t *next)
+{
+	int with_site;
+
+	if (w == NULL || ip == NULL)
+		return 1;
+	with_site = site && site[0] && warmup_has_site(w, site);
+	for (int pass = 0; pass < 1 + with_site; pass++) {
+		struct warm *wm = warm_get(s, ip, pass ? site : NULL, now_wall);
+		struct warmup_ramp r = warmup_ramp(w, pass ? site : NULL);
+		struct warmup_answer a;
+
+		if (take) {
+			wm->sent_day++;
+			wm->sent_hour++;
+			continue;
+		}
+		if (!warmup_check(&r, wm->start_day, now_wall, wm->sent_day, wm->sent_hour,
+		    s->cfg->shaping.warmup_burst, &a)) {
+			*next = a.next_ms;
+			if (wm->exhausted_until <= now_wall) {
+				struct shaper_event ev;
+				wm->exhausted_until = a.next_ms;
+				shaper_warmup_event(ip->addr, pass ? site : "*", a.why, now_wall,
+				    a.next_ms, &ev);
+				snprintf(ev.reason, sizeof ev.reason, "warm-up %s spent: day %u, %u of "
+				    "%u sent (%s)", a.why ? a.why : "budget", a.day, wm->sent_day,
+				    a.cap_day, dest);
+				ev.window = 0;
+				log_info("shaper", "lane=%s/%s action=warmup_exhausted until=%llu "
+				    "reason=\"%s\"", ip->addr, pass ? site : "*",
+				    (unsigned long long)a.next_ms, ev.reason);
+				stats_shaping_event(s->st, &ev);
+			}
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* The wall time `wall` on the loop's clock. */
+static uint64_t
+mono_of(struct sched *s, uint64_t wall)
+{
+	uint64_t nw = clock_wall_ms(), now = loop_now(s->loop);
+
+	return wall > nw ? now + (wall - nw) : now;
+}
+
+/* d's pool in the running configuration (a pool that is gone: default). */
+static const struct config_pool *
+sched_pool(const struct sched *s, const struct dest *d)
+{
+	const struct config_pool *p = config_pool(s->cfg, d->pool);
+
+	return p ? p : config_pool(s->cfg, "default");
 }
 
 /*
@@ -481,9 +604,13 @@ sched_open_sessions(struct sched *s, struct dest *d)
 	int full = 0, unusable = 0;
 	char why[600];
 	const char *why_ip = NULL;
+	const struct config_pool *p;
 
 	if (d->nlanes == 0)
 		sched_dest_lanes(s, d);
+	p = sched_pool(s, d);
+	if (p && p->nips && p->nips != d->nlanes)
+		p = NULL;	/* not the pool the lanes were built from */
 	while (d->queued > d->nconnecting && d->nlanes > 0) {
 		struct shaper_cand cand[d->nlanes];
 		size_t map[d->nlanes], nc = 0, idx;
@@ -525,6 +652,12 @@ sched_open_sessions(struct sched *s, struct dest *d)
 			cand[nc].lane = d->lanes[k];
 			cand[nc].weight = d->lane_weight[k];
 			cand[nc].warm_until = 0;
+			if (p && p->nips) {
+				uint64_t next;
+				if (!sched_warm(s, &p->ips[k], warmup_of(s->cfg, &p->ips[k]), d->site,
+				    d->sdest, clock_wall_ms(), 0, &next))
+					cand[nc].warm_until = mono_of(s, next);
+			}
 			map[nc++] = k;
 		}
 		if (unusable == (int)d->nlanes) {
@@ -547,8 +680,10 @@ sched_open_sessions(struct sched *s, struct dest *d)
 			sched_wait_global(s, d);
 			break;
 		}
-		pick = shaper_pick(&s->sh, cand, nc, 1, now, &at, &idx);
+		pick = shaper_pick(&s->sh, cand, nc, p ? p->overflow : 1, now, &at, &idx);
 		if (pick < 0) {
+			/* -2: the turn of an IP out of warm-up budget (no
+			 * overflow): the job waits for it. */
 			if (at && (wake == 0 || at < wake))
 				wake = at;
 			break;
@@ -561,6 +696,8 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		ref->d = d;
 		ref->ep = s->epochs;
 		ref->lane = d->lanes[k];
+		ref->cip = p && p->nips ? &p->ips[k] : NULL;
+		ref->cw = warmup_of(s->cfg, ref->cip);
 		shaper_lane_ref(ref->lane);
 		shaper_connect(&s->sh, ref->lane, now);
 		log_debug("scheduler", "dest=%s session from lane %s (%u of window %u)", d->key,
@@ -636,11 +773,17 @@ sched_kick(struct sched *s, struct dest *d)
 			idle = next;
 			continue;
 		}
+		if (!sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 0, &at)) {
+			sched_arm(s, d, mono_of(s, at));
+			idle = next;
+			continue;
+		}
 		j = dest_pop(d, clock_wall_ms(), &expired);
 		sched_settle_expired(s, expired);
 		if (j == NULL)
 			break;
 		shaper_take(&s->sh, ref->lane, now);
+		sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 1, &at);
 		session_give(idle, j);	/* on_idle(idle, 0) unlinks it */
 		idle = next;
 	}
@@ -679,10 +822,18 @@ sop_next_job(struct session *ss)
 		sched_arm(s, ref->d, at);
 		return NULL;
 	}
+	if (!sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 0, &at)) {
+		/* Out of warm-up budget: the pool's other IPs' sessions
+		 * take the queue; this one idles. */
+		sched_arm(s, ref->d, mono_of(s, at));
+		return NULL;
+	}
 	j = dest_pop(ref->d, clock_wall_ms(), &expired);
 	sched_settle_expired(s, expired);
-	if (j != NULL)
+	if (j != NULL) {
 		shaper_take(&s->sh, ref->lane, now);
+		sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 1, &at);
+	}
 	return j;
 }
 
@@ -951,6 +1102,10 @@ sched_free(struct sched *s)
 	while (map_iter(&s->broken, &it, &k, &v))
 		free(v);
 	map_free(&s->broken);
+	it = 0;
+	while (map_iter(&s->warm, &it, &k, &v))
+		free(v);
+	map_free(&s->warm);
 	while (s->epochs) {
 		struct epoch *ep = s->epochs;
 		s->epochs = ep->next;
@@ -1059,6 +1214,7 @@ void
 sched_halt(struct sched *s)
 {
 	s->stopping = 1;
+	stats_detach(s->st);	/* Redis goes next: no more shaping events */
 }
 
 void

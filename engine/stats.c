@@ -28,7 +28,18 @@ struct stats {
 	struct shaper_event *ev;	/* ring of STATS_EVENTS_MAX */
 	size_t ev_head, ev_n;
 	uint64_t ev_dropped;
+	struct rq *rq;			/* from the last stats_publish: events go at once */
 };
+
+/* Write the queued shaping events while Redis takes them. */
+static void
+events_flush(struct stats *st)
+{
+	while (st->rq && st->ev_n > 0 && rq_shaping_event(st->rq, &st->ev[st->ev_head]) == 0) {
+		st->ev_head = (st->ev_head + 1) % STATS_EVENTS_MAX;
+		st->ev_n--;
+	}
+}
 
 void
 stats_set_shaper(struct stats *st, const struct shaper *sh)
@@ -48,6 +59,13 @@ stats_shaping_event(struct stats *st, const struct shaper_event *ev)
 	}
 	st->ev[(st->ev_head + st->ev_n) % STATS_EVENTS_MAX] = *ev;
 	st->ev_n++;
+	events_flush(st);
+}
+
+void
+stats_detach(struct stats *st)
+{
+	st->rq = NULL;
 }
 
 /*
@@ -215,10 +233,8 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 		lanes_text(st->sh, &lanes);
 	s.lanes = lanes.data ? lanes.data : "";
 	rq_publish_stats(q, &s);
-	while (st->ev_n > 0 && rq_shaping_event(q, &st->ev[st->ev_head]) == 0) {
-		st->ev_head = (st->ev_head + 1) % STATS_EVENTS_MAX;
-		st->ev_n--;
-	}
+	st->rq = q;
+	events_flush(st);
 	if (st->ev_dropped) {
 		log_warn("stats", "%llu shaping event(s) dropped: the shaping stream could not "
 		    "be written fast enough", (unsigned long long)st->ev_dropped);
