@@ -1,12 +1,15 @@
 /*
  * scheduler.c - the scheduler (scheduler.h): destinations, sessions, outcomes.
  *
- * Destinations open sessions up to their connection limit and the global
- * smtp.max_sessions, reuse idle ones first, and when every MX fails
- * before a transaction they back off: no new connection meanwhile (as
- * Postfix marks a destination dead). The decisions about counts and
- * queues are dest.c's (pure); what a result means is trouble.c's; this
- * file does the I/O those decisions ask for.
+ * A destination (pool, domain) owns its queue; its sessions leave
+ * through lanes (source IP, shaping destination) that the shaper keeps
+ * (shaper.h): which IP, how many sessions, how fast, and the reaction to
+ * every result (AIMD, closures, suspensions) are the shaper's decisions;
+ * warm-up budgets are warmup.c's (counters in memory here); the global
+ * smtp.max_sessions, the per-destination cap and idle reuse are this
+ * file's and dest.c's; what a result means is trouble.c's. This file does
+ * the I/O those decisions ask for: sessions, timers, settling, and the
+ * shaping events (log line and the stats' shaping stream).
  */
 #include "scheduler.h"
 #include "classify.h"
@@ -789,15 +792,8 @@ sched_kick(struct sched *s, struct dest *d)
 	}
 	if (d->queued == 0)
 		return;
-	if (now < d->backoff_until) {
-		/* Every MX failed a moment ago: no new connection until the
-		 * back-off ends; then one more try, and if that fails too
-		 * the queue is deferred (sop_on_site_failure). Open sessions
-		 * keep pulling from the queue meanwhile. */
-		if (!timer_armed(&d->retry_timer))
-			timer_set(s->loop, &d->retry_timer, d->backoff_until - now, on_dest_retry);
-		return;
-	}
+	/* New sessions: after the MX answer, as the lanes allow (a lane
+	 * whose connections failed has a smaller window, or is closed). */
 	if (!dest_wants_mx(d, now))
 		return;
 	d->resolving = 1;
