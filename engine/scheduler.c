@@ -833,6 +833,22 @@ sop_next_job(struct session *ss)
 	return j;
 }
 
+/* A lane of d was suspended: its idle sessions to d have nothing to do
+ * until the suspension ends; they QUIT now rather than at their idle
+ * time-out. */
+static void
+sched_quit_lane_idle(struct dest *d, const struct shaper_lane *l)
+{
+	struct session *ss = d->idle, *next;
+
+	for (; ss; ss = next) {
+		struct sref *ref = session_owner(ss);
+		next = session_list_next(ss);
+		if (ref->lane == l)
+			session_quit(ss);
+	}
+}
+
 /* Whether d has a lane other than l that is neither suspended nor
  * closed, from a source that is not set aside. */
 static int
@@ -872,8 +888,11 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 		return;
 	}
 	shaper_verdict_of(&o, &v);
-	if (!o.source_fault && shaper_result(&s->sh, ref->lane, now, &v, &ev))
+	if (!o.source_fault && shaper_result(&s->sh, ref->lane, now, &v, &ev)) {
 		sched_event(s, &ev);
+		if (ev.action == SHAPER_SUSPENDED)
+			sched_quit_lane_idle(d, ref->lane);
+	}
 	if (v.reputation && !s->stopping && sched_other_lane(s, d, ref->lane, now)) {
 		/* Our IP is blocked, not the recipient: another IP of the
 		 * pool takes the job (each block counts toward suspending
@@ -986,8 +1005,11 @@ sop_on_idle(struct session *ss, int idle)
 		if (d->idle)
 			session_list_set_prev(d->idle, ss);
 		d->idle = ss;
-		if (ref->s->stopping || (d->queued == 0 && sched_lane_wanted(ref->s, ref->lane)))
-			session_quit(ss);	/* another destination waits for its slot */
+		/* Stopping; another destination waits for the lane's slot; or
+		 * the lane is suspended and has nothing to send for a while. */
+		if (ref->s->stopping || (d->queued == 0 && sched_lane_wanted(ref->s, ref->lane)) ||
+		    ref->lane->suspended_until > loop_now(ref->s->loop))
+			session_quit(ss);
 	} else {
 		struct session *p = session_list_prev(ss), *n = session_list_next(ss);
 		if (p)
