@@ -59,7 +59,7 @@ J() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"
 # has seen the QUIT answered and closed: a session closing and the next one
 # of the lane overlap there for a few ms (all sessions here end together,
 # every 300 ms). So the sink's peak may show up to twice the limit; without
-# lanes every domain opened sessions of its own (up to 3 each).
+# lanes every domain opened sessions of its own: the sink saw 50 at once per IP.
 for f in rollup:3 site:2; do
 	name=${f%:*} max=${f#*:}
 	for ip in 127.0.0.31 127.0.0.32; do
