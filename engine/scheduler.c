@@ -579,6 +579,27 @@ sched_wait_lane(struct sched *s, struct dest *d)
 	}
 }
 
+/*
+ * sched_kick_waiters - a lane slot is free (a session closed, a window
+ * grew): the destinations waiting for one try again (those still blocked
+ * put themselves back on the list).
+ */
+static void
+sched_kick_waiters(struct sched *s)
+{
+	struct dest *lw = s->lw_head;
+
+	s->lw_head = NULL;
+	while (lw) {
+		struct dest *n = lw->lw_next;
+		lw->lane_waiting = 0;
+		lw->lw_next = NULL;
+		if (lw->queued > 0)
+			sched_kick(s, lw);
+		lw = n;
+	}
+}
+
 /* Whether some destination waits for a slot of lane l. */
 static int
 sched_lane_wanted(const struct sched *s, const struct shaper_lane *l)
@@ -915,6 +936,13 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 		ledger_settle_at(s->lg, j, &o, sched_resume_wall(s, j, until));
 	else
 		ledger_settle(s->lg, j, &o);
+	/* Clean results grow the lane's window: use the room at once. */
+	if (!s->stopping && ref->lane->nconn < ref->lane->window) {
+		if (d->queued > d->nconnecting + 1)	/* this session takes one */
+			sched_kick(s, d);
+		if (s->lw_head)
+			sched_kick_waiters(s);
+	}
 }
 
 static void
@@ -1043,20 +1071,8 @@ sop_on_closed(struct session *ss)
 		return;
 	if (d->queued > 0)
 		sched_kick(s, d);
-	/* A lane slot is free: the destinations waiting for one try again
-	 * (those still blocked put themselves back on the list). */
-	if (s->lw_head) {
-		struct dest *lw = s->lw_head;
-		s->lw_head = NULL;
-		while (lw) {
-			struct dest *n = lw->lw_next;
-			lw->lane_waiting = 0;
-			lw->lw_next = NULL;
-			if (lw->queued > 0)
-				sched_kick(s, lw);
-			lw = n;
-		}
-	}
+	/* A lane slot is free: the destinations waiting for one try again. */
+	sched_kick_waiters(s);
 	/* A global slot is free: give it to a waiting destination. */
 	while (s->nsessions < s->max_sessions && (w = dests_next_waiting(&s->ds)) != NULL)
 		sched_kick(s, w);
