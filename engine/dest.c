@@ -31,9 +31,35 @@ dests_get(struct dests *ds, const char *pool, const char *domain)
 	return d;
 }
 
+void
+dest_clear_lanes(struct dest *d)
+{
+	for (size_t i = 0; i < d->nlanes; i++)
+		shaper_lane_unref(d->lanes[i]);
+	free(d->lanes);
+	free(d->lane_cfg);
+	free(d->lane_weight);
+	d->lanes = NULL;
+	d->lane_cfg = NULL;
+	d->lane_weight = NULL;
+	d->nlanes = 0;
+}
+
+void
+dest_set_lanes(struct dest *d, struct shaper_lane **lanes, size_t *cfg, uint32_t *weight,
+    size_t n)
+{
+	dest_clear_lanes(d);
+	d->lanes = lanes;
+	d->lane_cfg = cfg;
+	d->lane_weight = weight;
+	d->nlanes = n;
+}
+
 static void
 dest_free(struct dest *d)
 {
+	dest_clear_lanes(d);
 	mxset_unref(d->mx);
 	free(d->key);
 	free(d->domain);

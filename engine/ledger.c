@@ -130,9 +130,16 @@ ledger_log(const struct job *j, const struct job_outcome *o)
 void
 ledger_settle(struct ledger *lg, struct job *j, struct job_outcome *o)
 {
+	ledger_settle_at(lg, j, o, 0);
+}
+
+void
+ledger_settle_at(struct ledger *lg, struct job *j, struct job_outcome *o, uint64_t due_wall_ms)
+{
 	if (o->status == JOB_DEFERRED) {
 		uint64_t now = clock_wall_ms();
-		uint64_t due = now + config_retry_delay(lg->cfg, j->attempts + 1);
+		uint64_t due = due_wall_ms > now ? due_wall_ms :
+		    now + config_retry_delay(lg->cfg, j->attempts + 1);
 
 		if (now >= j->expires_at_ms) {
 			trouble_expire_deferred(o, j->attempts + 1);

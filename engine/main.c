@@ -553,6 +553,47 @@ print_table(const char *title, const char *dests, int all, int with_queued)
 	free(rows);
 }
 
+/*
+ * print_lanes - the shaping lanes of an instance's snapshot, one line
+ * each: NAME WINDOW MAX NCONN RATE CEILING SUSPENDED_S CLOSED_S SENT
+ * SLOWDOWNS (as stats.c writes them; malformed lines are skipped).
+ */
+static void
+print_lanes(const char *tab, int all)
+{
+	char *copy = xstrdup(tab), *save = NULL;
+	size_t n = 0, more = 0;
+
+	printf("    %-40s %9s %5s %12s %12s %-16s %8s %6s\n", "lane (ip/destination)", "window",
+	    "open", "rate", "ceiling", "state", "sent", "slow");
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char name[320], rate[32], ceil[32], state[40], win[24];
+		unsigned w, max, nconn;
+		unsigned long long susp, closed, sent, slow;
+
+		if (sscanf(l, "%319s %u %u %u %31s %31s %llu %llu %llu %llu", name, &w, &max, &nconn,
+		    rate, ceil, &susp, &closed, &sent, &slow) != 10)
+			continue;
+		if (!all && n >= STATUS_ROWS) {
+			more++;
+			continue;
+		}
+		n++;
+		if (susp)
+			snprintf(state, sizeof state, "suspended %llus", susp);
+		else if (closed)
+			snprintf(state, sizeof state, "closed %llus", closed);
+		else
+			snprintf(state, sizeof state, "-");
+		snprintf(win, sizeof win, "%u/%u", w, max);
+		printf("    %-40s %9s %5u %12s %12s %-16s %8llu %6llu\n", name, win, nconn, rate, ceil,
+		    state, sent, slow);
+	}
+	if (more)
+		printf("    (%zu more lanes; volley status --all shows every one)\n", more);
+	free(copy);
+}
+
 static int
 cmd_status(int argc, char **argv)
 {
@@ -637,6 +678,9 @@ cmd_status(int argc, char **argv)
 		tab = rqs_instance_get(h, "dests");
 		if (tab && *tab)
 			print_table("pool|destination", tab, all, 1);
+		tab = rqs_instance_get(h, "lanes");
+		if (tab && *tab)
+			print_lanes(tab, all);
 	}
 	if (st.ninst == 0)
 		printf("  no engine instance is running (none reported in the last 30 s)\n");

@@ -20,6 +20,7 @@
  * is a no-op the second time.
  */
 #include "redis.h"
+#include "shaper.h"
 #include "redis_schema.h"
 #include "redis_sync.h"
 #include "config.h"
@@ -2157,7 +2158,7 @@ void
 rq_publish_stats(struct rq *q, const struct rq_stats *s)
 {
 	char num[11][32], ttl[16];
-	const char *argv[32];
+	const char *argv[34];
 	int n = 0;
 
 	if (!q->locked || q->ac == NULL)
@@ -2188,6 +2189,7 @@ rq_publish_stats(struct rq *q, const struct rq_stats *s)
 	argv[n++] = "dests"; argv[n++] = s->dests ? s->dests : "";
 	argv[n++] = "sites"; argv[n++] = s->sites ? s->sites : "";
 	argv[n++] = "ips"; argv[n++] = s->ips ? s->ips : "";
+	argv[n++] = "lanes"; argv[n++] = s->lanes ? s->lanes : "";
 	send_strv(q, NULL, NULL, n, argv);
 	snprintf(ttl, sizeof ttl, "%d", RQ_STATS_TTL_MS);
 	send_strv(q, NULL, NULL, 3, (const char *[]){ "PEXPIRE", q->k_stats, ttl });
@@ -2231,3 +2233,24 @@ rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 }
 
 
+
+/* --- the shaping stream --- */
+
+int
+rq_shaping_event(struct rq *q, const struct shaper_event *ev)
+{
+	char key[300], win[16], until[24], ts[24], maxlen[24], rate[32];
+
+	if (!q->locked || q->ac == NULL)
+		return -1;
+	snprintf(key, sizeof key, "%sshaping", q->cfg->prefix);
+	snprintf(win, sizeof win, "%u", (unsigned)ev->window);
+	snprintf(until, sizeof until, "%llu", (unsigned long long)ev->until);
+	snprintf(ts, sizeof ts, "%llu", (unsigned long long)ev->ts);
+	snprintf(maxlen, sizeof maxlen, "%d", RQ_SHAPING_MAXLEN);
+	pace_rate_text(ev->mph, rate, sizeof rate);
+	send_strv(q, NULL, NULL, 20, (const char *[]){ "XADD", key, "MAXLEN", "~", maxlen, "*",
+	    "lane", ev->lane, "action", shaper_action_name(ev->action), "reason", ev->reason,
+	    "window", win, "rate", rate, "until", until, "ts", ts });
+	return 0;
+}

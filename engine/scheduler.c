@@ -1,12 +1,15 @@
 /*
  * scheduler.c - the scheduler (scheduler.h): destinations, sessions, outcomes.
  *
- * Destinations open sessions up to their connection limit and the global
- * smtp.max_sessions, reuse idle ones first, and when every MX fails
- * before a transaction they back off: no new connection meanwhile (as
- * Postfix marks a destination dead). The decisions about counts and
- * queues are dest.c's (pure); what a result means is trouble.c's; this
- * file does the I/O those decisions ask for.
+ * A destination (pool, domain) owns its queue; its sessions leave
+ * through lanes (source IP, shaping destination) that the shaper keeps
+ * (shaper.h): which IP, how many sessions, how fast, and the reaction to
+ * every result (AIMD, closures, suspensions) are the shaper's decisions;
+ * warm-up budgets are warmup.c's (counters in memory here); the global
+ * smtp.max_sessions, the per-destination cap and idle reuse are this
+ * file's and dest.c's; what a result means is trouble.c's. This file does
+ * the I/O those decisions ask for: sessions, timers, settling, and the
+ * shaping events (log line and the stats' shaping stream).
  */
 #include "scheduler.h"
 #include "classify.h"
@@ -20,15 +23,17 @@
 #include "map.h"
 #include "msg.h"
 #include "session.h"
+#include "shaper.h"
 #include "stats.h"
 #include "trouble.h"
 #include "util.h"
+#include "warmup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEST_BACKOFF_MS		5000	/* after every MX failed, before trying again */
+#define SHAPE_HOLD_MS		10000	/* jobs that must wait longer for a lane go back to Redis */
 #define SOURCE_BROKEN_MS	60000	/* a source that could not be bound is set aside */
 #define PARK_MS			3000	/* a job over a destination's share waits in Redis */
 #ifndef DEST_IDLE_MS
@@ -60,6 +65,21 @@ struct sref {
 	struct sched *s;
 	struct dest *d;
 	struct epoch *ep;
+	struct shaper_lane *lane;	/* referenced while the session lives */
+	const struct config_ip *cip;	/* its pool IP in ep's configuration, or NULL */
+	const struct config_warmup *cw;	/* that IP's warm-up schedule, or NULL */
+};
+
+/*
+ * Warm-up counters of one source IP (key "ip") or of one IP for one site
+ * with a ramp of its own (key "ip|site"). In memory for now: a restart
+ * starts the day's count again (and a start day taken on first use).
+ */
+struct warm {
+	int64_t start_day;		/* days since the epoch; day 1 of the ramp */
+	uint64_t day, hour;		/* wall day / hour the counts are for */
+	uint32_t sent_day, sent_hour;
+	uint64_t exhausted_until;	/* wall ms: the warmup_exhausted event was raised */
 };
 
 struct sched {
@@ -73,6 +93,10 @@ struct sched {
 	struct session_ops ops;
 	struct dests ds;
 	struct map broken;		/* source ip -> struct broken */
+	struct shaper sh;		/* lanes: (source IP, destination) */
+	struct map warm;		/* "ip" or "ip|site" -> struct warm */
+	unsigned gen;			/* configuration generation (lanes are looked up again) */
+	struct dest *lw_head;		/* destinations waiting for a full lane */
 	unsigned nsessions;
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
@@ -80,6 +104,7 @@ struct sched {
 };
 
 static void sched_kick(struct sched *s, struct dest *d);
+static void on_dest_retry(struct timer *t);
 
 /* quote - a peer's words for a quoted log value (log_quote). */
 static const char *
@@ -163,15 +188,238 @@ epochs_collect(struct sched *s)
 
 /* --- destinations --- */
 
-/* dest_limits - the limits for d: its site (from its first MX host), its
- * domain block, then the smtp defaults (config_limits_for). */
+/* sched_event - a lane changed state: a log line and the shaping stream. */
 static void
-sched_dest_limits(const struct config *cfg, struct dest *d)
+sched_event(struct sched *s, const struct shaper_event *ev)
 {
-	const struct config_site *site = d->mx ? config_site_for_mx(cfg, d->mx->t[0].host) : NULL;
+	char buf[1024];
+	struct shaper_event w = *ev;
+	uint64_t now = loop_now(s->loop), wall = clock_wall_ms();
 
-	d->lim = config_limits_for(cfg, site, config_domain_find(cfg, d->domain));
+	/* The shaper runs on the loop's monotonic clock; the stream and
+	 * the log tell wall-clock times (ms since the epoch). */
+	w.ts = wall;
+	if (w.until)
+		w.until = wall + (ev->until > now ? ev->until - now : 0);
+	log_info("shaper", "%s", shaper_event_text(&w, buf, sizeof buf));
+	stats_shaping_event(s->st, &w);
+}
+
+/* warmup_of - the warm-up schedule of pool IP ip in c, or NULL. */
+static const struct config_warmup *
+warmup_of(const struct config *c, const struct config_ip *ip)
+{
+	if (ip == NULL || ip->warmup == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nwarmups; i++)
+		if (strcmp(c->warmups[i].name, ip->warmup) == 0)
+			return &c->warmups[i];
+	return NULL;
+}
+
+static struct warm *
+warm_get(struct sched *s, const struct config_ip *ip, const char *site, uint64_t now_wall)
+{
+	char key[SHAPER_IP_MAX + 80];
+	struct warm *w;
+	uint64_t day = now_wall / WARMUP_DAY_MS, hour = now_wall / WARMUP_HOUR_MS;
+
+	snprintf(key, sizeof key, "%s%s%s", ip->addr, site ? "|" : "", site ? site : "");
+	w = map_get(&s->warm, key);
+	if (w == NULL) {
+		int64_t sd = ip->warmup_start ? warmup_day_number(ip->warmup_start) : -1;
+		w = xcalloc(1, sizeof *w);
+		w->start_day = sd >= 0 ? sd : (int64_t)day;	/* first use */
+		w->day = day;
+		w->hour = hour;
+		map_put(&s->warm, key, w);
+	}
+	if (w->day != day) {
+		w->day = day;
+		w->sent_day = 0;
+	}
+	if (w->hour != hour) {
+		w->hour = hour;
+		w->sent_hour = 0;
+	}
+	return w;
+}
+
+/*
+ * sched_warm_ok - whether pool IP ip (schedule w, NULL: none) may send one
+ * more message to site (d's site name, "" for none) at now_wall: its own
+ * ramp, and a site ramp if the schedule has one for site. If not, *next
+ * is the wall time it may, and a warmup_exhausted event is raised once per
+ * exhaustion. take: count the message.
+ */
+static int
+sched_warm(struct sched *s, const struct config_ip *ip, const struct config_warmup *w,
+    const char *site, const char *dest, uint64_t now_wall, int take, uint64_t *next)
+{
+	int with_site;
+
+	if (w == NULL || ip == NULL)
+		return 1;
+	with_site = site && site[0] && warmup_has_site(w, site);
+	for (int pass = 0; pass < 1 + with_site; pass++) {
+		struct warm *wm = warm_get(s, ip, pass ? site : NULL, now_wall);
+		struct warmup_ramp r = warmup_ramp(w, pass ? site : NULL);
+		struct warmup_answer a;
+
+		if (take) {
+			wm->sent_day++;
+			wm->sent_hour++;
+			continue;
+		}
+		if (!warmup_check(&r, wm->start_day, now_wall, wm->sent_day, wm->sent_hour,
+		    s->cfg->shaping.warmup_burst, &a)) {
+			*next = a.next_ms;
+			if (wm->exhausted_until <= now_wall) {
+				struct shaper_event ev;
+				wm->exhausted_until = a.next_ms;
+				shaper_warmup_event(ip->addr, pass ? site : "*", a.why, now_wall,
+				    a.next_ms, &ev);
+				snprintf(ev.reason, sizeof ev.reason, "warm-up %s spent: day %u, %u of "
+				    "%u sent (%s)", a.why ? a.why : "budget", a.day, wm->sent_day,
+				    a.cap_day, dest);
+				ev.window = 0;
+				log_info("shaper", "lane=%s/%s action=warmup_exhausted until=%llu "
+				    "reason=\"%s\"", ip->addr, pass ? site : "*",
+				    (unsigned long long)a.next_ms, ev.reason);
+				stats_shaping_event(s->st, &ev);
+			}
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* The wall time `wall` on the loop's clock. */
+static uint64_t
+mono_of(struct sched *s, uint64_t wall)
+{
+	uint64_t nw = clock_wall_ms(), now = loop_now(s->loop);
+
+	return wall > nw ? now + (wall - nw) : now;
+}
+
+/* d's pool in the running configuration (a pool that is gone: default). */
+static const struct config_pool *
+sched_pool(const struct sched *s, const struct dest *d)
+{
+	const struct config_pool *p = config_pool(s->cfg, d->pool);
+
+	return p ? p : config_pool(s->cfg, "default");
+}
+
+/*
+ * sched_dest_lanes - d's shaping destination (from its MX hosts: site,
+ * domain block or MX rollup), its limits, and one lane per IP of its pool
+ * (looked up by name in the running configuration; a pool that is gone
+ * falls back to `default`). Built again when the destination name or the
+ * configuration generation changed.
+ */
+static void
+sched_dest_lanes(struct sched *s, struct dest *d)
+{
+	const struct config *c = s->cfg;
+	const char *hosts[SHAPER_MAX_MX];
+	size_t nh = 0, n, base = 1;
+	char name[SHAPER_DEST_MAX];
+	struct config_limits cl;
+	const struct config_site *site;
+	const struct config_pool *p;
+	struct shaper_lane **lanes;
+	size_t *cfgi;
+	uint32_t *w;
+	uint64_t now = loop_now(s->loop);
+
+	if (d->mx == NULL) {
+		dest_clear_lanes(d);
+		return;
+	}
+	for (size_t i = 0; i < d->mx->n && nh < SHAPER_MAX_MX; i++)
+		if (nh == 0 || strcmp(hosts[nh - 1], d->mx->t[i].host) != 0)
+			hosts[nh++] = d->mx->t[i].host;
+	site = shaper_destination(c, d->domain, hosts, nh, name, sizeof name, &cl);
+	if (d->nlanes > 0 && d->lanes_gen == s->gen && strcmp(name, d->sdest) == 0)
+		return;
+	d->lim = cl;
 	snprintf(d->site, sizeof d->site, "%s", site ? site->name : "");
+	snprintf(d->sdest, sizeof d->sdest, "%s", name);
+	d->slim = shaper_limits_from(&cl);
+	d->lanes_gen = s->gen;
+	p = config_pool(c, d->pool);
+	if (p == NULL)
+		p = config_pool(c, "default");
+	for (size_t i = 0; p && i < c->npools && &c->pools[i] != p; i++)
+		base += c->pools[i].nips;
+	n = p && p->nips ? p->nips : 1;
+	lanes = xcalloc(n, sizeof *lanes);
+	cfgi = xcalloc(n, sizeof *cfgi);
+	w = xcalloc(n, sizeof *w);
+	for (size_t k = 0; k < n; k++) {
+		const struct config_ip *ip = p && p->nips ? &p->ips[k] : NULL;
+		struct shaper_ip *sip = shaper_ip(&s->sh, ip ? ip->addr : "0.0.0.0",
+		    shaper_ip_rate(c, ip));
+
+		lanes[k] = shaper_lane(&s->sh, sip, name, &d->slim, now);
+		shaper_lane_ref(lanes[k]);
+		cfgi[k] = ip ? base + k : 0;
+		w[k] = ip && ip->weight ? ip->weight : 1;
+	}
+	dest_set_lanes(d, lanes, cfgi, w, n);
+}
+
+/* lane_src - the source address of d's lane k, NULL for the default. */
+static const char *
+lane_src(const struct dest *d, size_t k)
+{
+	return d->lane_cfg[k] ? d->lanes[k]->ip->addr : NULL;
+}
+
+/*
+ * sched_lanes_held - whether every lane of d is suspended or closed at now
+ * (then *until is the earliest end): its jobs wait for that, not for the
+ * retry schedule.
+ */
+static int
+sched_lanes_held(const struct dest *d, uint64_t now, uint64_t *until)
+{
+	*until = 0;
+	if (d->nlanes == 0)
+		return 0;
+	for (size_t k = 0; k < d->nlanes; k++) {
+		const struct shaper_lane *l = d->lanes[k];
+		uint64_t t = l->suspended_until > now ? l->suspended_until :
+		    l->closed_until > now ? l->closed_until : 0;
+		if (t == 0)
+			return 0;
+		if (*until == 0 || t < *until)
+			*until = t;
+	}
+	return 1;
+}
+
+/* A per-job salt for spreading resumed jobs. */
+static uint64_t
+job_salt(const struct job *j)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *p = j->key; p && *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h;
+}
+
+/* The wall-clock retry time for a job held until mono time `until`. */
+static uint64_t
+sched_resume_wall(struct sched *s, const struct job *j, uint64_t until)
+{
+	uint64_t now = loop_now(s->loop);
+	uint64_t at = shaper_resume_at(until, s->cfg->shaping.resume_spread_ms, job_salt(j));
+
+	return clock_wall_ms() + (at > now ? at - now : 0);
 }
 
 /* Settle every queued job of d with the same outcome (DNS or site failure). */
@@ -180,9 +428,13 @@ sched_fail_queue(struct sched *s, struct dest *d, const struct job_outcome *tmpl
 {
 	struct job *j;
 
+	uint64_t until = 0;
+	int held = tmpl->status == JOB_DEFERRED && sched_lanes_held(d, loop_now(s->loop), &until);
+
 	while ((j = dest_pop_any(d)) != NULL) {
 		struct job_outcome o = *tmpl;
-		ledger_settle(s->lg, j, &o);
+		/* Every lane suspended or closed: back when that ends. */
+		ledger_settle_at(s->lg, j, &o, held ? sched_resume_wall(s, j, until) : 0);
 	}
 }
 
@@ -212,7 +464,7 @@ on_mx(void *arg, const struct dns_result *r)
 	if (r->status == DNS_OK && r->ntargets > 0) {
 		mxset_unref(d->mx);
 		d->mx = mxset_from_dns(r);
-		sched_dest_limits(s->cfg, d);
+		sched_dest_lanes(s, d);
 		if (!s->stopping)
 			sched_open_sessions(s, d);
 		return;
@@ -260,55 +512,6 @@ source_set_aside(struct sched *s, const char *ip, const char *reason)
 	snprintf(b->reason, sizeof b->reason, "%s", reason);
 }
 
-/*
- * sched_pick_source - a session's source: the next usable IP of the
- * destination's pool, round robin, looked up by name in the running
- * configuration (a reload may have changed the pool or dropped it: then
- * the default pool). An IP is not usable while it is set aside (it could
- * not be bound) or when no MX address of d is of its family. Returns NULL
- * when none is, with the reason and the IP it concerns in why / why_ip.
- */
-static const struct session_cfg *
-sched_pick_source(struct sched *s, struct dest *d, const char **src_ip, char *why,
-    size_t whylen, const char **why_ip)
-{
-	const struct config *c = s->cfg;
-	const struct config_pool *p = config_pool(c, d->pool);
-	size_t base = 1;
-
-	*src_ip = NULL;
-	*why_ip = NULL;
-	if (p == NULL)
-		p = config_pool(c, "default");
-	if (p == NULL || p->nips == 0)
-		return &s->epochs->scfg[0];
-	for (size_t i = 0; i < c->npools && &c->pools[i] != p; i++)
-		base += c->pools[i].nips;
-	for (size_t tries = 0; tries < p->nips; tries++) {
-		size_t k = d->ip_rr++ % p->nips;
-		const char *ip = p->ips[k].addr;
-		const struct broken *b = source_broken(s, ip);
-		int fam = conn_ip_family(ip);
-
-		if (b != NULL) {
-			snprintf(why, whylen, "%s", b->reason);
-			*why_ip = ip;
-			continue;
-		}
-		if (d->mx && fam != AF_UNSPEC && mxset_count_family(d->mx, fam) == 0) {
-			snprintf(why, whylen, "source %s is %s and every MX address of this "
-			    "destination is %s (%zu address(es), first host %s)", ip,
-			    fam == AF_INET6 ? "IPv6" : "IPv4", fam == AF_INET6 ? "IPv4" : "IPv6",
-			    d->mx->n, d->mx->n ? d->mx->t[0].host : "?");
-			*why_ip = ip;
-			continue;
-		}
-		*src_ip = ip;
-		return &s->epochs->scfg[base + k];
-	}
-	return NULL;
-}
-
 /* Wait for a global slot; an idle session elsewhere holds one it does
  * not use: close it (its close wakes the waiting list). */
 static void
@@ -330,55 +533,250 @@ sched_wait_global(struct sched *s, struct dest *d)
 	dests_wait(&s->ds, d);
 }
 
+/* sched_arm - d's timer fires at mono time `at` at the latest. */
+static void
+sched_arm(struct sched *s, struct dest *d, uint64_t at)
+{
+	uint64_t now = loop_now(s->loop);
+
+	if (at == 0 || s->stopping)
+		return;
+	if (timer_armed(&d->retry_timer) && d->retry_timer.when <= at)
+		return;
+	if (timer_armed(&d->retry_timer))
+		timer_cancel(s->loop, &d->retry_timer);
+	timer_set(s->loop, &d->retry_timer, at > now ? at - now : 0, on_dest_retry);
+}
+
+/*
+ * sched_wait_lane - every usable lane of d has its window full: wait for
+ * one of their sessions to close (sop_on_closed kicks the waiters). An
+ * idle session of another destination on one of those lanes holds a slot
+ * it does not use: close it.
+ */
+static void
+sched_wait_lane(struct sched *s, struct dest *d)
+{
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	if (d->lane_waiting)
+		return;
+	d->lane_waiting = 1;
+	d->lw_next = s->lw_head;
+	s->lw_head = d;
+	while (map_iter(&s->ds.map, &it, &k, &v)) {
+		struct dest *o = v;
+		if (o == d || o->idle == NULL)
+			continue;
+		for (struct session *ss = o->idle; ss; ss = session_list_next(ss)) {
+			struct sref *ref = session_owner(ss);
+			for (size_t i = 0; i < d->nlanes; i++)
+				if (d->lanes[i] == ref->lane) {
+					session_quit(ss);
+					return;
+				}
+		}
+	}
+}
+
+/*
+ * sched_kick_waiters - a lane slot is free (a session closed, a window
+ * grew): the destinations waiting for one try again (those still blocked
+ * put themselves back on the list).
+ */
+static void
+sched_kick_waiters(struct sched *s)
+{
+	struct dest *lw = s->lw_head;
+
+	s->lw_head = NULL;
+	while (lw) {
+		struct dest *n = lw->lw_next;
+		lw->lane_waiting = 0;
+		lw->lw_next = NULL;
+		if (lw->queued > 0)
+			sched_kick(s, lw);
+		lw = n;
+	}
+}
+
+/* Whether some destination waits for a slot of lane l. */
+static int
+sched_lane_wanted(const struct sched *s, const struct shaper_lane *l)
+{
+	for (const struct dest *d = s->lw_head; d; d = d->lw_next)
+		for (size_t i = 0; i < d->nlanes; i++)
+			if (d->lanes[i] == l)
+				return 1;
+	return 0;
+}
+
+/*
+ * sched_open_sessions - open sessions for d's queue: for each, the shaper
+ * picks which of the pool's IPs (smooth weighted round robin over those
+ * whose lane may connect and send now); a source set aside after a failed
+ * bind, or of a family no MX address has, is skipped. Then it waits:
+ * for a session of a full lane to close, for the time the shaper names
+ * (a timer), or, when every lane is suspended or closed for longer than
+ * SHAPE_HOLD_MS and no session carries the queue, the queue goes back to
+ * Redis until the lanes reopen.
+ */
 static void
 sched_open_sessions(struct sched *s, struct dest *d)
 {
-	unsigned global_free = s->nsessions < s->max_sessions ? s->max_sessions - s->nsessions : 0;
-	int wait_global;
-	unsigned n = dest_plan(d, loop_now(s->loop), global_free, &wait_global);
+	uint64_t now = loop_now(s->loop), wake = 0;
+	int full = 0, unusable = 0;
+	char why[600];
+	const char *why_ip = NULL;
+	const struct config_pool *p;
 
-	for (unsigned i = 0; i < n; i++) {
-		const char *src, *why_ip;
-		char why[600];
-		const struct session_cfg *sc = sched_pick_source(s, d, &src, why, sizeof why, &why_ip);
-		struct sref *ref;
+	if (d->nlanes == 0)
+		sched_dest_lanes(s, d);
+	p = sched_pool(s, d);
+	if (p && p->nips && p->nips != d->nlanes)
+		p = NULL;	/* not the pool the lanes were built from */
+	while (d->queued > d->nconnecting && d->nlanes > 0) {
+		struct shaper_cand cand[d->nlanes];
+		size_t map[d->nlanes], nc = 0, idx;
+		uint64_t at;
+		int pick;
 		struct session *ss;
 
-		if (sc == NULL) {
+		full = unusable = 0;
+		for (size_t k = 0; k < d->nlanes; k++) {
+			const char *ip = lane_src(d, k);
+			const struct broken *b = ip ? source_broken(s, ip) : NULL;
+			int fam = ip ? conn_ip_family(ip) : AF_UNSPEC;
+			enum shaper_answer a;
+
+			if (b != NULL) {
+				snprintf(why, sizeof why, "%s", b->reason);
+				why_ip = ip;
+				unusable++;
+				continue;
+			}
+			if (fam != AF_UNSPEC && mxset_count_family(d->mx, fam) == 0) {
+				snprintf(why, sizeof why, "source %s is %s and every MX address of this "
+				    "destination is %s (%zu address(es), first host %s)", ip,
+				    fam == AF_INET6 ? "IPv6" : "IPv4", fam == AF_INET6 ? "IPv4" : "IPv6",
+				    d->mx->n, d->mx->n ? d->mx->t[0].host : "?");
+				why_ip = ip;
+				unusable++;
+				continue;
+			}
+			a = shaper_may_connect(&s->sh, d->lanes[k], now, &at);
+			if (a == SHAPER_FULL) {
+				full = 1;
+				continue;
+			}
+			if (a != SHAPER_GO) {
+				if (wake == 0 || at < wake)
+					wake = at;
+				continue;
+			}
+			cand[nc].lane = d->lanes[k];
+			cand[nc].weight = d->lane_weight[k];
+			cand[nc].warm_until = 0;
+			if (p && p->nips) {
+				uint64_t next;
+				if (!sched_warm(s, &p->ips[k], warmup_of(s->cfg, &p->ips[k]), d->site,
+				    d->sdest, clock_wall_ms(), 0, &next))
+					cand[nc].warm_until = mono_of(s, next);
+			}
+			map[nc++] = k;
+		}
+		if (unusable == (int)d->nlanes) {
 			struct job_outcome o;
+			char q[sizeof why * 4 + 1];
+
 			if (d->nsessions > 0)
 				return;		/* the open sessions carry the queue */
 			trouble_from_local(&o, why);
 			o.ip = why_ip;
-			char q[sizeof why * 4 + 1];
 			log_warn("scheduler", "dest=%s no usable source address pool=%s reason=\"%s\"; "
 			    "deferring %zu queued job(s)", d->key, d->pool, quote(q, sizeof q, why),
 			    d->queued);
 			sched_fail_queue(s, d, &o);
 			return;
 		}
-		ref = xmalloc(sizeof *ref);
+		if (nc == 0)
+			break;
+		if (s->nsessions >= s->max_sessions) {
+			sched_wait_global(s, d);
+			break;
+		}
+		pick = shaper_pick(&s->sh, cand, nc, p ? p->overflow : 1, now, &at, &idx);
+		if (pick < 0) {
+			/* -2: the turn of an IP out of warm-up budget (no
+			 * overflow): the job waits for it. */
+			if (at && (wake == 0 || at < wake))
+				wake = at;
+			break;
+		}
+		size_t k = map[pick];
+		struct sref *ref = xmalloc(sizeof *ref);
+		const char *src = lane_src(d, k);
+
 		ref->s = s;
 		ref->d = d;
 		ref->ep = s->epochs;
+		ref->lane = d->lanes[k];
+		ref->cip = p && p->nips ? &p->ips[k] : NULL;
+		ref->cw = warmup_of(s->cfg, ref->cip);
+		shaper_lane_ref(ref->lane);
+		shaper_connect(&s->sh, ref->lane, now);
+		log_debug("scheduler", "dest=%s session from lane %s (%u of window %u)", d->key,
+		    ref->lane->name, ref->lane->nconn, ref->lane->window);
 		ref->ep->nsessions++;
 		dest_session_opened(d);
 		s->nsessions++;
 		stats_session(s->st, d->pool, src, 1);
-		ss = session_open(s->loop, &s->ops, sc, d->mx, src, d->lim.max_msgs_per_connection,
-		    ref);
+		ss = session_open(s->loop, &s->ops, &s->epochs->scfg[d->lane_cfg[k]], d->mx, src,
+		    d->lim.max_msgs_per_connection, ref);
 		session_set_tls(ss, (enum tls_policy)d->lim.tls);
 	}
-	if (wait_global)
-		sched_wait_global(s, d);
+	if (d->queued <= d->nconnecting)
+		return;
+	if (full)
+		sched_wait_lane(s, d);
+	if (wake) {
+		uint64_t until;
+		if (!full && d->nsessions == 0 && wake > now + SHAPE_HOLD_MS &&
+		    sched_lanes_held(d, now, &until)) {
+			struct job *j;
+			struct job_outcome o;
+			trouble_outcome_init(&o, JOB_DEFERRED);
+			trouble_set_reply(&o, "4.7.0 every source address of pool %s is suspended or "
+			    "closed for %s for %llu s more", d->pool, d->sdest,
+			    (unsigned long long)((until - now + 999) / 1000));
+			o.no_attempt = 1;
+			log_info("scheduler", "dest=%s every lane is suspended or closed; %zu queued "
+			    "job(s) wait in Redis for %llu s", d->key, d->queued,
+			    (unsigned long long)((until - now + 999) / 1000));
+			while ((j = dest_pop_any(d)) != NULL) {
+				struct job_outcome oj = o;
+				ledger_settle_at(s->lg, j, &oj, sched_resume_wall(s, j, until));
+			}
+			return;
+		}
+		sched_arm(s, d, wake);
+	}
 }
 
 static void
 on_dest_retry(struct timer *t)
 {
 	struct dest *d = (struct dest *)((char *)t - offsetof(struct dest, retry_timer));
+	struct sched *s = d->owner;
+	uint64_t now = loop_now(s->loop);
+	struct shaper_event ev;
 
-	sched_kick(d->owner, d);
+	for (size_t k = 0; k < d->nlanes; k++)
+		if (shaper_poll(&s->sh, d->lanes[k], now, &ev))
+			sched_event(s, &ev);
+	sched_kick(s, d);
 }
 
 /* Something changed for d (new job, session freed): act on it. */
@@ -390,26 +788,37 @@ sched_kick(struct sched *s, struct dest *d)
 
 	if (s->stopping)
 		return;
-	/* Idle sessions first: a reused session costs nothing. */
-	while (d->queued > 0 && (idle = d->idle) != NULL) {
-		struct job *expired = NULL;
-		struct job *j = dest_pop(d, clock_wall_ms(), &expired);
+	/* Idle sessions first: a reused session costs nothing; each sends
+	 * when its lane's pace allows (else the timer comes back then). */
+	for (idle = d->idle; idle != NULL && d->queued > 0; ) {
+		struct session *next = session_list_next(idle);
+		struct sref *ref = session_owner(idle);
+		struct job *expired = NULL, *j;
+		uint64_t at;
+
+		if (shaper_may_send(&s->sh, ref->lane, now, &at) != SHAPER_GO) {
+			sched_arm(s, d, at);
+			idle = next;
+			continue;
+		}
+		if (!sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 0, &at)) {
+			sched_arm(s, d, mono_of(s, at));
+			idle = next;
+			continue;
+		}
+		j = dest_pop(d, clock_wall_ms(), &expired);
 		sched_settle_expired(s, expired);
 		if (j == NULL)
 			break;
+		shaper_take(&s->sh, ref->lane, now);
+		sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 1, &at);
 		session_give(idle, j);	/* on_idle(idle, 0) unlinks it */
+		idle = next;
 	}
 	if (d->queued == 0)
 		return;
-	if (now < d->backoff_until) {
-		/* Every MX failed a moment ago: no new connection until the
-		 * back-off ends; then one more try, and if that fails too
-		 * the queue is deferred (sop_on_site_failure). Open sessions
-		 * keep pulling from the queue meanwhile. */
-		if (!timer_armed(&d->retry_timer))
-			timer_set(s->loop, &d->retry_timer, d->backoff_until - now, on_dest_retry);
-		return;
-	}
+	/* New sessions: after the MX answer, as the lanes allow (a lane
+	 * whose connections failed has a smaller window, or is closed). */
 	if (!dest_wants_mx(d, now))
 		return;
 	d->resolving = 1;
@@ -422,13 +831,65 @@ static struct job *
 sop_next_job(struct session *ss)
 {
 	struct sref *ref = session_owner(ss);
+	struct sched *s = ref->s;
 	struct job *expired = NULL, *j;
+	uint64_t now = loop_now(s->loop), at;
 
-	if (ref->s->stopping)
+	if (s->stopping || ref->d->queued == 0)
 		return NULL;
+	if (shaper_may_send(&s->sh, ref->lane, now, &at) != SHAPER_GO) {
+		/* The lane's pace (or a suspension): the session idles and
+		 * the destination's timer hands it the job then. */
+		sched_arm(s, ref->d, at);
+		return NULL;
+	}
+	if (!sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 0, &at)) {
+		/* Out of warm-up budget: the pool's other IPs' sessions
+		 * take the queue; this one idles. */
+		sched_arm(s, ref->d, mono_of(s, at));
+		return NULL;
+	}
 	j = dest_pop(ref->d, clock_wall_ms(), &expired);
-	sched_settle_expired(ref->s, expired);
+	sched_settle_expired(s, expired);
+	if (j != NULL) {
+		shaper_take(&s->sh, ref->lane, now);
+		sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 1, &at);
+	}
 	return j;
+}
+
+/* A lane of d was suspended: its idle sessions to d have nothing to do
+ * until the suspension ends; they QUIT now rather than at their idle
+ * time-out. */
+static void
+sched_quit_lane_idle(struct dest *d, const struct shaper_lane *l)
+{
+	struct session *ss = d->idle, *next;
+
+	for (; ss; ss = next) {
+		struct sref *ref = session_owner(ss);
+		next = session_list_next(ss);
+		if (ref->lane == l)
+			session_quit(ss);
+	}
+}
+
+/* Whether d has a lane other than l that is neither suspended nor
+ * closed, from a source that is not set aside. */
+static int
+sched_other_lane(struct sched *s, const struct dest *d, const struct shaper_lane *l,
+    uint64_t now)
+{
+	for (size_t k = 0; k < d->nlanes; k++) {
+		const struct shaper_lane *o = d->lanes[k];
+		const char *ip = lane_src(d, k);
+		if (o == l || o->suspended_until > now || o->closed_until > now)
+			continue;
+		if (ip && source_broken(s, ip))
+			continue;
+		return 1;
+	}
+	return 0;
 }
 
 static void
@@ -438,6 +899,9 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 	struct sched *s = ref->s;
 	struct dest *d = ref->d;
 	struct job_outcome o;
+	struct shaper_verdict v;
+	struct shaper_event ev;
+	uint64_t now = loop_now(s->loop), until;
 
 	trouble_from_smtp(s->rules, r, 1, &o);
 	o.mx = session_mx(ss);
@@ -446,7 +910,24 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 	if (o.source_fault && session_src_ip(ss)[0] && !s->stopping) {
 		/* Not the destination's fault nor the job's: another source
 		 * takes it (the session reports the failure next). */
-		dest_push(d, j, loop_now(s->loop));
+		dest_push(d, j, now);
+		return;
+	}
+	shaper_verdict_of(&o, &v);
+	if (!o.source_fault && shaper_result(&s->sh, ref->lane, now, &v, &ev)) {
+		sched_event(s, &ev);
+		if (ev.action == SHAPER_SUSPENDED)
+			sched_quit_lane_idle(d, ref->lane);
+	}
+	if (v.reputation && !s->stopping && sched_other_lane(s, d, ref->lane, now)) {
+		/* Our IP is blocked, not the recipient: another IP of the
+		 * pool takes the job (each block counts toward suspending
+		 * this lane, so this ends). */
+		char q[sizeof o.reply * 4 + 1];
+		log_info("scheduler", "dest=%s job=%s blocked from %s reason=\"%s\"; another "
+		    "address of pool %s takes it", d->key, j->key, ref->lane->ip->addr,
+		    quote(q, sizeof q, o.reply), d->pool);
+		dest_push(d, j, now);
 		return;
 	}
 	if (o.status == JOB_DELIVERED)
@@ -456,7 +937,17 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 	else
 		d->deferred++;
 	stats_result(s->st, d->pool, session_src_ip(ss), o.status);
-	ledger_settle(s->lg, j, &o);
+	if (o.status == JOB_DEFERRED && sched_lanes_held(d, now, &until))
+		ledger_settle_at(s->lg, j, &o, sched_resume_wall(s, j, until));
+	else
+		ledger_settle(s->lg, j, &o);
+	/* Clean results grow the lane's window: use the room at once. */
+	if (!s->stopping && ref->lane->nconn < ref->lane->window) {
+		if (d->queued > d->nconnecting + 1)	/* this session takes one */
+			sched_kick(s, d);
+		if (s->lw_head)
+			sched_kick_waiters(s);
+	}
 }
 
 static void
@@ -469,24 +960,32 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 	unsigned others;
 	char q[sizeof o.reply * 4 + 1];
 
+	struct shaper_verdict v;
+	struct shaper_event ev;
+	uint64_t now = loop_now(s->loop);
+
 	trouble_from_site(s->rules, r, &o);
 	o.mx = NULL;
 	o.ip = session_local_ip(ss);
-	others = dest_site_failed(d, loop_now(s->loop), DEST_BACKOFF_MS);
+	if (!o.source_fault) {
+		/* The lane's window shrinks; a failed cohort closes it (no
+		 * new connection until the closure ends). */
+		shaper_verdict_of(&o, &v);
+		if (shaper_result(&s->sh, ref->lane, now, &v, &ev))
+			sched_event(s, &ev);
+	}
+	others = dest_site_failed(d, now, 0);
 	if (others > 0) {
 		/* Other sessions are open or still connecting: the site may
 		 * just take no more connections (a provider's per-IP limit).
-		 * They carry the queue; the last one to fail defers it. No
-		 * new connection for a while. */
+		 * They carry the queue; the last one to fail defers it. */
 		log_warn("dest", "dest=%s a new connection failed on every MX reason=\"%s\"; %u "
-		    "other session(s) carry the queue, no new connection for %d s", d->key,
-		    quote(q, sizeof q, o.reply), others, DEST_BACKOFF_MS / 1000);
-		sched_kick(s, d);	/* arms the retry at the end of the back-off */
+		    "other session(s) carry the queue, lane %s window %u", d->key,
+		    quote(q, sizeof q, o.reply), others, ref->lane->name, ref->lane->window);
 		return;
 	}
-	log_warn("dest", "dest=%s every MX failed reason=\"%s\"; deferring %zu queued job(s), "
-	    "backing off %d s", d->key, quote(q, sizeof q, o.reply), d->queued,
-	    DEST_BACKOFF_MS / 1000);
+	log_warn("dest", "dest=%s every MX failed reason=\"%s\"; deferring %zu queued job(s)",
+	    d->key, quote(q, sizeof q, o.reply), d->queued);
 	sched_fail_queue(s, d, &o);
 }
 
@@ -539,7 +1038,10 @@ sop_on_idle(struct session *ss, int idle)
 		if (d->idle)
 			session_list_set_prev(d->idle, ss);
 		d->idle = ss;
-		if (ref->s->stopping)
+		/* Stopping; another destination waits for the lane's slot; or
+		 * the lane is suspended and has nothing to send for a while. */
+		if (ref->s->stopping || (d->queued == 0 && sched_lane_wanted(ref->s, ref->lane)) ||
+		    ref->lane->suspended_until > loop_now(ref->s->loop))
 			session_quit(ss);
 	} else {
 		struct session *p = session_list_prev(ss), *n = session_list_next(ss);
@@ -564,6 +1066,8 @@ sop_on_closed(struct session *ss)
 	dest_session_closed(d, session_was_established(ss));
 	s->nsessions--;
 	stats_session(s->st, d->pool, session_src_ip(ss), -1);
+	shaper_disconnect(&s->sh, ref->lane);
+	shaper_lane_unref(ref->lane);
 	ref->ep->nsessions--;
 	free(ref);
 	if (s->epochs->next)
@@ -572,6 +1076,8 @@ sop_on_closed(struct session *ss)
 		return;
 	if (d->queued > 0)
 		sched_kick(s, d);
+	/* A lane slot is free: the destinations waiting for one try again. */
+	sched_kick_waiters(s);
 	/* A global slot is free: give it to a waiting destination. */
 	while (s->nsessions < s->max_sessions && (w = dests_next_waiting(&s->ds)) != NULL)
 		sched_kick(s, w);
@@ -594,6 +1100,12 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 	s->fd_cap = fd_cap;
 	s->max_sessions = cfg->max_sessions < fd_cap ? cfg->max_sessions : fd_cap;
 	s->epochs = epoch_new(cfg, NULL);
+	{
+		struct shaper_params p;
+		shaper_params_from_config(cfg, &p);
+		shaper_init(&s->sh, &p);
+	}
+	stats_set_shaper(st, &s->sh);
 	s->ops.next_job = sop_next_job;
 	s->ops.on_result = sop_on_result;
 	s->ops.on_site_failure = sop_on_site_failure;
@@ -622,11 +1134,17 @@ sched_free(struct sched *s)
 		while ((j = dest_pop_any(d)) != NULL)
 			ledger_forget(s->lg, j);
 	}
-	dests_free(&s->ds);
+	dests_free(&s->ds);	/* drops the destinations' lane references */
+	stats_set_shaper(s->st, NULL);
+	shaper_free(&s->sh);
 	it = 0;
 	while (map_iter(&s->broken, &it, &k, &v))
 		free(v);
 	map_free(&s->broken);
+	it = 0;
+	while (map_iter(&s->warm, &it, &k, &v))
+		free(v);
+	map_free(&s->warm);
 	while (s->epochs) {
 		struct epoch *ep = s->epochs;
 		s->epochs = ep->next;
@@ -652,8 +1170,16 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 	s->cfg = cfg;
 	s->rules = rules;
 	s->max_sessions = cfg->max_sessions < s->fd_cap ? cfg->max_sessions : s->fd_cap;
+	{
+		struct shaper_params p;
+		shaper_params_from_config(cfg, &p);
+		shaper_set_params(&s->sh, &p);
+	}
+	/* Lanes are looked up again: new pools, limits, sites. Open
+	 * sessions keep their lane until they close. */
+	s->gen++;
 	while (map_iter(&s->ds.map, &it, &k, &v))
-		sched_dest_limits(cfg, v);
+		sched_dest_lanes(s, v);
 	epochs_collect(s);
 }
 
@@ -680,10 +1206,8 @@ sched_route(struct sched *s, struct job *j)
 		return;
 	}
 	d = dests_get(&s->ds, pool, j->domain);
-	if (d->owner == NULL) {
+	if (d->owner == NULL)
 		d->owner = s;
-		sched_dest_limits(s->cfg, d);
-	}
 	if (dest_full(d, s->cfg->max_queued_per_dest)) {
 		/* One slow destination must not fill memory and hold back the
 		 * others: past its share, its jobs wait in Redis. */
@@ -717,12 +1241,19 @@ sched_stop(struct sched *s)
 	}
 	while (dests_next_waiting(&s->ds) != NULL)
 		;
+	while (s->lw_head) {
+		struct dest *d = s->lw_head;
+		s->lw_head = d->lw_next;
+		d->lane_waiting = 0;
+		d->lw_next = NULL;
+	}
 }
 
 void
 sched_halt(struct sched *s)
 {
 	s->stopping = 1;
+	stats_detach(s->st);	/* Redis goes next: no more shaping events */
 }
 
 void
@@ -747,11 +1278,21 @@ sched_sweep(struct sched *s)
 
 	while (map_iter(&s->ds.map, &it, &k, &v)) {
 		struct dest *d = v;
-		if (!dest_sweepable(d, now, DEST_IDLE_MS) || timer_armed(&d->retry_timer))
+		if (!dest_sweepable(d, now, DEST_IDLE_MS) || timer_armed(&d->retry_timer) ||
+		    d->lane_waiting)
 			continue;
 		dests_drop(&s->ds, d);	/* the slot's key is freed; k not used after */
 		n++;
 	}
+	/* Closures and suspensions that ended with nobody waiting for
+	 * them are still reported; then idle lanes nobody holds go. */
+	it = 0;
+	while (map_iter(&s->sh.lanes, &it, &k, &v)) {
+		struct shaper_event ev;
+		if (shaper_poll(&s->sh, v, now, &ev))
+			sched_event(s, &ev);
+	}
+	shaper_sweep(&s->sh, now, DEST_IDLE_MS);
 	return n;
 }
 

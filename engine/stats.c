@@ -6,6 +6,7 @@
 #include "ledger.h"
 #include "map.h"
 #include "redis.h"
+#include "shaper.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #define DESTS_SHOWN 200		/* destinations in one snapshot */
+#define LANES_SHOWN 500		/* lanes in one snapshot */
+#define STATS_EVENTS_MAX 1024	/* shaping events waiting for the next publish */
 
 struct ipstat {				/* per (pool, source IP) */
 	unsigned sessions;
@@ -21,7 +24,81 @@ struct ipstat {				/* per (pool, source IP) */
 
 struct stats {
 	struct map ips;			/* "pool|ip" -> struct ipstat */
+	const struct shaper *sh;	/* lanes to show, or NULL */
+	struct shaper_event *ev;	/* ring of STATS_EVENTS_MAX */
+	size_t ev_head, ev_n;
+	uint64_t ev_dropped;
+	struct rq *rq;			/* from the last stats_publish: events go at once */
 };
+
+/* Write the queued shaping events while Redis takes them. */
+static void
+events_flush(struct stats *st)
+{
+	while (st->rq && st->ev_n > 0 && rq_shaping_event(st->rq, &st->ev[st->ev_head]) == 0) {
+		st->ev_head = (st->ev_head + 1) % STATS_EVENTS_MAX;
+		st->ev_n--;
+	}
+}
+
+void
+stats_set_shaper(struct stats *st, const struct shaper *sh)
+{
+	st->sh = sh;
+}
+
+void
+stats_shaping_event(struct stats *st, const struct shaper_event *ev)
+{
+	if (st->ev == NULL)
+		st->ev = xcalloc(STATS_EVENTS_MAX, sizeof *st->ev);
+	if (st->ev_n == STATS_EVENTS_MAX) {
+		st->ev_head = (st->ev_head + 1) % STATS_EVENTS_MAX;
+		st->ev_n--;
+		st->ev_dropped++;
+	}
+	st->ev[(st->ev_head + st->ev_n) % STATS_EVENTS_MAX] = *ev;
+	st->ev_n++;
+	events_flush(st);
+}
+
+void
+stats_detach(struct stats *st)
+{
+	st->rq = NULL;
+}
+
+/*
+ * lanes_text - one line per lane: NAME WINDOW MAX NCONN RATE CEILING
+ * SUSPENDED_S CLOSED_S SENT SLOWDOWNS (rates as text, "-" when none;
+ * seconds left of a suspension or closure, 0: none).
+ */
+static void
+lanes_text(const struct shaper *sh, struct buf *b)
+{
+	uint64_t now = clock_mono_ms();
+	const char *k;
+	void *v;
+	size_t it = 0, shown = 0;
+
+	while (map_iter(&sh->lanes, &it, &k, &v) && shown++ < LANES_SHOWN) {
+		const struct shaper_lane *l = v;
+		char rate[32], ceil[32];
+
+		pace_rate_text(l->mph, rate, sizeof rate);
+		if (l->ceiling_mph)
+			pace_rate_text(l->ceiling_mph, ceil, sizeof ceil);
+		else
+			snprintf(ceil, sizeof ceil, "-");
+		buf_appendf(b, "%s %u %u %u %s %s %llu %llu %llu %llu\n", l->name, l->window,
+		    l->lim.max_connections ? l->lim.max_connections : 20, l->nconn, rate, ceil,
+		    (unsigned long long)(l->suspended_until > now ?
+		    (l->suspended_until - now + 999) / 1000 : 0),
+		    (unsigned long long)(l->closed_until > now ?
+		    (l->closed_until - now + 999) / 1000 : 0),
+		    (unsigned long long)l->sent, (unsigned long long)l->slowdowns);
+	}
+}
 
 struct stats *
 stats_new(void)
@@ -41,6 +118,7 @@ stats_free(struct stats *st)
 	while (map_iter(&st->ips, &it, &k, &v))
 		free(v);
 	map_free(&st->ips);
+	free(st->ev);
 	free(st);
 }
 
@@ -93,7 +171,7 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
     const struct ledger *lg, unsigned sessions, uint64_t started_ms)
 {
 	const struct ledger_counts *n = ledger_counts(lg);
-	struct buf dests = { 0 }, sites = { 0 }, ips = { 0 };
+	struct buf dests = { 0 }, sites = { 0 }, ips = { 0 }, lanes = { 0 };
 	struct map agg = { 0 };
 	struct rq_stats s;
 	const char *k;
@@ -151,10 +229,21 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 	s.dests = dests.data ? dests.data : "";
 	s.sites = sites.data ? sites.data : "";
 	s.ips = ips.data ? ips.data : "";
+	if (st->sh)
+		lanes_text(st->sh, &lanes);
+	s.lanes = lanes.data ? lanes.data : "";
 	rq_publish_stats(q, &s);
+	st->rq = q;
+	events_flush(st);
+	if (st->ev_dropped) {
+		log_warn("stats", "%llu shaping event(s) dropped: the shaping stream could not "
+		    "be written fast enough", (unsigned long long)st->ev_dropped);
+		st->ev_dropped = 0;
+	}
 	buf_free(&dests);
 	buf_free(&sites);
 	buf_free(&ips);
+	buf_free(&lanes);
 }
 
 void

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "loop.h"
 #include "map.h"
+#include "shaper.h"
 
 struct job;
 struct mxset;
@@ -34,6 +35,18 @@ struct dest {
 	char *pool;			/* pool name (looked up again after a reload) */
 	struct config_limits lim;
 	char site[64];			/* the site its MX hosts fall under, or "" */
+	/* Shaping: the destination its mail goes to (a site, a domain
+	 * block, or the MX rollup) and one lane per pool IP (a pool with
+	 * none: one lane of the pseudo-IP "0.0.0.0"), each referenced. */
+	char sdest[SHAPER_DEST_MAX];
+	struct shaper_limits slim;
+	struct shaper_lane **lanes;
+	size_t *lane_cfg;		/* session settings index (0: default source) */
+	uint32_t *lane_weight;
+	size_t nlanes;
+	unsigned lanes_gen;		/* configuration generation they were built in */
+	int lane_waiting;		/* on the scheduler's list for a full lane */
+	struct dest *lw_next;
 	struct job *qhead, *qtail;
 	size_t queued;
 	unsigned nsessions, nconnecting;
@@ -43,7 +56,6 @@ struct dest {
 	int waiting_global;
 	struct dest *wait_next;
 	uint64_t backoff_until;		/* mono ms: no new connection before */
-	unsigned ip_rr;			/* next pool IP, round robin */
 	uint64_t last_used;		/* mono ms of the last job pushed */
 	uint64_t delivered, deferred, bounced;
 	uint64_t parked;		/* jobs sent back to Redis: over the cap */
@@ -61,6 +73,14 @@ struct dest *dests_get(struct dests *ds, const char *pool, const char *domain);
 /* dests_drop - forget d (it must be empty: no job, no session). */
 void dests_drop(struct dests *ds, struct dest *d);
 void dests_free(struct dests *ds);
+
+/*
+ * dest_set_lanes - d's lanes (n of them, each already referenced for d);
+ * the old ones are unreferenced. dest_clear_lanes drops them all.
+ */
+void dest_set_lanes(struct dest *d, struct shaper_lane **lanes, size_t *cfg, uint32_t *weight,
+    size_t n);
+void dest_clear_lanes(struct dest *d);
 
 /* dest_push - queue j at the tail (now: mono ms, for the idle sweep). */
 void dest_push(struct dest *d, struct job *j, uint64_t now);

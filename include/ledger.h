@@ -53,6 +53,14 @@ void ledger_hand_back(struct ledger *lg, struct job *j);
  * scheduled past expires_at.
  */
 void ledger_settle(struct ledger *lg, struct job *j, struct job_outcome *o);
+/*
+ * ledger_settle_at - ledger_settle, but a deferral is retried at
+ * due_wall_ms (when the reason it waits ends, e.g. a suspension of every
+ * source address) instead of on the retry schedule; due_wall_ms 0 or in
+ * the past: the schedule. Never past expires_at either.
+ */
+void ledger_settle_at(struct ledger *lg, struct job *j, struct job_outcome *o,
+    uint64_t due_wall_ms);
 /* ledger_park - back into Redis untried until due_wall_ms (no event, no
  * attempt counted), and forget j. */
 void ledger_park(struct ledger *lg, struct job *j, uint64_t due_wall_ms);

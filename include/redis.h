@@ -173,12 +173,22 @@ struct rq_stats {
 	size_t in_memory;
 	uint64_t delivered, deferred, bounced, expired, failed, suppressed;
 	const char *dests, *sites, *ips;	/* NULL = "" */
+	const char *lanes;	/* shaping lanes, one per line; NULL = "" */
 };
 void rq_publish_stats(struct rq *q, const struct rq_stats *s);
 
 /* --drain: is nothing unread/pending in the stream and nothing scheduled
  * for retry? empty is 1 if so, 0 if not or on error. */
 int rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg);
+
+/*
+ * rq_shaping_event - one entry on PREFIXshaping (XADD MAXLEN ~
+ * RQ_SHAPING_MAXLEN): lane, action, reason, window, rate, until, ts (wall
+ * ms). Returns 0 when sent, -1 when Redis is not usable now (keep it).
+ */
+struct shaper_event;
+#define RQ_SHAPING_MAXLEN	100000
+int rq_shaping_event(struct rq *q, const struct shaper_event *ev);
 
 /* Policy, pure (exposed for the unit tests). */
 /* Is a write refused with this error kept and retried (LOADING, BUSY,

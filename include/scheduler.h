@@ -7,12 +7,16 @@
  * each session the next job when it asks, and turns every session result
  * into an outcome through trouble.c, which the ledger settles.
  *
- * Sessions are opened from the destination's pool, one source IP after
- * the other; a source that cannot be bound (this host's fault) is set
- * aside for a while and another IP of the pool is used, without blaming
- * the destination. When every MX fails before a transaction the
- * destination backs off; if no other session carries its queue, the
- * queue is deferred.
+ * Sessions are opened from the destination's pool: the shaper picks the
+ * source IP (by weight, among the IPs whose lane may connect and send
+ * now) and paces each lane's sessions and messages; every result goes
+ * back to the lane (docs/shaping.md, "What the scheduler does today"). A
+ * source that cannot be bound (this host's fault) is set aside for a
+ * while and another IP of the pool is used, without blaming the
+ * destination. When every MX fails before a transaction, the lane's
+ * window shrinks (a failed cohort closes it); if no other session carries
+ * the queue, it is deferred. Jobs that wait for a suspended or closed
+ * pool are retried when that ends, not on the retry schedule.
  *
  * A configuration replaced by SIGHUP is freed once the last session
  * opened under it has closed.

@@ -17,7 +17,20 @@ struct dests;
 struct ledger;
 struct rq;
 
+struct shaper;
+struct shaper_event;
+
 struct stats *stats_new(void);
+/* The lanes to publish (NULL: none); the scheduler sets it. */
+void stats_set_shaper(struct stats *st, const struct shaper *sh);
+/*
+ * A lane changed state: to the shaping stream, at once once stats_publish
+ * has named the Redis client, else queued until it does (past
+ * STATS_EVENTS_MAX unsent, the oldest are dropped).
+ */
+void stats_shaping_event(struct stats *st, const struct shaper_event *ev);
+/* Forget the Redis client (teardown: it is about to be freed). */
+void stats_detach(struct stats *st);
 void stats_free(struct stats *st);
 
 /* A session opened (+1) or closed (-1) from pool/src_ip ("" = default). */

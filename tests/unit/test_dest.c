@@ -2,8 +2,10 @@
  * test_dest.c - the scheduler's pure state (dest.c): queue order, expiry
  * when a job leaves a queue, how many sessions to open under the
  * destination's and the global limits and during a back-off, session
- * accounting, the global waiting list, the per-destination cap and the
- * idle sweep. Time is passed in by hand.
+ * accounting, the global waiting list, the per-destination cap, the
+ * idle sweep, and the shaping lanes a destination holds (referenced while
+ * it keeps them, so the shaper's sweep leaves them). Time is passed in by
+ * hand.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 
 #include "dest.h"
 #include "job.h"
+#include "shaper.h"
 #include "util.h"
 
 static struct job *
@@ -248,6 +251,43 @@ test_sweep(void **state)
 	dests_free(&ds);
 }
 
+static void
+test_lanes_referenced(void **state)
+{
+	struct shaper_params p = { .initial_connections = 5, .decrease_pct = 50, .burst = 3 };
+	struct shaper sh;
+	struct shaper_limits lim = { .max_connections = 3 };
+	struct dests ds = { 0 };
+	struct dest *d = dests_get(&ds, "p", "a.test");
+	struct shaper_lane **lanes = xcalloc(2, sizeof *lanes), **again;
+	size_t *cfg = xcalloc(2, sizeof *cfg);
+	uint32_t *w = xcalloc(2, sizeof *w);
+
+	shaper_init(&sh, &p);
+	lanes[0] = shaper_lane(&sh, shaper_ip(&sh, "192.0.2.1", 0), "mx.test", &lim, 0);
+	lanes[1] = shaper_lane(&sh, shaper_ip(&sh, "192.0.2.2", 0), "mx.test", &lim, 0);
+	shaper_lane_ref(lanes[0]);
+	shaper_lane_ref(lanes[1]);
+	dest_set_lanes(d, lanes, cfg, w, 2);
+	assert_int_equal(d->nlanes, 2);
+	assert_int_equal(shaper_sweep(&sh, 10000000, 1), 0);	/* held: kept */
+
+	/* Built again (a reload): the new set is referenced, the old let go. */
+	again = xcalloc(1, sizeof *again);
+	again[0] = lanes[0];
+	shaper_lane_ref(again[0]);
+	dest_set_lanes(d, again, xcalloc(1, sizeof(size_t)), xcalloc(1, sizeof(uint32_t)), 1);
+	assert_int_equal(shaper_lane_find(&sh, "192.0.2.1/mx.test")->refs, 1);
+	assert_int_equal(shaper_sweep(&sh, 10000000, 1), 1);	/* 192.0.2.2's lane */
+	assert_null(shaper_lane_find(&sh, "192.0.2.2/mx.test"));
+
+	dests_drop(&ds, d);		/* lets its lanes go */
+	assert_int_equal(shaper_sweep(&sh, 10000000, 1), 1);
+	assert_null(shaper_lane_find(&sh, "192.0.2.1/mx.test"));
+	dests_free(&ds);
+	shaper_free(&sh);
+}
+
 int
 main(void)
 {
@@ -260,6 +300,7 @@ main(void)
 		cmocka_unit_test(test_wants_mx),
 		cmocka_unit_test(test_wait_list_and_cap),
 		cmocka_unit_test(test_sweep),
+		cmocka_unit_test(test_lanes_referenced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
