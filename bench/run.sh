@@ -317,7 +317,8 @@ if want d && [ -x "$VOLLEY" ]; then
 	start_smtp_sink --nodump "$D_MX" "$SINK_PORT" -w 60 || exit 1
 	CFG_INSTANCE=bench-d CFG_RETRY='[5s]' CFG_MAX_AGE=1h \
 		CFG_SMTP_EXTRA='  max_sessions = 12000;' \
-		CFG_EXTRA='' write_config "$T/volley-d.conf"
+		CFG_EXTRA='shaping { initial_connections = 20; }   # every lane opens its 20 at once' \
+		write_config "$T/volley-d.conf"
 	redis_cli FLUSHALL >/dev/null
 	# idle engine: RSS with an empty queue
 	bg_volley "$T/run-d-idle.log" run -c "$T/volley-d.conf" --no-progress
