@@ -239,28 +239,7 @@ smtpd_client_message_rate_limit = 0
 # straight into the hold queue and qmgr never sees it
 header_checks = static:HOLD
 EOF
-	cat >"$PF/etc/master.cf" <<EOF
-127.0.0.1:$PF_PORT inet n - n - 100 smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+	write_postfix_master_cf "$PF/etc/master.cf" "127.0.0.1:$PF_PORT" 100
 	/usr/lib/postfix/sbin/master -c "$PF/etc" -w 2>"$PF/master.err" ||
 		{ log "(b) postfix master did not start: $(cat "$PF/master.err") $(tail -3 "$PF/maillog")"; return 1; }
 	# the master's pid file is $PF/queue/pid/master.pid; copy it where the

@@ -326,6 +326,37 @@ start_smtp_sink() {
 
 stop_sink() { kill_pidfile "$T/pids/smtp-sink-$1.pid"; kill_pidfile "$T/pids/volley-sink-$1.pid"; }
 
+# write_postfix_master_cf FILE LISTEN MAXPROC: master.cf of a private
+# Postfix instance (a test's smtpd, the bench's relay): smtpd on LISTEN
+# (ADDR:PORT) with at most MAXPROC processes, and the usual services.
+write_postfix_master_cf() {
+	{
+		echo "$2 inet n - n - $3 smtpd"
+		cat <<'EOF'
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	} >"$1"
+}
+
 # start_volley_sink [--nocapture] ADDR PORT [args...]: the project's sink,
 # capturing into $(sink_dir ADDR) unless --nocapture.
 start_volley_sink() {

@@ -153,29 +153,7 @@ smtp_tls_security_level = may
 biff = no
 smtputf8_enable = no
 EOF
-	cat >"$PF/etc/master.cf" <<EOF
-127.0.1.7:$SINK_PORT inet n - n - 10 smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+	write_postfix_master_cf "$PF/etc/master.cf" "127.0.1.7:$SINK_PORT" 10
 	/usr/lib/postfix/sbin/master -c "$PF/etc" -w 2>"$PF/master.err" || return 1
 	wait_for 10 test -s "$PF/queue/pid/master.pid" || return 1
 	echo $(($(tr -d ' ' <"$PF/queue/pid/master.pid"))) >"$T/pids/postfix-master.pid"
