@@ -176,19 +176,7 @@ fi
 postfix_setup() {
 	PF=$T/postfix
 	PF_PORT=$(free_port)
-	mkdir -p "$PF/etc" "$PF/data" "$PF/queue"
-	local d
-	for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
-		mkdir -p "$PF/queue/$d"
-		chown postfix:root "$PF/queue/$d"
-		chmod 700 "$PF/queue/$d"
-	done
-	mkdir -p "$PF/queue/maildrop" "$PF/queue/public" "$PF/queue/pid"
-	chown postfix:postdrop "$PF/queue/maildrop" "$PF/queue/public"
-	chmod 730 "$PF/queue/maildrop"
-	chmod 710 "$PF/queue/public"
-	chown postfix "$PF/data"
-	chmod 700 "$PF/data"
+	make_postfix_dirs "$PF"
 	: >"$PF/maillog"
 	cat >"$PF/etc/main.cf" <<EOF
 compatibility_level = 3.6

@@ -326,6 +326,24 @@ start_smtp_sink() {
 
 stop_sink() { kill_pidfile "$T/pids/smtp-sink-$1.pid"; kill_pidfile "$T/pids/volley-sink-$1.pid"; }
 
+# make_postfix_dirs PF: the queue and data directories of a private
+# Postfix instance under PF (owned as Postfix wants them); PF/etc too.
+make_postfix_dirs() {
+	local pf=$1 d
+	mkdir -p "$pf/etc" "$pf/data" "$pf/queue"
+	for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
+		mkdir -p "$pf/queue/$d"
+		chown postfix:root "$pf/queue/$d"
+		chmod 700 "$pf/queue/$d"
+	done
+	mkdir -p "$pf/queue/maildrop" "$pf/queue/public" "$pf/queue/pid"
+	chown postfix:postdrop "$pf/queue/maildrop" "$pf/queue/public"
+	chmod 730 "$pf/queue/maildrop"
+	chmod 710 "$pf/queue/public"
+	chown postfix "$pf/data"
+	chmod 700 "$pf/data"
+}
+
 # write_postfix_master_cf FILE LISTEN MAXPROC: master.cf of a private
 # Postfix instance (a test's smtpd, the bench's relay): smtpd on LISTEN
 # (ADDR:PORT) with at most MAXPROC processes, and the usual services.

@@ -107,16 +107,9 @@ fake_smtp 127.0.1.6 badtls || bail "fake server (bad TLS, required)"
 # data dirs under $T, no chroot) whose smtpd offers STARTTLS with a
 # self-signed certificate and relays everything to the TLS sink.
 postfix_smtpd() {
-	local PF=$T/postfix d
+	local PF=$T/postfix
 	[ -x /usr/lib/postfix/sbin/master ] && am_root && [ -n "$T" ] || return 1
-	mkdir -p "$PF/etc" "$PF/data" "$PF/queue"
-	for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
-		mkdir -p "$PF/queue/$d"; chown postfix:root "$PF/queue/$d"; chmod 700 "$PF/queue/$d"
-	done
-	mkdir -p "$PF/queue/maildrop" "$PF/queue/public" "$PF/queue/pid"
-	chown postfix:postdrop "$PF/queue/maildrop" "$PF/queue/public"
-	chmod 730 "$PF/queue/maildrop"; chmod 710 "$PF/queue/public"
-	chown postfix "$PF/data"; chmod 700 "$PF/data"
+	make_postfix_dirs "$PF"
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$PF/etc/key.pem" \
 		-out "$PF/etc/cert.pem" -subj "/CN=mx.postfix.test" >/dev/null 2>&1 || return 1
 	: >"$PF/maillog"
