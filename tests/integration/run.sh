@@ -43,7 +43,9 @@ sweep() {
 	done
 	[ "${KEEP:-0}" = 1 ] || rm -rf "${LAB_PARENT:?}"/*
 }
-trap 'sweep; [ "${KEEP:-0}" = 1 ] || rmdir "$LAB_PARENT" 2>/dev/null' EXIT
+# Each test's output, kept apart from the lab dirs the sweep empties.
+RESULTS=$(mktemp -d "${TMPDIR:-/tmp}/volley-results.XXXXXX")
+trap 'sweep; rm -rf "$RESULTS"; [ "${KEEP:-0}" = 1 ] || rmdir "$LAB_PARENT" 2>/dev/null' EXIT
 
 echo "integration: VOLLEY_BUILD=${VOLLEY_BUILD:-build}, timeout ${limit}s per test"
 for t in "${tests[@]}"; do
@@ -55,7 +57,7 @@ for t in "${tests[@]}"; do
 	start=$(date +%s)
 	# stdin from /dev/null: CI has none, and nothing here may prompt.
 	TEST_NAME=$name timeout -k 10 "$limit" bash "$t" </dev/null 2>&1 |
-		sed -u "s/^/[$name] /"
+		sed -u "s/^/[$name] /" | tee "$RESULTS/$name.out"
 	rc=${PIPESTATUS[0]}
 	secs=$(($(date +%s) - start))
 	sweep
@@ -68,7 +70,10 @@ for t in "${tests[@]}"; do
 		why="exit $rc"
 		[ "$rc" -eq 124 ] && why="timed out after ${limit}s"
 		echo "=== $name: FAIL ($why, ${secs}s)"
+		# Kept for the summary: CI logs are often read from the tail.
+		grep -v '] ok ' "$RESULTS/$name.out" | tail -40 >"$RESULTS/$name.fail"
 	fi
+	rm -f "$RESULTS/$name.out"
 done
 
 if [ $((passed + failed)) -eq 0 ]; then
@@ -76,6 +81,14 @@ if [ $((passed + failed)) -eq 0 ]; then
 	echo "0 passed, 0 failed"
 	exit 1
 fi
-[ $failed -gt 0 ] && echo "failed: ${failed_names[*]}"
+if [ $failed -gt 0 ]; then
+	for name in "${failed_names[@]}"; do
+		echo
+		echo "--- $name: what it printed besides its passing checks (last 40 lines)"
+		cat "$RESULTS/$name.fail"
+	done
+	echo
+	echo "failed: ${failed_names[*]}"
+fi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
