@@ -181,6 +181,8 @@ intake_sweep(struct intake *in)
 
 /* --- pause --- */
 
+static int queued_pause_due(void *arg, const struct job *j, uint64_t *due);
+
 int
 intake_paused(const struct intake *in, const struct job *j)
 {
@@ -191,20 +193,23 @@ intake_paused(const struct intake *in, const struct job *j)
 }
 
 /* Replace one cached list with names, logging what changed; the waiting
- * jobs of the names resumed are made due now. */
-static void
+ * jobs of the names resumed are made due now. Returns how many names are
+ * newly paused. */
+static size_t
 pause_replace(struct intake *in, struct map *m, int tenant, const char *const *names, size_t n)
 {
 	const char *kind = tenant ? "tenant" : "campaign";
 	struct map fresh = { 0 };
 	const char *k, **resumed;
 	void *v;
-	size_t it = 0, nr = 0;
+	size_t it = 0, nr = 0, added = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		map_put(&fresh, names[i], (void *)1);
-		if (map_get(m, names[i]) == NULL)
+		if (map_get(m, names[i]) == NULL) {
 			log_info("intake", "%s '%s' is paused: its jobs wait in Redis", kind, names[i]);
+			added++;
+		}
 	}
 	resumed = xcalloc(m->len + 1, sizeof *resumed);
 	while (map_iter(m, &it, &k, &v))
@@ -218,6 +223,7 @@ pause_replace(struct intake *in, struct map *m, int tenant, const char *const *n
 	free(resumed);
 	map_free(m);
 	*m = fresh;
+	return added;
 }
 
 static void
@@ -226,6 +232,7 @@ on_pause_state(void *arg, int ok, const char *const *campaigns, size_t nc,
 {
 	struct intake *in = arg;
 	uint64_t now = loop_now(in->loop);
+	size_t added;
 
 	in->pause_polling = 0;
 	if (!ok) {
@@ -238,9 +245,17 @@ on_pause_state(void *arg, int ok, const char *const *campaigns, size_t nc,
 		}
 		return;
 	}
-	pause_replace(in, &in->paused_campaigns, 0, campaigns, nc);
-	pause_replace(in, &in->paused_tenants, 1, tenants, nt);
+	added = pause_replace(in, &in->paused_campaigns, 0, campaigns, nc);
+	added += pause_replace(in, &in->paused_tenants, 1, tenants, nt);
 	in->pause_known = 1;
+	/* Jobs already queued for a destination when their campaign or
+	 * tenant is paused wait too: only transactions under way finish. */
+	if (added > 0) {
+		size_t n = sched_park_queued(in->sched, queued_pause_due, in);
+		if (n > 0)
+			log_info("intake", "%zu queued job(s) of newly paused campaigns/tenants "
+			    "went back to Redis", n);
+	}
 }
 
 static void
@@ -261,31 +276,53 @@ intake_poll_pause(struct intake *in, uint64_t now_mono)
 }
 
 /*
- * park_if_paused - a job of a paused campaign or tenant goes back to the
- * retry schedule untried (no event, no attempt) and comes back in a
- * second or two; 1 if it did. A job past its expires_at is not held: it
- * goes on and is expired where every job is.
+ * pause_due - whether j must wait for a pause now and, if so, when it is
+ * to come back (*due, wall ms: a second or two, spread). A job past its
+ * expires_at is not held: it goes on and is expired where every job is.
  */
 static int
-park_if_paused(struct intake *in, struct job *j)
+pause_due(struct intake *in, const struct job *j, uint64_t *due)
 {
-	uint64_t now, due;
+	uint64_t now;
 
 	if (in->stopping || !intake_paused(in, j))
 		return 0;
 	now = clock_wall_ms();
 	if (now >= j->expires_at_ms)
 		return 0;
-	due = now + PAUSE_PARK_MS + (in->parked * 7919) % PAUSE_SPREAD_MS;
-	if (due > j->expires_at_ms)
-		due = j->expires_at_ms;
+	*due = now + PAUSE_PARK_MS + (in->parked * 7919) % PAUSE_SPREAD_MS;
+	if (*due > j->expires_at_ms)
+		*due = j->expires_at_ms;
 	if (in->parked++ % 10000 == 0)
 		log_info("intake", "holding jobs of paused campaigns/tenants in Redis "
 		    "(job=%s campaign=%s tenant=%s; %llu so far)", j->id,
 		    j->campaign ? j->campaign : "-", j->tenant ? j->tenant : "-",
 		    (unsigned long long)in->parked);
+	return 1;
+}
+
+/*
+ * park_if_paused - a job of a paused campaign or tenant goes back to the
+ * retry schedule untried (no event, no attempt) and comes back in a
+ * second or two; 1 if it did.
+ */
+static int
+park_if_paused(struct intake *in, struct job *j)
+{
+	uint64_t due;
+
+	if (!pause_due(in, j, &due))
+		return 0;
 	ledger_park(in->lg, j, due);
 	return 1;
+}
+
+/* The scheduler's question about each job queued in memory when a pause
+ * begins. */
+static int
+queued_pause_due(void *arg, const struct job *j, uint64_t *due)
+{
+	return pause_due(arg, j, due);
 }
 
 /* --- bodies and hand-off --- */

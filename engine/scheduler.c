@@ -1222,6 +1222,39 @@ sched_route(struct sched *s, struct job *j)
 	sched_kick(s, d);
 }
 
+size_t
+sched_park_queued(struct sched *s, int (*due_of)(void *arg, const struct job *j, uint64_t *due),
+    void *arg)
+{
+	const char *k;
+	void *v;
+	size_t it = 0, n = 0;
+
+	while (map_iter(&s->ds.map, &it, &k, &v)) {
+		struct dest *d = v;
+		struct job *keep = NULL, **tail = &keep, *j;
+		uint64_t due;
+
+		if (d->queued == 0)
+			continue;
+		while ((j = dest_pop_any(d)) != NULL) {
+			if (due_of(arg, j, &due)) {
+				ledger_park(s->lg, j, due);
+				n++;
+			} else {
+				*tail = j;
+				tail = &j->next;
+			}
+		}
+		/* The others go back in the order they were queued. */
+		while ((j = keep) != NULL) {
+			keep = j->next;
+			dest_push(d, j, d->last_used);
+		}
+	}
+	return n;
+}
+
 void
 sched_stop(struct sched *s)
 {

@@ -55,6 +55,11 @@ void sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 
 /* A job with its body: to its destination (unknown pool, expired: settled). */
 void sched_route(struct sched *s, struct job *j);
+/* Every job queued in memory (not yet given to a session) for which
+ * due_of(arg, j, &due) says so goes back to Redis untried, due at the
+ * wall time it gives (a pause began). Returns how many went. */
+size_t sched_park_queued(struct sched *s,
+    int (*due_of)(void *arg, const struct job *j, uint64_t *due), void *arg);
 
 /* Stop: hand queued jobs back, close idle sessions; sessions finish. */
 void sched_stop(struct sched *s);

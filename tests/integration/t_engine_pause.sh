@@ -6,25 +6,29 @@
 # retry schedule); `volley resume` releases them within a few seconds
 # (within about a second: the engine makes the waiting jobs due at once).
 # A campaign paused while the engine runs is honoured for jobs injected a
-# second later; a paused job past its expires_at ends `expired`. Every job
-# gets exactly one final event.
+# second later; a paused job past its expires_at ends `expired`. Jobs
+# already queued in memory behind a slow lane (4/s) stop within a second or
+# two of the pause and go out after the resume. Every job gets exactly one
+# final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 [ -x "$SINK" ] || bail "volley-sink not built ($SINK)"
 
 start_redis || bail "redis did not start"
-start_dns "$(dns_domain pause.test 127.0.1.91)" || bail "dnsmasq did not start"
+start_dns < <(dns_domain pause.test 127.0.1.91; dns_domain slow.test 127.0.1.91) ||
+	bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 start_volley_sink 127.0.1.91 "$SINK_PORT" || bail "volley-sink"
-CFG_MAX_AGE=5min write_config "$T/volley.conf"
+CFG_MAX_AGE=5min CFG_EXTRA='domain "slow.test" { max_rate = "4/s"; }' write_config "$T/volley.conf"
 C="$T/volley.conf"
 "$VOLLEY" check-config -c "$C" >/dev/null || bail "config: $("$VOLLEY" check-config -c "$C" 2>&1)"
 printf 'From: f@sender.test\r\nSubject: pause\r\n\r\nbody\r\n' >"$T/msg.eml"
 
 inject() {	# inject NAME N [inject options...]: N jobs to NAME-i@pause.test
-	local name=$1 n=$2
+	local name=$1 n=$2 dom=pause.test
 	shift 2
-	for i in $(seq 1 "$n"); do echo "$name-$i@pause.test"; done >"$T/rcpts.$name"
+	case "$name" in slow*) dom=slow.test ;; esac
+	for i in $(seq 1 "$n"); do echo "$name-$i@$dom"; done >"$T/rcpts.$name"
 	"$VOLLEY" inject -c "$C" --from f@sender.test --msg "$T/msg.eml" --rcpts "$T/rcpts.$name" \
 		"$@" >/dev/null || bail "inject $name failed"
 }
@@ -121,11 +125,33 @@ wait_for 10 at_least 10 status=delivered campaign=D &&
 	not_ok "campaign D delivered after resume" "$(delivered campaign=D) of 10"
 "$VOLLEY" resume -c "$C" campaign E >/dev/null
 
+# Paused while its jobs are already queued in memory (a 4/s lane holds
+# 40 for 10 s): what is queued stops too, not only what is read later.
+inject slow 40 --campaign G
+wait_for 15 at_least 4 status=delivered campaign=G || note "campaign G: fewer than 4 delivered"
+"$VOLLEY" pause -c "$C" campaign G >/dev/null
+sleep 2
+c1=$(delivered campaign=G)
+sleep 3
+c2=$(delivered campaign=G)
+if [ "$c1" -lt 40 ] && [ "$c2" = "$c1" ]; then
+	ok "queued jobs of a campaign paused mid-run stop ($c1 of 40 went before the pause took hold)"
+else
+	not_ok "queued jobs of a campaign paused mid-run stop" "$c1 then $c2 of 40 delivered"
+fi
+grep -q "queued job(s) of newly paused campaigns/tenants went back to Redis" "$T/run.log" &&
+	ok "the engine logs that it took the queued jobs back" ||
+	not_ok "the engine logs that it took the queued jobs back" "$(show_log "$T/run.log")"
+"$VOLLEY" resume -c "$C" campaign G >/dev/null
+wait_for 30 at_least 40 status=delivered campaign=G &&
+	ok "campaign G delivered after resume" ||
+	not_ok "campaign G delivered after resume" "$(delivered campaign=G) of 40"
+
 kill -TERM "$pid"
 wait_pid "$pid" 30
 is "SIGTERM: exit 0" "$WAIT_RC" 0
-check "every job has exactly one final event (71 jobs)" events check-final --expect 71
+check "every job has exactly one final event (111 jobs)" events check-final --expect 111
 is "pausing writes no event: nothing deferred" "$(events count status=deferred)" 0
-is "the sink got every message but the expired one" "$(sink_count 127.0.1.91)" 70
+is "the sink got every message but the expired one" "$(sink_count 127.0.1.91)" 110
 is "nothing left in the retry schedule" "$(redis_cli ZCARD volley:retry)" 0
 done_testing
