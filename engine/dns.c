@@ -43,6 +43,12 @@
  * expired entries are dropped when met, and past DNS_CACHE_MAX the oldest
  * entry goes.
  *
+ * At most DNS_MAX_QUERIES c-ares queries are out at once; the rest wait
+ * in a FIFO and start as answers come in. A burst of a thousand new
+ * domains would otherwise send a few thousand datagrams at once and
+ * overflow the resolver's socket buffer (a local dnsmasq or unbound drops
+ * them silently), turning a cold start into DNS time-outs.
+ *
  * Config: dns_servers (NULL: /etc/resolv.conf), dns_timeout_ms (total time
  * for one query against one server: c-ares gets a third of it per try with
  * 2 tries, since it doubles the timeout on the second try), dns_min_ttl_ms
@@ -220,6 +226,18 @@ struct dns_entry {
 	char *names;
 };
 
+#define DNS_MAX_QUERIES	100
+
+/* One c-ares query, started at once or queued behind DNS_MAX_QUERIES. */
+struct dns_q {
+	struct dns *d;
+	ares_callback cb;
+	void *arg;
+	int type;
+	struct dns_q *next;
+	char name[256];
+};
+
 struct dns {
 	struct loop *l;
 	ares_channel ch;
@@ -235,6 +253,9 @@ struct dns {
 	size_t cache_max;
 	struct dns_lookup *done_head, *done_tail;
 	size_t nlookups;		/* created and not yet delivered */
+	unsigned nq;			/* c-ares queries out */
+	int qdraining;
+	struct dns_q *qhead, *qtail;	/* queries waiting for a slot */
 };
 
 /* --- random source for tie shuffling --- */
@@ -1080,6 +1101,71 @@ lookup_on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int ale
 }
 
 /* lookup_resolve_hosts - A and AAAA queries for every host, in parallel. */
+/* --- the query gate --- */
+
+static void dns_q_drain(struct dns *d);
+
+static void
+dns_q_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_q *q = arg;
+	struct dns *d = q->d;
+	ares_callback cb = q->cb;
+	void *cbarg = q->arg;
+
+	d->nq--;
+	free(q);
+	cb(cbarg, status, timeouts, abuf, alen);
+	dns_q_drain(d);
+}
+
+static void
+dns_q_start(struct dns *d, struct dns_q *q)
+{
+	d->nq++;
+	ares_query(d->ch, q->name, C_IN, q->type, dns_q_done, q);	/* may call back at once */
+}
+
+static void
+dns_q_drain(struct dns *d)
+{
+	if (d->qdraining || d->closing)
+		return;
+	d->qdraining = 1;
+	while (d->nq < DNS_MAX_QUERIES && d->qhead != NULL) {
+		struct dns_q *q = d->qhead;
+		d->qhead = q->next;
+		if (d->qhead == NULL)
+			d->qtail = NULL;
+		q->next = NULL;
+		dns_q_start(d, q);
+	}
+	d->qdraining = 0;
+}
+
+/* dns_send - one query for name (at most 255 bytes), now or when a slot
+ * frees up; cb is called exactly once either way. */
+static void
+dns_send(struct dns *d, const char *name, int type, ares_callback cb, void *arg)
+{
+	struct dns_q *q = xcalloc(1, sizeof *q);
+
+	q->d = d;
+	q->cb = cb;
+	q->arg = arg;
+	q->type = type;
+	snprintf(q->name, sizeof q->name, "%s", name);
+	if (d->nq < DNS_MAX_QUERIES && d->qhead == NULL) {
+		dns_q_start(d, q);
+		return;
+	}
+	if (d->qtail)
+		d->qtail->next = q;
+	else
+		d->qhead = q;
+	d->qtail = q;
+}
+
 static void
 lookup_resolve_hosts(struct dns_lookup *lk)
 {
@@ -1096,8 +1182,8 @@ lookup_resolve_hosts(struct dns_lookup *lk)
 			continue;
 		}
 		lk->pending += 2;
-		ares_query(d->ch, h->name, C_IN, T_A, lookup_on_a, h);
-		ares_query(d->ch, h->name, C_IN, T_AAAA, lookup_on_aaaa, h);
+		dns_send(d, h->name, T_A, lookup_on_a, h);
+		dns_send(d, h->name, T_AAAA, lookup_on_aaaa, h);
 	}
 	if (--lk->pending == 0)
 		lookup_hosts_done(lk);
@@ -1260,6 +1346,14 @@ dns_free(struct dns *d)
 	 * socket is reported closed (-> its poll is cancelled). */
 	ares_destroy(d->ch);
 	ares_library_cleanup();
+	/* Queries still waiting for a slot end the same way. */
+	while (d->qhead) {
+		struct dns_q *q = d->qhead;
+		d->qhead = q->next;
+		q->cb(q->arg, ARES_EDESTRUCTION, 0, NULL, 0);
+		free(q);
+	}
+	d->qtail = NULL;
 	timer_cancel(d->l, &d->timer);
 	timer_cancel(d->l, &d->deliver);
 	dns_on_deliver(&d->deliver);
@@ -1348,7 +1442,7 @@ dns_query_mx(struct dns *d, const char *domain,
 	lk->pending = 1;
 	ht_insert(&d->inflight, &lk->hn);
 	d->nlookups++;
-	ares_query(d->ch, key, C_IN, T_MX, lookup_on_mx, lk);
+	dns_send(d, key, T_MX, lookup_on_mx, lk);
 	dns_timer_update(d);
 }
 
