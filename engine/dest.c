@@ -61,6 +61,7 @@ dest_free(struct dest *d)
 {
 	dest_clear_lanes(d);
 	mxset_unref(d->mx);
+	free(d->lw);
 	free(d->key);
 	free(d->domain);
 	free(d->pool);

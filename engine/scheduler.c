@@ -96,7 +96,6 @@ struct sched {
 	struct shaper sh;		/* lanes: (source IP, destination) */
 	struct map warm;		/* "ip" or "ip|site" -> struct warm */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
-	struct dest *lw_head;		/* destinations waiting for a full lane */
 	unsigned nsessions;
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
@@ -319,6 +318,8 @@ sched_pool(const struct sched *s, const struct dest *d)
  * falls back to `default`). Built again when the destination name or the
  * configuration generation changed.
  */
+static void sched_lw_remove(struct sched *s, struct dest *d);
+
 static void
 sched_dest_lanes(struct sched *s, struct dest *d)
 {
@@ -335,6 +336,7 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 	uint64_t now = loop_now(s->loop);
 
 	if (d->mx == NULL) {
+		sched_lw_remove(s, d);
 		dest_clear_lanes(d);
 		return;
 	}
@@ -344,6 +346,7 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 	site = shaper_destination(c, d->domain, hosts, nh, name, sizeof name, &cl);
 	if (d->nlanes > 0 && d->lanes_gen == s->gen && strcmp(name, d->sdest) == 0)
 		return;
+	sched_lw_remove(s, d);	/* its counts are on the old lanes */
 	d->lim = cl;
 	snprintf(d->site, sizeof d->site, "%s", site ? site->name : "");
 	snprintf(d->sdest, sizeof d->sdest, "%s", name);
@@ -554,18 +557,75 @@ sched_arm(struct sched *s, struct dest *d, uint64_t at)
  * idle session of another destination on one of those lanes holds a slot
  * it does not use: close it.
  */
+/* Put d at the end of the waiting queue of each of its lanes. */
+static void
+sched_lw_link(struct sched *s, struct dest *d)
+{
+	(void)s;
+	if (d->lw_cap < d->nlanes) {
+		free(d->lw);
+		d->lw = xcalloc(d->nlanes, sizeof *d->lw);
+		d->lw_cap = d->nlanes;
+	}
+	d->lane_waiting = 1;
+	for (size_t i = 0; i < d->nlanes; i++) {
+		struct shaper_lane *l = d->lanes[i];
+		struct dest_lw *w = &d->lw[i];
+
+		w->d = d;
+		w->next = NULL;
+		w->prev = l->sched_wq_tail;
+		if (l->sched_wq_tail)
+			l->sched_wq_tail->next = w;
+		else
+			l->sched_wq_head = w;
+		l->sched_wq_tail = w;
+		l->sched_waiting++;
+	}
+}
+
+/* Take d out of its lanes' waiting queues (before its lanes change, when
+ * it is woken, at stop). O(its lanes). */
+static void
+sched_lw_remove(struct sched *s, struct dest *d)
+{
+	(void)s;
+	if (!d->lane_waiting)
+		return;
+	d->lane_waiting = 0;
+	for (size_t i = 0; i < d->nlanes; i++) {
+		struct shaper_lane *l = d->lanes[i];
+		struct dest_lw *w = &d->lw[i];
+
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			l->sched_wq_head = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		else
+			l->sched_wq_tail = w->prev;
+		w->prev = w->next = NULL;
+		if (l->sched_waiting > 0)
+			l->sched_waiting--;
+	}
+}
+
 static void
 sched_wait_lane(struct sched *s, struct dest *d)
 {
 	const char *k;
 	void *v;
 	size_t it = 0;
+	unsigned idle = 0;
 
 	if (d->lane_waiting)
 		return;
-	d->lane_waiting = 1;
-	d->lw_next = s->lw_head;
-	s->lw_head = d;
+	sched_lw_link(s, d);
+	for (size_t i = 0; i < d->nlanes; i++)
+		idle += d->lanes[i]->sched_idle;
+	if (idle == 0)
+		return;		/* nobody's idle session to close: no scan */
 	while (map_iter(&s->ds.map, &it, &k, &v)) {
 		struct dest *o = v;
 		if (o == d || o->idle == NULL)
@@ -582,23 +642,48 @@ sched_wait_lane(struct sched *s, struct dest *d)
 }
 
 /*
- * sched_kick_waiters - a lane slot is free (a session closed, a window
- * grew): the destinations waiting for one try again (those still blocked
- * put themselves back on the list).
+ * sched_kick_waiters - a slot of lane l is free (a session on it closed,
+ * its window grew): the destinations waiting for l try again, oldest
+ * first, until one of them has taken the room (one still blocked goes to
+ * the end of the queues again; each waiter is tried at most once). l
+ * NULL: every waiting destination (the sweep's safety net). A thousand
+ * destinations can share a site's lanes: waking them all on every result
+ * made each message cost a pass over all of them, to open one session.
  */
 static void
-sched_kick_waiters(struct sched *s)
+sched_kick_waiters(struct sched *s, struct shaper_lane *l)
 {
-	struct dest *lw = s->lw_head;
+	if (l == NULL) {
+		const char *k;
+		void *v;
+		size_t it = 0, n = 0, i = 0;
+		struct dest **all;
 
-	s->lw_head = NULL;
-	while (lw) {
-		struct dest *n = lw->lw_next;
-		lw->lane_waiting = 0;
-		lw->lw_next = NULL;
-		if (lw->queued > 0)
-			sched_kick(s, lw);
-		lw = n;
+		while (map_iter(&s->ds.map, &it, &k, &v))
+			n += ((struct dest *)v)->lane_waiting != 0;
+		if (n == 0)
+			return;
+		all = xcalloc(n, sizeof *all);
+		it = 0;
+		while (map_iter(&s->ds.map, &it, &k, &v) && i < n)
+			if (((struct dest *)v)->lane_waiting)
+				all[i++] = v;
+		for (size_t j = 0; j < i; j++) {
+			sched_lw_remove(s, all[j]);
+			if (all[j]->queued > 0)
+				sched_kick(s, all[j]);	/* may wait again */
+		}
+		free(all);
+		return;
+	}
+	for (unsigned tries = l->sched_waiting; tries > 0 && l->sched_wq_head; tries--) {
+		struct dest *d = l->sched_wq_head->d;
+
+		sched_lw_remove(s, d);
+		if (d->queued > 0)
+			sched_kick(s, d);	/* may wait again, at the end */
+		if (l->nconn >= l->window)
+			break;			/* the room is taken */
 	}
 }
 
@@ -606,11 +691,8 @@ sched_kick_waiters(struct sched *s)
 static int
 sched_lane_wanted(const struct sched *s, const struct shaper_lane *l)
 {
-	for (const struct dest *d = s->lw_head; d; d = d->lw_next)
-		for (size_t i = 0; i < d->nlanes; i++)
-			if (d->lanes[i] == l)
-				return 1;
-	return 0;
+	(void)s;
+	return l->sched_waiting > 0;
 }
 
 /*
@@ -945,8 +1027,7 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 	if (!s->stopping && ref->lane->nconn < ref->lane->window) {
 		if (d->queued > d->nconnecting + 1)	/* this session takes one */
 			sched_kick(s, d);
-		if (s->lw_head)
-			sched_kick_waiters(s);
+		sched_kick_waiters(s, ref->lane);
 	}
 }
 
@@ -1033,6 +1114,7 @@ sop_on_idle(struct session *ss, int idle)
 	struct dest *d = ref->d;
 
 	if (idle) {
+		ref->lane->sched_idle++;
 		session_list_set_prev(ss, NULL);
 		session_list_set_next(ss, d->idle);
 		if (d->idle)
@@ -1045,6 +1127,8 @@ sop_on_idle(struct session *ss, int idle)
 			session_quit(ss);
 	} else {
 		struct session *p = session_list_prev(ss), *n = session_list_next(ss);
+		if (ref->lane->sched_idle > 0)
+			ref->lane->sched_idle--;
 		if (p)
 			session_list_set_next(p, n);
 		else if (d->idle == ss)
@@ -1062,22 +1146,26 @@ sop_on_closed(struct session *ss)
 	struct sref *ref = session_owner(ss);
 	struct sched *s = ref->s;
 	struct dest *d = ref->d, *w;
+	struct shaper_lane *lane = ref->lane;
 
 	dest_session_closed(d, session_was_established(ss));
 	s->nsessions--;
 	stats_session(s->st, d->pool, session_src_ip(ss), -1);
-	shaper_disconnect(&s->sh, ref->lane);
-	shaper_lane_unref(ref->lane);
+	shaper_disconnect(&s->sh, lane);
 	ref->ep->nsessions--;
 	free(ref);
 	if (s->epochs->next)
 		epochs_collect(s);
-	if (s->stopping)
+	if (s->stopping) {
+		shaper_lane_unref(lane);
 		return;
+	}
 	if (d->queued > 0)
 		sched_kick(s, d);
-	/* A lane slot is free: the destinations waiting for one try again. */
-	sched_kick_waiters(s);
+	/* A slot of this lane is free: the destinations waiting for it try
+	 * again (the lane is still referenced here). */
+	sched_kick_waiters(s, lane);
+	shaper_lane_unref(lane);
 	/* A global slot is free: give it to a waiting destination. */
 	while (s->nsessions < s->max_sessions && (w = dests_next_waiting(&s->ds)) != NULL)
 		sched_kick(s, w);
@@ -1274,12 +1362,9 @@ sched_stop(struct sched *s)
 	}
 	while (dests_next_waiting(&s->ds) != NULL)
 		;
-	while (s->lw_head) {
-		struct dest *d = s->lw_head;
-		s->lw_head = d->lw_next;
-		d->lane_waiting = 0;
-		d->lw_next = NULL;
-	}
+	it = 0;
+	while (map_iter(&s->ds.map, &it, &k, &v))
+		sched_lw_remove(s, v);
 }
 
 void
@@ -1309,6 +1394,11 @@ sched_sweep(struct sched *s)
 	void *v;
 	size_t it = 0, n = 0;
 
+	/* Slots are handed to their lane's waiters as they free up; anything
+	 * that frees one some other way (a reload, a reopening) is caught
+	 * here at the latest. */
+	if (!s->stopping)
+		sched_kick_waiters(s, NULL);
 	while (map_iter(&s->ds.map, &it, &k, &v)) {
 		struct dest *d = v;
 		if (!dest_sweepable(d, now, DEST_IDLE_MS) || timer_armed(&d->retry_timer) ||

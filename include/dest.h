@@ -29,6 +29,13 @@ struct job;
 struct mxset;
 struct session;
 
+/* A destination's place in the waiting queue of one of its lanes (the
+ * scheduler links them; one per lane while it waits for a full lane). */
+struct dest_lw {
+	struct dest *d;
+	struct dest_lw *prev, *next;
+};
+
 struct dest {
 	char *key;			/* "pool|domain" */
 	char *domain;			/* the domain as used for DNS (A-labels) */
@@ -45,8 +52,9 @@ struct dest {
 	uint32_t *lane_weight;
 	size_t nlanes;
 	unsigned lanes_gen;		/* configuration generation they were built in */
-	int lane_waiting;		/* on the scheduler's list for a full lane */
-	struct dest *lw_next;
+	int lane_waiting;		/* in its lanes' waiting queues (full lanes) */
+	struct dest_lw *lw;		/* nlanes of them while waiting */
+	size_t lw_cap;
 	struct job *qhead, *qtail;
 	size_t queued;
 	unsigned nsessions, nconnecting;

@@ -84,6 +84,8 @@ struct shaper_ip {
 	uint64_t sent;
 };
 
+struct dest_lw;
+
 struct shaper_lane {
 	char name[SHAPER_LANE_MAX];	/* "ip/destination" */
 	struct shaper_ip *ip;
@@ -126,6 +128,11 @@ struct shaper_lane {
 
 	int64_t wrr;			/* smooth weighted round robin (shaper_pick) */
 	unsigned refs;			/* holders of a pointer (shaper_lane_ref) */
+	/* Kept by the scheduler, not the shaper: the destinations waiting
+	 * for a slot of this lane, oldest first, and this lane's idle
+	 * sessions (so a freed slot wakes only its own waiters). */
+	struct dest_lw *sched_wq_head, *sched_wq_tail;
+	unsigned sched_waiting, sched_idle;
 	uint64_t last_used;
 	uint64_t sent, clean, slowdowns, failures;
 };
