@@ -18,18 +18,30 @@
 #   (d) 500 domains x max_connections 20 = 10,000 sessions against an
 #       smtp-sink that stalls every DATA for 60 s (-w 60); volley's RSS and
 #       the established session count while they are all open.
+#   (e) shaping cost: N jobs over 1,000 domains into volley-sink, first
+#       unshaped (default pool, one source IP, no site: every domain its
+#       own destination), then through a 4-IP pool with 5 site blocks
+#       (each domain's MX matches one site's pattern), limits set high
+#       (25 connections per lane, 1,000,000/s): 20 lanes.
+#   (f) convergence: volley-sink answers "421 4.7.0" once a client IP had
+#       CONV_LIMIT (600) messages accepted in the current minute; the lane's
+#       max_rate is 3x that; default shaping settings. 1,200 jobs; reported:
+#       how long until the lane settles under the limit (the first 10 s
+#       window after which no window has more than 5% of its attempts
+#       refused), the 421s drawn until then and after, and the rate it
+#       settles at.
 #
 #   For every (a) row also the CPU time per message, separately for the
 #   engine (utime+stime of the `volley run --drain` process, from wait4())
 #   and for redis-server (utime+stime from /proc/PID/stat read before and
 #   after the drain), in microseconds per message.
 #
-# Environment: BENCH_N (20000), BENCH_PARTS ("a b c d"), KEEP=1.
+# Environment: BENCH_N (20000), BENCH_PARTS ("a b c d e f"), KEEP=1.
 # Output: one line per figure, then a summary table (docs/benchmarks.md).
 . "$(dirname "$0")/../tests/lib.sh"
 
 N=${BENCH_N:-20000}
-PARTS=${BENCH_PARTS:-a b c d}
+PARTS=${BENCH_PARTS:-a b c d e f}
 NDOM=50
 MX=127.0.1.1
 declare -A RATE=() NOTE=() CPU_ENGINE=() CPU_REDIS=()
@@ -91,6 +103,8 @@ start_redis || { echo "bench: redis did not start" >&2; exit 1; }
 start_dns < <(
 	for i in $(seq 0 $((NDOM - 1))); do dns_domain "b$i.test" "$MX"; done
 	for i in $(seq 0 499); do dns_domain "s$i.test" 127.0.1.3; done
+	for i in $(seq 0 999); do dns_domain "d$i.site$((i % 5)).test" 127.0.1.4; done
+	dns_domain conv.test 127.0.1.5
 ) || { echo "bench: dnsmasq did not start" >&2; exit 1; }
 SINK_PORT=$(free_port)
 
@@ -106,13 +120,15 @@ CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h write_config "$T/volley.conf"
 CFG_INSTANCE=bench CFG_RETRY='[5s]' CFG_MAX_AGE=1h CFG_SMTP_EXTRA='  max_connections = 2;' \
 	write_config "$T/volley-100.conf"
 
-# volley_round LABEL [CONF]: inject N jobs, drain them, report.
+# volley_round LABEL [CONF [RCPTS [inject options...]]]: inject N jobs,
+# drain them, report.
 volley_round() {
-	local label=$1 conf=${2:-$T/volley.conf} t0 ms inj delivered rpid r0 r1
+	local label=$1 conf=${2:-$T/volley.conf} rcpts=${3:-$T/rcpts} t0 ms inj delivered rpid r0 r1
+	shift $(($# < 3 ? $# : 3))
 	redis_cli FLUSHALL >/dev/null
 	t0=$(now_ms)
 	"$VOLLEY" inject -c "$conf" --from bench@sender.test --msg "$T/msg.eml" \
-		--rcpts "$T/rcpts" >"$T/inject.log" 2>&1 || { log "inject failed: $(tail -3 "$T/inject.log")"; return 1; }
+		--rcpts "$rcpts" "$@" >"$T/inject.log" 2>&1 || { log "inject failed: $(tail -3 "$T/inject.log")"; return 1; }
 	inj=$(($(now_ms) - t0))
 	log "(a) $label: injected $N jobs in $inj ms ($(rate "$N" "$inj")/s)"
 	rpid=$(redis_pid)
@@ -318,6 +334,94 @@ if want d && [ -x "$VOLLEY" ]; then
 	log "(d) ${NOTE[sessions]}"
 fi
 
+# --- (e) the cost of shaping ------------------------------------------------------
+if want e && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
+	E_MX=127.0.1.4
+	for i in $(seq 0 $((N - 1))); do d=$((i % 1000)); echo "u$i@d$d.site$((d % 5)).test"; done >"$T/rcpts-e"
+	CFG_INSTANCE=bench-e CFG_RETRY='[5s]' CFG_MAX_AGE=1h write_config "$T/volley-e1.conf"
+	{
+		echo 'pool "bulk" {'
+		for k in 1 2 3 4; do echo "  ip \"127.0.0.1$k\" { ehlo = \"b$k.bench.test\"; }"; done
+		echo '}'
+		for k in 0 1 2 3 4; do
+			echo "site \"site$k\" { mx = [\"*.site$k.test\"]; max_connections = 25;"
+			echo "  max_msgs_per_connection = 100000; max_rate = \"1000000/s\"; }"
+		done
+	} >"$T/e-extra.conf"
+	CFG_INSTANCE=bench-e CFG_RETRY='[5s]' CFG_MAX_AGE=1h CFG_EXTRA="$(cat "$T/e-extra.conf")" \
+		write_config "$T/volley-e2.conf"
+	if ! "$VOLLEY" check-config -c "$T/volley-e2.conf" >"$T/e-check.log" 2>&1; then
+		NOTE[shaped]="config refused: $(head -3 "$T/e-check.log" | tr '\n' ' ')"
+	elif start_volley_sink --nocapture "$E_MX" "$SINK_PORT" --quiet; then
+		volley_round unshaped "$T/volley-e1.conf" "$T/rcpts-e"
+		volley_round shaped "$T/volley-e2.conf" "$T/rcpts-e" --pool bulk
+		# Which source IPs carried the shaped round (events carry ip).
+		NOTE[shaped_ips]=$(events json | "$PY" -c '
+import collections, json, sys
+c = collections.Counter(json.loads(l).get("ip", "") for l in sys.stdin)
+print(" ".join("%s:%d" % (k, v) for k, v in sorted(c.items())))')
+		stop_sink "$E_MX"
+	else
+		NOTE[shaped]="volley-sink did not start"
+	fi
+fi
+
+# --- (f) convergence under a provider's per-IP limit ---------------------------------
+if want f && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
+	F_MX=127.0.1.5 LIM=${CONV_LIMIT:-600} FN=1200
+	cat >"$T/sink-f.conf" <<CONF
+limits { per_ip_rate = "$LIM/min"; }
+replies { rate_limit = "421 4.7.0 [{ip}] Too many messages from your IP address, slow down"; }
+CONF
+	CFG_INSTANCE=bench-f CFG_RETRY='[1s]' CFG_MAX_AGE=1h \
+		CFG_EXTRA="domain \"conv.test\" { max_rate = \"$((LIM * 3))/min\"; }" write_config "$T/volley-f.conf"
+	for i in $(seq 1 $FN); do echo "c$i@conv.test"; done >"$T/rcpts-f"
+	if start_volley_sink --nocapture "$F_MX" "$SINK_PORT" -c "$T/sink-f.conf" --quiet; then
+		redis_cli FLUSHALL >/dev/null
+		"$VOLLEY" inject -c "$T/volley-f.conf" --from bench@sender.test --msg "$T/msg.eml" \
+			--rcpts "$T/rcpts-f" >/dev/null 2>&1
+		t0=$(now_ms)
+		VOLLEY_LOG=warn cpu_drain "$T/run-f.log" 400 -c "$T/volley-f.conf" --no-progress
+		stop_sink "$F_MX"
+		NOTE[conv]=$(events json | "$PY" -c '
+import json, sys
+t0, lim, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+acc, ref = {}, {}
+for line in sys.stdin:
+    e = json.loads(line)
+    b = (int(e.get("ts", t0)) - t0) // 10000
+    if e.get("status") == "delivered":
+        acc[b] = acc.get(b, 0) + 1
+    elif e.get("status") == "deferred" and "421" in str(e.get("code", "")):
+        ref[b] = ref.get(b, 0) + 1
+last = max(list(acc) + list(ref) + [0])
+def bad(b):
+    a, r = acc.get(b, 0), ref.get(b, 0)
+    return r > 0.05 * (a + r)
+settle = 0
+for b in range(last + 1):
+    if bad(b):
+        settle = b + 1
+before = sum(v for b, v in ref.items() if b < settle)
+after = sum(v for b, v in ref.items() if b >= settle)
+full = [acc.get(b, 0) for b in range(settle, last)]  # the last window is partial
+rate = (sum(full) / len(full) * 6) if full else 0
+tail = full[-3:]
+end = (sum(tail) / len(tail) * 6) if tail else 0
+curve = " ".join("%d/%d" % (acc.get(b, 0), ref.get(b, 0)) for b in range(last + 1))
+print("limit %d/min: settled after %d s with %d 421s on the way, %d more after (probes); "
+      "%.0f/min on average from then on (%.0f%% of the limit), %.0f/min at the end (%.0f%%); "
+      "%d of %d delivered; per 10 s accepted/421: %s"
+      % (lim, settle * 10, before, after, rate, 100.0 * rate / lim, end, 100.0 * end / lim,
+         sum(acc.values()), n, curve))
+' "$t0" "$LIM" "$FN")
+		[ "$DRAIN_RC" = 0 ] || NOTE[conv]="drain exit $DRAIN_RC; ${NOTE[conv]}"
+		log "(f) ${NOTE[conv]}"
+	else
+		NOTE[conv]="volley-sink did not start"
+	fi
+fi
+
 # --- summary --------------------------------------------------------------------------
 echo
 echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -332,11 +436,16 @@ row "(a) same, 2 sessions/domain (100)" volley_smtp_sink_100
 row "(a) volley -> volley-sink (50 domains)" volley_volley_sink
 row "(b) Postfix relay, pre-loaded queue" postfix
 row "(c) smtp-source -> smtp-sink (ceiling)" smtp_source
+row "(e) 1,000 domains, unshaped, 1 IP" unshaped
+row "(e) same, 4-IP pool x 5 sites (20 lanes)" shaped
 ratio() { [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ] && [ "${RATE[$2]}" -gt 0 ] &&
 	awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN{printf "%.2fx", a/b}' || echo n/a; }
 printf '  %-44s %10s\n' "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
 printf '  %-44s %10s\n' "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
 printf '  %-44s %10s\n' "volley (100 sessions) / smtp-source (100)" "$(ratio volley_smtp_sink_100 smtp_source)"
+printf '  %-44s %10s\n' "(e) shaped / unshaped" "$(ratio shaped unshaped)"
 echo "  (d) ${NOTE[sessions]:-not run}"
+[ -n "${NOTE[shaped_ips]:-}" ] && echo "  (e) shaped round by source IP: ${NOTE[shaped_ips]}"
+echo "  (f) ${NOTE[conv]:-not run}"
 echo "  (us/m: CPU microseconds per message, utime+stime, during the drain only)"
 exit 0
