@@ -111,6 +111,8 @@ on_connected(void *arg)
 	struct engine *e = arg;
 
 	e->stream_empty = 0;
+	/* Warm-up counters first: answered before the jobs arrive. */
+	sched_warm_sync(e->sched, e->rq, 0);
 	rq_fetch(e->rq, read_room(e));
 }
 
@@ -123,7 +125,7 @@ on_drain_check(void *arg, int empty)
 
 	e->drain_checking = 0;
 	if (empty && ledger_count(e->lg) == 0 && sched_sessions(e->sched) == 0 &&
-	    rq_outstanding(e->rq) == 0) {
+	    rq_outstanding(e->rq) == 0 && !sched_warm_busy(e->sched)) {
 		log_info("engine", "drained: nothing unread, pending, scheduled or in a session");
 		e->stopped = 1;
 		loop_stop(e->loop);
@@ -229,8 +231,13 @@ on_tick(struct timer *t)
 		sig_hup = 0;
 		engine_reload(e);
 	}
+	/* Warm-up counts to Redis and every host's totals back; when
+	 * stopping, all of them at once (the stop waits for them). */
+	if (rq_connected(e->rq))
+		sched_warm_sync(e->sched, e->rq, e->stopping);
 	if (e->stopping) {
-		if (sched_sessions(e->sched) == 0 && rq_outstanding(e->rq) == 0) {
+		if (sched_sessions(e->sched) == 0 && rq_outstanding(e->rq) == 0 &&
+		    !sched_warm_busy(e->sched)) {
 			e->stopped = 1;
 			loop_stop(e->loop);
 			return;
@@ -249,6 +256,9 @@ on_tick(struct timer *t)
 				log_error("engine", "stop: %zu settling write(s) could not reach Redis "
 				    "(%s); those jobs stay pending and will be delivered again",
 				    rq_outstanding(e->rq), rq_connected(e->rq) ? "no answer" : "not connected");
+			if (sched_warm_busy(e->sched))
+				log_error("engine", "stop: warm-up counts could not reach Redis; the "
+				    "next start may send that many more from the warming IPs");
 			e->stopped = 1;
 			loop_stop(e->loop);
 			return;

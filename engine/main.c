@@ -11,6 +11,7 @@
 #include "redis_sync.h"
 #include "version.h"
 #include "util.h"
+#include "warmup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -594,6 +595,66 @@ print_lanes(const char *tab, int all)
 	free(copy);
 }
 
+/* The warm-up state of every pool IP with a schedule, from Redis (shared
+ * by every host): day of the ramp, sent today / today's cap. */
+static void
+print_warmup(struct rqs *rs, const struct config *c, uint64_t now)
+{
+	char err[512];
+
+	for (size_t i = 0; i < c->npools; i++) {
+		for (size_t j = 0; j < c->pools[i].nips; j++) {
+			const struct config_ip *ip = &c->pools[i].ips[j];
+			const struct config_warmup *w = NULL;
+			struct rqs_warmup st;
+			struct warmup_ramp r;
+			struct warmup_answer a;
+			int seen = 0;
+			int64_t start;
+
+			for (size_t k = 0; ip->warmup && k < c->nwarmups; k++)
+				if (strcmp(c->warmups[k].name, ip->warmup) == 0)
+					w = &c->warmups[k];
+			for (size_t pi = 0; pi <= i && !seen; pi++)	/* each address once */
+				for (size_t pj = 0; pj < (pi == i ? j : c->pools[pi].nips); pj++)
+					if (strcmp(c->pools[pi].ips[pj].addr, ip->addr) == 0 &&
+					    c->pools[pi].ips[pj].warmup != NULL)
+						seen = 1;
+			if (w == NULL || seen)
+				continue;
+			if (rqs_warmup_read(rs, ip->addr, now, &st, err, sizeof err) != 0) {
+				printf("  warm-up    %s  (cannot read: %s)\n", ip->addr, err);
+				continue;
+			}
+			start = ip->warmup_start ? warmup_day_number(ip->warmup_start) : st.start;
+			if (start < 0) {
+				printf("  warm-up    %s  schedule %s  not used yet\n", ip->addr, w->name);
+				continue;
+			}
+			start += st.shift;
+			if (st.hold_day)
+				start += warmup_hold_shift(start, 0, st.hold_day,
+				    (int64_t)(now / WARMUP_DAY_MS));
+			r = warmup_ramp(w, NULL);
+			warmup_check(&r, start, now, st.sent_day, st.sent_hour, 0, &a);
+			if (a.done)
+				printf("  warm-up    %s  schedule %s  done (past day %zu)  sent today %u\n",
+				    ip->addr, w->name, w->ndaily, st.sent_day);
+			else
+				printf("  warm-up    %s  schedule %s  day %u of %zu  sent today %u/%u"
+				    "  this hour %u%s\n", ip->addr, w->name, a.day, w->ndaily,
+				    st.sent_day, a.cap_day, st.sent_hour,
+				    st.sent_day >= a.cap_day ? "  (spent: waits for tomorrow)" : "");
+			if (st.hold_day) {
+				char until[64];
+				format_utc(st.hold_until, until, sizeof until);
+				printf("             held at day %u until %s: %s\n", st.hold_day, until,
+				    st.hold_reason[0] ? st.hold_reason : "(no reason given)");
+			}
+		}
+	}
+}
+
 static int
 cmd_status(int argc, char **argv)
 {
@@ -653,6 +714,7 @@ cmd_status(int argc, char **argv)
 		}
 		rqs_paused_free(p, np);
 	}
+	print_warmup(rs, c, now);
 	putchar('\n');
 	for (size_t i = 0; i < st.ninst; i++) {
 		const struct rqs_instance *h = &st.inst[i];

@@ -257,10 +257,79 @@ static const char lock_lua[] =
 "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end\n"
 "return {v, redis.call('PTTL', KEYS[1])}\n";
 
+/*
+ * Warm-up: the start day of an IP's ramp, its holds, and one (site's)
+ * counters of one day and hour, shared by every host. KEYS warmup:IP,
+ * warmup:IP:DAY. ARGV day of the counts (DAY), hour of that day (0..23),
+ * config start day ('' none: set once to today, HSETNX), site ('' the
+ * IP's own counters), delta, applied-field, call id, day-hash TTL (s),
+ * now ms, today. The ramp's start is start + shift; while a hold lasts
+ * (hold_until > now) shift grows so the ramp day never passes hold_day
+ * (warmup_hold_shift). The delta is added only if applied-field (one per
+ * instance and site) does not hold this call id already: a call resent
+ * after a lost answer counts once. Returns {start, shift, sent that day,
+ * sent that hour, held, hold_until, hold_day}.
+ */
+static const char warmup_lua[] =
+"local today = tonumber(ARGV[10]) or 0\n"
+"local start\n"
+"if ARGV[3] ~= '' then\n"
+"  start = tonumber(ARGV[3]) or today\n"
+"  if redis.call('HGET', KEYS[1], 'start') ~= ARGV[3] then redis.call('HSET', KEYS[1], 'start', ARGV[3]) end\n"
+"else\n"
+"  redis.call('HSETNX', KEYS[1], 'start', ARGV[10])\n"
+"  start = tonumber(redis.call('HGET', KEYS[1], 'start')) or today\n"
+"end\n"
+"local h = redis.call('HMGET', KEYS[1], 'shift', 'hold_day', 'hold_until')\n"
+"local shift = tonumber(h[1]) or 0\n"
+"local hd, hu = tonumber(h[2]), tonumber(h[3]) or 0\n"
+"local held = 0\n"
+"if hd and hu > (tonumber(ARGV[9]) or 0) then\n"
+"  held = 1\n"
+"  local day = today - (start + shift) + 1\n"
+"  if day > hd then\n"
+"    shift = shift + day - hd\n"
+"    redis.call('HSET', KEYS[1], 'shift', shift)\n"
+"  end\n"
+"end\n"
+"local fd, fh = 'd', 'h:' .. ARGV[2]\n"
+"if ARGV[4] ~= '' then fd = fd .. ':' .. ARGV[4]; fh = fh .. ':' .. ARGV[4] end\n"
+"local delta = tonumber(ARGV[5]) or 0\n"
+"if delta > 0 and redis.call('HGET', KEYS[2], ARGV[6]) ~= ARGV[7] then\n"
+"  redis.call('HINCRBY', KEYS[2], fd, delta)\n"
+"  redis.call('HINCRBY', KEYS[2], fh, delta)\n"
+"  redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])\n"
+"  redis.call('EXPIRE', KEYS[2], ARGV[8])\n"
+"end\n"
+"local v = redis.call('HMGET', KEYS[2], fd, fh)\n"
+"return {start, shift, tonumber(v[1]) or 0, tonumber(v[2]) or 0, held, hu, hd or 0}\n";
+
+/*
+ * Hold an IP's warm-up ramp at its current day until a time (the hook for
+ * the feedback loop: complaints, bounces). KEYS warmup:IP. ARGV today,
+ * config start day ('' none), until ms (0: release), reason, now ms. A
+ * hold already running keeps its day. Returns the day held at (0: released).
+ */
+static const char warmhold_lua[] =
+"local today = tonumber(ARGV[1]) or 0\n"
+"local start\n"
+"if ARGV[2] ~= '' then start = tonumber(ARGV[2]) or today\n"
+"else redis.call('HSETNX', KEYS[1], 'start', ARGV[1]); start = tonumber(redis.call('HGET', KEYS[1], 'start')) or today end\n"
+"if ARGV[3] == '0' then redis.call('HDEL', KEYS[1], 'hold_day', 'hold_until', 'hold_reason'); return 0 end\n"
+"local h = redis.call('HMGET', KEYS[1], 'shift', 'hold_day', 'hold_until')\n"
+"local shift = tonumber(h[1]) or 0\n"
+"local hd = tonumber(h[2])\n"
+"if not (hd and (tonumber(h[3]) or 0) > (tonumber(ARGV[5]) or 0)) then\n"
+"  hd = today - (start + shift) + 1\n"
+"  if hd < 1 then hd = 1 end\n"
+"end\n"
+"redis.call('HSET', KEYS[1], 'hold_day', hd, 'hold_until', ARGV[3], 'hold_reason', ARGV[4])\n"
+"return hd\n";
+
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
-	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT__N };
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua };
+	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua };
 
 /* The kinds of read, each with its own back-off after an error. */
 enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
@@ -2252,5 +2321,135 @@ rq_shaping_event(struct rq *q, const struct shaper_event *ev)
 	send_strv(q, NULL, NULL, 20, (const char *[]){ "XADD", key, "MAXLEN", "~", maxlen, "*",
 	    "lane", ev->lane, "action", shaper_action_name(ev->action), "reason", ev->reason,
 	    "window", win, "rate", rate, "until", until, "ts", ts });
+	return 0;
+}
+
+
+/* --- warm-up counters --- */
+
+struct rq_warm_call {
+	void (*cb)(void *arg, const struct rq_warmup_ans *a);
+	void *arg;
+};
+
+/* An integer element of a script's answer, range-checked (Redis data is hostile). */
+static int
+warm_int(const redisReply *r, size_t i, long long lo, long long hi, long long *v)
+{
+	if (i >= r->elements || r->element[i]->type != REDIS_REPLY_INTEGER)
+		return -1;
+	*v = r->element[i]->integer;
+	return *v < lo || *v > hi ? -1 : 0;
+}
+
+static void
+on_warmup(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_warm_call *c = priv;
+	struct rq_warmup_ans a;
+	long long v[7];
+	static const long long lo[7] = { 0, 0, 0, 0, 0, 0, 0 };
+	static const long long hi[7] = { 10000000, 10000000, UINT32_MAX, UINT32_MAX, 1,
+	    (long long)1 << 52, UINT32_MAX };
+	int ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 7;
+
+	(void)q;
+	for (size_t i = 0; ok && i < 7; i++)
+		if (warm_int(r, i, lo[i], hi[i], &v[i]) != 0)
+			ok = 0;
+	if (!ok) {
+		if (r != NULL)
+			log_warn("redis", "warm-up counters: %s", r->type == REDIS_REPLY_ERROR ?
+			    r->str : "unexpected reply");
+		c->cb(c->arg, NULL);
+		free(c);
+		return;
+	}
+	memset(&a, 0, sizeof a);
+	a.shift = v[1];
+	a.start = v[0] + v[1];
+	a.sent_day = (uint32_t)v[2];
+	a.sent_hour = (uint32_t)v[3];
+	a.held = (int)v[4];
+	a.hold_until = (uint64_t)v[5];
+	a.hold_day = (uint32_t)v[6];
+	c->cb(c->arg, &a);
+	free(c);
+}
+
+int
+rq_warmup_sync(struct rq *q, const struct rq_warmup_req *w,
+    void (*cb)(void *arg, const struct rq_warmup_ans *a), void *arg)
+{
+	char k_ip[300], k_day[340], day[24], hour[8], start[24], delta[16], applied[400];
+	char id[160], ttl[16], now[24], today[24];
+	const char *site = w->site ? w->site : "";
+	struct rq_warm_call *c;
+
+	if (!rq_connected(q))
+		return -1;
+	snprintf(k_ip, sizeof k_ip, "%s%s%s", q->cfg->prefix, RQ_K_WARMUP, w->ip);
+	snprintf(k_day, sizeof k_day, "%s:%llu", k_ip, (unsigned long long)(w->hour / 24));
+	snprintf(day, sizeof day, "%llu", (unsigned long long)(w->hour / 24));
+	snprintf(hour, sizeof hour, "%02u", (unsigned)(w->hour % 24));
+	if (w->cfg_start >= 0)
+		snprintf(start, sizeof start, "%lld", (long long)w->cfg_start);
+	else
+		start[0] = '\0';
+	snprintf(delta, sizeof delta, "%u", (unsigned)w->delta);
+	snprintf(applied, sizeof applied, "a:%s%s%s", q->cfg->instance, site[0] ? ":" : "", site);
+	snprintf(id, sizeof id, "%s:%llu", q->token, (unsigned long long)w->id);
+	snprintf(ttl, sizeof ttl, "%d", RQ_WARMUP_DAY_TTL_S);
+	snprintf(now, sizeof now, "%llu", (unsigned long long)w->now_wall_ms);
+	snprintf(today, sizeof today, "%llu", (unsigned long long)(w->now_wall_ms / 86400000ull));
+	c = xmalloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	if (send_strv(q, on_warmup, c, 15, (const char *[]){ "EVALSHA", q->sha[SCRIPT_WARMUP], "2",
+	    k_ip, k_day, day, hour, start, site, delta, applied, id, ttl, now, today }) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_warmhold(struct rq *q, redisReply *r, void *priv)
+{
+	char *ip = priv;
+
+	(void)q;
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		log_info("redis", "warm-up of %s: %s", ip, r->integer > 0 ? "held" : "released");
+	else
+		log_warn("redis", "warm-up hold of %s not written: %s", ip,
+		    r == NULL ? "connection lost" : r->type == REDIS_REPLY_ERROR ? r->str :
+		    "unexpected reply");
+	free(ip);
+}
+
+int
+rq_warmup_hold(struct rq *q, const char *ip, int64_t cfg_start, uint64_t until_wall_ms,
+    const char *reason, uint64_t now_wall_ms)
+{
+	char k_ip[300], today[24], start[24], until[24], now[24];
+	char *copy;
+
+	if (!rq_connected(q))
+		return -1;
+	snprintf(k_ip, sizeof k_ip, "%s%s%s", q->cfg->prefix, RQ_K_WARMUP, ip);
+	snprintf(today, sizeof today, "%llu", (unsigned long long)(now_wall_ms / 86400000ull));
+	if (cfg_start >= 0)
+		snprintf(start, sizeof start, "%lld", (long long)cfg_start);
+	else
+		start[0] = '\0';
+	snprintf(until, sizeof until, "%llu", (unsigned long long)until_wall_ms);
+	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
+	copy = xstrdup(ip);
+	if (send_strv(q, on_warmhold, copy, 9, (const char *[]){ "EVALSHA", q->sha[SCRIPT_WARMHOLD],
+	    "1", k_ip, today, start, until, reason ? reason : "", now }) != 0) {
+		free(copy);
+		return -1;
+	}
 	return 0;
 }

@@ -670,3 +670,68 @@ rqs_suppress_scan(struct rqs *s, const char *tenant,
 	free(k);
 	return rc;
 }
+
+/* A bulk string element as a number, -1 when missing or not a number. */
+static long long
+elem_num(const redisReply *r, size_t i)
+{
+	char *end;
+	long long v;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements ||
+	    r->element[i]->type != REDIS_REPLY_STRING)
+		return -1;
+	v = strtoll(r->element[i]->str, &end, 10);
+	return end == r->element[i]->str || *end != '\0' || v < 0 ? -1 : v;
+}
+
+int
+rqs_warmup_read(struct rqs *s, const char *ip, uint64_t now_wall_ms, struct rqs_warmup *w,
+    char *err, size_t errlen)
+{
+	char *k_ip = key(s, RQ_K_WARMUP, ip), *k_day;
+	char hour[16];
+	redisReply *r;
+	int rc = 0;
+
+	memset(w, 0, sizeof *w);
+	w->start = -1;
+	k_day = xasprintf("%s:%llu", k_ip, (unsigned long long)(now_wall_ms / 86400000ull));
+	snprintf(hour, sizeof hour, "h:%02u", (unsigned)(now_wall_ms / 3600000ull % 24));
+	r = cmdv(s, 7, (const char *[]){ "HMGET", k_ip, "start", "shift", "hold_day", "hold_until",
+	    "hold_reason" });
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+		snprintf(err, errlen, "HMGET %s: %s", k_ip, r == NULL ? s->rc->errstr :
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		rc = -1;
+	} else {
+		long long shift = elem_num(r, 1), hd = elem_num(r, 2), hu = elem_num(r, 3);
+		w->start = elem_num(r, 0);
+		w->shift = shift < 0 ? 0 : shift;
+		if (hd > 0 && hu > (long long)now_wall_ms) {
+			w->hold_day = hd > UINT32_MAX ? UINT32_MAX : (uint32_t)hd;
+			w->hold_until = (uint64_t)hu;
+			if (r->element[4]->type == REDIS_REPLY_STRING)
+				snprintf(w->hold_reason, sizeof w->hold_reason, "%s", r->element[4]->str);
+		}
+	}
+	if (r)
+		freeReplyObject(r);
+	if (rc == 0) {
+		r = cmdv(s, 4, (const char *[]){ "HMGET", k_day, "d", hour });
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+			snprintf(err, errlen, "HMGET %s: %s", k_day, r == NULL ? s->rc->errstr :
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			rc = -1;
+		} else {
+			long long d = elem_num(r, 0), h = elem_num(r, 1);
+			w->sent_day = d < 0 ? 0 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+			w->sent_hour = h < 0 ? 0 : h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
+		}
+		if (r)
+			freeReplyObject(r);
+	}
+	free(k_ip);
+	free(k_day);
+	return rc;
+}

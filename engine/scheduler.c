@@ -21,6 +21,7 @@
 #include "ledger.h"
 #include "loop.h"
 #include "map.h"
+#include "redis.h"
 #include "msg.h"
 #include "session.h"
 #include "shaper.h"
@@ -72,13 +73,43 @@ struct sref {
 
 /*
  * Warm-up counters of one source IP (key "ip") or of one IP for one site
- * with a ramp of its own (key "ip|site"). In memory for now: a restart
- * starts the day's count again (and a start day taken on first use).
+ * with a ramp of its own (key "ip|site"). Redis has the truth, shared by
+ * every host and kept over restarts (rq_warmup_sync); here is a copy so
+ * that the hot path never asks Redis: the totals of the last answer
+ * (base_*), plus what this host sent since (the call in flight and the
+ * deltas not sent yet, each with the hour it was counted in). An IP is
+ * not used before its first answer (loaded), so a restart never spends
+ * the day's budget again.
  */
+#define WARM_FLUSH_MS	250	/* local sends reach Redis at most this late (+ a round trip) */
+#define WARM_REFRESH_MS	1000	/* other hosts' sends are seen within this */
+#define WARM_LOAD_MS	100	/* not loaded yet: look again in */
+#define WARM_NPEND	4
+
+struct warm_delta {
+	uint64_t hour;			/* hours since the epoch it was counted in */
+	uint32_t n;
+};
+
 struct warm {
-	int64_t start_day;		/* days since the epoch; day 1 of the ramp */
-	uint64_t day, hour;		/* wall day / hour the counts are for */
-	uint32_t sent_day, sent_hour;
+	char *ip, *site;		/* site NULL: the IP's own counters */
+	int64_t cfg_start;		/* warmup_start as a day number, -1: none */
+	unsigned gen;			/* configuration generation cfg_start is from */
+	int loaded;			/* Redis answered once */
+	int in_flight;
+	int64_t start_day;		/* day 1 of the ramp (Redis: start + shift) */
+	uint64_t base_hour;		/* the hour the totals below are for */
+	uint32_t base_day, base_hourn;	/* Redis' totals, every host */
+	struct warm_delta fly;		/* sent, unanswered (n 0: none); resent as is */
+	uint64_t fly_id;
+	uint64_t fly_hour_req;		/* the hour of the call in flight */
+	struct warm_delta pend[WARM_NPEND];	/* not sent yet, oldest first */
+	size_t npend;
+	uint64_t last_sync;		/* mono ms of the last call */
+	uint64_t hold_until;		/* wall ms: the ramp is held at hold_day */
+	uint32_t hold_day;
+	int hold_send;			/* a hold (or release) to write to Redis */
+	char hold_reason[160];
 	uint64_t exhausted_until;	/* wall ms: the warmup_exhausted event was raised */
 };
 
@@ -95,6 +126,7 @@ struct sched {
 	struct map broken;		/* source ip -> struct broken */
 	struct shaper sh;		/* lanes: (source IP, destination) */
 	struct map warm;		/* "ip" or "ip|site" -> struct warm */
+	uint64_t warm_seq;		/* ids of warm-up sync calls */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
 	unsigned nsessions;
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
@@ -217,31 +249,83 @@ warmup_of(const struct config *c, const struct config_ip *ip)
 }
 
 static struct warm *
-warm_get(struct sched *s, const struct config_ip *ip, const char *site, uint64_t now_wall)
+warm_get(struct sched *s, const struct config_ip *ip, const char *site)
 {
 	char key[SHAPER_IP_MAX + 80];
 	struct warm *w;
-	uint64_t day = now_wall / WARMUP_DAY_MS, hour = now_wall / WARMUP_HOUR_MS;
 
 	snprintf(key, sizeof key, "%s%s%s", ip->addr, site ? "|" : "", site ? site : "");
 	w = map_get(&s->warm, key);
 	if (w == NULL) {
-		int64_t sd = ip->warmup_start ? warmup_day_number(ip->warmup_start) : -1;
 		w = xcalloc(1, sizeof *w);
-		w->start_day = sd >= 0 ? sd : (int64_t)day;	/* first use */
-		w->day = day;
-		w->hour = hour;
+		w->ip = xstrdup(ip->addr);
+		w->site = site ? xstrdup(site) : NULL;
+		w->gen = s->gen + 1;
 		map_put(&s->warm, key, w);
 	}
-	if (w->day != day) {
-		w->day = day;
-		w->sent_day = 0;
-	}
-	if (w->hour != hour) {
-		w->hour = hour;
-		w->sent_hour = 0;
+	if (w->gen != s->gen) {
+		int64_t sd = ip->warmup_start ? warmup_day_number(ip->warmup_start) : -1;
+		w->gen = s->gen;
+		w->cfg_start = sd;
+		if (sd >= 0 && w->start_day < sd)
+			w->start_day = sd;	/* until Redis adds the holds' shift */
 	}
 	return w;
+}
+
+/* warm_counts - what w's IP (and site) has sent on the day and in the
+ * hour of `hour`: Redis' totals as last answered plus this host's since. */
+static void
+warm_counts(const struct warm *w, uint64_t hour, uint32_t *day, uint32_t *hr)
+{
+	uint64_t d = 0, h = 0;
+
+	if (w->base_hour / 24 == hour / 24) {
+		d = w->base_day;
+		if (w->base_hour == hour)
+			h = w->base_hourn;
+	}
+	for (size_t i = 0; i <= w->npend; i++) {
+		const struct warm_delta *x = i < w->npend ? &w->pend[i] : &w->fly;
+		if (x->n == 0 || x->hour / 24 != hour / 24)
+			continue;
+		d += x->n;
+		if (x->hour == hour)
+			h += x->n;
+	}
+	*day = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+	*hr = h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
+}
+
+/* warm_take - count one message sent now (hour). */
+static void
+warm_take(struct warm *w, uint64_t hour)
+{
+	if (w->npend > 0 && w->pend[w->npend - 1].hour == hour) {
+		w->pend[w->npend - 1].n++;
+		return;
+	}
+	if (w->npend == WARM_NPEND) {
+		/* Redis has been away for hours: the newest slot takes it
+		 * (the old hours' caps no longer matter). */
+		w->pend[w->npend - 1].hour = hour;
+		w->pend[w->npend - 1].n++;
+		return;
+	}
+	w->pend[w->npend].hour = hour;
+	w->pend[w->npend].n = 1;
+	w->npend++;
+}
+
+/* warm_start - w's start day at now_wall, a hold taken into account. */
+static int64_t
+warm_start(const struct warm *w, uint64_t now_wall)
+{
+	int64_t today = (int64_t)(now_wall / WARMUP_DAY_MS);
+
+	if (w->hold_until > now_wall)
+		return w->start_day + warmup_hold_shift(w->start_day, 0, w->hold_day, today);
+	return w->start_day;
 }
 
 /*
@@ -249,28 +333,35 @@ warm_get(struct sched *s, const struct config_ip *ip, const char *site, uint64_t
  * more message to site (d's site name, "" for none) at now_wall: its own
  * ramp, and a site ramp if the schedule has one for site. If not, *next
  * is the wall time it may, and a warmup_exhausted event is raised once per
- * exhaustion. take: count the message.
+ * exhaustion. take: count the message. Until Redis has answered for the
+ * IP (start-up, first use) it may not: *next is a moment later.
  */
 static int
 sched_warm(struct sched *s, const struct config_ip *ip, const struct config_warmup *w,
     const char *site, const char *dest, uint64_t now_wall, int take, uint64_t *next)
 {
 	int with_site;
+	uint64_t hour = now_wall / WARMUP_HOUR_MS;
 
 	if (w == NULL || ip == NULL)
 		return 1;
 	with_site = site && site[0] && warmup_has_site(w, site);
 	for (int pass = 0; pass < 1 + with_site; pass++) {
-		struct warm *wm = warm_get(s, ip, pass ? site : NULL, now_wall);
+		struct warm *wm = warm_get(s, ip, pass ? site : NULL);
 		struct warmup_ramp r = warmup_ramp(w, pass ? site : NULL);
 		struct warmup_answer a;
+		uint32_t sent_day, sent_hour;
 
 		if (take) {
-			wm->sent_day++;
-			wm->sent_hour++;
+			warm_take(wm, hour);
 			continue;
 		}
-		if (!warmup_check(&r, wm->start_day, now_wall, wm->sent_day, wm->sent_hour,
+		if (!wm->loaded) {
+			*next = now_wall + WARM_LOAD_MS;
+			return 0;
+		}
+		warm_counts(wm, hour, &sent_day, &sent_hour);
+		if (!warmup_check(&r, warm_start(wm, now_wall), now_wall, sent_day, sent_hour,
 		    s->cfg->shaping.warmup_burst, &a)) {
 			*next = a.next_ms;
 			if (wm->exhausted_until <= now_wall) {
@@ -279,7 +370,7 @@ sched_warm(struct sched *s, const struct config_ip *ip, const struct config_warm
 				shaper_warmup_event(ip->addr, pass ? site : "*", a.why, now_wall,
 				    a.next_ms, &ev);
 				snprintf(ev.reason, sizeof ev.reason, "warm-up %s spent: day %u, %u of "
-				    "%u sent (%s)", a.why ? a.why : "budget", a.day, wm->sent_day,
+				    "%u sent (%s)", a.why ? a.why : "budget", a.day, sent_day,
 				    a.cap_day, dest);
 				ev.window = 0;
 				log_info("shaper", "lane=%s/%s action=warmup_exhausted until=%llu "
@@ -291,6 +382,153 @@ sched_warm(struct sched *s, const struct config_ip *ip, const struct config_warm
 		}
 	}
 	return 1;
+}
+
+/*
+ * warm_preload - counters for every pool IP with a warm-up (and each of
+ * its schedule's sites), so that the first sync, sent before the first
+ * read, loads them before any job can ask.
+ */
+static void
+warm_preload(struct sched *s)
+{
+	const struct config *c = s->cfg;
+
+	for (size_t i = 0; i < c->npools; i++) {
+		for (size_t j = 0; j < c->pools[i].nips; j++) {
+			const struct config_ip *ip = &c->pools[i].ips[j];
+			const struct config_warmup *w = warmup_of(c, ip);
+			if (w == NULL)
+				continue;
+			warm_get(s, ip, NULL);
+			for (size_t k = 0; k < w->nsites; k++)
+				warm_get(s, ip, w->sites[k].site);
+		}
+	}
+}
+
+/* on_warm_sync - Redis' answer for one warm: its totals replace ours. */
+static void
+on_warm_sync(void *arg, const struct rq_warmup_ans *a)
+{
+	struct warm *w = arg;
+	w->in_flight = 0;
+	if (a == NULL)
+		return;		/* the call in flight is resent as it is */
+	w->base_hour = w->fly_hour_req;
+	w->base_day = a->sent_day;
+	w->base_hourn = a->sent_hour;
+	w->fly.n = 0;
+	w->start_day = a->start;
+	w->hold_until = a->held ? a->hold_until : 0;
+	w->hold_day = a->held ? a->hold_day : 0;
+	if (!w->loaded) {
+		w->loaded = 1;
+		log_info("shaper", "warm-up of %s%s%s: starts on day %lld (days since 1970)%s, "
+		    "%u sent today by every host", w->ip, w->site ? " for " : "",
+		    w->site ? w->site : "", (long long)a->start, a->held ? ", held" : "",
+		    a->sent_day);
+	}
+}
+
+void
+sched_warm_sync(struct sched *s, struct rq *q, int now_all)
+{
+	uint64_t now = loop_now(s->loop), wall = clock_wall_ms();
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	while (map_iter(&s->warm, &it, &k, &v)) {
+		struct warm *w = v;
+		struct rq_warmup_req r;
+
+		if (w->in_flight)
+			continue;
+		if (w->hold_send && w->site == NULL &&
+		    rq_warmup_hold(q, w->ip, w->cfg_start, w->hold_until, w->hold_reason, wall) == 0)
+			w->hold_send = 0;
+		if (w->fly.n == 0 && w->npend > 0 && (now_all || now - w->last_sync >= WARM_FLUSH_MS)) {
+			w->fly = w->pend[0];
+			memmove(&w->pend[0], &w->pend[1], (w->npend - 1) * sizeof w->pend[0]);
+			w->npend--;
+			w->fly_id = ++s->warm_seq;
+		}
+		if (w->loaded && w->fly.n == 0 && now - w->last_sync < WARM_REFRESH_MS)
+			continue;
+		memset(&r, 0, sizeof r);
+		r.ip = w->ip;
+		r.site = w->site;
+		r.cfg_start = w->cfg_start;
+		r.hour = w->fly.n ? w->fly.hour : wall / WARMUP_HOUR_MS;
+		r.delta = w->fly.n;
+		r.id = w->fly_id;
+		r.now_wall_ms = wall;
+		if (rq_warmup_sync(q, &r, on_warm_sync, w) == 0) {
+			w->in_flight = 1;
+			w->fly_hour_req = r.hour;
+			w->last_sync = now;
+		}
+	}
+}
+
+int
+sched_warm_busy(const struct sched *s)
+{
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	while (map_iter(&s->warm, &it, &k, &v)) {
+		const struct warm *w = v;
+		if (w->fly.n || w->npend || w->hold_send)
+			return 1;
+	}
+	return 0;
+}
+
+int
+sched_warm_hold(struct sched *s, const char *ip, const char *reason, uint64_t until_wall)
+{
+	const struct config_ip *cip = NULL;
+	uint64_t wall = clock_wall_ms();
+	const char *k;
+	void *v;
+	size_t it = 0;
+	struct warm *own;
+
+	for (size_t i = 0; i < s->cfg->npools && cip == NULL; i++)
+		for (size_t j = 0; j < s->cfg->pools[i].nips; j++)
+			if (strcmp(s->cfg->pools[i].ips[j].addr, ip) == 0 &&
+			    s->cfg->pools[i].ips[j].warmup != NULL) {
+				cip = &s->cfg->pools[i].ips[j];
+				break;
+			}
+	if (cip == NULL)
+		return -1;
+	own = warm_get(s, cip, NULL);
+	own->hold_send = 1;
+	snprintf(own->hold_reason, sizeof own->hold_reason, "%s", reason ? reason : "");
+	/* Here at once; Redis (and so every host) at the next sync. */
+	while (map_iter(&s->warm, &it, &k, &v)) {
+		struct warm *w = v;
+		if (strcmp(w->ip, ip) != 0)
+			continue;
+		if (until_wall == 0) {
+			w->hold_until = 0;
+			w->hold_day = 0;
+		} else if (w->hold_until <= wall) {
+			int64_t day = (int64_t)(wall / WARMUP_DAY_MS) - warm_start(w, wall) + 1;
+			w->hold_day = day < 1 ? 1 : day > UINT32_MAX ? UINT32_MAX : (uint32_t)day;
+			w->hold_until = until_wall;
+		} else {
+			w->hold_until = until_wall;
+		}
+	}
+	own->hold_until = until_wall;	/* what Redis is told (0: release) */
+	log_info("shaper", "warm-up of %s: %s%s%s", ip, until_wall ? "held" : "released",
+	    reason && reason[0] ? ": " : "", reason ? reason : "");
+	return 0;
 }
 
 /* The wall time `wall` on the loop's clock. */
@@ -709,7 +947,7 @@ static void
 sched_open_sessions(struct sched *s, struct dest *d)
 {
 	uint64_t now = loop_now(s->loop), wake = 0;
-	int full = 0, unusable = 0;
+	int full = 0, unusable = 0, warm_wait = 0;
 	char why[600];
 	const char *why_ip = NULL;
 	const struct config_pool *p;
@@ -795,6 +1033,11 @@ sched_open_sessions(struct sched *s, struct dest *d)
 			 * overflow): the job waits for it. */
 			if (at && (wake == 0 || at < wake))
 				wake = at;
+			/* every IP that could go is out of warm-up budget */
+			warm_wait = 1;
+			for (size_t i = 0; i < nc; i++)
+				if (cand[i].warm_until <= now)
+					warm_wait = 0;
 			break;
 		}
 		size_t k = map[pick];
@@ -840,6 +1083,26 @@ sched_open_sessions(struct sched *s, struct dest *d)
 			while ((j = dest_pop_any(d)) != NULL) {
 				struct job_outcome oj = o;
 				ledger_settle_at(s->lg, j, &oj, sched_resume_wall(s, j, until));
+			}
+			return;
+		}
+		if (!full && d->nsessions == 0 && warm_wait && wake > now + SHAPE_HOLD_MS) {
+			/* Out of warm-up budget for a while (a day's cap
+			 * spent, no overflow): the queue waits in Redis for
+			 * the next window, deferred, not failed. */
+			struct job *j;
+			struct job_outcome o;
+			trouble_outcome_init(&o, JOB_DEFERRED);
+			trouble_set_reply(&o, "4.7.0 warm-up budget of pool %s spent for %s; waiting "
+			    "%llu s for the next window", d->pool, d->sdest,
+			    (unsigned long long)((wake - now + 999) / 1000));
+			o.no_attempt = 1;
+			log_info("scheduler", "dest=%s warm-up budget spent; %zu queued job(s) wait in "
+			    "Redis for %llu s", d->key, d->queued,
+			    (unsigned long long)((wake - now + 999) / 1000));
+			while ((j = dest_pop_any(d)) != NULL) {
+				struct job_outcome oj = o;
+				ledger_settle_at(s->lg, j, &oj, sched_resume_wall(s, j, wake));
 			}
 			return;
 		}
@@ -1201,6 +1464,7 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 	s->ops.on_idle = sop_on_idle;
 	s->ops.on_closed = sop_on_closed;
 	s->ops.on_source_failure = sop_on_source_failure;
+	warm_preload(s);
 	return s;
 }
 
@@ -1230,8 +1494,12 @@ sched_free(struct sched *s)
 		free(v);
 	map_free(&s->broken);
 	it = 0;
-	while (map_iter(&s->warm, &it, &k, &v))
-		free(v);
+	while (map_iter(&s->warm, &it, &k, &v)) {
+		struct warm *w = v;
+		free(w->ip);
+		free(w->site);
+		free(w);
+	}
 	map_free(&s->warm);
 	while (s->epochs) {
 		struct epoch *ep = s->epochs;
@@ -1268,6 +1536,7 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 	s->gen++;
 	while (map_iter(&s->ds.map, &it, &k, &v))
 		sched_dest_lanes(s, v);
+	warm_preload(s);
 	epochs_collect(s);
 }
 

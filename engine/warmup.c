@@ -144,3 +144,13 @@ warmup_check(const struct warmup_ramp *r, int64_t start_day, uint64_t now_wall_m
 	a->allowed = 1;
 	return 1;
 }
+
+int64_t
+warmup_hold_shift(int64_t start, int64_t shift, uint32_t hold_day, int64_t today)
+{
+	int64_t day = today - (start + shift) + 1;
+
+	if (hold_day == 0 || day <= (int64_t)hold_day)
+		return shift;
+	return shift + day - (int64_t)hold_day;
+}

@@ -190,6 +190,46 @@ struct shaper_event;
 #define RQ_SHAPING_MAXLEN	100000
 int rq_shaping_event(struct rq *q, const struct shaper_event *ev);
 
+/*
+ * Warm-up counters, shared by every host (PREFIXwarmup:IP and
+ * PREFIXwarmup:IP:DAY, docs/redis.md). rq_warmup_sync adds delta (sent
+ * in hour `hour`, hours since the epoch) to the IP's counters (site NULL
+ * or "") or its counters for site, and answers with the totals in Redis
+ * for that day and hour, and the ramp's start day: the config's
+ * (cfg_start >= 0, written) or the one Redis has (set to today on first
+ * use), moved forward while a hold lasts. One script, atomic. id names
+ * the call: resend an unanswered call with the same id and delta, and it
+ * counts once. The callback gets NULL when the call failed (connection
+ * lost, error, a malformed answer). Returns -1 (no callback) when not
+ * connected.
+ */
+struct rq_warmup_req {
+	const char *ip;
+	const char *site;		/* NULL or "": the IP's own counters */
+	int64_t cfg_start;		/* the config's warmup_start (day number), -1: none */
+	uint64_t hour;			/* the hour the delta was counted in */
+	uint32_t delta;
+	uint64_t id;
+	uint64_t now_wall_ms;
+};
+struct rq_warmup_ans {
+	int64_t start;			/* day 1 of the ramp now (start + shift) */
+	int64_t shift;			/* days holds have added */
+	uint32_t sent_day, sent_hour;	/* totals for the request's day and hour */
+	int held;			/* a hold is running */
+	uint64_t hold_until;		/* wall ms */
+	uint32_t hold_day;		/* the ramp day it holds */
+};
+int rq_warmup_sync(struct rq *q, const struct rq_warmup_req *w,
+    void (*cb)(void *arg, const struct rq_warmup_ans *a), void *arg);
+/*
+ * rq_warmup_hold - hold ip's ramp at its current day until until_wall_ms
+ * (0: release the hold; the days held stay added), with a reason for
+ * volley status. Fire and forget (a log line says what happened).
+ */
+int rq_warmup_hold(struct rq *q, const char *ip, int64_t cfg_start, uint64_t until_wall_ms,
+    const char *reason, uint64_t now_wall_ms);
+
 /* Policy, pure (exposed for the unit tests). */
 /* Is a write refused with this error kept and retried (LOADING, BUSY,
  * READONLY, OOM, NOPERM, NOAUTH...)? Else it is dropped. The code is the

@@ -25,6 +25,10 @@
 #define RQ_K_SUPPRESSED_TENANT	"suppressed:"	/* + TENANT: set, that tenant's list */
 #define RQ_K_PAUSED_CAMPAIGN	"paused:campaign"	/* hash: NAME -> "SINCE_MS BY" */
 #define RQ_K_PAUSED_TENANT	"paused:tenant"	/* hash: NAME -> "SINCE_MS BY" */
+#define RQ_K_WARMUP		"warmup:"	/* + IP: hash, start, shift, hold_*; + IP:DAY: that day's counts */
+
+/* A warm-up day hash (PREFIXwarmup:IP:DAY) lives this long after its last write. */
+#define RQ_WARMUP_DAY_TTL_S	180000
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000

@@ -127,4 +127,20 @@ int rqs_suppress_scan(struct rqs *s, const char *tenant,
     int (*fn)(void *arg, const char *addr, size_t len), void *arg, size_t *count,
     char *err, size_t errlen);
 
+/*
+ * rqs_warmup_read - an IP's warm-up state in Redis (written by the
+ * engines): its start day (-1: not used yet), the days holds added, a
+ * hold running now, and its own counts (every host's) today and this
+ * hour (UTC). 0, or -1 with err set.
+ */
+struct rqs_warmup {
+	long long start, shift;
+	uint32_t sent_day, sent_hour;
+	uint32_t hold_day;		/* 0: no hold now */
+	uint64_t hold_until;
+	char hold_reason[160];
+};
+int rqs_warmup_read(struct rqs *s, const char *ip, uint64_t now_wall_ms, struct rqs_warmup *w,
+    char *err, size_t errlen);
+
 #endif

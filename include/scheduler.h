@@ -70,6 +70,27 @@ void sched_quit_idle(struct sched *s);
 /* Forget idle destinations; returns how many. */
 size_t sched_sweep(struct sched *s);
 
+/*
+ * Warm-up counters (docs/shaping.md, "Warm-up"): the scheduler counts
+ * each message against its IP's budget in memory; sched_warm_sync, from
+ * the engine's tick, sends what was counted to Redis (at most every
+ * 250 ms per IP and site, all at once when flush_all) and takes Redis'
+ * totals (every host's) back, once a second at least; an IP Redis has
+ * not answered for yet does not send. sched_warm_busy: counts or a hold
+ * not yet in Redis (a stop waits for them).
+ */
+struct rq;
+void sched_warm_sync(struct sched *s, struct rq *q, int flush_all);
+int sched_warm_busy(const struct sched *s);
+/*
+ * sched_warm_hold - the hook for the feedback loop: hold pool IP ip's
+ * warm-up ramp at its current day (its cap repeats) until until_wall
+ * (wall ms; 0 releases it: the ramp goes on from the day it was held
+ * at). At once here, in Redis (every host) at the next sync. -1 if no
+ * pool IP of the configuration has that address and a warm-up.
+ */
+int sched_warm_hold(struct sched *s, const char *ip, const char *reason, uint64_t until_wall);
+
 unsigned sched_sessions(const struct sched *s);
 unsigned sched_max_sessions(const struct sched *s);
 const struct dests *sched_dests(const struct sched *s);

@@ -14,7 +14,8 @@
  * the answer says whether one more may go and, if not, when it may.
  *
  * Pausing a ramp (complaints, bounces) is done by the caller moving the
- * IP's start day forward: the current day's cap then repeats.
+ * IP's start day forward: the current day's cap then repeats
+ * (warmup_hold_shift says by how much).
  *
  * Pure: no clock, no I/O, no allocation. Unit-tested in test_warmup.c.
  */
@@ -69,5 +70,14 @@ int64_t warmup_day_number(const char *date);
  */
 int warmup_check(const struct warmup_ramp *r, int64_t start_day, uint64_t now_wall_ms,
     uint32_t sent_today, uint32_t sent_hour, uint32_t burst_pct, struct warmup_answer *a);
+
+/*
+ * warmup_hold_shift - a hold keeps a ramp at day hold_day: the shift
+ * (days added to start) that a ramp started on start + shift needs on
+ * `today` so that its day, today - (start + shift) + 1, does not pass
+ * hold_day. shift itself when it does not. The Redis sync script does the
+ * same arithmetic for every host; the scheduler uses this between syncs.
+ */
+int64_t warmup_hold_shift(int64_t start, int64_t shift, uint32_t hold_day, int64_t today);
 
 #endif

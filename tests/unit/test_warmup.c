@@ -138,6 +138,33 @@ test_site_ramps(void **state)
 	assert_null(r.daily);
 }
 
+/* A hold keeps the ramp at its day: the shift grows a day for every day
+ * held, and stays when the hold ends (the ramp goes on from there). */
+static void
+test_hold_shift(void **state)
+{
+	struct warmup_ramp r = { daily, 3, NULL, 0 };
+	struct warmup_answer a;
+	int64_t start = 20000, shift = 0;
+
+	(void)state;
+	/* held at day 2 on day 2 (start + 1): nothing to move */
+	assert_int_equal(warmup_hold_shift(start, 0, 2, start + 1), 0);
+	/* three days later, still held: shifted by 3, the ramp says day 2 */
+	shift = warmup_hold_shift(start, shift, 2, start + 4);
+	assert_int_equal(shift, 3);
+	warmup_check(&r, start + shift, (uint64_t)(start + 4) * DAY + HOUR, 0, 0, 2, &a);
+	assert_int_equal(a.day, 2);
+	assert_int_equal(a.cap_day, 100);
+	/* a sync later the same day changes nothing */
+	assert_int_equal(warmup_hold_shift(start, shift, 2, start + 4), 3);
+	/* released: the shift stays, the next day is day 3 */
+	warmup_check(&r, start + shift, (uint64_t)(start + 5) * DAY, 0, 0, 2, &a);
+	assert_int_equal(a.day, 3);
+	/* hold day 0 means none */
+	assert_int_equal(warmup_hold_shift(start, 7, 0, start + 40), 7);
+}
+
 int
 main(void)
 {
@@ -147,6 +174,7 @@ main(void)
 		cmocka_unit_test(test_hourly_cap),
 		cmocka_unit_test(test_simulated_day),
 		cmocka_unit_test(test_site_ramps),
+		cmocka_unit_test(test_hold_shift),
 	};
 
 	return cmocka_run_group_tests_name("warmup", tests, NULL, NULL);
