@@ -25,6 +25,7 @@
 #define RQ_K_SUPPRESSED_TENANT	"suppressed:"	/* + TENANT: set, that tenant's list */
 #define RQ_K_PAUSED_CAMPAIGN	"paused:campaign"	/* hash: NAME -> "SINCE_MS BY" */
 #define RQ_K_PAUSED_TENANT	"paused:tenant"	/* hash: NAME -> "SINCE_MS BY" */
+#define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000

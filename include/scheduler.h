@@ -31,6 +31,7 @@ struct classify_rules;
 struct config;
 struct dests;
 struct dns;
+struct fleet;
 struct job;
 struct ledger;
 struct loop;
@@ -66,6 +67,9 @@ void sched_quit_idle(struct sched *s);
 size_t sched_sweep(struct sched *s);
 
 unsigned sched_sessions(const struct sched *s);
+/* The fleet-wide tokens in hand (fleet.h): the engine asks Redis for the
+ * batches it needs and hands back the grants. */
+struct fleet *sched_fleet_cache(struct sched *s);
 unsigned sched_max_sessions(const struct sched *s);
 const struct dests *sched_dests(const struct sched *s);
 
