@@ -628,6 +628,7 @@ static const struct setting limit_settings[] = {
 	{ "", "max_rate", S_RATE, offsetof(struct config_limits, max_rate), 0, 0, 0, NULL, NULL, 0 },
 	{ "", "max_conn_rate", S_RATE, offsetof(struct config_limits, max_conn_rate), 0, 0, 0, NULL, NULL, 0 },
 	{ "", "tls", S_TLS, offsetof(struct config_limits, tls), 0, 0, 0, NULL, NULL, 0 },
+	{ "", "fleet_max_rate", S_RATE, offsetof(struct config_limits, fleet_max_rate), 0, 0, 0, NULL, NULL, 0 },
 };
 #define NLIMIT_SETTINGS (sizeof limit_settings / sizeof limit_settings[0])
 
@@ -1155,10 +1156,12 @@ block_unknown(struct ctx *x, const struct ucl_node *blk, const struct ucl_node *
 static void
 parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_node *n)
 {
-	static const char *const keys[] = { "ehlo", "warmup", "warmup_start", "weight", "max_rate" };
+	static const char *const keys[] = { "ehlo", "warmup", "warmup_start", "weight", "max_rate",
+		"fleet_max_rate" };
 	static const struct setting ip_settings[] = {
 		{ "", "weight", S_U32, offsetof(struct config_ip, weight), 0, 1, 1000, NULL, NULL, 0 },
 		{ "", "max_rate", S_RATE, offsetof(struct config_ip, max_rate), 0, 0, 0, NULL, NULL, 0 },
+		{ "", "fleet_max_rate", S_RATE, offsetof(struct config_ip, fleet_max_rate), 0, 0, 0, NULL, NULL, 0 },
 	};
 	struct config_pool *p = &x->c->pools[pi];
 	const char *addr;
@@ -1212,8 +1215,10 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 		} else if (strcmp(e->key, "warmup_start") == 0) {
 			dst = &ip->warmup_start;
 			check = check_date;
-		} else if (strcmp(e->key, "weight") == 0 || strcmp(e->key, "max_rate") == 0) {
-			apply(x, &ip_settings[e->key[0] == 'w' ? 0 : 1], (char *)ip, e, fn);
+		} else if (strcmp(e->key, "weight") == 0 || strcmp(e->key, "max_rate") == 0 ||
+		    strcmp(e->key, "fleet_max_rate") == 0) {
+			apply(x, &ip_settings[e->key[0] == 'w' ? 0 : e->key[0] == 'm' ? 1 : 2],
+			    (char *)ip, e, fn);
 			continue;
 		} else {
 			struct ucl_node fake = *n;
@@ -1294,7 +1299,7 @@ parse_site(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"mx", "max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
-		"tls",
+		"tls", "fleet_max_rate",
 	};
 	struct config *c = x->c;
 	const struct ucl_node *mx = NULL;
@@ -1349,6 +1354,7 @@ parse_domain(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate", "tls",
+		"fleet_max_rate",
 	};
 	struct config *c = x->c;
 	const char *why;
@@ -2093,6 +2099,25 @@ config_limits_for(const struct config *c, const struct config_site *site,
 			l.tls = layers[i]->tls;
 	}
 	return l;
+}
+
+struct rate
+config_fleet_for(const struct config_site *site, const struct config_domain *dom, char *key,
+    size_t len)
+{
+	struct rate none = { 0, 0 };
+
+	if (dom != NULL && dom->lim.fleet_max_rate.count) {
+		snprintf(key, len, "domain:%s", dom->name);
+		return dom->lim.fleet_max_rate;
+	}
+	if (site != NULL && site->lim.fleet_max_rate.count) {
+		snprintf(key, len, "site:%s", site->name);
+		return site->lim.fleet_max_rate;
+	}
+	if (len)
+		key[0] = '\0';
+	return none;
 }
 
 /* strip one trailing dot into buf (bounded); NULL if too long */

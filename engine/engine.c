@@ -19,6 +19,7 @@
 #include "classify.h"
 #include "config.h"
 #include "dns.h"
+#include "fleet.h"
 #include "intake.h"
 #include "ledger.h"
 #include "loop.h"
@@ -49,6 +50,7 @@ struct engine {
 	struct stats *st;
 	int stream_empty, stopping, stopped, drain_checking;
 	int aborting;			/* stop deadline passed: sessions aborted */
+	int tearing_down;		/* Redis is being freed: ask it nothing more */
 	uint64_t stop_deadline;
 	struct timer tick;
 	struct loop_hook hook;
@@ -216,6 +218,58 @@ engine_reload(struct engine *e)
 	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
 }
 
+/* --- fleet-wide limits --- */
+
+struct fleet_req {
+	struct engine *e;
+	char name[FLEET_KEY_MAX];
+};
+
+static void
+on_fleet_grant(void *arg, int ok, uint32_t granted, uint64_t wait_ms)
+{
+	struct fleet_req *r = arg;
+	struct engine *e = r->e;
+	uint64_t now = loop_now(e->loop);
+
+	if (ok)
+		fleet_grant(sched_fleet_cache(e->sched), r->name, granted, wait_ms, now);
+	else
+		fleet_fail(sched_fleet_cache(e->sched), r->name, now);
+	free(r);
+}
+
+/*
+ * fleet_ask - at the end of each loop turn: one request to Redis per
+ * fleet-wide limit that wants a batch of tokens (none when no fleet
+ * limit is configured). Redis unusable: the limit waits (fleet_fail).
+ */
+static void
+fleet_ask(struct engine *e)
+{
+	struct fleet *f = sched_fleet_cache(e->sched);
+	struct fleet_ask asks[16];
+	uint64_t now = loop_now(e->loop);
+	size_t n;
+
+	if (e->tearing_down)
+		return;
+	do {
+		n = fleet_need(f, now, asks, sizeof asks / sizeof asks[0]);
+		for (size_t i = 0; i < n; i++) {
+			struct fleet_req *r = xmalloc(sizeof *r);
+
+			r->e = e;
+			memcpy(r->name, asks[i].name, sizeof r->name);
+			if (rq_fleet_take(e->rq, asks[i].name, asks[i].n, asks[i].mph, asks[i].burst,
+			    on_fleet_grant, r) != 0) {
+				fleet_fail(f, asks[i].name, now);
+				free(r);
+			}
+		}
+	} while (n == sizeof asks / sizeof asks[0]);
+}
+
 /* --- the tick --- */
 
 static void
@@ -332,6 +386,7 @@ on_turn_end(void *arg)
 {
 	struct engine *e = arg;
 
+	fleet_ask(e);
 	log_flush();
 	if (sig_stop && !e->stopping)
 		on_tick(&e->tick);
@@ -396,6 +451,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	/* Redis and DNS first: their cancelled requests call back into jobs,
 	 * bodies and destinations, which must still exist; nothing may be
 	 * written or routed from here on. */
+	e->tearing_down = 1;
 	ledger_set_tearing_down(e->lg);
 	intake_set_stopping(e->in);
 	sched_halt(e->sched);

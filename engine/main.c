@@ -655,6 +655,31 @@ print_warmup(struct rqs *rs, const struct config *c, uint64_t now)
 	}
 }
 
+/*
+ * print_fleet - the fleet-wide limits an instance uses, one line each: KEY
+ * RATE TOKENS TAKEN GRANTED ASKS WAITS (as stats.c writes them).
+ */
+static void
+print_fleet(const char *tab)
+{
+	char *copy = xstrdup(tab), *save = NULL;
+
+	printf("    %-40s %12s %6s %8s %8s %8s %8s\n", "fleet limit (all hosts)", "rate", "tokens",
+	    "sent", "granted", "asks", "waits");
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char name[300], rate[32];
+		unsigned tokens;
+		unsigned long long taken, granted, asks, waits;
+
+		if (sscanf(l, "%299s %31s %u %llu %llu %llu %llu", name, rate, &tokens, &taken,
+		    &granted, &asks, &waits) != 7)
+			continue;
+		printf("    %-40s %12s %6u %8llu %8llu %8llu %8llu\n", name, rate, tokens, taken,
+		    granted, asks, waits);
+	}
+	free(copy);
+}
+
 static int
 cmd_status(int argc, char **argv)
 {
@@ -743,6 +768,9 @@ cmd_status(int argc, char **argv)
 		tab = rqs_instance_get(h, "lanes");
 		if (tab && *tab)
 			print_lanes(tab, all);
+		tab = rqs_instance_get(h, "fleet");
+		if (tab && *tab)
+			print_fleet(tab);
 	}
 	if (st.ninst == 0)
 		printf("  no engine instance is running (none reported in the last 30 s)\n");

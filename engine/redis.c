@@ -326,10 +326,36 @@ static const char warmhold_lua[] =
 "redis.call('HSET', KEYS[1], 'hold_day', hd, 'hold_until', ARGV[3], 'hold_reason', ARGV[4])\n"
 "return hd\n";
 
+/*
+ * A fleet-wide limit (GCRA). KEYS PREFIXfleet:NAME, holding the
+ * theoretical arrival time (us of Redis's clock: TIME, so that every host
+ * agrees). ARGV n, interval us, burst. Grants k <= n tokens while TAT -
+ * now stays within burst * interval; returns {k, ms until a whole burst
+ * fits again}. The key expires once the bucket is full again.
+ */
+static const char fleet_lua[] =
+"local n, T, b = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+"if not n or not T or not b or n < 1 or T < 1 or b < 1 then\n"
+"  return redis.error_reply('ERR fleet: bad arguments')\n"
+"end\n"
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+"local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+"if tat < now then tat = now end\n"
+"local k = math.floor((now + b * T - tat) / T)\n"
+"if k > n then k = n end\n"
+"if k < 0 then k = 0 end\n"
+"if k > 0 then\n"
+"  tat = tat + k * T\n"
+"  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX',\n"
+"    math.ceil((tat - now) / 1000) + 1000)\n"
+"end\n"
+"return {k, math.ceil((tat - now) / 1000)}\n";
+
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
-	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT__N };
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT_FLEET, SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua };
+	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua, fleet_lua };
 
 /* The kinds of read, each with its own back-off after an error. */
 enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
@@ -2227,7 +2253,7 @@ void
 rq_publish_stats(struct rq *q, const struct rq_stats *s)
 {
 	char num[11][32], ttl[16];
-	const char *argv[34];
+	const char *argv[36];
 	int n = 0;
 
 	if (!q->locked || q->ac == NULL)
@@ -2259,6 +2285,7 @@ rq_publish_stats(struct rq *q, const struct rq_stats *s)
 	argv[n++] = "sites"; argv[n++] = s->sites ? s->sites : "";
 	argv[n++] = "ips"; argv[n++] = s->ips ? s->ips : "";
 	argv[n++] = "lanes"; argv[n++] = s->lanes ? s->lanes : "";
+	argv[n++] = "fleet"; argv[n++] = s->fleet ? s->fleet : "";
 	send_strv(q, NULL, NULL, n, argv);
 	snprintf(ttl, sizeof ttl, "%d", RQ_STATS_TTL_MS);
 	send_strv(q, NULL, NULL, 3, (const char *[]){ "PEXPIRE", q->k_stats, ttl });
@@ -2302,6 +2329,63 @@ rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 }
 
 
+
+/* --- fleet-wide limits --- */
+
+struct rq_fleet_req {
+	void (*cb)(void *arg, int ok, uint32_t granted, uint64_t wait_ms);
+	void *arg;
+	uint32_t n;
+};
+
+static void
+on_fleet(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_fleet_req *f = priv;
+	long long k, w;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER) {
+		if (r != NULL)
+			log_warn("redis", "fleet limit: %s", r->type == REDIS_REPLY_ERROR ? r->str :
+			    "unexpected reply");
+		f->cb(f->arg, 0, 0, 0);
+		free(f);
+		return;
+	}
+	k = r->element[0]->integer;
+	w = r->element[1]->integer;
+	if (k < 0 || k > (long long)f->n)
+		k = 0;			/* never trust more than we asked for */
+	f->cb(f->arg, 1, (uint32_t)k, w > 0 ? (uint64_t)w : 0);
+	free(f);
+}
+
+int
+rq_fleet_take(struct rq *q, const char *name, uint32_t n, uint64_t mph, uint32_t burst,
+    void (*cb)(void *arg, int ok, uint32_t granted, uint64_t wait_ms), void *arg)
+{
+	struct rq_fleet_req *f;
+	char key[400], ns[16], ts[24], bs[16];
+
+	if (q->ac == NULL || !q->ready || n == 0 || mph == 0)
+		return -1;
+	snprintf(key, sizeof key, "%s%s%s", q->cfg->prefix, RQ_K_FLEET, name);
+	snprintf(ns, sizeof ns, "%u", n);
+	snprintf(ts, sizeof ts, "%llu", (unsigned long long)pace_interval_us(mph));
+	snprintf(bs, sizeof bs, "%u", burst ? burst : 1);
+	f = xmalloc(sizeof *f);
+	f->cb = cb;
+	f->arg = arg;
+	f->n = n;
+	if (send_strv(q, on_fleet, f, 7, (const char *[]){ "EVALSHA", q->sha[SCRIPT_FLEET], "1",
+	    key, ns, ts, bs }) != 0) {
+		free(f);
+		return -1;
+	}
+	return 0;
+}
 
 /* --- the shaping stream --- */
 

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "dest.h"
 #include "dns.h"
+#include "fleet.h"
 #include "job.h"
 #include "ledger.h"
 #include "loop.h"
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SHAPE_HOLD_MS		10000	/* jobs that must wait longer for a lane go back to Redis */
 #define SOURCE_BROKEN_MS	60000	/* a source that could not be bound is set aside */
@@ -127,6 +129,7 @@ struct sched {
 	struct shaper sh;		/* lanes: (source IP, destination) */
 	struct map warm;		/* "ip" or "ip|site" -> struct warm */
 	uint64_t warm_seq;		/* ids of warm-up sync calls */
+	struct fleet fleet;		/* fleet-wide tokens in hand (the engine asks Redis) */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
 	unsigned nsessions;
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
@@ -589,6 +592,12 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 	snprintf(d->site, sizeof d->site, "%s", site ? site->name : "");
 	snprintf(d->sdest, sizeof d->sdest, "%s", name);
 	d->slim = shaper_limits_from(&cl);
+	{
+		struct rate fr = config_fleet_for(site, config_domain_find(c, d->domain),
+		    d->fleet_key, sizeof d->fleet_key);
+
+		d->fleet_mph = pace_mph(&fr);
+	}
 	d->lanes_gen = s->gen;
 	p = config_pool(c, d->pool);
 	if (p == NULL)
@@ -1124,6 +1133,42 @@ on_dest_retry(struct timer *t)
 	sched_kick(s, d);
 }
 
+/*
+ * sched_fleet - the fleet-wide limits (shared through Redis) on a
+ * session's next message: its destination's (site or domain
+ * fleet_max_rate) and its source IP's. take 0: may one go at now? (1; 0
+ * with *at, when to look again: the engine asks Redis for tokens
+ * meanwhile). take 1: count the message. Nothing to do (1) when neither
+ * is set.
+ */
+static int
+sched_fleet(struct sched *s, const struct sref *ref, uint64_t now, int take, uint64_t *at)
+{
+	const struct dest *d = ref->d;
+	uint64_t ipm = ref->cip ? pace_mph(&ref->cip->fleet_max_rate) : 0, a = 0, b = 0;
+	char ipk[FLEET_KEY_MAX];
+	int ok;
+
+	if (d->fleet_mph == 0 && ipm == 0)
+		return 1;
+	if (ipm)
+		snprintf(ipk, sizeof ipk, "ip:%s", ref->cip->addr);
+	if (take) {
+		fleet_take(&s->fleet, d->fleet_key, d->fleet_mph, now, &a);
+		if (ipm)
+			fleet_take(&s->fleet, ipk, ipm, now, &b);
+		return 1;
+	}
+	ok = fleet_may(&s->fleet, d->fleet_key, d->fleet_mph, now, &a);
+	if (ipm && !fleet_may(&s->fleet, ipk, ipm, now, &b)) {
+		if (ok || b > a)
+			a = b;
+		ok = 0;
+	}
+	*at = a;
+	return ok;
+}
+
 /* Something changed for d (new job, session freed): act on it. */
 static void
 sched_kick(struct sched *s, struct dest *d)
@@ -1151,11 +1196,17 @@ sched_kick(struct sched *s, struct dest *d)
 			idle = next;
 			continue;
 		}
+		if (!sched_fleet(s, ref, now, 0, &at)) {
+			sched_arm(s, d, at);
+			idle = next;
+			continue;
+		}
 		j = dest_pop(d, clock_wall_ms(), &expired);
 		sched_settle_expired(s, expired);
 		if (j == NULL)
 			break;
 		shaper_take(&s->sh, ref->lane, now);
+		sched_fleet(s, ref, now, 1, &at);
 		sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 1, &at);
 		session_give(idle, j);	/* on_idle(idle, 0) unlinks it */
 		idle = next;
@@ -1194,10 +1245,17 @@ sop_next_job(struct session *ss)
 		sched_arm(s, ref->d, mono_of(s, at));
 		return NULL;
 	}
+	if (!sched_fleet(s, ref, now, 0, &at)) {
+		/* No fleet-wide token in hand: idle until the engine's
+		 * request to Redis brings some (never send without one). */
+		sched_arm(s, ref->d, at);
+		return NULL;
+	}
 	j = dest_pop(ref->d, clock_wall_ms(), &expired);
 	sched_settle_expired(s, expired);
 	if (j != NULL) {
 		shaper_take(&s->sh, ref->lane, now);
+		sched_fleet(s, ref, now, 1, &at);
 		sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 1, &at);
 	}
 	return j;
@@ -1457,6 +1515,8 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 		shaper_init(&s->sh, &p);
 	}
 	stats_set_shaper(st, &s->sh);
+	fleet_init(&s->fleet, clock_wall_ms() ^ ((uint64_t)getpid() << 32));
+	stats_set_fleet(st, &s->fleet);
 	s->ops.next_job = sop_next_job;
 	s->ops.on_result = sop_on_result;
 	s->ops.on_site_failure = sop_on_site_failure;
@@ -1488,7 +1548,9 @@ sched_free(struct sched *s)
 	}
 	dests_free(&s->ds);	/* drops the destinations' lane references */
 	stats_set_shaper(s->st, NULL);
+	stats_set_fleet(s->st, NULL);
 	shaper_free(&s->sh);
+	fleet_free(&s->fleet);
 	it = 0;
 	while (map_iter(&s->broken, &it, &k, &v))
 		free(v);
@@ -1685,9 +1747,11 @@ sched_sweep(struct sched *s)
 			sched_event(s, &ev);
 	}
 	shaper_sweep(&s->sh, now, DEST_IDLE_MS);
+	fleet_sweep(&s->fleet, now, DEST_IDLE_MS);
 	return n;
 }
 
 unsigned sched_sessions(const struct sched *s) { return s->nsessions; }
+struct fleet *sched_fleet_cache(struct sched *s) { return &s->fleet; }
 unsigned sched_max_sessions(const struct sched *s) { return s->max_sessions; }
 const struct dests *sched_dests(const struct sched *s) { return &s->ds; }

@@ -3,6 +3,7 @@
  */
 #include "stats.h"
 #include "dest.h"
+#include "fleet.h"
 #include "ledger.h"
 #include "map.h"
 #include "redis.h"
@@ -25,6 +26,7 @@ struct ipstat {				/* per (pool, source IP) */
 struct stats {
 	struct map ips;			/* "pool|ip" -> struct ipstat */
 	const struct shaper *sh;	/* lanes to show, or NULL */
+	const struct fleet *fleet;	/* fleet-wide limits to show, or NULL */
 	struct shaper_event *ev;	/* ring of STATS_EVENTS_MAX */
 	size_t ev_head, ev_n;
 	uint64_t ev_dropped;
@@ -45,6 +47,36 @@ void
 stats_set_shaper(struct stats *st, const struct shaper *sh)
 {
 	st->sh = sh;
+}
+
+void
+stats_set_fleet(struct stats *st, const struct fleet *f)
+{
+	st->fleet = f;
+}
+
+/*
+ * fleet_text - one line per fleet-wide limit this instance uses: KEY RATE
+ * TOKENS_IN_HAND TAKEN GRANTED ASKS WAITS (RATE as text).
+ */
+static void
+fleet_text(const struct fleet *f, struct buf *b)
+{
+	uint64_t now = clock_mono_ms();
+	const char *k;
+	void *v;
+	size_t it = 0;
+
+	while (map_iter(&f->keys, &it, &k, &v)) {
+		const struct fleet_key *fk = v;
+		char rate[32];
+
+		pace_rate_text(fk->mph, rate, sizeof rate);
+		buf_appendf(b, "%s %s %u %llu %llu %llu %llu\n", fk->name, rate,
+		    fleet_tokens(f, fk->name, now), (unsigned long long)fk->taken,
+		    (unsigned long long)fk->granted, (unsigned long long)fk->asks,
+		    (unsigned long long)fk->waits);
+	}
 }
 
 void
@@ -171,7 +203,7 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
     const struct ledger *lg, unsigned sessions, uint64_t started_ms)
 {
 	const struct ledger_counts *n = ledger_counts(lg);
-	struct buf dests = { 0 }, sites = { 0 }, ips = { 0 }, lanes = { 0 };
+	struct buf dests = { 0 }, sites = { 0 }, ips = { 0 }, lanes = { 0 }, fleet = { 0 };
 	struct map agg = { 0 };
 	struct rq_stats s;
 	const char *k;
@@ -232,6 +264,9 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 	if (st->sh)
 		lanes_text(st->sh, &lanes);
 	s.lanes = lanes.data ? lanes.data : "";
+	if (st->fleet)
+		fleet_text(st->fleet, &fleet);
+	s.fleet = fleet.data ? fleet.data : "";
 	rq_publish_stats(q, &s);
 	st->rq = q;
 	events_flush(st);
@@ -244,6 +279,7 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 	buf_free(&sites);
 	buf_free(&ips);
 	buf_free(&lanes);
+	buf_free(&fleet);
 }
 
 void

@@ -49,6 +49,7 @@ struct config_ip {
 	char *warmup_start;	/* "YYYY-MM-DD" or NULL (first use) */
 	uint32_t weight;	/* share of the pool's jobs, 1..1000 (default 1) */
 	struct rate max_rate;	/* total across all sites; 0: smtp.max_rate_per_ip */
+	struct rate fleet_max_rate;	/* this IP on every host together (fleet.h); 0: none */
 };
 
 struct config_pool {
@@ -66,6 +67,7 @@ struct config_limits {
 	struct rate max_rate;
 	struct rate max_conn_rate;	/* new connections per unit */
 	int tls;			/* enum tls_policy (tls.h); 0: inherit */
+	struct rate fleet_max_rate;	/* site/domain: every instance and IP together; 0: none */
 };
 
 /* Adaptive shaping (the shaping { } block); see docs/shaping.md. */
@@ -203,6 +205,14 @@ const struct config_pool *config_pool(const struct config *c, const char *name);
 struct config_limits config_limits_for(const struct config *c,
     const struct config_site *site, const struct config_domain *dom);
 const struct config_domain *config_domain_find(const struct config *c, const char *domain);
+/*
+ * config_fleet_for - the fleet-wide limit of a destination: the domain
+ * block's fleet_max_rate, else the site's. Writes its key ("domain:NAME"
+ * or "site:NAME") to key and returns the rate; count 0 (and key "") when
+ * neither sets one.
+ */
+struct rate config_fleet_for(const struct config_site *site, const struct config_domain *dom,
+    char *key, size_t len);
 /* First site any of whose mx patterns matches mx_host (case-insensitive glob). */
 const struct config_site *config_site_for_mx(const struct config *c, const char *mx_host);
 /* Retry delay before attempt n+1 after n failed attempts (n >= 1). */

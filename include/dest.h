@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "fleet.h"
 #include "loop.h"
 #include "map.h"
 #include "shaper.h"
@@ -47,6 +48,8 @@ struct dest {
 	 * none: one lane of the pseudo-IP "0.0.0.0"), each referenced. */
 	char sdest[SHAPER_DEST_MAX];
 	struct shaper_limits slim;
+	char fleet_key[FLEET_KEY_MAX];	/* its fleet-wide limit ("site:NAME"...), or "" */
+	uint64_t fleet_mph;		/* that limit, 0: none */
 	struct shaper_lane **lanes;
 	size_t *lane_cfg;		/* session settings index (0: default source) */
 	uint32_t *lane_weight;

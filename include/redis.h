@@ -163,6 +163,16 @@ enum rq_body_status {
 int rq_fetch_body(struct rq *q, const char *key, uint64_t max_size,
     void (*cb)(void *arg, enum rq_body_status st, const char *data, size_t len), void *arg);
 
+/*
+ * rq_fleet_take - ask the fleet-wide bucket PREFIXfleet:NAME (a GCRA at
+ * mph, burst tokens at once, on Redis's clock) for n tokens. cb gets ok 1
+ * with granted (0..n) and wait_ms (until a whole burst fits again), or
+ * ok 0 on any error (no answer, connection lost, bad reply). Returns -1,
+ * cb not called, when Redis is not usable now.
+ */
+int rq_fleet_take(struct rq *q, const char *name, uint32_t n, uint64_t mph, uint32_t burst,
+    void (*cb)(void *arg, int ok, uint32_t granted, uint64_t wait_ms), void *arg);
+
 /* This instance's live stats, PREFIXinstance:NAME (TTL 30 s) and a member
  * of PREFIXinstances. The text tables are lines "name sessions queued
  * delivered deferred bounced" (see volley status). Fire and forget. */
@@ -174,6 +184,7 @@ struct rq_stats {
 	uint64_t delivered, deferred, bounced, expired, failed, suppressed;
 	const char *dests, *sites, *ips;	/* NULL = "" */
 	const char *lanes;	/* shaping lanes, one per line; NULL = "" */
+	const char *fleet;	/* fleet-wide limits in use, one per line; NULL = "" */
 };
 void rq_publish_stats(struct rq *q, const struct rq_stats *s);
 

@@ -30,6 +30,8 @@
 /* A warm-up day hash (PREFIXwarmup:IP:DAY) lives this long after its last write. */
 #define RQ_WARMUP_DAY_TTL_S	180000
 
+#define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
+
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000
 #define RQ_LOCK_TTL_MS		5000

@@ -31,6 +31,7 @@ struct classify_rules;
 struct config;
 struct dests;
 struct dns;
+struct fleet;
 struct job;
 struct ledger;
 struct loop;
@@ -92,6 +93,9 @@ int sched_warm_busy(const struct sched *s);
 int sched_warm_hold(struct sched *s, const char *ip, const char *reason, uint64_t until_wall);
 
 unsigned sched_sessions(const struct sched *s);
+/* The fleet-wide tokens in hand (fleet.h): the engine asks Redis for the
+ * batches it needs and hands back the grants. */
+struct fleet *sched_fleet_cache(struct sched *s);
 unsigned sched_max_sessions(const struct sched *s);
 const struct dests *sched_dests(const struct sched *s);
 

@@ -17,12 +17,15 @@ struct dests;
 struct ledger;
 struct rq;
 
+struct fleet;
 struct shaper;
 struct shaper_event;
 
 struct stats *stats_new(void);
 /* The lanes to publish (NULL: none); the scheduler sets it. */
 void stats_set_shaper(struct stats *st, const struct shaper *sh);
+/* The fleet-wide limits to publish (NULL: none); the scheduler sets it. */
+void stats_set_fleet(struct stats *st, const struct fleet *f);
 /*
  * A lane changed state: to the shaping stream, at once once stats_publish
  * has named the Redis client, else queued until it does (past

@@ -128,6 +128,36 @@ test_contract_example(void **state)
 	config_free(c);
 }
 
+/* fleet_max_rate: on site, domain and ip blocks; the domain's wins. */
+static void
+test_fleet_limits(void **state)
+{
+	static const char text[] =
+	    "site \"g\" { mx = [\"*.g.test\"]; fleet_max_rate = \"20/s\"; }\n"
+	    "domain \"a.test\" { fleet_max_rate = \"30/min\"; }\n"
+	    "domain \"b.test\" { max_connections = 2; }\n"
+	    "pool \"p\" { ip \"127.0.0.2\" { fleet_max_rate = \"100/h\"; } }\n";
+	char *errors = NULL, key[300];
+	struct config *c = load_str(text, &errors);
+	struct rate r;
+
+	assert_non_null(c);
+	assert_null(errors);
+	assert_int_equal(c->pools[0].ips[0].fleet_max_rate.count, 100);
+	assert_int_equal(c->pools[0].ips[0].fleet_max_rate.per_ms, 3600000);
+	r = config_fleet_for(&c->sites[0], &c->domains[0], key, sizeof key);
+	assert_int_equal(r.count, 30);
+	assert_string_equal(key, "domain:a.test");
+	r = config_fleet_for(&c->sites[0], &c->domains[1], key, sizeof key);
+	assert_int_equal(r.count, 20);
+	assert_int_equal(r.per_ms, 1000);
+	assert_string_equal(key, "site:g");
+	r = config_fleet_for(NULL, &c->domains[1], key, sizeof key);
+	assert_int_equal(r.count, 0);
+	assert_string_equal(key, "");
+	config_free(c);
+}
+
 static void
 test_defaults(void **state)
 {
@@ -340,6 +370,10 @@ test_validation_errors(void **state)
 		  "t.conf:1: smtp.timeouts.connect: 0 is out of range (1ms..3600000ms)\n" },
 		{ "smtp { timeouts { conect = 5s } }",
 		  "t.conf:1: unknown setting 'smtp.timeouts.conect' (did you mean 'connect'?)\n" },
+		{ "site \"g\" { mx = [\"*.g.test\"]; fleet_max_rate = \"5/week\" }",
+		  "t.conf:1: site \"g\": fleet_max_rate: '5/week' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
+		{ "pool \"p\" { ip \"127.0.0.2\" { fleet_max_rate = \"0/s\" } }",
+		  "t.conf:1: pool \"p\" ip \"127.0.0.2\": fleet_max_rate: '0/s' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
 		{ "smtp { max_rate = \"5/week\" }",
 		  "t.conf:1: smtp.max_rate: '5/week' is not a rate (N/s, N/min, N/h or N/day, N >= 1)\n" },
 		{ "smtp { ehlo = \"bad host\" }", "t.conf:1: smtp.ehlo: 'bad host' not a host name\n" },
@@ -1007,6 +1041,7 @@ main(void)
 		cmocka_unit_test(test_classify_rules_path),
 		cmocka_unit_test(test_shipped_pools),
 		cmocka_unit_test(test_dkim_blocks),
+		cmocka_unit_test(test_fleet_limits),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup_dir, teardown_dir);
