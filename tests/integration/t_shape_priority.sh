@@ -14,7 +14,8 @@
 # entry with the SAME entry ID are both delivered, each once, with their
 # own settle markers (volley:done:h-ID and volley:done:ID); a restart reads
 # neither again; and a high entry that comes back pending after it was
-# settled (its marker set) is acked without a second event.
+# settled (its marker set) is acked without a second event; a deferred
+# high job keeps `priority` in its retry hash.
 #
 # Phase 3, the read-ahead reserve: smtp.max_ready = 20 is full of bulk jobs
 # stuck on a destination that answers each message after 20 s on one
@@ -137,6 +138,19 @@ is "run --drain exits 0" "$DRAIN_RC" 0
 is "no event for the already settled high job" "$(events count id=again-1)" 0
 is "it is acked and gone from the high stream" "$(redis_cli XLEN volley:jobs:high)" 0
 is "nothing pending on the high stream" "$(xpending_count volley:jobs:high)" 0
+
+# A deferred high job keeps its class: the retry hash under its key says so.
+gid=$(redis_cli XADD volley:jobs:high '*' to g+grey@bulk.test from a@sender.test id grey-1 \
+	msg "$(printf 'Subject: g\r\n\r\ng\r\n')")
+bg_volley "$T/run6.log" run -c "$T/volley.conf"
+pid=$VOLLEY_PID
+deferred() { [ "$(events count id=grey-1 status=deferred)" -ge 1 ]; }
+wait_for 20 deferred || not_ok "the greylisted high job is deferred" "$(show_log "$T/run6.log")"
+is "its retry hash keeps priority high" "$(redis_cli HGET "volley:job:h-$gid" priority)" high
+kill -TERM "$pid"
+wait_pid "$pid" 60
+is "SIGTERM: exit 0" "$WAIT_RC" 0
+is "it waits in the retry schedule under its key" "$(redis_cli ZSCORE volley:retry "h-$gid" | grep -c .)" 1
 
 # --- phase 3: the read-ahead reserve ---
 redis_cli FLUSHALL >/dev/null
