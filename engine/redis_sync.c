@@ -263,6 +263,11 @@ rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
 	memset(st, 0, sizeof *st);
 	st->unread = -1;
 	st->stream_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", s->k_jobs }));
+	if (st->stream_len >= 0) {
+		char *k_high = key(s, RQ_K_JOBS_HIGH, NULL);
+		st->high_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", k_high }));
+		free(k_high);
+	}
 	if (st->stream_len < 0 && s->rc->err) {
 		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 		rc = -1;

@@ -112,6 +112,9 @@ note "bulk delivered before the stop: $delivered"
 redis_cli FLUSHALL >/dev/null
 redis_cli XADD volley:jobs 5-1 to n@bulk.test from a@sender.test id n-1 msg "$(printf 'Subject: n\r\n\r\nn\r\n')" >/dev/null
 redis_cli XADD volley:jobs:high 5-1 to h@bulk.test from a@sender.test msg "$(printf 'Subject: h\r\n\r\nh\r\n')" >/dev/null
+"$VOLLEY" status -c "$T/volley.conf" | grep -q "high-priority stream: 1 unread or pending" &&
+	ok "volley status shows the high stream's depth" ||
+	not_ok "volley status shows the high stream's depth" "$("$VOLLEY" status -c "$T/volley.conf" | head -5)"
 run_drain "$T/run2.log" 60 -c "$T/volley.conf"
 is "run --drain exits 0" "$DRAIN_RC" 0
 check "two jobs with the same entry ID: one final event each" events check-final --expect 2
