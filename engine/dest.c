@@ -93,31 +93,78 @@ dests_free(struct dests *ds)
 void
 dest_push(struct dest *d, struct job *j, uint64_t now)
 {
+	unsigned c = job_priority_rank(j->priority);
+
 	d->last_used = now;
 	j->next = NULL;
 	j->dest = d;
-	if (d->qtail)
-		d->qtail->next = j;
+	if (d->qtail[c])
+		d->qtail[c]->next = j;
 	else
-		d->qhead = j;
-	d->qtail = j;
+		d->qhead[c] = j;
+	d->qtail[c] = j;
 	d->queued++;
+}
+
+/* evict_newest - take the tail job of class c off the queue. A walk of
+ * that class: rare (a higher job meeting a full queue), and the class is
+ * at most the cap long. */
+static struct job *
+evict_newest(struct dest *d, unsigned c)
+{
+	struct job *j = d->qtail[c], *p = d->qhead[c];
+
+	if (p == j) {
+		d->qhead[c] = d->qtail[c] = NULL;
+	} else {
+		while (p->next != j)
+			p = p->next;
+		p->next = NULL;
+		d->qtail[c] = p;
+	}
+	d->queued--;
+	j->next = NULL;
+	j->dest = NULL;
+	return j;
+}
+
+struct job *
+dest_push_capped(struct dest *d, struct job *j, uint64_t now, size_t cap)
+{
+	unsigned mine = job_priority_rank(j->priority);
+	struct job *out;
+
+	if (d->queued < cap) {
+		dest_push(d, j, now);
+		return NULL;
+	}
+	for (unsigned c = JOB_PRIO__N; c-- > mine + 1;) {
+		if (d->qtail[c] == NULL)
+			continue;
+		out = evict_newest(d, c);
+		dest_push(d, j, now);
+		return out;
+	}
+	return j;
 }
 
 struct job *
 dest_pop_any(struct dest *d)
 {
-	struct job *j = d->qhead;
+	for (unsigned c = 0; c < JOB_PRIO__N; c++) {
+		struct job *j = d->qhead[c];
 
-	if (j == NULL)
-		return NULL;
-	d->qhead = j->next;
-	if (d->qhead == NULL)
-		d->qtail = NULL;
-	d->queued--;
-	j->next = NULL;
-	j->dest = NULL;
-	return j;
+		if (j == NULL)
+			continue;
+		d->qhead[c] = j->next;
+		if (d->qhead[c] == NULL)
+			d->qtail[c] = NULL;
+		d->queued--;
+		j->next = NULL;
+		j->dest = NULL;
+		return j;
+	}
+	return NULL;
 }
 
 struct job *

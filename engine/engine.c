@@ -62,18 +62,44 @@ static volatile sig_atomic_t sig_stop, sig_hup;
 
 /* --- reading --- */
 
-/* How many jobs the next read may bring: within smtp.max_ready jobs and
- * smtp.max_ready_bytes of bodies held. */
+/*
+ * read_room_for - how many jobs the next read may bring: within
+ * smtp.max_ready jobs and smtp.max_ready_bytes of bodies held. The high
+ * stream (high = 1) has a reserve on top of both, a tenth of each (at
+ * least one read batch of jobs), so that a full read-ahead of bulk mail
+ * never keeps a password reset waiting in Redis.
+ */
 static unsigned
-read_room(struct engine *e)
+read_room_for(struct engine *e, int high)
 {
 	size_t cap = e->cfg->max_ready, held = ledger_count(e->lg);
+	uint64_t bcap = e->cfg->max_ready_bytes;
 	size_t bytes = ledger_bytes(e->lg) + intake_bytes(e->in);
 
-	if (e->stopping || held >= cap || bytes >= e->cfg->max_ready_bytes ||
+	if (high) {
+		cap += cap / 10 > e->cfg->read_batch ? cap / 10 : e->cfg->read_batch;
+		bcap += bcap / 10;
+	}
+	if (e->stopping || held >= cap || bytes >= bcap ||
 	    intake_holding(e->in, loop_now(e->loop)))
 		return 0;
 	return (unsigned)(cap - held < e->cfg->read_batch ? cap - held : e->cfg->read_batch);
+}
+
+static unsigned
+read_room(struct engine *e)
+{
+	return read_room_for(e, 0);
+}
+
+/* Read the jobs streams if either has room. */
+static void
+fetch_streams(struct engine *e)
+{
+	unsigned room = read_room(e), high = read_room_for(e, 1);
+
+	if (room || high)
+		rq_fetch(e->rq, room, high);
 }
 
 static void
@@ -98,10 +124,10 @@ on_read_done(void *arg, enum job_origin origin, size_t n)
 	struct engine *e = arg;
 	unsigned room = read_room(e);
 
-	if (origin == JOB_FROM_STREAM) {
+	if (origin != JOB_FROM_RETRY) {
 		e->stream_empty = n == 0;
-		if (n > 0 && room > 0)
-			rq_fetch(e->rq, room);	/* more may be waiting */
+		if (n > 0)
+			fetch_streams(e);	/* more may be waiting */
 	} else if (n > 0 && room > 0) {
 		rq_fetch_retries(e->rq, room, clock_wall_ms());
 	}
@@ -115,7 +141,7 @@ on_connected(void *arg)
 	e->stream_empty = 0;
 	/* Warm-up counters first: answered before the jobs arrive. */
 	sched_warm_sync(e->sched, e->rq, 0);
-	rq_fetch(e->rq, read_room(e));
+	fetch_streams(e);
 }
 
 /* --- draining --- */
@@ -324,8 +350,7 @@ on_tick(struct timer *t)
 		if (e->opts.drain)
 			drain_check(e);
 		intake_poll_pause(e->in, now);	/* paused campaigns/tenants, once a second */
-		if (room)
-			rq_fetch(e->rq, room);
+		fetch_streams(e);
 		if (room && now - e->last_retry_poll >= 500) {
 			e->last_retry_poll = now;
 			rq_fetch_retries(e->rq, room, clock_wall_ms());

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* smtp.max_message_size when there is no config (unit tests, tools). */
 #define JOB_DEFAULT_MAX_MESSAGE	(50ull << 20)
@@ -53,6 +54,57 @@ int
 job_status_final(enum job_status s)
 {
 	return s != JOB_DEFERRED && s != JOB_COMPLAINED;
+}
+
+static const char *const priority_names[JOB_PRIO__N] = {
+	[JOB_PRIO_NORMAL] = "normal",
+	[JOB_PRIO_HIGH] = "high",
+	[JOB_PRIO_LOW] = "low",
+};
+
+const char *
+job_priority_name(enum job_priority p)
+{
+	return (unsigned)p < JOB_PRIO__N ? priority_names[p] : "normal";
+}
+
+unsigned
+job_priority_rank(enum job_priority p)
+{
+	switch (p) {
+	case JOB_PRIO_HIGH: return 0;
+	case JOB_PRIO_LOW: return 2;
+	default: return 1;
+	}
+}
+
+const char *
+job_entry_id(const struct job *j)
+{
+	size_t pl = sizeof JOB_HIGH_KEY_PREFIX - 1;
+
+	if (j->origin == JOB_FROM_HIGH && strncmp(j->key, JOB_HIGH_KEY_PREFIX, pl) == 0)
+		return j->key + pl;
+	return j->key;
+}
+
+/*
+ * priority_parse - `priority`: high, normal or low in any case; empty is
+ * normal. 0, or -1 for anything else.
+ */
+static int
+priority_parse(const char *v, size_t vl, enum job_priority *p)
+{
+	for (unsigned i = 0; i < JOB_PRIO__N; i++)
+		if (vl == strlen(priority_names[i]) && strncasecmp(v, priority_names[i], vl) == 0) {
+			*p = (enum job_priority)i;
+			return 0;
+		}
+	if (vl == 0) {
+		*p = JOB_PRIO_NORMAL;
+		return 0;
+	}
+	return -1;
 }
 
 static int
@@ -458,6 +510,18 @@ job_decode(const char *const *fields, const size_t *flens,
 		} else if (IS("last_class")) {
 			if (vl > 0 && vl < 64 && !has_nul(v, vl))
 				replace_field(&j->last_class, v, vl);
+		} else if (IS("priority")) {
+			if (priority_parse(v, vl, &j->priority) != 0) {
+				char shown[40];
+				size_t k = 0;
+				/* echo a short printable value only */
+				for (; k < vl && k < 32; k++)
+					shown[k] = (unsigned char)v[k] < 0x21 ||
+					    (unsigned char)v[k] >= 0x7f ? '?' : v[k];
+				shown[k] = '\0';
+				set_error(j, "invalid priority (high, normal or low expected)",
+				    vl <= 32 ? shown : NULL);
+			}
 		} else if (IS("attempts")) {
 			char tmp[16];
 			if (vl > 0 && vl < sizeof tmp) {
@@ -469,11 +533,15 @@ job_decode(const char *const *fields, const size_t *flens,
 #undef IS
 	}
 
+	/* The high stream's jobs are high, whatever they say. */
+	if (origin == JOB_FROM_HIGH)
+		j->priority = JOB_PRIO_HIGH;
+
 	/* The id first, so that every later error event carries it. */
 	if (id != NULL && id_ok(id, id_len))
 		j->id = dup_field(id, id_len);
 	else {
-		j->id = xstrdup(key);
+		j->id = xstrdup(job_entry_id(j));
 		if (id != NULL)
 			set_error(j, "invalid id (1-200 printable characters, no spaces)", NULL);
 	}

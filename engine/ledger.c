@@ -1,7 +1,7 @@
 /*
  * ledger.c - the jobs held in memory and how they leave it (ledger.h).
  *
- * Jobs are in a map by stream entry ID and on a doubly linked list (for
+ * Jobs are in a map by key (see JOB_HIGH_KEY_PREFIX) and on a doubly linked list (for
  * the lease refresh, in order of arrival). What an outcome means was
  * decided by trouble.c before it gets here; the ledger only turns a
  * deferral past the job's end into `expired`, picks the retry time from
@@ -189,24 +189,19 @@ void
 ledger_refresh_leases(struct ledger *lg)
 {
 	uint64_t now = loop_now(lg->loop), age = lg->cfg->lease_ms / 3;
-	const char **sk = xcalloc(lg->njobs + 1, sizeof *sk);
-	const char **rk = xcalloc(lg->njobs + 1, sizeof *rk);
-	size_t ns = 0, nr = 0;
+	const struct job **held = xcalloc(1000, sizeof *held);
+	size_t n = 0;
 
 	for (struct job *j = lg->all.all_next; j != &lg->all; j = j->all_next) {
 		if (now - j->taken_ms < age)
 			continue;
-		if (j->origin == JOB_FROM_STREAM)
-			sk[ns++] = j->key;
-		else
-			rk[nr++] = j->key;
-		if (ns >= 1000 || nr >= 1000) {
-			rq_refresh(lg->rq, sk, ns, rk, nr, clock_wall_ms() + lg->cfg->lease_ms);
-			ns = nr = 0;
+		held[n++] = j;
+		if (n >= 1000) {
+			rq_refresh(lg->rq, held, n, clock_wall_ms() + lg->cfg->lease_ms);
+			n = 0;
 		}
 	}
-	if (ns || nr)
-		rq_refresh(lg->rq, sk, ns, rk, nr, clock_wall_ms() + lg->cfg->lease_ms);
-	free(sk);
-	free(rk);
+	if (n)
+		rq_refresh(lg->rq, held, n, clock_wall_ms() + lg->cfg->lease_ms);
+	free(held);
 }

@@ -717,6 +717,8 @@ cmd_status(int argc, char **argv)
 	printf("volley status  (redis %s, prefix \"%s\")\n\n", c->redis_url_safe, c->prefix);
 	printf("  queue      unread %-8lld pending %-8lld deferred %-8lld\n", st.unread, st.pending,
 	    st.deferred < 0 ? 0 : st.deferred);
+	if (st.high_len > 0)
+		printf("             high-priority stream: %lld unread or pending\n", st.high_len);
 	if (st.has_next_retry) {
 		long long in = (long long)((st.next_retry_ms - (double)now) / 1000.0);
 		printf("             next retry due %s%llds\n", in < 0 ? "-" : "in ",

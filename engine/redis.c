@@ -49,9 +49,11 @@
  * anything: a script that fails half way (OOM, a wrong key type) leaves the
  * job pending rather than acked without an event.
  *
- * final: KEYS jobs, events, retry, job hash, suppressed, done marker.
- * ARGV group, key, origin (s|r), events maxlen, address to suppress or '',
- * marker ttl ms, then the event's field/value pairs. A stream job is
+ * final: KEYS jobs (the job's own stream), events, retry, job hash,
+ * suppressed, done marker. ARGV group, key, stream entry ID ('' for a
+ * leased retry), events maxlen, address to suppress or '', marker ttl ms,
+ * then the event's field/value pairs. The key and the entry ID differ for
+ * a job of the high stream (see JOB_HIGH_KEY_PREFIX). A stream job is
  * settled once: the marker says it was (XACK's answer cannot: an entry
  * trimmed while held is gone from the pending list). A retry is settled
  * while its ZSET member is there.
@@ -66,16 +68,16 @@ static const char final_lua[] =
 "    redis.call('XADD', KEYS[2], '*', unpack(e))\n"
 "  end\n"
 "end\n"
-"if ARGV[3] == 's' then\n"
+"if ARGV[3] ~= '' then\n"
 "  if redis.call('EXISTS', KEYS[6]) == 1 then\n"
-"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"    redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+"    redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "    return 0\n"
 "  end\n"
 "  ev(7)\n"
 "  redis.call('SET', KEYS[6], '1', 'PX', ARGV[6])\n"
-"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+"  redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "else\n"
 "  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end\n"
 "  ev(7)\n"
@@ -86,8 +88,9 @@ static const char final_lua[] =
 "return 1\n";
 
 /*
- * defer: KEYS jobs, events, retry, job hash, done marker. ARGV group, key,
- * origin, events maxlen, due ms, marker ttl, n hash items, the hash items,
+ * defer: KEYS jobs (the job's own stream), events, retry, job hash, done
+ * marker. ARGV group, key (the retry member), stream entry ID ('' for a
+ * leased retry), events maxlen, due ms, marker ttl, n hash items, the hash items,
  * then the event. A retry whose hash is gone (evicted, deleted) cannot be
  * deferred: it ends `failed` instead, with the reason in the event.
  * Without event fields it parks a stream job: the same move, quietly.
@@ -105,10 +108,10 @@ static const char defer_lua[] =
 "    redis.call('XADD', KEYS[2], '*', unpack(e))\n"
 "  end\n"
 "end\n"
-"if ARGV[3] == 's' then\n"
+"if ARGV[3] ~= '' then\n"
 "  if redis.call('EXISTS', KEYS[5]) == 1 then\n"
-"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"    redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+"    redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "    return 0\n"
 "  end\n"
 "else\n"
@@ -124,15 +127,15 @@ static const char defer_lua[] =
 "  end\n"
 "end\n"
 "ev()\n"
-"if ARGV[3] == 's' then redis.call('DEL', KEYS[4]) end\n"
+"if ARGV[3] ~= '' then redis.call('DEL', KEYS[4]) end\n"
 "local h = {}\n"
 "for i = 8, 7 + n do h[#h+1] = ARGV[i] end\n"
 "redis.call('HSET', KEYS[4], unpack(h))\n"
 "redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])\n"
-"if ARGV[3] == 's' then\n"
+"if ARGV[3] ~= '' then\n"
 "  redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])\n"
-"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-"  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+"  redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "end\n"
 "return 1\n";
 
@@ -186,7 +189,8 @@ static const char retry_lua[] =
 
 /* Keep our stream leases fresh: reset the idle time of entries that are
  * still ours, and only those (after a takeover they belong to another
- * instance, which must keep them). KEYS jobs. ARGV keys..., group, us. */
+ * instance, which must keep them). KEYS one jobs stream. ARGV entry
+ * IDs..., group, us. */
 static const char refresh_lua[] =
 "local g, me = ARGV[#ARGV - 1], ARGV[#ARGV]\n"
 "local n = 0\n"
@@ -199,7 +203,8 @@ static const char refresh_lua[] =
 "end\n"
 "return n\n";
 
-/* Our own pending list with each entry's delivery count. KEYS jobs.
+/* Our own pending list with each entry's delivery count. KEYS one jobs
+ * stream.
  * ARGV group, consumer, count, from id. Returns [[id, fields|nil, n]...]:
  * nil fields = the entry was trimmed or deleted. */
 static const char history_lua[] =
@@ -215,7 +220,7 @@ static const char history_lua[] =
 "end\n"
 "return out\n";
 
-/* XAUTOCLAIM with delivery counts. KEYS jobs. ARGV group, consumer, min
+/* XAUTOCLAIM with delivery counts. KEYS one jobs stream. ARGV group, consumer, min
  * idle, cursor, count. Returns [cursor, [[id, fields, n]...], [deleted
  * ids]] (Redis 7 drops deleted entries from the pending list and names
  * them in its third element). */
@@ -230,8 +235,9 @@ static const char claim_lua[] =
 "end\n"
 "return {r[1], out, r[3] or {}}\n";
 
-/* Hand a job back untried. KEYS jobs, retry, job hash. ARGV group, us,
- * key, origin, now. A stream entry of ours gets its delivery count back
+/* Hand a job back untried. KEYS jobs (the job's own stream), retry, job
+ * hash. ARGV group, us, stream entry ID (s) or retry member (r), origin,
+ * now. A stream entry of ours gets its delivery count back
  * (XCLAIM RETRYCOUNT); a retry becomes due now with its lease count back. */
 static const char release_lua[] =
 "if ARGV[4] == 's' then\n"
@@ -247,6 +253,23 @@ static const char release_lua[] =
 "  if n > 0 then redis.call('HINCRBY', KEYS[3], 'leases', -1) end\n"
 "end\n"
 "return 1\n";
+
+/* New entries, the high stream first. KEYS jobs:high, jobs. ARGV group,
+ * consumer, high count, total count. Up to `high count` entries of the
+ * high stream, then the normal stream's up to what is left of `total
+ * count`. Returns [high entries, normal entries], each [[id, fields]...]. */
+static const char read_lua[] =
+"local out = {{}, {}}\n"
+"if tonumber(ARGV[3]) > 0 then\n"
+"  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')\n"
+"  if r and r[1] then out[1] = r[1][2] end\n"
+"end\n"
+"local left = tonumber(ARGV[4]) - #out[1]\n"
+"if left > 0 then\n"
+"  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left, 'STREAMS', KEYS[2], '>')\n"
+"  if r and r[1] then out[2] = r[1][2] end\n"
+"end\n"
+"return out\n";
 
 /* The instance lock. KEYS lock. ARGV token, ttl ms. 1 if ours (taken or
  * refreshed), else [holder's token, its PTTL]. Sent with EVAL: it must
@@ -353,9 +376,10 @@ static const char fleet_lua[] =
 "return {k, math.ceil((tat - now) / 1000)}\n";
 
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
-	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT_FLEET, SCRIPT__N };
+	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT_FLEET, SCRIPT_READ,
+	SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua, fleet_lua };
+	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua, fleet_lua, read_lua };
 
 /* The kinds of read, each with its own back-off after an error. */
 enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
@@ -419,15 +443,17 @@ struct rq {
 	size_t inflight;
 	uint64_t last_progress;		/* mono ms: last reply, or first send */
 	/* reads */
-	int reading, reading_retry, claiming;
-	int history;			/* re-reading our own pending list */
+	int reading, reading_retry;
+	int claiming;			/* XAUTOCLAIMs in flight (one per stream) */
+	int history;			/* re-reading our own pending lists: 2 the
+					 * high stream's, 1 the normal one's, 0 done */
 	char history_from[64];
-	char claim_cursor[64];
+	char claim_cursor[2][64];	/* [0] jobs, [1] jobs:high */
 	uint64_t read_hold_until[RD__N], read_backoff_ms[RD__N];
 	unsigned gen;			/* connection generation */
 	struct map held;		/* key -> mono ms + 1 of last sign of life */
 	uint64_t last_held_sweep;
-	char *k_jobs, *k_events, *k_retry, *k_supp, *k_jobp, *k_done, *k_lock, *k_stats, *k_insts;
+	char *k_jobs, *k_jobs_high, *k_events, *k_retry, *k_supp, *k_jobp, *k_done, *k_lock, *k_stats, *k_insts;
 };
 
 static void rq_connect(struct rq *q);
@@ -954,14 +980,23 @@ on_policy(struct rq *q, redisReply *r, void *priv)
 	}
 }
 
+/* The consumer group on both jobs streams (BUSYGROUP: it exists). */
+static void
+create_groups(struct rq *q)
+{
+	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM",
+	    q->k_jobs_high, RQ_GROUP);
+	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM", q->k_jobs,
+	    RQ_GROUP);
+}
+
 /* The lock is ours on this connection: load the scripts, make sure the
  * group exists, resend the outbox, and wait for it before reading. */
 static void
 after_lock(struct rq *q)
 {
 	load_scripts(q);
-	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM", q->k_jobs,
-	    RQ_GROUP);
+	create_groups(q);
 	if (!q->policy_checked)
 		send_fmt(q, on_policy, NULL, "CONFIG GET maxmemory-policy");
 	q->barrier = q->seq_next;
@@ -1153,9 +1188,10 @@ rq_connect(struct rq *q)
 	q->gen++;
 	q->ready = q->locked = q->synced = 0;
 	q->inflight = 0;
-	q->history = 1;
+	q->history = 2;
 	snprintf(q->history_from, sizeof q->history_from, "0");
-	snprintf(q->claim_cursor, sizeof q->claim_cursor, "0-0");
+	snprintf(q->claim_cursor[0], sizeof q->claim_cursor[0], "0-0");
+	snprintf(q->claim_cursor[1], sizeof q->claim_cursor[1], "0-0");
 
 	/* The handshake is queued at once; hiredis sends it when the
 	 * connect completes, in order, before anything else. The rest
@@ -1192,6 +1228,7 @@ rq_new(struct loop *l, const struct config *cfg, const struct rq_callbacks *cb, 
 	q->outbox.next = q->outbox.prev = &q->outbox;
 	q->backoff_ms = 100;
 	q->k_jobs = xasprintf("%s%s", cfg->prefix, RQ_K_JOBS);
+	q->k_jobs_high = xasprintf("%s%s", cfg->prefix, RQ_K_JOBS_HIGH);
 	q->k_events = xasprintf("%s%s", cfg->prefix, RQ_K_EVENTS);
 	q->k_retry = xasprintf("%s%s", cfg->prefix, RQ_K_RETRY);
 	q->k_supp = xasprintf("%s%s", cfg->prefix, RQ_K_SUPPRESSED);
@@ -1273,6 +1310,7 @@ rq_free(struct rq *q)
 	}
 	map_free(&q->held);
 	free(q->k_jobs);
+	free(q->k_jobs_high);
 	free(q->k_events);
 	free(q->k_retry);
 	free(q->k_supp);
@@ -1292,7 +1330,25 @@ struct raw_entry {
 	const redisReply *id;
 	const redisReply *fields;
 	unsigned deliveries;
+	char key[80];			/* the job's key (take_entries) */
 };
+
+/* The stream a stream job (JOB_FROM_STREAM or JOB_FROM_HIGH) is pending on. */
+static const char *
+stream_of(const struct rq *q, enum job_origin origin)
+{
+	return origin == JOB_FROM_HIGH ? q->k_jobs_high : q->k_jobs;
+}
+
+/* The key of a job read as entry ID id from the stream of origin (see
+ * JOB_HIGH_KEY_PREFIX); -1 if it does not fit (not a stream entry ID). */
+static int
+key_of(enum job_origin origin, const char *id, char *key, size_t len)
+{
+	int n = snprintf(key, len, "%s%s", origin == JOB_FROM_HIGH ? JOB_HIGH_KEY_PREFIX : "", id);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
 
 /* A read failed: pause that kind of read, doubling up to 30 s, one log
  * line per step. */
@@ -1303,8 +1359,7 @@ read_error(struct rq *q, int kind, const char *what, const redisReply *r)
 		return;		/* reloaded by on_req; the next tick reads again */
 	if (err_is(r->str, "NOGROUP")) {
 		log_warn("redis", "%s: %s; creating the group", what, r->str);
-		send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM",
-		    q->k_jobs, RQ_GROUP);
+		create_groups(q);
 		return;
 	}
 	q->read_backoff_ms[kind] = rq_backoff_next(q->read_backoff_ms[kind]);
@@ -1346,18 +1401,19 @@ field_str(const redisReply *f, const char *name)
  * the ack, through the final script (idempotent, retried like any
  * settlement). fields may be NULL (the entry's data is gone). */
 static void
-fail_entry(struct rq *q, const char *key, const redisReply *fields, const char *reason)
+fail_entry(struct rq *q, enum job_origin origin, const char *key, const redisReply *fields,
+    const char *reason)
 {
 	struct job fj;
 	struct job_outcome o;
 
 	memset(&fj, 0, sizeof fj);
 	memset(&o, 0, sizeof o);
-	fj.origin = JOB_FROM_STREAM;
+	fj.origin = origin;
 	fj.key = (char *)key;
 	fj.id = (char *)field_str(fields, "id");
 	if (fj.id == NULL)
-		fj.id = (char *)key;
+		fj.id = (char *)job_entry_id(&fj);
 	fj.to = (char *)field_str(fields, "to");
 	if (fj.to == NULL)
 		fj.to = "";
@@ -1385,7 +1441,7 @@ deliver_typed(struct rq *q, enum job_origin origin, const struct raw_entry *e, s
 	fl = xcalloc(2 * pairs + 1, sizeof *fl);
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *f = e[i].fields;
-		out[i].key = e[i].id->str;
+		out[i].key = e[i].key;
 		out[i].fields = &fv[off];
 		out[i].values = &fv[pairs + off];
 		out[i].flens = &fl[off];
@@ -1421,21 +1477,26 @@ take_entries(struct rq *q, enum job_origin origin, struct raw_entry *e, size_t n
 	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const char *key = e[i].id->str;
+		const char *key = e[i].key;
+		int stream = origin != JOB_FROM_RETRY;
 		char why[200];
+		if (key_of(origin, e[i].id->str, e[i].key, sizeof e[i].key) != 0) {
+			log_error("redis", "skipping an entry with an ID of %zu bytes",
+			    (size_t)e[i].id->len);
+			continue;
+		}
 		if (e[i].fields == NULL || e[i].fields->type != REDIS_REPLY_ARRAY) {
-			if (origin == JOB_FROM_STREAM && !held(q, key)) {
+			if (stream && !held(q, key)) {
 				snprintf(why, sizeof why, "stream entry %s was trimmed or deleted from "
-				    "%s before it could be read", key, q->k_jobs);
-				fail_entry(q, key, NULL, why);
+				    "%s before it could be read", e[i].id->str, stream_of(q, origin));
+				fail_entry(q, origin, key, NULL, why);
 			}
 			continue;
 		}
-		if (origin == JOB_FROM_STREAM && e[i].deliveries > q->cfg->max_deliveries &&
-		    !held(q, key)) {
+		if (stream && e[i].deliveries > q->cfg->max_deliveries && !held(q, key)) {
 			snprintf(why, sizeof why, "delivered to the engine %u times without settling "
 			    "(redis.max_deliveries %u)", e[i].deliveries - 1, q->cfg->max_deliveries);
-			fail_entry(q, key, e[i].fields, why);
+			fail_entry(q, origin, key, e[i].fields, why);
 			continue;
 		}
 		held_mark(q, key);
@@ -1473,62 +1534,86 @@ parse_entries(const redisReply *arr, int plain, struct raw_entry **out)
 	return n;
 }
 
+/* One stream's new entries out of the read script's reply. */
+static size_t
+take_new(struct rq *q, enum job_origin origin, const redisReply *entries)
+{
+	struct raw_entry *e = NULL;
+	size_t n = parse_entries(entries, 1, &e);
+
+	take_entries(q, origin, e, n);
+	free(e);
+	return entries && entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
+}
+
+/* priv: NULL new entries (the read script), else the pending list being
+ * re-read (HIST_NORMAL, HIST_HIGH). */
+#define HIST_NORMAL	((void *)1)
+#define HIST_HIGH	((void *)2)
+
 static void
 on_xread(struct rq *q, redisReply *r, void *priv)
 {
-	const redisReply *entries = NULL;
 	struct raw_entry *e = NULL;
-	int history = priv != NULL;
 	size_t n = 0, seen = 0;
 
 	q->reading = 0;
 	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		read_error(q, RD_STREAM, history ? "reading our pending list" : "XREADGROUP", r);
+		read_error(q, RD_STREAM, priv ? "reading our pending list" : "XREADGROUP", r);
 		if (q->cb.on_read_done)
 			q->cb.on_read_done(q->arg, JOB_FROM_STREAM, 0);
 		return;
 	}
 	read_ok(q, RD_STREAM);
-	if (history) {
-		entries = r;
-	} else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-		const redisReply *s = r->element[0];
-		if (s->type == REDIS_REPLY_ARRAY && s->elements == 2)
-			entries = s->element[1];
-	}
-	seen = entries && entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
-	n = parse_entries(entries, !history, &e);
-	if (history) {
-		if (n == 0)
-			q->history = 0;
-		else
+	if (priv == NULL) {
+		/* [high entries, normal entries]: the high ones go first. */
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+			seen = take_new(q, JOB_FROM_HIGH, r->element[0]);
+			seen += take_new(q, JOB_FROM_STREAM, r->element[1]);
+		}
+	} else {
+		enum job_origin origin = priv == HIST_HIGH ? JOB_FROM_HIGH : JOB_FROM_STREAM;
+
+		seen = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+		n = parse_entries(r, 0, &e);
+		if (n == 0) {
+			/* this list is done: the next one, from its start */
+			q->history = priv == HIST_HIGH ? 1 : 0;
+			snprintf(q->history_from, sizeof q->history_from, "0");
+			seen = 1;	/* not the end of the stream: read on */
+		} else {
 			snprintf(q->history_from, sizeof q->history_from, "%s", e[n - 1].id->str);
+		}
+		take_entries(q, origin, e, n);
+		free(e);
 	}
-	take_entries(q, JOB_FROM_STREAM, e, n);
-	free(e);
 	if (q->cb.on_read_done)
 		q->cb.on_read_done(q->arg, JOB_FROM_STREAM, seen);
 }
 
 void
-rq_fetch(struct rq *q, unsigned max)
+rq_fetch(struct rq *q, unsigned max, unsigned max_high)
 {
-	char cnt[16];
+	char cnt[16], cnth[16];
 
-	if (!reads_allowed(q, RD_STREAM) || q->reading || max == 0)
+	if (!reads_allowed(q, RD_STREAM) || q->reading || (max == 0 && max_high == 0))
 		return;
 	snprintf(cnt, sizeof cnt, "%u", max);
+	snprintf(cnth, sizeof cnth, "%u", max_high);
 	if (q->history) {
-		if (send_strv(q, on_xread, (void *)1, 8, (const char *[]){ "EVALSHA",
-		    q->sha[SCRIPT_HISTORY], "1", q->k_jobs, RQ_GROUP, q->cfg->instance, cnt,
-		    q->history_from }) == 0)
+		int high = q->history == 2;
+		if ((high ? max_high : max) == 0)
+			return;		/* COUNT 0 would read them all */
+		if (send_strv(q, on_xread, high ? HIST_HIGH : HIST_NORMAL, 8, (const char *[]){
+		    "EVALSHA", q->sha[SCRIPT_HISTORY], "1", high ? q->k_jobs_high : q->k_jobs,
+		    RQ_GROUP, q->cfg->instance, high ? cnth : cnt, q->history_from }) == 0)
 			q->reading = 1;
 		return;
 	}
-	if (send_strv(q, on_xread, NULL, 9, (const char *[]){ "XREADGROUP", "GROUP", RQ_GROUP,
-	    q->cfg->instance, "COUNT", cnt, "STREAMS", q->k_jobs, ">" }) == 0)
+	if (send_strv(q, on_xread, NULL, 9, (const char *[]){ "EVALSHA", q->sha[SCRIPT_READ],
+	    "2", q->k_jobs_high, q->k_jobs, RQ_GROUP, q->cfg->instance, cnth, cnt }) == 0)
 		q->reading = 1;
 }
 
@@ -1575,10 +1660,12 @@ rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms)
 static void
 on_claim(struct rq *q, redisReply *r, void *priv)
 {
+	enum job_origin origin = priv ? JOB_FROM_HIGH : JOB_FROM_STREAM;
 	struct raw_entry *e = NULL;
 	size_t n;
 
-	q->claiming = 0;
+	if (q->claiming > 0)
+		q->claiming--;
 	if (r == NULL || q->freeing)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -1589,27 +1676,31 @@ on_claim(struct rq *q, redisReply *r, void *priv)
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3)
 		return;
 	if (r->element[0]->type == REDIS_REPLY_STRING)
-		snprintf(q->claim_cursor, sizeof q->claim_cursor, "%s", r->element[0]->str);
+		snprintf(q->claim_cursor[priv != NULL], sizeof q->claim_cursor[0], "%s",
+		    r->element[0]->str);
 	n = parse_entries(r->element[1], 0, &e);
 	if (n > 0)
-		log_info("redis", "took over %zu job(s) idle past the lease", n);
-	take_entries(q, JOB_FROM_STREAM, e, n);
+		log_info("redis", "took over %zu job(s) of %s idle past the lease", n,
+		    stream_of(q, origin));
+	take_entries(q, origin, e, n);
 	free(e);
 	/* Entries whose data was trimmed: Redis dropped them from the
 	 * pending list. Unless we hold the job, they end `failed` here. */
 	if (r->element[2]->type == REDIS_REPLY_ARRAY) {
 		const redisReply *d = r->element[2];
 		for (size_t i = 0; i < d->elements; i++) {
-			char why[200];
-			if (d->element[i]->type != REDIS_REPLY_STRING || held(q, d->element[i]->str))
+			char why[200], key[80];
+			if (d->element[i]->type != REDIS_REPLY_STRING ||
+			    key_of(origin, d->element[i]->str, key, sizeof key) != 0 || held(q, key))
 				continue;
 			snprintf(why, sizeof why, "stream entry %s was trimmed or deleted from %s "
-			    "before it could be read", d->element[i]->str, q->k_jobs);
-			fail_entry(q, d->element[i]->str, NULL, why);
+			    "before it could be read", d->element[i]->str, stream_of(q, origin));
+			fail_entry(q, origin, key, NULL, why);
 		}
 	}
 }
 
+/* Both streams, each with its own cursor: two scripts in flight. */
 void
 rq_autoclaim(struct rq *q, unsigned max)
 {
@@ -1619,9 +1710,11 @@ rq_autoclaim(struct rq *q, unsigned max)
 		return;
 	snprintf(idle, sizeof idle, "%llu", (unsigned long long)q->cfg->lease_ms);
 	snprintf(cnt, sizeof cnt, "%u", max ? max : 1);
-	if (send_strv(q, on_claim, NULL, 9, (const char *[]){ "EVALSHA", q->sha[SCRIPT_CLAIM],
-	    "1", q->k_jobs, RQ_GROUP, q->cfg->instance, idle, q->claim_cursor, cnt }) == 0)
-		q->claiming = 1;
+	for (int high = 1; high >= 0; high--)
+		if (send_strv(q, on_claim, high ? (void *)1 : NULL, 9, (const char *[]){ "EVALSHA",
+		    q->sha[SCRIPT_CLAIM], "1", high ? q->k_jobs_high : q->k_jobs, RQ_GROUP,
+		    q->cfg->instance, idle, q->claim_cursor[high], cnt }) == 0)
+			q->claiming++;
 }
 
 int
@@ -1753,10 +1846,10 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	snprintf(donekey, sizeof donekey, "%s%s", q->k_done, j->key);
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "6");
-	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
+	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events); av_add(&a, q->k_retry);
 	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
-	av_add(&a, j->origin == JOB_FROM_STREAM ? "s" : "r");
+	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
 	av_add(&a, suppress && j->to_lc ? j->to_lc : "");
 	av_addu(&a, done_ttl_ms(q->cfg));
@@ -1790,10 +1883,10 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 	else
 		code[0] = '\0';
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "5");
-	av_add(&a, q->k_jobs); av_add(&a, q->k_events); av_add(&a, q->k_retry);
+	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events); av_add(&a, q->k_retry);
 	av_add(&a, hashkey); av_add(&a, donekey);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
-	av_add(&a, j->origin == JOB_FROM_STREAM ? "s" : "r");
+	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
 	av_addu(&a, due_wall_ms);
 	av_addu(&a, done_ttl_ms(q->cfg));
@@ -1815,10 +1908,13 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 			av_add(&a, "last_class"); av_add(&a, j->last_class);
 		}
 		av_add(&a, "last_code"); av_add(&a, code);
-		if (j->origin == JOB_FROM_STREAM) {
+		if (j->origin != JOB_FROM_RETRY) {
 			/* The whole job moves into the hash: the stream entry
 			 * is deleted, so upstream trimming can never lose it. */
 			av_add(&a, "id"); av_add(&a, j->id);
+			if (j->priority != JOB_PRIO_NORMAL) {
+				av_add(&a, "priority"); av_add(&a, job_priority_name(j->priority));
+			}
 			av_add(&a, "to"); av_add(&a, j->to);
 			av_add(&a, "from"); av_add(&a, j->from);
 			av_add(&a, "expires_at"); av_addu(&a, j->expires_at_ms / 1000);
@@ -1870,9 +1966,10 @@ rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms)
 	snprintf(score, sizeof score, "%llu", (unsigned long long)now_wall_ms);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	{
-		const char *argv[] = { "EVALSHA", q->sha[SCRIPT_RELEASE], "3", q->k_jobs, q->k_retry,
-		    hashkey, RQ_GROUP, q->cfg->instance, j->key,
-		    j->origin == JOB_FROM_STREAM ? "s" : "r", score };
+		const char *argv[] = { "EVALSHA", q->sha[SCRIPT_RELEASE], "3",
+		    stream_of(q, j->origin), q->k_retry, hashkey, RQ_GROUP, q->cfg->instance,
+		    j->origin == JOB_FROM_RETRY ? j->key : job_entry_id(j),
+		    j->origin == JOB_FROM_RETRY ? "r" : "s", score };
 		size_t lens[sizeof argv / sizeof argv[0]];
 		for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
 			lens[i] = strlen(argv[i]);
@@ -1880,36 +1977,55 @@ rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms)
 	}
 }
 
-void
-rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
-    const char *const *retry_keys, size_t nr, uint64_t until_wall_ms)
+/* One refresh script for the stream jobs of one stream (entry IDs). */
+static void
+refresh_stream(struct rq *q, const char *stream, const char *const *ids, size_t n)
 {
+	const char **argv;
+	size_t k = 0;
+
+	if (n == 0)
+		return;
+	argv = xcalloc(n + 7, sizeof *argv);
+	argv[k++] = "EVALSHA"; argv[k++] = q->sha[SCRIPT_REFRESH]; argv[k++] = "1";
+	argv[k++] = stream;
+	for (size_t i = 0; i < n; i++)
+		argv[k++] = ids[i];
+	argv[k++] = RQ_GROUP;
+	argv[k++] = q->cfg->instance;
+	send_strv(q, NULL, NULL, (int)k, argv);
+	free(argv);
+}
+
+void
+rq_refresh(struct rq *q, const struct job *const *jobs, size_t n, uint64_t until_wall_ms)
+{
+	const char **ids[2];
+	size_t nids[2] = { 0, 0 };
 	char score[32];
 
-	for (size_t i = 0; i < ns; i++)
-		if (map_get(&q->held, stream_keys[i]))
-			held_mark(q, stream_keys[i]);
-	for (size_t i = 0; i < nr; i++)
-		if (map_get(&q->held, retry_keys[i]))
-			held_mark(q, retry_keys[i]);
+	for (size_t i = 0; i < n; i++)
+		if (map_get(&q->held, jobs[i]->key))
+			held_mark(q, jobs[i]->key);
 	if (!q->locked)
 		return;
-	if (ns > 0) {
-		const char **argv = xcalloc(ns + 7, sizeof *argv);
-		size_t n = 0;
-		argv[n++] = "EVALSHA"; argv[n++] = q->sha[SCRIPT_REFRESH]; argv[n++] = "1";
-		argv[n++] = q->k_jobs;
-		for (size_t i = 0; i < ns; i++)
-			argv[n++] = stream_keys[i];
-		argv[n++] = RQ_GROUP;
-		argv[n++] = q->cfg->instance;
-		send_strv(q, NULL, NULL, (int)n, argv);
-		free(argv);
-	}
+	ids[0] = xcalloc(n + 1, sizeof *ids[0]);
+	ids[1] = xcalloc(n + 1, sizeof *ids[1]);
 	snprintf(score, sizeof score, "%llu", (unsigned long long)until_wall_ms);
-	for (size_t i = 0; i < nr; i++)
-		send_strv(q, NULL, NULL, 5,
-		    (const char *[]){ "ZADD", q->k_retry, "XX", score, retry_keys[i] });
+	for (size_t i = 0; i < n; i++) {
+		const struct job *j = jobs[i];
+		if (j->origin == JOB_FROM_RETRY) {
+			send_strv(q, NULL, NULL, 5,
+			    (const char *[]){ "ZADD", q->k_retry, "XX", score, j->key });
+			continue;
+		}
+		int high = j->origin == JOB_FROM_HIGH;
+		ids[high][nids[high]++] = job_entry_id(j);
+	}
+	refresh_stream(q, q->k_jobs, ids[0], nids[0]);
+	refresh_stream(q, q->k_jobs_high, ids[1], nids[1]);
+	free(ids[0]);
+	free(ids[1]);
 }
 
 /* --- typed reads and writes --- */
@@ -2300,7 +2416,7 @@ on_drain_reply(struct rq *q, redisReply *r, void *priv)
 
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
 		t->empty = 0;
-	if (++t->step < 2)
+	if (++t->step < 3)
 		return;
 	cb(t->arg, t->empty);
 	free(t);
@@ -2323,6 +2439,8 @@ rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 		free(t);
 		return -1;
 	}
+	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "XLEN", q->k_jobs_high }) != 0)
+		on_drain_reply(q, NULL, t);	/* cannot happen: same context */
 	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "ZCARD", q->k_retry }) != 0)
 		on_drain_reply(q, NULL, t);	/* cannot happen: same context */
 	return 0;

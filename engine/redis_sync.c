@@ -24,7 +24,8 @@ struct rqs {
 };
 
 /* The cleanup at a clean exit. KEYS: jobs stream, stats hash, instances
- * set, lock. ARGV: group, consumer, lock token. Touches nothing if another
+ * set, lock, high jobs stream (the consumer leaves each group where it has
+ * nothing pending; 1 only if it left both). ARGV: group, consumer, lock token. Touches nothing if another
  * process holds the instance lock now. XGROUP DELCONSUMER drops the
  * consumer's pending entries, so it runs only when there are none. */
 static const char cleanup_lua[] =
@@ -32,12 +33,16 @@ static const char cleanup_lua[] =
 "if holder and holder ~= ARGV[3] then return -1 end\n"
 "redis.call('DEL', KEYS[2])\n"
 "redis.call('SREM', KEYS[3], ARGV[2])\n"
-"local gone = 0\n"
-"local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])\n"
-"if type(p) == 'table' and p.err == nil and #p == 0 then\n"
-"  redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
-"  gone = 1\n"
+"local function drop(k)\n"
+"  local p = redis.pcall('XPENDING', k, ARGV[1], '-', '+', 1, ARGV[2])\n"
+"  if type(p) == 'table' and p.err == nil and #p == 0 then\n"
+"    redis.pcall('XGROUP', 'DELCONSUMER', k, ARGV[1], ARGV[2])\n"
+"    return 1\n"
+"  end\n"
+"  return 0\n"
 "end\n"
+"local gone = drop(KEYS[1])\n"
+"if redis.call('EXISTS', KEYS[5]) == 1 then gone = gone * drop(KEYS[5]) end\n"
 "if holder then redis.call('DEL', KEYS[4]) end\n"
 "return gone\n";
 
@@ -258,6 +263,11 @@ rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
 	memset(st, 0, sizeof *st);
 	st->unread = -1;
 	st->stream_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", s->k_jobs }));
+	if (st->stream_len >= 0) {
+		char *k_high = key(s, RQ_K_JOBS_HIGH, NULL);
+		st->high_len = int_of(cmdv(s, 2, (const char *[]){ "XLEN", k_high }));
+		free(k_high);
+	}
 	if (st->stream_len < 0 && s->rc->err) {
 		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 		rc = -1;
@@ -365,8 +375,9 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 {
 	char *k_stats = key(s, RQ_K_INSTANCE, instance), *k_inst = key(s, RQ_K_INSTANCES, NULL);
 	char *k_lock = key(s, RQ_K_LOCK, instance);
-	const char *av[] = { "EVAL", cleanup_lua, "4", s->k_jobs, k_stats, k_inst, k_lock,
-	    RQ_GROUP, instance, token };
+	char *k_high = key(s, RQ_K_JOBS_HIGH, NULL);
+	const char *av[] = { "EVAL", cleanup_lua, "5", s->k_jobs, k_stats, k_inst, k_lock,
+	    k_high, RQ_GROUP, instance, token };
 	redisReply *r = cmdv(s, (int)(sizeof av / sizeof av[0]), av);
 	int rc = -1;
 
@@ -383,6 +394,7 @@ rqs_instance_cleanup(struct rqs *s, const char *instance, const char *token,
 	free(k_stats);
 	free(k_inst);
 	free(k_lock);
+	free(k_high);
 	return rc;
 }
 

@@ -1607,6 +1607,7 @@ sched_route(struct sched *s, struct job *j)
 {
 	const char *pool = j->pool ? j->pool : "default";
 	struct dest *d;
+	struct job *out;
 	struct job_outcome o;
 
 	if (config_pool(s->cfg, pool) == NULL) {
@@ -1627,17 +1628,19 @@ sched_route(struct sched *s, struct job *j)
 	d = dests_get(&s->ds, pool, j->domain);
 	if (d->owner == NULL)
 		d->owner = s;
-	if (dest_full(d, s->cfg->max_queued_per_dest)) {
-		/* One slow destination must not fill memory and hold back the
-		 * others: past its share, its jobs wait in Redis. */
+	/* One slow destination must not fill memory and hold back the
+	 * others: past its share, its jobs wait in Redis. A job of a higher
+	 * priority class takes the room of the newest lower one. */
+	out = dest_push_capped(d, j, loop_now(s->loop), s->cfg->max_queued_per_dest);
+	if (out != NULL) {
 		if (d->parked++ % 1000 == 0)
 			log_info("scheduler", "dest=%s holds %zu jobs (smtp.max_queued_per_destination); "
 			    "more wait in Redis (%llu so far)", d->key, d->queued,
 			    (unsigned long long)d->parked);
-		ledger_park(s->lg, j, clock_wall_ms() + PARK_MS + (uint64_t)(d->queued % 1000));
-		return;
+		ledger_park(s->lg, out, clock_wall_ms() + PARK_MS + (uint64_t)(d->queued % 1000));
+		if (out == j)
+			return;
 	}
-	dest_push(d, j, loop_now(s->loop));
 	sched_kick(s, d);
 }
 

@@ -2,7 +2,8 @@
  * dest.h - destinations and their queues: the scheduler's pure state.
  *
  * A destination is (pool, recipient domain). It owns the jobs queued for
- * it (FIFO), counts its sessions (open, still connecting), remembers its
+ * it (one FIFO per priority class: high leaves before normal, normal
+ * before low), counts its sessions (open, still connecting), remembers its
  * MX answer, its limits, its back-off after every MX failed, and its
  * outcome counters. The set of destinations (struct dests) also keeps the
  * list of destinations waiting for a global session slot.
@@ -11,7 +12,7 @@
  * the time in and acts on the answers (open so many sessions, wait for a
  * global slot, settle these expired jobs). Unit-tested in test_dest.c.
  *
- * Invariants: queued == length of the qhead list; nconnecting <=
+ * Invariants: queued == the summed length of the qhead lists; nconnecting <=
  * nsessions; a job is on at most one queue (j->dest names it).
  */
 #ifndef VOLLEY_DEST_H
@@ -22,6 +23,7 @@
 
 #include "config.h"
 #include "fleet.h"
+#include "job.h"
 #include "loop.h"
 #include "map.h"
 #include "shaper.h"
@@ -58,7 +60,8 @@ struct dest {
 	int lane_waiting;		/* in its lanes' waiting queues (full lanes) */
 	struct dest_lw *lw;		/* nlanes of them while waiting */
 	size_t lw_cap;
-	struct job *qhead, *qtail;
+	/* by job_priority_rank(): [0] high, [1] normal, [2] low */
+	struct job *qhead[JOB_PRIO__N], *qtail[JOB_PRIO__N];
 	size_t queued;
 	unsigned nsessions, nconnecting;
 	struct session *idle;		/* idle sessions (scheduler.c links them) */
@@ -93,15 +96,25 @@ void dest_set_lanes(struct dest *d, struct shaper_lane **lanes, size_t *cfg, uin
     size_t n);
 void dest_clear_lanes(struct dest *d);
 
-/* dest_push - queue j at the tail (now: mono ms, for the idle sweep). */
+/* dest_push - queue j at the tail of its priority class (now: mono ms,
+ * for the idle sweep). */
 void dest_push(struct dest *d, struct job *j, uint64_t now);
 /*
- * dest_pop - the next job to send, or NULL. Jobs whose expires_at has
+ * dest_push_capped - dest_push within cap jobs. Below the cap: j is
+ * queued, NULL is returned. At the cap: if a class below j's holds jobs,
+ * the newest job of the lowest such class leaves the queue and is
+ * returned (the caller parks it) and j takes its room; otherwise j is
+ * not queued and is returned. So a high job is never parked while normal
+ * or low ones hold the room, and the queue never exceeds cap.
+ */
+struct job *dest_push_capped(struct dest *d, struct job *j, uint64_t now, size_t cap);
+/*
+ * dest_pop - the next job to send (the oldest of the highest class), or NULL. Jobs whose expires_at has
  * passed (now_wall_ms) are taken off too and chained through j->next
  * onto *expired, for the caller to settle: an expired job is never sent.
  */
 struct job *dest_pop(struct dest *d, uint64_t now_wall_ms, struct job **expired);
-/* dest_pop_any - the head job whatever its expiry (hand back, fail all). */
+/* dest_pop_any - the next job whatever its expiry (hand back, fail all). */
 struct job *dest_pop_any(struct dest *d);
 /* dest_full - whether d holds cap jobs or more (the rest stay in Redis). */
 int dest_full(const struct dest *d, size_t cap);

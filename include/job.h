@@ -36,7 +36,29 @@ struct config;
 enum job_origin {
 	JOB_FROM_STREAM = 0,	/* first attempt: in the consumer group's pending list */
 	JOB_FROM_RETRY,		/* leased from the retry ZSET + job hash */
+	JOB_FROM_HIGH,		/* first attempt: pending on the high-priority stream */
 };
+
+/*
+ * A job's key names its settle marker, its retry hash and its retry ZSET
+ * member. For an entry of PREFIXjobs it is the entry ID; for an entry of
+ * PREFIXjobs:high it is JOB_HIGH_KEY_PREFIX + the entry ID, because the
+ * entry IDs of two streams can be equal. job_entry_id() gives the bare ID
+ * back (what XACK/XDEL take); nothing else takes a key apart.
+ */
+#define JOB_HIGH_KEY_PREFIX	"h-"
+
+/* The order jobs leave a destination's queue in: high first, low last.
+ * NORMAL is 0 so that a zeroed job is a normal one. */
+enum job_priority {
+	JOB_PRIO_NORMAL = 0,
+	JOB_PRIO_HIGH,
+	JOB_PRIO_LOW,
+	JOB_PRIO__N
+};
+const char *job_priority_name(enum job_priority p);
+/* 0 for the class that leaves first (high), JOB_PRIO__N - 1 for low. */
+unsigned job_priority_rank(enum job_priority p);
 
 enum job_status {
 	JOB_DELIVERED = 0,
@@ -52,7 +74,7 @@ int job_status_final(enum job_status s);
 
 struct job {
 	enum job_origin origin;
-	char *key;		/* stream entry ID; also names the retry hash */
+	char *key;		/* see JOB_HIGH_KEY_PREFIX; names the retry hash */
 	char *id;		/* caller's id, default: the stream entry ID */
 	char *to;		/* as given (validated) */
 	char *to_lc;		/* lower-cased, for suppression */
@@ -69,6 +91,7 @@ struct job {
 	struct msg_body *body;
 	uint64_t expires_at_ms;	/* wall clock */
 	unsigned attempts;	/* attempts already made before this one */
+	enum job_priority priority;	/* field `priority`; high for the high stream */
 	char *error;		/* non-NULL: invalid, with the reason for `failed` */
 	char *last_reply;	/* the previous attempt's outcome (retry hash), or NULL */
 	int last_code;
@@ -109,14 +132,20 @@ struct job_outcome {
 
 /*
  * job_decode - build a job from field/value pairs (as read from Redis).
- * key: the stream entry ID. now_ms: wall clock, for the default expiry.
- * Never returns NULL.
+ * key: the job's key (see JOB_HIGH_KEY_PREFIX); the default id is its
+ * bare stream entry ID. A job from the high stream is high priority
+ * whatever its `priority` field says (a bad value still fails it). now_ms:
+ * wall clock, for the default expiry. Never returns NULL.
  */
 struct job *job_decode(const char *const *fields, const size_t *flens,
     const char *const *values, const size_t *vlens, size_t n,
     const char *key, enum job_origin origin, const struct config *cfg,
     uint64_t now_ms);
 void job_free(struct job *j);
+
+/* job_entry_id - the stream entry ID of a stream job (JOB_FROM_STREAM or
+ * JOB_FROM_HIGH) in its stream: key without JOB_HIGH_KEY_PREFIX. */
+const char *job_entry_id(const struct job *j);
 
 /*
  * job_check_address - 0 if s is a usable mailbox "local@domain"

@@ -2,8 +2,9 @@
  * ledger.h - the jobs held in memory and how they leave it.
  *
  * Every job read from Redis (a stream entry or a leased retry) is tracked
- * here from decoding until it leaves memory, keyed by its stream entry ID
- * so that a job read twice is held once. It leaves in one of three ways:
+ * here from decoding until it leaves memory, keyed by its key (the stream
+ * entry ID, "h-" + it for the high stream) so that a job read twice is
+ * held once. It leaves in one of three ways:
  *
  *   ledger_settle()     its outcome is written to Redis: a final event with
  *                       the ack, or a deferral into the retry schedule
@@ -42,7 +43,7 @@ void ledger_set_config(struct ledger *lg, const struct config *cfg);
 /* No Redis writes from now on (teardown): hand_back only forgets. */
 void ledger_set_tearing_down(struct ledger *lg);
 
-/* ledger_find - the held job with this stream entry ID, or NULL. */
+/* ledger_find - the held job with this key, or NULL. */
 struct job *ledger_find(const struct ledger *lg, const char *key);
 void ledger_track(struct ledger *lg, struct job *j);
 void ledger_forget(struct ledger *lg, struct job *j);

@@ -6,8 +6,9 @@
  * and the Lua scripts, and reads redisReply. docs/redis.md has the key
  * schema and what each script guarantees.
  *
- * Jobs in: stream PREFIXjobs, consumer group "volley" (created at 0 with
- * MKSTREAM if missing). Deferred jobs live in a hash PREFIXjob:KEY plus a
+ * Jobs in: streams PREFIXjobs:high (read first) and PREFIXjobs, consumer
+ * group "volley" on each (created at 0 with MKSTREAM if missing); a job of
+ * the high stream has the key JOB_HIGH_KEY_PREFIX + its entry ID. Deferred jobs live in a hash PREFIXjob:KEY plus a
  * ZSET PREFIXretry scored by due time; a script leases due ones. Entries
  * idle past the lease in any consumer's pending list are taken over with
  * XAUTOCLAIM.
@@ -57,7 +58,7 @@ struct rq;
  * fields[i]/values[i] have lengths flens[i]/vlens[i] (binary-safe).
  */
 struct rq_entry {
-	const char *key;		/* stream entry ID (also names the retry hash) */
+	const char *key;		/* the job's key (JOB_HIGH_KEY_PREFIX): names the retry hash */
 	const char *const *fields;
 	const char *const *values;
 	const size_t *flens;
@@ -97,8 +98,10 @@ void rq_shutdown(struct rq *q);
  * reconnect answered. */
 int rq_connected(const struct rq *q);
 
-/* Read up to max new/own-pending stream entries (one read in flight). */
-void rq_fetch(struct rq *q, unsigned max);
+/* Read new/own-pending stream entries (one read in flight): up to
+ * max_high from PREFIXjobs:high first, then from PREFIXjobs up to what is
+ * left of max. */
+void rq_fetch(struct rq *q, unsigned max, unsigned max_high);
 /* Lease up to max due retries (one in flight). */
 void rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms);
 /* XAUTOCLAIM entries idle past the lease (one in flight). */
@@ -118,9 +121,9 @@ void rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms);
  * now; a stream entry's delivery count is put back, so that restarts do
  * not count towards redis.max_deliveries. */
 void rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms);
-/* Keep leases of held jobs fresh (XCLAIM JUSTID / ZADD XX). */
-void rq_refresh(struct rq *q, const char *const *stream_keys, size_t ns,
-    const char *const *retry_keys, size_t nr, uint64_t until_wall_ms);
+/* Keep leases of held jobs fresh (XCLAIM JUSTID on the job's stream /
+ * ZADD XX). */
+void rq_refresh(struct rq *q, const struct job *const *jobs, size_t n, uint64_t until_wall_ms);
 
 /* Writes sent or waiting to be sent, not yet answered. */
 size_t rq_outstanding(const struct rq *q);

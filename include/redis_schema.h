@@ -10,9 +10,10 @@
 #ifndef VOLLEY_REDIS_SCHEMA_H
 #define VOLLEY_REDIS_SCHEMA_H
 
-#define RQ_GROUP		"volley"	/* consumer group on the jobs stream */
+#define RQ_GROUP		"volley"	/* consumer group on both jobs streams */
 
 #define RQ_K_JOBS		"jobs"		/* stream: jobs in */
+#define RQ_K_JOBS_HIGH		"jobs:high"	/* stream: high-priority jobs in, read first */
 #define RQ_K_EVENTS		"events"	/* stream: events out */
 #define RQ_K_RETRY		"retry"		/* ZSET: deferred job keys by due time */
 #define RQ_K_JOB		"job:"		/* + KEY: hash, a deferred job */

@@ -59,6 +59,7 @@ const char *rqs_instance_get(const struct rqs_instance *in, const char *field);
 
 struct rqs_status {
 	long long stream_len, unread, pending;	/* -1: unknown */
+	long long high_len;			/* PREFIXjobs:high: unread + pending */
 	long long deferred, suppressed, events;
 	int has_next_retry;
 	double next_retry_ms;			/* wall clock ms */

@@ -2,7 +2,9 @@
  * test_dest.c - the scheduler's pure state (dest.c): queue order, expiry
  * when a job leaves a queue, how many sessions to open under the
  * destination's and the global limits and during a back-off, session
- * accounting, the global waiting list, the per-destination cap, the
+ * accounting, the global waiting list, the per-destination cap (and
+ * which job a higher-priority one pushes out of a full queue), the order
+ * of priority classes, the
  * idle sweep, and the shaping lanes a destination holds (referenced while
  * it keeps them, so the shaper's sweep leaves them). Time is passed in by
  * hand.
@@ -11,6 +13,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -27,6 +30,15 @@ mkjob(const char *key, uint64_t expires_at_ms)
 
 	j->key = xstrdup(key);
 	j->expires_at_ms = expires_at_ms;
+	return j;
+}
+
+static struct job *
+mkprio(const char *key, enum job_priority p)
+{
+	struct job *j = mkjob(key, 1000);
+
+	j->priority = p;
 	return j;
 }
 
@@ -231,6 +243,160 @@ test_wait_list_and_cap(void **state)
 	dests_free(&ds);
 }
 
+#define H JOB_PRIO_HIGH
+#define N JOB_PRIO_NORMAL
+#define L JOB_PRIO_LOW
+
+/* Jobs pushed as "key:class" ("a:n" = normal job a); pops come out high
+ * first, FIFO within a class, whatever the push order. */
+static const struct {
+	const char *push;		/* space separated key:class */
+	const char *order;		/* keys in the order they leave */
+} order_cases[] = {
+	{ "a:n b:n c:n", "a b c" },
+	{ "a:n b:h c:n", "b a c" },
+	{ "a:l b:n c:h", "c b a" },
+	{ "a:h b:h c:l d:n e:h", "a b e d c" },
+	{ "a:l b:l c:l d:h", "d a b c" },
+	{ "", "" },
+};
+
+static enum job_priority
+class_of(char c)
+{
+	return c == 'h' ? H : c == 'l' ? L : N;
+}
+
+/* pops everything and writes the keys, space separated, into out */
+static void
+drain_keys(struct dest *d, char *out, size_t len)
+{
+	struct job *j, *expired = NULL;
+
+	out[0] = '\0';
+	while ((j = dest_pop(d, 0, &expired)) != NULL) {
+		if (out[0])
+			strncat(out, " ", len - strlen(out) - 1);
+		strncat(out, j->key, len - strlen(out) - 1);
+		freejob(j);
+	}
+	assert_null(expired);
+}
+
+static void
+push_spec(struct dest *d, const char *spec)
+{
+	char buf[256], *save = NULL;
+
+	snprintf(buf, sizeof buf, "%s", spec);
+	for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+		char *colon = strchr(t, ':');
+		*colon = '\0';
+		dest_push(d, mkprio(t, class_of(colon[1])), 1);
+	}
+}
+
+static void
+test_priority_order(void **state)
+{
+	for (size_t i = 0; i < sizeof order_cases / sizeof order_cases[0]; i++) {
+		struct dests ds = { 0 };
+		struct dest *d = dests_get(&ds, "default", "a.test");
+		char got[256];
+		size_t n = 0;
+
+		push_spec(d, order_cases[i].push);
+		for (const char *p = order_cases[i].push; *p; p++)
+			n += *p == ':';
+		assert_int_equal(d->queued, n);
+		drain_keys(d, got, sizeof got);
+		assert_string_equal(got, order_cases[i].order);
+		assert_int_equal(d->queued, 0);
+		dests_free(&ds);
+	}
+}
+
+/* A full queue (cap 3, filled with `fill`) meets job `key` of class
+ * `cls`: which job is pushed out (parked), and what is left in order. */
+static const struct {
+	const char *fill;
+	const char *key;
+	enum job_priority cls;
+	const char *parked;		/* the job returned: "" none */
+	const char *left;
+} cap_cases[] = {
+	/* below the cap: queued, nothing parked */
+	{ "a:n b:n", "x", H, "", "x a b" },
+	/* same class as the lowest: the newcomer waits in Redis */
+	{ "a:n b:n c:n", "x", N, "x", "a b c" },
+	{ "a:h b:h c:h", "x", H, "x", "a b c" },
+	{ "a:n b:n c:n", "x", L, "x", "a b c" },
+	/* higher: the newest of the lowest class makes room */
+	{ "a:n b:n c:n", "x", H, "c", "x a b" },
+	{ "a:l b:n c:l", "x", H, "c", "x b a" },
+	{ "a:l b:n c:l", "x", N, "c", "b x a" },
+	{ "a:n b:h c:n", "x", H, "c", "b x a" },
+	{ "a:l b:h c:h", "x", H, "a", "b c x" },
+	{ "a:h b:h c:n", "x", N, "x", "a b c" },
+	{ "a:l", "x", L, "", "a x" },
+};
+
+static void
+test_cap_makes_room_for_higher(void **state)
+{
+	for (size_t i = 0; i < sizeof cap_cases / sizeof cap_cases[0]; i++) {
+		struct dests ds = { 0 };
+		struct dest *d = dests_get(&ds, "default", "a.test");
+		struct job *x = mkprio(cap_cases[i].key, cap_cases[i].cls), *out;
+		size_t before;
+		char got[256];
+
+		push_spec(d, cap_cases[i].fill);
+		before = d->queued;
+		out = dest_push_capped(d, x, 7, 3);
+		if (cap_cases[i].parked[0] == '\0') {
+			assert_null(out);
+			assert_int_equal(d->queued, before + 1);
+		} else {
+			assert_non_null(out);
+			assert_string_equal(out->key, cap_cases[i].parked);
+			assert_null(out->dest);		/* off the queue */
+			assert_int_equal(d->queued, 3);	/* never past the cap */
+			freejob(out);
+		}
+		drain_keys(d, got, sizeof got);
+		assert_string_equal(got, cap_cases[i].left);
+		dests_free(&ds);
+	}
+}
+
+/* Pushing out the tail keeps the class linked: later pushes and pops of
+ * that class still work (the tail pointer moved back). */
+static void
+test_evict_keeps_class_linked(void **state)
+{
+	struct dests ds = { 0 };
+	struct dest *d = dests_get(&ds, "default", "a.test");
+	struct job *out;
+	char got[256];
+
+	push_spec(d, "a:n b:n c:n d:n");
+	out = dest_push_capped(d, mkprio("x", H), 1, 4);
+	assert_string_equal(out->key, "d");
+	freejob(out);
+	out = dest_push_capped(d, mkprio("y", H), 1, 4);
+	assert_string_equal(out->key, "c");
+	freejob(out);
+	dest_push(d, mkprio("e", N), 1);	/* uncapped: after b */
+	drain_keys(d, got, sizeof got);
+	assert_string_equal(got, "x y a b e");
+	dests_free(&ds);
+}
+
+#undef H
+#undef N
+#undef L
+
 static void
 test_sweep(void **state)
 {
@@ -299,6 +465,9 @@ main(void)
 		cmocka_unit_test(test_session_accounting),
 		cmocka_unit_test(test_wants_mx),
 		cmocka_unit_test(test_wait_list_and_cap),
+		cmocka_unit_test(test_priority_order),
+		cmocka_unit_test(test_cap_makes_room_for_higher),
+		cmocka_unit_test(test_evict_keeps_class_linked),
 		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_lanes_referenced),
 	};

@@ -357,6 +357,86 @@ test_map(void **state)
 	map_free(&m);
 }
 
+/* `priority`: high|normal|low in any case, empty = normal; anything else
+ * fails the job with a reason. The high stream makes any job high and its
+ * default id is the bare entry ID (the key carries the "h-"). */
+static const struct {
+	const char *value;		/* NULL: field absent */
+	enum job_origin origin;
+	enum job_priority want;
+	int invalid;
+} prio_cases[] = {
+	{ NULL, JOB_FROM_STREAM, JOB_PRIO_NORMAL, 0 },
+	{ "", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 0 },
+	{ "high", JOB_FROM_STREAM, JOB_PRIO_HIGH, 0 },
+	{ "HIGH", JOB_FROM_STREAM, JOB_PRIO_HIGH, 0 },
+	{ "Normal", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 0 },
+	{ "low", JOB_FROM_STREAM, JOB_PRIO_LOW, 0 },
+	{ "low", JOB_FROM_RETRY, JOB_PRIO_LOW, 0 },	/* kept in the retry hash */
+	{ "bogus", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 1 },
+	{ "high ", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 1 },
+	{ "hig", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 1 },
+	{ "highest", JOB_FROM_STREAM, JOB_PRIO_NORMAL, 1 },
+	{ NULL, JOB_FROM_HIGH, JOB_PRIO_HIGH, 0 },
+	{ "low", JOB_FROM_HIGH, JOB_PRIO_HIGH, 0 },
+	{ "normal", JOB_FROM_HIGH, JOB_PRIO_HIGH, 0 },
+	{ "bogus", JOB_FROM_HIGH, JOB_PRIO_HIGH, 1 },
+};
+
+static void
+test_priority(void **state)
+{
+	for (size_t i = 0; i < sizeof prio_cases / sizeof prio_cases[0]; i++) {
+		const char *f[4] = { "to", "from", "msg", "priority" };
+		const char *v[4] = { "a@b.test", "s@c.test", "Subject: x\n\nx\n", prio_cases[i].value };
+		size_t fl[4], vl[4], n = prio_cases[i].value ? 4 : 3;
+		const char *key = prio_cases[i].origin == JOB_FROM_HIGH ? "h-7-1" : "7-1";
+		struct job *j;
+
+		for (size_t k = 0; k < n; k++) {
+			fl[k] = strlen(f[k]);
+			vl[k] = strlen(v[k]);
+		}
+		j = job_decode(f, fl, v, vl, n, key, prio_cases[i].origin, NULL, 0);
+		assert_int_equal(j->priority, prio_cases[i].want);
+		if (prio_cases[i].invalid) {
+			assert_non_null(j->error);
+			assert_non_null(strstr(j->error, "invalid priority"));
+		} else {
+			assert_null(j->error);
+		}
+		assert_string_equal(j->key, key);
+		assert_string_equal(j->id, "7-1");	/* the bare entry ID */
+		assert_string_equal(job_entry_id(j), "7-1");
+		job_free(j);
+	}
+	assert_string_equal(job_priority_name(JOB_PRIO_HIGH), "high");
+	assert_string_equal(job_priority_name(JOB_PRIO_NORMAL), "normal");
+	assert_string_equal(job_priority_name(JOB_PRIO_LOW), "low");
+	assert_true(job_priority_rank(JOB_PRIO_HIGH) < job_priority_rank(JOB_PRIO_NORMAL));
+	assert_true(job_priority_rank(JOB_PRIO_NORMAL) < job_priority_rank(JOB_PRIO_LOW));
+}
+
+/* A hostile priority value is not echoed raw into the reason. */
+static void
+test_priority_reason_printable(void **state)
+{
+	const char *f[4] = { "to", "from", "msg", "priority" };
+	const char *v[4] = { "a@b.test", "s@c.test", "x\n\nx\n", "hi\r\ngh" };
+	size_t fl[4], vl[4];
+	struct job *j;
+
+	for (size_t k = 0; k < 4; k++) {
+		fl[k] = strlen(f[k]);
+		vl[k] = strlen(v[k]);
+	}
+	j = job_decode(f, fl, v, vl, 4, "1-1", JOB_FROM_STREAM, NULL, 0);
+	assert_non_null(j->error);
+	assert_null(strchr(j->error, '\r'));
+	assert_null(strchr(j->error, '\n'));
+	job_free(j);
+}
+
 int
 main(void)
 {
@@ -372,6 +452,8 @@ main(void)
 		cmocka_unit_test(test_binary_safe),
 		cmocka_unit_test(test_envelope_and_header),
 		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_priority),
+		cmocka_unit_test(test_priority_reason_printable),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }
