@@ -312,6 +312,46 @@ check_return_path(const char *s)
 	return NULL;
 }
 
+/* Unsubscribe templates and the Feedback-ID sender id: they go into a
+ * header, so printable ASCII without spaces or angle brackets. */
+static const char *
+check_header_value(const char *s)
+{
+	const char *why = check_token(s);
+
+	if (why != NULL)
+		return why;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p >= 0x7f || *p == '<' || *p == '>' || *p == '"')
+			return "must be printable ASCII without '<', '>' or '\"' (percent-encode them)";
+	return NULL;
+}
+
+static const char *
+check_unsub_url(const char *s)
+{
+	const char *why = check_header_value(s);
+
+	if (why != NULL)
+		return why;
+	if (strncasecmp(s, "https://", 8) != 0 || s[8] == '\0')
+		return "not an https: URL (RFC 8058 One-Click needs https; {id} {to} {campaign} "
+		    "{tenant} {pool} are replaced)";
+	return NULL;
+}
+
+static const char *
+check_unsub_mailto(const char *s)
+{
+	const char *why = check_header_value(s);
+
+	if (why != NULL)
+		return why;
+	if (strncasecmp(s, "mailto:", 7) != 0 || strchr(s, '@') == NULL)
+		return "not a mailto: URI (mailto:local@domain?subject=...)";
+	return NULL;
+}
+
 static const char *
 check_date(const char *s)
 {
@@ -580,6 +620,9 @@ static const struct setting settings[] = {
 	{ "smtp", "max_age", S_DUR, OFF(max_age_ms), 0, 1000, MAX_DURATION_MS, "2d", NULL, 0 },
 	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },
 	{ "smtp", "return_path", S_STR, OFF(return_path), 0, 0, 0, NULL, check_return_path, 0 },
+	{ "smtp", "feedback_id_sender", S_STR, OFF(feedback_id_sender), 0, 0, 0, NULL, check_header_value, 0 },
+	{ "smtp", "unsubscribe_url", S_STR, OFF(unsub_url), 0, 0, 0, NULL, check_unsub_url, 0 },
+	{ "smtp", "unsubscribe_mailto", S_STR, OFF(unsub_mailto), 0, 0, 0, NULL, check_unsub_mailto, 0 },
 	{ "smtp", "idle", S_DUR, OFF(idle_ms), 0, 0, 3600000, "5s", NULL, 0 },
 	{ "smtp", "stop_timeout", S_DUR, OFF(stop_ms), 0, 0, 3600000, "30s", NULL, 0 },
 	{ "smtp", "max_connections", S_U32, OFF(defaults.max_connections), 0, 1, 1000000, "20", NULL, 0 },
@@ -2012,6 +2055,9 @@ config_free(struct config *c)
 	free(c->retry_ms);
 	free(c->id_header);
 	free(c->return_path);
+	free(c->feedback_id_sender);
+	free(c->unsub_url);
+	free(c->unsub_mailto);
 	free(c->classify_rules);
 	free(c->tls_ca_file);
 	for (size_t i = 0; i < c->npools; i++) {

@@ -21,6 +21,7 @@
  */
 #include "job.h"
 #include "config.h"
+#include "headers.h"
 #include "msg.h"
 #include "util.h"
 
@@ -434,6 +435,86 @@ job_body_too_large(const struct job *j, size_t len, const struct config *cfg,
 	return 1;
 }
 
+/*
+ * header_chars - what every value that goes into a header must be:
+ * 1..max bytes of printable ASCII, no space, no '<' '>' '"' (which would
+ * end the <URI> of a List-Unsubscribe early). 0, or -1 with *why.
+ */
+static int
+header_chars(const char *v, size_t len, size_t max, const char **why)
+{
+	if (len == 0) {
+		*why = "empty";
+		return -1;
+	}
+	if (len > max) {
+		*why = "too long";
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '\r' || c == '\n' || c == '\0') {
+			*why = "CR, LF or NUL in value";
+			return -1;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			*why = "control character in value";
+			return -1;
+		}
+		if (c >= 0x80) {
+			*why = "8-bit byte in value (percent-encode it)";
+			return -1;
+		}
+		if (c == ' ' || c == '<' || c == '>' || c == '"') {
+			*why = "space, '<', '>' or '\"' in value (percent-encode it)";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+job_check_unsub_url(const char *v, size_t len, const char **why)
+{
+	if (header_chars(v, len, HDR_URI_MAX, why) != 0)
+		return -1;
+	if (len < 9 || strncasecmp(v, "https://", 8) != 0) {
+		*why = "not an https: URL (RFC 8058 One-Click needs https)";
+		return -1;
+	}
+	if (v[8] == '/' || v[8] == '?' || v[8] == '#') {
+		*why = "no host in URL";
+		return -1;
+	}
+	return 0;
+}
+
+int
+job_check_unsub_mailto(const char *v, size_t len, const char **why)
+{
+	const char *q;
+	size_t alen;
+
+	if (header_chars(v, len, HDR_URI_MAX, why) != 0)
+		return -1;
+	if (len < 8 || strncasecmp(v, "mailto:", 7) != 0) {
+		*why = "not a mailto: URI";
+		return -1;
+	}
+	q = memchr(v + 7, '?', len - 7);
+	alen = q ? (size_t)(q - (v + 7)) : len - 7;
+	if (job_check_address(v + 7, alen, why) != 0)
+		return -1;
+	return 0;
+}
+
+int
+job_check_feedback_id(const char *v, size_t len, const char **why)
+{
+	return header_chars(v, len, HDR_FEEDBACK_ID_MAX, why);
+}
+
 /* A field given twice: the last one counts (as for to, from...). */
 static void
 replace_field(char **dst, const char *v, size_t vl)
@@ -482,6 +563,24 @@ job_decode(const char *const *fields, const size_t *flens,
 		} else if (IS("tenant")) {
 			if (vl > 0 && vl < 256 && !has_nul(v, vl))
 				replace_field(&j->tenant, v, vl);
+		} else if (IS("unsubscribe_url") || IS("unsubscribe_mailto") ||
+		    IS("feedback_id")) {
+			int (*chk)(const char *, size_t, const char **) =
+			    IS("unsubscribe_url") ? job_check_unsub_url :
+			    IS("unsubscribe_mailto") ? job_check_unsub_mailto :
+			    job_check_feedback_id;
+			char **dst = IS("unsubscribe_url") ? &j->unsub_url :
+			    IS("unsubscribe_mailto") ? &j->unsub_mailto : &j->feedback_id;
+
+			if (vl == 0)
+				continue;	/* empty: absent, as for campaign */
+			if (chk(v, vl, &why) != 0) {
+				char *what = xasprintf("invalid %.*s", (int)fl, f);
+				set_error(j, what, why);
+				free(what);
+			} else {
+				replace_field(dst, v, vl);
+			}
 		} else if (IS("expires_at")) {
 			char tmp[32], *end;
 			unsigned long long t;
@@ -621,6 +720,11 @@ job_free(struct job *j)
 	free(j->pool);
 	free(j->campaign);
 	free(j->tenant);
+	free(j->unsub_url);
+	free(j->unsub_mailto);
+	free(j->feedback_id);
+	free(j->hdrs);
+	free(j->dkim_sig);
 	free(j->msg_ref);
 	free(j->raw);
 	free(j->error);

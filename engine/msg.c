@@ -111,6 +111,8 @@ msg_body_unref(struct msg_body *b)
 		panic("msg_body_unref: refcount already zero");
 	if (--b->refs == 0) {
 		free(b->dkim_sig);
+		free(b->dkim_extra);
+		free(b->added);
 		free(b);
 	}
 }

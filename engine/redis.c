@@ -1921,6 +1921,11 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 			if (j->pool) { av_add(&a, "pool"); av_add(&a, j->pool); }
 			if (j->campaign) { av_add(&a, "campaign"); av_add(&a, j->campaign); }
 			if (j->tenant) { av_add(&a, "tenant"); av_add(&a, j->tenant); }
+			if (j->unsub_url) { av_add(&a, "unsubscribe_url"); av_add(&a, j->unsub_url); }
+			if (j->unsub_mailto) {
+				av_add(&a, "unsubscribe_mailto"); av_add(&a, j->unsub_mailto);
+			}
+			if (j->feedback_id) { av_add(&a, "feedback_id"); av_add(&a, j->feedback_id); }
 			if (j->msg_ref) {
 				av_add(&a, "msg_ref"); av_add(&a, j->msg_ref);
 			} else if (j->body) {

@@ -696,6 +696,44 @@ static const struct conn_ops session_conn_ops = {
 
 /* --- the step: act on what the client decided --- */
 
+/*
+ * session_prefix - what goes above the message (headers.h): the DKIM
+ * signature that covers this job (its own, else the body's when the
+ * body's was made over the same per-job lines, else none), the body's
+ * added fields (Message-ID, Date), the job's lines (List-Unsubscribe,
+ * Feedback-ID), then the id header, which no signature covers.
+ */
+static char *
+session_prefix(const struct job *j, const char *id_header, size_t *len)
+{
+	const struct msg_body *b = j->body;
+	const char *sig = NULL;
+	size_t siglen = 0, idlen;
+	char *id = job_id_header(j, id_header, &idlen);
+	struct buf p = { 0 };
+
+	if (j->dkim_sig != NULL) {
+		sig = j->dkim_sig;
+		siglen = j->dkim_sig_len;
+	} else if (b->dkim_sig != NULL && b->dkim_extra != NULL &&
+	    b->dkim_extra_len == j->hdrs_len &&
+	    (j->hdrs_len == 0 || memcmp(b->dkim_extra, j->hdrs, j->hdrs_len) == 0)) {
+		sig = b->dkim_sig;
+		siglen = b->dkim_sig_len;
+	}
+	buf_reserve(&p, siglen + b->added_len + j->hdrs_len + idlen + 1);
+	if (sig != NULL)
+		buf_append(&p, sig, siglen);
+	if (b->added != NULL)
+		buf_append(&p, b->added, b->added_len);
+	if (j->hdrs != NULL)
+		buf_append(&p, j->hdrs, j->hdrs_len);
+	buf_append(&p, id, idlen);
+	free(id);
+	*len = p.len;
+	return p.data;
+}
+
 static void
 start_job(struct session *s, struct job *j)
 {
@@ -719,17 +757,7 @@ start_job(struct session *s, struct job *j)
 	}
 	s->body = msg_body_ref(j->body);
 	s->job = j;
-	s->idhdr = job_id_header(j, s->cfg->id_header, &s->idhdr_len);
-	if (j->body->dkim_sig != NULL) {
-		/* The body's DKIM signature, then the per-job id header it
-		 * does not cover. */
-		char *p = xmalloc(j->body->dkim_sig_len + s->idhdr_len);
-		memcpy(p, j->body->dkim_sig, j->body->dkim_sig_len);
-		memcpy(p + j->body->dkim_sig_len, s->idhdr, s->idhdr_len);
-		free(s->idhdr);
-		s->idhdr = p;
-		s->idhdr_len += j->body->dkim_sig_len;
-	}
+	s->idhdr = session_prefix(j, s->cfg->id_header, &s->idhdr_len);
 	s->env_from = job_envelope_from(j, s->cfg->return_path);
 	memset(&m, 0, sizeof m);
 	m.from = s->env_from;

@@ -1052,6 +1052,20 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 		return;
 	}
 
+	/* RFC 6152 3: 8-bit content may only go to a server that offers
+	 * 8BITMIME. volley does not downgrade (a quoted-printable rewrite
+	 * would break the DKIM body hash): no MAIL is sent, the message
+	 * cannot be delivered there (5.6.3, RFC 3463: conversion required
+	 * but not supported). */
+	if (m->body->eightbit && !c->ext.eightbitmime) {
+		result_from_text(&c->result, SMTP_PERM, SMTP_CAUSE_PROTOCOL, SMTP_STAGE_MAIL,
+		    "message has 8-bit content and the server does not offer 8BITMIME");
+		memcpy(c->result.enh, "5.6.3", 6);
+		c->have_result = 1;
+		c->msgs++;
+		return;
+	}
+
 	c->msg = *m;
 	c->txn = 1;
 	c->failed = 0;

@@ -121,6 +121,8 @@ raw_class(const struct classify_rules *rules, const struct smtp_result *r, int c
 		/* A refusal decided locally (unsafe address) carries an
 		 * enhanced code that says what was wrong; the rest is the
 		 * peer talking nonsense. */
+		if (r->status == SMTP_PERM && strcmp(r->enh, "5.6.3") == 0)
+			return CLASS_PROTOCOL_ERROR;	/* 8-bit body, no 8BITMIME */
 		if (r->status == SMTP_PERM && r->enh[0])
 			return classify_reply(rules, 0, r->enh, r->text, &rule);
 		return CLASS_PROTOCOL_ERROR;

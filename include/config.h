@@ -141,6 +141,9 @@ struct config {
 	uint64_t max_age_ms;	/* 2d */
 	char *id_header;	/* "X-Volley-Id" */
 	char *return_path;	/* NULL or "bounces+{id}@bounces.example.com" */
+	char *feedback_id_sender;	/* last part of Feedback-ID (NULL: empty) */
+	char *unsub_url;	/* template: a job without unsubscribe_url gets it */
+	char *unsub_mailto;	/* template: ... without unsubscribe_mailto */
 	uint64_t idle_ms;	/* keep an idle session open this long, default 5s */
 	uint64_t stop_ms;	/* SIGTERM: how long sessions may finish, default 30s */
 	/* RFC 5321 4.5.3.2 timeouts */

@@ -85,6 +85,9 @@ struct job {
 	char *from;		/* "" = null reverse-path */
 	char *pool;		/* NULL: route default */
 	char *campaign, *tenant;	/* NULL if absent */
+	char *unsub_url;	/* unsubscribe_url: https://..., validated, or NULL */
+	char *unsub_mailto;	/* unsubscribe_mailto: mailto:..., validated, or NULL */
+	char *feedback_id;	/* feedback_id: printable ASCII, or NULL */
 	char *msg_ref;		/* NULL for inline messages */
 	char *raw;		/* inline message, until the body is built; then NULL */
 	size_t raw_len;
@@ -97,6 +100,15 @@ struct job {
 	int last_code;
 	char last_enh[16];
 	char *last_class;
+
+	/* Added at intake (headers.h): the per-job header lines
+	 * (List-Unsubscribe, List-Unsubscribe-Post, Feedback-ID) and, when
+	 * they differ from what the body's shared signature covers, the
+	 * job's own DKIM-Signature field(s) over them (else NULL). */
+	char *hdrs;
+	size_t hdrs_len;
+	char *dkim_sig;
+	size_t dkim_sig_len;
 
 	/* engine bookkeeping */
 	uint64_t taken_ms;	/* mono time it entered memory */
@@ -162,6 +174,17 @@ int job_check_address(const char *s, size_t len, const char **why);
  */
 int job_body_too_large(const struct job *j, size_t len, const struct config *cfg,
     char *why, size_t whylen);
+
+/*
+ * job_check_unsub_url, job_check_unsub_mailto, job_check_feedback_id -
+ * 0 if v[0..len) may go into the header (RFC 8058: the URL must be
+ * https:; mailto:local@domain with an optional ?query), else -1 and *why
+ * names the problem. No CR, LF, NUL, control, space or 8-bit byte, no
+ * '<' '>' '"', at most HDR_URI_MAX (HDR_FEEDBACK_ID_MAX) bytes.
+ */
+int job_check_unsub_url(const char *v, size_t len, const char **why);
+int job_check_unsub_mailto(const char *v, size_t len, const char **why);
+int job_check_feedback_id(const char *v, size_t len, const char **why);
 
 /* Header line with the job id, "X-Volley-Id: <id>\r\n" (malloc'd). */
 char *job_id_header(const struct job *j, const char *header_name, size_t *len);

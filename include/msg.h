@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dkim.h"
+
 struct msg_body {
 	uint32_t refs;
 	int eightbit;		/* any byte >= 0x80 */
@@ -23,10 +25,22 @@ struct msg_body {
 	size_t len;		/* bytes in data, including the final ".\r\n" */
 	char *data;		/* stuffed, CRLF, ends in "\r\n.\r\n" (or is ".\r\n") */
 	int has_8bit_headers;	/* reserved */
-	/* DKIM: signed once per body (the per-job id header is not signed) */
+	/* Header fields added once per body (headers.h): Message-ID and
+	 * Date when the message has none; sent above the message and
+	 * signed with it. NULL until intake filled them (added_done). */
+	int added_done;
+	char *added;
+	size_t added_len;
+	/* DKIM: signed once per body, over the body's added fields and the
+	 * per-job fields of the first job (dkim_extra: most jobs sharing a
+	 * body share them too); a job whose fields differ gets its own
+	 * signature (job->dkim_sig). The id header is never signed. */
 	int dkim_state;		/* MSG_DKIM_*: not tried yet, signed, no key, failed */
 	char *dkim_sig;		/* the DKIM-Signature field(s), CRLF-ended, or NULL */
 	size_t dkim_sig_len;
+	char *dkim_extra;	/* the per-job lines dkim_sig covers (may be "") */
+	size_t dkim_extra_len;
+	struct dkim_body_hashes dkim_bh;	/* bh= per canonicalisation, cached */
 };
 
 enum { MSG_DKIM_UNTRIED = 0, MSG_DKIM_SIGNED, MSG_DKIM_NO_KEY, MSG_DKIM_FAILED };

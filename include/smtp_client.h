@@ -62,7 +62,10 @@
  *    or an 8-bit address for a server without SMTPUTF8 (PERM,
  *    SMTP_CAUSE_PROTOCOL, stage MAIL, 5.6.7, code 0, "recipient address
  *    needs SMTPUTF8, which the server does not offer"; "sender" when it
- *    is the sender's); nothing is sent, no RSET is owed.
+ *    is the sender's), or an 8-bit body for a server without 8BITMIME
+ *    (PERM, SMTP_CAUSE_PROTOCOL, stage MAIL, 5.6.3, code 0, "message has
+ *    8-bit content and the server does not offer 8BITMIME"; RFC 6152:
+ *    never sent as is, never downgraded); nothing is sent, no RSET is owed.
  *  - Every result carries the stage it came at: a refusal of MAIL is
  *    SMTP_STAGE_MAIL, of RCPT SMTP_STAGE_RCPT, of DATA SMTP_STAGE_DATA,
  *    after the dot SMTP_STAGE_DOT. Under PIPELINING the first refusal

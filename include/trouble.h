@@ -27,6 +27,9 @@
  *   garbage or overlong reply             -> deferred, protocol_error
  *   local refusal (unsafe address)        -> bounced, class from its
  *                                            enhanced code, no suppress
+ *   local refusal 5.6.3 (8-bit body, the  -> bounced, protocol_error, no
+ *   server offers no 8BITMIME)               suppress (the server never
+ *                                            judged the recipient)
  *   SMTP_CAUSE_LOCAL (source IP)          -> deferred, source_fault
  *
  * The verdict:

@@ -437,6 +437,99 @@ test_priority_reason_printable(void **state)
 	job_free(j);
 }
 
+/* unsubscribe_url, unsubscribe_mailto, feedback_id: hostile values end
+ * the job `failed` with the field named; good ones are kept as given. */
+static const struct {
+	const char *field, *value;
+	const char *error;	/* NULL: accepted */
+} hdr_fields[] = {
+	{ "unsubscribe_url", "https://u.example/unsub?id=42&t=abc", NULL },
+	{ "unsubscribe_url", "HTTPS://u.example/x", NULL },
+	{ "unsubscribe_url", "", NULL },	/* empty: absent */
+	{ "unsubscribe_url", "http://u.example/unsub",
+	  "invalid unsubscribe_url: not an https: URL (RFC 8058 One-Click needs https)" },
+	{ "unsubscribe_url", "https://u.example/x\r\nBcc: victim@example.net",
+	  "invalid unsubscribe_url: CR, LF or NUL in value" },
+	{ "unsubscribe_url", "https://u.example/x\nX-Evil: 1",
+	  "invalid unsubscribe_url: CR, LF or NUL in value" },
+	{ "unsubscribe_url", "https://u.example/\tx", "invalid unsubscribe_url: control character in value" },
+	{ "unsubscribe_url", "https://u.example/a b",
+	  "invalid unsubscribe_url: space, '<', '>' or '\"' in value (percent-encode it)" },
+	{ "unsubscribe_url", "https://u.example/a>, <https://evil.example/",
+	  "invalid unsubscribe_url: space, '<', '>' or '\"' in value (percent-encode it)" },
+	{ "unsubscribe_url", "https://u.example/\xc3\xa9",
+	  "invalid unsubscribe_url: 8-bit byte in value (percent-encode it)" },
+	{ "unsubscribe_url", "https:///path", "invalid unsubscribe_url: no host in URL" },
+	{ "unsubscribe_url", "javascript:alert(1)",
+	  "invalid unsubscribe_url: not an https: URL (RFC 8058 One-Click needs https)" },
+	{ "unsubscribe_mailto", "mailto:unsub@list.example?subject=unsubscribe%2042", NULL },
+	{ "unsubscribe_mailto", "mailto:unsub@list.example", NULL },
+	{ "unsubscribe_mailto", "unsub@list.example", "invalid unsubscribe_mailto: not a mailto: URI" },
+	{ "unsubscribe_mailto", "mailto:nobody", "invalid unsubscribe_mailto: no '@' in address" },
+	{ "unsubscribe_mailto", "mailto:a@b.example?subject=x\r\n",
+	  "invalid unsubscribe_mailto: CR, LF or NUL in value" },
+	{ "feedback_id", "c42:t7:marketing:esp1", NULL },
+	{ "feedback_id", "a b", "invalid feedback_id: space, '<', '>' or '\"' in value (percent-encode it)" },
+	{ "feedback_id", "a\rb", "invalid feedback_id: CR, LF or NUL in value" },
+};
+
+static void
+test_header_fields(void **state)
+{
+	char longurl[1000];
+
+	for (size_t i = 0; i < sizeof hdr_fields / sizeof hdr_fields[0]; i++) {
+		struct job *j = decode("1-0", "to", "a@b.test", "from", "c@d.test", "msg", "x",
+		    hdr_fields[i].field, hdr_fields[i].value, NULL);
+		const char *got = strcmp(hdr_fields[i].field, "unsubscribe_url") == 0 ? j->unsub_url :
+		    strcmp(hdr_fields[i].field, "unsubscribe_mailto") == 0 ? j->unsub_mailto :
+		    j->feedback_id;
+
+		if (hdr_fields[i].error == NULL) {
+			if (j->error)
+				print_message("case %zu: %s\n", i, j->error);
+			assert_null(j->error);
+			if (hdr_fields[i].value[0])
+				assert_string_equal(got, hdr_fields[i].value);
+			else
+				assert_null(got);
+		} else {
+			assert_non_null(j->error);
+			assert_string_equal(j->error, hdr_fields[i].error);
+			assert_null(got);
+			assert_string_equal(j->id, "1-0");	/* the event can carry it */
+		}
+		job_free(j);
+	}
+	/* length caps: a URI of more than 900 bytes cannot go on one line */
+	memset(longurl, 'a', sizeof longurl - 1);
+	memcpy(longurl, "https://u.example/", 18);
+	longurl[sizeof longurl - 1] = '\0';
+	{
+		struct job *j = decode("1-0", "to", "a@b.test", "from", "c@d.test", "msg", "x",
+		    "unsubscribe_url", longurl, NULL);
+		assert_string_equal(j->error, "invalid unsubscribe_url: too long");
+		job_free(j);
+	}
+	longurl[900] = '\0';
+	{
+		struct job *j = decode("1-0", "to", "a@b.test", "from", "c@d.test", "msg", "x",
+		    "unsubscribe_url", longurl, NULL);
+		assert_null(j->error);
+		job_free(j);
+	}
+	/* a NUL inside a value (Redis values are binary) */
+	{
+		const char *f[4] = { "to", "from", "msg", "feedback_id" };
+		const char *v[4] = { "a@b.test", "c@d.test", "x", "ab\0cd" };
+		size_t fl[4] = { 2, 4, 3, 11 }, vl[4] = { 8, 8, 1, 5 };
+		struct job *j = job_decode(f, fl, v, vl, 4, "1-0", JOB_FROM_STREAM, NULL, 1000000);
+
+		assert_string_equal(j->error, "invalid feedback_id: CR, LF or NUL in value");
+		job_free(j);
+	}
+}
+
 int
 main(void)
 {
@@ -454,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_priority),
 		cmocka_unit_test(test_priority_reason_printable),
+		cmocka_unit_test(test_header_fields),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }

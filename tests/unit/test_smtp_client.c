@@ -371,8 +371,8 @@ static const struct step nopipe_reuse[] = {
 /* all the pipelined replies, and the greeting, in single reads */
 static const struct step one_read[] = {
 	SRV("220-mx.y.test ESMTP\r\n220 second line\r\n"), CLI("EHLO client.test\r\n"),
-	SRV("250-mx\r\n250-pipelining\r\n250 SIZE\r\n"), STATE(IDLE),
-	START(1), CLI1("MAIL FROM:<> SIZE=7\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"),
+	SRV("250-mx\r\n250-pipelining\r\n250-8bitmime\r\n250 SIZE\r\n"), STATE(IDLE),
+	START(1), CLI1("MAIL FROM:<> SIZE=7 BODY=8BITMIME\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"),
 	SRV("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"), CLI(BODY1),
 	SRV("250 2.0.0 Ok\r\n"), RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok"),
 	QUIT, CLI("QUIT\r\n"), SRV("221 bye\r\n"), STATE(CLOSED),
@@ -383,9 +383,14 @@ static const struct step helo_fallback[] = {
 	GREET, SRV("502 5.5.2 Error: command not recognized\r\n"),
 	STATE(BUSY), DEADL(1002), CLI("HELO client.test\r\n"), SRV("250 mx.y.test\r\n"),
 	STATE(IDLE), NOSERR,
-	/* no extensions after HELO: no BODY=, no SIZE=, no pipelining */
-	START(1), CLI("MAIL FROM:<>\r\n"), SRV("250 ok\r\n"), CLI("RCPT TO:<c@y.test>\r\n"),
-	SRV("250 ok\r\n"), CLI("DATA\r\n"), SRV("354 go\r\n"), CLI(BODY1), SRV("250 ok\r\n"),
+	/* no extensions after HELO: no BODY=, no SIZE=, no pipelining; and
+	 * so no 8-bit body (RFC 6152): refused at once, nothing sent */
+	START(1), STATE(IDLE), CLI(""),
+	RES(PERM, PROTOCOL, MAIL, 0, "5.6.3",
+	    "message has 8-bit content and the server does not offer 8BITMIME"),
+	START(0), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"),
+	SRV("250 ok\r\n"), CLI("DATA\r\n"), SRV("354 go\r\n"), CLI(BODY0), SRV("250 ok\r\n"),
 	RES(OK, REPLY, DOT, 250, "", "250 ok"),
 	QUIT_OK,
 	{ 0 }
@@ -527,12 +532,14 @@ static const struct step size_limit[] = {
 };
 
 static const struct step eightbit[] = {
-	/* server without 8BITMIME: no BODY= even for an 8-bit body */
+	/* server without 8BITMIME: an 8-bit body is never sent as is
+	 * (RFC 6152 3): no MAIL at all, 5.6.3, the session stays usable */
 	GREET, SRV("250-mx\r\n250 PIPELINING\r\n"),
-	START(1), CLI1("MAIL FROM:<>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"),
-	SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY1), SRV("250 ok\r\n"),
-	RES(OK, REPLY, DOT, 250, "", "250 ok"),
-	/* a 7-bit body never gets BODY= */
+	START(1), STATE(IDLE), CLI(""), DEADL(0),
+	RES(PERM, PROTOCOL, MAIL, 0, "5.6.3",
+	    "message has 8-bit content and the server does not offer 8BITMIME"),
+	MSGS(1), NOSERR,
+	/* a 7-bit body never gets BODY=, and no RSET is owed */
 	START(0), CLI1(CMDS0),
 	{ 0 }
 };
@@ -1092,7 +1099,8 @@ open_pipe(void)
 {
 	struct smtp_client *c = smtp_client_new("client.test", &tmo);
 	struct iovec iov[3];
-	static const char ehlo[] = "250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n";
+	static const char ehlo[] = "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+	    "250 SIZE 100000\r\n";
 
 	smtp_client_feed(c, "220 hi\r\n", 8);
 	assert_int_equal(smtp_client_output(c, iov), 1);
@@ -1207,7 +1215,7 @@ test_early_reply(void **state)
 	smtp_client_start(c, &msgs[1]);
 	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
 	assert_int_equal(smtp_client_output(c, iov), 1);
-	assert_memory_equal(iov[0].iov_base, "MAIL FROM:<> SIZE=7\r\n", 21);
+	assert_memory_equal(iov[0].iov_base, "MAIL FROM:<> SIZE=7 BODY=8BITMIME\r\n", 35);
 	smtp_client_free(c);
 
 	/* part of it went: the server cut in, the session is out of step,

@@ -237,6 +237,9 @@ static const struct tcase cases[] = {
 	{ "RCPT SMTPUTF8 not offered (local)", S(RCPT), SMTP_PERM, C(PROTOCOL), 0, "5.6.7",
 	  "the server does not offer SMTPUTF8, needed for a non-ASCII address", 1,
 	  JOB_BOUNCED, K(UNKNOWN), 0, 0, 0, 0 },
+	{ "MAIL 8-bit body, no 8BITMIME (local)", S(MAIL), SMTP_PERM, C(PROTOCOL), 0, "5.6.3",
+	  "message has 8-bit content and the server does not offer 8BITMIME", 1,
+	  JOB_BOUNCED, K(PROTOCOL_ERROR), 0, 0, 0, 0 },
 
 	/* --- DATA command --- */
 	{ "DATA 554 spam", S(DATA), SMTP_PERM, C(REPLY), 554, "5.7.1",
