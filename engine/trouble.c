@@ -11,7 +11,7 @@
  * the reply came.
  *
  * Invariants: suppress implies bounced with a class bounce_class_suppresses()
- * names; source_fault excludes site_failure and slow_down; a delivered
+ * names, or a complaint (trouble_complaint); source_fault excludes site_failure and slow_down; a delivered
  * outcome carries no class and no flag.
  */
 #include "trouble.h"

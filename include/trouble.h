@@ -32,7 +32,9 @@
  * The verdict:
  *   suppress      bounced AND a class bounce_class_suppresses() names AND
  *                 a server said it at RCPT (or DATA/end of data of a
- *                 one-recipient transaction); DNS: NXDOMAIN and null MX.
+ *                 one-recipient transaction); DNS: NXDOMAIN and null MX;
+ *                 an asynchronous bounce (DSN) of such a class; a
+ *                 complaint other than not-spam and auth-failure.
  *   slow_down     421 anywhere; class rate_limited; 4.7.x other than
  *                 greylisting and authentication; provider throttling
  *                 wording (Yahoo [TSS04]/[TS01]/[TS02]/[TS03], Microsoft
