@@ -312,12 +312,12 @@ settle_one(struct inbound *in, const struct rq_inbound_msg *m)
 		in->n_unmatched++;
 		log_warn("inbound", "entry=%s source=%s unmatched: %s", m->entry,
 		    m->source[0] ? m->source : "-", v.reason);
-		rq_inbound_settle(in->rq, m, RQ_INBOUND_UNMATCHED, "", "", v.reason, 0, NULL, 0);
+		rq_inbound_settle(in->rq, m, RQ_INBOUND_UNMATCHED, "", "", v.reason, NULL, 0);
 		break;
 	case INBOUND_IGNORED:
 		in->n_ignored++;
 		log_info("inbound", "entry=%s format=%s %s; acked", m->entry, v.format, v.reason);
-		rq_inbound_settle(in->rq, m, RQ_INBOUND_ACK, "", "", v.reason, 0, NULL, 0);
+		rq_inbound_settle(in->rq, m, RQ_INBOUND_ACK, "", "", v.reason, NULL, 0);
 		break;
 	case INBOUND_EVENTS: {
 		struct rq_inbound_event *ev = xcalloc(v.nevents, sizeof *ev);
@@ -343,8 +343,8 @@ settle_one(struct inbound *in, const struct rq_inbound_msg *m)
 			    e->o.enh[0] ? e->o.enh : "-",
 			    trouble_verdict_to_text(&e->o, verdict, sizeof verdict));
 		}
-		rq_inbound_settle(in->rq, m, RQ_INBOUND_EVENTS, v.job_id, idkey, "",
-		    config_keep_sent_ms(in->cfg) > 0, ev, v.nevents);
+		rq_inbound_settle(in->rq, m, RQ_INBOUND_EVENTS, v.job_id, idkey, "", ev,
+		    v.nevents);
 		free(codes);
 		free(pv);
 		free(ev);

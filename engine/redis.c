@@ -2925,7 +2925,7 @@ inbound_arg(const char **v, size_t *l, size_t *n, size_t cap, const char *s)
 
 void
 rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_mode mode,
-    const char *job_id, const char *id_key, const char *reason, int require_sent,
+    const char *job_id, const char *id_key, const char *reason,
     const struct rq_inbound_event *ev, size_t nev)
 {
 	size_t cap = 32, n = 0;
@@ -2963,7 +2963,7 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	A(k_in); A(q->k_events); A(k_un); A(k_mark); A(k_sent);
 	A(RQ_INBOUND_GROUP); A(m->entry); A(maxlen); A(umaxlen); A(ttl);
 	A(mode == RQ_INBOUND_EVENTS ? "e" : mode == RQ_INBOUND_UNMATCHED ? "u" : "a");
-	A(require_sent ? "1" : "0");
+	A(keep > 0 ? "1" : "0");	/* records are written: a job without one is unknown */
 	A(q->k_supp); A(k_stp); A(k_info); A(k_itp); A(k_seen); A(seen_ttl); A(ts);
 	A(job_id); A(reason);
 	A(m->msg);

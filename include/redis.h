@@ -286,12 +286,13 @@ struct rq_inbound_event {
  * tenant, pool, ip, mx), SADD suppression to the job's tenant's list or
  * the global one with "why ts" in the matching PREFIXsuppressed_info hash,
  * or XADD to PREFIXinbound:unmatched (reason, msg, source, rcpt, from,
- * ts); then XACK + XDEL the entry. With require_sent, an EVENTS message
- * whose job has no sent record goes to unmatched ("unknown job") instead.
+ * ts); then XACK + XDEL the entry. While sent records are written
+ * (config_keep_sent_ms() of the configuration Redis runs with), an EVENTS
+ * message whose job has none goes to unmatched ("unknown job") instead.
  * Kept in the outbox until Redis answers, like every settling write.
  */
 void rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_mode mode,
-    const char *job_id, const char *id_key, const char *reason, int require_sent,
+    const char *job_id, const char *id_key, const char *reason,
     const struct rq_inbound_event *ev, size_t nev);
 
 /* Policy, pure (exposed for the unit tests). */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "classify.h"
+#include "config.h"
 #include "inbound.h"
 #include "trouble.h"
 #include "util.h"
@@ -275,6 +276,36 @@ test_id_key(void **state)
 	assert_string_equal(k, "");
 }
 
+/* inbound.keep_sent counts only with an inbound block. */
+static void
+test_keep_sent(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t want;
+	} c[] = {
+		{ "smtp { ehlo = \"a.example\"; }\n", 0 },
+		{ "inbound { }\n", 7ull * 86400000 },
+		{ "inbound { keep_sent = 0; }\n", 0 },
+		{ "inbound { keep_sent = 1h; }\n", 3600000 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		char *err = NULL;
+		struct config *cfg = config_load_string(c[i].text, strlen(c[i].text), "t.conf", &err);
+		if (cfg == NULL)
+			fail_msg("%s: %s", c[i].text, err);
+		assert_int_equal(config_keep_sent_ms(cfg), c[i].want);
+		config_free(cfg);
+	}
+	{
+		struct config *d = config_default();
+		assert_int_equal(config_keep_sent_ms(d), 0);
+		config_free(d);
+	}
+}
+
 int
 main(void)
 {
@@ -283,6 +314,7 @@ main(void)
 		cmocka_unit_test(test_no_msg_and_header),
 		cmocka_unit_test(test_trouble_verdicts),
 		cmocka_unit_test(test_id_key),
+		cmocka_unit_test(test_keep_sent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
