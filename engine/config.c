@@ -661,6 +661,7 @@ static const struct setting settings[] = {
 
 	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
 	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
+	{ "inbound", "keep_sent", S_DUR, OFF(inbound_keep_sent_ms), 0, 0, MAX_DURATION_MS, "7d", NULL, 0 },
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -1098,6 +1099,12 @@ ensure_default_pool(struct config *c)
 	c->pools[c->npools].name = xstrdup("default");
 	c->pools[c->npools].overflow = 1;
 	c->npools++;
+}
+
+uint64_t
+config_keep_sent_ms(const struct config *c)
+{
+	return c->inbound_block ? c->inbound_keep_sent_ms : 0;
 }
 
 struct config *
@@ -1805,6 +1812,8 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 				cerr(x, n, "%s: expected %s { ... }, got %s", fn, fn, type_name(n));
 				continue;
 			}
+			if (block[0] == '\0' && strcmp(n->key, "inbound") == 0)
+				x->c->inbound_block = 1;
 			walk(x, n, fn);
 			continue;
 		}

@@ -9,6 +9,7 @@
  *   -> one SMTP transaction                    session.c, smtp_client.c
  *   -> what the result means                   trouble.c
  *   -> final event + ack, or deferral          ledger.c -> redis.c
+ *   bounces and complaints that come back      inbound.c -> redis.c
  *
  * This file owns the tick (reads, retries, takeover, lease refresh,
  * stats, sweep), stopping (SIGTERM/SIGINT: finish what is in flight for
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "dns.h"
 #include "fleet.h"
+#include "inbound.h"
 #include "intake.h"
 #include "ledger.h"
 #include "loop.h"
@@ -46,6 +48,7 @@ struct engine {
 	struct classify_rules *rules;
 	struct ledger *lg;
 	struct intake *in;
+	struct inbound *inb;		/* DSNs and feedback reports in */
 	struct sched *sched;
 	struct stats *st;
 	int stream_empty, stopping, stopped, drain_checking;
@@ -240,6 +243,7 @@ engine_reload(struct engine *e)
 	e->cfg = nc;
 	ledger_set_config(e->lg, nc);
 	intake_set_config(e->in, nc);
+	inbound_set_config(e->inb, nc, rules);
 	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
 	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
 }
@@ -350,6 +354,7 @@ on_tick(struct timer *t)
 		if (e->opts.drain)
 			drain_check(e);
 		intake_poll_pause(e->in, now);	/* paused campaigns/tenants, once a second */
+		inbound_tick(e->inb, now);	/* bounces and complaints in */
 		fetch_streams(e);
 		if (room && now - e->last_retry_poll >= 500) {
 			e->last_retry_poll = now;
@@ -453,6 +458,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->lg = ledger_new(e->loop, e->rq, cfg);
 	e->sched = sched_new(e->loop, e->dns, e->lg, e->st, cfg, e->rules, fd_cap);
 	e->in = intake_new(e->loop, e->rq, e->lg, e->sched, cfg);
+	e->inb = inbound_new(e->loop, e->rq, cfg, e->rules);
 	e->hook.fn = on_turn_end;
 	e->hook.arg = e;
 	loop_add_hook(e->loop, &e->hook);
@@ -497,6 +503,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	}
 	/* Held jobs stay pending in Redis. */
 	intake_free(e->in);
+	inbound_free(e->inb);
 	ledger_free(e->lg);
 	stats_free(e->st);
 	classify_rules_free(e->rules);

@@ -24,6 +24,7 @@
 #include "redis_schema.h"
 #include "redis_sync.h"
 #include "config.h"
+#include "inbound.h"
 #include "loop.h"
 #include "map.h"
 #include "msg.h"
@@ -50,15 +51,20 @@
  * job pending rather than acked without an event.
  *
  * final: KEYS jobs (the job's own stream), events, retry, job hash,
- * suppressed, done marker. ARGV group, key, stream entry ID ('' for a
- * leased retry), events maxlen, address to suppress or '', marker ttl ms,
- * then the event's field/value pairs. The key and the entry ID differ for
+ * suppressed, done marker, sent record. ARGV group, key, stream entry ID
+ * ('' for a leased retry), events maxlen, address to suppress or '',
+ * marker ttl ms, sent record ttl ms, n sent record items (0: none), the
+ * items, then the event's field/value pairs. The sent record (a delivered
+ * job's to, campaign, tenant, pool, ip, mx: inbound reports are tied back
+ * to it) is written with the event, never by a duplicate settlement. The
+ * key and the entry ID differ for
  * a job of the high stream (see JOB_HIGH_KEY_PREFIX). A stream job is
  * settled once: the marker says it was (XACK's answer cannot: an entry
  * trimmed while held is gone from the pending list). A retry is settled
  * while its ZSET member is there.
  */
 static const char final_lua[] =
+"local ns = tonumber(ARGV[8])\n"
 "local function ev(from)\n"
 "  local e = {}\n"
 "  for i = from, #ARGV do e[#e+1] = ARGV[i] end\n"
@@ -67,6 +73,12 @@ static const char final_lua[] =
 "  else\n"
 "    redis.call('XADD', KEYS[2], '*', unpack(e))\n"
 "  end\n"
+"  if ns > 0 then\n"
+"    local h = {}\n"
+"    for i = 9, 8 + ns do h[#h+1] = ARGV[i] end\n"
+"    redis.call('HSET', KEYS[7], unpack(h))\n"
+"    redis.call('PEXPIRE', KEYS[7], ARGV[7])\n"
+"  end\n"
 "end\n"
 "if ARGV[3] ~= '' then\n"
 "  if redis.call('EXISTS', KEYS[6]) == 1 then\n"
@@ -74,13 +86,13 @@ static const char final_lua[] =
 "    redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "    return 0\n"
 "  end\n"
-"  ev(7)\n"
+"  ev(9 + ns)\n"
 "  redis.call('SET', KEYS[6], '1', 'PX', ARGV[6])\n"
 "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
 "  redis.call('XDEL', KEYS[1], ARGV[3])\n"
 "else\n"
 "  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end\n"
-"  ev(7)\n"
+"  ev(9 + ns)\n"
 "  redis.call('ZREM', KEYS[3], ARGV[2])\n"
 "  redis.call('DEL', KEYS[4])\n"
 "end\n"
@@ -375,11 +387,114 @@ static const char fleet_lua[] =
 "end\n"
 "return {k, math.ceil((tat - now) / 1000)}\n";
 
+/*
+ * inbound_read: KEYS inbound. ARGV group, consumer, count, from ('>' new
+ * entries, else re-read our own pending list after that ID), claim min
+ * idle ms ('0': no takeover). With '>', entries idle past the claim time
+ * in any consumer's pending list are taken over first (XAUTOCLAIM from
+ * the start; the list is short: entries are settled within a turn).
+ * Returns [[id, fields|nil]...] (nil: the entry was deleted).
+ */
+static const char inbound_read_lua[] =
+"local out = {}\n"
+"local n = tonumber(ARGV[3])\n"
+"if ARGV[4] ~= '>' then\n"
+"  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', n, 'STREAMS', KEYS[1], ARGV[4])\n"
+"  if r and r[1] then for _, e in ipairs(r[1][2]) do out[#out+1] = e end end\n"
+"  return out\n"
+"end\n"
+"if tonumber(ARGV[5]) > 0 then\n"
+"  local c = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[5], '0-0', 'COUNT', n)\n"
+"  for _, e in ipairs(c[2]) do if e[2] then out[#out+1] = e end end\n"
+"end\n"
+"if #out < n then\n"
+"  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', n - #out, 'STREAMS', KEYS[1], '>')\n"
+"  if r and r[1] then for _, e in ipairs(r[1][2]) do out[#out+1] = e end end\n"
+"end\n"
+"return out\n";
+
+/*
+ * inbound: settle one inbound message. KEYS inbound, events, unmatched,
+ * entry marker, sent record. ARGV group, entry ID, events maxlen,
+ * unmatched maxlen, marker ttl ms, mode ('e' events, 'u' unmatched, 'a'
+ * ack only), require a sent record ('1'/'0'), global suppression set,
+ * tenant suppression prefix, global info hash, tenant info prefix, seen
+ * marker prefix (PREFIXinbound:seen:IDKEY:), seen ttl ms, ts ms, job id, reason, msg, source, rcpt,
+ * from, n events, then per event: status, report rcpt, suppress ('1'/'0'),
+ * why, n pairs, the pairs. Unless the entry marker exists: write, set the
+ * marker, XACK, XDEL. An event is written once per job, status and
+ * recipient (the seen marker): a report sent twice yields one event. The
+ * address suppressed is the job's (sent record to_lc), else the report's.
+ */
+static const char inbound_lua[] =
+"local function xadd(k, maxlen, f)\n"
+"  if tonumber(maxlen) > 0 then\n"
+"    redis.call('XADD', k, 'MAXLEN', '~', maxlen, '*', unpack(f))\n"
+"  else\n"
+"    redis.call('XADD', k, '*', unpack(f))\n"
+"  end\n"
+"end\n"
+"local function ack()\n"
+"  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+"  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+"end\n"
+"if redis.call('EXISTS', KEYS[4]) == 1 then ack(); return 0 end\n"
+"local function unmatched(reason)\n"
+"  local f = {'reason', reason, 'msg', ARGV[17], 'source', ARGV[18], 'rcpt', ARGV[19],\n"
+"    'from', ARGV[20], 'ts', ARGV[14], 'entry', ARGV[2]}\n"
+"  if ARGV[15] ~= '' then f[#f+1] = 'id'; f[#f+1] = ARGV[15] end\n"
+"  xadd(KEYS[3], ARGV[4], f)\n"
+"end\n"
+"local function done(r)\n"
+"  redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])\n"
+"  ack()\n"
+"  return r\n"
+"end\n"
+"if ARGV[6] == 'u' then unmatched(ARGV[16]); return done(1) end\n"
+"if ARGV[6] ~= 'e' then return done(2) end\n"
+"local h = redis.call('HGETALL', KEYS[5])\n"
+"local s = {}\n"
+"for i = 1, #h - 1, 2 do s[h[i]] = h[i+1] end\n"
+"if #h == 0 and ARGV[7] == '1' then\n"
+"  unmatched('unknown job ' .. ARGV[15] .. ' (no sent record: not delivered from here, or older than inbound.keep_sent)')\n"
+"  return done(3)\n"
+"end\n"
+"local id = s['id'] or ARGV[15]\n"
+"local i, wrote = 22, 0\n"
+"for k = 1, tonumber(ARGV[21]) do\n"
+"  local st, rcpt, supp, why, np = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4])\n"
+"  i = i + 5\n"
+"  local mk = ARGV[12] .. st .. ':' .. rcpt\n"
+"  if redis.call('SET', mk, '1', 'NX', 'PX', ARGV[13]) then\n"
+"    local to = s['to'] or rcpt\n"
+"    local f = {'id', id, 'to', to, 'status', st}\n"
+"    for j = i, i + 2 * np - 1 do f[#f+1] = ARGV[j] end\n"
+"    for _, n in ipairs({'mx', 'ip', 'pool', 'attempt', 'campaign'}) do\n"
+"      f[#f+1] = n; f[#f+1] = s[n] or ''\n"
+"    end\n"
+"    f[#f+1] = 'ts'; f[#f+1] = ARGV[14]\n"
+"    if s['tenant'] and s['tenant'] ~= '' then f[#f+1] = 'tenant'; f[#f+1] = s['tenant'] end\n"
+"    if s['ts'] then f[#f+1] = 'sent_ts'; f[#f+1] = s['ts'] end\n"
+"    xadd(KEYS[2], ARGV[3], f)\n"
+"    local a = s['to_lc'] or string.lower(rcpt)\n"
+"    if supp == '1' and a ~= '' then\n"
+"      local sk, ik = ARGV[8], ARGV[10]\n"
+"      if s['tenant'] and s['tenant'] ~= '' then sk = ARGV[9] .. s['tenant']; ik = ARGV[11] .. s['tenant'] end\n"
+"      redis.call('SADD', sk, a)\n"
+"      redis.call('HSET', ik, a, why .. ' ' .. ARGV[14])\n"
+"    end\n"
+"    wrote = wrote + 1\n"
+"  end\n"
+"  i = i + 2 * np\n"
+"end\n"
+"return done(10 + wrote)\n";
+
 enum { SCRIPT_FINAL = 0, SCRIPT_DEFER, SCRIPT_RETRY, SCRIPT_REFRESH, SCRIPT_HISTORY,
 	SCRIPT_CLAIM, SCRIPT_RELEASE, SCRIPT_WARMUP, SCRIPT_WARMHOLD, SCRIPT_FLEET, SCRIPT_READ,
-	SCRIPT__N };
+	SCRIPT_INBOUND_READ, SCRIPT_INBOUND, SCRIPT__N };
 static const char *const scripts[SCRIPT__N] = { final_lua, defer_lua, retry_lua, refresh_lua,
-	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua, fleet_lua, read_lua };
+	history_lua, claim_lua, release_lua, warmup_lua, warmhold_lua, fleet_lua, read_lua,
+	inbound_read_lua, inbound_lua };
 
 /* The kinds of read, each with its own back-off after an error. */
 enum { RD_STREAM = 0, RD_RETRY, RD_CLAIM, RD__N };
@@ -449,6 +564,12 @@ struct rq {
 					 * high stream's, 1 the normal one's, 0 done */
 	char history_from[64];
 	char claim_cursor[2][64];	/* [0] jobs, [1] jobs:high */
+	/* the inbound stream */
+	int inbound_reading;
+	int inbound_history;		/* re-reading our own pending list */
+	char inbound_from[64];
+	void (*inbound_cb)(void *, const struct rq_inbound_msg *, size_t, size_t);
+	void *inbound_arg;
 	uint64_t read_hold_until[RD__N], read_backoff_ms[RD__N];
 	unsigned gen;			/* connection generation */
 	struct map held;		/* key -> mono ms + 1 of last sign of life */
@@ -868,6 +989,9 @@ lost(struct rq *q)
 	q->ac = NULL;
 	q->ready = q->locked = q->synced = 0;
 	q->reading = q->reading_retry = q->claiming = 0;
+	q->inbound_reading = 0;
+	q->inbound_history = 1;
+	snprintf(q->inbound_from, sizeof q->inbound_from, "0");
 	q->inflight = 0;
 	q->scripts_loading = 0;
 	timer_cancel(q->loop, &q->ready_retry);
@@ -988,6 +1112,8 @@ create_groups(struct rq *q)
 	    q->k_jobs_high, RQ_GROUP);
 	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s %s 0 MKSTREAM", q->k_jobs,
 	    RQ_GROUP);
+	send_fmt(q, on_init_reply, "XGROUP CREATE", "XGROUP CREATE %s%s %s 0 MKSTREAM",
+	    q->cfg->prefix, RQ_K_INBOUND, RQ_INBOUND_GROUP);
 }
 
 /* The lock is ours on this connection: load the scripts, make sure the
@@ -1190,6 +1316,8 @@ rq_connect(struct rq *q)
 	q->inflight = 0;
 	q->history = 2;
 	snprintf(q->history_from, sizeof q->history_from, "0");
+	q->inbound_history = 1;
+	snprintf(q->inbound_from, sizeof q->inbound_from, "0");
 	snprintf(q->claim_cursor[0], sizeof q->claim_cursor[0], "0-0");
 	snprintf(q->claim_cursor[1], sizeof q->claim_cursor[1], "0-0");
 
@@ -1838,21 +1966,46 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], donekey[600], code[16];
+	char hashkey[600], donekey[600], code[16], idkey[600], sentkey[700], nsent[8];
+	uint64_t keep;
+	int nsent_at;
 	/* A tenant's job adds to that tenant's list, any other to the global one. */
 	char *supp = suppression_key(q, j->tenant);
 
 	held_drop(q, j->key);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	snprintf(donekey, sizeof donekey, "%s%s", q->k_done, j->key);
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "6");
+	keep = o->status == JOB_DELIVERED ? config_keep_sent_ms(q->cfg) : 0;
+	inbound_id_key(j->id, idkey, sizeof idkey);
+	snprintf(sentkey, sizeof sentkey, "%s%s%s", q->cfg->prefix, RQ_K_SENT, idkey);
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "7");
 	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events); av_add(&a, q->k_retry);
-	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey);
+	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey); av_add(&a, sentkey);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
 	av_add(&a, suppress && j->to_lc ? j->to_lc : "");
 	av_addu(&a, done_ttl_ms(q->cfg));
+	av_addu(&a, keep);
+	nsent_at = a.n;
+	av_add(&a, "0");
+	if (keep > 0) {
+		/* What an inbound report about this job needs to name it. */
+		int start = a.n;
+		av_add(&a, "id"); av_add(&a, j->id);
+		av_add(&a, "to"); av_add(&a, j->to);
+		av_add(&a, "to_lc"); av_add(&a, j->to_lc ? j->to_lc : "");
+		av_add(&a, "campaign"); av_add(&a, j->campaign);
+		av_add(&a, "tenant"); av_add(&a, j->tenant);
+		av_add(&a, "pool"); av_add(&a, j->pool ? j->pool : "default");
+		av_add(&a, "ip"); av_add(&a, o->ip);
+		av_add(&a, "mx"); av_add(&a, o->mx);
+		av_add(&a, "attempt"); av_addu(&a, j->attempts + 1);
+		av_add(&a, "ts"); av_addu(&a, clock_wall_ms());
+		snprintf(nsent, sizeof nsent, "%d", a.n - start);
+		a.v[nsent_at] = nsent;
+		a.l[nsent_at] = strlen(nsent);
+	}
 	event_fields(&a, j, o, q->cfg, code, sizeof code);
 	outbox_add(q, a.n, a.v, a.l);
 	free(supp);
@@ -2659,4 +2812,180 @@ rq_warmup_hold(struct rq *q, const char *ip, int64_t cfg_start, uint64_t until_w
 		return -1;
 	}
 	return 0;
+}
+
+/* --- the inbound stream (DSNs and feedback reports) --- */
+
+static void
+inbound_done(struct rq *q, size_t seen)
+{
+	q->inbound_reading = 0;
+	if (q->inbound_cb)
+		q->inbound_cb(q->inbound_arg, NULL, 0, seen);
+}
+
+static void
+on_inbound_read(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_inbound_msg *m;
+	size_t n = 0;
+
+	if (r == NULL || q->freeing) {
+		inbound_done(q, 0);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		if (err_is(r->str, "NOGROUP"))
+			create_groups(q);
+		else if (!err_is(r->str, "NOSCRIPT"))
+			log_error("redis", "reading %s%s: %s", q->cfg->prefix, RQ_K_INBOUND, r->str);
+		inbound_done(q, 0);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		inbound_done(q, 0);
+		return;
+	}
+	if (priv != NULL && r->elements == 0) {
+		/* our own pending list is done: new entries from now on */
+		q->inbound_history = 0;
+		inbound_done(q, 1);	/* read on at once */
+		return;
+	}
+	m = xcalloc(r->elements + 1, sizeof *m);
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i], *f;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		if (priv != NULL)
+			snprintf(q->inbound_from, sizeof q->inbound_from, "%s", e->element[0]->str);
+		f = e->element[1];
+		if (f->type != REDIS_REPLY_ARRAY) {
+			/* deleted while pending: nothing left to read */
+			log_warn("redis", "inbound entry %s was deleted before it was read; acking it",
+			    e->element[0]->str);
+			send_fmt(q, NULL, NULL, "XACK %s%s %s %s", q->cfg->prefix, RQ_K_INBOUND,
+			    RQ_INBOUND_GROUP, e->element[0]->str);
+			continue;
+		}
+		m[n].entry = e->element[0]->str;
+		m[n].rcpt = m[n].from = m[n].source = m[n].ts = "";
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			const redisReply *a = f->element[k], *b = f->element[k + 1];
+			if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(a->str, "msg") == 0) {
+				m[n].msg = b->str;
+				m[n].msg_len = b->len;
+			} else if (strcmp(a->str, "rcpt") == 0) {
+				m[n].rcpt = b->str;
+			} else if (strcmp(a->str, "from") == 0) {
+				m[n].from = b->str;
+			} else if (strcmp(a->str, "source") == 0) {
+				m[n].source = b->str;
+			} else if (strcmp(a->str, "ts") == 0) {
+				m[n].ts = b->str;
+			}
+		}
+		n++;
+	}
+	if (n > 0 && q->inbound_cb)
+		q->inbound_cb(q->inbound_arg, m, n, 0);
+	free(m);
+	inbound_done(q, r->elements);
+}
+
+int
+rq_inbound_fetch(struct rq *q, unsigned max, uint64_t claim_idle_ms,
+    void (*cb)(void *arg, const struct rq_inbound_msg *m, size_t n, size_t seen), void *arg)
+{
+	char key[300], cnt[16], idle[32];
+	int hist = q->inbound_history;
+
+	if (!rq_connected(q) || q->inbound_reading || max == 0)
+		return -1;
+	q->inbound_cb = cb;
+	q->inbound_arg = arg;
+	snprintf(key, sizeof key, "%s%s", q->cfg->prefix, RQ_K_INBOUND);
+	snprintf(cnt, sizeof cnt, "%u", max);
+	snprintf(idle, sizeof idle, "%llu", (unsigned long long)(hist ? 0 : claim_idle_ms));
+	if (send_strv(q, on_inbound_read, hist ? (void *)1 : NULL, 9, (const char *[]){
+	    "EVALSHA", q->sha[SCRIPT_INBOUND_READ], "1", key, RQ_INBOUND_GROUP, q->cfg->instance,
+	    cnt, hist ? q->inbound_from : ">", idle }) != 0)
+		return -1;
+	q->inbound_reading = 1;
+	return 0;
+}
+
+static void
+inbound_arg(const char **v, size_t *l, size_t *n, size_t cap, const char *s)
+{
+	if (*n >= cap)
+		panic("inbound argv overflow");
+	v[*n] = s ? s : "";
+	l[*n] = strlen(v[*n]);
+	(*n)++;
+}
+
+void
+rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_mode mode,
+    const char *job_id, const char *id_key, const char *reason,
+    const struct rq_inbound_event *ev, size_t nev)
+{
+	size_t cap = 32, n = 0;
+	const char **v;
+	size_t *l;
+	char *k_in, *k_un, *k_mark, *k_sent, *k_stp, *k_info, *k_itp, *k_seen;
+	char maxlen[24], umaxlen[24], ttl[24], seen_ttl[24], ts[24], nev_s[24];
+	char (*nums)[24];
+	uint64_t keep = config_keep_sent_ms(q->cfg);
+
+	for (size_t i = 0; i < nev; i++)
+		cap += 5 + 2 * ev[i].npairs;
+	v = xcalloc(cap, sizeof *v);
+	l = xcalloc(cap, sizeof *l);
+	nums = xcalloc(nev + 1, sizeof *nums);
+	k_in = xasprintf("%s%s", q->cfg->prefix, RQ_K_INBOUND);
+	k_un = xasprintf("%s%s", q->cfg->prefix, RQ_K_INBOUND_UNMATCHED);
+	k_mark = xasprintf("%s%s%s", q->cfg->prefix, RQ_K_INBOUND_DONE, m->entry);
+	k_sent = xasprintf("%s%s%s", q->cfg->prefix, RQ_K_SENT, id_key ? id_key : "");
+	k_stp = xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPPRESSED_TENANT);
+	k_info = xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPP_INFO);
+	k_itp = xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPP_INFO_TENANT);
+	k_seen = xasprintf("%s%s%s:", q->cfg->prefix, RQ_K_INBOUND_SEEN, id_key ? id_key : "");
+	snprintf(maxlen, sizeof maxlen, "%u", q->cfg->events_maxlen);
+	snprintf(umaxlen, sizeof umaxlen, "%u", RQ_INBOUND_UNMATCHED_MAXLEN);
+	snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)done_ttl_ms(q->cfg));
+	/* One event per job, status and recipient for as long as reports
+	 * about the job can be tied to it. */
+	snprintf(seen_ttl, sizeof seen_ttl, "%llu",
+	    (unsigned long long)(keep > 0 ? keep : 7ull * 86400000));
+	snprintf(ts, sizeof ts, "%llu", (unsigned long long)clock_wall_ms());
+	snprintf(nev_s, sizeof nev_s, "%zu", mode == RQ_INBOUND_EVENTS ? nev : 0);
+#define A(s_) inbound_arg(v, l, &n, cap, (s_))
+	A("EVALSHA"); A(q->sha[SCRIPT_INBOUND]); A("5");
+	A(k_in); A(q->k_events); A(k_un); A(k_mark); A(k_sent);
+	A(RQ_INBOUND_GROUP); A(m->entry); A(maxlen); A(umaxlen); A(ttl);
+	A(mode == RQ_INBOUND_EVENTS ? "e" : mode == RQ_INBOUND_UNMATCHED ? "u" : "a");
+	A(keep > 0 ? "1" : "0");	/* records are written: a job without one is unknown */
+	A(q->k_supp); A(k_stp); A(k_info); A(k_itp); A(k_seen); A(seen_ttl); A(ts);
+	A(job_id); A(reason);
+	A(m->msg);
+	l[n - 1] = m->msg ? m->msg_len : 0;	/* binary-safe */
+	A(m->source); A(m->rcpt); A(m->from); A(nev_s);
+	for (size_t i = 0; mode == RQ_INBOUND_EVENTS && i < nev; i++) {
+		A(ev[i].status); A(ev[i].rcpt); A(ev[i].suppress ? "1" : "0"); A(ev[i].why);
+		snprintf(nums[i], sizeof nums[i], "%zu", ev[i].npairs);
+		A(nums[i]);
+		for (size_t k = 0; k < 2 * ev[i].npairs; k++)
+			A(ev[i].pairs[k]);
+	}
+#undef A
+	outbox_add(q, (int)n, v, l);
+	free(v);
+	free(l);
+	free(nums);
+	free(k_in); free(k_un); free(k_mark); free(k_sent); free(k_stp); free(k_info);
+	free(k_itp); free(k_seen);
 }

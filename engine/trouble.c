@@ -11,7 +11,7 @@
  * the reply came.
  *
  * Invariants: suppress implies bounced with a class bounce_class_suppresses()
- * names; source_fault excludes site_failure and slow_down; a delivered
+ * names, or a complaint (trouble_complaint); source_fault excludes site_failure and slow_down; a delivered
  * outcome carries no class and no flag.
  */
 #include "trouble.h"
@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 void
 trouble_outcome_init(struct job_outcome *o, enum job_status st)
@@ -296,6 +297,33 @@ trouble_invalid(struct job_outcome *o, const char *why)
 {
 	trouble_outcome_init(o, JOB_FAILED);
 	trouble_set_reply(o, "%s", why && why[0] ? why : "invalid job");
+}
+
+void
+trouble_async_bounce(enum bounce_class cls, int code, const char *enh, const char *diag,
+    struct job_outcome *o)
+{
+	trouble_outcome_init(o, JOB_BOUNCED);
+	o->async = 1;
+	o->no_attempt = 1;	/* no attempt of ours: a report about an old one */
+	if (code >= 100 && code <= 999)
+		o->code = code;
+	snprintf(o->enh, sizeof o->enh, "%s", enh ? enh : "");
+	trouble_set_reply(o, "%s", diag ? diag : "");
+	set_class(o, cls);
+	/* The remote server judged the recipient, like a RCPT refusal. */
+	o->suppress = bounce_class_suppresses(cls);
+}
+
+void
+trouble_complaint(const char *feedback_type, struct job_outcome *o)
+{
+	const char *t = feedback_type ? feedback_type : "";
+
+	trouble_outcome_init(o, JOB_COMPLAINED);
+	o->no_attempt = 1;
+	trouble_set_reply(o, "feedback report: %s", t[0] ? t : "abuse");
+	o->suppress = strcasecmp(t, "not-spam") != 0 && strcasecmp(t, "auth-failure") != 0;
 }
 
 const char *

@@ -184,6 +184,8 @@ struct config {
 	char *inbound_listen;
 	char **inbound_domains;
 	size_t ninbound_domains;
+	uint64_t inbound_keep_sent_ms;	/* inbound.keep_sent: sent record TTL, 7d; 0 = none */
+	int inbound_block;		/* an inbound { } block is present */
 };
 
 /*
@@ -199,6 +201,13 @@ struct config *config_load(const char *path, char **errors);
  */
 struct config *config_load_string(const char *text, size_t len, const char *name,
     char **errors);
+/*
+ * config_keep_sent_ms - how long a delivered job's sent record lives (the
+ * link from an inbound bounce or complaint back to the job's campaign,
+ * tenant, pool and IP): inbound.keep_sent when the config has an inbound
+ * block, else 0 (none written: plain senders pay nothing).
+ */
+uint64_t config_keep_sent_ms(const struct config *c);
 /* config_default - the built-in defaults (never NULL). */
 struct config *config_default(void);
 void config_free(struct config *c);

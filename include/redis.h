@@ -244,6 +244,57 @@ int rq_warmup_sync(struct rq *q, const struct rq_warmup_req *w,
 int rq_warmup_hold(struct rq *q, const char *ip, int64_t cfg_start, uint64_t until_wall_ms,
     const char *reason, uint64_t now_wall_ms);
 
+
+/*
+ * The inbound stream PREFIXinbound (DSNs and feedback reports), consumer
+ * group RQ_INBOUND_GROUP. rq_inbound_fetch reads up to max entries (one
+ * read in flight): after each (re)connect this consumer's own pending
+ * entries first, then new ones; with claim_idle_ms > 0 it first takes over
+ * entries idle that long in any consumer's pending list (a dead
+ * instance's). cb gets the entries (m, n > 0; pointers valid during the
+ * call only; NULL msg: the field is missing), then, once per read, m NULL
+ * with seen = the entries the read brought (0 on an error or a lost
+ * connection). Returns -1 (no callback) when not connected.
+ */
+struct rq_inbound_msg {
+	const char *entry;		/* stream entry ID */
+	const char *msg;		/* raw message, NULL if absent */
+	size_t msg_len;
+	const char *rcpt, *from, *source, *ts;	/* "" if absent */
+};
+int rq_inbound_fetch(struct rq *q, unsigned max, uint64_t claim_idle_ms,
+    void (*cb)(void *arg, const struct rq_inbound_msg *m, size_t n, size_t seen), void *arg);
+
+/* What one inbound message comes to (see docs/redis.md, the inbound script). */
+enum rq_inbound_mode {
+	RQ_INBOUND_EVENTS = 0,	/* events (and suppression) for a job */
+	RQ_INBOUND_UNMATCHED,	/* keep it in PREFIXinbound:unmatched */
+	RQ_INBOUND_ACK,		/* nothing to write: ack it */
+};
+struct rq_inbound_event {
+	const char *status;		/* "bounced", "complained" */
+	const char *rcpt;		/* the report's recipient (lower case), may be "" */
+	int suppress;
+	const char *why;		/* the suppression's reason: "bounced:invalid_recipient" */
+	const char *const *pairs;	/* event fields: name, value, ... */
+	size_t npairs;			/* name/value pairs */
+};
+/*
+ * rq_inbound_settle - one script, atomic and idempotent (a marker per
+ * entry; one event per job, status and recipient ever): XADD the events
+ * (enriched from the job's sent record PREFIXsent:ID_KEY: to, campaign,
+ * tenant, pool, ip, mx), SADD suppression to the job's tenant's list or
+ * the global one with "why ts" in the matching PREFIXsuppressed_info hash,
+ * or XADD to PREFIXinbound:unmatched (reason, msg, source, rcpt, from,
+ * ts); then XACK + XDEL the entry. While sent records are written
+ * (config_keep_sent_ms() of the configuration Redis runs with), an EVENTS
+ * message whose job has none goes to unmatched ("unknown job") instead.
+ * Kept in the outbox until Redis answers, like every settling write.
+ */
+void rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_mode mode,
+    const char *job_id, const char *id_key, const char *reason,
+    const struct rq_inbound_event *ev, size_t nev);
+
 /* Policy, pure (exposed for the unit tests). */
 /* Is a write refused with this error kept and retried (LOADING, BUSY,
  * READONLY, OOM, NOPERM, NOAUTH...)? Else it is dropped. The code is the

@@ -31,6 +31,17 @@
 /* A warm-up day hash (PREFIXwarmup:IP:DAY) lives this long after its last write. */
 #define RQ_WARMUP_DAY_TTL_S	180000
 
+#define RQ_K_INBOUND		"inbound"	/* stream: raw DSNs and feedback reports in */
+#define RQ_K_INBOUND_UNMATCHED	"inbound:unmatched"	/* stream: inbound messages tied to no job */
+#define RQ_K_INBOUND_DONE	"inbound:done:"	/* + ENTRYID: string, "settled" marker (TTL) */
+#define RQ_K_INBOUND_SEEN	"inbound:seen:"	/* + IDKEY:STATUS:RCPT: string, event written (TTL) */
+#define RQ_K_SENT		"sent:"		/* + IDKEY: hash, a delivered job's sent record (TTL) */
+#define RQ_K_SUPP_INFO		"suppressed_info"	/* hash: address -> "REASON TS_MS" (inbound) */
+#define RQ_K_SUPP_INFO_TENANT	"suppressed_info:"	/* + TENANT: the same for that tenant's list */
+#define RQ_INBOUND_GROUP	"volley-inbound"	/* consumer group on PREFIXinbound */
+/* Bounds of the unmatched stream (XADD MAXLEN ~). */
+#define RQ_INBOUND_UNMATCHED_MAXLEN	100000
+
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */

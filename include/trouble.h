@@ -35,7 +35,9 @@
  * The verdict:
  *   suppress      bounced AND a class bounce_class_suppresses() names AND
  *                 a server said it at RCPT (or DATA/end of data of a
- *                 one-recipient transaction); DNS: NXDOMAIN and null MX.
+ *                 one-recipient transaction); DNS: NXDOMAIN and null MX;
+ *                 an asynchronous bounce (DSN) of such a class; a
+ *                 complaint other than not-spam and auth-failure.
  *   slow_down     421 anywhere; class rate_limited; 4.7.x other than
  *                 greylisting and authentication; provider throttling
  *                 wording (Yahoo [TSS04]/[TS01]/[TS02]/[TS03], Microsoft
@@ -116,6 +118,30 @@ void trouble_invalid(struct job_outcome *o, const char *why);
  * destination is not blamed.
  */
 void trouble_from_local(struct job_outcome *o, const char *why);
+
+/*
+ * trouble_async_bounce - a DSN (or a text bounce) that came back after the
+ * job was delivered says this recipient failed: `bounced` with async = 1,
+ * cls from the report's Status/Diagnostic-Code (report_rcpt_classify()),
+ * code and enh from it, the diagnostic (or "") in the reply. The verdict:
+ * suppress for the recipient classes bounce_class_suppresses() names, as a
+ * synchronous RCPT refusal would; never slow_down (the mail was accepted
+ * long ago: the destination is not asking for less now). A failure whose
+ * status is 4.x.x (a server gave up after retrying) still bounces.
+ */
+void trouble_async_bounce(enum bounce_class cls, int code, const char *enh, const char *diag,
+    struct job_outcome *o);
+
+/*
+ * trouble_complaint - a feedback report (ARF, JMRP) about the recipient of
+ * a job: `complained`, not final (the delivery stays the job's outcome).
+ * feedback_type is ARF's Feedback-Type in lower case ("" if none). The
+ * verdict: suppress for every type a person sends (abuse, fraud, virus,
+ * other, none given); never for "not-spam" (the opposite of a complaint)
+ * nor "auth-failure" (RFC 6591: a DKIM/SPF report about the sending
+ * domain, not the recipient's wish).
+ */
+void trouble_complaint(const char *feedback_type, struct job_outcome *o);
 
 /*
  * trouble_verdict_to_text - "suppress,slow_down" style list of the verdict

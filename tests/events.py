@@ -123,22 +123,29 @@ def by_job(events):
     return jobs
 
 
+def is_final(ev):
+    """A final status, except an asynchronous bounce (a DSN that came back
+    after the delivery: the delivery stays the job's final outcome)."""
+    return ev.get("status") in FINAL and ev.get("async", "") != "1"
+
+
 def first_final(evs):
     for ev in evs:
-        if ev.get("status") in FINAL:
+        if is_final(ev):
             return ev
     return None
 
 
 def final_count(evs):
-    return sum(1 for ev in evs if ev.get("status") in FINAL)
+    return sum(1 for ev in evs if is_final(ev))
 
 
 def exactly_one_final(groups, want=None):
     """Problems (a list of strings, empty when all is well) with the promise
     "every job has exactly one final event": groups maps a job (id or key)
     to its events in stream order; want, when given, lists the jobs that
-    must be there. `deferred` and `complained` are not final."""
+    must be there. `deferred`, `complained` and `bounced` with async=1 are
+    not final."""
     problems = []
     keys = list(want) if want is not None else list(groups)
     none = [k for k in keys if final_count(groups.get(k, [])) == 0]
