@@ -26,6 +26,7 @@
 #include "config.h"
 #include "tls.h"
 #include "classify.h"
+#include "pace.h"
 #include "ucl.h"
 #include "util.h"
 
@@ -707,6 +708,7 @@ struct ctx {
 	size_t nwsites;
 	size_t nrefs;
 	const struct ucl_node *rules_node;
+	const struct ucl_node **rule_nodes;	/* one per c->reactions entry */
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -1749,6 +1751,263 @@ done:
 }
 
 /* ------------------------------------------------------------------ */
+/* shaping_rule "NAME" { }: reaction rules (reaction.h)                  */
+
+/* "421", "42", "4": 1-3 digits, the first 2-5 */
+static const char *
+check_reply_code(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 3 || s[0] < '2' || s[0] > '5')
+		return "is not a reply code or its prefix (e.g. 421, 45, 5)";
+	for (size_t i = 1; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return "is not a reply code or its prefix (e.g. 421, 45, 5)";
+	return NULL;
+}
+
+/* "4.7.28", "5.7", "5.7.", "4": an enhanced status code or its prefix */
+static const char *
+check_enh_prefix(const char *s)
+{
+	const char *p = s;
+	int parts = 0;
+
+	if (*p != '2' && *p != '4' && *p != '5')
+		return "is not an enhanced status code or its prefix (e.g. 4.7.28, 5.7)";
+	p++;
+	while (*p == '.') {
+		int nd = 0;
+
+		p++;
+		while (*p >= '0' && *p <= '9' && nd < 4) {
+			p++;
+			nd++;
+		}
+		if ((nd == 0 && *p != '\0') || nd > 3 || ++parts > 2)
+			return "is not an enhanced status code or its prefix (e.g. 4.7.28, 5.7)";
+		if (nd == 0)
+			break;
+	}
+	if (*p != '\0')
+		return "is not an enhanced status code or its prefix (e.g. 4.7.28, 5.7)";
+	return NULL;
+}
+
+static const char *
+check_stage_list(const char *s)
+{
+	static const char *const stages[] = {
+		"connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "dot", "rset",
+		"quit", "starttls",
+	};
+
+	for (;;) {
+		size_t k = strcspn(s, ","), i;
+
+		for (i = 0; i < sizeof stages / sizeof stages[0]; i++)
+			if (strlen(stages[i]) == k && strncasecmp(stages[i], s, k) == 0)
+				break;
+		if (i == sizeof stages / sizeof stages[0])
+			return "is not a list of stages (connect, greeting, ehlo, helo, mail, rcpt, "
+			    "data, dot)";
+		if (s[k] == '\0')
+			return NULL;
+		s += k + 1;
+	}
+}
+
+/* "3 in 10min" (or "1": every match) */
+static int
+parse_threshold(const char *s, uint32_t *n, uint64_t *window_ms)
+{
+	char num[16], *end;
+	const char *p = s;
+	size_t k = strspn(p, "0123456789");
+	unsigned long v;
+
+	if (k == 0 || k >= sizeof num)
+		return -1;
+	memcpy(num, p, k);
+	num[k] = '\0';
+	v = strtoul(num, &end, 10);
+	if (v < 1 || v > REACTION_THRESHOLD_MAX)
+		return -1;
+	p += k;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0') {
+		if (v != 1)
+			return -1;	/* "3" alone: 3 in what time? */
+		*n = 1;
+		*window_ms = 0;
+		return 0;
+	}
+	if (strncasecmp(p, "in", 2) != 0 || (p[2] != ' ' && p[2] != '\t'))
+		return -1;
+	p += 2;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (config_parse_duration(p, window_ms) < 0 || *window_ms < 1000 ||
+	    *window_ms > 7ull * 86400000)
+		return -1;
+	*n = (uint32_t)v;
+	return 0;
+}
+
+static void
+parse_shaping_rule(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"site", "stage", "code", "enh", "text", "regex", "threshold", "action", "rate",
+		"connections", "scope", "duration",
+	};
+	static const struct { const char *key; size_t off; const char *(*check)(const char *); } strs[] = {
+		{ "site", offsetof(struct reaction_rule, site), check_token },
+		{ "stage", offsetof(struct reaction_rule, stage), check_stage_list },
+		{ "code", offsetof(struct reaction_rule, code), check_reply_code },
+		{ "enh", offsetof(struct reaction_rule, enh), check_enh_prefix },
+		{ "text", offsetof(struct reaction_rule, text), NULL },
+		{ "regex", offsetof(struct reaction_rule, regex), NULL },
+	};
+	struct config *c = x->c;
+	const struct ucl_node *seen[sizeof keys / sizeof keys[0]] = { 0 };
+	const struct ucl_node *action = NULL;
+	char fn[300], why[200];
+	struct reaction_rule *r;
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->rule_nodes, c->nreactions, 0) < 0)
+		return;
+	if (c->nreactions >= MAX_LIST) {
+		cerr(x, n, "more than %d shaping rules", MAX_LIST);
+		return;
+	}
+	c->reactions = xrealloc(c->reactions, (c->nreactions + 1) * sizeof *c->reactions);
+	x->rule_nodes = xrealloc(x->rule_nodes, (c->nreactions + 1) * sizeof *x->rule_nodes);
+	r = &c->reactions[c->nreactions];
+	memset(r, 0, sizeof *r);
+	r->name = xstrdup(n->arg);
+	r->file = xstrdup(n->file ? n->file : "(config)");
+	r->line = n->line;
+	r->threshold = 1;
+	x->rule_nodes[c->nreactions++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		size_t ki;
+
+		if (e->key == NULL)
+			continue;
+		for (ki = 0; ki < sizeof keys / sizeof keys[0]; ki++)
+			if (strcmp(e->key, keys[ki]) == 0)
+				break;
+		if (ki == sizeof keys / sizeof keys[0]) {
+			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
+			continue;
+		}
+		snprintf(fn, sizeof fn, "shaping_rule \"%s\": %s", n->arg, e->key);
+		if (seen[ki] != NULL) {
+			cerr(x, e, "%s is already set at line %d", fn, seen[ki]->line);
+			continue;
+		}
+		seen[ki] = e;
+		if (want_scalar(x, e, fn) < 0)
+			continue;
+		if (ki < sizeof strs / sizeof strs[0]) {
+			const char *bad = strs[ki].check ? strs[ki].check(e->str) : NULL;
+
+			if (e->str[0] == '\0')
+				bad = "must not be empty";
+			if (bad != NULL) {
+				cerr(x, e, "%s: '%s' %s", fn, e->str, bad);
+				continue;
+			}
+			*(char **)((char *)r + strs[ki].off) = xstrdup(e->str);
+			continue;
+		}
+		if (strcmp(e->key, "threshold") == 0) {
+			if (parse_threshold(e->str, &r->threshold, &r->window_ms) < 0)
+				cerr(x, e, "%s: '%s' is not a threshold (\"N in DURATION\", e.g. \"3 in "
+				    "10min\", N 1..%d, 1s..7d; or \"1\": every match)", fn, e->str,
+				    REACTION_THRESHOLD_MAX);
+		} else if (strcmp(e->key, "action") == 0) {
+			action = e;
+			if (strcasecmp(e->str, "throttle") == 0)
+				r->action = REACTION_THROTTLE;
+			else if (strcasecmp(e->str, "cap") == 0)
+				r->action = REACTION_CAP;
+			else if (strcasecmp(e->str, "suspend") == 0)
+				r->action = REACTION_SUSPEND;
+			else {
+				cerr(x, e, "%s: '%s' is not an action (throttle, cap or suspend)", fn,
+				    e->str);
+				action = NULL;
+			}
+		} else if (strcmp(e->key, "rate") == 0) {
+			struct rate rt;
+
+			if (config_parse_rate(e->str, &rt) < 0 || rt.count == 0) {
+				cerr(x, e, "%s: '%s' is not a rate (N/s, N/min, N/h or N/day, N >= 1)", fn,
+				    e->str);
+				continue;
+			}
+			r->mph = pace_mph(&rt);
+			r->rate_text = xstrdup(e->str);
+		} else if (strcmp(e->key, "connections") == 0) {
+			uint64_t v;
+
+			if (parse_u64_range(e->str, 1, 1000000, &v) < 0)
+				cerr(x, e, "%s: '%s' is not a whole number in 1..1000000", fn, e->str);
+			else
+				r->connections = (uint32_t)v;
+		} else if (strcmp(e->key, "scope") == 0) {
+			if (strcasecmp(e->str, "ip") == 0)
+				r->scope = REACTION_SCOPE_IP;
+			else if (strcasecmp(e->str, "site") == 0)
+				r->scope = REACTION_SCOPE_SITE;
+			else if (strcasecmp(e->str, "campaign") == 0)
+				cerr(x, e, "%s: 'campaign' is not supported (a campaign is paused by hand: "
+				    "volley pause campaign NAME); use ip or site", fn);
+			else
+				cerr(x, e, "%s: '%s' is not a scope (ip or site)", fn, e->str);
+		} else if (strcmp(e->key, "duration") == 0) {
+			uint64_t v;
+
+			if (config_parse_duration(e->str, &v) < 0)
+				cerr(x, e, "%s: '%s' is not a duration (e.g. 30s, 5min, 1h, 2d)", fn, e->str);
+			else if (v < 1000 || v > 30ull * 86400000)
+				cerr(x, e, "%s: %s is out of range (1s..30d)", fn, e->str);
+			else
+				r->duration_ms = v;
+		}
+	}
+	if (r->regex != NULL && reaction_rule_compile(r, why, sizeof why) < 0)
+		cerr(x, seen[5], "shaping_rule \"%s\": regex: '%s' is not a POSIX extended regular "
+		    "expression: %s", n->arg, r->regex, why);
+	if (!seen[2] && !seen[3] && !seen[4] && !seen[5])
+		cerr(x, n, "shaping_rule \"%s\": needs at least one of code, enh, text or regex "
+		    "(a rule matching every reply is a mistake)", n->arg);
+	if (!seen[7]) {
+		cerr(x, n, "shaping_rule \"%s\": needs action = throttle | cap | suspend", n->arg);
+		return;
+	}
+	if (action == NULL)
+		return;
+	if (!seen[11])
+		cerr(x, n, "shaping_rule \"%s\": needs duration (how long the %s lasts)", n->arg,
+		    reaction_action_name(r->action));
+	if (r->action == REACTION_THROTTLE && !seen[8])
+		cerr(x, n, "shaping_rule \"%s\": action throttle needs rate = \"N/h\"", n->arg);
+	if (r->action != REACTION_THROTTLE && seen[8])
+		cerr(x, seen[8], "shaping_rule \"%s\": rate is only for action throttle", n->arg);
+	if (r->action == REACTION_CAP && !seen[9])
+		cerr(x, n, "shaping_rule \"%s\": action cap needs connections = N", n->arg);
+	if (r->action != REACTION_CAP && seen[9])
+		cerr(x, seen[9], "shaping_rule \"%s\": connections is only for action cap", n->arg);
+	if (r->action != REACTION_SUSPEND && seen[10])
+		cerr(x, seen[10], "shaping_rule \"%s\": scope is only for action suspend", n->arg);
+}
+
+/* ------------------------------------------------------------------ */
 /* the walk                                                             */
 
 static const struct setting *
@@ -1767,7 +2026,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
-		"dkim",
+		"dkim", "shaping_rule",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -1795,6 +2054,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "dkim") == 0) {
 				parse_dkim(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "shaping_rule") == 0) {
+				parse_shaping_rule(x, n);
 				continue;
 			}
 		}
@@ -1879,6 +2142,19 @@ validate(struct ctx *x, const struct ucl_node *root)
 		if (k == c->nsites)
 			cerr(x, x->wsites[i].node, "warmup \"%s\": site \"%s\" is not defined",
 			    w->name, site);
+	}
+	for (size_t i = 0; i < c->nreactions; i++) {
+		const char *site = c->reactions[i].site;
+		size_t k;
+
+		if (site == NULL)
+			continue;
+		for (k = 0; k < c->nsites && strcasecmp(c->sites[k].name, site) != 0; k++)
+			;
+		if (k < c->nsites || config_domain_find(c, site) != NULL)
+			continue;
+		cerr(x, x->rule_nodes[i], "shaping_rule \"%s\": site \"%s\" is neither a site nor "
+		    "a domain block", c->reactions[i].name, site);
 	}
 	if (c->shaping.min_rate.count == 0) {
 		size_t idx;
@@ -1979,6 +2255,7 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	free(x.dkim_headers);
 	free(x.refs);
 	free(x.wsites);
+	free(x.rule_nodes);
 	if (x.nerr > 0) {
 		if (errors != NULL) {
 			if (*errors != NULL) {
@@ -2109,6 +2386,9 @@ config_free(struct config *c)
 		free_strlist(c->dkim[i].headers, c->dkim[i].nheaders);
 	}
 	free(c->dkim);
+	for (size_t i = 0; i < c->nreactions; i++)
+		reaction_rule_clear(&c->reactions[i]);
+	free(c->reactions);
 	free(c->inbound_listen);
 	free_strlist(c->inbound_domains, c->ninbound_domains);
 	free(c);

@@ -5,6 +5,7 @@
  * (redis_sync.h): no command or key name is built here.
  */
 #include "classify.h"
+#include "reaction.h"
 #include "config.h"
 #include "engine.h"
 #include "job.h"
@@ -41,7 +42,7 @@ static const char usage_main[] =
 "    volley suppress     [-c FILE] list|export [--tenant T]\n"
 "    volley suppress     [-c FILE] import FILE|- [--tenant T]\n"
 "    volley check-config [-c FILE]\n"
-"    volley classify     [-c FILE] [--stage STAGE] \"REPLY\"\n"
+"    volley classify     [-c FILE] [--stage STAGE] [--site SITE] \"REPLY\"\n"
 "    volley help | --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -83,7 +84,8 @@ static const char usage_main[] =
 "                   tenant's job is checked against both lists.\n"
 "    check-config   Parse and validate; print each error as file:line: message.\n"
 "    classify       Print the bounce class for an SMTP reply line and the rule\n"
-"                   that matched, using the engine's rules.\n"
+"                   that matched, using the engine's rules, and the shaping\n"
+"                   rule (shaping_rule) it would count toward.\n"
 "\n"
 "OPTIONS\n"
 "    -c, --config FILE   configuration file (UCL); see docs/config.md\n"
@@ -222,14 +224,20 @@ static const char usage_check[] =
 "  each error as file:line: message and exit 1.\n";
 
 static const char usage_classify[] =
-"usage: volley classify [-c FILE] [--stage STAGE] \"REPLY\"\n"
+"usage: volley classify [-c FILE] [--stage STAGE] [--site SITE] \"REPLY\"\n"
 "  Print the bounce class of an SMTP reply line, the rule that matched and\n"
 "  where it is written (FILE:LINE; \"(built-in):N\" is line N of the shipped\n"
 "  pools/bounce-rules.conf), using the engine's rules (smtp.classify_rules).\n"
 "  --stage STAGE  the command the reply answered: connect, greeting, ehlo,\n"
 "                 helo, mail, rcpt, data, dot (rules with stage= need it)\n"
+"  --site SITE    the site or domain the reply came from: shaping rules for\n"
+"                 other sites do not match (default: any site)\n"
+"  A second line names the shaping rule (shaping_rule blocks) the reply\n"
+"  would count toward: its name, FILE:LINE, threshold and action, or\n"
+"  \"shaping: none\".\n"
 "  e.g. volley classify \"550 5.1.1 user unknown\"\n"
-"       ->  invalid_recipient (rule enh-5.1.1 at (built-in):N)\n";
+"       ->  invalid_recipient (rule enh-5.1.1 at (built-in):N)\n"
+"           shaping: none\n";
 
 /* VOLLEY_INSTANCE overrides `instance`: one config file, many instances. */
 static struct config *
@@ -1190,8 +1198,9 @@ cmd_check(int argc, char **argv)
 		classify_rules_free(rules);
 	}
 	printf("%s: OK (instance %s, redis %s, %zu pool(s), %zu site(s), %zu domain rule(s), "
-	    "%zu warm-up schedule(s))\n", path ? path : "built-in defaults", c->instance,
-	    c->redis_url_safe, c->npools, c->nsites, c->ndomains, c->nwarmups);
+	    "%zu warm-up schedule(s), %zu shaping rule(s))\n", path ? path : "built-in defaults",
+	    c->instance, c->redis_url_safe, c->npools, c->nsites, c->ndomains, c->nwarmups,
+	    c->nreactions);
 	free(errors);
 	config_free(c);
 	return 0;
@@ -1203,10 +1212,15 @@ cmd_classify(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "stage", required_argument, NULL, 's' },
+		{ "site", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *stage = NULL;
+	const char *path = NULL, *stage = NULL, *site = NULL;
+	const struct reaction_rule *rr;
+	char enh[16], thr[48], act[96];
+	const char *text;
+	int code;
 	struct config *c;
 	struct classify_rules *rules;
 	struct classify_match m;
@@ -1214,10 +1228,11 @@ cmd_classify(int argc, char **argv)
 	enum bounce_class cls;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:s:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:s:S:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 's': stage = optarg; break;
+		case 'S': site = optarg; break;
 		case 'h': fputs(usage_classify, stdout); return 0;
 		default: fputs(usage_classify, stderr); return 2;
 		}
@@ -1240,6 +1255,18 @@ cmd_classify(int argc, char **argv)
 		printf("%s (rule %s at %s:%d)\n", bounce_class_name(cls), m.rule, m.file, m.line);
 	else
 		printf("%s (rule %s)\n", bounce_class_name(cls), m.rule);
+	/* the shaping rule it would count toward (the engine matches the
+	 * failed replies of a lane the same way) */
+	text = reaction_parse_reply(argv[optind], &code, enh);
+	rr = code >= 200 && code < 300 ? NULL : reaction_match(c->reactions, c->nreactions, code,
+	    enh, text, stage, site, site);
+	if (rr != NULL)
+		printf("shaping: rule %s at %s:%d (threshold %s, action %s%s%s)\n", rr->name,
+		    rr->file, rr->line, reaction_threshold_text(rr, thr, sizeof thr),
+		    reaction_rule_text(rr, act, sizeof act), rr->site ? ", site " : "",
+		    rr->site ? rr->site : "");
+	else
+		printf("shaping: none\n");
 	classify_rules_free(rules);
 	config_free(c);
 	return 0;

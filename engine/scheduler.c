@@ -24,6 +24,7 @@
 #include "map.h"
 #include "redis.h"
 #include "msg.h"
+#include "reaction.h"
 #include "session.h"
 #include "shaper.h"
 #include "stats.h"
@@ -127,6 +128,7 @@ struct sched {
 	struct dests ds;
 	struct map broken;		/* source ip -> struct broken */
 	struct shaper sh;		/* lanes: (source IP, destination) */
+	struct reaction_state react;	/* reaction rule counters per (rule, lane) */
 	struct map warm;		/* "ip" or "ip|site" -> struct warm */
 	uint64_t warm_seq;		/* ids of warm-up sync calls */
 	struct fleet fleet;		/* fleet-wide tokens in hand (the engine asks Redis) */
@@ -1295,6 +1297,47 @@ sched_other_lane(struct sched *s, const struct dest *d, const struct shaper_lane
 	return 0;
 }
 
+/*
+ * sched_react - the reaction rules (shaping_rule blocks) on a failed reply
+ * of lane l: the first rule that matches counts it; when its threshold is
+ * reached its action applies to the lane (scope site: every lane of the
+ * destination), on top of what shaper_result() did with the verdict.
+ */
+static void
+sched_react(struct sched *s, struct dest *d, struct shaper_lane *l,
+    const struct smtp_result *r, uint64_t now)
+{
+	const struct config *c = s->cfg;
+	const struct reaction_rule *rule;
+	struct shaper_lane *lanes[64];
+	struct shaper_event ev;
+	char reason[sizeof r->text + 200], thr[48], enh[16];
+	const char *text;
+	size_t n = 1;
+	int code;
+
+	if (c->nreactions == 0 || r->status == SMTP_OK || r->cause != SMTP_CAUSE_REPLY ||
+	    r->code == 0)
+		return;
+	text = reaction_parse_reply(r->text, &code, enh);
+	rule = reaction_match(c->reactions, c->nreactions, r->code, r->enh, text,
+	    smtp_stage_name(r->stage), d->site, d->sdest);
+	if (rule == NULL || !reaction_count(&s->react, rule, l->name, now))
+		return;
+	snprintf(reason, sizeof reason, "rule %s (%s): %s", rule->name,
+	    reaction_threshold_text(rule, thr, sizeof thr), r->text);
+	lanes[0] = l;
+	if (rule->action == REACTION_SUSPEND && rule->scope == REACTION_SCOPE_SITE)
+		n = shaper_lanes_to(&s->sh, d->sdest, lanes, sizeof lanes / sizeof lanes[0]);
+	for (size_t i = 0; i < n; i++) {
+		if (!shaper_react(&s->sh, lanes[i], now, rule, reason, &ev))
+			continue;
+		sched_event(s, &ev);
+		if (ev.action == SHAPER_SUSPENDED)
+			sched_quit_lane_idle(d, lanes[i]);
+	}
+}
+
 static void
 sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 {
@@ -1322,6 +1365,8 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 		if (ev.action == SHAPER_SUSPENDED)
 			sched_quit_lane_idle(d, ref->lane);
 	}
+	if (!o.source_fault)
+		sched_react(s, d, ref->lane, r, now);
 	if (v.reputation && !s->stopping && sched_other_lane(s, d, ref->lane, now)) {
 		/* Our IP is blocked, not the recipient: another IP of the
 		 * pool takes the job (each block counts toward suspending
@@ -1375,6 +1420,7 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 		shaper_verdict_of(&o, &v);
 		if (shaper_result(&s->sh, ref->lane, now, &v, &ev))
 			sched_event(s, &ev);
+		sched_react(s, d, ref->lane, r, now);
 	}
 	others = dest_site_failed(d, now, 0);
 	if (others > 0) {
@@ -1514,6 +1560,7 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 		shaper_params_from_config(cfg, &p);
 		shaper_init(&s->sh, &p);
 	}
+	reaction_state_init(&s->react);
 	stats_set_shaper(st, &s->sh);
 	fleet_init(&s->fleet, clock_wall_ms() ^ ((uint64_t)getpid() << 32));
 	stats_set_fleet(st, &s->fleet);
@@ -1550,6 +1597,7 @@ sched_free(struct sched *s)
 	stats_set_shaper(s->st, NULL);
 	stats_set_fleet(s->st, NULL);
 	shaper_free(&s->sh);
+	reaction_state_free(&s->react);
 	fleet_free(&s->fleet);
 	it = 0;
 	while (map_iter(&s->broken, &it, &k, &v))
@@ -1593,6 +1641,7 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 		shaper_params_from_config(cfg, &p);
 		shaper_set_params(&s->sh, &p);
 	}
+	reaction_state_clear(&s->react);	/* the rules may have changed */
 	/* Lanes are looked up again: new pools, limits, sites. Open
 	 * sessions keep their lane until they close. */
 	s->gen++;
@@ -1750,6 +1799,7 @@ sched_sweep(struct sched *s)
 			sched_event(s, &ev);
 	}
 	shaper_sweep(&s->sh, now, DEST_IDLE_MS);
+	reaction_sweep(&s->react, now, DEST_IDLE_MS * 100);
 	fleet_sweep(&s->fleet, now, DEST_IDLE_MS);
 	return n;
 }

@@ -21,7 +21,10 @@
  *  - closure: a cohort of max(2, window) consecutive failures closes the
  *    lane for close_time (30s) * 2^(closures-1), at most max_close_time;
  *  - suspension: suspend_after (3) reputation blocks within
- *    suspend_window (10min) suspend the lane for suspend (30min).
+ *    suspend_window (10min) suspend the lane for suspend (30min);
+ *  - reaction rules (shaper_react): a rate or window ceiling, or a
+ *    suspension, for the rule's duration; the ceilings hold the AIMD
+ *    increases back until they end, then the usual steps recover.
  */
 #include "shaper.h"
 #include "classify.h"
@@ -469,9 +472,10 @@ lane_increase(struct shaper *sh, struct shaper_lane *l, uint64_t now)
 {
 	if (++l->credit >= l->window) {
 		l->credit = 0;
-		if (l->window < lane_max_conn(l))
+		if (l->window < lane_max_conn(l) &&
+		    !(l->rule_conn_until > now && l->window >= l->rule_conn))
 			l->window++;
-		if (l->throttled && l->mph != l->lim.mph &&
+		if (l->throttled && l->mph != l->lim.mph && l->rule_mph_until <= now &&
 		    now - l->last_step >= sh->p.rate_step_every_ms) {
 			uint64_t step = pace_pct(l->ref_mph, sh->p.rate_step_pct), r;
 
@@ -574,8 +578,92 @@ shaper_result(struct shaper *sh, struct shaper_lane *l, uint64_t now,
 }
 
 int
+shaper_react(struct shaper *sh, struct shaper_lane *l, uint64_t now,
+    const struct reaction_rule *r, const char *reason, struct shaper_event *ev)
+{
+	uint64_t until = now + r->duration_ms;
+
+	l->last_used = now;
+	switch (r->action) {
+	case REACTION_THROTTLE: {
+		uint64_t base = l->mph ? l->mph : obs_mph(l, now);
+
+		if (l->rule_mph_until <= now || r->mph < l->rule_mph)
+			l->rule_mph = r->mph;
+		if (until > l->rule_mph_until)
+			l->rule_mph_until = until;
+		if (l->mph != 0 && l->mph <= l->rule_mph)
+			return 0;	/* already at or under it */
+		if (!l->throttled) {
+			l->throttled = 1;
+			l->pre_window = l->window;
+		}
+		/* what the recovery steps are a percent of, and where the
+		 * destination pushed back */
+		if (l->ref_mph == 0)
+			l->ref_mph = l->lim.mph ? l->lim.mph : (base > l->rule_mph ? base : l->rule_mph);
+		if (l->ceiling_mph == 0 || l->grown)
+			l->ceiling_mph = base > l->rule_mph ? base : l->rule_mph;
+		lane_set_rate(l, l->rule_mph);
+		l->credit = 0;
+		l->grown = 0;
+		l->last_step = now;
+		ev_fill(l, SHAPER_THROTTLED, reason, l->rule_mph_until, now, ev);
+		return 1;
+	}
+	case REACTION_CAP: {
+		uint32_t n = r->connections ? r->connections : 1;
+
+		if (l->rule_conn_until <= now || n < l->rule_conn)
+			l->rule_conn = n;
+		if (until > l->rule_conn_until)
+			l->rule_conn_until = until;
+		if (l->window <= l->rule_conn)
+			return 0;
+		if (!l->throttled) {
+			l->throttled = 1;
+			l->pre_window = l->window;
+		}
+		l->window = l->rule_conn;
+		l->credit = 0;
+		ev_fill(l, SHAPER_THROTTLED, reason, l->rule_conn_until, now, ev);
+		return 1;
+	}
+	case REACTION_SUSPEND:
+		if (l->suspended_until > now)
+			return 0;	/* in flight when it was suspended */
+		l->blocks = 0;
+		l->suspended_until = until;
+		ev_fill(l, SHAPER_SUSPENDED, reason, until, now, ev);
+		return 1;
+	}
+	return 0;
+}
+
+size_t
+shaper_lanes_to(const struct shaper *sh, const char *dest, struct shaper_lane **out,
+    size_t max)
+{
+	const char *k;
+	void *v;
+	size_t it = 0, n = 0;
+
+	while (n < max && map_iter(&sh->lanes, &it, &k, &v)) {
+		const char *slash = strchr(k, '/');
+
+		if (slash != NULL && strcmp(slash + 1, dest) == 0)
+			out[n++] = v;
+	}
+	return n;
+}
+
+int
 shaper_poll(struct shaper *sh, struct shaper_lane *l, uint64_t now, struct shaper_event *ev)
 {
+	if (l->rule_mph_until != 0 && l->rule_mph_until <= now)
+		l->rule_mph_until = 0;	/* the AIMD steps take it from here */
+	if (l->rule_conn_until != 0 && l->rule_conn_until <= now)
+		l->rule_conn_until = 0;
 	if (l->suspended_until != 0 && l->suspended_until <= now) {
 		l->suspended_until = 0;
 		ev_fill(l, SHAPER_RESUMED, "suspension ended", 0, now, ev);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "dkim.h"
+#include "reaction.h"
 
 struct rate {
 	uint32_t count;		/* 0 = unlimited */
@@ -171,6 +172,9 @@ struct config {
 	size_t ndomains;
 	struct config_warmup *warmups;
 	size_t nwarmups;
+	/* shaping_rule "NAME" { } blocks, in file order (reaction.h) */
+	struct reaction_rule *reactions;
+	size_t nreactions;
 
 	/*
 	 * dkim "DOMAIN" { selector; key; algorithm; headers; subdomains;

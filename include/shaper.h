@@ -126,6 +126,11 @@ struct shaper_lane {
 	uint64_t blocks_since;
 	uint64_t suspended_until;
 
+	/* a reaction rule's ceilings (shaper_react), each until its time */
+	uint64_t rule_mph, rule_mph_until;
+	uint32_t rule_conn;
+	uint64_t rule_conn_until;
+
 	int64_t wrr;			/* smooth weighted round robin (shaper_pick) */
 	unsigned refs;			/* holders of a pointer (shaper_lane_ref) */
 	/* Kept by the scheduler, not the shaper: the destinations waiting
@@ -283,6 +288,32 @@ void shaper_take(struct shaper *sh, struct shaper_lane *l, uint64_t now);
  */
 int shaper_result(struct shaper *sh, struct shaper_lane *l, uint64_t now,
     const struct shaper_verdict *v, struct shaper_event *ev);
+
+/*
+ * shaper_react - apply a reaction rule that fired on l at now (reaction.h),
+ * in addition to what shaper_result did with the same outcome:
+ *   throttle  the lane's rate at most r->mph until now + r->duration_ms;
+ *             after that the usual AIMD steps bring it back;
+ *   cap       the lane's window at most r->connections until then (open
+ *             sessions are not cut; new ones wait for the window); it then
+ *             grows back +1 per window's worth of clean outcomes;
+ *   suspend   the lane sends nothing until then (a lane already suspended
+ *             is left as it is). Scope site: the caller applies it to
+ *             every lane of the destination (shaper_lanes_to).
+ * reason: the event's reason ("rule NAME ...: REPLY"). Returns 1 and
+ * fills *ev (throttled with the new window and rate and `until`, or
+ * suspended) when the lane's limits changed; 0 when they were already at
+ * or under the rule's (the ceiling's time is still extended).
+ */
+int shaper_react(struct shaper *sh, struct shaper_lane *l, uint64_t now,
+    const struct reaction_rule *r, const char *reason, struct shaper_event *ev);
+
+/*
+ * shaper_lanes_to - the lanes whose destination is dest (every source IP
+ * this engine has used for it), up to max of them in out. Returns how many.
+ */
+size_t shaper_lanes_to(const struct shaper *sh, const char *dest, struct shaper_lane **out,
+    size_t max);
 
 /*
  * shaper_poll - at now, end a closure or suspension whose time has come:

@@ -7,8 +7,8 @@
  * rule (one failure never closes a lane, a full window does), an
  * unlimited lane told to slow down, reputation suspensions and their end,
  * the choice of IP by weight skipping suspended and exhausted IPs, the
- * verdicts taken from trouble.c outcomes, reloads, the idle sweep and the
- * event text.
+ * verdicts taken from trouble.c outcomes, reloads, the idle sweep, the
+ * event text, and the actions of reaction rules (shaper_react).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -683,6 +683,101 @@ test_reload_sweep_text(void **state)
 	shaper_free(&sh);
 }
 
+/*
+ * Reaction rules (shaper_react): a throttle caps the rate until its time
+ * (clean outcomes do not step past it), then the AIMD steps recover it to
+ * the configured rate with a "recovered" event; a cap lowers the window
+ * until its time; a suspension stops the lane and ends with "resumed";
+ * site scope finds every lane of the destination; a rule already met
+ * changes nothing.
+ */
+static void
+test_react(void **state)
+{
+	struct shaper sh;
+	struct shaper_lane *l, *l2, *lanes[8];
+	struct shaper_event ev;
+	struct reaction_rule thr = { 0 }, cap = { 0 }, sus = { 0 };
+	uint64_t at, t;
+	int recovered = 0;
+	char buf[512];
+
+	setup_shaper(&sh);
+	l = mklane(&sh, "127.0.0.2", "gmail", 10, PACE_MPH(3000, 3600000));
+	thr.name = (char *)"gmail-rate";
+	thr.action = REACTION_THROTTLE;
+	thr.mph = PACE_MPH(600, 3600000);
+	thr.duration_ms = 30 * 60000;
+	assert_int_equal(shaper_react(&sh, l, T0, &thr, "rule gmail-rate (3 in 10min): 421 4.7.28", &ev), 1);
+	assert_int_equal(ev.action, SHAPER_THROTTLED);
+	assert_int_equal(ev.mph, PACE_MPH(600, 3600000));
+	assert_int_equal(ev.until, T0 + 30 * 60000);
+	assert_string_equal(ev.reason, "rule gmail-rate (3 in 10min): 421 4.7.28");
+	assert_true(strstr(shaper_event_text(&ev, buf, sizeof buf), "action=throttled window=5 rate=10/min until=") != NULL);
+	assert_int_equal(l->mph, PACE_MPH(600, 3600000));
+	/* again while it holds: nothing changes, no event */
+	assert_int_equal(shaper_react(&sh, l, T0 + 1000, &thr, "again", &ev), 0);
+	/* clean outcomes for 29 minutes: the rate stays at the ceiling */
+	for (t = T0; t < T0 + 29 * 60000; t += 1000)
+		shaper_result(&sh, l, t, &CLEAN, NULL);
+	assert_int_equal(l->mph, PACE_MPH(600, 3600000));
+	/* after it: the usual steps bring it back to 3000/h, then "recovered" */
+	for (t = T0 + 31 * 60000; t < T0 + 120 * 60000 && !recovered; t += 1000) {
+		shaper_poll(&sh, l, t, NULL);
+		if (shaper_result(&sh, l, t, &CLEAN, &ev) && ev.action == SHAPER_RECOVERED)
+			recovered = 1;
+	}
+	assert_true(recovered);
+	assert_int_equal(l->mph, PACE_MPH(3000, 3600000));
+	assert_int_equal(l->throttled, 0);
+
+	/* cap: the window drops to 2 until its time, then grows back */
+	cap.name = (char *)"cap2";
+	cap.action = REACTION_CAP;
+	cap.connections = 2;
+	cap.duration_ms = 10 * 60000;
+	t = T0 + 200 * 60000;
+	assert_true(l->window > 2);
+	assert_int_equal(shaper_react(&sh, l, t, &cap, "rule cap2", &ev), 1);
+	assert_int_equal(ev.action, SHAPER_THROTTLED);
+	assert_int_equal(ev.window, 2);
+	assert_int_equal(l->window, 2);
+	shaper_connect(&sh, l, t);
+	shaper_connect(&sh, l, t);
+	assert_int_equal(shaper_may_connect(&sh, l, t, &at), SHAPER_FULL);
+	for (uint64_t u = t; u < t + 9 * 60000; u += 1000)
+		shaper_result(&sh, l, u, &CLEAN, NULL);
+	assert_int_equal(l->window, 2);
+	for (uint64_t u = t + 11 * 60000; u < t + 12 * 60000; u += 1000)
+		shaper_result(&sh, l, u, &CLEAN, NULL);
+	assert_true(l->window > 2);
+	shaper_disconnect(&sh, l);
+	shaper_disconnect(&sh, l);
+
+	/* suspend, scope site: both lanes of the destination */
+	l2 = mklane(&sh, "127.0.0.3", "gmail", 10, PACE_MPH(3000, 3600000));
+	mklane(&sh, "127.0.0.3", "yahoo", 10, 0);
+	assert_int_equal(shaper_lanes_to(&sh, "gmail", lanes, 8), 2);
+	assert_int_equal(shaper_lanes_to(&sh, "yahoo", lanes, 8), 1);
+	assert_int_equal(shaper_lanes_to(&sh, "gmail", lanes, 1), 1);
+	sus.name = (char *)"block";
+	sus.action = REACTION_SUSPEND;
+	sus.scope = REACTION_SCOPE_SITE;
+	sus.duration_ms = 3600000;
+	t = T0 + 300 * 60000;
+	assert_int_equal(shaper_react(&sh, l2, t, &sus, "rule block", &ev), 1);
+	assert_int_equal(ev.action, SHAPER_SUSPENDED);
+	assert_int_equal(ev.until, t + 3600000);
+	assert_int_equal(shaper_may_send(&sh, l2, t + 1000, &at), SHAPER_WAIT_SUSPENDED);
+	assert_int_equal(at, t + 3600000);
+	/* in flight when it was suspended: no second event */
+	assert_int_equal(shaper_react(&sh, l2, t + 2000, &sus, "rule block", &ev), 0);
+	assert_int_equal(shaper_poll(&sh, l2, t + 3600000, &ev), 1);
+	assert_int_equal(ev.action, SHAPER_RESUMED);
+	assert_int_equal(shaper_may_send(&sh, l2, t + 3600000, &at), SHAPER_GO);
+	shaper_free(&sh);
+}
+
 int
 main(void)
 {
@@ -700,6 +795,7 @@ main(void)
 		cmocka_unit_test(test_convergence),
 		cmocka_unit_test(test_verdict_of),
 		cmocka_unit_test(test_reload_sweep_text),
+		cmocka_unit_test(test_react),
 	};
 
 	return cmocka_run_group_tests_name("shaper", tests, NULL, NULL);
