@@ -32,6 +32,9 @@
 #define RQ_WARMUP_DAY_TTL_S	180000
 
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
+#define RQ_K_INBOUND		"inbound"	/* stream: raw inbound messages (DSN, ARF) */
+/* XADD MAXLEN ~ for the inbound stream. */
+#define RQ_INBOUND_MAXLEN	1000000
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000
