@@ -7,7 +7,8 @@
 # other domain; 552 at MAIL SIZE= and after an oversize DATA; 451 4.3.0 with
 # Redis stopped, then 250 after its restart; 421 4.3.2 past max_sessions;
 # 421 4.4.2 after the idle timeout; STARTTLS; SIGHUP keeps the listener;
-# SIGTERM stops it and the engine exits 0.
+# SIGTERM closes idle sessions, lets a message in progress finish, and the
+# engine exits 0.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 command -v swaks >/dev/null || bail "swaks is not installed (tests/deps.sh)"
@@ -246,10 +247,37 @@ sleep 1
 printf '<\n> QUIT\n<\n' | smtp >"$T/hup.out"
 is "after SIGHUP: still answering" "$(cut -c1-3 "$T/hup.out" | tr '\n' ' ')" "220 221 "
 
-# 9. SIGTERM: stops accepting, exits 0.
+# 9. SIGTERM: stops accepting, closes an idle session, lets a message in
+# progress finish (250, then 421), exits 0.
+cat >"$T/slow.smtp" <<EOF
+<
+> EHLO mx.remote.test
+> MAIL FROM:<>
+> RCPT TO:<bounces+ID4@bounces.test>
+> DATA
+<
+<
+<
+<
+sleep 3
+=$T/raw.eml
+<wait
+<wait
+EOF
+"$PY" "$T/smtp.py" "$LP" "$T/slow.smtp" >"$T/slow.out" &
+slow=$!
+printf '<\n<wait\n' | "$PY" "$T/smtp.py" "$LP" /dev/stdin >"$T/idle.out" &
+idle=$!
+wait_for 10 sh -c "grep -q '^354' $T/slow.out && grep -q '^220' $T/idle.out" ||
+	note "the two sessions were not ready before SIGTERM"
 kill -TERM "$pid"
+wait "$slow" "$idle"
+is "SIGTERM: the idle session gets 421 4.3.2" "$(sed -n 2p "$T/idle.out" | cut -c1-9)" "421 4.3.2"
+is "SIGTERM: the message in progress is stored, then 421" "$(cut -c1-3 "$T/slow.out" | tr '\n' ' ')" \
+	"220 250 250 250 354 250 421 "
 wait_pid "$pid" 40
 is "SIGTERM: exit 0" "$WAIT_RC" 0
+is "SIGTERM: the message is in the stream" "$(redis_cli XLEN volley:inbound)" 3
 check "SIGTERM: the port is closed" sh -c "! ss -Hltn | awk '{print \$4}' | grep -qxF 127.0.0.1:$LP"
 check "no body in the log" sh -c "! grep -q 'leading dot' $T/run.log"
 [ "$TESTS_FAILED" = 0 ] || show_log "$T/run.log" 40
