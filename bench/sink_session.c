@@ -1,7 +1,10 @@
 /*
  * sink_session.c - one SMTP server session of volley-sink on the io_uring
- * loop: command parser, DATA dot-unstuffing, PIPELINING, STARTTLS through
- * memory BIOs, rule/tag verdicts, delayed replies, capture.
+ * loop: STARTTLS through memory BIOs, rule/tag verdicts, delayed replies,
+ * capture. The protocol itself (command parsing, sequence, DATA
+ * dot-unstuffing, line and size limits, PIPELINING order) is the pure core
+ * engine/smtp_server.c, shared with the engine's inbound listener: this
+ * file feeds it bytes and answers its decisions.
  *
  * API (sink.h): sink_session_start(fd) on an accepted socket, or
  * sink_session_start_direct(slot, peer, local) on a direct descriptor,
@@ -33,6 +36,7 @@
  */
 #include "sink.h"
 #include "loop.h"
+#include "smtp_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,28 +56,13 @@ struct sink_server sink;
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 #define MAX_PAUSED_INPUT (1024 * 1024)
 
-enum { ST_CMD = 0, ST_DATA };
-enum { D_BOL = 0, D_MID, D_DOT, D_DOTCR };
-
-struct txn {
-	char *from;
-	char *mail_params;		/* "BODY=8BITMIME SIZE=123", for the capture */
-	char **rcpts;
-	size_t nrcpt, cap;
-	uint64_t bytes;
-	struct buf body;		/* the message, only with --capture */
-	int too_big;
-	int dstate;
-};
-
 struct session {
 	struct io_op rx_op, tx_op, shut_op;
 	struct timer timer;
 	struct session *prev, *next;	/* all sessions */
 	struct session *flush_next;
 	struct sink_peer *client, *local;
-	struct txn *txn;
-	char *helo;
+	struct smtp_server smtp;	/* the protocol state (helo, transaction) */
 	struct tls *tls;		/* after STARTTLS (engine/tls.c) */
 	struct buf in;			/* unparsed input */
 	struct buf out;			/* replies not yet sent */
@@ -85,9 +74,8 @@ struct session {
 	int fd;				/* a process fd, or the slot when direct */
 	int pending_code;
 	uint16_t cport;
-	uint8_t state;
 	unsigned rx_armed:1, tx_busy:1, on_flush:1, paused:1, closing:1, shut:1,
-	    tls_want:1, tls_on:1, discard:1, pending_close:1, pending_stall:1,
+	    tls_want:1, tls_on:1, pending_close:1, pending_stall:1,
 	    direct:1, shut_busy:1;
 	uint32_t drip_bytes, drip_ms;	/* dripping `pending` (0: not) */
 };
@@ -108,27 +96,6 @@ sess_want_flush(struct session *s)
 	s->on_flush = 1;
 	s->flush_next = flush_head;
 	flush_head = s;
-}
-
-static void
-txn_free(struct txn *t)
-{
-	if (t == NULL)
-		return;
-	free(t->from);
-	free(t->mail_params);
-	for (size_t i = 0; i < t->nrcpt; i++)
-		free(t->rcpts[i]);
-	free(t->rcpts);
-	buf_free(&t->body);
-	free(t);
-}
-
-static void
-sess_reset(struct session *s)
-{
-	txn_free(s->txn);
-	s->txn = NULL;
 }
 
 /* --- output --- */
@@ -238,9 +205,9 @@ vars_fill(struct session *s, struct sink_vars *v, const char *rcpt, char *port, 
 	v->ip = s->client->ip;
 	v->port = port;
 	v->local = s->local->name;
-	v->helo = s->helo ? s->helo : "";
-	v->from = s->txn && s->txn->from ? s->txn->from : "";
-	v->rcpt = rcpt ? rcpt : (s->txn && s->txn->nrcpt ? s->txn->rcpts[0] : "");
+	v->helo = s->smtp.helo ? s->smtp.helo : "";
+	v->from = s->smtp.from ? s->smtp.from : "";
+	v->rcpt = rcpt ? rcpt : (s->smtp.nrcpt ? s->smtp.rcpts[0] : "");
 	v->id = id;
 }
 
@@ -365,14 +332,14 @@ rules(struct session *s, enum sink_stage st, const char *rcpt)
 		return NULL;
 	v.client = s->client;
 	v.local = s->local;
-	v.helo = s->helo;
-	v.from = s->txn ? s->txn->from : NULL;
+	v.helo = s->smtp.helo;
+	v.from = s->smtp.from;
 	if (rcpt != NULL) {
 		v.rcpts = &rcpt;
 		v.nrcpts = 1;
 	} else {
-		v.rcpts = s->txn ? (const char *const *)s->txn->rcpts : NULL;
-		v.nrcpts = s->txn ? s->txn->nrcpt : 0;
+		v.rcpts = (const char *const *)s->smtp.rcpts;
+		v.nrcpts = s->smtp.nrcpt;
 	}
 	return sink_rules_eval(sink.conf, st, &v, &sink.rng);
 }
@@ -383,14 +350,14 @@ static void
 capture_write(struct session *s)
 {
 	static unsigned warned;
-	struct txn *t = s->txn;
+	const struct smtp_server *t = &s->smtp;
 	struct buf h = { 0 };
 	char *tmp, *path;
 	int fd, ok = 1;
 
 	buf_appendf(&h, "X-Sink-Client: %s:%u\r\nX-Sink-Local: %s\r\nX-Sink-Helo: %s\r\n"
 	    "X-Sink-Mail-From: <%s>\r\n", s->client->ip, s->cport, s->local->name,
-	    s->helo ? s->helo : "", t->from ? t->from : "");
+	    t->helo ? t->helo : "", t->from ? t->from : "");
 	if (t->mail_params)
 		buf_appendf(&h, "X-Sink-Mail-Params: %s\r\n", t->mail_params);
 	for (size_t i = 0; i < t->nrcpt; i++)
@@ -433,227 +400,71 @@ capture_write(struct session *s)
 	buf_free(&h);
 }
 
-/* --- commands --- */
+/* --- the protocol core's decisions --- */
 
-/* Parse "<addr> params" after "FROM:"/"TO:"; *addr is malloc'd. */
 static int
-parse_path(const char *p, char **addr, const char **params)
+on_helo(struct session *s)
 {
-	const char *e;
-	size_t n;
-
-	while (*p == ' ')
-		p++;
-	if (*p != '<') {	/* tolerate a bare address */
-		e = p + strcspn(p, " ");
-		if (e == p)
-			return -1;
-		n = (size_t)(e - p);
-	} else {
-		p++;
-		e = strchr(p, '>');
-		if (e == NULL)
-			return -1;
-		n = (size_t)(e - p);
-		e++;
-	}
-	if (n > 512)
-		return -1;
-	/* Drop a source route "@a,@b:user@dom" (RFC 5321 4.1.2). */
-	if (n > 0 && p[0] == '@') {
-		const char *c = memchr(p, ':', n);
-		if (c == NULL)
-			return -1;
-		n -= (size_t)(c + 1 - p);
-		p = c + 1;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)p[i] < 0x20 || p[i] == '<' || p[i] == '>' || p[i] == ' ')
-			return -1;
-	*addr = xstrndup(p, n);
-	*params = e;
-	return 0;
+	sink_stats_ehlo(s->client, s->local, s->smtp.helo);
+	return sess_answer(s, rules(s, STAGE_EHLO, NULL), &s->smtp.reply, 250, NULL, 0);
 }
 
-static void
-cmd_ehlo(struct session *s, const char *arg, int esmtp)
+static int
+on_mail(struct session *s)
 {
-	struct buf d = { 0 };
-	const char *ext[8];
-	size_t n = 0;
-	char sz[32];
-
-	while (*arg == ' ')
-		arg++;
-	if (*arg == '\0') {
-		reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-		return;
-	}
-	sess_reset(s);
-	free(s->helo);
-	s->helo = xstrndup(arg, strnlen(arg, 255));
-	sink_stats_ehlo(s->client, s->local, s->helo);
-	if (esmtp) {
-		snprintf(sz, sizeof sz, "SIZE %llu", (unsigned long long)sink.conf->size);
-		ext[n++] = "PIPELINING";
-		ext[n++] = sz;
-		if (sink.tls && !s->tls_on)
-			ext[n++] = "STARTTLS";
-		ext[n++] = "ENHANCEDSTATUSCODES";
-		ext[n++] = "8BITMIME";
-		ext[n++] = "SMTPUTF8";
-		buf_appendf(&d, "250-%s\r\n", sink.conf->hostname);
-		for (size_t i = 0; i < n; i++)
-			buf_appendf(&d, "250%c%s\r\n", i + 1 == n ? ' ' : '-', ext[i]);
-	} else
-		buf_appendf(&d, "250 %s\r\n", sink.conf->hostname);
-	sess_answer(s, rules(s, STAGE_EHLO, NULL), &d, 250, NULL, 0);
-}
-
-static void
-cmd_mail(struct session *s, const char *arg)
-{
-	const char *params;
-	char *addr = NULL;
 	struct sink_peer *cl = s->client;
 	uint64_t now = loop_now(sink.loop);
-	int code;
 
-	if (s->helo == NULL) {
-		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-		return;
-	}
-	if (s->txn != NULL) {
-		reply(s, "503 5.5.1 Error: nested MAIL command");
-		return;
-	}
-	if (strncasecmp(arg, "FROM:", 5) != 0 || parse_path(arg + 5, &addr, &params) != 0) {
-		reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		return;
-	}
-	for (const char *p = params; (p = strcasestr(p, "SIZE=")) != NULL; p += 5)
-		if (p == params || p[-1] == ' ') {
-			unsigned long long v = strtoull(p + 5, NULL, 10);
-			if (v > sink.conf->size) {
-				free(addr);
-				reply(s, "552 5.3.4 Message size exceeds fixed limit");
-				return;
-			}
-		}
 	if (sink.conf->rate_n > 0) {
 		if (now - cl->rate_start_ms >= sink.conf->rate_window_ms || cl->rate_start_ms == 0) {
 			cl->rate_start_ms = now ? now : 1;
 			cl->rate_count = 0;
 		}
-		if (cl->rate_count >= sink.conf->rate_n) {
-			free(addr);
-			answer_tpl(s, sink.conf->reply_rate, NULL, 1);
-			return;
-		}
+		if (cl->rate_count >= sink.conf->rate_n)
+			return answer_tpl(s, sink.conf->reply_rate, NULL, 1);
 	}
-	s->txn = xcalloc(1, sizeof *s->txn);
-	s->txn->from = addr;
-	while (params && *params == ' ')
-		params++;
-	if (params && *params)
-		s->txn->mail_params = xstrndup(params, strnlen(params, 256));
-	code = answer_text(s, rules(s, STAGE_MAIL, NULL), "250 2.1.0 Ok", NULL, 0);
-	if (code / 100 != 2)
-		sess_reset(s);
+	return sess_answer(s, rules(s, STAGE_MAIL, NULL), &s->smtp.reply, 250, NULL, 0);
 }
 
-static void
-cmd_rcpt(struct session *s, const char *arg)
+static int
+on_rcpt(struct session *s)
 {
-	struct txn *t = s->txn;
+	const char *addr = s->smtp.rcpt;
 	const struct sink_action *a;
 	struct sink_action tag;
-	const char *params;
-	char *addr = NULL;
 	int code;
 
-	if (t == NULL) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
-		return;
-	}
-	if (t->nrcpt >= sink.conf->max_rcpts) {
-		reply(s, "452 4.5.3 Error: too many recipients");
-		return;
-	}
-	if (strncasecmp(arg, "TO:", 3) != 0 || parse_path(arg + 3, &addr, &params) != 0 ||
-	    addr[0] == '\0') {
-		free(addr);
-		reply(s, "501 5.1.3 Bad recipient address syntax");
-		return;
-	}
 	a = rules(s, STAGE_RCPT, addr);
 	if (a == NULL && sink_tag_eval(sink.conf, addr, STAGE_RCPT, &tag))
 		a = &tag;
 	if ((a != NULL && a->act == ACT_GREY) || (a == NULL && sink.conf->grey_all)) {
-		if (!sink_grey_check(s->client->ip, t->from, addr, loop_now(sink.loop),
+		if (!sink_grey_check(s->client->ip, s->smtp.from, addr, loop_now(sink.loop),
 		    sink.conf->grey_ms)) {
-			code = answer_tpl(s, sink.conf->reply_grey, addr, 0);
+			answer_tpl(s, sink.conf->reply_grey, addr, 0);
 			sink_stats_rcpt_rejected(s->client, s->local);
-			free(addr);
-			return;
+			return 0;
 		}
 		a = NULL;
 	}
-	code = answer_text(s, a, "250 2.1.5 Ok", addr, 0);
-	if (code / 100 == 2 && !s->closing) {
-		if (t->nrcpt == t->cap) {
-			t->cap = t->cap ? t->cap * 2 : 4;
-			t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);
-		}
-		t->rcpts[t->nrcpt++] = addr;
-	} else {
-		sink_stats_rcpt_rejected(s->client, s->local);
-		free(addr);
-	}
-}
-
-static void
-cmd_data(struct session *s, const char *arg)
-{
-	int code;
-
-	if (s->txn == NULL) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
-		return;
-	}
-	if (s->txn->nrcpt == 0) {
-		reply(s, "554 5.5.1 Error: no valid recipients");
-		return;
-	}
-	if (*arg != '\0') {
-		reply(s, "501 5.5.4 Syntax: DATA");
-		return;
-	}
-	code = answer_text(s, rules(s, STAGE_DATA, NULL), "354 End data with <CR><LF>.<CR><LF>",
-	    NULL, 0);
-	if (code == 354) {
-		s->state = ST_DATA;
-		s->txn->dstate = D_BOL;
-	} else if (code / 100 != 2)
-		sess_reset(s);
+	code = sess_answer(s, a, &s->smtp.reply, 250, addr, 0);
+	if (code / 100 == 2 && !s->closing)
+		return code;
+	sink_stats_rcpt_rejected(s->client, s->local);
+	return 0;
 }
 
 /* The message has ended: decide, count, capture. */
-static void
-data_end(struct session *s)
+static int
+on_dot(struct session *s)
 {
-	struct txn *t = s->txn;
+	struct smtp_server *t = &s->smtp;
 	const struct sink_action *a;
 	struct sink_action tag;
 	char ok[64];
 	int code;
 
-	s->state = ST_CMD;
-	if (t->too_big) {
-		answer_tpl(s, sink.conf->reply_toobig, NULL, 0);
-		sess_reset(s);
-		return;
-	}
+	if (t->too_big)
+		return answer_tpl(s, sink.conf->reply_toobig, NULL, 0);
 	a = rules(s, STAGE_DOT, NULL);
 	for (size_t i = 0; a == NULL && i < t->nrcpt; i++)
 		if (sink_tag_eval(sink.conf, t->rcpts[i], STAGE_DOT, &tag))
@@ -667,139 +478,56 @@ data_end(struct session *s)
 		if (sink.capture_dir)
 			capture_write(s);
 	}
-	sess_reset(s);
+	return code;
 }
 
+/* handle - one event of the core; decisions are answered at once (a delayed
+ * reply pauses the parser, so the state may move on now). */
 static void
-body_add(struct session *s, const char *p, size_t n)
+handle(struct session *s, enum smtp_srv_event ev)
 {
-	struct txn *t = s->txn;
+	int code = 0;
 
-	t->bytes += n;
-	if (t->bytes > sink.conf->size) {
-		t->too_big = 1;
-		buf_free(&t->body);
-	} else if (sink.capture_dir)
-		buf_append(&t->body, p, n);
-}
-
-/*
- * data_feed - message bytes: undo dot-stuffing and find the end
- * (CRLF.CRLF; a bare LF is taken as a line end too). Returns the bytes
- * consumed, up to and including the terminating line.
- */
-static size_t
-data_feed(struct session *s, const char *p, size_t n)
-{
-	struct txn *t = s->txn;
-	size_t i = 0;
-
-	while (i < n) {
-		switch (t->dstate) {
-		case D_MID: {
-			const char *nl = memchr(p + i, '\n', n - i);
-			size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
-			body_add(s, p + i, k);
-			i += k;
-			if (nl)
-				t->dstate = D_BOL;
-			break;
-		}
-		case D_BOL:
-			if (p[i] == '.') {
-				t->dstate = D_DOT;
-				i++;
-			} else
-				t->dstate = D_MID;
-			break;
-		case D_DOT:
-			if (p[i] == '\n') {
-				i++;
-				data_end(s);
-				return i;
-			}
-			if (p[i] == '\r') {
-				t->dstate = D_DOTCR;
-				i++;
-			} else
-				t->dstate = D_MID;	/* the stuffed dot is dropped */
-			break;
-		case D_DOTCR:
-			if (p[i] == '\n') {
-				i++;
-				data_end(s);
-				return i;
-			}
-			body_add(s, "\r", 1);
-			t->dstate = D_MID;
-			break;
-		}
-	}
-	return i;
-}
-
-static void
-cmd_starttls(struct session *s, const char *arg)
-{
-	if (sink.tls == NULL) {
-		reply(s, "502 5.5.1 Error: command not implemented");
+	switch (ev) {
+	case SMTP_SRV_NONE:
+		return;
+	case SMTP_SRV_REPLY: {
+		struct buf r = s->smtp.reply;
+		memset(&s->smtp.reply, 0, sizeof s->smtp.reply);
+		emit(s, &r, atoi(r.data));
 		return;
 	}
-	if (s->tls_on) {
-		reply(s, "554 5.5.1 Error: TLS already active");
-		return;
+	case SMTP_SRV_HELO:
+		code = on_helo(s);
+		break;
+	case SMTP_SRV_MAIL:
+		code = on_mail(s);
+		break;
+	case SMTP_SRV_RCPT:
+		code = on_rcpt(s);
+		break;
+	case SMTP_SRV_DATA:
+		code = sess_answer(s, rules(s, STAGE_DATA, NULL), &s->smtp.reply, 354, NULL, 0);
+		break;
+	case SMTP_SRV_DOT:
+		code = on_dot(s);
+		break;
+	case SMTP_SRV_RSET:
+		code = sess_answer(s, rules(s, STAGE_RSET, NULL), &s->smtp.reply, 250, NULL, 0);
+		break;
+	case SMTP_SRV_QUIT:
+		code = sess_answer(s, rules(s, STAGE_QUIT, NULL), &s->smtp.reply, 221, NULL, 1);
+		break;
+	case SMTP_SRV_STARTTLS: {
+		struct buf r = s->smtp.reply;
+		memset(&s->smtp.reply, 0, sizeof s->smtp.reply);
+		emit(s, &r, 220);
+		code = 220;
+		s->tls_want = 1;	/* sess_flush() starts TLS after the 220 */
+		break;
 	}
-	if (*arg) {
-		reply(s, "501 5.5.4 Syntax: STARTTLS");
-		return;
 	}
-	reply(s, "220 2.0.0 Ready to start TLS");
-	/* RFC 3207: forget everything said in the clear, ignore what follows. */
-	sess_reset(s);
-	free(s->helo);
-	s->helo = NULL;
-	s->tls_want = 1;
-}
-
-static void
-command(struct session *s, char *line)
-{
-	char *arg = line + strcspn(line, " ");
-	size_t vl = (size_t)(arg - line);
-
-	if (*arg == ' ')
-		*arg++ = '\0';
-#define IS(v) (vl == sizeof(v) - 1 && strncasecmp(line, v, vl) == 0)
-	if (IS("EHLO"))
-		cmd_ehlo(s, arg, 1);
-	else if (IS("HELO"))
-		cmd_ehlo(s, arg, 0);
-	else if (IS("MAIL"))
-		cmd_mail(s, arg);
-	else if (IS("RCPT"))
-		cmd_rcpt(s, arg);
-	else if (IS("DATA"))
-		cmd_data(s, arg);
-	else if (IS("RSET")) {
-		sess_reset(s);
-		answer_text(s, rules(s, STAGE_RSET, NULL), "250 2.0.0 Ok", NULL, 0);
-	} else if (IS("NOOP"))
-		reply(s, "250 2.0.0 Ok");
-	else if (IS("QUIT"))
-		answer_text(s, rules(s, STAGE_QUIT, NULL), "221 2.0.0 Bye", NULL, 1);
-	else if (IS("STARTTLS"))
-		cmd_starttls(s, arg);
-	else if (IS("VRFY"))
-		reply(s, "252 2.0.0 Send some mail, I'll try my best");
-	else if (IS("HELP"))
-		reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS");
-	else if (IS("AUTH"))
-		reply(s, "503 5.5.1 Error: authentication not enabled");
-	else if (IS("BDAT"))
-		reply(s, "502 5.5.1 Error: command not implemented");
-	else
-		reply(s, "502 5.5.2 Error: command not recognized");
-#undef IS
+	smtp_server_done(&s->smtp, code);
 }
 
 /*
@@ -810,37 +538,16 @@ static size_t
 sess_feed(struct session *s, const char *p, size_t n)
 {
 	size_t off = 0;
-	char line[16384];
 
 	while (off < n && !s->paused && !s->closing) {
-		const char *nl;
-		size_t len;
+		enum smtp_srv_event ev;
 
 		if (s->tls_want)
 			return n;	/* anything pipelined after STARTTLS is dropped */
-		if (s->state == ST_DATA) {
-			off += data_feed(s, p + off, n - off);
-			continue;
-		}
-		nl = memchr(p + off, '\n', n - off);
-		if (nl == NULL)
+		off += smtp_server_feed(&s->smtp, p + off, n - off, &ev);
+		if (ev == SMTP_SRV_NONE)
 			break;
-		len = (size_t)(nl - (p + off));
-		if (s->discard) {	/* the tail of an overlong line */
-			s->discard = 0;
-			off += len + 1;
-			continue;
-		}
-		if (len > 0 && p[off + len - 1] == '\r')
-			len--;
-		if (len > sink.conf->max_line || len >= sizeof line) {
-			reply(s, "500 5.5.2 Error: line too long");
-		} else {
-			memcpy(line, p + off, len);
-			line[len] = '\0';
-			command(s, line);
-		}
-		off = (size_t)(nl - p) + 1;
+		handle(s, ev);
 	}
 	return s->tls_want ? n : off;
 }
@@ -861,11 +568,7 @@ in_check(struct session *s)
 		}
 		return;
 	}
-	if (s->state == ST_CMD && s->in.len > sink.conf->max_line + 2) {
-		reply(s, "500 5.5.2 Error: line too long");
-		s->discard = 1;
-		buf_free(&s->in);
-	}
+	/* Not paused: the core already refused an overlong partial line. */
 }
 
 static void
@@ -961,8 +664,7 @@ sess_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	timer_cancel(sink.loop, &s->timer);
-	txn_free(s->txn);
-	free(s->helo);
+	smtp_server_free(&s->smtp);
 	tls_free(s->tls);
 	buf_free(&s->in);
 	buf_free(&s->out);
@@ -1017,6 +719,8 @@ sess_flush(struct session *s)
 		s->tls = tls_server_new(sink.tls);
 		if (s->tls == NULL)
 			s->closing = 1;
+		else
+			smtp_server_tls_on(&s->smtp);
 	}
 	if (s->tx.len > 0) {
 		s->tx_busy = 1;
@@ -1131,6 +835,18 @@ sess_begin(struct session *s, int fd, int direct, const struct sockaddr *peer,
 	    peer->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)peer)->sin6_port) : 0;
 	lo = sink_peer_get(0, local);
 
+	{
+		struct smtp_server_conf sc;
+
+		memset(&sc, 0, sizeof sc);
+		sc.hostname = sink.conf->hostname;
+		sc.max_size = sink.conf->size;
+		sc.max_line = sink.conf->max_line;
+		sc.max_rcpts = sink.conf->max_rcpts;
+		sc.starttls = sink.tls != NULL;
+		sc.keep_body = sink.capture_dir != NULL;
+		smtp_server_init(&s->smtp, &sc);
+	}
 	s->fd = fd;
 	s->direct = direct ? 1 : 0;
 	s->client = cl;

@@ -663,6 +663,12 @@ static const struct setting settings[] = {
 	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
 	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
 	{ "inbound", "keep_sent", S_DUR, OFF(inbound_keep_sent_ms), 0, 0, MAX_DURATION_MS, "7d", NULL, 0 },
+	{ "inbound", "max_size", S_SIZE, OFF(inbound_max_size), 0, 1024, 1ull << 30, "10M", NULL, 0 },
+	{ "inbound", "max_sessions", S_U32, OFF(inbound_max_sessions), 0, 1, 100000, "100", NULL, 0 },
+	{ "inbound", "timeout", S_DUR, OFF(inbound_timeout_ms), 0, 1000, 3600000, "5min", NULL, 0 },
+	{ "inbound", "data_timeout", S_DUR, OFF(inbound_data_timeout_ms), 0, 1000, 3600000, "10min", NULL, 0 },
+	{ "inbound", "tls_cert", S_PATH, OFF(inbound_tls_cert), 0, 0, 0, NULL, check_token, 0 },
+	{ "inbound", "tls_key", S_PATH, OFF(inbound_tls_key), 0, 0, 0, NULL, check_token, 0 },
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -2195,6 +2201,12 @@ validate(struct ctx *x, const struct ucl_node *root)
 		find_setting("inbound", "listen", &idx);
 		cerr(x, x->seen[idx], "inbound: listen is set but domains is empty");
 	}
+	if ((c->inbound_tls_cert == NULL) != (c->inbound_tls_key == NULL)) {
+		size_t idx;
+
+		find_setting("inbound", c->inbound_tls_cert ? "tls_cert" : "tls_key", &idx);
+		cerr(x, x->seen[idx], "inbound: tls_cert and tls_key go together");
+	}
 	const struct ucl_node *first_default = NULL;
 
 	for (size_t i = 0; i < c->ndkim; i++) {
@@ -2391,6 +2403,8 @@ config_free(struct config *c)
 	free(c->reactions);
 	free(c->inbound_listen);
 	free_strlist(c->inbound_domains, c->ninbound_domains);
+	free(c->inbound_tls_cert);
+	free(c->inbound_tls_key);
 	free(c);
 }
 

@@ -24,6 +24,7 @@
 #include "inbound.h"
 #include "intake.h"
 #include "ledger.h"
+#include "listener.h"
 #include "loop.h"
 #include "redis.h"
 #include "scheduler.h"
@@ -51,6 +52,7 @@ struct engine {
 	struct inbound *inb;		/* DSNs and feedback reports in */
 	struct sched *sched;
 	struct stats *st;
+	struct listener *li;		/* inbound.listen; NULL when unset */
 	int stream_empty, stopping, stopped, drain_checking;
 	int aborting;			/* stop deadline passed: sessions aborted */
 	int tearing_down;		/* Redis is being freed: ask it nothing more */
@@ -191,6 +193,7 @@ begin_stop(struct engine *e, const char *why)
 	e->stop_deadline = loop_now(e->loop) + e->cfg->stop_ms;
 	intake_set_stopping(e->in);
 	sched_stop(e->sched);
+	listener_stop(e->li);
 }
 
 /* engine_reload - SIGHUP: load the file again; on success new sessions use
@@ -321,7 +324,7 @@ on_tick(struct timer *t)
 		sched_warm_sync(e->sched, e->rq, e->stopping);
 	if (e->stopping) {
 		if (sched_sessions(e->sched) == 0 && rq_outstanding(e->rq) == 0 &&
-		    !sched_warm_busy(e->sched)) {
+		    !sched_warm_busy(e->sched) && listener_sessions(e->li) == 0) {
 			e->stopped = 1;
 			loop_stop(e->loop);
 			return;
@@ -335,6 +338,7 @@ on_tick(struct timer *t)
 			e->aborting = 1;
 			e->stop_deadline = now + 5000;
 			session_abort_all();
+			listener_abort(e->li);
 		} else if (now >= e->stop_deadline) {
 			if (rq_outstanding(e->rq))
 				log_error("engine", "stop: %zu settling write(s) could not reach Redis "
@@ -459,6 +463,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->sched = sched_new(e->loop, e->dns, e->lg, e->st, cfg, e->rules, fd_cap);
 	e->in = intake_new(e->loop, e->rq, e->lg, e->sched, cfg);
 	e->inb = inbound_new(e->loop, e->rq, cfg, e->rules);
+	e->li = listener_new(e->loop, e->rq, cfg);
 	e->hook.fn = on_turn_end;
 	e->hook.arg = e;
 	loop_add_hook(e->loop, &e->hook);
@@ -486,12 +491,20 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	ledger_set_tearing_down(e->lg);
 	intake_set_stopping(e->in);
 	sched_halt(e->sched);
+	listener_abort(e->li);
 	dns_free(e->dns);
 	rq_free(e->rq);
 	/* Cancelled polls of the Redis and c-ares sockets complete on the
 	 * ring; their watchers free themselves then. */
 	for (int i = 0; i < 20; i++)
 		loop_turn(e->loop, 5);
+	/* Inbound sessions got their answers from Redis (or its loss) above. */
+	if (listener_free(e->li) != 0) {
+		log_error("engine", "%u inbound session(s) did not close; exiting without freeing",
+		    listener_sessions(e->li));
+		log_set_buffered(0);
+		return 0;
+	}
 	/* The scheduler frees every configuration a reload brought. */
 	if (sched_free(e->sched) != 0) {
 		/* Sessions that never completed their teardown still point at

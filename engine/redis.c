@@ -2989,3 +2989,67 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	free(k_in); free(k_un); free(k_mark); free(k_sent); free(k_stp); free(k_info);
 	free(k_itp); free(k_seen);
 }
+/* --- the inbound stream (engine/listener.c) --- */
+
+struct rq_inbound_call {
+	void (*cb)(void *arg, int ok);
+	void *arg;
+};
+
+static void
+on_inbound_add(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_inbound_call *c = priv;
+	int ok = r != NULL && r->type == REDIS_REPLY_STRING;
+
+	(void)q;
+	if (!ok)
+		log_warn("redis", "inbound XADD: %s", r == NULL ? "connection lost" :
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	c->cb(c->arg, ok);
+	free(c);
+}
+
+/*
+ * rq_inbound_add - XADD PREFIXinbound MAXLEN ~ RQ_INBOUND_MAXLEN * msg rcpt
+ * from source ts. cb(arg, 1) once Redis has the entry, cb(arg, 0) on an
+ * error or a lost connection (exactly once either way). Returns -1 without
+ * calling cb when there is no usable connection.
+ */
+int
+rq_inbound_add(struct rq *q, const char *msg, size_t len, const char *rcpts,
+    const char *from, const char *source, void (*cb)(void *arg, int ok), void *arg)
+{
+	struct rq_inbound_call *c;
+	struct argv a;
+	char key[300];
+
+	if (q->ac == NULL || !q->ready || q->freeing || q->shut)
+		return -1;
+	memset(&a, 0, sizeof a);
+	snprintf(key, sizeof key, "%s%s", q->cfg->prefix, RQ_K_INBOUND);
+	av_add(&a, "XADD");
+	av_add(&a, key);
+	av_add(&a, "MAXLEN");
+	av_add(&a, "~");
+	av_addu(&a, RQ_INBOUND_MAXLEN);
+	av_add(&a, "*");
+	av_add(&a, "msg");
+	av_addn(&a, msg ? msg : "", msg ? len : 0);
+	av_add(&a, "rcpt");
+	av_add(&a, rcpts);
+	av_add(&a, "from");
+	av_add(&a, from);
+	av_add(&a, "source");
+	av_add(&a, source);
+	av_add(&a, "ts");
+	av_addu(&a, clock_wall_ms());
+	c = xmalloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	if (send_argv(q, on_inbound_add, c, a.n, a.v, a.l) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}

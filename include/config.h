@@ -184,12 +184,17 @@ struct config {
 	struct dkim_signer *dkim;
 	size_t ndkim;
 
-	/* inbound bounces/FBL (parsed now, served later) */
+	/* inbound bounces/FBL: the listener (engine/listener.c) */
 	char *inbound_listen;
 	char **inbound_domains;
 	size_t ninbound_domains;
 	uint64_t inbound_keep_sent_ms;	/* inbound.keep_sent: sent record TTL, 7d; 0 = none */
 	int inbound_block;		/* an inbound { } block is present */
+	uint64_t inbound_max_size;	/* bytes: 552 at MAIL SIZE= and in DATA */
+	uint32_t inbound_max_sessions;	/* more: 421 4.3.2 at connect */
+	uint64_t inbound_timeout_ms;	/* a command (or DATA bytes) within this */
+	uint64_t inbound_data_timeout_ms;	/* the whole DATA within this */
+	char *inbound_tls_cert, *inbound_tls_key;	/* both: STARTTLS offered */
 };
 
 /*

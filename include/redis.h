@@ -303,4 +303,14 @@ int rq_error_kept(const char *err);
 /* The next back-off step after cur ms: 500 ms, doubling, at most 30 s. */
 uint64_t rq_backoff_next(uint64_t cur);
 
+/*
+ * rq_inbound_add - append a raw inbound message to the stream
+ * PREFIXinbound (fields msg, rcpt, from, source, ts; MAXLEN ~ 1,000,000).
+ * cb(arg, 1) once Redis stored it, cb(arg, 0) on an error or a lost
+ * connection (always exactly once). Returns -1, cb not called, when Redis is
+ * not usable now.
+ */
+int rq_inbound_add(struct rq *q, const char *msg, size_t len, const char *rcpts,
+    const char *from, const char *source, void (*cb)(void *arg, int ok), void *arg);
+
 #endif

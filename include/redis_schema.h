@@ -43,6 +43,8 @@
 #define RQ_INBOUND_UNMATCHED_MAXLEN	100000
 
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
+/* XADD MAXLEN ~ for the inbound stream (the listener's writes). */
+#define RQ_INBOUND_MAXLEN	1000000
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */
 #define RQ_LOCK_REFRESH_MS	1000

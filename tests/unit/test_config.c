@@ -234,6 +234,11 @@ test_defaults(void **state)
 	assert_int_equal(c->pools[0].overflow, 1);
 	assert_int_equal(c->nsites, 0);
 	assert_null(c->inbound_listen);
+	assert_int_equal(c->inbound_max_size, 10ull * 1024 * 1024);
+	assert_int_equal(c->inbound_max_sessions, 100);
+	assert_int_equal(c->inbound_timeout_ms, 300000);
+	assert_int_equal(c->inbound_data_timeout_ms, 600000);
+	assert_null(c->inbound_tls_cert);
 	config_free(c);
 
 	/* an empty file is the defaults too */
@@ -465,6 +470,10 @@ test_validation_errors(void **state)
 		  "t.conf:1: inbound.listen: '127.0.0.1' needs a port (ADDR:PORT)\n" },
 		{ "inbound {\n listen = \"127.0.0.1:2526\";\n}",
 		  "t.conf:2: inbound: listen is set but domains is empty\n" },
+		{ "inbound {\n listen = \"127.0.0.1:2526\"; domains = [\"b.example\"];\n tls_key = \"k.pem\";\n}",
+		  "t.conf:3: inbound: tls_cert and tls_key go together\n" },
+		{ "inbound {\n max_sessions = 0;\n}",
+		  "t.conf:2: inbound.max_sessions: '0' is not a whole number in 1..100000\n" },
 		{ "instance = \"\"", "t.conf:1: instance: '' must not be empty\n" },
 		/* several errors are all reported, in file order */
 		{ "smtp {\n port = 0\n max_age = x\n}\npool \"p\" { ip \"1.2.3\" {} }\nfoo = 1\n",
@@ -503,7 +512,8 @@ test_accepted_forms(void **state)
 	    "warmup \"w\" { daily = [1, 2] }\n"
 	    "site \"S\" { mx = [\"*.Example.COM.\", mx.other.net] }\n"
 	    "domain \"Example.ORG.\" { max_msgs_per_connection = 7 }\n"
-	    "inbound { listen = \"[::1]:2526\"; domains = \"Bounces.Example.com\" }\n";
+	    "inbound { listen = \"[::1]:2526\"; domains = \"Bounces.Example.com\"; max_size = 2M;\n"
+	    "  max_sessions = 5; timeout = 30s; data_timeout = 1min }\n";
 	char *errors = NULL;
 	struct config *c = load_str(in, &errors);
 
@@ -526,6 +536,10 @@ test_accepted_forms(void **state)
 	assert_string_equal(c->inbound_listen, "[::1]:2526");
 	assert_int_equal(c->ninbound_domains, 1);
 	assert_string_equal(c->inbound_domains[0], "bounces.example.com");
+	assert_int_equal(c->inbound_max_size, 2ull * 1024 * 1024);
+	assert_int_equal(c->inbound_max_sessions, 5);
+	assert_int_equal(c->inbound_timeout_ms, 30000);
+	assert_int_equal(c->inbound_data_timeout_ms, 60000);
 	config_free(c);
 
 	/* the shaping settings */

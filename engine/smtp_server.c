@@ -1,0 +1,491 @@
+/*
+ * smtp_server.c - the pure SMTP server protocol core: command parsing, state
+ * transitions, the replies that need no policy, DATA dot-unstuffing and end
+ * detection, line and size limits. See smtp_server.h for the model.
+ *
+ * Invariants: at most one decision is pending; while it is, feed() uses no
+ * input. Every string kept (helo, paths, params) is bounded and free of
+ * control characters that could break a log line or a reply.
+ */
+#include "smtp_server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { D_BOL = 0, D_MID, D_DOT, D_DOTCR };
+
+static const char *const event_names[] = {
+	"none", "reply", "helo", "mail", "rcpt", "data", "dot", "rset", "quit", "starttls",
+};
+
+const char *
+smtp_server_event_name(enum smtp_srv_event ev)
+{
+	if ((unsigned)ev >= sizeof event_names / sizeof event_names[0])
+		return "?";
+	return event_names[ev];
+}
+
+void
+smtp_server_init(struct smtp_server *s, const struct smtp_server_conf *c)
+{
+	memset(s, 0, sizeof *s);
+	s->conf = *c;
+	if (s->conf.hostname == NULL)
+		s->conf.hostname = "localhost";
+	if (s->conf.max_line == 0 || s->conf.max_line > SMTP_SERVER_LINE_MAX)
+		s->conf.max_line = SMTP_SERVER_LINE_MAX;
+	if (s->conf.max_rcpts == 0)
+		s->conf.max_rcpts = 1000;
+}
+
+void
+smtp_server_reset(struct smtp_server *s)
+{
+	free(s->from);
+	s->from = NULL;
+	free(s->mail_params);
+	s->mail_params = NULL;
+	for (size_t i = 0; i < s->nrcpt; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpt = s->rcap = 0;
+	free(s->rcpt);
+	s->rcpt = NULL;
+	s->size_declared = 0;
+	s->bytes = 0;
+	s->too_big = 0;
+	buf_free(&s->body);
+}
+
+void
+smtp_server_free(struct smtp_server *s)
+{
+	smtp_server_reset(s);
+	free(s->helo);
+	s->helo = NULL;
+	buf_free(&s->reply);
+}
+
+/* --- replies --- */
+
+static void
+set_reply(struct smtp_server *s, const char *text)
+{
+	s->reply.len = 0;
+	buf_append(&s->reply, text, strlen(text));
+	buf_append(&s->reply, "\r\n", 2);
+}
+
+static enum smtp_srv_event
+core_reply(struct smtp_server *s, const char *text)
+{
+	set_reply(s, text);
+	return SMTP_SRV_REPLY;
+}
+
+static enum smtp_srv_event
+decision(struct smtp_server *s, enum smtp_srv_event ev, const char *text)
+{
+	if (text != NULL)
+		set_reply(s, text);
+	s->pending = ev;
+	return ev;
+}
+
+/* --- commands --- */
+
+/*
+ * parse_path - "<addr> params" after "FROM:"/"TO:": *addr malloc'd, *params
+ * points after the path. A bare address is tolerated, a source route
+ * "@a,@b:user@dom" dropped (RFC 5321 4.1.2). -1 on bad syntax.
+ */
+static int
+parse_path(const char *p, char **addr, const char **params)
+{
+	const char *e;
+	size_t n;
+
+	while (*p == ' ')
+		p++;
+	if (*p != '<') {
+		e = p + strcspn(p, " ");
+		if (e == p)
+			return -1;
+		n = (size_t)(e - p);
+	} else {
+		p++;
+		e = strchr(p, '>');
+		if (e == NULL)
+			return -1;
+		n = (size_t)(e - p);
+		e++;
+	}
+	if (n > SMTP_SERVER_PATH_MAX)
+		return -1;
+	if (n > 0 && p[0] == '@') {
+		const char *c = memchr(p, ':', n);
+		if (c == NULL)
+			return -1;
+		n -= (size_t)(c + 1 - p);
+		p = c + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == '<' || p[i] == '>' ||
+		    p[i] == ' ')
+			return -1;
+	*addr = xstrndup(p, n);
+	*params = e;
+	return 0;
+}
+
+/* A printable copy of at most max bytes of s (controls become '?'). */
+static char *
+clean_copy(const char *s, size_t max)
+{
+	char *c = xstrndup(s, strnlen(s, max));
+
+	for (char *p = c; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return c;
+}
+
+static enum smtp_srv_event
+cmd_helo(struct smtp_server *s, const char *arg, int esmtp)
+{
+	while (*arg == ' ')
+		arg++;
+	if (*arg == '\0')
+		return core_reply(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname" :
+		    "501 5.5.4 Syntax: HELO hostname");
+	smtp_server_reset(s);
+	free(s->helo);
+	s->helo = clean_copy(arg, 255);
+	s->esmtp = esmtp;
+	s->reply.len = 0;
+	if (esmtp) {
+		buf_appendf(&s->reply, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n",
+		    s->conf.hostname, (unsigned long long)s->conf.max_size);
+		if (s->conf.starttls && !s->tls_on)
+			buf_appendf(&s->reply, "250-STARTTLS\r\n");
+		buf_appendf(&s->reply, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+	} else
+		buf_appendf(&s->reply, "250 %s\r\n", s->conf.hostname);
+	return decision(s, SMTP_SRV_HELO, NULL);
+}
+
+static enum smtp_srv_event
+cmd_mail(struct smtp_server *s, const char *arg)
+{
+	const char *params;
+	char *addr = NULL;
+	uint64_t declared = 0;
+
+	if (s->helo == NULL)
+		return core_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+	if (s->from != NULL)
+		return core_reply(s, "503 5.5.1 Error: nested MAIL command");
+	if (strncasecmp(arg, "FROM:", 5) != 0 || parse_path(arg + 5, &addr, &params) != 0)
+		return core_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+	for (const char *p = params; (p = strcasestr(p, "SIZE=")) != NULL; p += 5)
+		if (p == params || p[-1] == ' ') {
+			char *end;
+			unsigned long long v = strtoull(p + 5, &end, 10);
+			if (end == p + 5) {
+				free(addr);
+				return core_reply(s, "501 5.5.4 Syntax: SIZE=number");
+			}
+			if (v > s->conf.max_size) {
+				free(addr);
+				return core_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+			}
+			declared = v;
+		}
+	s->from = addr;
+	s->size_declared = declared;
+	while (*params == ' ')
+		params++;
+	if (*params)
+		s->mail_params = clean_copy(params, 256);
+	return decision(s, SMTP_SRV_MAIL, "250 2.1.0 Ok");
+}
+
+static enum smtp_srv_event
+cmd_rcpt(struct smtp_server *s, const char *arg)
+{
+	const char *params;
+	char *addr = NULL;
+
+	if (s->from == NULL)
+		return core_reply(s, "503 5.5.1 Error: need MAIL command");
+	if (s->nrcpt >= s->conf.max_rcpts)
+		return core_reply(s, "452 4.5.3 Error: too many recipients");
+	if (strncasecmp(arg, "TO:", 3) != 0 || parse_path(arg + 3, &addr, &params) != 0 ||
+	    addr[0] == '\0') {
+		free(addr);
+		return core_reply(s, "501 5.1.3 Bad recipient address syntax");
+	}
+	free(s->rcpt);
+	s->rcpt = addr;
+	return decision(s, SMTP_SRV_RCPT, "250 2.1.5 Ok");
+}
+
+static enum smtp_srv_event
+cmd_data(struct smtp_server *s, const char *arg)
+{
+	if (s->from == NULL)
+		return core_reply(s, "503 5.5.1 Error: need MAIL command");
+	if (s->nrcpt == 0)
+		return core_reply(s, "554 5.5.1 Error: no valid recipients");
+	if (*arg != '\0')
+		return core_reply(s, "501 5.5.4 Syntax: DATA");
+	return decision(s, SMTP_SRV_DATA, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static enum smtp_srv_event
+cmd_starttls(struct smtp_server *s, const char *arg)
+{
+	if (!s->conf.starttls)
+		return core_reply(s, "502 5.5.1 Error: command not implemented");
+	if (s->tls_on)
+		return core_reply(s, "554 5.5.1 Error: TLS already active");
+	if (*arg)
+		return core_reply(s, "501 5.5.4 Syntax: STARTTLS");
+	return decision(s, SMTP_SRV_STARTTLS, "220 2.0.0 Ready to start TLS");
+}
+
+/* command - one command line (NUL-terminated, no CRLF). */
+static enum smtp_srv_event
+command(struct smtp_server *s, char *line)
+{
+	char *arg = line + strcspn(line, " ");
+	size_t vl = (size_t)(arg - line);
+
+	if (*arg == ' ')
+		*arg++ = '\0';
+#define IS(v) (vl == sizeof(v) - 1 && strncasecmp(line, v, vl) == 0)
+	if (IS("EHLO"))
+		return cmd_helo(s, arg, 1);
+	if (IS("HELO"))
+		return cmd_helo(s, arg, 0);
+	if (IS("MAIL"))
+		return cmd_mail(s, arg);
+	if (IS("RCPT"))
+		return cmd_rcpt(s, arg);
+	if (IS("DATA"))
+		return cmd_data(s, arg);
+	if (IS("RSET")) {
+		smtp_server_reset(s);
+		return decision(s, SMTP_SRV_RSET, "250 2.0.0 Ok");
+	}
+	if (IS("NOOP"))
+		return core_reply(s, "250 2.0.0 Ok");
+	if (IS("QUIT"))
+		return decision(s, SMTP_SRV_QUIT, "221 2.0.0 Bye");
+	if (IS("STARTTLS"))
+		return cmd_starttls(s, arg);
+	if (IS("VRFY"))
+		return core_reply(s, "252 2.0.0 Send some mail, I'll try my best");
+	if (IS("HELP"))
+		return core_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS");
+	if (IS("AUTH"))
+		return core_reply(s, "503 5.5.1 Error: authentication not enabled");
+	if (IS("BDAT"))
+		return core_reply(s, "502 5.5.1 Error: command not implemented");
+#undef IS
+	return core_reply(s, "502 5.5.2 Error: command not recognized");
+}
+
+/* --- DATA --- */
+
+static void
+body_add(struct smtp_server *s, const char *p, size_t n)
+{
+	s->bytes += n;
+	if (s->bytes > s->conf.max_size) {
+		if (!s->too_big)
+			buf_free(&s->body);
+		s->too_big = 1;
+	} else if (s->conf.keep_body)
+		buf_append(&s->body, p, n);
+}
+
+static enum smtp_srv_event
+data_end(struct smtp_server *s)
+{
+	s->state = SMTP_SRV_ST_CMD;
+	return decision(s, SMTP_SRV_DOT, s->too_big ?
+	    "552 5.3.4 Message size exceeds fixed limit" : "250 2.0.0 Ok");
+}
+
+/*
+ * data_feed - message bytes: undo dot-stuffing and find the end. Returns
+ * the bytes used, up to and including the terminating line (then *ev is
+ * DOT), else all of them.
+ */
+static size_t
+data_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_event *ev)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		switch (s->dstate) {
+		case D_MID: {
+			const char *nl = memchr(p + i, '\n', n - i);
+			size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
+			body_add(s, p + i, k);
+			i += k;
+			if (nl)
+				s->dstate = D_BOL;
+			break;
+		}
+		case D_BOL:
+			if (p[i] == '.') {
+				s->dstate = D_DOT;
+				i++;
+			} else
+				s->dstate = D_MID;
+			break;
+		case D_DOT:
+			if (p[i] == '\n') {
+				*ev = data_end(s);
+				return i + 1;
+			}
+			if (p[i] == '\r') {
+				s->dstate = D_DOTCR;
+				i++;
+			} else
+				s->dstate = D_MID;	/* the stuffed dot is dropped */
+			break;
+		case D_DOTCR:
+			if (p[i] == '\n') {
+				*ev = data_end(s);
+				return i + 1;
+			}
+			body_add(s, "\r", 1);	/* ".\rX": a line "\rX" */
+			s->dstate = D_MID;
+			break;
+		}
+	}
+	return i;
+}
+
+/* --- feeding --- */
+
+size_t
+smtp_server_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_event *ev)
+{
+	size_t off = 0;
+	char line[SMTP_SERVER_LINE_MAX + 1];
+
+	*ev = SMTP_SRV_NONE;
+	if (s->pending != SMTP_SRV_NONE)
+		return 0;
+	if (s->state == SMTP_SRV_ST_TLS || s->state == SMTP_SRV_ST_QUIT)
+		return n;	/* pipelined after STARTTLS (RFC 3207) or QUIT: dropped */
+	while (off < n) {
+		const char *nl;
+		size_t len, start;
+
+		if (s->state == SMTP_SRV_ST_DATA) {
+			off += data_feed(s, p + off, n - off, ev);
+			return off;
+		}
+		nl = memchr(p + off, '\n', n - off);
+		if (nl == NULL) {
+			if (s->discard)		/* still the overlong line */
+				return n;
+			if (n - off > (size_t)s->conf.max_line + 2) {
+				s->discard = 1;
+				*ev = core_reply(s, "500 5.5.2 Error: line too long");
+				return n;
+			}
+			return off;	/* a partial line: the host keeps it */
+		}
+		len = (size_t)(nl - (p + off));
+		if (s->discard) {	/* the tail of an overlong line */
+			s->discard = 0;
+			off += len + 1;
+			continue;
+		}
+		if (len > 0 && p[off + len - 1] == '\r')
+			len--;
+		start = off;
+		off = (size_t)(nl - p) + 1;
+		if (len > s->conf.max_line)
+			*ev = core_reply(s, "500 5.5.2 Error: line too long");
+		else {
+			memcpy(line, p + start, len);
+			line[len] = '\0';
+			*ev = command(s, line);
+		}
+		return off;
+	}
+	return off;
+}
+
+void
+smtp_server_done(struct smtp_server *s, int code)
+{
+	enum smtp_srv_event ev = s->pending;
+
+	s->pending = SMTP_SRV_NONE;
+	switch (ev) {
+	case SMTP_SRV_MAIL:
+		if (code / 100 != 2)
+			smtp_server_reset(s);
+		break;
+	case SMTP_SRV_RCPT:
+		if (code / 100 == 2 && s->rcpt != NULL) {
+			if (s->nrcpt == s->rcap) {
+				s->rcap = s->rcap ? s->rcap * 2 : 4;
+				s->rcpts = xrealloc(s->rcpts, s->rcap * sizeof *s->rcpts);
+			}
+			s->rcpts[s->nrcpt++] = s->rcpt;
+		} else
+			free(s->rcpt);
+		s->rcpt = NULL;
+		break;
+	case SMTP_SRV_DATA:
+		if (code == 354) {
+			s->state = SMTP_SRV_ST_DATA;
+			s->dstate = D_BOL;
+			s->bytes = 0;
+			s->too_big = 0;
+			buf_free(&s->body);
+		} else if (code / 100 != 2)
+			smtp_server_reset(s);
+		break;
+	case SMTP_SRV_DOT:
+		smtp_server_reset(s);
+		break;
+	case SMTP_SRV_QUIT:
+		if (code == 221)
+			s->state = SMTP_SRV_ST_QUIT;
+		break;
+	case SMTP_SRV_STARTTLS:
+		if (code == 220) {
+			/* RFC 3207: forget everything said in the clear. */
+			smtp_server_reset(s);
+			free(s->helo);
+			s->helo = NULL;
+			s->esmtp = 0;
+			s->state = SMTP_SRV_ST_TLS;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+void
+smtp_server_tls_on(struct smtp_server *s)
+{
+	s->tls_on = 1;
+	s->state = SMTP_SRV_ST_CMD;
+	s->discard = 0;
+}
