@@ -662,6 +662,7 @@ static const struct setting settings[] = {
 
 	{ "inbound", "listen", S_STR, OFF(inbound_listen), 0, 0, 0, NULL, check_listen, 0 },
 	{ "inbound", "domains", S_STRLIST, OFF(inbound_domains), OFF(ninbound_domains), 0, 0, NULL, check_domain, 1 },
+	{ "inbound", "process", S_BOOL, OFF(inbound_process), 0, 0, 1, "true", NULL, 0 },
 	{ "inbound", "keep_sent", S_DUR, OFF(inbound_keep_sent_ms), 0, 0, MAX_DURATION_MS, "7d", NULL, 0 },
 	{ "inbound", "max_size", S_SIZE, OFF(inbound_max_size), 0, 1024, 1ull << 30, "10M", NULL, 0 },
 	{ "inbound", "max_sessions", S_U32, OFF(inbound_max_sessions), 0, 1, 100000, "100", NULL, 0 },

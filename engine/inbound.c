@@ -374,7 +374,7 @@ inbound_tick(struct inbound *in, uint64_t now)
 {
 	uint64_t idle = 0;
 
-	if (in->reading || !rq_connected(in->rq))
+	if (in->reading || !rq_connected(in->rq) || !in->cfg->inbound_process)
 		return;
 	if (!in->again && now - in->last_read < INBOUND_POLL_MS && in->last_read != 0)
 		return;

@@ -188,6 +188,7 @@ struct config {
 	char *inbound_listen;
 	char **inbound_domains;
 	size_t ninbound_domains;
+	int inbound_process;		/* inbound.process: this engine reads PREFIXinbound (true) */
 	uint64_t inbound_keep_sent_ms;	/* inbound.keep_sent: sent record TTL, 7d; 0 = none */
 	int inbound_block;		/* an inbound { } block is present */
 	uint64_t inbound_max_size;	/* bytes: 552 at MAIL SIZE= and in DATA */

@@ -28,6 +28,7 @@ CFG_EXTRA="inbound {
   timeout = 3s;
   tls_cert = \"$T/cert.pem\";
   tls_key = \"$T/key.pem\";
+  process = false;   # keep the entries in the stream to look at them
 }"
 write_config "$T/volley.conf"
 bg_volley "$T/run.log" run -c "$T/volley.conf"
@@ -281,4 +282,19 @@ is "SIGTERM: the message is in the stream" "$(redis_cli XLEN volley:inbound)" 3
 check "SIGTERM: the port is closed" sh -c "! ss -Hltn | awk '{print \$4}' | grep -qxF 127.0.0.1:$LP"
 check "no body in the log" sh -c "! grep -q 'leading dot' $T/run.log"
 [ "$TESTS_FAILED" = 0 ] || show_log "$T/run.log" 40
+
+# The other half: an engine that processes the stream takes what the
+# listener stored (these reports name jobs that never existed: they end in
+# the unmatched stream with their reason, none is dropped).
+sed 's/^  process = false;.*$/  process = true;/' "$T/volley.conf" >"$T/volley-process.conf"
+bg_volley "$T/run2.log" run -c "$T/volley-process.conf"
+pid=$VOLLEY_PID
+stream_empty() { [ "$(redis_cli XLEN volley:inbound)" = 0 ]; }
+wait_for 15 stream_empty
+is "processing engine: the listener's entries were consumed" "$(redis_cli XLEN volley:inbound)" 0
+is "processing engine: all three are in volley:inbound:unmatched" \
+	"$(redis_cli XLEN volley:inbound:unmatched)" 3
+kill -TERM "$pid"
+wait_pid "$pid" 30
+is "processing engine: exit 0" "$WAIT_RC" 0
 done_testing
