@@ -936,12 +936,15 @@ sched_kick_waiters(struct sched *s, struct shaper_lane *l)
 	}
 }
 
-/* Whether some destination waits for a slot of lane l. */
+/* Whether some destination waits for a slot of lane l. A destination
+ * whose queue emptied while it waited (settled, parked, expired) leaves
+ * the queue here, lazily, so it does not keep other sessions from idling. */
 static int
-sched_lane_wanted(const struct sched *s, const struct shaper_lane *l)
+sched_lane_wanted(struct sched *s, struct shaper_lane *l)
 {
-	(void)s;
-	return l->sched_waiting > 0;
+	while (l->sched_wq_head != NULL && l->sched_wq_head->d->queued == 0)
+		sched_lw_remove(s, l->sched_wq_head->d);
+	return l->sched_wq_head != NULL;
 }
 
 /*
@@ -1647,6 +1650,12 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 	s->gen++;
 	while (map_iter(&s->ds.map, &it, &k, &v))
 		sched_dest_lanes(s, v);
+	/* A destination that waited for a full lane left its (old) lanes'
+	 * queues with the rebuild: every one with jobs looks again now. */
+	it = 0;
+	while (map_iter(&s->ds.map, &it, &k, &v))
+		if (((struct dest *)v)->queued > 0)
+			sched_kick(s, v);
 	warm_preload(s);
 	epochs_collect(s);
 }
