@@ -422,7 +422,9 @@ static const char inbound_read_lua[] =
  * marker prefix (PREFIXinbound:seen:IDKEY:), seen ttl ms, ts ms, job id, reason, msg, source, rcpt,
  * from, n events, then per event: status, report rcpt, suppress ('1'/'0'),
  * why, n pairs, the pairs. Unless the entry marker exists: write, set the
- * marker, XACK, XDEL. An event is written once per job, status and
+ * marker, XACK, XDEL. Each event is written before its seen marker (a
+ * script that fails half way leaves the entry pending, and a later run
+ * writes what is missing). An event is written once per job, status and
  * recipient (the seen marker): a report sent twice yields one event. The
  * address suppressed is the job's (sent record to_lc), else the report's.
  */
@@ -465,7 +467,7 @@ static const char inbound_lua[] =
 "  local st, rcpt, supp, why, np = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4])\n"
 "  i = i + 5\n"
 "  local mk = ARGV[12] .. st .. ':' .. rcpt\n"
-"  if redis.call('SET', mk, '1', 'NX', 'PX', ARGV[13]) then\n"
+"  if redis.call('EXISTS', mk) == 0 then\n"
 "    local to = s['to'] or rcpt\n"
 "    local f = {'id', id, 'to', to, 'status', st}\n"
 "    for j = i, i + 2 * np - 1 do f[#f+1] = ARGV[j] end\n"
@@ -483,6 +485,7 @@ static const char inbound_lua[] =
 "      redis.call('SADD', sk, a)\n"
 "      redis.call('HSET', ik, a, why .. ' ' .. ARGV[14])\n"
 "    end\n"
+"    redis.call('SET', mk, '1', 'PX', ARGV[13])\n"
 "    wrote = wrote + 1\n"
 "  end\n"
 "  i = i + 2 * np\n"
@@ -1732,8 +1735,18 @@ rq_fetch(struct rq *q, unsigned max, unsigned max_high)
 	snprintf(cnth, sizeof cnth, "%u", max_high);
 	if (q->history) {
 		int high = q->history == 2;
-		if ((high ? max_high : max) == 0)
-			return;		/* COUNT 0 would read them all */
+		if ((high ? max_high : max) == 0) {
+			/* COUNT 0 would read them all. No room for bulk while
+			 * our own bulk entries are still to be re-read: new
+			 * high entries may still come in (their reserve). */
+			if (!high && max_high > 0) {
+				if (send_strv(q, on_xread, NULL, 9, (const char *[]){ "EVALSHA",
+				    q->sha[SCRIPT_READ], "2", q->k_jobs_high, q->k_jobs, RQ_GROUP,
+				    q->cfg->instance, cnth, "0" }) == 0)
+					q->reading = 1;
+			}
+			return;
+		}
 		if (send_strv(q, on_xread, high ? HIST_HIGH : HIST_NORMAL, 8, (const char *[]){
 		    "EVALSHA", q->sha[SCRIPT_HISTORY], "1", high ? q->k_jobs_high : q->k_jobs,
 		    RQ_GROUP, q->cfg->instance, high ? cnth : cnt, q->history_from }) == 0)
@@ -1966,7 +1979,7 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], donekey[600], code[16], idkey[600], sentkey[700], nsent[8];
+	char hashkey[600], donekey[600], code[16], idkey[INBOUND_IDKEY_MAX], sentkey[900], nsent[8];
 	uint64_t keep;
 	int nsent_at;
 	/* A tenant's job adds to that tenant's list, any other to the global one. */
