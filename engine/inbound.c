@@ -304,7 +304,7 @@ settle_one(struct inbound *in, const struct rq_inbound_msg *m)
 {
 	struct inbound_params p = { in->rules, in->cfg->id_header, in->cfg->return_path };
 	struct inbound_verdict v;
-	char idkey[160];
+	char idkey[INBOUND_IDKEY_MAX];
 
 	inbound_decide(&p, m->msg, m->msg_len, m->rcpt, &v);
 	switch (v.kind) {

@@ -49,7 +49,7 @@ struct inbound_event {
 struct inbound_verdict {
 	enum inbound_kind kind;
 	char reason[192];		/* UNMATCHED / IGNORED: why */
-	char job_id[128];		/* EVENTS: the job's id as the report gave it */
+	char job_id[256];		/* EVENTS: the job's id as the report gave it */
 	const char *link;		/* how the job was found (report_job_id) */
 	const char *format;		/* report format, "" if none */
 	struct inbound_event *events;	/* owned */
@@ -78,8 +78,13 @@ void inbound_verdict_free(struct inbound_verdict *v);
  * record PREFIXsent:KEY): the id with every character other than letters,
  * digits, '-', '_' and '.' replaced by '=', as the VERP return path
  * carries it, so that an id found by VERP and one found in the id header
- * name the same record. Cut to outlen - 1 bytes.
+ * name the same record. Cut to outlen - 1 bytes (INBOUND_IDKEY_MAX holds
+ * any id job.c accepts). Lossy as the VERP address is: ids that differ
+ * only in such characters at the same places share a record, so producers
+ * should keep ids to letters, digits, '-', '_' and '.' (stream entry IDs
+ * and UUIDs do).
  */
+#define INBOUND_IDKEY_MAX	256
 void inbound_id_key(const char *id, char *out, size_t outlen);
 
 /* The I/O part, driven from the engine's tick. */

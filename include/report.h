@@ -74,7 +74,7 @@ struct report_feedback {
 
 struct report_original {
 	int found;			/* a returned original (or its headers) was there */
-	char job_id[128];		/* value of the id header, "" if absent */
+	char job_id[256];		/* value of the id header, "" if absent */
 	char return_path[REPORT_ADDR_MAX];	/* address only */
 	char from[REPORT_ADDR_MAX];
 	char to[REPORT_ADDR_MAX];		/* first address only */
