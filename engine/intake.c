@@ -25,6 +25,7 @@
 #include "trouble.h"
 #include "util.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,26 +337,41 @@ queued_pause_due(void *arg, const struct job *j, uint64_t *due)
  * them: one Message-ID per message text, as a mailing list sends it.
  */
 static void
-intake_body_headers(struct intake *in, struct msg_body *b)
+intake_body_headers(struct intake *in, struct msg_body *b, const struct job *j)
 {
 	struct buf out = { 0 };
-	unsigned char rnd[16];
+	unsigned char md[EVP_MAX_MD_SIZE], rnd[16];
+	unsigned int mdlen = 0;
 	char dom[DKIM_DOMAIN_MAX];
+	const char *who = j->msg_ref ? j->msg_ref : j->key;
 	size_t hlen, boff;
-	uint64_t now = clock_wall_ms();
+	uint64_t now = clock_wall_ms(), stamp = 0;
+	EVP_MD_CTX *ctx;
 
 	b->added_done = 1;
 	dkim_split(b->data, b->len, DKIM_STUFFED, &hlen, &boff);
 	if (dkim_from_domain(b->data, hlen, DKIM_STUFFED, dom, sizeof dom) < 0)
 		snprintf(dom, sizeof dom, "%s", in->cfg->ehlo ? in->cfg->ehlo : "localhost");
-	if (RAND_bytes(rnd, sizeof rnd) != 1) {
+	/* The Message-ID is derived from the body and the job's key (or its
+	 * msg_ref): a retry, or another instance after a crash, sends the
+	 * same one, so receivers can tell a repeat from a new message. */
+	memset(md, 0, sizeof md);
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, who ? who : "", who ? strlen(who) + 1 : 1) != 1 ||
+	    EVP_DigestUpdate(ctx, b->data, b->len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 24) {
 		/* not fatal: uniqueness then rests on the time and a counter */
 		static uint64_t n;
 		uint64_t x = now ^ (++n * 0x9e3779b97f4a7c15ull);
-		for (size_t i = 0; i < sizeof rnd; i++)
-			rnd[i] = (unsigned char)(x >> (8 * (i % 8)) ^ i);
+		for (size_t i = 0; i < sizeof md; i++)
+			md[i] = (unsigned char)(x >> (8 * (i % 8)) ^ i);
 	}
-	hdr_body_lines(&out, b->data, hlen, dom, (time_t)(now / 1000), now, rnd);
+	EVP_MD_CTX_free(ctx);
+	memcpy(rnd, md, sizeof rnd);
+	for (size_t i = 16; i < 21; i++)
+		stamp = stamp << 8 | md[i];
+	hdr_body_lines(&out, b->data, hlen, dom, (time_t)(now / 1000), stamp, rnd);
 	b->added = out.data;
 	b->added_len = out.len;
 }
@@ -490,7 +506,7 @@ intake_ready(struct intake *in, struct job *j)
 	if (park_if_paused(in, j))
 		return;
 	if (!j->body->added_done)
-		intake_body_headers(in, j->body);
+		intake_body_headers(in, j->body, j);
 	intake_job_headers(in, j);
 	if (in->cfg->ndkim > 0)
 		intake_sign(in, j);
