@@ -49,6 +49,13 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 #define MAX_WAIT_INPUT (1024 * 1024)
+/* Replies queued and not yet taken by the client: past this, input is not
+ * parsed (it waits in `in`, itself capped by MAX_WAIT_INPUT), so a client
+ * that pipelines without reading cannot grow our memory. */
+#define MAX_WAIT_OUTPUT (64 * 1024)
+/* A closing session whose last send does not complete (a client that
+ * stopped reading) is cut off after this. */
+#define CLOSE_GRACE_MS 10000
 #define SWEEP_MS 1000
 
 struct lsess {
@@ -65,6 +72,7 @@ struct lsess {
 	uint64_t id;
 	uint64_t last_ms;		/* last input */
 	uint64_t data_ms;		/* DATA began (0: not in DATA) */
+	uint64_t closing_ms;		/* the sweep first saw it closing (0: not yet) */
 	int fd;
 	char client[INET6_ADDRSTRLEN];
 	unsigned rx_armed:1, tx_busy:1, on_flush:1, closing:1, shut:1, tls_want:1,
@@ -295,7 +303,8 @@ feed(struct lsess *s, const char *p, size_t n)
 {
 	size_t off = 0;
 
-	while (off < n && !s->closing && !s->waiting) {
+	while (off < n && !s->closing && !s->waiting &&
+	    s->out.len + s->tx.len <= MAX_WAIT_OUTPUT) {
 		enum smtp_srv_event ev;
 
 		if (s->tls_want)
@@ -477,6 +486,9 @@ on_tx(struct io_op *op, int res, uint32_t flags)
 	}
 	buf_free(&s->tx);
 	s->tx_off = 0;
+	/* Input held back while replies waited for the client: on with it. */
+	if (!s->closing && !s->waiting && s->in.len > 0)
+		sess_drain(s);
 	if (s->out.len > 0 || s->closing || (s->tls && tls_wire_pending(s->tls)))
 		sess_want_flush(s);
 }
@@ -627,8 +639,26 @@ on_sweep(struct timer *t)
 	uint64_t now = loop_now(ls->loop);
 
 	for (struct lsess *s = ls->all; s; s = s->next) {
-		if (s->closing || s->waiting)
+		if (s->closing) {
+			if (s->closing_ms == 0)
+				s->closing_ms = now;
+			else if (now - s->closing_ms > CLOSE_GRACE_MS && !s->shut) {
+				/* Its last replies are not being read: cut it off
+				 * (the send fails, and the session is freed). */
+				s->shut = 1;
+				shutdown(s->fd, SHUT_RDWR);
+			}
 			continue;
+		}
+		if (s->waiting)
+			continue;
+		if (s->tx_busy && now - s->last_ms > ls->cfg->inbound_timeout_ms) {
+			/* Sending to a client that neither reads nor writes. */
+			log_info("inbound", "s=%llu client=%s does not read its replies; closing",
+			    (unsigned long long)s->id, s->client);
+			sess_close(s);
+			continue;
+		}
 		if (s->data_ms && now - s->data_ms > ls->cfg->inbound_data_timeout_ms) {
 			log_refusal(s, "DATA took too long", "inbound.data_timeout");
 			reply(s, "421 4.4.2 %s Error: timeout exceeded", ls->hostname);
