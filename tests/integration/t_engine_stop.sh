@@ -31,6 +31,10 @@ while time.time() < end:
 PYEOF
 hole=$!
 LAB_PIDS+=("$hole")
+# Bound before the engine asks it anything (else the query is refused at
+# once and the job deferred: a race on a loaded machine).
+hole_bound() { ss -Hlun | awk '{print $4}' | grep -qx "127.0.0.1:$HOLE_PORT"; }
+wait_for 10 hole_bound || bail "the silent DNS server did not start"
 write_config "$T/hole.conf"
 sed -i "s/127.0.0.1:$DNS_PORT/127.0.0.1:$HOLE_PORT/" "$T/hole.conf"
 redis_cli XADD volley:jobs '*' id hole to u@stall.test from f@sender.test msg x >/dev/null
