@@ -98,13 +98,15 @@ fuzz:
 	    -o $(BUILD)/fuzz/$$n $$f $(ENGINE_SRC) $(LDLIBS) || exit 1; done
 
 # Every fuzz target for FUZZ_SECONDS (default 10) each: a smoke run for CI.
+# tests/fuzz/NAME.seeds, if there, lists directories of seed inputs (read only).
 FUZZ_SECONDS ?= 10
 fuzz-smoke: fuzz
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  seeds=$$(cat tests/fuzz/$$n.seeds 2>/dev/null || true); \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n 2>&1 | \
+	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n $$seeds 2>&1 | \
 	    grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true; \
 	  if ls $(BUILD)/fuzz/$$n-crash-* $(BUILD)/fuzz/$$n-leak-* >/dev/null 2>&1; then \
 	    echo "fuzz: $$n found a crash"; exit 1; fi; done

@@ -21,7 +21,9 @@
  * a rule with a stage never matches a reply of unknown stage); code is a
  * prefix of the 3-digit code; enh is a prefix of the enhanced code that
  * ends at a component boundary ("5.1.1" matches 5.1.1 but not 5.1.10;
- * "5.1." matches both); text is a case-insensitive substring. All
+ * "5.1." matches both); text is a case-insensitive substring of the
+ * reply text with its runs of blanks (line breaks too) squeezed to one
+ * space, cut at CLASSIFY_TEXT_MAX bytes. All
  * conditions a rule gives must hold. Pure: no I/O except reading the rule
  * file in classify_rules_load().
  */
@@ -40,6 +42,7 @@
 #define RULES_MAX_FILE	(1u << 20)
 #define RULES_MAX	10000
 #define RULE_FIELD_MAX	512
+#define CLASSIFY_TEXT_MAX	8192	/* bytes of reply text matched (a reply has at most 4096) */
 
 static const char *const class_names[CLASS__COUNT] = {
 	[CLASS_UNKNOWN] = "unknown",
@@ -141,9 +144,10 @@ static const char builtin_text[] =
 	"#           has blanks; \\\" and \\\\ are the only escapes inside quotes\n"
 	"# All conditions a rule gives must hold. Rules are tried in order and the\n"
 	"# first that matches decides, so the order below is the design:\n"
-	"#   1. provider wording (Gmail, Yahoo, Microsoft, ...): specific, and\n"
-	"#      sometimes at odds with the generic codes (Microsoft answers 5.4.1 for\n"
-	"#      an unknown recipient; Gmail's 421 4.7.28 talks about spam).\n"
+	"#   1. provider wording (Gmail, Yahoo, Microsoft, Apple, GMX, Mimecast,\n"
+	"#      Barracuda, ...): specific, and sometimes at odds with the generic\n"
+	"#      codes (Microsoft answers 5.4.1 for an unknown recipient; Gmail's 421\n"
+	"#      4.7.28 talks about spam, its 4.7.29 is about TLS).\n"
 	"#   2. greylisting, relaying and the sender: unambiguous, and a greylist\n"
 	"#      reply often carries 4.7.1, which would otherwise read as a policy\n"
 	"#      block. A refused sender (x.1.7/x.1.8, \"Sender address rejected\") is\n"
@@ -159,8 +163,10 @@ static const char builtin_text[] =
 	"#   6. authentication wording (SPF, DKIM, DMARC), TLS, DNS and connections.\n"
 	"#   7. spam and content wording.\n"
 	"#   8. wording without useful enhanced codes (user unknown, mailbox full...).\n"
-	"#   9. the stage, then fallbacks by code: 421 -> rate_limited, 5.5.x/50x ->\n"
-	"#      protocol_error, anything else -> unknown.\n"
+	"#   9. the stage, then fallbacks by code: 421 -> rate_limited, 5.5.x, 5.6.x\n"
+	"#      and 50x -> protocol_error, anything else -> unknown.\n"
+	"# Text is matched with the lines of a multi-line reply joined by one blank\n"
+	"# and every run of blanks as one, so a phrase may wrap.\n"
 	"\n"
 	"# 1. providers: Gmail\n"
 	"gmail-no-such-user           invalid_recipient  code=5 text=\"account that you tried to reach does not exist\"\n"
@@ -175,6 +181,16 @@ static const char builtin_text[] =
 	"gmail-size                   message_too_large  text=\"exceeded google's message size limits\"\n"
 	"gmail-blocked-ip             reputation_block   code=5 text=\"low reputation of the sending ip\"\n"
 	"gmail-security               spam_content       code=5 text=\"content presents a potential security issue\"\n"
+	"gmail-over-quota-inactive    inactive_mailbox   text=\"out of storage space and inactive\"\n"
+	"gmail-rate-limited           rate_limited       code=4 text=\"receiving mail too quickly\"\n"
+	"gmail-sending-quota          rate_limited       code=5 text=\"email quota exceeded\"\n"
+	"gmail-dynamic-ip             reputation_block   code=5 text=\"not authorized to send email directly to our servers\"\n"
+	"gmail-tls                    tls_failure        code=4 text=\"wasn't sent over a TLS connection\"\n"
+	"gmail-dkim                   auth_failure       code=4 text=\"DKIM authentication didn't pass\"\n"
+	"gmail-alignment              auth_failure       text=\"isn't aligned with either the authenticated SPF or DKIM\"\n"
+	"gmail-from-header            protocol_error     code=5 text=\"multiple addresses in From: header\"\n"
+	"gmail-pipelining             protocol_error     text=\"no commands allowed to pipeline after STARTTLS\"\n"
+	"gmail-unauth-commands        protocol_error     text=\"too many unauthenticated commands\"\n"
 	"\n"
 	"# Yahoo: TSS04/TS01/TS02 temporary, TSS09/TS03 permanent\n"
 	"yahoo-tss04                  rate_limited       text=\"[TSS04]\"\n"
@@ -198,12 +214,30 @@ static const char builtin_text[] =
 	"microsoft-recipient-not-found invalid_recipient  code=5 enh=5.4.1 text=\"Recipient address rejected: Access denied\"\n"
 	"microsoft-over-quota         mailbox_full       text=\"QuotaExceeded\"\n"
 	"microsoft-banned-ip          reputation_block   code=5 text=\"banned sending ip\"\n"
+	"microsoft-banned-sender      reputation_block   code=5 text=\"banned sender\"\n"
 	"microsoft-relay              relay_denied       code=5 enh=5.7.54\n"
 	"microsoft-blocked-ip         reputation_block   code=5 enh=5.7.708\n"
 	"microsoft-auth-level         auth_failure       code=5 enh=5.7.515\n"
 	"\n"
 	"# Proofpoint\n"
 	"proofpoint-ipcheck           reputation_block   code=5 text=\"ipcheck.proofpoint.com\"\n"
+	"\n"
+	"# Apple iCloud: [CS01] after the body is about the content, [HM08] about the sender\n"
+	"apple-cs01                   spam_content       code=5 text=\"[CS01]\"\n"
+	"apple-hm08                   reputation_block   code=5 text=\"[HM08]\"\n"
+	"\n"
+	"# GMX / Web.de: the sender domain without MX or A (\"mailbox unavailable\" comes first in the reply)\n"
+	"gmx-sender-dns               auth_failure       code=5 text=\"invalid DNS MX or A/AAAA resource record\"\n"
+	"gmx-policy                   spam_content       code=5 text=\"Reject due to policy restrictions\"\n"
+	"\n"
+	"# Mimecast\n"
+	"mimecast-blocked             reputation_block   code=5 text=\"envelope blocked\"\n"
+	"mimecast-blocked             reputation_block   code=5 text=\"Blocked Senders\"\n"
+	"mimecast-unresolvable-sender dns_failure        code=4 text=\"unresolvable RFC.5321 from address\"\n"
+	"mimecast-open-relay          relay_denied       text=\"Open relay not allowed\"\n"
+	"\n"
+	"# Barracuda: a refusal after the body names the recipient and \":blocked\"\n"
+	"barracuda-blocked            spam_content       code=5 text=\":blocked)\"\n"
 	"\n"
 	"# 2. greylisting, relaying and the sender's identity\n"
 	"greylisted                   greylisted         code=4 text=\"greylist\"\n"
@@ -219,18 +253,27 @@ static const char builtin_text[] =
 	"relay-denied                 relay_denied       code=5 text=\"relaying not allowed\"\n"
 	"relay-denied                 relay_denied       code=5 text=\"we do not relay\"\n"
 	"relay-denied                 relay_denied       code=5 text=\"relay denied\"\n"
+	"relay-denied                 relay_denied       code=4 text=\"relay access denied\"\n"
 	"sender-rejected              auth_failure       text=\"sender address rejected\"\n"
+	"sender-rejected              auth_failure       code=5 text=\"sender address is not allowed\"\n"
+	"# RFC 7505: the recipient's domain publishes a null MX (Microsoft's 5.1.10 is an unknown user)\n"
+	"null-mx                      bad_domain         code=5 text=\"(nullMX)\"\n"
+	"null-mx                      bad_domain         enh=5.1.10 text=\"null MX\"\n"
 	"enh-x.1.7                    auth_failure       enh=5.1.7\n"
 	"enh-x.1.7                    auth_failure       enh=4.1.7\n"
 	"enh-x.1.8                    auth_failure       enh=5.1.8\n"
 	"enh-x.1.8                    auth_failure       enh=4.1.8\n"
 	"sender-verify                auth_failure       text=\"sender verify failed\"\n"
 	"sender-verify                auth_failure       text=\"sender verification failed\"\n"
+	"sender-verify                auth_failure       text=\"could not complete sender verify\"\n"
 	"sender-spoofing              auth_failure       text=\"spoof\"\n"
 	"reverse-dns                  auth_failure       text=\"cannot find your hostname\"\n"
 	"reverse-dns                  auth_failure       text=\"reverse dns\"\n"
 	"reverse-dns                  auth_failure       text=\"ptr record\"\n"
 	"reverse-dns                  auth_failure       text=\"ptr resource record\"\n"
+	"reverse-dns                  auth_failure       text=\"reverse hostname\"\n"
+	"helo-unknown                 auth_failure       text=\"Helo command rejected: Host not found\"\n"
+	"greylisted                   greylisted         code=4 text=\"is not yet authorized to deliver mail from\"\n"
 	"\n"
 	"# 3. enhanced codes: address, mailbox, network (RFC 3463), authentication (RFC 7372)\n"
 	"enh-5.1.1                    invalid_recipient  enh=5.1.1\n"
@@ -244,6 +287,8 @@ static const char builtin_text[] =
 	"enh-x.2.3                    message_too_large  enh=4.2.3\n"
 	"enh-x.3.4                    message_too_large  enh=5.3.4\n"
 	"enh-x.3.4                    message_too_large  enh=4.3.4\n"
+	"enh-x.4.5                    rate_limited       enh=4.4.5\n"
+	"enh-x.4.5                    rate_limited       enh=5.4.5\n"
 	"enh-5.4.4                    bad_domain         enh=5.4.4\n"
 	"enh-4.1.2                    dns_failure        enh=4.1.2\n"
 	"enh-4.4.1                    connection_failure enh=4.4.1\n"
@@ -288,6 +333,8 @@ static const char builtin_text[] =
 	"reputation                   reputation_block   code=5 text=\"reputation\"\n"
 	"\n"
 	"# 5. temporary rate and volume limits\n"
+	"# the sender's own errors, before \"too many\"\n"
+	"too-many-errors              protocol_error     code=4 text=\"too many errors\"\n"
 	"rate-limited                 rate_limited       code=4 text=\"rate limit\"\n"
 	"rate-limited                 rate_limited       code=4 text=\"rate-limit\"\n"
 	"rate-limited                 rate_limited       code=4 text=\"ratelimit\"\n"
@@ -299,6 +346,7 @@ static const char builtin_text[] =
 	"rate-limited                 rate_limited       code=4 text=\"temporarily deferred\"\n"
 	"rate-limited                 rate_limited       code=4 text=\"exceeded\"\n"
 	"rate-limited                 rate_limited       code=4 enh=4.7. text=\"rate\"\n"
+	"rate-limited                 rate_limited       code=4 text=\"reached its limit\"\n"
 	"reputation-temporary         rate_limited       code=4 text=\"reputation\"\n"
 	"\n"
 	"# 6. authentication, TLS, DNS and connection wording\n"
@@ -352,10 +400,12 @@ static const char builtin_text[] =
 	"text-mailbox-full            mailbox_full       text=\"quota exceeded\"\n"
 	"text-mailbox-full            mailbox_full       text=\"mailbox full\"\n"
 	"text-mailbox-full            mailbox_full       text=\"mailbox is full\"\n"
+	"text-mailbox-full            mailbox_full       text=\"exceeded storage allocation\"\n"
 	"text-too-large               message_too_large  text=\"message size exceeds\"\n"
 	"text-too-large               message_too_large  text=\"message too large\"\n"
 	"text-too-large               message_too_large  text=\"message too big\"\n"
 	"text-too-large               message_too_large  text=\"size limit\"\n"
+	"text-too-large               message_too_large  text=\"size exceeded\"\n"
 	"text-no-such-user            invalid_recipient  code=5 text=\"user unknown\"\n"
 	"text-no-such-user            invalid_recipient  code=5 text=\"unknown user\"\n"
 	"text-no-such-user            invalid_recipient  code=5 text=\"no such user\"\n"
@@ -367,6 +417,7 @@ static const char builtin_text[] =
 	"text-no-such-user            invalid_recipient  code=550 text=\"mailbox unavailable\"\n"
 	"\n"
 	"# 9. the stage, then fallbacks by code class\n"
+	"sync-error                   protocol_error     text=\"synchronization error\"\n"
 	"# a 5xx greeting refuses this IP before it has said anything\n"
 	"greeting-refused             reputation_block   stage=connect,greeting code=5\n"
 	"# at the end of DATA, sender and recipients were accepted: a policy refusal is about the content\n"
@@ -374,6 +425,8 @@ static const char builtin_text[] =
 	"code-421                     rate_limited       code=421\n"
 	"enh-x.5.x                    protocol_error     enh=5.5.\n"
 	"enh-x.5.x                    protocol_error     enh=4.5.\n"
+	"enh-x.6.x                    protocol_error     enh=5.6.\n"
+	"enh-x.6.x                    protocol_error     enh=4.6.\n"
 	"invalid-mime                 protocol_error     code=5 text=\"invalid mime\"\n"
 	"code-50x                     protocol_error     code=50\n"
 	"default-5xx                  unknown            code=5\n"
@@ -784,6 +837,31 @@ stage_in(const char *list, const char *stage)
 	}
 }
 
+/*
+ * squeeze_blanks - text with every run of blanks (space, tab, CR, LF) as
+ * one space into out, cut at outlen - 1 bytes: the lines of a multi-line
+ * reply arrive joined by '\n', and a phrase may wrap between them.
+ */
+static const char *
+squeeze_blanks(const char *text, char *out, size_t outlen)
+{
+	size_t o = 0;
+	int blank = 0;
+
+	for (const char *p = text; *p && o + 1 < outlen; p++) {
+		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+			blank = 1;
+			continue;
+		}
+		if (blank && o > 0 && o + 2 < outlen)
+			out[o++] = ' ';
+		blank = 0;
+		out[o++] = *p;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static int
 rule_matches(const struct rule *r, const char *stage, const char *code, const char *enh,
     const char *text)
@@ -803,7 +881,7 @@ enum bounce_class
 classify_reply_stage(const struct classify_rules *r, const char *stage, int code, const char *enh,
     const char *text, struct classify_match *m)
 {
-	char codebuf[8] = "", enhbuf[16] = "";
+	char codebuf[8] = "", enhbuf[16] = "", flat[CLASSIFY_TEXT_MAX];
 
 	if (text == NULL)
 		text = "";
@@ -821,6 +899,7 @@ classify_reply_stage(const struct classify_rules *r, const char *stage, int code
 		if (n > 0)
 			text += n;
 	}
+	text = squeeze_blanks(text, flat, sizeof flat);
 	for (size_t i = 0; r != NULL && i < r->n; i++) {
 		if (rule_matches(&r->rules[i], stage, codebuf, enhbuf, text)) {
 			if (m != NULL) {

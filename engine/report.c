@@ -14,8 +14,10 @@
  *   3. Otherwise its text (text/plain parts, else text/html with the tags
  *      taken out) is searched for the wording of the common bounce
  *      generators; each names a recipient and quotes the remote reply.
- *   4. Otherwise, wording about abuse or spam makes it NOT_ARF_ABUSE, and
- *      anything else is UNKNOWN.
+ *   4. Otherwise, an attached original stamped with Outlook.com's
+ *      X-HmXmrOriginalRecipient is Microsoft's older JMRP complaint (ARF,
+ *      format "jmrp", Feedback-Type abuse); wording about abuse or spam
+ *      makes it NOT_ARF_ABUSE, and anything else is UNKNOWN.
  * The returned original is the first message/rfc822 (or headers-only)
  * part, else the copy a text bounce appends after its marker line; as a
  * last resort, the job-id header is looked for at the start of any line
@@ -1040,6 +1042,16 @@ report_parse(const char *msg, size_t len, const char *id_header, struct report *
 	for (size_t i = 0; i < m.n && r->original.job_id[0] == '\0'; i++)
 		if (strncmp(m.parts[i].ctype, "multipart/", 10) != 0)
 			id_anywhere(&r->original, m.parts[i].body, m.parts[i].body_len, id_header);
+	/*
+	 * Microsoft's older JMRP: no feedback-report part, only the attached
+	 * original, which Outlook.com stamped with X-HmXmrOriginalRecipient
+	 * on delivery (so a bounce of ours never carries it).
+	 */
+	if (r->kind == REPORT_UNKNOWN && r->reason[0] == '\0' && orig != NULL &&
+	    r->original.ms_original_rcpt[0] != '\0') {
+		r->kind = REPORT_ARF;
+		snprintf(r->feedback.feedback_type, sizeof r->feedback.feedback_type, "abuse");
+	}
 	if (r->kind == REPORT_ARF)
 		arf_finish(r);
 

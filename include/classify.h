@@ -4,11 +4,12 @@
  * The classes are a closed set (the event `class` field). Rules are tried in order;
  * the first that matches wins. A rule matches on any of: reply code
  * (prefix such as "5", "55", "421"), enhanced code (prefix such as
- * "5.1.", "4.7.28"), and a case-insensitive substring of the text.
+ * "5.1.", "4.7.28"), and a case-insensitive substring of the text (runs
+ * of blanks and line breaks in the reply count as one space).
  * A rule may also name the stage of the reply (the command it answered).
  * The built-in rules are the text of pools/bounce-rules.conf, compiled in
  * (a unit test keeps the two identical); they cover the provider wordings
- * collected in tests/fixtures/replies.tsv. A rule file
+ * collected in tests/fixtures/replies.tsv and replies-corpus.tsv. A rule file
  * (smtp.classify_rules) is tried before them. Format, one rule per line,
  * '#' comments:
  *     NAME  CLASS  [stage=LIST] [code=PREFIX] [enh=PREFIX] [text="substring"]

@@ -10,8 +10,9 @@
  *     Gmail and Yahoo texts (the recipient, the SMTP reply they quote, and
  *     the copy of the original they append);
  *   - RFC 5965 feedback reports (ARF), Microsoft JMRP (the recipient is in
- *     the original's X-HmXmrOriginalRecipient) and Yahoo's (redacted
- *     recipient: the job id is the only link);
+ *     the original's X-HmXmrOriginalRecipient; the older JMRP without a
+ *     feedback-report part is read as an abuse report too) and Yahoo's
+ *     (redacted recipient: the job id is the only link);
  *   - abuse complaints that are not ARF (REPORT_NOT_ARF_ABUSE), for an
  *     operator to read.
  * In each, the returned original (message/rfc822, text/rfc822-headers, or

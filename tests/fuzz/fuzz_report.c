@@ -8,7 +8,11 @@
  * bytes; the recipient count is capped; every part body lies inside the
  * input or inside the part's own decoded copy, and is no longer than the
  * input; report_job_id() and report_verp_id() never write past their
- * buffer, whatever the input; every recipient gets a class.
+ * buffer, whatever the input; every recipient gets a class; a DSN has a
+ * recipient, an ARF report a feedback type, a delay is never a failure.
+ * `make fuzz-smoke` seeds it with tests/fixtures/dsn and arf (every
+ * format: RFC 3464, Exim, qmail, Exchange text and HTML, Gmail, Yahoo,
+ * Postfix text, ARF, JMRP old and new, not-ARF abuse; fuzz_report.seeds).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
  *     tests/fuzz/fuzz_report.c engine/report.c engine/mime.c engine/classify.c \
@@ -55,6 +59,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (r.kind == REPORT_UNKNOWN && r.reason[0] == '\0')
 		abort();
+	/* a DSN names at least one recipient; an ARF report (the older JMRP
+	 * too) has a feedback type; every report names its format */
+	if (r.format == NULL || (r.kind == REPORT_DSN && r.nrcpts == 0) ||
+	    (r.kind == REPORT_ARF && r.feedback.feedback_type[0] == '\0'))
+		abort();
 	CHECK(r.reason);
 	CHECK(r.to);
 	CHECK(r.from);
@@ -80,6 +89,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.rcpts[i].final_rcpt[0] == '\0' && r.rcpts[i].original_rcpt[0] != '\0')
 			abort();
 		if ((unsigned)report_rcpt_classify(rules, &r.rcpts[i], NULL) >= CLASS__COUNT)
+			abort();
+		/* a delay is never a failure */
+		if (r.rcpts[i].action == REPORT_ACTION_DELAYED && report_rcpt_is_failure(&r.rcpts[i]))
 			abort();
 	}
 	report_job_id(&r, r.to, "bounces+{id}@bounces.example.com", id, sizeof id);

@@ -2,7 +2,9 @@
  * test_classify.c - bounce classification: every line of
  * tests/fixtures/replies.tsv classifies as given (the file is read, so a
  * new fixture line is a new test); rule names; enhanced-code boundaries;
- * rule files (order, errors with file:line); class names; suppression.
+ * rule files (order, errors with file:line); class names; suppression;
+ * the provider corpus tests/fixtures/replies-corpus.tsv through the shipped
+ * pools/bounce-rules.conf, with accuracy per provider.
  * Run from the repository root (make unit does), or set VOLLEY_FIXTURES.
  */
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "classify.h"
+#include "smtp_reply.h"
 #include "util.h"
 
 /*
@@ -68,6 +71,108 @@ test_fixtures(void **state)
 	print_message("classify corpus: %d of %d replies in the right class (%.1f%%)\n", n - bad, n,
 	    n ? 100.0 * (n - bad) / n : 0.0);
 	assert_true(n >= 80);
+	for (int c = 0; c < CLASS__COUNT; c++)
+		if (seen[c] == 0)
+			fail_msg("no reply of class %s in the corpus", bounce_class_name((enum bounce_class)c));
+	assert_int_equal(bad, 0);
+}
+
+/*
+ * The provider corpus: tests/fixtures/replies-corpus.tsv, rows of
+ * "STAGE<TAB>REPLY<TAB>CLASS<TAB>PROVIDER<TAB>SOURCE", the reply as it
+ * comes off the wire ("\n" between the lines of a multi-line reply). Each
+ * goes through the reply parser and classify_reply_stage() as the engine
+ * does, with the SHIPPED pools/bounce-rules.conf loaded as a rule file.
+ * Prints the accuracy per provider (the table in docs/classify.md); every
+ * row must land in its class.
+ */
+#define CORPUS_PROVIDERS 32
+
+static void
+test_corpus(void **state)
+{
+	const char *dir = getenv("VOLLEY_FIXTURES");
+	char path[512], line[8192], *err = NULL;
+	struct classify_rules *r = classify_rules_load("pools/bounce-rules.conf", &err);
+	struct { char name[32]; int n, ok; } prov[CORPUS_PROVIDERS];
+	size_t nprov = 0;
+	int n = 0, bad = 0, lineno = 0, seen[CLASS__COUNT] = { 0 };
+	FILE *f;
+
+	if (r == NULL)
+		fail_msg("pools/bounce-rules.conf: %s (run from the repository root)", err);
+	snprintf(path, sizeof path, "%s/replies-corpus.tsv", dir ? dir : "tests/fixtures");
+	f = fopen(path, "r");
+	if (f == NULL)
+		fail_msg("cannot open %s (run from the repository root)", path);
+	while (fgets(line, sizeof line, f) != NULL) {
+		char *col[5], *p = line, wire[4096];
+		size_t w = 0, used = 0, k;
+		struct smtp_reply rep;
+		struct classify_match m;
+		enum bounce_class want, got;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		for (int i = 0; i < 5; i++) {
+			col[i] = p;
+			p = strchr(p, '\t');
+			if (p == NULL && i < 4)
+				fail_msg("%s:%d: want 5 tab-separated columns", path, lineno);
+			if (p != NULL)
+				*p++ = '\0';
+		}
+		if (bounce_class_from_name(col[2], &want) < 0)
+			fail_msg("%s:%d: unknown class '%s'", path, lineno, col[2]);
+		/* "\n" in the file is a line break on the wire */
+		for (const char *s = col[1]; *s && w + 3 < sizeof wire; s++) {
+			if (s[0] == '\\' && s[1] == 'n') {
+				wire[w++] = '\r';
+				wire[w++] = '\n';
+				s++;
+			} else {
+				wire[w++] = *s;
+			}
+		}
+		wire[w++] = '\r';
+		wire[w++] = '\n';
+		if (smtp_reply_parse(wire, w, &rep, &used) != 1 || used != w)
+			fail_msg("%s:%d: not one complete SMTP reply: %s", path, lineno, col[1]);
+		got = classify_reply_stage(r, strcmp(col[0], "-") == 0 ? NULL : col[0], rep.code,
+		    rep.enh, rep.text, &m);
+		for (k = 0; k < nprov && strcmp(prov[k].name, col[3]) != 0; k++)
+			;
+		if (k == nprov) {
+			assert_true(nprov < CORPUS_PROVIDERS);
+			snprintf(prov[k].name, sizeof prov[k].name, "%s", col[3]);
+			prov[k].n = prov[k].ok = 0;
+			nprov++;
+		}
+		prov[k].n++;
+		if (got == want) {
+			prov[k].ok++;
+		} else {
+			print_error("MISMATCH %s:%d %s (rule %s at %s:%d) want %s: %s\n", path, lineno,
+			    bounce_class_name(got), m.rule, m.file ? m.file : "-", m.line, col[2], col[1]);
+			bad++;
+		}
+		seen[want]++;
+		n++;
+	}
+	fclose(f);
+	classify_rules_free(r);
+	print_message("| provider | right class |\n|---|---|\n");
+	for (size_t k = 0; k < nprov; k++)
+		print_message("| %s | %d of %d |\n", prov[k].name, prov[k].ok, prov[k].n);
+	print_message("| all | %d of %d (%.1f%%) |\n", n - bad, n, n ? 100.0 * (n - bad) / n : 0.0);
+	assert_true(n >= 150);
+	for (size_t k = 0; k < nprov; k++)
+		if (prov[k].n < 10)
+			fail_msg("provider %s has %d replies in the corpus, want at least 10", prov[k].name,
+			    prov[k].n);
+	assert_true(nprov >= 13);
 	for (int c = 0; c < CLASS__COUNT; c++)
 		if (seen[c] == 0)
 			fail_msg("no reply of class %s in the corpus", bounce_class_name((enum bounce_class)c));
@@ -155,6 +260,21 @@ test_classify_reply_parts(void **state)
 	assert_string_equal(rule, "default-5xx");
 	/* case-insensitive text */
 	assert_int_equal(classify_reply(r, 451, NULL, "GREYLISTED, come back", &rule), CLASS_GREYLISTED);
+	/* a phrase may wrap between the lines of a multi-line reply; blanks are squeezed */
+	assert_int_equal(classify_reply(r, 421, NULL, "Our system has detected an unusual rate of\n"
+	    "unsolicited mail", &rule), CLASS_RATE_LIMITED);
+	assert_string_equal(rule, "gmail-rate-limited");
+	assert_int_equal(classify_reply(r, 554, NULL, "\r\n <d@example.org>: Relay   access\r\n\tdenied ", &rule),
+	    CLASS_RELAY_DENIED);
+	assert_string_equal(rule, "relay-denied");
+	/* text past what is matched cannot decide, however long the reply */
+	char *huge = xmalloc(20000);
+
+	memset(huge, 'x', 19999);
+	huge[19999] = '\0';
+	memcpy(huge + 19000, "relay access denied", 19);
+	assert_int_equal(classify_reply(r, 554, NULL, huge, &rule), CLASS_UNKNOWN);
+	free(huge);
 	classify_rules_free(r);
 }
 
@@ -445,6 +565,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixtures),
+		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_rule_names),
 		cmocka_unit_test(test_classify_reply_parts),
 		cmocka_unit_test(test_class_names),

@@ -103,10 +103,18 @@ static const struct golden golden[] = {
 		{ "rita@busy.example", "delayed", "4.7.0", "421 4.7.0 [TSS04] Messages from 192.0.2.10 temporarily deferred" } } },
 	{ "dsn/yahoo-text.eml", 0, "dsn", "yahoo", "job-1009", "id-header", "", "", 1, {
 		{ "quinn@yahoo.example", "failed", "5.0.0", "554 delivery error: dd This user doesn't have a yahoo.example account" } } },
+	{ "dsn/postfix-text.eml", 0, "dsn", "postfix", "job-1030", "id-header", "", "", 2, {
+		{ "olga@store.example", "failed", "5.1.1", "550 5.1.1 <olga@store.example>: Recipient address rejected: User unknown in virtual mailbox table" },
+		{ "pete@full.example", "failed", "5.2.2", "552 5.2.2 <pete@full.example>: Recipient address rejected: Mailbox full" } } },
+	{ "dsn/postfix-delayed-text.eml", 0, "dsn", "postfix", "job-1031", "verp-to", "", "", 1, {
+		{ "quentin@slow.example", "delayed", "4.7.1", "451 4.7.1 <quentin@slow.example>: Recipient address rejected: Greylisted" } } },
+	{ "dsn/o365-html-only.eml", 0, "dsn", "exchange", "job-1032", "id-header", "", "", 1, {
+		{ "rosa@fabrikam.example", "failed", "5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup" } } },
 	/* feedback reports */
 	{ "arf/abuse-report.eml", 0, "arf", "arf", "job-8813", "id-header", "dave@isp.example", "", 0, { { 0 } } },
 	{ "arf/redacted-yahoo-style.eml", 0, "arf", "yahoo-arf", "job-8814", "id-header", "", "", 0, { { 0 } } },
 	{ "arf/jmrp.eml", 0, "arf", "jmrp", "job-1012", "id-header", "tom@outlook.example", "", 0, { { 0 } } },
+	{ "arf/jmrp-legacy.eml", 0, "arf", "jmrp", "job-1033", "id-header", "sven@outlook.example", "", 0, { { 0 } } },
 	{ "arf/aol-base64.eml", 0, "arf", "arf", "job-1013", "id-header", "ursula@aol.example", "", 0, { { 0 } } },
 	{ "arf/fraud-headers-only.eml", 0, "arf", "arf", "job-1014", "id-header", "victor@mailbox.example", "", 0, { { 0 } } },
 	{ "arf/not-arf-forward.eml", 0, "not_arf", "text", "job-1015", "id-header", "",
@@ -200,6 +208,9 @@ test_classes(void **state)
 		{ "dsn/gmail-text.eml", { "invalid_recipient" } },
 		{ "dsn/gmail-delayed.eml", { "rate_limited" } },
 		{ "dsn/yahoo-text.eml", { "invalid_recipient" } },
+		{ "dsn/postfix-text.eml", { "invalid_recipient", "mailbox_full" } },
+		{ "dsn/postfix-delayed-text.eml", { "greylisted" } },
+		{ "dsn/o365-html-only.eml", { "invalid_recipient" } },
 	};
 	struct classify_rules *rules = classify_rules_builtin();
 
@@ -296,6 +307,22 @@ test_arf_fields(void **state)
 	assert_int_equal(r.nrcpts, 0);
 	report_free(&r);
 	free(msg);
+
+	/* Microsoft's older JMRP: no feedback-report part, an abuse complaint all the same */
+	msg = read_fixture("arf/jmrp-legacy.eml", &len);
+	assert_int_equal(report_parse(msg, len, NULL, &r), 0);
+	assert_int_equal(r.kind, REPORT_ARF);
+	assert_string_equal(r.feedback.feedback_type, "abuse");
+	assert_string_equal(r.original.ms_original_rcpt, "sven@outlook.example");
+	report_free(&r);
+	free(msg);
+	/* the same header in a text with no attached original is not enough */
+	static const char stamped[] = "From: someone@example.org\nSubject: look at this spam\n\n"
+	    "X-HmXmrOriginalRecipient: <sven@outlook.example>\nX-Volley-Id: job-9\n";
+
+	assert_int_equal(report_parse(stamped, sizeof stamped - 1, NULL, &r), 0);
+	assert_int_equal(r.kind, REPORT_NOT_ARF_ABUSE);
+	report_free(&r);
 
 	/* Yahoo: redacted everywhere; the id header and VERP are the links */
 	msg = read_fixture("arf/redacted-yahoo-style.eml", &len);

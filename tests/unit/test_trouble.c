@@ -85,7 +85,7 @@ static const struct tcase cases[] = {
 	/* --- EHLO / HELO --- */
 	{ "HELO 550", S(HELO), SMTP_PERM, C(REPLY), 550, "5.7.1",
 	  "550 5.7.1 Helo command rejected: Host not found", 1,
-	  JOB_DEFERRED, K(UNKNOWN), 0, 0, 1, 0 },
+	  JOB_DEFERRED, K(AUTH_FAILURE), 0, 0, 1, 0 },	/* our HELO name does not resolve */
 	{ "EHLO 421", S(EHLO), SMTP_TEMP, C(REPLY), 421, "4.7.0",
 	  "421 4.7.0 Try again later, closing connection. (EHLO)", 1,
 	  JOB_DEFERRED, K(RATE_LIMITED), 0, 1, 1, 0 },
@@ -236,7 +236,7 @@ static const struct tcase cases[] = {
 	  JOB_BOUNCED, K(INVALID_RECIPIENT), 0, 0, 0, 0 },
 	{ "RCPT SMTPUTF8 not offered (local)", S(RCPT), SMTP_PERM, C(PROTOCOL), 0, "5.6.7",
 	  "the server does not offer SMTPUTF8, needed for a non-ASCII address", 1,
-	  JOB_BOUNCED, K(UNKNOWN), 0, 0, 0, 0 },
+	  JOB_BOUNCED, K(PROTOCOL_ERROR), 0, 0, 0, 0 },	/* x.6.x: like 5.6.3 */
 	{ "MAIL 8-bit body, no 8BITMIME (local)", S(MAIL), SMTP_PERM, C(PROTOCOL), 0, "5.6.3",
 	  "message has 8-bit content and the server does not offer 8BITMIME", 1,
 	  JOB_BOUNCED, K(PROTOCOL_ERROR), 0, 0, 0, 0 },
