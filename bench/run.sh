@@ -36,12 +36,18 @@
 #   and for redis-server (utime+stime from /proc/PID/stat read before and
 #   after the drain), in microseconds per message.
 #
-# Environment: BENCH_N (20000), BENCH_PARTS ("a b c d e f"), KEEP=1.
+#   (g) TLS: the volley-sink round with STARTTLS, as a ratio of plain.
+#   (h) DKIM: Ed25519, RSA-2048 (shared body), RSA-2048 per recipient
+#       (threads, and on the loop), each as a ratio of plain.
+#   (i) RSS per TLS session: 5,000 STARTTLS sessions held at DATA.
+#
+# Environment: BENCH_N (20000), BENCH_PARTS ("a b c d e f g h i"), KEEP=1,
+# BENCH_TLS_PER (10 sessions per domain in (i), x 500 domains).
 # Output: one line per figure, then a summary table (docs/benchmarks.md).
 . "$(dirname "$0")/../tests/lib.sh"
 
 N=${BENCH_N:-20000}
-PARTS=${BENCH_PARTS:-a b c d e f}
+PARTS=${BENCH_PARTS:-a b c d e f g h i}
 NDOM=50
 MX=127.0.1.1
 declare -A RATE=() NOTE=() CPU_ENGINE=() CPU_REDIS=()
@@ -422,6 +428,115 @@ print("limit %d/min: settled after %d s with %d 421s on the way, %d more after (
 	fi
 fi
 
+# --- (g) TLS: STARTTLS to volley-sink ------------------------------------------------
+# The (a) volley-sink round again with the sink offering STARTTLS (a
+# self-signed certificate; smtp.tls opportunistic, the default): every
+# session negotiates TLS. Reported as a ratio of the plain round.
+plain_round() {	# the plain volley-sink round, unless (a) ran it
+	[ -n "${RATE[volley_volley_sink]:-}" ] && return 0
+	start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet || return 1
+	volley_round volley_volley_sink
+	stop_sink "$MX"
+}
+if want g && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
+	plain_round
+	if start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet --tls --stats "$T/stats-g.json"; then
+		volley_round tls
+		stop_sink "$MX"
+	else
+		NOTE[tls]="volley-sink --tls did not start"
+	fi
+fi
+
+# --- (h) DKIM: Ed25519 and RSA-2048, shared and per-recipient ------------------------
+# The plain volley-sink round with a dkim block for the From domain:
+# Ed25519 alone, RSA-2048 alone (one signature per body: every job shares
+# it), and RSA-2048 with smtp.unsubscribe_url = ".../u?r={to}" (every job
+# its own List-Unsubscribe, so its own signature: made by the signing
+# threads, dkim_threads = 2), and the same signed on the loop
+# (dkim_threads = 0) to show what the threads take off it.
+if want h && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
+	plain_round
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/dkim-rsa.pem" 2>/dev/null
+	openssl genpkey -algorithm ed25519 -out "$T/dkim-ed.pem" 2>/dev/null
+	dkim_conf() {	# FILE KEY ALG THREADS [SMTP_EXTRA]
+		CFG_INSTANCE=bench-h CFG_RETRY='[5s]' CFG_MAX_AGE=1h CFG_SMTP_EXTRA="${5:-}" \
+			CFG_EXTRA="dkim_threads = $4;
+dkim \"sender.test\" { selector = \"b1\"; key = \"$2\"; algorithm = \"$3\"; }" \
+			write_config "$1"
+	}
+	dkim_conf "$T/volley-h-ed.conf" "$T/dkim-ed.pem" ed25519-sha256 2
+	dkim_conf "$T/volley-h-rsa.conf" "$T/dkim-rsa.pem" rsa-sha256 2
+	unsub='  unsubscribe_url = "https://sender.test/u?r={to}";'
+	dkim_conf "$T/volley-h-rsa-rcpt.conf" "$T/dkim-rsa.pem" rsa-sha256 2 "$unsub"
+	dkim_conf "$T/volley-h-rsa-rcpt0.conf" "$T/dkim-rsa.pem" rsa-sha256 0 "$unsub"
+	if ! "$VOLLEY" check-config -c "$T/volley-h-rsa-rcpt.conf" >"$T/h-check.log" 2>&1; then
+		NOTE[dkim_ed]="config refused: $(head -3 "$T/h-check.log" | tr '\n' ' ')"
+	elif start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet; then
+		volley_round dkim_ed "$T/volley-h-ed.conf"
+		volley_round dkim_rsa "$T/volley-h-rsa.conf"
+		volley_round dkim_rsa_rcpt "$T/volley-h-rsa-rcpt.conf"
+		volley_round dkim_rsa_rcpt_loop "$T/volley-h-rsa-rcpt0.conf"
+		stop_sink "$MX"
+	else
+		NOTE[dkim_ed]="volley-sink did not start"
+	fi
+fi
+
+# --- (i) memory per TLS session ------------------------------------------------------
+# As (d), with STARTTLS: 500 domains x max_connections I_PER (10) = 5,000
+# sessions against volley-sink --tls whose every DATA command stalls for
+# 120 s, so each session sits idle after its TLS handshake, MAIL and RCPT.
+# RSS above the idle engine per established session.
+if want i && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
+	I_MX=127.0.1.3 I_PER=${BENCH_TLS_PER:-10}
+	I_N=$((500 * I_PER))
+	echo 'rule "hold" { stage = "data"; stall = 120s; }' >"$T/sink-i.conf"
+	if start_volley_sink --nocapture "$I_MX" "$SINK_PORT" --quiet --tls -c "$T/sink-i.conf"; then
+		CFG_INSTANCE=bench-i CFG_RETRY='[5s]' CFG_MAX_AGE=1h \
+			CFG_SMTP_EXTRA="  max_sessions = $((I_N + 1000)); max_connections = $I_PER;" \
+			CFG_EXTRA="shaping { initial_connections = $I_PER; }" \
+			write_config "$T/volley-i.conf"
+		redis_cli FLUSHALL >/dev/null
+		bg_volley "$T/run-i-idle.log" run -c "$T/volley-i.conf" --no-progress
+		sleep 1.5
+		idle=$(rss_kb "$VOLLEY_PID")
+		kill9 "$VOLLEY_PID"
+		for k in $(seq 0 $((I_N - 1))); do echo "u$k@s$((k % 500)).test"; done >"$T/rcpts-i"
+		"$VOLLEY" inject -c "$T/volley-i.conf" --from bench@sender.test --msg "$T/msg.eml" \
+			--rcpts "$T/rcpts-i" >/dev/null 2>&1
+		VOLLEY_LOG=warn bg_volley "$T/run-i.log" run -c "$T/volley-i.conf" --no-progress
+		pid=$VOLLEY_PID
+		peak=0 peak_rss=0 t0=$(now_ms)
+		while [ $(($(now_ms) - t0)) -lt 60000 ] && kill -0 "$pid" 2>/dev/null; do
+			n=$(ss -Htn state established dst "$I_MX:$SINK_PORT" 2>/dev/null | wc -l)
+			r=$(rss_kb "$pid")
+			if [ "$n" -gt "$peak" ]; then peak=$n peak_rss=$r; fi
+			if [ "$n" -ge "$I_N" ]; then
+				sleep 3	# every session past its handshake and at DATA
+				n=$(ss -Htn state established dst "$I_MX:$SINK_PORT" | wc -l)
+				r=$(rss_kb "$pid")
+				peak=$n peak_rss=$r
+				break
+			fi
+			sleep 1
+		done
+		reach=$(($(now_ms) - t0))
+		kill9 "$pid"
+		stop_sink "$I_MX"
+		if [ "$peak" -gt 0 ]; then
+			per=$(((peak_rss - idle) * 1024 / peak))
+			NOTE[tls_sessions]="$peak TLS sessions open after $reach ms; RSS $((peak_rss / 1024)) MB (idle $((idle / 1024)) MB) = $per bytes/session above idle (target <= 32768)"
+		else
+			NOTE[tls_sessions]="no session ever opened (see $T/run-i.log)"
+			show_log "$T/run-i.log" 5
+		fi
+		log "(i) ${NOTE[tls_sessions]}"
+	else
+		NOTE[tls_sessions]="volley-sink --tls did not start"
+	fi
+fi
+
 # --- summary --------------------------------------------------------------------------
 echo
 echo "=== volley bench: $N messages of 2 KB, loopback, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -438,14 +553,25 @@ row "(b) Postfix relay, pre-loaded queue" postfix
 row "(c) smtp-source -> smtp-sink (ceiling)" smtp_source
 row "(e) 1,000 domains, unshaped, 1 IP" unshaped
 row "(e) same, 4-IP pool x 5 sites (20 lanes)" shaped
+row "(g) volley -> volley-sink, STARTTLS" tls
+row "(h) DKIM Ed25519, shared body" dkim_ed
+row "(h) DKIM RSA-2048, shared body" dkim_rsa
+row "(h) DKIM RSA-2048, per-recipient (threads)" dkim_rsa_rcpt
+row "(h) same, signed on the loop (dkim_threads=0)" dkim_rsa_rcpt_loop
 ratio() { [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ] && [ "${RATE[$2]}" -gt 0 ] &&
 	awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN{printf "%.2fx", a/b}' || echo n/a; }
 printf '  %-44s %10s\n' "volley / Postfix" "$(ratio volley_smtp_sink postfix)"
 printf '  %-44s %10s\n' "volley / smtp-source" "$(ratio volley_smtp_sink smtp_source)"
 printf '  %-44s %10s\n' "volley (100 sessions) / smtp-source (100)" "$(ratio volley_smtp_sink_100 smtp_source)"
 printf '  %-44s %10s\n' "(e) shaped / unshaped" "$(ratio shaped unshaped)"
+printf '  %-44s %10s  %s\n' "(g) TLS / plain volley-sink" "$(ratio tls volley_volley_sink)" "target >= 0.50"
+printf '  %-44s %10s  %s\n' "(h) Ed25519 shared / plain" "$(ratio dkim_ed volley_volley_sink)" "target >= 0.80"
+printf '  %-44s %10s  %s\n' "(h) RSA shared / plain" "$(ratio dkim_rsa volley_volley_sink)" "target >= 0.90"
+printf '  %-44s %10s\n' "(h) RSA per-recipient / plain" "$(ratio dkim_rsa_rcpt volley_volley_sink)"
+printf '  %-44s %10s\n' "(h) RSA per-recipient on the loop / plain" "$(ratio dkim_rsa_rcpt_loop volley_volley_sink)"
 echo "  (d) ${NOTE[sessions]:-not run}"
 [ -n "${NOTE[shaped_ips]:-}" ] && echo "  (e) shaped round by source IP: ${NOTE[shaped_ips]}"
 echo "  (f) ${NOTE[conv]:-not run}"
+echo "  (i) ${NOTE[tls_sessions]:-not run}"
 echo "  (us/m: CPU microseconds per message, utime+stime, during the drain only)"
 exit 0

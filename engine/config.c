@@ -594,6 +594,7 @@ struct setting {
 
 static const struct setting settings[] = {
 	{ "", "instance", S_STR, OFF(instance), 0, 0, 0, NULL, check_token, 0 },
+	{ "", "dkim_threads", S_U32, OFF(dkim_threads), 0, 0, 64, "2", NULL, 0 },
 
 	{ "redis", "url", S_STR, OFF(redis_url), 0, 0, 0, "redis://127.0.0.1:6379/0", check_redis_url, 0 },
 	{ "redis", "prefix", S_STR, OFF(prefix), 0, 0, 0, "volley:", check_prefix, 0 },

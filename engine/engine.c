@@ -28,6 +28,7 @@
 #include "loop.h"
 #include "redis.h"
 #include "scheduler.h"
+#include "signer.h"
 #include "session.h"
 #include "stats.h"
 #include "util.h"
@@ -49,6 +50,7 @@ struct engine {
 	struct classify_rules *rules;
 	struct ledger *lg;
 	struct intake *in;
+	struct signer *signer;		/* DKIM signing threads, or NULL */
 	struct inbound *inb;		/* DSNs and feedback reports in */
 	struct sched *sched;
 	struct stats *st;
@@ -240,6 +242,9 @@ engine_reload(struct engine *e)
 	/* The scheduler owns every configuration but the first (the
 	 * caller's, which Redis and DNS keep using) and frees each once no
 	 * session uses it any more. */
+	/* Signatures in flight read the old configuration's keys. */
+	if (e->signer)
+		signer_quiesce(e->signer);
 	sched_set_config(e->sched, nc, old != e->first_cfg, rules);
 	classify_rules_free(e->rules);
 	e->rules = rules;
@@ -462,6 +467,13 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->lg = ledger_new(e->loop, e->rq, cfg);
 	e->sched = sched_new(e->loop, e->dns, e->lg, e->st, cfg, e->rules, fd_cap);
 	e->in = intake_new(e->loop, e->rq, e->lg, e->sched, cfg);
+	if (cfg->dkim_threads > 0) {
+		/* Room for every job the read-ahead may hold, so the loop
+		 * signs only past that. */
+		unsigned q = cfg->max_ready < 65536 ? cfg->max_ready : 65536;
+		e->signer = signer_new(e->loop, cfg->dkim_threads, q < 1024 ? 1024 : q);
+		intake_set_signer(e->in, e->signer);
+	}
 	e->inb = inbound_new(e->loop, e->rq, cfg, e->rules);
 	e->li = listener_new(e->loop, e->rq, cfg);
 	e->hook.fn = on_turn_end;
@@ -490,6 +502,9 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->tearing_down = 1;
 	ledger_set_tearing_down(e->lg);
 	intake_set_stopping(e->in);
+	intake_set_signer(e->in, NULL);
+	signer_free(e->signer);		/* its eventfd read completes in the turns below */
+	e->signer = NULL;
 	sched_halt(e->sched);
 	listener_abort(e->li);
 	dns_free(e->dns);

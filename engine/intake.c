@@ -22,6 +22,7 @@
 #include "msg.h"
 #include "redis.h"
 #include "scheduler.h"
+#include "signer.h"
 #include "trouble.h"
 #include "util.h"
 
@@ -56,6 +57,22 @@ struct check {				/* one suppression check batch */
 	struct job *jobs[];
 };
 
+/*
+ * A signature being made by the signing pool (signer.h) and the jobs
+ * waiting for it. A body's first signature (body set) is shared: jobs of
+ * that body arriving meanwhile wait behind it (followers), then take it
+ * or ask for their own. The jobs stay held in the ledger meanwhile, so
+ * they count against the read-ahead.
+ */
+struct sign_wait {
+	struct intake *in;
+	struct signer_req *req;
+	struct msg_body *body;		/* a body's signature (MSG_DKIM_PENDING); NULL: j's own */
+	struct job *j;			/* whose fields are signed */
+	struct job *followers, **ftail;	/* jobs of body waiting behind it */
+	struct sign_wait *prev, *next;	/* struct intake's waits */
+};
+
 struct intake {
 	struct loop *loop;
 	struct rq *rq;
@@ -75,6 +92,10 @@ struct intake {
 	/* Redis refused a read the intake needs (WRONGTYPE, NOPERM...) */
 	uint64_t hold_until;		/* mono ms: read no more jobs before */
 	uint64_t hold_ms;		/* the current back-off step */
+	/* DKIM signing pool (NULL: signed on the loop) and what waits for it */
+	struct signer *signer;
+	struct sign_wait *waits;
+	size_t signing;			/* jobs waiting for a signature */
 };
 
 #define HOLD_FIRST_MS	1000
@@ -162,7 +183,40 @@ intake_free(struct intake *in)
 }
 
 void intake_set_config(struct intake *in, const struct config *cfg) { in->cfg = cfg; }
-void intake_set_stopping(struct intake *in) { in->stopping = 1; }
+void intake_set_signer(struct intake *in, struct signer *sg) { in->signer = sg; }
+size_t intake_signing(const struct intake *in) { return in->signing; }
+
+/*
+ * intake_set_stopping - no job goes on from here: jobs waiting for a
+ * signature are handed back at once (their requests cancelled); jobs
+ * waiting for a check or a body are handed back when it answers.
+ */
+void
+intake_set_stopping(struct intake *in)
+{
+	struct sign_wait *w;
+
+	in->stopping = 1;
+	while ((w = in->waits) != NULL) {
+		struct job *f, *next;
+
+		in->waits = w->next;
+		signer_cancel(in->signer, w->req);
+		if (w->body) {
+			w->body->dkim_state = MSG_DKIM_UNTRIED;
+			w->body->dkim_wait = NULL;
+		}
+		for (f = w->followers; f; f = next) {
+			next = f->next;
+			f->next = NULL;
+			in->signing--;
+			ledger_hand_back(in->lg, f);
+		}
+		in->signing--;
+		ledger_hand_back(in->lg, w->j);
+		free(w);
+	}
+}
 size_t intake_bytes(const struct intake *in) { return in->bytes; }
 
 size_t
@@ -441,6 +495,76 @@ dkim_sign_fields(const struct config *cfg, struct msg_body *b, const char *hdrs,
 }
 
 /*
+ * body_signed - the body's signature (over the body's added fields and
+ * j's lines) is st/sig: keep it with the body for every job with the
+ * same lines.
+ */
+static void
+body_signed(struct job *j, struct msg_body *b, enum dkim_status st, char *sig, size_t siglen)
+{
+	if (st == DKIM_SIGNED) {
+		b->dkim_state = MSG_DKIM_SIGNED;
+		b->dkim_sig = sig;
+		b->dkim_sig_len = siglen;
+		b->dkim_extra = xstrndup(j->hdrs, j->hdrs_len);
+		b->dkim_extra_len = j->hdrs_len;
+		log_debug("intake", "job=%s dkim: body signed (%zu bytes)", j->id, siglen);
+	} else if (st == DKIM_NO_KEY) {
+		free(sig);
+		b->dkim_state = MSG_DKIM_NO_KEY;
+		log_debug("intake", "job=%s dkim: no key for the message's From domain; "
+		    "sent unsigned", j->id);
+	} else {
+		free(sig);
+		b->dkim_state = MSG_DKIM_FAILED;
+		log_warn("intake", "job=%s dkim: signing failed; the message is sent "
+		    "unsigned", j->id);
+	}
+}
+
+static void on_signed(void *arg, enum dkim_status st, char *sig, size_t siglen);
+
+/*
+ * sign_submit - ask the pool for j's signature (for body b when not
+ * NULL: the body's shared one). 0: the pool is full (or absent, or we
+ * are stopping): sign on the loop.
+ */
+static int
+sign_submit(struct intake *in, struct job *j, struct msg_body *b)
+{
+	struct msg_body *jb = j->body;
+	struct buf extra = { 0 };
+	struct sign_wait *w;
+
+	if (in->signer == NULL || in->stopping)
+		return 0;
+	w = xcalloc(1, sizeof *w);
+	buf_append(&extra, jb->added ? jb->added : "", jb->added_len);
+	buf_append(&extra, j->hdrs, j->hdrs_len);
+	w->req = signer_submit(in->signer, in->cfg->dkim, in->cfg->ndkim, jb, extra.data,
+	    extra.len, (time_t)(clock_wall_ms() / 1000), on_signed, w);
+	buf_free(&extra);
+	if (w->req == NULL) {
+		free(w);
+		return 0;
+	}
+	w->in = in;
+	w->j = j;
+	w->body = b;
+	w->ftail = &w->followers;
+	w->next = in->waits;
+	if (in->waits)
+		in->waits->prev = w;
+	in->waits = w;
+	in->signing++;
+	if (b) {
+		b->dkim_state = MSG_DKIM_PENDING;
+		b->dkim_wait = w;
+	}
+	return 1;
+}
+
+/*
  * intake_sign - DKIM-sign what goes out for j: the body once, for every
  * job that shares it and carries the same per-job lines (the first job's
  * lines are kept with the body's signature); a job whose lines differ
@@ -449,47 +573,96 @@ dkim_sign_fields(const struct config *cfg, struct msg_body *b, const char *hdrs,
  * domain: sent unsigned (a configured key that cannot be read stops the
  * start, so this is a choice, not an accident).
  *
- * RSA-2048 costs about 0.3-1 ms a signature, Ed25519 about 40 us: per-job
- * signing at high rates is what a signing thread pool would take over;
- * dkim_sign_fields() is the reentrant unit it would run.
+ * RSA-2048 costs about 0.3-1 ms a signature, Ed25519 about 40 us: with a
+ * signing pool (dkim_threads > 0) every signature is made there and the
+ * job waits (returns 1; on_signed() routes it); without one, or when the
+ * pool's queue is full, it is made here (returns 0: route j now).
  */
-static void
+static int
 intake_sign(struct intake *in, struct job *j)
 {
 	struct msg_body *b = j->body;
-	const struct dkim_signer *who = NULL;
 	enum dkim_status st;
+	char *sig = NULL;
+	size_t siglen = 0;
 
 	free(j->dkim_sig);
 	j->dkim_sig = NULL;
+	if (b->dkim_state == MSG_DKIM_PENDING) {
+		struct sign_wait *w = b->dkim_wait;
+
+		j->next = NULL;
+		*w->ftail = j;
+		w->ftail = &j->next;
+		in->signing++;
+		return 1;
+	}
 	if (b->dkim_state == MSG_DKIM_UNTRIED) {
-		st = dkim_sign_fields(in->cfg, b, j->hdrs, j->hdrs_len, &b->dkim_sig,
-		    &b->dkim_sig_len, &who);
-		if (st == DKIM_SIGNED) {
-			b->dkim_state = MSG_DKIM_SIGNED;
-			b->dkim_extra = xstrndup(j->hdrs, j->hdrs_len);
-			b->dkim_extra_len = j->hdrs_len;
-			log_debug("intake", "job=%s dkim: body signed as %s (%zu bytes)", j->id,
-			    who ? who->domain : "?", b->dkim_sig_len);
-		} else if (st == DKIM_NO_KEY) {
-			b->dkim_state = MSG_DKIM_NO_KEY;
-			log_debug("intake", "job=%s dkim: no key for the message's From domain; "
-			    "sent unsigned", j->id);
-		} else {
-			b->dkim_state = MSG_DKIM_FAILED;
-			log_warn("intake", "job=%s dkim: signing failed; the message is sent "
-			    "unsigned", j->id);
-		}
-		return;
+		if (sign_submit(in, j, b))
+			return 1;
+		st = dkim_sign_fields(in->cfg, b, j->hdrs, j->hdrs_len, &sig, &siglen, NULL);
+		body_signed(j, b, st, sig, siglen);
+		return 0;
 	}
 	if (b->dkim_state != MSG_DKIM_SIGNED || (b->dkim_extra_len == j->hdrs_len &&
 	    memcmp(b->dkim_extra, j->hdrs, j->hdrs_len) == 0))
-		return;		/* unsigned body, or the body's signature fits */
+		return 0;	/* unsigned body, or the body's signature fits */
+	if (sign_submit(in, j, NULL))
+		return 1;
 	st = dkim_sign_fields(in->cfg, b, j->hdrs, j->hdrs_len, &j->dkim_sig, &j->dkim_sig_len,
-	    &who);
+	    NULL);
 	if (st != DKIM_SIGNED)
 		log_warn("intake", "job=%s dkim: per-job signing failed; the message is sent "
 		    "unsigned", j->id);
+	return 0;
+}
+
+/* sign_route - a job whose signature is settled goes on. */
+static void
+sign_route(struct intake *in, struct job *j)
+{
+	if (in->stopping)
+		ledger_hand_back(in->lg, j);
+	else
+		sched_route(in->sched, j);
+}
+
+/* on_signed - the pool's answer (on the loop): route the job, and the
+ * jobs that waited behind a body's signature. */
+static void
+on_signed(void *arg, enum dkim_status st, char *sig, size_t siglen)
+{
+	struct sign_wait *w = arg;
+	struct intake *in = w->in;
+	struct job *f, *next;
+
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		in->waits = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	in->signing--;
+	if (w->body) {
+		w->body->dkim_wait = NULL;
+		body_signed(w->j, w->body, st, sig, siglen);
+	} else if (st == DKIM_SIGNED) {
+		w->j->dkim_sig = sig;
+		w->j->dkim_sig_len = siglen;
+	} else {
+		free(sig);
+		log_warn("intake", "job=%s dkim: per-job signing failed; the message is sent "
+		    "unsigned", w->j->id);
+	}
+	sign_route(in, w->j);
+	for (f = w->followers; f; f = next) {
+		next = f->next;
+		f->next = NULL;
+		in->signing--;
+		if (in->stopping || !intake_sign(in, f))
+			sign_route(in, f);
+	}
+	free(w);
 }
 
 /* A job with its body: check the size and the pause state, add the
@@ -508,8 +681,8 @@ intake_ready(struct intake *in, struct job *j)
 	if (!j->body->added_done)
 		intake_body_headers(in, j->body, j);
 	intake_job_headers(in, j);
-	if (in->cfg->ndkim > 0)
-		intake_sign(in, j);
+	if (in->cfg->ndkim > 0 && intake_sign(in, j))
+		return;		/* on_signed() routes it */
 	sched_route(in->sched, j);
 }
 

@@ -183,6 +183,8 @@ struct config {
 	 */
 	struct dkim_signer *dkim;
 	size_t ndkim;
+	/* dkim_threads: signing threads (signer.h); 0 signs on the loop */
+	uint32_t dkim_threads;
 
 	/* inbound bounces/FBL: the listener (engine/listener.c) */
 	char *inbound_listen;

@@ -28,13 +28,19 @@ struct loop;
 struct rq;
 struct rq_entry;
 struct sched;
+struct signer;
 
 struct intake *intake_new(struct loop *l, struct rq *rq, struct ledger *lg, struct sched *s,
     const struct config *cfg);
 void intake_free(struct intake *in);
 void intake_set_config(struct intake *in, const struct config *cfg);
-/* Stop: jobs still waiting for a check or a body are handed back. */
+/* Stop: jobs still waiting for a check or a body are handed back (when
+ * it answers), jobs waiting for a signature at once. */
 void intake_set_stopping(struct intake *in);
+/* Sign on this pool (signer.h) rather than on the loop; NULL: the loop. */
+void intake_set_signer(struct intake *in, struct signer *sg);
+/* Jobs waiting for the signing pool. */
+size_t intake_signing(const struct intake *in);
 
 /* Entries read from Redis (the Redis module's callback). */
 void intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e,

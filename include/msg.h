@@ -35,15 +35,17 @@ struct msg_body {
 	 * per-job fields of the first job (dkim_extra: most jobs sharing a
 	 * body share them too); a job whose fields differ gets its own
 	 * signature (job->dkim_sig). The id header is never signed. */
-	int dkim_state;		/* MSG_DKIM_*: not tried yet, signed, no key, failed */
+	int dkim_state;		/* MSG_DKIM_*: not tried yet, signed, no key, failed, being signed */
 	char *dkim_sig;		/* the DKIM-Signature field(s), CRLF-ended, or NULL */
 	size_t dkim_sig_len;
 	char *dkim_extra;	/* the per-job lines dkim_sig covers (may be "") */
 	size_t dkim_extra_len;
 	struct dkim_body_hashes dkim_bh;	/* bh= per canonicalisation, cached */
+	void *dkim_wait;	/* MSG_DKIM_PENDING: the intake's jobs waiting for the signing pool */
 };
 
-enum { MSG_DKIM_UNTRIED = 0, MSG_DKIM_SIGNED, MSG_DKIM_NO_KEY, MSG_DKIM_FAILED };
+enum { MSG_DKIM_UNTRIED = 0, MSG_DKIM_SIGNED, MSG_DKIM_NO_KEY, MSG_DKIM_FAILED,
+    MSG_DKIM_PENDING };
 
 struct msg_body *msg_body_new(const char *raw, size_t len);
 struct msg_body *msg_body_ref(struct msg_body *b);

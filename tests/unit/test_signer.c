@@ -1,0 +1,337 @@
+/*
+ * test_signer.c - the DKIM signing worker pool (signer.h): many requests
+ * on several threads give exactly the signatures dkim_sign_message()
+ * makes on the loop thread; body hashes come back to the body; a
+ * cancelled request never calls back; a full queue refuses; quiesce
+ * waits for the workers; freeing with requests in flight drops them and
+ * every body reference. Run it under ASan and TSan (see docs/testing.md).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dkim.h"
+#include "loop.h"
+#include "msg.h"
+#include "signer.h"
+#include "util.h"
+
+/* A throwaway RSA-2048 test key (generated for these tests only). */
+static const char rsa_pem[] =
+"-----BEGIN PRIVATE KEY-----\n"
+"MIIEuwIBADANBgkqhkiG9w0BAQEFAASCBKUwggShAgEAAoIBAQDIO9iQHTwfOzgo\n"
+"LXEYcfuYFRklv/dCSEze4PR6b7yJXfmx2IpiwF8bYS73Rlyj/icG0+a5LxsAd9ez\n"
+"5cpIK/XryACmMr9Wzfa0Lhi5z5p+FxCPM1rPiLgAcV5AD0cHhGUM2V58CDk1W4Xn\n"
+"bzi4X3P4rL7OYV9YCyD3UwqG5dS5/NEJVHCQoq9dIsFcyxLDAxOY5yIe66/EiyPi\n"
+"OhbyV2F6jpCl++0ud+6s733Zb7+ismWCky1RHdNzQmQGLjCdTxa7a7+agRgJyDhr\n"
+"zFmIKPSZ14XW4zohUOcKDHOEfsaSNmG2GzP2w2NVI/2QFKlZChg1o9u3b9Js9Y7j\n"
+"xrz73/fhAgMBAAECgf8IT3ONh6kXIr4R7NDk0tY+WaHRj0YT2ixWk7+R1VFd4iia\n"
+"2QHlV1abLE1mteTiaYn1HpZU2T+lpVOug7sBg9GRF5vvSevnDmVO1Rrxm0wuL4bg\n"
+"aqE6O9JnMk1XG0s3ZKdNATiKrUyyijnkgRk5jbyidYj1x9TNMqkLmsa1EpThoym0\n"
+"bT5c9fmbIwqtlSwuNu9fsvhAMMv+aiR53LJwccu1ImjUxJ1hYt+qc4q4KhyudHrP\n"
+"idgOqdkuXwcNBy58qXIK/z48iGB7Ptd2wnBqsasHZAAt3/DttCRh4Uyx5xMxjDtw\n"
+"l5U6PkSh76+cYWsu+9pKp+m82j92r8NZ2a/ZKnkCgYEA8bQ7Ytf5L8M6R0/6tcDq\n"
+"D0Mr6Mb6bogluI5gNNm/TGd99shg7h404MeETG3NC0lKMV68jtYTQiwhwkktfoHI\n"
+"uSoynez+hiyWtx5bcCFtBX/G05Yi7KXi4vqIs8dAsCjNbEWN1RlyZKE7u7FqGzSR\n"
+"sJtBuuunGWAtbJ/cHXZ281kCgYEA1BOw4pihWdl4foJJa7+LsOMQT6Jijhwx8nrk\n"
+"xcDatAu2cIgCszRhEqpjLU6RrwZ5ZvY5Sts9B3gMi4VzkJ3KQImSnY7FHBB1A8l/\n"
+"S42w2qw6JgeELhSNcWxYNmcNa2980ZjtMwWlbh5rH5rN/AizxFrtwvuY4Z7s1hD+\n"
+"yuxYP8kCgYEAkDir6snV/WLvZlfZ0BPBVcQN8kKwcb25TEtgKoj3NZ7XMabU96B8\n"
+"itdiILyvyZk8tQLDXjNsoGJ27lf91muYmqwMMeGU6fi3IaLyipDXXZ2lxODkC/Lb\n"
+"0/YMFcHB3psqH/3MqKgbcuImI1O0bXFLsWairOcp+OFDmXo1vDrQtVkCgYB4ExYJ\n"
+"lgV1C85PQpEzcmYzJryrefN3JruY4L/6v3CUlDUdjcSJllSH7vTsSBnwEShXhX12\n"
+"xp7NRclEjbCa5twGol3i21z6wM6f8EwkiPrjNLRPp93NAVH8MC3Zz4snkx4GxiE2\n"
+"zDGYIZzhbhLGal7uA9Wumik7RXIu2byJRDvLEQKBgFqGj98nIBal0ZhDdIB7bik/\n"
+"HCbk6Motx6nx2LHT54Vd5/8w9hy01R2/oFW+pYV4mBRNlhW0mLIro8Ch3haB1wCh\n"
+"iyS0qsla/CwZXyZjqNtZLIGre2FWk35sF3cNhoJcx40PTcd45Y6khs0BQvrF0Nu7\n"
+"bU2WIYocy4PZAQXBs0DM\n"
+"-----END PRIVATE KEY-----\n"
+;
+
+static const char ed_seed[] = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+
+static const char message[] =
+    "From: News <news@example.com>\r\n"
+    "To: someone@example.net\r\n"
+    "Subject: the weekly letter\r\n"
+    "\r\n"
+    "Hello,\r\n"
+    ".a line that starts with a dot\r\n"
+    "\r\n"
+    "bye\r\n";
+
+#define NREQ	300
+#define NOW	1700000000
+
+static struct loop *L;
+static struct dkim_key *rsa, *ed;
+static struct dkim_signer sg;
+
+struct result {
+	int calls;
+	enum dkim_status st;
+	char *sig;
+	size_t siglen;
+};
+
+static struct result results[NREQ];
+static size_t ndone;
+
+static void
+on_done(void *arg, enum dkim_status st, char *sig, size_t siglen)
+{
+	struct result *r = arg;
+
+	r->calls++;
+	r->st = st;
+	r->sig = sig;
+	r->siglen = siglen;
+	ndone++;
+}
+
+static int
+setup(void **state)
+{
+	char err[300];
+
+	(void)state;
+	L = loop_new(64, 64, 4096);
+	rsa = dkim_key_parse(rsa_pem, strlen(rsa_pem), DKIM_RSA_SHA256, err, sizeof err);
+	ed = dkim_key_parse(ed_seed, strlen(ed_seed), DKIM_ALG_NONE, err, sizeof err);
+	if (rsa == NULL || ed == NULL)
+		fail_msg("keys: %s", err);
+	memset(&sg, 0, sizeof sg);
+	sg.domain = "example.com";
+	sg.keys[0].selector = "rsa1";
+	sg.keys[0].key = rsa;
+	sg.keys[1].selector = "ed1";
+	sg.keys[1].key = ed;
+	sg.nkeys = 2;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	dkim_key_free(rsa);
+	dkim_key_free(ed);
+	loop_free(L);
+	return 0;
+}
+
+static void
+reset(void)
+{
+	for (size_t i = 0; i < NREQ; i++)
+		free(results[i].sig);
+	memset(results, 0, sizeof results);
+	ndone = 0;
+}
+
+/* turn the loop until ndone reaches want (or 30 s: ASan, TSan and a loaded machine) */
+static void
+turn_until(size_t want)
+{
+	uint64_t end = loop_refresh_now(L) + 30000;
+
+	while (ndone < want && loop_refresh_now(L) < end)
+		loop_turn(L, 50);
+}
+
+/* A few turns for the eventfd read's cancellation to complete. */
+static void
+settle(void)
+{
+	for (int i = 0; i < 10; i++)
+		loop_turn(L, 5);
+}
+
+/* extra fields: a per-job List-Unsubscribe URL for request i */
+static size_t
+extra_for(size_t i, char *out, size_t len)
+{
+	int n = snprintf(out, len, "List-Unsubscribe: <https://example.com/u/%zu>\r\n"
+	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", i);
+	return (size_t)n;
+}
+
+/* What the loop thread would have signed. */
+static char *
+sign_here(struct msg_body *b, const char *extra, size_t extra_len, size_t *siglen)
+{
+	struct dkim_request rq = { .msg = b->data, .len = b->len, .flags = DKIM_STUFFED,
+	    .extra = extra, .extra_len = extra_len, .now = NOW };
+	char *sig = NULL;
+
+	assert_int_equal(dkim_sign_message(&sg, 1, &rq, &sig, siglen, NULL), DKIM_SIGNED);
+	return sig;
+}
+
+static void
+test_many_match_loop(void **state)
+{
+	struct msg_body *b = msg_body_new(message, strlen(message));
+	struct signer *s = signer_new(L, 3, NREQ);
+	char extra[200];
+
+	(void)state;
+	reset();
+	assert_int_equal(b->dkim_bh.have, 0);
+	for (size_t i = 0; i < NREQ; i++) {
+		size_t n = extra_for(i, extra, sizeof extra);
+		assert_non_null(signer_submit(s, &sg, 1, b, extra, n, NOW, on_done, &results[i]));
+	}
+	assert_int_equal(signer_pending(s), NREQ);
+	turn_until(NREQ);
+	assert_int_equal(ndone, NREQ);
+	assert_int_equal(signer_pending(s), 0);
+	for (size_t i = 0; i < NREQ; i++) {
+		size_t n = extra_for(i, extra, sizeof extra), wlen;
+		char *want = sign_here(b, extra, n, &wlen);
+
+		assert_int_equal(results[i].calls, 1);
+		assert_int_equal(results[i].st, DKIM_SIGNED);
+		assert_int_equal(results[i].siglen, wlen);
+		assert_memory_equal(results[i].sig, want, wlen);
+		/* two fields: one per key, both covering this request's URL */
+		assert_non_null(strstr(results[i].sig, "a=rsa-sha256"));
+		assert_non_null(strstr(results[i].sig, "a=ed25519-sha256"));
+		free(want);
+	}
+	/* the workers' body hash came back to the body (relaxed) */
+	assert_true(b->dkim_bh.have & (1u << DKIM_CANON_RELAXED));
+	signer_free(s);
+	settle();
+	assert_int_equal(b->refs, 1);	/* every request's reference dropped */
+	msg_body_unref(b);
+	reset();
+}
+
+/* No key for the From domain: DKIM_NO_KEY and no signature. */
+static void
+test_no_key(void **state)
+{
+	static const char other[] = "From: a@elsewhere.example\r\n\r\nhi\r\n";
+	struct msg_body *b = msg_body_new(other, strlen(other));
+	struct signer *s = signer_new(L, 1, 8);
+
+	(void)state;
+	reset();
+	assert_non_null(signer_submit(s, &sg, 1, b, NULL, 0, NOW, on_done, &results[0]));
+	turn_until(1);
+	assert_int_equal(results[0].calls, 1);
+	assert_int_equal(results[0].st, DKIM_NO_KEY);
+	assert_null(results[0].sig);
+	signer_free(s);
+	settle();
+	msg_body_unref(b);
+}
+
+static void
+test_cancel(void **state)
+{
+	struct msg_body *b = msg_body_new(message, strlen(message));
+	struct signer *s = signer_new(L, 2, NREQ);
+	struct signer_req *r[NREQ];
+	size_t want = 0;
+
+	(void)state;
+	reset();
+	for (size_t i = 0; i < NREQ; i++)
+		r[i] = signer_submit(s, &sg, 1, b, "X-A: b\r\n", 8, NOW, on_done, &results[i]);
+	/* cancel every third: some queued, some being signed, some signed */
+	for (size_t i = 0; i < NREQ; i++) {
+		if (i % 3 == 0)
+			signer_cancel(s, r[i]);
+		else
+			want++;
+	}
+	turn_until(want);
+	for (int i = 0; i < 600 && signer_pending(s) > 0; i++)	/* the cancelled ones, silently */
+		loop_turn(L, 50);
+	assert_int_equal(signer_pending(s), 0);
+	assert_int_equal(ndone, want);
+	for (size_t i = 0; i < NREQ; i++)
+		assert_int_equal(results[i].calls, i % 3 == 0 ? 0 : 1);
+	signer_free(s);
+	settle();
+	assert_int_equal(b->refs, 1);
+	msg_body_unref(b);
+	reset();
+}
+
+static void
+test_queue_full(void **state)
+{
+	struct msg_body *b = msg_body_new(message, strlen(message));
+	struct signer *s = signer_new(L, 1, 4);
+
+	(void)state;
+	reset();
+	for (size_t i = 0; i < 4; i++)
+		assert_non_null(signer_submit(s, &sg, 1, b, NULL, 0, NOW, on_done, &results[i]));
+	assert_null(signer_submit(s, &sg, 1, b, NULL, 0, NOW, on_done, &results[4]));
+	/* quiesce: every request signed, none handed back yet */
+	signer_quiesce(s);
+	assert_int_equal(ndone, 0);
+	assert_int_equal(signer_pending(s), 4);
+	turn_until(4);
+	assert_int_equal(ndone, 4);
+	/* room again */
+	assert_non_null(signer_submit(s, &sg, 1, b, NULL, 0, NOW, on_done, &results[4]));
+	turn_until(5);
+	assert_int_equal(results[4].calls, 1);
+	signer_free(s);
+	settle();
+	assert_int_equal(b->refs, 1);
+	msg_body_unref(b);
+	reset();
+}
+
+/* Free with requests queued, being signed and signed: no callback, no leak. */
+static void
+test_free_in_flight(void **state)
+{
+	struct msg_body *b = msg_body_new(message, strlen(message));
+	struct signer *s = signer_new(L, 2, NREQ);
+
+	(void)state;
+	reset();
+	for (size_t i = 0; i < NREQ; i++)
+		assert_non_null(signer_submit(s, &sg, 1, b, "X-A: b\r\n", 8, NOW, on_done,
+		    &results[i]));
+	loop_turn(L, 1);	/* maybe a few handed back */
+	{
+		size_t before = ndone;
+		signer_free(s);
+		settle();
+		assert_int_equal(ndone, before);
+	}
+	for (size_t i = 0; i < NREQ; i++)
+		assert_true(results[i].calls <= 1);
+	assert_int_equal(b->refs, 1);
+	msg_body_unref(b);
+	reset();
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_many_match_loop),
+		cmocka_unit_test(test_no_key),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_queue_full),
+		cmocka_unit_test(test_free_in_flight),
+	};
+
+	return cmocka_run_group_tests_name("signer", tests, setup, teardown);
+}
