@@ -40,7 +40,8 @@ static const char usage_text[] =
 "SYNOPSIS\n"
 "  volley-sink --listen ADDR:PORT [--listen ...] [-c FILE] [--capture DIR]\n"
 "              [--stats FILE] [--profile NAME] [--tls] [--tls-cert FILE\n"
-"              --tls-key FILE] [--max-sessions N] [--size BYTES]\n"
+"              --tls-key FILE] [--tls-implicit] [--auth USER:PASSWORD]\n"
+"              [--auth-clear] [--max-sessions N] [--size BYTES]\n"
 "              [--hostname NAME] [--no-direct] [--quiet] [--verbose]\n"
 "  volley-sink --check -c FILE\n"
 "\n"
@@ -49,7 +50,8 @@ static const char usage_text[] =
 "  the recipient tags and the provider profile say, counts everything per\n"
 "  client IP and per local address, and optionally stores each message.\n"
 "  ESMTP: PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8 and, with\n"
-"  a certificate or --tls, STARTTLS. Many messages per session.\n"
+"  a certificate or --tls, STARTTLS; with --auth (or auth { }), AUTH PLAIN\n"
+"  LOGIN. Many messages per session.\n"
 "\n"
 "OPTIONS\n"
 "  -l, --listen ADDR:PORT  listen here (repeatable). ADDR may be an IPv4\n"
@@ -62,13 +64,20 @@ static const char usage_text[] =
 "                          by X-Sink-Client, X-Sink-Local, X-Sink-Helo,\n"
 "                          X-Sink-Mail-From, X-Sink-Mail-Params (if any),\n"
 "                          X-Sink-Rcpt-To (one per rcpt),\n"
-"                          X-Sink-TLS, then the message byte for byte as\n"
+"                          X-Sink-TLS, X-Sink-Auth (after a good AUTH),\n"
+"                          then the message byte for byte as\n"
 "                          received after dot-unstuffing\n"
 "      --stats FILE        JSON counters, written at exit and on SIGUSR1\n"
 "                          (to FILE.tmp, then renamed)\n"
 "      --tls               offer STARTTLS with a self-signed certificate\n"
 "      --tls-cert FILE     PEM certificate chain (implies --tls)\n"
 "      --tls-key FILE      PEM private key\n"
+"      --tls-implicit      TLS from the first byte (SMTPS, port 465 style) on\n"
+"                          every listener instead of STARTTLS (implies --tls)\n"
+"      --auth USER:PASSWORD  offer AUTH PLAIN LOGIN (after STARTTLS, or at\n"
+"                          once with --tls-implicit); 235 for these, 535 5.7.8\n"
+"                          for anything else (config: auth { user; password; })\n"
+"      --auth-clear        offer AUTH without TLS too\n"
 "      --max-sessions N    421 at greeting beyond N sessions (100000)\n"
 "      --size BYTES        SIZE limit (52428800)\n"
 "      --hostname NAME     name in the greeting and EHLO reply\n"
@@ -635,6 +644,9 @@ main(int argc, char **argv)
 		{ "tls", no_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'E' },
 		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-implicit", no_argument, NULL, 'I' },
+		{ "auth", required_argument, NULL, 'A' },
+		{ "auth-clear", no_argument, NULL, 'a' },
 		{ "max-sessions", required_argument, NULL, 'M' },
 		{ "size", required_argument, NULL, 'Z' },
 		{ "hostname", required_argument, NULL, 'H' },
@@ -647,10 +659,10 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfg = NULL, *profile = NULL, *cert = NULL, *key = NULL, *capture = NULL;
-	const char *hostname = NULL;
+	const char *hostname = NULL, *auth = NULL;
 	char **cli_listen = NULL;
 	size_t ncli = 0;
-	int tls = 0, check = 0, quiet = 0, verbose = 0, o;
+	int tls = 0, implicit = 0, auth_clear = 0, check = 0, quiet = 0, verbose = 0, o;
 	unsigned long long max_sessions = 0, size = 0, seed = 0;
 	int have_seed = 0;
 	char exe[PATH_MAX], *exe_dir = NULL, *err = NULL;
@@ -674,6 +686,13 @@ main(int argc, char **argv)
 		case 'T': tls = 1; break;
 		case 'E': cert = optarg; tls = 1; break;
 		case 'K': key = optarg; tls = 1; break;
+		case 'I': implicit = 1; tls = 1; break;
+		case 'A':
+			if (strchr(optarg, ':') == NULL || optarg[0] == ':' || strchr(optarg, ':')[1] == '\0')
+				usage_error("--auth wants USER:PASSWORD, got %s", optarg);
+			auth = optarg;
+			break;
+		case 'a': auth_clear = 1; break;
 		case 'M':
 		case 'Z':
 		case 'R':
@@ -755,6 +774,15 @@ main(int argc, char **argv)
 		free(conf.tls_key);
 		conf.tls_key = xstrdup(key);
 	}
+	if (auth) {
+		const char *c = strchr(auth, ':');
+		free(conf.auth_user);
+		free(conf.auth_pass);
+		conf.auth_user = xstrndup(auth, (size_t)(c - auth));
+		conf.auth_pass = xstrdup(c + 1);
+	}
+	if (auth_clear)
+		conf.auth_clear = 1;
 	if (max_sessions)
 		conf.max_sessions = (uint32_t)(max_sessions > 1000000 ? 1000000 : max_sessions);
 	if (size)
@@ -789,6 +817,7 @@ main(int argc, char **argv)
 	sink.quiet = quiet;
 	if (conf.tls)
 		sink.tls = sink_tls_ctx(conf.tls_cert, conf.tls_key);
+	sink.tls_implicit = implicit;
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof sa);
@@ -810,10 +839,12 @@ main(int argc, char **argv)
 	hook.arg = NULL;
 	loop_add_hook(sink.loop, &hook);
 	timer_set(sink.loop, &sweep_timer, 5000, on_sweep);
-	log_info("sink", "listening on %zu address%s (%s%s), profile %s, STARTTLS %s, pid %d",
+	log_info("sink", "listening on %zu address%s (%s%s), profile %s, %s %s, AUTH %s, pid %d",
 	    nlisteners, nlisteners == 1 ? "" : "es", conf.listen[0],
 	    conf.nlisten > 1 ? ", ..." : "", conf.profile ? conf.profile : "none",
-	    sink.tls ? "on" : "off", (int)getpid());
+	    implicit ? "implicit TLS" : "STARTTLS", sink.tls ? "on" : "off",
+	    conf.auth_user ? (conf.auth_clear ? "on (also without TLS)" : "on") : "off",
+	    (int)getpid());
 
 	while (!got_term)
 		loop_run(sink.loop);

@@ -106,6 +106,8 @@ struct sink_conf {
 	uint32_t max_sessions;
 	int tls;			/* offer STARTTLS */
 	char *tls_cert, *tls_key;
+	char *auth_user, *auth_pass;	/* AUTH PLAIN/LOGIN accepted for them (NULL: no AUTH) */
+	int auth_clear;			/* AUTH offered without TLS too */
 	uint32_t rate_n, rate_window_ms;	/* per client IP, 0: off */
 	uint32_t per_ip_conns;		/* 0: off */
 	uint32_t grey_ms;
@@ -234,6 +236,7 @@ struct sink_server {
 	uint64_t next_id;
 	uint32_t sessions;		/* currently open */
 	int quiet;
+	int tls_implicit;		/* TLS from the first byte, no STARTTLS */
 };
 extern struct sink_server sink;
 /* Start a session on an accepted socket (a plain process fd). */

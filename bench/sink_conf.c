@@ -1045,6 +1045,32 @@ apply_greylist(struct apply *ap, const struct ucl_node *blk)
 	return 0;
 }
 
+/* auth { user = "u"; password = "p"; clear = false; } */
+static int
+apply_auth(struct apply *ap, const struct ucl_node *blk)
+{
+	struct sink_conf *c = ap->c;
+
+	for (const struct ucl_node *k = blk->child; k; k = k->next) {
+		const char *s;
+
+		if (!strcmp(k->key, "user") || !strcmp(k->key, "password")) {
+			if (get_str(ap, k, &s))
+				return -1;
+			if (*s == '\0' || strlen(s) > 255 || strpbrk(s, "\r\n") != NULL)
+				return fail(ap, k, "auth: %s must be 1 to 255 bytes on one line", k->key);
+			set_str(k->key[0] == 'u' ? &c->auth_user : &c->auth_pass, s);
+		} else if (!strcmp(k->key, "clear")) {
+			if (get_bool(ap, k, &c->auth_clear))
+				return -1;
+		} else
+			return fail(ap, k, "auth: unknown setting '%s' (user, password, clear)", k->key);
+	}
+	if ((c->auth_user == NULL) != (c->auth_pass == NULL))
+		return fail(ap, blk, "auth: needs both user and password");
+	return 0;
+}
+
 static int
 apply_replies(struct apply *ap, const struct ucl_node *blk)
 {
@@ -1106,6 +1132,8 @@ apply_tree(struct apply *ap, const struct ucl_node *root)
 			rc = need_object(ap, k) || apply_greylist(ap, k);
 		} else if (!strcmp(k->key, "replies")) {
 			rc = need_object(ap, k) || apply_replies(ap, k);
+		} else if (!strcmp(k->key, "auth")) {
+			rc = need_object(ap, k) || apply_auth(ap, k);
 		} else if (!strcmp(k->key, "blocklist")) {
 			struct match_list ml = { &c->block, &c->nblock };
 			rc = each_str(ap, k, add_match, &ml);
@@ -1301,6 +1329,8 @@ sink_conf_free(struct sink_conf *c)
 	free(c->banner);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->auth_user);
+	free(c->auth_pass);
 	free(c->reply_rate);
 	free(c->reply_conns);
 	free(c->reply_block);

@@ -363,6 +363,8 @@ capture_write(struct session *s)
 	for (size_t i = 0; i < t->nrcpt; i++)
 		buf_appendf(&h, "X-Sink-Rcpt-To: <%s>\r\n", t->rcpts[i]);
 	buf_appendf(&h, "X-Sink-TLS: %s\r\n", s->tls_on ? "yes" : "no");
+	if (t->authed && t->auth_user)
+		buf_appendf(&h, "X-Sink-Auth: %s\r\n", t->auth_user);
 	path = xasprintf("%s/%llu-%d-%llu.eml", sink.capture_dir,
 	    (unsigned long long)clock_wall_ms(), (int)getpid(), (unsigned long long)msg_seq);
 	tmp = xasprintf("%s/.tmp-%d-%llu", sink.capture_dir, (int)getpid(),
@@ -481,6 +483,29 @@ on_dot(struct session *s)
 	return code;
 }
 
+/* AUTH: 235 for the configured user and password, 535 5.7.8 otherwise. */
+static int
+on_auth(struct session *s)
+{
+	const struct smtp_server *t = &s->smtp;
+	const struct sink_conf *c = sink.conf;
+	int ok = c->auth_user != NULL && strcmp(t->auth_user, c->auth_user) == 0 &&
+	    strcmp(t->auth_pass, c->auth_pass) == 0;
+	struct buf r = { 0 };
+
+	log_debug("sink", "s=%llu AUTH %s as %s: %s", (unsigned long long)s->id,
+	    t->auth_mech ? t->auth_mech : "?", t->auth_user, ok ? "ok" : "failed");
+	if (ok) {
+		buf_appendf(&r, "%s\r\n", SMTP_SERVER_AUTH_OK);
+		emit(s, &r, 235);
+		return 235;
+	}
+	r = s->smtp.reply;
+	memset(&s->smtp.reply, 0, sizeof s->smtp.reply);
+	emit(s, &r, 535);
+	return 535;
+}
+
 /* handle - one event of the core; decisions are answered at once (a delayed
  * reply pauses the parser, so the state may move on now). */
 static void
@@ -526,6 +551,9 @@ handle(struct session *s, enum smtp_srv_event ev)
 		s->tls_want = 1;	/* sess_flush() starts TLS after the 220 */
 		break;
 	}
+	case SMTP_SRV_AUTH:
+		code = on_auth(s);
+		break;
 	}
 	smtp_server_done(&s->smtp, code);
 }
@@ -843,8 +871,10 @@ sess_begin(struct session *s, int fd, int direct, const struct sockaddr *peer,
 		sc.max_size = sink.conf->size;
 		sc.max_line = sink.conf->max_line;
 		sc.max_rcpts = sink.conf->max_rcpts;
-		sc.starttls = sink.tls != NULL;
+		sc.starttls = sink.tls != NULL && !sink.tls_implicit;
 		sc.keep_body = sink.capture_dir != NULL;
+		sc.auth = sink.conf->auth_user != NULL;
+		sc.auth_clear = sink.conf->auth_clear;
 		smtp_server_init(&s->smtp, &sc);
 	}
 	s->fd = fd;
@@ -862,6 +892,14 @@ sess_begin(struct session *s, int fd, int direct, const struct sockaddr *peer,
 	all_head = s;
 	sink.sessions++;
 	sink_stats_session_open(cl, lo);
+	if (sink.tls_implicit && sink.tls != NULL) {
+		/* SMTPS: the handshake first; the greeting waits in `out` until it is done. */
+		s->tls = tls_server_new(sink.tls);
+		if (s->tls == NULL)
+			s->closing = 1;
+		else
+			smtp_server_tls_on(&s->smtp);
+	}
 	s->rx_armed = 1;
 	sess_recv(s);
 	log_debug("sink", "s=%llu connect from %s:%u to %s (%s %d)", (unsigned long long)s->id,

@@ -25,6 +25,7 @@
  */
 #include "config.h"
 #include "tls.h"
+#include "smtp_client.h"
 #include "classify.h"
 #include "pace.h"
 #include "ucl.h"
@@ -717,6 +718,9 @@ struct ctx {
 	size_t nrefs;
 	const struct ucl_node *rules_node;
 	const struct ucl_node **rule_nodes;	/* one per c->reactions entry */
+	const struct ucl_node **smarthost_nodes;	/* one per c->smarthosts entry */
+	const struct ucl_node **smarthost_refs;	/* smarthost = "NAME" in pools/domains */
+	size_t nsmarthost_refs;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -1303,10 +1307,229 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 	}
 }
 
+/* ---- smarthost "NAME" { } ---- */
+
+/* smarthost_ref - `smarthost = "NAME"` in block blk: checked in validate(). */
+static void
+smarthost_ref(struct ctx *x, const struct ucl_node *blk, const struct ucl_node *e, char **dst)
+{
+	if (*dst != NULL) {
+		cerr(x, e, "%s \"%s\": smarthost is already set", blk->key, blk->arg);
+		return;
+	}
+	if (e->type != UCL_STRING || e->arg != NULL || e->str == NULL || e->str[0] == '\0') {
+		cerr(x, e, "%s \"%s\": smarthost: expected smarthost = \"NAME\"", blk->key, blk->arg);
+		return;
+	}
+	*dst = xstrdup(e->str);
+	x->smarthost_refs = xrealloc(x->smarthost_refs,
+	    (x->nsmarthost_refs + 1) * sizeof *x->smarthost_refs);
+	x->smarthost_refs[x->nsmarthost_refs++] = e;
+}
+
+/* read_secret - the first line of path (a password file), or NULL with why. */
+static char *
+read_secret(const char *path, char *why, size_t whylen)
+{
+	char buf[1025];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0' || n == sizeof buf - 1) {
+		explicit_bzero(buf, sizeof buf);
+		snprintf(why, whylen, "%s: %s", path, buf[0] == '\0' && n < sizeof buf - 1 ?
+		    "the first line is empty" : "longer than 1024 bytes");
+		return NULL;
+	}
+	{
+		char *p = xstrdup(buf);
+
+		explicit_bzero(buf, sizeof buf);
+		return p;
+	}
+}
+
+/* free_secret - wipe and free a password. */
+static void
+free_secret(char *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, strlen(p));
+		free(p);
+	}
+}
+
+static void
+parse_smarthost(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"host", "port", "tls", "verify", "user", "password", "password_file", "auth",
+		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
+		"fleet_max_rate",
+	};
+	static const struct setting port_s = {
+		"", "port", S_INT, offsetof(struct config_smarthost, port), 0, 1, 65535, NULL, NULL, 0,
+	};
+	static const struct setting verify_s = {
+		"", "verify", S_BOOL, offsetof(struct config_smarthost, verify), 0, 0, 1, NULL, NULL, 0,
+	};
+	struct config *c = x->c;
+	const struct ucl_node *seen[8] = { 0 }, *pw = NULL, *pwf = NULL;
+	struct config_smarthost *h;
+	char fn[300];
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->smarthost_nodes, c->nsmarthosts, 0) < 0)
+		return;
+	if (check_token(n->arg) != NULL) {
+		cerr(x, n, "smarthost \"%s\": the name %s", n->arg, check_token(n->arg));
+		return;
+	}
+	c->smarthosts = xrealloc(c->smarthosts, (c->nsmarthosts + 1) * sizeof *c->smarthosts);
+	x->smarthost_nodes = xrealloc(x->smarthost_nodes,
+	    (c->nsmarthosts + 1) * sizeof *x->smarthost_nodes);
+	h = &c->smarthosts[c->nsmarthosts];
+	memset(h, 0, sizeof *h);
+	h->name = xstrdup(n->arg);
+	h->verify = 1;
+	x->smarthost_nodes[c->nsmarthosts++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		size_t ki;
+
+		if (e->key == NULL)
+			continue;
+		for (ki = 0; ki < 8 && strcmp(e->key, keys[ki]) != 0; ki++)
+			;
+		if (ki == 8) {
+			if (is_limit_key(e->key) && strcmp(e->key, "tls") != 0)
+				parse_limits(x, n, &h->lim, e);
+			else
+				block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
+			continue;
+		}
+		snprintf(fn, sizeof fn, "smarthost \"%s\": %s", n->arg, e->key);
+		if (seen[ki] != NULL) {
+			cerr(x, e, "%s is already set at line %d", fn, seen[ki]->line);
+			continue;
+		}
+		seen[ki] = e;
+		if (ki == 1) {
+			apply(x, &port_s, (char *)h, e, fn);
+			continue;
+		}
+		if (ki == 3) {
+			apply(x, &verify_s, (char *)h, e, fn);
+			continue;
+		}
+		if (want_scalar(x, e, fn) < 0)
+			continue;
+		switch (ki) {
+		case 0: {
+			const char *why = check_hostname(e->str);
+
+			if (why == NULL && e->str[0] == '[')
+				why = "is an address literal: write the address without brackets";
+			if (why != NULL && !is_ip_literal(e->str)) {
+				cerr(x, e, "%s: '%s' %s", fn, e->str, why);
+				continue;
+			}
+			h->host = xstrdup(e->str);
+			break;
+		}
+		case 2:
+			if (strcasecmp(e->str, "starttls") == 0)
+				h->tls = SMARTHOST_TLS_STARTTLS;
+			else if (strcasecmp(e->str, "implicit") == 0)
+				h->tls = SMARTHOST_TLS_IMPLICIT;
+			else if (strcasecmp(e->str, "none") == 0)
+				h->tls = SMARTHOST_TLS_NONE;
+			else
+				cerr(x, e, "%s: '%s' is not starttls, implicit or none", fn, e->str);
+			break;
+		case 4:
+			if (e->str[0] == '\0' || strpbrk(e->str, "\r\n") != NULL) {
+				cerr(x, e, "%s: must be one non-empty line", fn);
+				continue;
+			}
+			h->user = xstrdup(e->str);
+			break;
+		case 5:
+			pw = e;
+			if (e->str[0] == '\0' || strpbrk(e->str, "\r\n") != NULL) {
+				cerr(x, e, "%s: must be one non-empty line", fn);	/* never echoed */
+				continue;
+			}
+			free_secret(h->password);
+			h->password = xstrdup(e->str);
+			break;
+		case 6: {
+			char why[600], *path = resolve_path(e, e->str), *p;
+
+			pwf = e;
+			if ((p = read_secret(path, why, sizeof why)) == NULL)
+				cerr(x, e, "%s: %s", fn, why);
+			else if (h->password == NULL)
+				h->password = p;
+			else
+				free_secret(p);
+			free(path);
+			break;
+		}
+		case 7:
+			if (strcasecmp(e->str, "plain") == 0)
+				h->auth = SMTP_AUTH_PLAIN;
+			else if (strcasecmp(e->str, "login") == 0)
+				h->auth = SMTP_AUTH_LOGIN;
+			else
+				cerr(x, e, "%s: '%s' is not plain or login", fn, e->str);
+			break;
+		}
+	}
+	if (h->host == NULL && seen[0] == NULL)
+		cerr(x, n, "smarthost \"%s\": needs host = \"HOST\"", n->arg);
+	if (pw != NULL && pwf != NULL)
+		cerr(x, pwf, "smarthost \"%s\": password and password_file are exclusive (password "
+		    "at line %d)", n->arg, pw->line);
+	if (h->user != NULL && pw == NULL && pwf == NULL)
+		cerr(x, seen[4], "smarthost \"%s\": user needs password or password_file", n->arg);
+	if (h->user == NULL && (pw != NULL || pwf != NULL))
+		cerr(x, pw ? pw : pwf, "smarthost \"%s\": a password needs user", n->arg);
+	if (h->user == NULL && seen[7] != NULL)
+		cerr(x, seen[7], "smarthost \"%s\": auth needs user and password", n->arg);
+	if (h->tls == 0)
+		h->tls = h->port == 465 ? SMARTHOST_TLS_IMPLICIT : SMARTHOST_TLS_STARTTLS;
+	if (h->port == 0)
+		h->port = h->tls == SMARTHOST_TLS_IMPLICIT ? 465 : 587;
+	if (h->tls == SMARTHOST_TLS_NONE && seen[3] != NULL && h->verify)
+		cerr(x, seen[3], "smarthost \"%s\": verify = true needs TLS (tls = \"none\")", n->arg);
+}
+
+const struct config_smarthost *
+config_smarthost_for(const struct config *c, const char *pool, const char *domain)
+{
+	const struct config_domain *d = domain ? config_domain_find(c, domain) : NULL;
+	const struct config_pool *p = pool ? config_pool(c, pool) : NULL;
+	const char *name = d && d->smarthost ? d->smarthost : p ? p->smarthost : NULL;
+
+	if (name == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nsmarthosts; i++)
+		if (strcmp(c->smarthosts[i].name, name) == 0)
+			return &c->smarthosts[i];
+	return NULL;
+}
+
 static void
 parse_pool(struct ctx *x, const struct ucl_node *n)
 {
-	static const char *const keys[] = { "ip", "overflow" };
+	static const char *const keys[] = { "ip", "overflow", "smarthost" };
 	static const struct setting overflow = {
 		"", "overflow", S_BOOL, offsetof(struct config_pool, overflow), 0, 0, 1, NULL, NULL, 0,
 	};
@@ -1337,6 +1560,8 @@ parse_pool(struct ctx *x, const struct ucl_node *n)
 			overflow_node = e;
 			snprintf(fn, sizeof fn, "pool \"%s\": overflow", n->arg);
 			apply(x, &overflow, (char *)&c->pools[pi], e, fn);
+		} else if (e->key != NULL && strcmp(e->key, "smarthost") == 0) {
+			smarthost_ref(x, n, e, &c->pools[pi].smarthost);
 		} else if (e->key != NULL) {
 			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
 		}
@@ -1414,7 +1639,7 @@ parse_domain(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate", "tls",
-		"fleet_max_rate",
+		"fleet_max_rate", "smarthost",
 	};
 	struct config *c = x->c;
 	const char *why;
@@ -1448,6 +1673,8 @@ parse_domain(struct ctx *x, const struct ucl_node *n)
 			continue;
 		if (is_limit_key(e->key))
 			parse_limits(x, n, &d->lim, e);
+		else if (strcmp(e->key, "smarthost") == 0)
+			smarthost_ref(x, n, e, &d->smarthost);
 		else
 			block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
 	}
@@ -2034,7 +2261,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
-		"dkim", "shaping_rule",
+		"dkim", "shaping_rule", "smarthost",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -2066,6 +2293,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "shaping_rule") == 0) {
 				parse_shaping_rule(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "smarthost") == 0) {
+				parse_smarthost(x, n);
 				continue;
 			}
 		}
@@ -2163,6 +2394,15 @@ validate(struct ctx *x, const struct ucl_node *root)
 			continue;
 		cerr(x, x->rule_nodes[i], "shaping_rule \"%s\": site \"%s\" is neither a site nor "
 		    "a domain block", c->reactions[i].name, site);
+	}
+	for (size_t i = 0; i < x->nsmarthost_refs; i++) {
+		const struct ucl_node *e = x->smarthost_refs[i];
+		size_t k;
+
+		for (k = 0; k < c->nsmarthosts && strcmp(c->smarthosts[k].name, e->str) != 0; k++)
+			;
+		if (k == c->nsmarthosts)
+			cerr(x, e, "smarthost \"%s\" is not defined", e->str);
 	}
 	if (c->shaping.min_rate.count == 0) {
 		size_t idx;
@@ -2270,6 +2510,8 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	free(x.refs);
 	free(x.wsites);
 	free(x.rule_nodes);
+	free(x.smarthost_nodes);
+	free(x.smarthost_refs);
 	if (x.nerr > 0) {
 		if (errors != NULL) {
 			if (*errors != NULL) {
@@ -2369,6 +2611,7 @@ config_free(struct config *c)
 		}
 		free(c->pools[i].ips);
 		free(c->pools[i].name);
+		free(c->pools[i].smarthost);
 	}
 	free(c->pools);
 	for (size_t i = 0; i < c->nsites; i++) {
@@ -2376,9 +2619,18 @@ config_free(struct config *c)
 		free_strlist(c->sites[i].mx, c->sites[i].nmx);
 	}
 	free(c->sites);
-	for (size_t i = 0; i < c->ndomains; i++)
+	for (size_t i = 0; i < c->ndomains; i++) {
 		free(c->domains[i].name);
+		free(c->domains[i].smarthost);
+	}
 	free(c->domains);
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		free(c->smarthosts[i].name);
+		free(c->smarthosts[i].host);
+		free(c->smarthosts[i].user);
+		free_secret(c->smarthosts[i].password);
+	}
+	free(c->smarthosts);
 	for (size_t i = 0; i < c->nwarmups; i++) {
 		free(c->warmups[i].name);
 		free(c->warmups[i].daily);

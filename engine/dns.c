@@ -205,6 +205,7 @@ struct dns_lookup {
 	size_t nhosts;
 	struct dns_result res;
 	struct dns_lookup *dnext;	/* done list, waiting for delivery */
+	int hostonly;		/* dns_query_host: A/AAAA of domain, no MX */
 };
 
 /* Compact cache entry: host names in one blob, targets index into it. */
@@ -1003,6 +1004,8 @@ lookup_hosts_done(struct dns_lookup *lk)
 		} else if (temp) {
 			lookup_fail(lk, DNS_TEMPFAIL, "address lookup for %s failed: %s", temp->name,
 			    ares_strerror(status_is_temp(temp->st4) ? temp->st4 : temp->st6));
+		} else if (lk->hostonly) {
+			lookup_fail(lk, DNS_NOADDR, "%s has no address", lk->domain);
 		} else if (r->implicit) {
 			lookup_fail(lk, DNS_NOADDR, "%s has no MX and no address", lk->domain);
 		} else {
@@ -1396,18 +1399,23 @@ dns_domain_key(const char *domain, char *key, size_t keysz)
 	return 0;
 }
 
-void
-dns_query_mx(struct dns *d, const char *domain,
+/*
+ * dns_query - an MX lookup of domain, or (hostonly) an address lookup of
+ * host name domain alone: its cache key carries a space, which no domain
+ * key can, so the two never share an entry.
+ */
+static void
+dns_query(struct dns *d, const char *domain, int hostonly,
     void (*cb)(void *arg, const struct dns_result *r), void *arg)
 {
-	char key[256];
+	char key[256 + 5];
 	uint32_t hash;
 	struct dns_entry *e;
 	struct hnode *n;
 	struct dns_lookup *lk;
 	struct dns_waiter *w;
 
-	if (dns_domain_key(domain, key, sizeof key) < 0 || d->closing) {
+	if (dns_domain_key(domain, key + (hostonly ? 5 : 0), 256) < 0 || d->closing) {
 		struct dns_result r;
 
 		memset(&r, 0, sizeof r);
@@ -1417,6 +1425,8 @@ dns_query_mx(struct dns *d, const char *domain,
 		cb(arg, &r);
 		return;
 	}
+	if (hostonly)
+		memcpy(key, "host ", 5);
 	hash = hash_str(key);
 	if ((e = cache_find(d, hash, key)) != NULL) {
 		cache_deliver(e, cb, arg);
@@ -1435,15 +1445,57 @@ dns_query_mx(struct dns *d, const char *domain,
 	lk->d = d;
 	lk->hn.key = xstrdup(key);
 	lk->hn.hash = hash;
-	memcpy(lk->domain, key, sizeof lk->domain);
+	snprintf(lk->domain, sizeof lk->domain, "%s", key + (hostonly ? 5 : 0));
 	lk->waiters = w;
 	lk->wtail = &w->next;
 	lk->ttl = -1;
 	lk->pending = 1;
+	lk->hostonly = hostonly;
 	ht_insert(&d->inflight, &lk->hn);
 	d->nlookups++;
-	dns_send(d, key, T_MX, lookup_on_mx, lk);
+	if (hostonly) {
+		lk->pending = 0;
+		lk->hosts = xcalloc(1, sizeof *lk->hosts);
+		lk->nhosts = 1;
+		memcpy(lk->hosts[0].name, lk->domain, sizeof lk->hosts[0].name);
+		lookup_resolve_hosts(lk);
+	} else {
+		dns_send(d, key, T_MX, lookup_on_mx, lk);
+	}
 	dns_timer_update(d);
+}
+
+void
+dns_query_mx(struct dns *d, const char *domain,
+    void (*cb)(void *arg, const struct dns_result *r), void *arg)
+{
+	dns_query(d, domain, 0, cb, arg);
+}
+
+void
+dns_query_host(struct dns *d, const char *host,
+    void (*cb)(void *arg, const struct dns_result *r), void *arg)
+{
+	struct dns_target t;
+	struct dns_result r;
+
+	memset(&t, 0, sizeof t);
+	if (inet_pton(AF_INET, host, &t.addr.v4.sin_addr) == 1)
+		t.addr.v4.sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, host, &t.addr.v6.sin6_addr) == 1)
+		t.addr.v6.sin6_family = AF_INET6;
+	if (t.addr.sa.sa_family == 0 || d->closing) {
+		dns_query(d, host, 1, cb, arg);
+		return;
+	}
+	/* An address literal from the configuration: no lookup, and no
+	 * private-address check (the operator named it). */
+	snprintf(t.host, sizeof t.host, "%s", host);
+	memset(&r, 0, sizeof r);
+	r.status = DNS_OK;
+	r.targets = &t;
+	r.ntargets = 1;
+	cb(arg, &r);
 }
 
 size_t

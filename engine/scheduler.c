@@ -72,6 +72,8 @@ struct sref {
 	struct shaper_lane *lane;	/* referenced while the session lives */
 	const struct config_ip *cip;	/* its pool IP in ep's configuration, or NULL */
 	const struct config_warmup *cw;	/* that IP's warm-up schedule, or NULL */
+	struct session_relay relay;	/* a smarthost route (port 0: none); its
+					 * strings live in ep's configuration */
 };
 
 /*
@@ -563,6 +565,66 @@ sched_pool(const struct sched *s, const struct dest *d)
  */
 static void sched_lw_remove(struct sched *s, struct dest *d);
 
+/*
+ * sched_smarthost_dest - d relays through a smarthost: its shaping
+ * destination is "smarthost:NAME" (every domain through it shares its
+ * lanes), its limits the defaults overlaid by the smarthost block's, and
+ * its TLS policy what the smarthost's tls/verify ask for. 0: direct.
+ */
+static int
+sched_smarthost_dest(const struct config *c, const struct dest *d, char *name, size_t len,
+    struct config_limits *cl)
+{
+	const struct config_smarthost *h = config_smarthost_for(c, d->pool, d->domain);
+	struct config_site as_site;
+
+	if (h == NULL)
+		return 0;
+	memset(&as_site, 0, sizeof as_site);
+	as_site.lim = h->lim;
+	as_site.lim.tls = h->tls == SMARTHOST_TLS_NONE ? TLS_POLICY_DISABLED :
+	    h->verify ? TLS_POLICY_VERIFY : TLS_POLICY_REQUIRED;
+	*cl = config_limits_for(c, &as_site, NULL);
+	snprintf(name, len, "smarthost:%s", h->name);
+	return 1;
+}
+
+/* sched_smarthost_log - each smarthost at start and reload (never its
+ * password); AUTH in clear text is worth a warning. */
+static void
+sched_smarthost_log(const struct config *c)
+{
+	static const char *const tls[] = { "?", "starttls", "implicit", "none" };
+
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		const struct config_smarthost *h = &c->smarthosts[i];
+
+		log_info("scheduler", "smarthost %s: host=%s port=%d tls=%s verify=%d auth=%s",
+		    h->name, h->host, h->port, tls[h->tls >= 1 && h->tls <= 3 ? h->tls : 0],
+		    h->verify, h->user ? smtp_auth_mech_name((enum smtp_auth_mech)h->auth) : "none");
+		if (h->tls == SMARTHOST_TLS_NONE && h->user != NULL)
+			log_warn("scheduler", "smarthost %s: tls = \"none\": the credentials of user "
+			    "%s go to %s:%d in clear text", h->name, h->user, h->host, h->port);
+	}
+}
+
+/* sched_relay - the session settings of d's smarthost route, if any. */
+static void
+sched_relay(const struct config *c, const struct dest *d, struct session_relay *r)
+{
+	const struct config_smarthost *h = config_smarthost_for(c, d->pool, d->domain);
+
+	memset(r, 0, sizeof *r);
+	if (h == NULL)
+		return;
+	r->port = h->port;
+	r->implicit_tls = h->tls == SMARTHOST_TLS_IMPLICIT;
+	r->user = h->user;
+	r->password = h->password;
+	r->mech = (enum smtp_auth_mech)h->auth;
+	r->auth_clear = h->tls == SMARTHOST_TLS_NONE;
+}
+
 static void
 sched_dest_lanes(struct sched *s, struct dest *d)
 {
@@ -587,6 +649,8 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 		if (nh == 0 || strcmp(hosts[nh - 1], d->mx->t[i].host) != 0)
 			hosts[nh++] = d->mx->t[i].host;
 	site = shaper_destination(c, d->domain, hosts, nh, name, sizeof name, &cl);
+	if (sched_smarthost_dest(c, d, name, sizeof name, &cl))
+		site = NULL;
 	if (d->nlanes > 0 && d->lanes_gen == s->gen && strcmp(name, d->sdest) == 0)
 		return;
 	sched_lw_remove(s, d);	/* its counts are on the old lanes */
@@ -595,8 +659,8 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 	snprintf(d->sdest, sizeof d->sdest, "%s", name);
 	d->slim = shaper_limits_from(&cl);
 	{
-		struct rate fr = config_fleet_for(site, config_domain_find(c, d->domain),
-		    d->fleet_key, sizeof d->fleet_key);
+		struct rate fr = config_fleet_for(site, strncmp(name, "smarthost:", 10) == 0 ? NULL :
+		    config_domain_find(c, d->domain), d->fleet_key, sizeof d->fleet_key);
 
 		d->fleet_mph = pace_mph(&fr);
 	}
@@ -723,7 +787,10 @@ on_mx(void *arg, const struct dns_result *r)
 	}
 	if (s->stopping)
 		return;		/* queues were handed back */
-	trouble_from_dns(r->status, d->domain, r->error, &o);
+	/* A smarthost's name that does not resolve says nothing about the
+	 * recipients' domain: defer, never bounce. */
+	trouble_from_dns(config_smarthost_for(s->cfg, d->pool, d->domain) != NULL &&
+	    r->status != DNS_OK ? DNS_TEMPFAIL : r->status, d->domain, r->error, &o);
 	if (o.status == JOB_DEFERRED && d->nsessions > 0 && d->mx != NULL) {
 		/* A passing DNS failure on a new lookup while sessions from the
 		 * last good answer still carry the queue: let them. */
@@ -1064,6 +1131,7 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		ref->lane = d->lanes[k];
 		ref->cip = p && p->nips ? &p->ips[k] : NULL;
 		ref->cw = warmup_of(s->cfg, ref->cip);
+		sched_relay(s->cfg, d, &ref->relay);
 		shaper_lane_ref(ref->lane);
 		shaper_connect(&s->sh, ref->lane, now);
 		log_debug("scheduler", "dest=%s session from lane %s (%u of window %u)", d->key,
@@ -1072,8 +1140,8 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		dest_session_opened(d);
 		s->nsessions++;
 		stats_session(s->st, d->pool, src, 1);
-		ss = session_open(s->loop, &s->ops, &s->epochs->scfg[d->lane_cfg[k]], d->mx, src,
-		    d->lim.max_msgs_per_connection, ref);
+		ss = session_open_relay(s->loop, &s->ops, &s->epochs->scfg[d->lane_cfg[k]], d->mx,
+		    src, d->lim.max_msgs_per_connection, ref, ref->relay.port ? &ref->relay : NULL);
 		session_set_tls(ss, (enum tls_policy)d->lim.tls);
 	}
 	if (d->queued <= d->nconnecting)
@@ -1223,7 +1291,15 @@ sched_kick(struct sched *s, struct dest *d)
 	if (!dest_wants_mx(d, now))
 		return;
 	d->resolving = 1;
-	dns_query_mx(s->dns, d->domain, on_mx, d);	/* may call on_mx at once */
+	{
+		/* A smarthost route: its host's addresses, no MX lookup. */
+		const struct config_smarthost *h = config_smarthost_for(s->cfg, d->pool, d->domain);
+
+		if (h != NULL)
+			dns_query_host(s->dns, h->host, on_mx, d);	/* may call on_mx at once */
+		else
+			dns_query_mx(s->dns, d->domain, on_mx, d);	/* may call on_mx at once */
+	}
 }
 
 /* --- session callbacks --- */
@@ -1575,6 +1651,7 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 	s->ops.on_closed = sop_on_closed;
 	s->ops.on_source_failure = sop_on_source_failure;
 	warm_preload(s);
+	sched_smarthost_log(cfg);
 	return s;
 }
 
@@ -1657,6 +1734,7 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 		if (((struct dest *)v)->queued > 0)
 			sched_kick(s, v);
 	warm_preload(s);
+	sched_smarthost_log(cfg);
 	epochs_collect(s);
 }
 

@@ -88,6 +88,7 @@ struct session {
 	char used_ip[INET6_ADDRSTRLEN];	/* the default source as connected */
 	char peer[CONN_PEER_TEXT];
 	struct session *next, *prev;	/* scheduler lists */
+	struct session_relay relay;	/* port 0: direct MX delivery */
 };
 
 static struct session *all_sessions;
@@ -412,6 +413,13 @@ fallback_remember(struct session *s)
 	*until = now + TLS_FALLBACK_MS;
 }
 
+/* The port of this session's targets. */
+static int
+session_port(const struct session *s)
+{
+	return s->relay.port ? s->relay.port : s->cfg->port;
+}
+
 /* The STARTTLS mode of a new connection (its target is s->tidx). */
 static void
 session_tls_mode(struct session *s)
@@ -434,7 +442,12 @@ session_tls_mode(struct session *s)
 		    "handshake failed there %s)", s->peer, quote(q, sizeof q, session_mx(s)),
 		    s->plain_retry ? "just now" : "within the last hour");
 	}
+	if (s->relay.implicit_tls)
+		m = SMTP_TLS_IMPLICIT;	/* the handshake before the greeting */
 	smtp_client_set_tls(s->c, m);
+	if (s->relay.user != NULL)
+		smtp_client_set_auth(s->c, s->relay.user, s->relay.password, s->relay.mech,
+		    s->relay.auth_clear);
 }
 
 static void
@@ -466,7 +479,7 @@ session_start_tls(struct session *s)
 	    err, sizeof err);
 	struct transport *t = NULL;
 
-	snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), s->cfg->port, tls_policy_name(p));
+	snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), session_port(s), tls_policy_name(p));
 	str_lower(key);
 	if (x != NULL) {
 		t = transport_tls_new(&session_upper, s, x, session_mx(s),
@@ -932,9 +945,9 @@ again:
 	dst = t->addr;
 
 	if (dst.sa.sa_family == AF_INET6)
-		dst.v6.sin6_port = htons((uint16_t)s->cfg->port);
+		dst.v6.sin6_port = htons((uint16_t)session_port(s));
 	else
-		dst.v4.sin_port = htons((uint16_t)s->cfg->port);
+		dst.v4.sin_port = htons((uint16_t)session_port(s));
 	conn_peer_text(&dst.sa, s->peer, sizeof s->peer);
 	if (log_level_max >= LOG_DEBUG) {
 		char q[300];
@@ -975,7 +988,18 @@ struct session *
 session_open(struct loop *l, const struct session_ops *ops, const struct session_cfg *cfg,
     struct mxset *mx, const char *src_ip, unsigned max_msgs, void *owner)
 {
+	return session_open_relay(l, ops, cfg, mx, src_ip, max_msgs, owner, NULL);
+}
+
+struct session *
+session_open_relay(struct loop *l, const struct session_ops *ops, const struct session_cfg *cfg,
+    struct mxset *mx, const char *src_ip, unsigned max_msgs, void *owner,
+    const struct session_relay *relay)
+{
 	struct session *s = xcalloc(1, sizeof *s);
+
+	if (relay != NULL)
+		s->relay = *relay;
 
 	s->max_msgs = max_msgs ? max_msgs : cfg->max_msgs;
 	s->loop = l;

@@ -45,6 +45,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "msg.h"
 
 /* What a queued command waits for. */
@@ -60,6 +63,9 @@ enum wait {
 	W_DOT_IGNORE,		/* "." sent after a failed pipelined group */
 	W_QUIT,
 	W_STARTTLS,
+	W_AUTH,			/* AUTH PLAIN, or LOGIN's password: 235 */
+	W_AUTH_USER,		/* AUTH LOGIN: 334 asks for the user name */
+	W_AUTH_PASS,		/* LOGIN's user name sent: 334 asks for the password */
 };
 
 #define EXPQ_MAX	8
@@ -77,6 +83,13 @@ struct smtp_client {
 	uint8_t tls_mode;	/* enum smtp_tls_mode */
 	uint8_t tls_active;	/* the handshake is done on this connection */
 	unsigned msgs;
+
+	/* AUTH (smtp_client_set_auth); the secrets are wiped on free */
+	char *auth_user, *auth_pass;	/* NULL: no AUTH */
+	uint8_t auth_mech;	/* enum smtp_auth_mech */
+	uint8_t auth_clear;	/* AUTH allowed without TLS (tls = "none") */
+	uint8_t authed;		/* 235 seen on this connection */
+	uint8_t secret_set;	/* the send set holds credentials: wipe it once sent */
 
 	/* the transaction */
 	struct smtp_msg msg;
@@ -127,6 +140,7 @@ static const char *const stage_names[] = {
 	[SMTP_STAGE_RSET] = "RSET",
 	[SMTP_STAGE_QUIT] = "QUIT",
 	[SMTP_STAGE_STARTTLS] = "STARTTLS",
+	[SMTP_STAGE_AUTH] = "AUTH",
 };
 
 const char *
@@ -151,6 +165,7 @@ wait_stage(enum wait w)
 	case W_DOT: case W_DOT_IGNORE: return SMTP_STAGE_DOT;
 	case W_QUIT: return SMTP_STAGE_QUIT;
 	case W_STARTTLS: return SMTP_STAGE_STARTTLS;
+	case W_AUTH: case W_AUTH_USER: case W_AUTH_PASS: return SMTP_STAGE_AUTH;
 	}
 	return SMTP_STAGE_CONNECT;
 }
@@ -172,6 +187,7 @@ wait_timeout(const struct smtp_client *c, enum wait w)
 	switch (w) {
 	case W_GREETING: return c->t.greeting;
 	case W_EHLO: case W_HELO: case W_STARTTLS: return c->t.ehlo;
+	case W_AUTH: case W_AUTH_USER: case W_AUTH_PASS: return c->t.ehlo;
 	case W_RSET: case W_MAIL: return c->t.mail;
 	case W_RCPT: return c->t.rcpt;
 	case W_DATA: return c->t.data;
@@ -456,6 +472,25 @@ kw_is(const char *line, size_t kl, const char *kw)
 	return strlen(kw) == kl && strncasecmp(line, kw, kl) == 0;
 }
 
+/* parse_auth - the mechanisms after AUTH (or the old AUTH=), p..end. */
+static void
+parse_auth(struct smtp_client *c, const char *p, const char *end)
+{
+	c->ext.auth = 1;
+	while (p < end) {
+		const char *w;
+
+		while (p < end && (*p == ' ' || *p == '='))
+			p++;
+		for (w = p; p < end && *p != ' '; p++)
+			;
+		if (kw_is(w, (size_t)(p - w), "PLAIN"))
+			c->ext.auth_plain = 1;
+		else if (kw_is(w, (size_t)(p - w), "LOGIN"))
+			c->ext.auth_login = 1;
+	}
+}
+
 /* parse_ehlo - keywords from the lines after the first (RFC 5321 4.1.1.1). */
 static void
 parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
@@ -484,6 +519,8 @@ parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 			c->ext.starttls = 1;
 		else if (kw_is(line, kl, "ENHANCEDSTATUSCODES"))
 			c->ext.enhancedstatuscodes = 1;
+		else if (kw_is(line, kl, "AUTH"))
+			parse_auth(c, q, end);
 		else if (kw_is(line, kl, "SIZE")) {
 			uint64_t v = 0;
 
@@ -500,6 +537,121 @@ parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 			c->ext.size = v;
 		}
 	}
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+const char *
+smtp_auth_mech_name(enum smtp_auth_mech m)
+{
+	return m == SMTP_AUTH_PLAIN ? "PLAIN" : m == SMTP_AUTH_LOGIN ? "LOGIN" : "ANY";
+}
+
+/* auth_fail - the session ends: TEMP, SMTP_CAUSE_AUTH, stage AUTH; r: the
+ * server's reply (NULL: the text alone). Texts never carry a secret. */
+static void __attribute__((format(printf, 3, 4)))
+auth_fail(struct smtp_client *c, const struct smtp_reply *r, const char *fmt, ...)
+{
+	struct smtp_result res;
+	va_list ap;
+
+	memset(&res, 0, sizeof res);
+	if (r != NULL) {
+		result_from_reply(&res, SMTP_STAGE_AUTH, r);
+	} else {
+		va_start(ap, fmt);
+		vsnprintf(res.text, sizeof res.text, fmt, ap);
+		va_end(ap);
+	}
+	res.status = SMTP_TEMP;
+	res.cause = SMTP_CAUSE_AUTH;
+	res.stage = SMTP_STAGE_AUTH;
+	session_fail(c, &res);
+}
+
+/* queue_b64 - prefix, base64 of p[0..n), CRLF: a command carrying a secret. */
+static void
+queue_b64(struct smtp_client *c, const char *prefix, const void *p, size_t n, enum wait w)
+{
+	size_t room = 4 * ((n + 2) / 3) + 1;
+	unsigned char *b = xmalloc(room);
+	int k = EVP_EncodeBlock(b, p, (int)n);
+
+	buf_append(&c->cmdq, prefix, strlen(prefix));
+	buf_append(&c->cmdq, (const char *)b, k > 0 ? (size_t)k : 0);
+	buf_append(&c->cmdq, "\r\n", 2);
+	OPENSSL_cleanse(b, room);
+	free(b);
+	c->secret_set = 1;
+	expect(c, w);
+}
+
+/* auth_start - EHLO done (over TLS when TLS is used): log in. */
+static void
+auth_start(struct smtp_client *c)
+{
+	enum smtp_auth_mech m = (enum smtp_auth_mech)c->auth_mech;
+
+	if (!c->tls_active && !c->auth_clear) {
+		auth_fail(c, NULL, "refusing to send credentials without TLS (AUTH needs TLS "
+		    "unless tls = \"none\" is set)");
+		return;
+	}
+	if (!c->ext.auth) {
+		auth_fail(c, NULL, "the server does not offer AUTH");
+		return;
+	}
+	if (m == SMTP_AUTH_ANY)
+		m = c->ext.auth_plain ? SMTP_AUTH_PLAIN : c->ext.auth_login ? SMTP_AUTH_LOGIN :
+		    SMTP_AUTH_ANY;
+	if (m == SMTP_AUTH_ANY || (m == SMTP_AUTH_PLAIN && !c->ext.auth_plain) ||
+	    (m == SMTP_AUTH_LOGIN && !c->ext.auth_login)) {
+		auth_fail(c, NULL, "the server does not offer AUTH %s", m == SMTP_AUTH_ANY ?
+		    "PLAIN or LOGIN" : smtp_auth_mech_name(m));
+		return;
+	}
+	c->state = SMTP_STATE_BUSY;
+	if (m == SMTP_AUTH_LOGIN) {
+		queue_cmd(c, "AUTH LOGIN\r\n", W_AUTH_USER);
+		return;
+	}
+	{
+		/* RFC 4616: authzid (empty) NUL authcid NUL passwd */
+		size_t ul = strlen(c->auth_user), pl = strlen(c->auth_pass);
+		size_t n = ul + pl + 2;
+		char *raw = xmalloc(n);
+
+		raw[0] = '\0';
+		memcpy(raw + 1, c->auth_user, ul);
+		raw[1 + ul] = '\0';
+		memcpy(raw + 2 + ul, c->auth_pass, pl);
+		queue_b64(c, "AUTH PLAIN ", raw, n, W_AUTH);
+		OPENSSL_cleanse(raw, n);
+		free(raw);
+	}
+}
+
+/* auth_reply - the server's answer to an AUTH step (w). */
+static void
+auth_reply(struct smtp_client *c, enum wait w, const struct smtp_reply *r)
+{
+	if (w == W_AUTH && r->code / 100 == 2) {
+		c->authed = 1;
+		c->state = SMTP_STATE_IDLE;
+		return;
+	}
+	if (w == W_AUTH_USER && r->code == 334) {
+		queue_b64(c, "", c->auth_user, strlen(c->auth_user), W_AUTH_PASS);
+		return;
+	}
+	if (w == W_AUTH_PASS && r->code == 334) {
+		queue_b64(c, "", c->auth_pass, strlen(c->auth_pass), W_AUTH);
+		return;
+	}
+	/* 535 5.7.8 bad credentials, 534 mechanism too weak, 530 needs
+	 * TLS, 454, a 334 where none is due (PLAIN sent everything at
+	 * once): the login failed. */
+	auth_fail(c, r, "%s", "");
 }
 
 /* ---- receive side ---- */
@@ -570,6 +722,10 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 					return;
 				}
 			}
+			if (c->auth_user != NULL && !c->authed) {
+				auth_start(c);
+				return;
+			}
 			c->state = SMTP_STATE_IDLE;
 			return;
 		}
@@ -585,6 +741,10 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 			if (c->tls_mode == SMTP_TLS_MUST && !c->tls_active) {
 				tls_fail(c, "the server refused EHLO (no STARTTLS) and TLS "
 				    "is required");
+				return;
+			}
+			if (c->auth_user != NULL) {
+				auth_fail(c, NULL, "the server refused EHLO, and AUTH needs it");
 				return;
 			}
 			c->state = SMTP_STATE_IDLE;
@@ -612,6 +772,11 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		}
 		/* Opportunistic: a 4xx/5xx to STARTTLS, go on in clear text. */
 		c->state = SMTP_STATE_IDLE;
+		return;
+	case W_AUTH:
+	case W_AUTH_USER:
+	case W_AUTH_PASS:
+		auth_reply(c, w, r);
 		return;
 	case W_RSET:
 	case W_MAIL:
@@ -743,6 +908,11 @@ smtp_client_free(struct smtp_client *c)
 		return;
 	free(c->ehlo_name);
 	free(c->serr);
+	smtp_client_set_auth(c, NULL, NULL, SMTP_AUTH_ANY, 0);	/* wipes them */
+	if (c->cmdq.data)
+		OPENSSL_cleanse(c->cmdq.data, c->cmdq.cap);
+	if (c->sendbuf.data)
+		OPENSSL_cleanse(c->sendbuf.data, c->sendbuf.cap);
 	buf_free(&c->in);
 	buf_free(&c->cmdq);
 	buf_free(&c->sendbuf);
@@ -755,6 +925,7 @@ smtp_client_init(struct smtp_client *c)
 	c->state = SMTP_STATE_BUSY;
 	memset(&c->ext, 0, sizeof c->ext);
 	c->tls_active = 0;
+	c->authed = 0;
 	c->msgs = 0;
 	memset(&c->msg, 0, sizeof c->msg);
 	c->txn = c->failed = c->pipe = c->rset_needed = c->have_result = 0;
@@ -976,6 +1147,9 @@ smtp_client_sent(struct smtp_client *c, size_t n)
 			c->wait_since = c->now;
 		c->nseg = 0;
 		c->seg_off = 0;
+		if (c->secret_set && c->sendbuf.data != NULL)
+			OPENSSL_cleanse(c->sendbuf.data, c->sendbuf.len);
+		c->secret_set = 0;
 		c->sendbuf.len = 0;
 		c->body_sending = 0;
 		if (c->early_reply) {
@@ -1131,6 +1305,37 @@ void
 smtp_client_set_tls(struct smtp_client *c, enum smtp_tls_mode m)
 {
 	c->tls_mode = (uint8_t)m;
+	/* Implicit TLS: the handshake comes first, while the greeting is
+	 * the only reply due and nothing has arrived. */
+	if (m == SMTP_TLS_IMPLICIT && c->state == SMTP_STATE_BUSY && !c->tls_active &&
+	    c->exp_n == 1 && c->expq[c->exp_head] == W_GREETING && c->in.len == 0) {
+		c->state = SMTP_STATE_TLS;
+		c->wait_since = c->now;		/* the handshake's time-out */
+	}
+}
+
+void
+smtp_client_set_auth(struct smtp_client *c, const char *user, const char *password,
+    enum smtp_auth_mech mech, int allow_clear)
+{
+	if (c->auth_user != NULL) {
+		OPENSSL_cleanse(c->auth_user, strlen(c->auth_user));
+		free(c->auth_user);
+	}
+	if (c->auth_pass != NULL) {
+		OPENSSL_cleanse(c->auth_pass, strlen(c->auth_pass));
+		free(c->auth_pass);
+	}
+	c->auth_user = user ? xstrdup(user) : NULL;
+	c->auth_pass = user ? xstrdup(password ? password : "") : NULL;
+	c->auth_mech = (uint8_t)mech;
+	c->auth_clear = allow_clear ? 1 : 0;
+}
+
+int
+smtp_client_authenticated(const struct smtp_client *c)
+{
+	return c->authed;
 }
 
 void
@@ -1140,6 +1345,10 @@ smtp_client_tls_started(struct smtp_client *c)
 		panic("smtp_client_tls_started: not waiting for TLS");
 	c->tls_active = 1;
 	c->state = SMTP_STATE_BUSY;
+	if (c->tls_mode == SMTP_TLS_IMPLICIT) {
+		c->wait_since = c->now;		/* the greeting, over TLS, from now */
+		return;
+	}
 	memset(&c->ext, 0, sizeof c->ext);	/* RFC 3207 4.2: forget them */
 	buf_appendf(&c->cmdq, "EHLO %s\r\n", c->ehlo_name);
 	expect(c, W_EHLO);
@@ -1150,7 +1359,8 @@ smtp_client_tls_failed(struct smtp_client *c, const char *why)
 {
 	if (c->state == SMTP_STATE_CLOSED)
 		return;
-	tls_fail(c, "STARTTLS: %s", why && why[0] ? why : "TLS handshake failed");
+	tls_fail(c, "%s: %s", c->tls_mode == SMTP_TLS_IMPLICIT ? "TLS" : "STARTTLS",
+	    why && why[0] ? why : "TLS handshake failed");
 }
 
 int

@@ -18,7 +18,11 @@ enum { D_BOL = 0, D_MID, D_DOT, D_DOTCR };
 
 static const char *const event_names[] = {
 	"none", "reply", "helo", "mail", "rcpt", "data", "dot", "rset", "quit", "starttls",
+	"auth",
 };
+
+/* What an AUTH exchange waits for (auth_step). */
+enum { A_NONE = 0, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS };
 
 const char *
 smtp_server_event_name(enum smtp_srv_event ev)
@@ -61,9 +65,36 @@ smtp_server_reset(struct smtp_server *s)
 	buf_free(&s->body);
 }
 
+/* Free a secret after wiping it. */
+static void
+wipe_free(char **p)
+{
+	if (*p != NULL) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+/* auth_forget - end any AUTH exchange; keep the identity only if authed. */
+static void
+auth_forget(struct smtp_server *s, int identity_too)
+{
+	wipe_free(&s->auth_pass);
+	if (identity_too || !s->authed) {
+		wipe_free(&s->auth_user);
+		s->authed = 0;
+	}
+	s->auth_step = A_NONE;
+	s->auth_mech = NULL;
+	if (s->state == SMTP_SRV_ST_AUTH)
+		s->state = SMTP_SRV_ST_CMD;
+}
+
 void
 smtp_server_free(struct smtp_server *s)
 {
+	auth_forget(s, 1);
 	smtp_server_reset(s);
 	free(s->helo);
 	s->helo = NULL;
@@ -172,6 +203,8 @@ cmd_helo(struct smtp_server *s, const char *arg, int esmtp)
 		    s->conf.hostname, (unsigned long long)s->conf.max_size);
 		if (s->conf.starttls && !s->tls_on)
 			buf_appendf(&s->reply, "250-STARTTLS\r\n");
+		if (s->conf.auth && (s->tls_on || s->conf.auth_clear))
+			buf_appendf(&s->reply, "250-AUTH PLAIN LOGIN\r\n");
 		buf_appendf(&s->reply, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
 	} else
 		buf_appendf(&s->reply, "250 %s\r\n", s->conf.hostname);
@@ -258,6 +291,182 @@ cmd_starttls(struct smtp_server *s, const char *arg)
 	return decision(s, SMTP_SRV_STARTTLS, "220 2.0.0 Ready to start TLS");
 }
 
+/* --- AUTH --- */
+
+static int
+b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * b64_decode - strict base64 (RFC 4648: padded, no white space) of the
+ * NUL-terminated in into out (room for strlen(in) / 4 * 3 bytes). "=" alone
+ * is the empty response (RFC 4954). Returns the length, or -1.
+ */
+static long
+b64_decode(const char *in, unsigned char *out)
+{
+	size_t n = strlen(in), o = 0;
+
+	if (n == 1 && in[0] == '=')
+		return 0;
+	if (n == 0 || n % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+		int pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			if (in[i + k] == '=' && i + 4 == n && k >= 2) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if (pad || (v[k] = b64_val((unsigned char)in[i + k])) < 0)
+				return -1;
+		}
+		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (unsigned char)((v[1] & 0xf) << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (unsigned char)((v[2] & 0x3) << 6 | v[3]);
+	}
+	return (long)o;
+}
+
+/* A user name or password from n decoded bytes: NULL if empty, too long,
+ * holding a NUL or (a user name) any control byte. */
+static char *
+auth_field(const unsigned char *p, size_t n, int is_user)
+{
+	if (n == 0 || n > SMTP_SERVER_AUTH_MAX)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\0' || (is_user && (p[i] < 0x20 || p[i] == 0x7f)))
+			return NULL;
+	return xstrndup((const char *)p, n);
+}
+
+static enum smtp_srv_event
+auth_fail(struct smtp_server *s, const char *text)
+{
+	auth_forget(s, 0);
+	return core_reply(s, text);
+}
+
+#define AUTH_UNDECODABLE "501 5.5.2 Cannot decode response"
+
+/*
+ * auth_response - one response of the exchange (the initial response of
+ * the AUTH command, or a line after a 334). line is wiped by the caller.
+ */
+static enum smtp_srv_event
+auth_response(struct smtp_server *s, const char *line)
+{
+	unsigned char dec[SMTP_SERVER_LINE_MAX / 4 * 3 + 3];
+	long n;
+
+	if (strcmp(line, "*") == 0)
+		return auth_fail(s, "501 5.7.0 Authentication aborted");
+	n = b64_decode(line, dec);
+	if (n < 0)
+		return auth_fail(s, AUTH_UNDECODABLE);
+	switch (s->auth_step) {
+	case A_PLAIN: {
+		/* authzid NUL authcid NUL passwd (RFC 4616) */
+		unsigned char *z1 = memchr(dec, '\0', (size_t)n), *z2;
+		size_t zl, ul;
+
+		z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(dec + n - (z1 + 1))) : NULL;
+		if (z2 == NULL) {
+			explicit_bzero(dec, (size_t)n);
+			return auth_fail(s, AUTH_UNDECODABLE);
+		}
+		zl = (size_t)(z1 - dec);
+		ul = (size_t)(z2 - (z1 + 1));
+		s->auth_user = auth_field(z1 + 1, ul, 1);
+		s->auth_pass = auth_field(z2 + 1, (size_t)(dec + n - (z2 + 1)), 0);
+		if (s->auth_user != NULL && zl > 0 && (zl != ul || memcmp(dec, z1 + 1, ul) != 0)) {
+			explicit_bzero(dec, (size_t)n);
+			return auth_fail(s, "535 5.7.8 Error: authentication failed: "
+			    "authorization identity not permitted");
+		}
+		explicit_bzero(dec, (size_t)n);
+		if (s->auth_user == NULL || s->auth_pass == NULL)
+			return auth_fail(s, AUTH_UNDECODABLE);
+		break;
+	}
+	case A_LOGIN_USER:
+		s->auth_user = auth_field(dec, (size_t)n, 1);
+		explicit_bzero(dec, (size_t)n);
+		if (s->auth_user == NULL)
+			return auth_fail(s, AUTH_UNDECODABLE);
+		s->auth_step = A_LOGIN_PASS;
+		s->state = SMTP_SRV_ST_AUTH;
+		return core_reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+	case A_LOGIN_PASS:
+		s->auth_pass = auth_field(dec, (size_t)n, 0);
+		explicit_bzero(dec, (size_t)n);
+		if (s->auth_pass == NULL)
+			return auth_fail(s, AUTH_UNDECODABLE);
+		break;
+	default:
+		return auth_fail(s, "503 5.5.1 Error: no AUTH in progress");
+	}
+	s->auth_step = A_NONE;
+	s->state = SMTP_SRV_ST_CMD;
+	return decision(s, SMTP_SRV_AUTH,
+	    "535 5.7.8 Error: authentication failed: authentication failure");
+}
+
+static enum smtp_srv_event
+cmd_auth(struct smtp_server *s, char *arg)
+{
+	char *ir;
+
+	if (!s->conf.auth)
+		return core_reply(s, "503 5.5.1 Error: authentication not enabled");
+	if (s->helo == NULL || !s->esmtp)
+		return core_reply(s, "503 5.5.1 Error: send EHLO first");
+	if (!s->tls_on && !s->conf.auth_clear)
+		return core_reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+	if (s->authed)
+		return core_reply(s, "503 5.5.1 Error: already authenticated");
+	if (s->from != NULL)
+		return core_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+	ir = arg + strcspn(arg, " ");
+	if (*ir == ' ')
+		*ir++ = '\0';
+	if (strchr(ir, ' ') != NULL)
+		return core_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+	if (strcasecmp(arg, "PLAIN") == 0) {
+		s->auth_mech = "PLAIN";
+		s->auth_step = A_PLAIN;
+	} else if (strcasecmp(arg, "LOGIN") == 0) {
+		s->auth_mech = "LOGIN";
+		s->auth_step = A_LOGIN_USER;
+	} else if (*arg == '\0')
+		return core_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+	else
+		return core_reply(s, "504 5.5.4 Unrecognized authentication type");
+	if (*ir != '\0')
+		return auth_response(s, ir);
+	s->state = SMTP_SRV_ST_AUTH;
+	return core_reply(s, s->auth_step == A_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
+}
+
 /* command - one command line (NUL-terminated, no CRLF). */
 static enum smtp_srv_event
 command(struct smtp_server *s, char *line)
@@ -293,7 +502,7 @@ command(struct smtp_server *s, char *line)
 	if (IS("HELP"))
 		return core_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS");
 	if (IS("AUTH"))
-		return core_reply(s, "503 5.5.1 Error: authentication not enabled");
+		return cmd_auth(s, arg);
 	if (IS("BDAT"))
 		return core_reply(s, "502 5.5.1 Error: command not implemented");
 #undef IS
@@ -401,6 +610,7 @@ smtp_server_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_e
 				return n;
 			if (n - off > (size_t)s->conf.max_line + 2) {
 				s->discard = 1;
+				auth_forget(s, 0);
 				*ev = core_reply(s, "500 5.5.2 Error: line too long");
 				return n;
 			}
@@ -416,12 +626,20 @@ smtp_server_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_e
 			len--;
 		start = off;
 		off = (size_t)(nl - p) + 1;
-		if (len > s->conf.max_line)
+		if (len > s->conf.max_line) {
+			auth_forget(s, 0);
 			*ev = core_reply(s, "500 5.5.2 Error: line too long");
-		else {
+		} else {
 			memcpy(line, p + start, len);
 			line[len] = '\0';
-			*ev = command(s, line);
+			if (s->state == SMTP_SRV_ST_AUTH) {
+				*ev = auth_response(s, line);
+				explicit_bzero(line, len);
+			} else if (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+				*ev = command(s, line);
+				explicit_bzero(line, len);
+			} else
+				*ev = command(s, line);
 		}
 		return off;
 	}
@@ -467,9 +685,18 @@ smtp_server_done(struct smtp_server *s, int code)
 		if (code == 221)
 			s->state = SMTP_SRV_ST_QUIT;
 		break;
+	case SMTP_SRV_AUTH:
+		wipe_free(&s->auth_pass);
+		s->auth_mech = NULL;
+		if (code == 235)
+			s->authed = 1;
+		else
+			wipe_free(&s->auth_user);
+		break;
 	case SMTP_SRV_STARTTLS:
 		if (code == 220) {
 			/* RFC 3207: forget everything said in the clear. */
+			auth_forget(s, 1);
 			smtp_server_reset(s);
 			free(s->helo);
 			s->helo = NULL;

@@ -118,6 +118,11 @@ raw_class(const struct classify_rules *rules, const struct smtp_result *r, int c
 		 * it, or a failed handshake: deferred, site_failure (the
 		 * stage is STARTTLS), never a verdict on the recipient */
 		return CLASS_TLS_FAILURE;
+	case SMTP_CAUSE_AUTH:
+		/* Our credentials at a smarthost were refused (or could not
+		 * be sent): deferred, site_failure (stage AUTH), never a
+		 * verdict on the recipient */
+		return CLASS_AUTH_FAILURE;
 	case SMTP_CAUSE_PROTOCOL:
 		/* A refusal decided locally (unsafe address) carries an
 		 * enhanced code that says what was wrong; the rest is the
@@ -171,6 +176,7 @@ trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *
 	case SMTP_STAGE_EHLO:
 	case SMTP_STAGE_HELO:
 	case SMTP_STAGE_STARTTLS:
+	case SMTP_STAGE_AUTH:
 		/* The site failed as a whole; a 5xx there says nothing about
 		 * this recipient: retry. */
 		o->status = JOB_DEFERRED;

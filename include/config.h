@@ -59,6 +59,7 @@ struct config_pool {
 	size_t nips;		/* 0: the host's default source address */
 	int overflow;		/* an IP out of warm-up budget: its jobs go to the
 				 * pool's other IPs (1, default) or wait (0) */
+	char *smarthost;	/* relay all its mail through this smarthost, or NULL */
 };
 
 /* Shaping limits; 0 means "not set here" (inherit), then the default. */
@@ -98,6 +99,32 @@ struct config_site {
 
 struct config_domain {
 	char *name;		/* lower-case recipient domain */
+	struct config_limits lim;
+	char *smarthost;	/* relay through this smarthost (wins over the pool's), or NULL */
+};
+
+/* How a smarthost connection is secured. */
+enum smarthost_tls {
+	SMARTHOST_TLS_STARTTLS = 1,	/* STARTTLS required (port 587, RFC 6409) */
+	SMARTHOST_TLS_IMPLICIT,		/* TLS from the first byte (port 465, RFC 8314) */
+	SMARTHOST_TLS_NONE,		/* clear text: AUTH in clear (warned at start) */
+};
+
+/*
+ * smarthost "NAME" { host; port; tls; verify; user; password | password_file;
+ * auth; and the limit keys }: a relay that takes the mail of the pools and
+ * domains that name it. Their destinations skip the MX lookup and share one
+ * shaping destination, "smarthost:NAME", limited by lim.
+ */
+struct config_smarthost {
+	char *name;
+	char *host;		/* host name (A/AAAA looked up) or IP literal */
+	int port;		/* default 465 for implicit TLS, else 587 */
+	int tls;		/* enum smarthost_tls; default by port */
+	int verify;		/* chain and host name checked (default true) */
+	char *user;		/* NULL: no AUTH */
+	char *password;		/* never printed */
+	int auth;		/* enum smtp_auth_mech (smtp_client.h): 0 any, 1 plain, 2 login */
 	struct config_limits lim;
 };
 
@@ -170,6 +197,8 @@ struct config {
 	size_t nsites;
 	struct config_domain *domains;
 	size_t ndomains;
+	struct config_smarthost *smarthosts;
+	size_t nsmarthosts;
 	struct config_warmup *warmups;
 	size_t nwarmups;
 	/* shaping_rule "NAME" { } blocks, in file order (reaction.h) */
@@ -237,6 +266,12 @@ const struct config_domain *config_domain_find(const struct config *c, const cha
  */
 struct rate config_fleet_for(const struct config_site *site, const struct config_domain *dom,
     char *key, size_t len);
+/*
+ * config_smarthost_for - the smarthost that carries mail of pool to
+ * domain: the domain block's, else the pool's; NULL: direct MX delivery.
+ */
+const struct config_smarthost *config_smarthost_for(const struct config *c, const char *pool,
+    const char *domain);
 /* First site any of whose mx patterns matches mx_host (case-insensitive glob). */
 const struct config_site *config_site_for_mx(const struct config *c, const char *mx_host);
 /* Retry delay before attempt n+1 after n failed attempts (n >= 1). */

@@ -73,6 +73,18 @@ void dns_free(struct dns *d);
 void dns_query_mx(struct dns *d, const char *domain,
     void (*cb)(void *arg, const struct dns_result *r), void *arg);
 
+/*
+ * dns_query_host - the addresses of one host name (a smarthost): its A
+ * and AAAA records as targets of that name (pref 0), cached and merged
+ * like MX answers (its own cache entry), private addresses refused
+ * unless allowed. No MX is looked up. An IPv4 or IPv6 literal is its own
+ * single target at once (no lookup, no private-address check: the
+ * configuration named it). No address -> DNS_NOADDR; NXDOMAIN ->
+ * DNS_NXDOMAIN. Same callback contract as dns_query_mx.
+ */
+void dns_query_host(struct dns *d, const char *host,
+    void (*cb)(void *arg, const struct dns_result *r), void *arg);
+
 /* Number of lookups in flight (for status and drain). */
 size_t dns_pending(const struct dns *d);
 

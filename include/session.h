@@ -97,10 +97,30 @@ struct session_cfg {
 	const char *tls_ca_file;	/* verify: trust this PEM file (NULL: system store) */
 };
 
+/*
+ * A smarthost route (session_open_relay): the port instead of cfg->port,
+ * TLS from the first byte (implicit, port 465) rather than STARTTLS, and
+ * AUTH after EHLO when user is set. The strings are not copied: they must
+ * outlive the session (they live in the configuration its epoch holds).
+ * The STARTTLS/verify policy still comes from session_set_tls() (the
+ * scheduler passes required, verify or disabled for a relay).
+ */
+struct session_relay {
+	int port;
+	int implicit_tls;
+	const char *user, *password;	/* user NULL: no AUTH */
+	enum smtp_auth_mech mech;
+	int auth_clear;			/* AUTH allowed without TLS (tls = "none") */
+};
+
 /* max_msgs: messages per connection for this destination (0: cfg->max_msgs). */
 struct session *session_open(struct loop *l, const struct session_ops *ops,
     const struct session_cfg *cfg, struct mxset *mx, const char *src_ip,
     unsigned max_msgs, void *owner);
+/* session_open through a smarthost (relay copied; NULL: session_open). */
+struct session *session_open_relay(struct loop *l, const struct session_ops *ops,
+    const struct session_cfg *cfg, struct mxset *mx, const char *src_ip,
+    unsigned max_msgs, void *owner, const struct session_relay *relay);
 /* The destination's TLS policy; call right after session_open() (it is
  * used from the first EHLO on; DEFAULT: cfg->tls). */
 void session_set_tls(struct session *s, enum tls_policy p);

@@ -107,6 +107,7 @@ enum smtp_stage {
 	SMTP_STAGE_RSET,
 	SMTP_STAGE_QUIT,
 	SMTP_STAGE_STARTTLS,	/* STARTTLS -> 220, and the handshake after it */
+	SMTP_STAGE_AUTH,	/* AUTH (RFC 4954) -> 235, and its 334 exchanges */
 };
 const char *smtp_stage_name(enum smtp_stage s);
 
@@ -134,6 +135,8 @@ enum smtp_cause {
 	SMTP_CAUSE_LOCAL,	/* this host's fault: socket()/bind() of the source failed */
 	SMTP_CAUSE_TLS,		/* STARTTLS missing or refused under a policy that needs
 				 * it, or the TLS handshake failed */
+	SMTP_CAUSE_AUTH,	/* AUTH refused (535/534/530...), not offered, or not
+				 * allowed on this connection (no TLS) */
 };
 
 /* What the client does with STARTTLS (the session maps its policy). */
@@ -141,6 +144,15 @@ enum smtp_tls_mode {
 	SMTP_TLS_NO = 0,	/* never send STARTTLS */
 	SMTP_TLS_TRY,		/* when offered; a 4xx/5xx to it: go on in clear text */
 	SMTP_TLS_MUST,		/* not offered or refused: the session fails (CAUSE_TLS) */
+	SMTP_TLS_IMPLICIT,	/* TLS from the first byte (port 465, RFC 8314): the
+				 * handshake comes before the greeting; no STARTTLS */
+};
+
+/* Which SASL mechanism AUTH uses (RFC 4954). */
+enum smtp_auth_mech {
+	SMTP_AUTH_ANY = 0,	/* what the server offers, PLAIN before LOGIN */
+	SMTP_AUTH_PLAIN,	/* RFC 4616 */
+	SMTP_AUTH_LOGIN,	/* the de-facto "LOGIN" (username, then password) */
 };
 
 struct smtp_result {
@@ -169,6 +181,7 @@ struct smtp_msg {
 struct smtp_ext {
 	int pipelining, eightbitmime, smtputf8, starttls, enhancedstatuscodes;
 	int has_size;
+	int auth, auth_plain, auth_login;	/* AUTH offered, and these mechanisms */
 	uint64_t size;		/* 0 = no limit given */
 };
 
@@ -251,6 +264,38 @@ void smtp_client_tls_started(struct smtp_client *c);
 void smtp_client_tls_failed(struct smtp_client *c, const char *why);
 /* 1 once TLS is on for this connection. */
 int smtp_client_tls_active(const struct smtp_client *c);
+
+/*
+ * Implicit TLS (SMTP_TLS_IMPLICIT, set right after smtp_client_init()):
+ * the state is SMTP_STATE_TLS at once, before the greeting; the session
+ * starts the handshake on the fresh connection. smtp_client_tls_started()
+ * then makes the client wait for the greeting (over TLS, its own time-out
+ * from then on); smtp_client_tls_failed() fails the session (TEMP,
+ * SMTP_CAUSE_TLS, stage STARTTLS, "TLS: why"). STARTTLS is never sent.
+ *
+ * AUTH (RFC 4954). smtp_client_set_auth() before the greeting (it stays
+ * for the client's life; user and password are copied and wiped on free).
+ * After the 2xx to EHLO (the one after the handshake when TLS is used),
+ * the client logs in before the session becomes IDLE:
+ *   PLAIN   AUTH PLAIN base64(\0user\0password)       -> 235
+ *   LOGIN   AUTH LOGIN -> 334, base64(user) -> 334, base64(password) -> 235
+ * mech ANY takes PLAIN when offered, else LOGIN. The session fails (TEMP,
+ * SMTP_CAUSE_AUTH, stage AUTH) when: the server does not offer AUTH or the
+ * mechanism asked for; it answers AUTH or a step with anything but the
+ * expected 334/235 (code, enhanced code and the server's text kept: 535
+ * 5.7.8, 534, 530...: still TEMP, the credentials are ours and the
+ * recipient is not at fault); EHLO was refused (HELO has no AUTH); or the
+ * connection is not TLS and allow_clear is 0 ("refusing to send
+ * credentials without TLS"). A 421 is a 421 (cause REPLY). No result
+ * text ever holds the user name's or the password's encoding, and the
+ * command buffer that held them is wiped once sent.
+ */
+void smtp_client_set_auth(struct smtp_client *c, const char *user, const char *password,
+    enum smtp_auth_mech mech, int allow_clear);
+/* 1 once AUTH succeeded on this connection. */
+int smtp_client_authenticated(const struct smtp_client *c);
+/* "PLAIN", "LOGIN" (mech ANY: "ANY"). */
+const char *smtp_auth_mech_name(enum smtp_auth_mech m);
 /* Messages completed (any outcome) on this session. */
 unsigned smtp_client_msgs(const struct smtp_client *c);
 

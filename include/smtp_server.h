@@ -11,7 +11,7 @@
  *
  *   SMTP_SRV_REPLY   the core decided the reply alone (syntax, sequence,
  *                    limits, NOOP, HELP...): send srv->reply as is.
- *   a decision       HELO, MAIL, RCPT, DATA, DOT, RSET, QUIT, STARTTLS: the
+ *   a decision       HELO, MAIL, RCPT, DATA, DOT, RSET, QUIT, STARTTLS, AUTH: the
  *                    host chooses the reply (srv->reply holds the usual one,
  *                    which it may send, steal or replace) and then calls
  *                    smtp_server_done() with the code the client got (0: it
@@ -28,6 +28,19 @@
  * line end, as Postfix does). The message is counted in srv->bytes and, with
  * keep_body, kept in srv->body up to max_size; past it too_big is set, the
  * body is dropped and the rest counted only; DOT then defaults to 552.
+ *
+ * AUTH (RFC 4954, with conf.auth): PLAIN (RFC 4616, initial response or
+ * after "334 ") and LOGIN ("334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6"). The
+ * core runs the exchange, decodes base64 strictly and hands the host one
+ * AUTH decision with srv->auth_user and srv->auth_pass; the usual reply is
+ * 535 5.7.8, the host answers 235 when the credentials are right. The
+ * password is wiped at done(); after 235, auth_user is the session's
+ * identity until STARTTLS forgets it (RSET and EHLO keep it). Offered in
+ * EHLO and accepted only over TLS unless conf.auth_clear (538 5.7.11 else).
+ * Refused by the core: AUTH before EHLO, during a transaction, a second
+ * time (503); another mechanism (504); a "*" (501 5.7.0); bad base64, an
+ * identity with control bytes, over 255 bytes or empty (501 5.5.2); a PLAIN
+ * authorization identity other than the authentication one (535).
  */
 #ifndef VOLLEY_SMTP_SERVER_H
 #define VOLLEY_SMTP_SERVER_H
@@ -41,6 +54,10 @@
 #define SMTP_SERVER_LINE_MAX 16384
 /* The longest path (address) taken from MAIL/RCPT. */
 #define SMTP_SERVER_PATH_MAX 512
+/* The longest AUTH user name or password (RFC 4616's 255 octets). */
+#define SMTP_SERVER_AUTH_MAX 255
+/* A host's reply to a good AUTH (RFC 4954). */
+#define SMTP_SERVER_AUTH_OK "235 2.7.0 Authentication successful"
 
 enum smtp_srv_event {
 	SMTP_SRV_NONE = 0,	/* need more input */
@@ -53,6 +70,7 @@ enum smtp_srv_event {
 	SMTP_SRV_RSET,
 	SMTP_SRV_QUIT,
 	SMTP_SRV_STARTTLS,	/* usual reply 220; done(220): the rest is TLS */
+	SMTP_SRV_AUTH,		/* srv->auth_mech, auth_user, auth_pass; usual reply 535 */
 };
 
 enum smtp_srv_state {
@@ -60,6 +78,7 @@ enum smtp_srv_state {
 	SMTP_SRV_ST_DATA,	/* reading the message */
 	SMTP_SRV_ST_TLS,	/* after 220 to STARTTLS: input dropped until smtp_server_tls_on() */
 	SMTP_SRV_ST_QUIT,	/* after QUIT: input dropped */
+	SMTP_SRV_ST_AUTH,	/* after a 334: the next line is an AUTH response */
 };
 
 struct smtp_server_conf {
@@ -69,6 +88,8 @@ struct smtp_server_conf {
 	uint32_t max_rcpts;	/* per transaction: 452 past it */
 	int starttls;		/* offer STARTTLS */
 	int keep_body;		/* keep the unstuffed message in body */
+	int auth;		/* offer and accept AUTH PLAIN LOGIN */
+	int auth_clear;		/* ... without TLS too */
 };
 
 struct smtp_server {
@@ -89,6 +110,12 @@ struct smtp_server {
 	uint64_t bytes;			/* message bytes so far (unstuffed) */
 	int too_big;
 	struct buf body;		/* with keep_body */
+	/* AUTH */
+	const char *auth_mech;		/* "PLAIN" or "LOGIN" during an exchange */
+	char *auth_user;		/* being decided, then (authed) the identity */
+	char *auth_pass;		/* during the AUTH decision only */
+	int auth_step;			/* which response the exchange waits for */
+	int authed;			/* a 235 was sent */
 	/* parser */
 	int dstate, discard;
 };

@@ -31,6 +31,9 @@
  *   server offers no 8BITMIME)               suppress (the server never
  *                                            judged the recipient)
  *   SMTP_CAUSE_LOCAL (source IP)          -> deferred, source_fault
+ *   AUTH at a smarthost refused (535,     -> deferred, auth_failure,
+ *   534, 530...), not offered, or no TLS     site_failure (the credentials
+ *   (SMTP_CAUSE_AUTH, stage AUTH)            are ours); never suppress
  *
  * The verdict:
  *   suppress      bounced AND a class bounce_class_suppresses() names AND
@@ -44,7 +47,8 @@
  *                 4.7.650/(S775)/(S843), Gmail 4.7.28 and 4.7.0 rate
  *                 limits); time-out or refused/reset connection at
  *                 connect or greeting.
- *   site_failure  connect, greeting, EHLO/HELO failed (not our source).
+ *   site_failure  connect, greeting, EHLO/HELO, STARTTLS or AUTH failed
+ *                 (not our source).
  *   source_fault  SMTP_CAUSE_LOCAL: pick another source, do not defer or
  *                 slow the destination for it.
  */

@@ -2,7 +2,8 @@
  * fuzz_smtp_server.c - libFuzzer target for the pure SMTP server core.
  *
  * The first byte sets the host's policy (which decisions it refuses) and
- * the limits; the rest is client input, fed once whole and once in pieces
+ * the limits (bit 0 also: AUTH without TLS; AUTH takes any password for
+ * user "u"); the rest is client input, fed once whole and once in pieces
  * whose sizes come from a generator seeded by the input, the host keeping
  * the unused tail as a real one does. The core must never crash, never use
  * more than it was given, never stop on an event without using a byte,
@@ -41,7 +42,7 @@ static void
 run(const uint8_t *p, size_t n, uint8_t policy, uint64_t seed, struct run *r)
 {
 	struct smtp_server_conf sc = { "mx.test", (policy & 3) ? 64u << (policy & 3) : 1u << 20,
-	    (policy & 4) ? 32 : 1000, (policy & 8) ? 2 : 100, 1, 1 };
+	    (policy & 4) ? 32 : 1000, (policy & 8) ? 2 : 100, 1, 1, 1, policy & 1 };
 	struct smtp_server s;
 	char *pend = malloc(n + 1);
 	size_t plen = 0, off = 0;
@@ -100,6 +101,13 @@ run(const uint8_t *p, size_t n, uint8_t policy, uint64_t seed, struct run *r)
 			}
 			if (ev == SMTP_SRV_STARTTLS && (policy & 0x80))
 				code = 454;
+			if (ev == SMTP_SRV_AUTH) {
+				if (s.auth_user == NULL || s.auth_pass == NULL ||
+				    strlen(s.auth_user) > SMTP_SERVER_AUTH_MAX ||
+				    strlen(s.auth_pass) > SMTP_SERVER_AUTH_MAX)
+					abort();
+				code = strcmp(s.auth_user, "u") == 0 ? 235 : 535;
+			}
 			tr_add(r, ev, code);
 			smtp_server_done(&s, code);
 			if (ev == SMTP_SRV_STARTTLS && code == 220) {

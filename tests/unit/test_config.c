@@ -4,7 +4,9 @@
  * every validation error with its exact file:line; errors are collected;
  * lookups (site by MX, domain, merged limits, retry delays); the shipped
  * pools/volley.conf loads; dkim blocks (keys parsed at load, every
- * validation error with file:line).
+ * validation error with file:line); smarthost blocks (defaults by port,
+ * routing from pools and domains, every error with file:line, the password
+ * never in an error).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1038,6 +1040,146 @@ test_tls_policy(void **state)
 	}
 }
 
+/* smarthost "NAME" { }: defaults, routing (the domain's wins), errors. */
+static void
+test_smarthost(void **state)
+{
+	const char *in =
+	    "smarthost \"sub\" { host = \"smtp.provider.test\"; user = \"u\"; password = \"Pw-1\"; }\n"
+	    "smarthost \"ssl\" { host = \"smtps.provider.test\"; port = 465; user = \"u\";\n"
+	    "  password = \"Pw-2\"; auth = LOGIN; max_connections = 3; }\n"
+	    "smarthost \"imp\" { host = \"192.0.2.7\"; tls = implicit; verify = false; }\n"
+	    "smarthost \"clear\" { host = \"2001:db8::25\"; port = 2525; tls = none; }\n"
+	    "pool \"p\" { smarthost = \"sub\"; ip \"127.0.0.2\" { } }\n"
+	    "domain \"d.test\" { smarthost = \"ssl\"; }\n"
+	    "domain \"other.test\" { max_connections = 2; }\n";
+	static const struct { const char *in, *errors; } bad[] = {
+		{ "smarthost \"s\" {\n port = 587;\n}\n",
+		  "t.conf:1: smarthost \"s\": needs host = \"HOST\"\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n user = \"u\"; }\n",
+		  "t.conf:2: smarthost \"s\": user needs password or password_file\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n password = \"Secret-9\"; }\n",
+		  "t.conf:2: smarthost \"s\": a password needs user\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; user = \"u\"; password = \"Secret-9\";\n"
+		  " password_file = \"/etc/hostname\"; }\n",
+		  "t.conf:2: smarthost \"s\": password and password_file are exclusive (password at "
+		  "line 1)\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; user = \"u\";\n"
+		  " password_file = \"/nonexistent/pw\"; }\n",
+		  "t.conf:2: smarthost \"s\": password_file: cannot read /nonexistent/pw: No such file "
+		  "or directory\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n tls = ssl; }\n",
+		  "t.conf:2: smarthost \"s\": tls: 'ssl' is not starttls, implicit or none\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; user = \"u\"; password = \"Secret-9\";\n"
+		  " auth = cram-md5; }\n",
+		  "t.conf:2: smarthost \"s\": auth: 'cram-md5' is not plain or login\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n auth = plain; }\n",
+		  "t.conf:2: smarthost \"s\": auth needs user and password\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; tls = none;\n verify = true; }\n",
+		  "t.conf:2: smarthost \"s\": verify = true needs TLS (tls = \"none\")\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n port = 0; }\n",
+		  "t.conf:2: smarthost \"s\": port: '0' is not a whole number in 1..65535\n" },
+		{ "smarthost \"s\" {\n host = \"[192.0.2.1]\"; }\n",
+		  "t.conf:2: smarthost \"s\": host: '[192.0.2.1]' is an address literal: write the "
+		  "address without brackets\n" },
+		{ "smarthost \"s\" { host = \"h.test\";\n hots = \"x\"; }\n",
+		  "t.conf:2: smarthost \"s\": unknown setting 'hots' (did you mean 'host'?)\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; }\nsmarthost \"s\" { host = \"h.test\"; }\n",
+		  "t.conf:2: duplicate smarthost \"s\" (first defined at t.conf:1)\n" },
+		{ "pool \"p\" { ip \"127.0.0.2\" { }\n smarthost = \"nope\"; }\n",
+		  "t.conf:2: smarthost \"nope\" is not defined\n" },
+		{ "domain \"d.test\" {\n smarthost = \"nope\"; }\n",
+		  "t.conf:2: smarthost \"nope\" is not defined\n" },
+		{ "smarthost \"s\" { host = \"h.test\"; }\ndomain \"d.test\" {\n smarthost = [\"s\"]; }\n",
+		  "t.conf:3: domain \"d.test\": smarthost: expected smarthost = \"NAME\"\n" },
+	};
+	const struct config_smarthost *h;
+	char *errors = NULL;
+	struct config *c;
+
+	(void)state;
+	c = load_str(in, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->nsmarthosts, 4);
+	/* STARTTLS on 587 by default, verified, AUTH as offered */
+	h = config_smarthost_for(c, "p", "x.test");
+	assert_non_null(h);
+	assert_string_equal(h->name, "sub");
+	assert_string_equal(h->host, "smtp.provider.test");
+	assert_int_equal(h->port, 587);
+	assert_int_equal(h->tls, SMARTHOST_TLS_STARTTLS);
+	assert_true(h->verify);
+	assert_string_equal(h->user, "u");
+	assert_string_equal(h->password, "Pw-1");
+	assert_int_equal(h->auth, 0);
+	/* port 465: implicit TLS; the domain's smarthost wins over the pool's */
+	h = config_smarthost_for(c, "p", "d.test");
+	assert_non_null(h);
+	assert_string_equal(h->name, "ssl");
+	assert_int_equal(h->port, 465);
+	assert_int_equal(h->tls, SMARTHOST_TLS_IMPLICIT);
+	assert_int_equal(h->auth, 2);
+	assert_int_equal(h->lim.max_connections, 3);
+	h = config_smarthost_for(c, NULL, "d.test");
+	assert_non_null(h);
+	assert_string_equal(h->name, "ssl");
+	/* a domain block without smarthost falls back on the pool's */
+	h = config_smarthost_for(c, "p", "other.test");
+	assert_non_null(h);
+	assert_string_equal(h->name, "sub");
+	/* no route: the MX */
+	assert_null(config_smarthost_for(c, NULL, "x.test"));
+	assert_null(config_smarthost_for(c, "unknown", "x.test"));
+	/* tls = implicit: port 465; IP literals as is; no user: no AUTH */
+	h = &c->smarthosts[2];
+	assert_string_equal(h->host, "192.0.2.7");
+	assert_int_equal(h->port, 465);
+	assert_int_equal(h->tls, SMARTHOST_TLS_IMPLICIT);
+	assert_false(h->verify);
+	assert_null(h->user);
+	assert_null(h->password);
+	h = &c->smarthosts[3];
+	assert_string_equal(h->host, "2001:db8::25");
+	assert_int_equal(h->port, 2525);
+	assert_int_equal(h->tls, SMARTHOST_TLS_NONE);
+	config_free(c);
+
+	/* password_file: its first line, relative to the config file */
+	write_file("pw.txt", "File-Pw-3\nsecond line\n");
+	write_file("sh.conf", "smarthost \"f\" { host = \"h.test\"; user = \"u\";\n"
+	    "  password_file = \"pw.txt\"; }\n");
+	{
+		char path[256];
+
+		snprintf(path, sizeof path, "%s/sh.conf", tmpdir);
+		c = config_load(path, &errors);
+		if (c == NULL)
+			fail_msg("%s", errors);
+		assert_string_equal(c->smarthosts[0].password, "File-Pw-3");
+		config_free(c);
+		write_file("pw.txt", "\n");
+		errors = NULL;
+		assert_null(config_load(path, &errors));
+		assert_non_null(strstr(errors, "sh.conf:2: smarthost \"f\": password_file: "));
+		assert_non_null(strstr(errors, "the first line is empty"));
+		free(errors);
+		errors = NULL;
+	}
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		c = load_str(bad[i].in, &errors);
+		if (c != NULL)
+			fail_msg("case %zu loaded", i);
+		if (errors == NULL || strcmp(errors, bad[i].errors) != 0)
+			fail_msg("case %zu:\ngot:  %swant: %s", i, errors ? errors : "(none)\n",
+			    bad[i].errors);
+		assert_null(strstr(errors, "Secret-9"));	/* never echoed */
+		free(errors);
+		errors = NULL;
+	}
+}
+
 int
 main(void)
 {
@@ -1051,6 +1193,7 @@ main(void)
 		cmocka_unit_test(test_accepted_forms),
 		cmocka_unit_test(test_lookups),
 		cmocka_unit_test(test_tls_policy),
+		cmocka_unit_test(test_smarthost),
 		cmocka_unit_test(test_file_errors_name_the_file),
 		cmocka_unit_test(test_classify_rules_path),
 		cmocka_unit_test(test_shipped_pools),

@@ -26,7 +26,7 @@
 enum op {
 	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
 	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS, OP_NOW,
-	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL,
+	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL, OP_AUTHSET, OP_AUTHED,
 };
 
 struct step {
@@ -59,6 +59,13 @@ struct step {
 #define TLSMODE(x)	{ .op = OP_TLSMODE, .n = SMTP_TLS_##x }	/* before the greeting */
 #define TLSUP		{ .op = OP_TLSUP }	/* the session's handshake is done */
 #define TLSFAIL(x)	{ .op = OP_TLSFAIL, .s = (x) }	/* ... or failed */
+/* AUTH as user "u", password "p@ss" (clear: allowed without TLS) */
+#define AUTHSET(m, clear) { .op = OP_AUTHSET, .n = SMTP_AUTH_##m, .code = (clear) }
+#define AUTHED(x)	{ .op = OP_AUTHED, .n = (x) }
+
+/* The secret and every encoding of it the client may send: never in a
+ * result or session error text. */
+static const char *const secrets[] = { "p@ss", "cEBzcw==", "AHUAcEBzcw==" };
 
 /* Distinct time-outs so a deadline names its wait. */
 static const struct smtp_timeouts tmo = {
@@ -205,6 +212,11 @@ check_result(const struct smtp_result *r, const struct step *s)
 	CHECK_STR(r->enh, s->enh);
 	CHECK_STR(r->text, s->s);
 	assert_null(strpbrk(r->text, "\r\n"));
+	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
+		if (strstr(r->text, secrets[i]) != NULL) {
+			FAIL_CTX();
+			fail_msg("a secret in a result text: %s", r->text);
+		}
 }
 
 static void
@@ -292,6 +304,12 @@ run_once(const char *name, const struct step *steps, int feed, int chunk)
 			break;
 		case OP_TLSFAIL:
 			smtp_client_tls_failed(c, s->s);
+			break;
+		case OP_AUTHSET:
+			smtp_client_set_auth(c, "u", "p@ss", (enum smtp_auth_mech)s->n, s->code);
+			break;
+		case OP_AUTHED:
+			CHECK_INT(smtp_client_authenticated(c), s->n);
 			break;
 		}
 	}
@@ -1092,6 +1110,181 @@ test_starttls(void **s)
 	RUN(tls_handshake_disc);
 }
 
+/* ---- AUTH (RFC 4954, 4616) ---- */
+
+#define EHLO_AUTH(mechs) \
+	GREET, SRV("250-relay.test\r\n250-PIPELINING\r\n250-AUTH " mechs "\r\n250 8BITMIME\r\n")
+
+/* after STARTTLS: PLAIN with an initial response, then mail as usual */
+static const struct step auth_plain_tls[] = {
+	TLSMODE(MUST), AUTHSET(ANY, 0), EHLO_TLS, CLI("STARTTLS\r\n"),
+	SRV("220 go\r\n"), STATE(TLS), TLSUP, CLI("EHLO client.test\r\n"),
+	SRV("250-relay.test\r\n250-PIPELINING\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME\r\n"),
+	STATE(BUSY), AUTHED(0), CLI("AUTH PLAIN AHUAcEBzcw==\r\n"), DEADL(1002),
+	SRV("235 2.7.0 Authentication successful\r\n"), STATE(IDLE), AUTHED(1), NOSERR,
+	PIPE_OK0(CMDS0), MSGS(1), QUIT_OK,
+	{ 0 }
+};
+
+/* LOGIN: user name and password each after a 334 */
+static const struct step auth_login[] = {
+	AUTHSET(LOGIN, 1), EHLO_AUTH("PLAIN LOGIN"), CLI("AUTH LOGIN\r\n"),
+	SRV("334 VXNlcm5hbWU6\r\n"), CLI("dQ==\r\n"), SRV("334 UGFzc3dvcmQ6\r\n"),
+	CLI("cEBzcw==\r\n"), STATE(BUSY), SRV("235 ok\r\n"), STATE(IDLE), AUTHED(1),
+	PIPE_OK0(CMDS0),
+	{ 0 }
+};
+
+/* ANY without PLAIN offered: LOGIN; the old "AUTH=" form counts */
+static const struct step auth_any_login[] = {
+	AUTHSET(ANY, 1), GREET, SRV("250-relay.test\r\n250-AUTH=LOGIN\r\n250 8BITMIME\r\n"),
+	CLI("AUTH LOGIN\r\n"), SRV("334 VXNlcm5hbWU6\r\n"), CLI("dQ==\r\n"),
+	SRV("334 UGFzc3dvcmQ6\r\n"), CLI("cEBzcw==\r\n"), SRV("235 ok\r\n"), STATE(IDLE),
+	{ 0 }
+};
+
+/* the wrong password: 535 is a TEMP session failure of cause AUTH */
+static const struct step auth_plain_535[] = {
+	AUTHSET(PLAIN, 1), EHLO_AUTH("PLAIN"), CLI("AUTH PLAIN AHUAcEBzcw==\r\n"),
+	SRV("535 5.7.8 Authentication credentials invalid\r\n"), STATE(CLOSED), CLI(""),
+	AUTHED(0),
+	SERR(TEMP, AUTH, AUTH, 535, "5.7.8", "535 5.7.8 Authentication credentials invalid"),
+	{ 0 }
+};
+
+static const struct step auth_login_535[] = {
+	AUTHSET(LOGIN, 1), EHLO_AUTH("LOGIN"), CLI("AUTH LOGIN\r\n"),
+	SRV("334 VXNlcm5hbWU6\r\n"), CLI("dQ==\r\n"), SRV("334 UGFzc3dvcmQ6\r\n"),
+	CLI("cEBzcw==\r\n"), SRV("535 5.7.8 no\r\n"), STATE(CLOSED),
+	SERR(TEMP, AUTH, AUTH, 535, "5.7.8", "535 5.7.8 no"),
+	{ 0 }
+};
+
+/* 534 (mechanism too weak) to AUTH LOGIN itself */
+static const struct step auth_534[] = {
+	AUTHSET(LOGIN, 1), EHLO_AUTH("LOGIN"), CLI("AUTH LOGIN\r\n"),
+	SRV("534 5.7.9 Authentication mechanism is too weak\r\n"), STATE(CLOSED),
+	SERR(TEMP, AUTH, AUTH, 534, "5.7.9", "534 5.7.9 Authentication mechanism is too weak"),
+	{ 0 }
+};
+
+/* a 334 to PLAIN (it sent everything): the login failed */
+static const struct step auth_plain_334[] = {
+	AUTHSET(PLAIN, 1), EHLO_AUTH("PLAIN"), CLI("AUTH PLAIN AHUAcEBzcw==\r\n"),
+	SRV("334 \r\n"), STATE(CLOSED), SERR(TEMP, AUTH, AUTH, 334, "", "334"),
+	{ 0 }
+};
+
+/* 421 while logging in: a 421 */
+static const struct step auth_421[] = {
+	AUTHSET(PLAIN, 1), EHLO_AUTH("PLAIN"), CLI("AUTH PLAIN AHUAcEBzcw==\r\n"),
+	SRV("421 4.3.2 bye\r\n"), STATE(CLOSED),
+	SERR(TEMP, REPLY, AUTH, 421, "4.3.2", "421 4.3.2 bye"),
+	{ 0 }
+};
+
+/* not offered at all, or not the mechanism asked for */
+static const struct step auth_absent[] = {
+	AUTHSET(ANY, 1), GREET, SRV("250-relay.test\r\n250 PIPELINING\r\n"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, AUTH, AUTH, 0, "", "the server does not offer AUTH"),
+	{ 0 }
+};
+
+static const struct step auth_mech_absent[] = {
+	AUTHSET(LOGIN, 1), EHLO_AUTH("PLAIN CRAM-MD5"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, AUTH, AUTH, 0, "", "the server does not offer AUTH LOGIN"),
+	{ 0 }
+};
+
+static const struct step auth_any_absent[] = {
+	AUTHSET(ANY, 1), EHLO_AUTH("CRAM-MD5 XOAUTH2"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, AUTH, AUTH, 0, "", "the server does not offer AUTH PLAIN or LOGIN"),
+	{ 0 }
+};
+
+/* never over clear text unless allowed, whatever the server offers */
+static const struct step auth_no_tls[] = {
+	AUTHSET(PLAIN, 0), EHLO_AUTH("PLAIN"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, AUTH, AUTH, 0, "", "refusing to send credentials without TLS (AUTH needs "
+	    "TLS unless tls = \"none\" is set)"),
+	{ 0 }
+};
+
+/* opportunistic TLS not offered: still no AUTH in clear text */
+static const struct step auth_try_no_starttls[] = {
+	TLSMODE(TRY), AUTHSET(ANY, 0), EHLO_AUTH("PLAIN"), STATE(CLOSED), CLI(""),
+	SERR(TEMP, AUTH, AUTH, 0, "", "refusing to send credentials without TLS (AUTH needs "
+	    "TLS unless tls = \"none\" is set)"),
+	{ 0 }
+};
+
+static const struct step auth_helo[] = {
+	AUTHSET(ANY, 1), GREET, SRV("502 5.5.2 what\r\n"), CLI("HELO client.test\r\n"),
+	SRV("250 relay.test\r\n"), STATE(CLOSED),
+	SERR(TEMP, AUTH, AUTH, 0, "", "the server refused EHLO, and AUTH needs it"),
+	{ 0 }
+};
+
+static const struct step auth_timeout[] = {
+	AUTHSET(PLAIN, 1), EHLO_AUTH("PLAIN"), CLI("AUTH PLAIN AHUAcEBzcw==\r\n"), DEADL(1002),
+	TMO, STATE(CLOSED),
+	SERR(TEMP, TIMEOUT, AUTH, 0, "", "timeout waiting for reply to AUTH"),
+	{ 0 }
+};
+
+/* without AUTH configured, an AUTH offer changes nothing */
+static const struct step auth_unset[] = {
+	EHLO_AUTH("PLAIN LOGIN"), STATE(IDLE), CLI(""), AUTHED(0),
+	{ 0 }
+};
+
+/* implicit TLS: the handshake first, then the greeting over TLS, no STARTTLS */
+static const struct step implicit_ok[] = {
+	NOW(10), TLSMODE(IMPLICIT), STATE(TLS), CLI(""), DEADL(1002), NOW(500), TLSUP,
+	STATE(BUSY), DEADL(1001), CLI(""), AUTHSET(ANY, 0),
+	SRV("220 relay.test ESMTP\r\n"), CLI("EHLO client.test\r\n"),
+	SRV("250-relay.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"),
+	CLI("AUTH PLAIN AHUAcEBzcw==\r\n"), SRV("235 ok\r\n"), STATE(IDLE), AUTHED(1),
+	PIPE_OK0(CMDS0),
+	{ 0 }
+};
+
+static const struct step implicit_failed[] = {
+	TLSMODE(IMPLICIT), STATE(TLS), TLSFAIL("certificate verify failed"), STATE(CLOSED),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "TLS: certificate verify failed"),
+	{ 0 }
+};
+
+static const struct step implicit_timeout[] = {
+	TLSMODE(IMPLICIT), STATE(TLS), DEADL(1002), TMO, STATE(CLOSED),
+	SERR(TEMP, TLS, STARTTLS, 0, "", "timeout during the TLS handshake (1002ms)"),
+	{ 0 }
+};
+
+static void
+test_auth(void **s)
+{
+	RUN(auth_plain_tls);
+	RUN(auth_login);
+	RUN(auth_any_login);
+	RUN(auth_plain_535);
+	RUN(auth_login_535);
+	RUN(auth_534);
+	RUN(auth_plain_334);
+	RUN(auth_421);
+	RUN(auth_absent);
+	RUN(auth_mech_absent);
+	RUN(auth_any_absent);
+	RUN(auth_no_tls);
+	RUN(auth_try_no_starttls);
+	RUN(auth_helo);
+	RUN(auth_timeout);
+	RUN(auth_unset);
+	RUN(implicit_ok);
+	RUN(implicit_failed);
+	RUN(implicit_timeout);
+}
+
 /* ---- hand-driven tests ---- */
 
 static struct smtp_client *
@@ -1572,6 +1765,7 @@ main(void)
 		cmocka_unit_test(test_long_text),
 		cmocka_unit_test(test_drip_linear),
 		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_auth),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

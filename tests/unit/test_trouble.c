@@ -54,6 +54,20 @@ static const struct tcase cases[] = {
 	  "bind 192.0.2.77: Cannot assign requested address", 1,
 	  JOB_DEFERRED, K(CONNECTION_FAILURE), 0, 0, 0, 1 },
 
+	/* --- AUTH at a smarthost: our credentials, deferred, never suppress --- */
+	{ "auth 535", S(AUTH), SMTP_TEMP, C(AUTH), 535, "5.7.8",
+	  "535 5.7.8 Authentication credentials invalid", 1,
+	  JOB_DEFERRED, K(AUTH_FAILURE), 0, 0, 1, 0 },
+	{ "auth 534", S(AUTH), SMTP_TEMP, C(AUTH), 534, "5.7.9",
+	  "534 5.7.9 Authentication mechanism is too weak", 1,
+	  JOB_DEFERRED, K(AUTH_FAILURE), 0, 0, 1, 0 },
+	{ "auth 530", S(AUTH), SMTP_TEMP, C(AUTH), 530, "5.7.0",
+	  "530 5.7.0 Must issue a STARTTLS command first", 1,
+	  JOB_DEFERRED, K(AUTH_FAILURE), 0, 0, 1, 0 },
+	{ "auth not offered", S(AUTH), SMTP_TEMP, C(AUTH), 0, "",
+	  "the server does not offer AUTH", 1,
+	  JOB_DEFERRED, K(AUTH_FAILURE), 0, 0, 1, 0 },
+
 	/* --- greeting --- */
 	/* a bare 5xx greeting refuses this IP before it has said anything
 	 * (the greeting-refused rule): a site failure, never a bounce */
