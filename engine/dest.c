@@ -39,6 +39,10 @@ dest_clear_lanes(struct dest *d)
 	free(d->lanes);
 	free(d->lane_cfg);
 	free(d->lane_weight);
+	free(d->lane_credit);
+	free(d->lane_nsess);
+	d->lane_credit = NULL;
+	d->lane_nsess = NULL;
 	d->lanes = NULL;
 	d->lane_cfg = NULL;
 	d->lane_weight = NULL;
@@ -53,6 +57,8 @@ dest_set_lanes(struct dest *d, struct shaper_lane **lanes, size_t *cfg, uint32_t
 	d->lanes = lanes;
 	d->lane_cfg = cfg;
 	d->lane_weight = weight;
+	d->lane_credit = xcalloc(n ? n : 1, sizeof *d->lane_credit);
+	d->lane_nsess = xcalloc(n ? n : 1, sizeof *d->lane_nsess);
 	d->nlanes = n;
 }
 

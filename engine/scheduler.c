@@ -1014,6 +1014,76 @@ sched_lane_wanted(struct sched *s, struct shaper_lane *l)
 	return l->sched_wq_head != NULL;
 }
 
+/* lane_index - k with d->lanes[k] == l, or -1 (a lane from before a
+ * reload). */
+static int
+lane_index(const struct dest *d, const struct shaper_lane *l)
+{
+	for (size_t k = 0; k < d->nlanes; k++)
+		if (d->lanes[k] == l)
+			return (int)k;
+	return -1;
+}
+
+/*
+ * sched_weight_ok - may a session of lane l take d's next job, as far as
+ * the pool's weights go? Weights split jobs, not sessions: every job
+ * handed out moves smooth weighted round-robin credit (lane k gains its
+ * weight, the lane that took the job loses the total). A lane in debit
+ * waits while another lane of d that is owed a job has a session of d to
+ * take it; with nobody else to take it, it goes on; and it waits at most
+ * WEIGHT_WAIT_MS (the other lane's sessions may be busy, paced, out of
+ * warm-up budget: weights must never stall a destination). *at: when to
+ * look again after a refusal.
+ */
+#define WEIGHT_WAIT_MS	200
+static int
+sched_weight_ok(struct dest *d, const struct shaper_lane *l, uint64_t now, uint64_t *at)
+{
+	int k = d->nlanes > 1 ? lane_index(d, l) : -1;
+
+	if (k < 0 || d->lane_credit[k] >= 0)
+		return 1;
+	for (size_t j = 0; j < d->nlanes; j++)
+		if ((int)j != k && d->lane_credit[j] >= 0 && d->lane_nsess[j] > 0) {
+			if (d->weight_wait == 0)
+				d->weight_wait = now;
+			if (now - d->weight_wait >= WEIGHT_WAIT_MS)
+				return 1;
+			*at = d->weight_wait + WEIGHT_WAIT_MS;
+			return 0;
+		}
+	return 1;
+}
+
+/* A job went to a session of lane l: move the credit; a lane now owed a
+ * job that has an idle session of d is woken through d's timer. */
+static void
+sched_weight_took(struct sched *s, struct dest *d, const struct shaper_lane *l)
+{
+	int k = d->nlanes > 1 ? lane_index(d, l) : -1;
+	int64_t total = 0, cap;
+	int wake = 0;
+
+	if (k < 0)
+		return;
+	d->weight_wait = 0;
+	for (size_t j = 0; j < d->nlanes; j++)
+		total += d->lane_weight[j] ? d->lane_weight[j] : 1;
+	cap = 2 * total;	/* a lane without sessions does not bank credit */
+	for (size_t j = 0; j < d->nlanes; j++) {
+		int64_t c = d->lane_credit[j] + (d->lane_weight[j] ? d->lane_weight[j] : 1);
+		if ((int)j == k)
+			c -= total;
+		c = c > cap ? cap : c < -cap ? -cap : c;
+		if ((int)j != k && d->lane_credit[j] < 0 && c >= 0)
+			wake = 1;
+		d->lane_credit[j] = c;
+	}
+	if (wake && d->idle != NULL)
+		sched_arm(s, d, loop_now(s->loop));
+}
+
 /*
  * sched_open_sessions - open sessions for d's queue: for each, the shaper
  * picks which of the pool's IPs (smooth weighted round robin over those
@@ -1129,6 +1199,7 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		ref->d = d;
 		ref->ep = s->epochs;
 		ref->lane = d->lanes[k];
+		d->lane_nsess[k]++;
 		ref->cip = p && p->nips ? &p->ips[k] : NULL;
 		ref->cw = warmup_of(s->cfg, ref->cip);
 		sched_relay(s->cfg, d, &ref->relay);
@@ -1269,6 +1340,11 @@ sched_kick(struct sched *s, struct dest *d)
 			idle = next;
 			continue;
 		}
+		if (!sched_weight_ok(d, ref->lane, now, &at)) {
+			sched_arm(s, d, at);
+			idle = next;	/* another IP's turn (pool weights) */
+			continue;
+		}
 		if (!sched_fleet(s, ref, now, 0, &at)) {
 			sched_arm(s, d, at);
 			idle = next;
@@ -1279,6 +1355,7 @@ sched_kick(struct sched *s, struct dest *d)
 		if (j == NULL)
 			break;
 		shaper_take(&s->sh, ref->lane, now);
+		sched_weight_took(s, d, ref->lane);
 		sched_fleet(s, ref, now, 1, &at);
 		sched_warm(s, ref->cip, ref->cw, d->site, d->sdest, clock_wall_ms(), 1, &at);
 		session_give(idle, j);	/* on_idle(idle, 0) unlinks it */
@@ -1326,6 +1403,10 @@ sop_next_job(struct session *ss)
 		sched_arm(s, ref->d, mono_of(s, at));
 		return NULL;
 	}
+	if (!sched_weight_ok(ref->d, ref->lane, now, &at)) {
+		sched_arm(s, ref->d, at);	/* another IP's turn (pool weights) */
+		return NULL;
+	}
 	if (!sched_fleet(s, ref, now, 0, &at)) {
 		/* No fleet-wide token in hand: idle until the engine's
 		 * request to Redis brings some (never send without one). */
@@ -1336,6 +1417,7 @@ sop_next_job(struct session *ss)
 	sched_settle_expired(s, expired);
 	if (j != NULL) {
 		shaper_take(&s->sh, ref->lane, now);
+		sched_weight_took(s, ref->d, ref->lane);
 		sched_fleet(s, ref, now, 1, &at);
 		sched_warm(s, ref->cip, ref->cw, ref->d->site, ref->d->sdest, clock_wall_ms(), 1, &at);
 	}
@@ -1593,7 +1675,10 @@ sop_on_closed(struct session *ss)
 	struct sched *s = ref->s;
 	struct dest *d = ref->d, *w;
 	struct shaper_lane *lane = ref->lane;
+	int lk = lane_index(d, lane);
 
+	if (lk >= 0 && d->lane_nsess[lk] > 0)
+		d->lane_nsess[lk]--;
 	dest_session_closed(d, session_was_established(ss));
 	s->nsessions--;
 	stats_session(s->st, d->pool, session_src_ip(ss), -1);

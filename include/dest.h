@@ -55,6 +55,11 @@ struct dest {
 	struct shaper_lane **lanes;
 	size_t *lane_cfg;		/* session settings index (0: default source) */
 	uint32_t *lane_weight;
+	/* Per lane, kept by the scheduler: smooth weighted round-robin credit
+	 * per job handed out, and this destination's sessions on the lane. */
+	int64_t *lane_credit;
+	unsigned *lane_nsess;
+	uint64_t weight_wait;		/* mono ms a lane in debit began to wait (0: none) */
 	size_t nlanes;
 	unsigned lanes_gen;		/* configuration generation they were built in */
 	int lane_waiting;		/* in its lanes' waiting queues (full lanes) */
