@@ -21,6 +21,7 @@
 #include "map.h"
 #include "msg.h"
 #include "redis.h"
+#include "route.h"
 #include "scheduler.h"
 #include "trouble.h"
 #include "util.h"
@@ -611,6 +612,26 @@ on_suppression(void *arg, const int *member, size_t n)
 	free(c);
 }
 
+/*
+ * intake_route - a job without a `pool` field gets the pool the routing
+ * rules choose (route.h); it is kept with the job from then on (events,
+ * the retry hash), so a job is routed once.
+ */
+static void
+intake_route(struct intake *in, struct job *j)
+{
+	int rule;
+	const char *pool;
+
+	if (j->pool != NULL)
+		return;
+	pool = route_pool(in->cfg, j->tenant, j->campaign, j->from, &rule);
+	j->pool = xstrdup(pool);
+	if (rule >= 0)
+		log_debug("intake", "job=%s pool=%s (route at line %d)", j->id, pool,
+		    in->cfg->routes[rule].line);
+}
+
 void
 intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e, size_t n)
 {
@@ -635,6 +656,7 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			ledger_fail(in->lg, j, why);
 			continue;
 		}
+		intake_route(in, j);
 		if (in->pause_known && park_if_paused(in, j))
 			continue;
 		c->jobs[c->n++] = j;
