@@ -62,6 +62,7 @@ struct intake {
 	struct ledger *lg;
 	struct sched *sched;
 	const struct config *cfg;
+	const struct route_owner *own;	/* which pools are ours (NULL: all) */
 	struct map bodies;		/* msg_ref -> bodyref */
 	size_t bytes;			/* of the bodies held */
 	int stopping;
@@ -162,6 +163,7 @@ intake_free(struct intake *in)
 }
 
 void intake_set_config(struct intake *in, const struct config *cfg) { in->cfg = cfg; }
+void intake_set_owner(struct intake *in, const struct route_owner *own) { in->own = own; }
 void intake_set_stopping(struct intake *in) { in->stopping = 1; }
 size_t intake_bytes(const struct intake *in) { return in->bytes; }
 
@@ -648,6 +650,8 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			continue;	/* already held (re-read or claimed twice) */
 		j = job_decode(e[i].fields, e[i].flens, e[i].values, e[i].vlens, e[i].n,
 		    e[i].key, origin, in->cfg, now);
+		if (e[i].retry_pool != NULL)
+			j->retry_pool = xstrdup(e[i].retry_pool);
 		ledger_track(in->lg, j);
 		if (j->error) {
 			char why[600];
@@ -657,6 +661,10 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			continue;
 		}
 		intake_route(in, j);
+		if (!in->stopping && route_pool_foreign(in->own, in->cfg, j->pool)) {
+			ledger_hand_over(in->lg, j);	/* another host's pool */
+			continue;
+		}
 		if (in->pause_known && park_if_paused(in, j))
 			continue;
 		c->jobs[c->n++] = j;
