@@ -721,6 +721,7 @@ struct ctx {
 	const struct ucl_node **smarthost_nodes;	/* one per c->smarthosts entry */
 	const struct ucl_node **smarthost_refs;	/* smarthost = "NAME" in pools/domains */
 	size_t nsmarthost_refs;
+	const struct ucl_node **route_pool_nodes;	/* one per c->routes entry: its pool */
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -1221,7 +1222,7 @@ static void
 parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_node *n)
 {
 	static const char *const keys[] = { "ehlo", "warmup", "warmup_start", "weight", "max_rate",
-		"fleet_max_rate" };
+		"fleet_max_rate", "instance" };
 	static const struct setting ip_settings[] = {
 		{ "", "weight", S_U32, offsetof(struct config_ip, weight), 0, 1, 1000, NULL, NULL, 0 },
 		{ "", "max_rate", S_RATE, offsetof(struct config_ip, max_rate), 0, 0, 0, NULL, NULL, 0 },
@@ -1279,6 +1280,9 @@ parse_ip(struct ctx *x, const struct ucl_node *pn, size_t pi, const struct ucl_n
 		} else if (strcmp(e->key, "warmup_start") == 0) {
 			dst = &ip->warmup_start;
 			check = check_date;
+		} else if (strcmp(e->key, "instance") == 0) {
+			dst = &ip->instance;	/* a glob on instance names */
+			check = check_token;
 		} else if (strcmp(e->key, "weight") == 0 || strcmp(e->key, "max_rate") == 0 ||
 		    strcmp(e->key, "fleet_max_rate") == 0) {
 			apply(x, &ip_settings[e->key[0] == 'w' ? 0 : e->key[0] == 'm' ? 1 : 2],
@@ -2091,6 +2095,76 @@ parse_threshold(const char *s, uint32_t *n, uint64_t *window_ms)
 	return 0;
 }
 
+/*
+ * parse_route - route { tenant = "acme"; campaign = "spring*";
+ * sender_domain = "news.example.com"; pool = "P"; }: unnamed, repeatable,
+ * kept in file order. The pool is checked once every pool is known
+ * (validate).
+ */
+static void
+parse_route(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = { "tenant", "campaign", "sender_domain", "pool" };
+	struct config *c = x->c;
+	const struct ucl_node *seen[sizeof keys / sizeof keys[0]] = { 0 };
+	struct config_route *r;
+	char fn[300];
+
+	if (n->type != UCL_OBJECT || n->arg != NULL) {
+		cerr(x, n, "route: expected route { ... }, got %s", type_name(n));
+		return;
+	}
+	if (c->nroutes >= MAX_LIST) {
+		cerr(x, n, "more than %d routes", MAX_LIST);
+		return;
+	}
+	c->routes = xrealloc(c->routes, (c->nroutes + 1) * sizeof *c->routes);
+	x->route_pool_nodes = xrealloc(x->route_pool_nodes,
+	    (c->nroutes + 1) * sizeof *x->route_pool_nodes);
+	r = &c->routes[c->nroutes];
+	memset(r, 0, sizeof *r);
+	r->line = n->line;
+	x->route_pool_nodes[c->nroutes++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		char **dst;
+		const char *why;
+		size_t ki;
+
+		if (e->key == NULL)
+			continue;
+		for (ki = 0; ki < sizeof keys / sizeof keys[0]; ki++)
+			if (strcmp(e->key, keys[ki]) == 0)
+				break;
+		if (ki == sizeof keys / sizeof keys[0]) {
+			cerr(x, e, "route: unknown setting '%s' (a route has tenant, campaign, "
+			    "sender_domain and pool)", e->key);
+			continue;
+		}
+		snprintf(fn, sizeof fn, "route: %s", e->key);
+		if (seen[ki] != NULL) {
+			cerr(x, e, "%s is already set at line %d", fn, seen[ki]->line);
+			continue;
+		}
+		seen[ki] = e;
+		if (want_scalar(x, e, fn) < 0)
+			continue;
+		if ((why = check_token(e->str)) != NULL) {
+			cerr(x, e, "%s: '%s' %s", fn, e->str, why);
+			continue;
+		}
+		dst = ki == 0 ? &r->tenant : ki == 1 ? &r->campaign : ki == 2 ? &r->sender_domain :
+		    &r->pool;
+		*dst = xstrdup(e->str);
+		if (ki == 3)
+			x->route_pool_nodes[c->nroutes - 1] = e;
+	}
+	if (r->pool == NULL && seen[3] == NULL)
+		cerr(x, n, "route: pool is missing");
+	if (seen[0] == NULL && seen[1] == NULL && seen[2] == NULL)
+		cerr(x, n, "route: needs tenant, campaign or sender_domain (a job no route "
+		    "matches goes to pool \"default\")");
+}
+
 static void
 parse_shaping_rule(struct ctx *x, const struct ucl_node *n)
 {
@@ -2261,7 +2335,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
-		"dkim", "shaping_rule", "smarthost",
+		"dkim", "shaping_rule", "smarthost", "route",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -2297,6 +2371,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "smarthost") == 0) {
 				parse_smarthost(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "route") == 0) {
+				parse_route(x, n);
 				continue;
 			}
 		}
@@ -2370,6 +2448,12 @@ validate(struct ctx *x, const struct ucl_node *root)
 			cerr(x, x->refs[i].node, "pool \"%s\" ip \"%s\": warmup \"%s\" is not defined",
 			    c->pools[x->refs[i].pool].name, c->pools[x->refs[i].pool].ips[x->refs[i].ip].addr,
 			    name);
+	}
+	for (size_t i = 0; i < c->nroutes; i++) {
+		const char *pool = c->routes[i].pool;
+
+		if (pool != NULL && strcmp(pool, "default") != 0 && config_pool(c, pool) == NULL)
+			cerr(x, x->route_pool_nodes[i], "route: pool \"%s\" is not defined", pool);
 	}
 	for (size_t i = 0; i < x->nwsites; i++) {
 		const struct config_warmup *w = &c->warmups[x->wsites[i].w];
@@ -2502,6 +2586,7 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	ensure_default_pool(c);
 
 	free(x.pool_nodes);
+	free(x.route_pool_nodes);
 	free(x.site_nodes);
 	free(x.domain_nodes);
 	free(x.warmup_nodes);
@@ -2608,12 +2693,20 @@ config_free(struct config *c)
 			free(c->pools[i].ips[j].ehlo);
 			free(c->pools[i].ips[j].warmup);
 			free(c->pools[i].ips[j].warmup_start);
+			free(c->pools[i].ips[j].instance);
 		}
 		free(c->pools[i].ips);
 		free(c->pools[i].name);
 		free(c->pools[i].smarthost);
 	}
 	free(c->pools);
+	for (size_t i = 0; i < c->nroutes; i++) {
+		free(c->routes[i].tenant);
+		free(c->routes[i].campaign);
+		free(c->routes[i].sender_domain);
+		free(c->routes[i].pool);
+	}
+	free(c->routes);
 	for (size_t i = 0; i < c->nsites; i++) {
 		free(c->sites[i].name);
 		free_strlist(c->sites[i].mx, c->sites[i].nmx);

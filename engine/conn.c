@@ -324,3 +324,25 @@ conn_open(struct loop *l, const struct conn_ops *ops, void *arg, const struct so
 		timer_set(l, &c->timer, connect_ms, conn_on_timer);
 	return c;
 }
+
+/*
+ * conn_test_bind - whether src is an address of this host: a TCP socket
+ * of its family bound to it (port chosen later, so nothing is reserved)
+ * and closed again. 0 if it bound, else the errno (EADDRNOTAVAIL: not an
+ * address here). Blocking but instant; called at start and on SIGHUP.
+ */
+int
+conn_test_bind(const char *src)
+{
+	int fam = conn_ip_family(src), fd, e = 0;
+
+	if (fam == AF_UNSPEC)
+		return EINVAL;
+	fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	if (conn_bind(fd, fam, src) != 0)
+		e = errno;
+	close(fd);
+	return e;
+}

@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "classify.h"
 #include "config.h"
+#include "conn.h"
 #include "dns.h"
 #include "fleet.h"
 #include "inbound.h"
@@ -27,6 +28,7 @@
 #include "listener.h"
 #include "loop.h"
 #include "redis.h"
+#include "route.h"
 #include "scheduler.h"
 #include "signer.h"
 #include "session.h"
@@ -34,6 +36,7 @@
 #include "util.h"
 #include "version.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,9 @@ struct engine {
 	struct sched *sched;
 	struct stats *st;
 	struct listener *li;		/* inbound.listen; NULL when unset */
+	struct route_owner own[2];	/* which pool IPs are ours: the running
+					 * configuration's, and the one before */
+	int own_cur;
 	int stream_empty, stopping, stopped, drain_checking;
 	int aborting;			/* stop deadline passed: sessions aborted */
 	int tearing_down;		/* Redis is being freed: ask it nothing more */
@@ -183,6 +189,82 @@ drain_check(struct engine *e)
 		e->drain_checking = 0;
 }
 
+/* --- pool ownership --- */
+
+/*
+ * engine_ownership - decide which pool IPs of c are ours (route.h): an
+ * IP with an explicit `instance` is ours if our name matches; any other
+ * is tested with a bind() (EADDRNOTAVAIL: not an address of this host).
+ * Logs the pools that are not ours or only partly, and tells the parts.
+ * Called before the components get c (SIGHUP): the scheduler builds
+ * its lanes from c with this table. The previous table is kept until the
+ * next call, as the components point at it until they switch over.
+ */
+static void
+engine_ownership(struct engine *e, const struct config *c)
+{
+	size_t nips = route_ip_count(c), k = 0, nown = 0;
+	enum route_bind *bind = xcalloc(nips + 1, sizeof *bind);
+	struct route_owner *o;
+	const char **owned;
+
+	for (size_t i = 0; i < c->npools; i++)
+		for (size_t j = 0; j < c->pools[i].nips; j++, k++) {
+			const struct config_ip *ip = &c->pools[i].ips[j];
+			int err;
+
+			if (ip->instance != NULL)
+				continue;	/* explicit: no test */
+			err = conn_test_bind(ip->addr);
+			bind[k] = err == 0 ? ROUTE_BIND_OK : err == EADDRNOTAVAIL ?
+			    ROUTE_BIND_NOT_HERE : ROUTE_BIND_ERROR;
+			if (bind[k] == ROUTE_BIND_ERROR)
+				log_warn("engine", "pool=%s ip=%s: test bind failed: %s (kept as this "
+				    "host's)", c->pools[i].name, ip->addr, strerror(err));
+		}
+	e->own_cur ^= 1;
+	o = &e->own[e->own_cur];
+	route_owner_decide(o, c, c->instance, bind);
+	free(bind);
+	owned = xcalloc(c->npools + 1, sizeof *owned);
+	k = 0;
+	for (size_t i = 0; i < c->npools; i++) {
+		size_t mine = 0, nip = c->pools[i].nips;
+
+		for (size_t j = 0; j < nip; j++)
+			mine += route_ip_ours(o, k + j);
+		k += nip;
+		if (o->pool_ours[i])
+			owned[nown++] = c->pools[i].name;
+		if (nip > 0 && mine == 0)
+			log_info("engine", "pool=%s: none of its %zu IP(s) is this host's; its jobs "
+			    "are handed over to its owners (retry:pool:%s)", c->pools[i].name, nip,
+			    c->pools[i].name);
+		else if (o->pool_shared[i])
+			log_info("engine", "pool=%s: %zu of its %zu IP(s) are this host's; its "
+			    "deferred jobs wait in retry:pool:%s", c->pools[i].name, mine, nip,
+			    c->pools[i].name);
+	}
+	ledger_set_owner(e->lg, o);
+	intake_set_owner(e->in, o);
+	sched_set_owner(e->sched, o);
+	rq_set_retry_pools(e->rq, owned, nown);
+	free(owned);
+}
+
+/* The scheduler's question about each queued job after a reload: is its
+ * pool now another host's? Then it goes back to Redis for its owners. */
+static int
+queued_foreign(void *arg, const struct job *j, uint64_t *due)
+{
+	struct engine *e = arg;
+
+	if (!route_pool_foreign(&e->own[e->own_cur], e->cfg, j->pool ? j->pool : "default"))
+		return 0;
+	*due = clock_wall_ms();
+	return 1;
+}
+
 /* --- stopping and reloading --- */
 
 static void
@@ -245,6 +327,9 @@ engine_reload(struct engine *e)
 	/* Signatures in flight read the old configuration's keys. */
 	if (e->signer)
 		signer_quiesce(e->signer);
+	/* Ownership again first (pools and IPs may have changed, and so may
+	 * the host's addresses): the scheduler rebuilds its lanes with it. */
+	engine_ownership(e, nc);
 	sched_set_config(e->sched, nc, old != e->first_cfg, rules);
 	classify_rules_free(e->rules);
 	e->rules = rules;
@@ -252,6 +337,13 @@ engine_reload(struct engine *e)
 	ledger_set_config(e->lg, nc);
 	intake_set_config(e->in, nc);
 	inbound_set_config(e->inb, nc, rules);
+	{
+		size_t n = sched_park_queued(e->sched, queued_foreign, e);
+
+		if (n > 0)
+			log_info("engine", "SIGHUP: %zu queued job(s) of pools that are no longer "
+			    "this host's were handed over", n);
+	}
 	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
 	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
 }
@@ -476,6 +568,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	}
 	e->inb = inbound_new(e->loop, e->rq, cfg, e->rules);
 	e->li = listener_new(e->loop, e->rq, cfg);
+	engine_ownership(e, cfg);
 	e->hook.fn = on_turn_end;
 	e->hook.arg = e;
 	loop_add_hook(e->loop, &e->hook);
@@ -533,6 +626,8 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	intake_free(e->in);
 	inbound_free(e->inb);
 	ledger_free(e->lg);
+	route_owner_free(&e->own[0]);
+	route_owner_free(&e->own[1]);
 	stats_free(e->st);
 	classify_rules_free(e->rules);
 	loop_free(e->loop);

@@ -21,6 +21,7 @@
 #include "map.h"
 #include "msg.h"
 #include "redis.h"
+#include "route.h"
 #include "scheduler.h"
 #include "signer.h"
 #include "trouble.h"
@@ -79,6 +80,7 @@ struct intake {
 	struct ledger *lg;
 	struct sched *sched;
 	const struct config *cfg;
+	const struct route_owner *own;	/* which pools are ours (NULL: all) */
 	struct map bodies;		/* msg_ref -> bodyref */
 	size_t bytes;			/* of the bodies held */
 	int stopping;
@@ -183,6 +185,7 @@ intake_free(struct intake *in)
 }
 
 void intake_set_config(struct intake *in, const struct config *cfg) { in->cfg = cfg; }
+void intake_set_owner(struct intake *in, const struct route_owner *own) { in->own = own; }
 void intake_set_signer(struct intake *in, struct signer *sg) { in->signer = sg; }
 size_t intake_signing(const struct intake *in) { return in->signing; }
 
@@ -800,6 +803,26 @@ on_suppression(void *arg, const int *member, size_t n)
 	free(c);
 }
 
+/*
+ * intake_route - a job without a `pool` field gets the pool the routing
+ * rules choose (route.h); it is kept with the job from then on (events,
+ * the retry hash), so a job is routed once.
+ */
+static void
+intake_route(struct intake *in, struct job *j)
+{
+	int rule;
+	const char *pool;
+
+	if (j->pool != NULL)
+		return;
+	pool = route_pool(in->cfg, j->tenant, j->campaign, j->from, &rule);
+	j->pool = xstrdup(pool);
+	if (rule >= 0)
+		log_debug("intake", "job=%s pool=%s (route at line %d)", j->id, pool,
+		    in->cfg->routes[rule].line);
+}
+
 void
 intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_entry *e, size_t n)
 {
@@ -816,12 +839,19 @@ intake_on_entries(struct intake *in, enum job_origin origin, const struct rq_ent
 			continue;	/* already held (re-read or claimed twice) */
 		j = job_decode(e[i].fields, e[i].flens, e[i].values, e[i].vlens, e[i].n,
 		    e[i].key, origin, in->cfg, now);
+		if (e[i].retry_pool != NULL)
+			j->retry_pool = xstrdup(e[i].retry_pool);
 		ledger_track(in->lg, j);
 		if (j->error) {
 			char why[600];
 			log_warn("job", "job=%s key=%s invalid: %s", j->id, j->key, j->error);
 			snprintf(why, sizeof why, "%s", j->error);
 			ledger_fail(in->lg, j, why);
+			continue;
+		}
+		intake_route(in, j);
+		if (!in->stopping && route_pool_foreign(in->own, in->cfg, j->pool)) {
+			ledger_hand_over(in->lg, j);	/* another host's pool */
 			continue;
 		}
 		if (in->pause_known && park_if_paused(in, j))

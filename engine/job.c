@@ -718,6 +718,7 @@ job_free(struct job *j)
 	free(j->rcpt);
 	free(j->from);
 	free(j->pool);
+	free(j->retry_pool);
 	free(j->campaign);
 	free(j->tenant);
 	free(j->unsub_url);

@@ -14,6 +14,7 @@
 #include "map.h"
 #include "msg.h"
 #include "redis.h"
+#include "route.h"
 #include "trouble.h"
 #include "util.h"
 
@@ -30,8 +31,16 @@ struct ledger {
 	size_t njobs;
 	size_t bytes;			/* inline bodies held */
 	int tearing_down;
+	const struct route_owner *own;
 	struct ledger_counts n;
 };
+
+/* The pool whose retry ZSET j waits in (NULL: PREFIXretry). */
+static const char *
+retry_pool_of(const struct ledger *lg, const struct job *j)
+{
+	return route_retry_pool(lg->own, lg->cfg, j->pool ? j->pool : "default");
+}
 
 struct ledger *
 ledger_new(struct loop *l, struct rq *rq, const struct config *cfg)
@@ -58,6 +67,7 @@ ledger_free(struct ledger *lg)
 
 void ledger_set_config(struct ledger *lg, const struct config *cfg) { lg->cfg = cfg; }
 void ledger_set_tearing_down(struct ledger *lg) { lg->tearing_down = 1; }
+void ledger_set_owner(struct ledger *lg, const struct route_owner *own) { lg->own = own; }
 size_t ledger_bytes(const struct ledger *lg) { return lg->bytes; }
 size_t ledger_count(const struct ledger *lg) { return lg->njobs; }
 const struct ledger_counts *ledger_counts(const struct ledger *lg) { return &lg->n; }
@@ -149,7 +159,7 @@ ledger_settle_at(struct ledger *lg, struct job *j, struct job_outcome *o, uint64
 			if (due > j->expires_at_ms)
 				due = j->expires_at_ms;
 			ledger_log(j, o);
-			rq_defer(lg->rq, j, o, due);
+			rq_defer(lg->rq, j, o, due, retry_pool_of(lg, j));
 			lg->n.deferred++;
 			ledger_forget(lg, j);
 			return;
@@ -171,8 +181,23 @@ ledger_settle_at(struct ledger *lg, struct job *j, struct job_outcome *o, uint64
 void
 ledger_park(struct ledger *lg, struct job *j, uint64_t due_wall_ms)
 {
-	rq_park(lg->rq, j, due_wall_ms);
+	rq_park(lg->rq, j, due_wall_ms, retry_pool_of(lg, j));
 	lg->n.parked++;
+	ledger_forget(lg, j);
+}
+
+void
+ledger_hand_over(struct ledger *lg, struct job *j)
+{
+	const char *pool = j->pool ? j->pool : "default";
+
+	/* A foreign pool always has its own ZSET; never PREFIXretry, which
+	 * this host would lease it from again. */
+	if (lg->n.handed_over++ % 1000 == 0)
+		log_info("job", "job=%s pool=%s: no address of this pool is this host's; handed "
+		    "over to its owners (%llu so far)", j->id, pool,
+		    (unsigned long long)lg->n.handed_over);
+	rq_park(lg->rq, j, clock_wall_ms(), pool);
 	ledger_forget(lg, j);
 }
 

@@ -732,6 +732,10 @@ cmd_status(int argc, char **argv)
 		printf("             next retry due %s%llds\n", in < 0 ? "-" : "in ",
 		    in < 0 ? -in : in);
 	}
+	for (size_t i = 0; i < st.npools; i++)
+		printf("             pool %s: %lld waiting for its owners' retry reads (%lld due "
+		    "now)\n", st.pools[i].pool, st.pools[i].waiting < 0 ? 0 : st.pools[i].waiting,
+		    st.pools[i].due < 0 ? 0 : st.pools[i].due);
 	printf("  suppressed %lld    events %lld\n", st.suppressed < 0 ? 0 : st.suppressed,
 	    st.events < 0 ? 0 : st.events);
 	for (int tenant = 0; tenant < 2; tenant++) {

@@ -100,12 +100,16 @@ static const char final_lua[] =
 "return 1\n";
 
 /*
- * defer: KEYS jobs (the job's own stream), events, retry, job hash, done
- * marker. ARGV group, key (the retry member), stream entry ID ('' for a
- * leased retry), events maxlen, due ms, marker ttl, n hash items, the hash items,
- * then the event. A retry whose hash is gone (evicted, deleted) cannot be
+ * defer: KEYS jobs (the job's own stream), events, retry (the ZSET a
+ * leased retry is in), job hash, done marker, target retry ZSET (where
+ * the job waits now: PREFIXretry or PREFIXretry:pool:NAME). ARGV group,
+ * key (the retry member), stream entry ID ('' for a leased retry), events
+ * maxlen, due ms, marker ttl, n hash items, the hash items, then the
+ * event. A retry whose hash is gone (evicted, deleted) cannot be
  * deferred: it ends `failed` instead, with the reason in the event.
- * Without event fields it parks a stream job: the same move, quietly.
+ * Without event fields it parks a job: the same move, quietly (a retry
+ * whose hash is gone then moves as it is, and whoever leases it next
+ * fails it).
  */
 static const char defer_lua[] =
 "local n = tonumber(ARGV[7])\n"
@@ -128,6 +132,11 @@ static const char defer_lua[] =
 "  end\n"
 "else\n"
 "  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end\n"
+"  if quiet and redis.call('EXISTS', KEYS[4]) == 0 then\n"
+"    redis.call('ZREM', KEYS[3], ARGV[2])\n"
+"    redis.call('ZADD', KEYS[6], ARGV[5], ARGV[2])\n"
+"    return 1\n"
+"  end\n"
 "  if not quiet and redis.call('EXISTS', KEYS[4]) == 0 then\n"
 "    for i = 1, #e - 1, 2 do\n"
 "      if e[i] == 'status' then e[i+1] = 'failed' end\n"
@@ -143,7 +152,8 @@ static const char defer_lua[] =
 "local h = {}\n"
 "for i = 8, 7 + n do h[#h+1] = ARGV[i] end\n"
 "redis.call('HSET', KEYS[4], unpack(h))\n"
-"redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])\n"
+"if ARGV[3] == '' and KEYS[3] ~= KEYS[6] then redis.call('ZREM', KEYS[3], ARGV[2]) end\n"
+"redis.call('ZADD', KEYS[6], ARGV[5], ARGV[2])\n"
 "if ARGV[3] ~= '' then\n"
 "  redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])\n"
 "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
@@ -152,22 +162,29 @@ static const char defer_lua[] =
 "return 1\n";
 
 /*
- * retry: lease due retries. KEYS retry, events. ARGV now, lease until,
- * count, job hash prefix, events maxlen, max deliveries, instance, ts.
- * Returns [[key, [field, value...], leases]...]. A member whose hash is
- * gone ends `failed` (id = key) instead of vanishing; one leased more
- * than max deliveries times without settling ends `failed` too.
+ * retry: lease due retries. KEYS the retry ZSETs to lease from
+ * (PREFIXretry and the PREFIXretry:pool:NAME of the pools this engine
+ * owns), in the order to try them, then events (last). ARGV now, lease
+ * until, count (for all ZSETs together), job hash prefix, events maxlen,
+ * max deliveries, instance, ts. Returns [[key, [field, value...], leases,
+ * index of its ZSET in KEYS]...]. A member whose hash is gone ends
+ * `failed` (id = key) instead of vanishing; one leased more than max
+ * deliveries times without settling ends `failed` too.
  */
 static const char retry_lua[] =
 "local function ev(f)\n"
 "  if tonumber(ARGV[5]) > 0 then\n"
-"    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(f))\n"
+"    redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', unpack(f))\n"
 "  else\n"
-"    redis.call('XADD', KEYS[2], '*', unpack(f))\n"
+"    redis.call('XADD', KEYS[#KEYS], '*', unpack(f))\n"
 "  end\n"
 "end\n"
-"local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))\n"
 "local out = {}\n"
+"for z = 1, #KEYS - 1 do\n"
+"local zk = KEYS[z]\n"
+"local left = tonumber(ARGV[3]) - #out\n"
+"if left <= 0 then break end\n"
+"local ids = redis.call('ZRANGEBYSCORE', zk, '-inf', ARGV[1], 'LIMIT', 0, left)\n"
 "for _, id in ipairs(ids) do\n"
 "  local hk = ARGV[4] .. id\n"
 "  local h = redis.call('HGETALL', hk)\n"
@@ -176,7 +193,7 @@ static const char retry_lua[] =
 "        'reply', 'the retry data of this job was lost (' .. hk .. ' is missing: evicted or deleted)',\n"
 "        'mx', '', 'ip', '', 'pool', '', 'attempt', '0', 'campaign', '', 'ts', ARGV[8],\n"
 "        'key', id, 'instance', ARGV[7]})\n"
-"    redis.call('ZREM', KEYS[1], id)\n"
+"    redis.call('ZREM', zk, id)\n"
 "  else\n"
 "    local n = redis.call('HINCRBY', hk, 'leases', 1)\n"
 "    if n > tonumber(ARGV[6]) then\n"
@@ -189,13 +206,14 @@ static const char retry_lua[] =
 "      if m['tenant'] then f[#f+1] = 'tenant'; f[#f+1] = m['tenant'] end\n"
 "      f[#f+1] = 'key'; f[#f+1] = id; f[#f+1] = 'instance'; f[#f+1] = ARGV[7]\n"
 "      ev(f)\n"
-"      redis.call('ZREM', KEYS[1], id)\n"
+"      redis.call('ZREM', zk, id)\n"
 "      redis.call('DEL', hk)\n"
 "    else\n"
-"      redis.call('ZADD', KEYS[1], ARGV[2], id)\n"
-"      out[#out+1] = {id, h, n}\n"
+"      redis.call('ZADD', zk, ARGV[2], id)\n"
+"      out[#out+1] = {id, h, n, z}\n"
 "    end\n"
 "  end\n"
+"end\n"
 "end\n"
 "return out\n";
 
@@ -247,8 +265,8 @@ static const char claim_lua[] =
 "end\n"
 "return {r[1], out, r[3] or {}}\n";
 
-/* Hand a job back untried. KEYS jobs (the job's own stream), retry, job
- * hash. ARGV group, us, stream entry ID (s) or retry member (r), origin,
+/* Hand a job back untried. KEYS jobs (the job's own stream), retry (the
+ * ZSET a leased retry is in), job hash. ARGV group, us, stream entry ID (s) or retry member (r), origin,
  * now. A stream entry of ours gets its delivery count back
  * (XCLAIM RETRYCOUNT); a retry becomes due now with its lease count back. */
 static const char release_lua[] =
@@ -578,6 +596,10 @@ struct rq {
 	struct map held;		/* key -> mono ms + 1 of last sign of life */
 	uint64_t last_held_sweep;
 	char *k_jobs, *k_jobs_high, *k_events, *k_retry, *k_supp, *k_jobp, *k_done, *k_lock, *k_stats, *k_insts;
+	/* the pools whose PREFIXretry:pool:NAME this engine leases from */
+	char **own_pools;
+	size_t nown_pools;
+	unsigned retry_turn;		/* rotates the order the ZSETs are read in */
 };
 
 static void rq_connect(struct rq *q);
@@ -1450,7 +1472,32 @@ rq_free(struct rq *q)
 	free(q->k_lock);
 	free(q->k_stats);
 	free(q->k_insts);
+	for (size_t i = 0; i < q->nown_pools; i++)
+		free(q->own_pools[i]);
+	free(q->own_pools);
 	free(q);
+}
+
+void
+rq_set_retry_pools(struct rq *q, const char *const *pools, size_t n)
+{
+	for (size_t i = 0; i < q->nown_pools; i++)
+		free(q->own_pools[i]);
+	free(q->own_pools);
+	q->own_pools = xcalloc(n + 1, sizeof *q->own_pools);
+	for (size_t i = 0; i < n; i++)
+		q->own_pools[i] = xstrdup(pools[i]);
+	q->nown_pools = n;
+}
+
+/* The retry ZSET of pool (NULL: PREFIXretry) into buf. */
+static const char *
+retry_key(const struct rq *q, const char *pool, char *buf, size_t len)
+{
+	if (pool == NULL)
+		return q->k_retry;
+	snprintf(buf, len, "%s%s%s", q->cfg->prefix, RQ_K_RETRY_POOL, pool);
+	return buf;
 }
 
 /* --- reads --- */
@@ -1461,6 +1508,7 @@ struct raw_entry {
 	const redisReply *id;
 	const redisReply *fields;
 	unsigned deliveries;
+	const char *retry_pool;		/* a leased retry's ZSET's pool, NULL: PREFIXretry */
 	char key[80];			/* the job's key (take_entries) */
 };
 
@@ -1578,6 +1626,7 @@ deliver_typed(struct rq *q, enum job_origin origin, const struct raw_entry *e, s
 		out[i].flens = &fl[off];
 		out[i].vlens = &fl[pairs + off];
 		out[i].deliveries = e[i].deliveries;
+		out[i].retry_pool = e[i].retry_pool;
 		for (size_t k = 0; k + 1 < f->elements; k += 2) {
 			const redisReply *a = f->element[k], *b = f->element[k + 1];
 			if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
@@ -1758,23 +1807,56 @@ rq_fetch(struct rq *q, unsigned max, unsigned max_high)
 		q->reading = 1;
 }
 
+/* The ZSETs one lease read asked, by pool (NULL: PREFIXretry), in KEYS
+ * order: the reply names each job's ZSET by its index. */
+struct retry_read {
+	size_t n;
+	char *pools[];
+};
+
+static void
+retry_read_free(struct retry_read *rr)
+{
+	for (size_t i = 0; i < rr->n; i++)
+		free(rr->pools[i]);
+	free(rr);
+}
+
 static void
 on_retry(struct rq *q, redisReply *r, void *priv)
 {
+	struct retry_read *rr = priv;
 	struct raw_entry *e = NULL;
 	size_t n = 0;
 
 	q->reading_retry = 0;
-	if (r == NULL || q->freeing)
+	if (r == NULL || q->freeing) {
+		retry_read_free(rr);
 		return;
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		read_error(q, RD_RETRY, "retry lease", r);
 	} else {
 		read_ok(q, RD_RETRY);
 		n = parse_entries(r, 0, &e);
+		/* parse_entries keeps the reply's order and skips malformed
+		 * elements: walk both to find each one's ZSET index. */
+		for (size_t i = 0, k = 0; i < r->elements && k < n; i++) {
+			const redisReply *en = r->element[i];
+			long long z;
+
+			if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+			    en->element[0] != e[k].id)
+				continue;
+			z = en->elements >= 4 && en->element[3]->type == REDIS_REPLY_INTEGER ?
+			    en->element[3]->integer : 1;
+			e[k].retry_pool = z >= 1 && (size_t)z <= rr->n ? rr->pools[z - 1] : NULL;
+			k++;
+		}
 		take_entries(q, JOB_FROM_RETRY, e, n);
 		free(e);
 	}
+	retry_read_free(rr);
 	if (q->cb.on_read_done)
 		q->cb.on_read_done(q->arg, JOB_FROM_RETRY, n);
 }
@@ -1792,10 +1874,41 @@ rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms)
 	snprintf(maxlen, sizeof maxlen, "%u", q->cfg->events_maxlen);
 	snprintf(maxd, sizeof maxd, "%u", q->cfg->max_deliveries);
 	snprintf(ts, sizeof ts, "%llu", (unsigned long long)clock_wall_ms());
-	if (send_strv(q, on_retry, NULL, 13, (const char *[]){ "EVALSHA", q->sha[SCRIPT_RETRY],
-	    "2", q->k_retry, q->k_events, now, until, cnt, q->k_jobp, maxlen, maxd,
-	    q->cfg->instance, ts }) == 0)
-		q->reading_retry = 1;
+	{
+		/* PREFIXretry and each owned pool's ZSET, starting at a
+		 * different one each time so that none waits behind the
+		 * others' backlog. */
+		size_t nz = q->nown_pools + 1, k = 0;
+		struct retry_read *rr = xcalloc(1, sizeof *rr + nz * sizeof rr->pools[0]);
+		char **keys = xcalloc(nz, sizeof *keys);
+		const char **argv = xcalloc(nz + 12, sizeof *argv);
+		char nkeys[16];
+		unsigned turn = q->retry_turn++;
+
+		rr->n = nz;
+		for (size_t i = 0; i < nz; i++) {
+			size_t z = (turn + i) % nz;
+			char buf[600];
+
+			rr->pools[i] = z == 0 ? NULL : xstrdup(q->own_pools[z - 1]);
+			keys[i] = xstrdup(retry_key(q, rr->pools[i], buf, sizeof buf));
+		}
+		snprintf(nkeys, sizeof nkeys, "%zu", nz + 1);
+		argv[k++] = "EVALSHA"; argv[k++] = q->sha[SCRIPT_RETRY]; argv[k++] = nkeys;
+		for (size_t i = 0; i < nz; i++)
+			argv[k++] = keys[i];
+		argv[k++] = q->k_events; argv[k++] = now; argv[k++] = until; argv[k++] = cnt;
+		argv[k++] = q->k_jobp; argv[k++] = maxlen; argv[k++] = maxd;
+		argv[k++] = q->cfg->instance; argv[k++] = ts;
+		if (send_strv(q, on_retry, rr, (int)k, argv) == 0)
+			q->reading_retry = 1;
+		else
+			retry_read_free(rr);
+		for (size_t i = 0; i < nz; i++)
+			free(keys[i]);
+		free(keys);
+		free(argv);
+	}
 }
 
 static void
@@ -1979,7 +2092,7 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], donekey[600], code[16], idkey[INBOUND_IDKEY_MAX], sentkey[900], nsent[8];
+	char hashkey[600], donekey[600], code[16], idkey[INBOUND_IDKEY_MAX], sentkey[900], nsent[8], zbuf[600];
 	uint64_t keep;
 	int nsent_at;
 	/* A tenant's job adds to that tenant's list, any other to the global one. */
@@ -1992,7 +2105,8 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	inbound_id_key(j->id, idkey, sizeof idkey);
 	snprintf(sentkey, sizeof sentkey, "%s%s%s", q->cfg->prefix, RQ_K_SENT, idkey);
 	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "7");
-	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events); av_add(&a, q->k_retry);
+	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events);
+	av_add(&a, retry_key(q, j->retry_pool, zbuf, sizeof zbuf));
 	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey); av_add(&a, sentkey);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
@@ -2031,10 +2145,11 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
  * outcome stay as they were, and no event is written.
  */
 static void
-defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
+defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms,
+    const char *to_pool)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], donekey[600], code[16], nh[8];
+	char hashkey[600], donekey[600], code[16], nh[8], zfrom[600], zto[600];
 	char *unstuffed = NULL;
 	size_t ulen = 0;
 	int nhash_at;
@@ -2048,9 +2163,11 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 		snprintf(code, sizeof code, "%03d", j->last_code);
 	else
 		code[0] = '\0';
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "5");
-	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events); av_add(&a, q->k_retry);
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_DEFER]); av_add(&a, "6");
+	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events);
+	av_add(&a, retry_key(q, j->retry_pool, zfrom, sizeof zfrom));
 	av_add(&a, hashkey); av_add(&a, donekey);
+	av_add(&a, retry_key(q, to_pool, zto, sizeof zto));
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
@@ -2098,6 +2215,9 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 				unstuffed = xmalloc(j->body->len + 1);
 				ulen = msg_unstuff(j->body->data, j->body->len, unstuffed);
 				av_add(&a, "msg"); av_addn(&a, unstuffed, ulen);
+			} else if (j->raw) {
+				/* parked or handed over before its body was built */
+				av_add(&a, "msg"); av_addn(&a, j->raw, j->raw_len);
 			}
 		}
 		snprintf(nh, sizeof nh, "%d", a.n - start);
@@ -2111,34 +2231,40 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 }
 
 void
-rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms)
+rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o, uint64_t due_wall_ms,
+    const char *to_pool)
 {
-	defer_write(q, j, o, due_wall_ms);
+	defer_write(q, j, o, due_wall_ms, to_pool);
 }
 
 void
-rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms)
+rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms, const char *to_pool)
 {
+	int same = (j->retry_pool == NULL) == (to_pool == NULL) &&
+	    (to_pool == NULL || strcmp(j->retry_pool, to_pool) == 0);
+
 	/* A leased retry already lives in its hash: it only becomes due
-	 * again later, its lease given back (as on release). A stream job
-	 * moves, whole, into the retry schedule. */
-	if (j->origin == JOB_FROM_RETRY)
+	 * again later, its lease given back (as on release), unless it
+	 * moves to another retry ZSET. A stream job moves, whole, into the
+	 * retry schedule. */
+	if (j->origin == JOB_FROM_RETRY && same)
 		rq_release_retry(q, j, due_wall_ms);
 	else
-		defer_write(q, j, NULL, due_wall_ms);
+		defer_write(q, j, NULL, due_wall_ms, to_pool);
 }
 
 void
 rq_release_retry(struct rq *q, const struct job *j, uint64_t now_wall_ms)
 {
-	char score[32], hashkey[600];
+	char score[32], hashkey[600], zbuf[600];
 
 	held_drop(q, j->key);
 	snprintf(score, sizeof score, "%llu", (unsigned long long)now_wall_ms);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
 	{
 		const char *argv[] = { "EVALSHA", q->sha[SCRIPT_RELEASE], "3",
-		    stream_of(q, j->origin), q->k_retry, hashkey, RQ_GROUP, q->cfg->instance,
+		    stream_of(q, j->origin), retry_key(q, j->retry_pool, zbuf, sizeof zbuf),
+		    hashkey, RQ_GROUP, q->cfg->instance,
 		    j->origin == JOB_FROM_RETRY ? j->key : job_entry_id(j),
 		    j->origin == JOB_FROM_RETRY ? "r" : "s", score };
 		size_t lens[sizeof argv / sizeof argv[0]];
@@ -2186,8 +2312,10 @@ rq_refresh(struct rq *q, const struct job *const *jobs, size_t n, uint64_t until
 	for (size_t i = 0; i < n; i++) {
 		const struct job *j = jobs[i];
 		if (j->origin == JOB_FROM_RETRY) {
-			send_strv(q, NULL, NULL, 5,
-			    (const char *[]){ "ZADD", q->k_retry, "XX", score, j->key });
+			char zbuf[600];
+
+			send_strv(q, NULL, NULL, 5, (const char *[]){ "ZADD",
+			    retry_key(q, j->retry_pool, zbuf, sizeof zbuf), "XX", score, j->key });
 			continue;
 		}
 		int high = j->origin == JOB_FROM_HIGH;
@@ -2457,6 +2585,13 @@ rq_unpark(struct rq *q, int tenant, const char *const *names, size_t n, uint64_t
 	for (size_t i = 0; i < n; i++)
 		argv[8 + i] = names[i];
 	r = send_strv(q, on_unpark, (void *)field, (int)n + 8, argv);
+	/* and the ZSET of each pool this engine owns (its paused jobs wait there) */
+	for (size_t z = 0; r == 0 && z < q->nown_pools; z++) {
+		char zbuf[600];
+
+		argv[3] = retry_key(q, q->own_pools[z], zbuf, sizeof zbuf);
+		send_strv(q, on_unpark, (void *)field, (int)n + 8, argv);
+	}
 	free(argv);
 	return r;
 }
@@ -2587,7 +2722,7 @@ on_drain_reply(struct rq *q, redisReply *r, void *priv)
 
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
 		t->empty = 0;
-	if (++t->step < 3)
+	if (++t->step < (int)t->n)
 		return;
 	cb(t->arg, t->empty);
 	free(t);
@@ -2604,6 +2739,7 @@ rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 	t->cb = (void *)cb;
 	t->arg = arg;
 	t->empty = 1;
+	t->n = 3 + q->nown_pools;
 	/* Settled entries are deleted from the stream (XDEL with the ack), so
 	 * an empty stream means nothing unread and nothing pending. */
 	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "XLEN", q->k_jobs }) != 0) {
@@ -2614,6 +2750,18 @@ rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg)
 		on_drain_reply(q, NULL, t);	/* cannot happen: same context */
 	if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "ZCARD", q->k_retry }) != 0)
 		on_drain_reply(q, NULL, t);	/* cannot happen: same context */
+	/* The retry ZSETs of pools this engine owns count; those of pools
+	 * it does not own are their owners' to drain. Jobs only move from
+	 * the streams to PREFIXretry to a pool's ZSET, so asking in that
+	 * order never misses one on its way. The step count is set above:
+	 * the callback runs once, after the last reply. */
+	for (size_t z = 0; z < q->nown_pools; z++) {
+		char zbuf[600];
+
+		if (send_strv(q, on_drain_reply, t, 2, (const char *[]){ "ZCARD",
+		    retry_key(q, q->own_pools[z], zbuf, sizeof zbuf) }) != 0)
+			on_drain_reply(q, NULL, t);	/* cannot happen: same context */
+	}
 	return 0;
 }
 

@@ -252,6 +252,68 @@ int_of(redisReply *r)
 	return v;
 }
 
+static int
+pool_wait_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rqs_pool_wait *)a)->pool, ((const struct rqs_pool_wait *)b)->pool);
+}
+
+/*
+ * status_pools - the per-pool retry ZSETs (SCAN MATCH PREFIXretry:pool:*,
+ * the prefix's glob characters escaped) and how many jobs wait in each,
+ * how many of them due now. At most 1000 pools; empty ones are gone
+ * (Redis deletes an empty ZSET).
+ */
+static void
+status_pools(struct rqs *s, struct rqs_status *st)
+{
+	char *base = key(s, RQ_K_RETRY_POOL, NULL), *pat, cursor[32] = "0", now[32];
+	size_t blen = strlen(base), cap = 0, k = 0;
+
+	pat = xmalloc(2 * blen + 2);
+	for (size_t i = 0; i < blen; i++) {
+		if (strchr("*?[]\\", base[i]))
+			pat[k++] = '\\';
+		pat[k++] = base[i];
+	}
+	pat[k++] = '*';
+	pat[k] = '\0';
+	snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+	do {
+		redisReply *r = cmdv(s, 6, (const char *[]){ "SCAN", cursor, "MATCH", pat, "COUNT",
+		    "1000" });
+
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			if (r)
+				freeReplyObject(r);
+			break;
+		}
+		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements && st->npools < 1000; i++) {
+			const redisReply *e = r->element[1]->element[i];
+			struct rqs_pool_wait *w;
+
+			if (e->type != REDIS_REPLY_STRING || e->len <= blen)
+				continue;
+			if (st->npools == cap) {
+				cap = cap ? 2 * cap : 16;
+				st->pools = xrealloc(st->pools, cap * sizeof *st->pools);
+			}
+			w = &st->pools[st->npools++];
+			w->pool = xstrdup(e->str + blen);
+			w->waiting = int_of(cmdv(s, 2, (const char *[]){ "ZCARD", e->str }));
+			w->due = int_of(cmdv(s, 4, (const char *[]){ "ZCOUNT", e->str, "-inf", now }));
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0 && st->npools < 1000);
+	if (st->npools > 1)
+		qsort(st->pools, st->npools, sizeof *st->pools, pool_wait_cmp);
+	free(pat);
+	free(base);
+}
+
 int
 rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
 {
@@ -313,6 +375,7 @@ rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen)
 	}
 	if (r)
 		freeReplyObject(r);
+	status_pools(s, st);
 	r = cmdv(s, 2, (const char *[]){ "SMEMBERS", k_inst });
 	if (r && r->type == REDIS_REPLY_ARRAY) {
 		st->inst = xcalloc(r->elements + 1, sizeof *st->inst);
@@ -366,6 +429,9 @@ rqs_status_free(struct rqs_status *st)
 		free(in->name);
 	}
 	free(st->inst);
+	for (size_t i = 0; i < st->npools; i++)
+		free(st->pools[i].pool);
+	free(st->pools);
 	memset(st, 0, sizeof *st);
 }
 

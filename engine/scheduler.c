@@ -25,6 +25,7 @@
 #include "redis.h"
 #include "msg.h"
 #include "reaction.h"
+#include "route.h"
 #include "session.h"
 #include "shaper.h"
 #include "stats.h"
@@ -124,6 +125,7 @@ struct sched {
 	struct ledger *lg;
 	struct stats *st;
 	const struct config *cfg;	/* current */
+	const struct route_owner *own;	/* which pool IPs are ours (NULL: all) */
 	const struct classify_rules *rules;
 	struct epoch *epochs;		/* current first */
 	struct session_ops ops;
@@ -674,17 +676,50 @@ sched_dest_lanes(struct sched *s, struct dest *d)
 	lanes = xcalloc(n, sizeof *lanes);
 	cfgi = xcalloc(n, sizeof *cfgi);
 	w = xcalloc(n, sizeof *w);
-	for (size_t k = 0; k < n; k++) {
-		const struct config_ip *ip = p && p->nips ? &p->ips[k] : NULL;
-		struct shaper_ip *sip = shaper_ip(&s->sh, ip ? ip->addr : "0.0.0.0",
-		    shaper_ip_rate(c, ip));
+	{
+		/* Only the pool's IPs that are ours (route.h). None (a job
+		 * queued before a reload made the pool another host's; it is
+		 * handed over when it comes back): every IP, as before. */
+		size_t mine = 0, k = 0;
 
-		lanes[k] = shaper_lane(&s->sh, sip, name, &d->slim, now);
-		shaper_lane_ref(lanes[k]);
-		cfgi[k] = ip ? base + k : 0;
-		w[k] = ip && ip->weight ? ip->weight : 1;
+		for (size_t i = 0; p && i < p->nips; i++)
+			mine += route_ip_ours(s->own, base - 1 + i);
+		for (size_t i = 0; i < n; i++) {
+			const struct config_ip *ip = p && p->nips ? &p->ips[i] : NULL;
+			struct shaper_ip *sip;
+
+			if (ip && mine > 0 && !route_ip_ours(s->own, base - 1 + i))
+				continue;
+			sip = shaper_ip(&s->sh, ip ? ip->addr : "0.0.0.0", shaper_ip_rate(c, ip));
+			lanes[k] = shaper_lane(&s->sh, sip, name, &d->slim, now);
+			shaper_lane_ref(lanes[k]);
+			cfgi[k] = ip ? base + i : 0;
+			w[k] = ip && ip->weight ? ip->weight : 1;
+			k++;
+		}
+		n = k;
 	}
 	dest_set_lanes(d, lanes, cfgi, w, n);
+}
+
+/*
+ * lane_ip - the pool IP of d's lane k (p: d's pool in the running
+ * configuration, which its lanes were built from), or NULL for the
+ * default source. Lanes hold only this host's IPs of the pool, so lane k
+ * is not always the pool's IP k.
+ */
+static const struct config_ip *
+lane_ip(const struct sched *s, const struct config_pool *p, const struct dest *d, size_t k)
+{
+	size_t base = 1;
+
+	if (p == NULL || p->nips == 0 || d->lane_cfg[k] == 0)
+		return NULL;
+	for (size_t i = 0; i < s->cfg->npools && &s->cfg->pools[i] != p; i++)
+		base += s->cfg->pools[i].nips;
+	if (d->lane_cfg[k] < base || d->lane_cfg[k] - base >= p->nips)
+		return NULL;	/* lanes of another configuration */
+	return &p->ips[d->lane_cfg[k] - base];
 }
 
 /* lane_src - the source address of d's lane k, NULL for the default. */
@@ -1106,8 +1141,9 @@ sched_open_sessions(struct sched *s, struct dest *d)
 	if (d->nlanes == 0)
 		sched_dest_lanes(s, d);
 	p = sched_pool(s, d);
-	if (p && p->nips && p->nips != d->nlanes)
-		p = NULL;	/* not the pool the lanes were built from */
+	if (p && p->nips && p->nips < d->nlanes)
+		p = NULL;	/* not the pool the lanes were built from (lanes
+				 * hold this host's IPs of it: maybe fewer) */
 	while (d->queued > d->nconnecting && d->nlanes > 0) {
 		struct shaper_cand cand[d->nlanes];
 		size_t map[d->nlanes], nc = 0, idx;
@@ -1152,7 +1188,8 @@ sched_open_sessions(struct sched *s, struct dest *d)
 			cand[nc].warm_until = 0;
 			if (p && p->nips) {
 				uint64_t next;
-				if (!sched_warm(s, &p->ips[k], warmup_of(s->cfg, &p->ips[k]), d->site,
+				const struct config_ip *lip = lane_ip(s, p, d, k);
+				if (lip && !sched_warm(s, lip, warmup_of(s->cfg, lip), d->site,
 				    d->sdest, clock_wall_ms(), 0, &next))
 					cand[nc].warm_until = mono_of(s, next);
 			}
@@ -1200,7 +1237,7 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		ref->ep = s->epochs;
 		ref->lane = d->lanes[k];
 		d->lane_nsess[k]++;
-		ref->cip = p && p->nips ? &p->ips[k] : NULL;
+		ref->cip = lane_ip(s, p, d, k);
 		ref->cw = warmup_of(s->cfg, ref->cip);
 		sched_relay(s->cfg, d, &ref->relay);
 		shaper_lane_ref(ref->lane);
@@ -1824,6 +1861,13 @@ sched_set_config(struct sched *s, struct config *cfg, int owned_old,
 }
 
 void
+sched_set_owner(struct sched *s, const struct route_owner *own)
+{
+	s->own = own;
+	s->gen++;	/* lanes are built again */
+}
+
+void
 sched_route(struct sched *s, struct job *j)
 {
 	const char *pool = j->pool ? j->pool : "default";
@@ -1835,6 +1879,10 @@ sched_route(struct sched *s, struct job *j)
 		char why[300];
 		snprintf(why, sizeof why, "unknown pool '%s'", pool);
 		ledger_fail(s->lg, j, why);
+		return;
+	}
+	if (route_pool_foreign(s->own, s->cfg, pool)) {
+		ledger_hand_over(s->lg, j);	/* the pool became another host's */
 		return;
 	}
 	if (clock_wall_ms() >= j->expires_at_ms) {

@@ -51,6 +51,8 @@ struct config_ip {
 	uint32_t weight;	/* share of the pool's jobs, 1..1000 (default 1) */
 	struct rate max_rate;	/* total across all sites; 0: smtp.max_rate_per_ip */
 	struct rate fleet_max_rate;	/* this IP on every host together (fleet.h); 0: none */
+	char *instance;		/* glob: only engines whose instance matches own it;
+				 * NULL: owned where bind() to it works (route.h) */
 };
 
 struct config_pool {
@@ -88,6 +90,18 @@ struct config_shaping {
 	uint64_t suspend_ms;		/* how long an IP is suspended for a site (30min) */
 	uint64_t resume_spread_ms;	/* waiting jobs come back spread over this (1min) */
 	uint32_t warmup_burst;		/* percent of a day's cap usable at once (2) */
+};
+
+/*
+ * route { tenant = "acme"; campaign = "spring*"; sender_domain = "news.*";
+ * pool = "P"; } - a job without a `pool` field goes to the pool of the
+ * first route (file order) all of whose criteria match (case-insensitive
+ * globs; at least one criterion), else `default` (route.h).
+ */
+struct config_route {
+	char *tenant, *campaign, *sender_domain;	/* NULL: any */
+	char *pool;		/* a defined pool */
+	int line;		/* for log lines */
 };
 
 struct config_site {
@@ -193,6 +207,8 @@ struct config {
 
 	struct config_pool *pools;	/* always has "default" */
 	size_t npools;
+	struct config_route *routes;	/* route { } blocks, in file order */
+	size_t nroutes;
 	struct config_site *sites;
 	size_t nsites;
 	struct config_domain *domains;

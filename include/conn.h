@@ -77,6 +77,9 @@ const char *conn_local_ip(const struct conn *c);
  * Both write "?" for a family they do not know and return buf.
  */
 int conn_ip_family(const char *ip);
+/* conn_test_bind - 0 if a socket binds to the address literal src here,
+ * else the errno (EADDRNOTAVAIL: not an address of this host). */
+int conn_test_bind(const char *src);
 const char *conn_addr_text(const struct sockaddr *sa, char *buf, size_t n);
 const char *conn_peer_text(const struct sockaddr *sa, char *buf, size_t n);
 

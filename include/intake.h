@@ -34,6 +34,10 @@ struct intake *intake_new(struct loop *l, struct rq *rq, struct ledger *lg, stru
     const struct config *cfg);
 void intake_free(struct intake *in);
 void intake_set_config(struct intake *in, const struct config *cfg);
+/* Which pools are ours (route.h): a job of another host's pool is handed
+ * over untried as soon as it is decoded. NULL: every pool is ours. */
+struct route_owner;
+void intake_set_owner(struct intake *in, const struct route_owner *own);
 /* Stop: jobs still waiting for a check or a body are handed back (when
  * it answers), jobs waiting for a signature at once. */
 void intake_set_stopping(struct intake *in);

@@ -83,7 +83,9 @@ struct job {
 	char *rcpt;		/* the RCPT TO address (see above) */
 	int needs_smtputf8;	/* rcpt has a non-ASCII local part */
 	char *from;		/* "" = null reverse-path */
-	char *pool;		/* NULL: route default */
+	char *pool;		/* NULL until intake applies the routing rules */
+	char *retry_pool;	/* a leased retry: the pool of the ZSET it came
+				 * from (PREFIXretry:pool:NAME), NULL: PREFIXretry */
 	char *campaign, *tenant;	/* NULL if absent */
 	char *unsub_url;	/* unsubscribe_url: https://..., validated, or NULL */
 	char *unsub_mailto;	/* unsubscribe_mailto: mailto:..., validated, or NULL */

@@ -33,6 +33,7 @@ struct rq;
 struct ledger_counts {
 	uint64_t taken, delivered, bounced, deferred, expired, failed, suppressed;
 	uint64_t parked;
+	uint64_t handed_over;	/* jobs of pools this host does not own */
 };
 
 struct ledger *ledger_new(struct loop *l, struct rq *rq, const struct config *cfg);
@@ -40,6 +41,11 @@ struct ledger *ledger_new(struct loop *l, struct rq *rq, const struct config *cf
 void ledger_free(struct ledger *lg);
 /* The running configuration changed (SIGHUP). */
 void ledger_set_config(struct ledger *lg, const struct config *cfg);
+/* Which pools are ours (route.h), for where deferred and parked jobs
+ * wait: a shared pool's in its own retry ZSET. NULL: all in PREFIXretry.
+ * Kept by pointer; set it again with every configuration. */
+struct route_owner;
+void ledger_set_owner(struct ledger *lg, const struct route_owner *own);
 /* No Redis writes from now on (teardown): hand_back only forgets. */
 void ledger_set_tearing_down(struct ledger *lg);
 
@@ -65,6 +71,9 @@ void ledger_settle_at(struct ledger *lg, struct job *j, struct job_outcome *o,
 /* ledger_park - back into Redis untried until due_wall_ms (no event, no
  * attempt counted), and forget j. */
 void ledger_park(struct ledger *lg, struct job *j, uint64_t due_wall_ms);
+/* ledger_hand_over - j's pool is another host's: into its pool's retry
+ * ZSET, due now, untried (no event, no attempt counted). */
+void ledger_hand_over(struct ledger *lg, struct job *j);
 /* ledger_fail - settle j `failed` with the reason why. */
 void ledger_fail(struct ledger *lg, struct job *j, const char *why);
 

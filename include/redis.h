@@ -65,6 +65,7 @@ struct rq_entry {
 	const size_t *vlens;
 	size_t n;			/* field/value pairs */
 	unsigned deliveries;		/* times handed to an engine, this one included */
+	const char *retry_pool;		/* a leased retry: its ZSET's pool, NULL: PREFIXretry */
 };
 
 struct rq_callbacks {
@@ -102,8 +103,15 @@ int rq_connected(const struct rq *q);
  * max_high from PREFIXjobs:high first, then from PREFIXjobs up to what is
  * left of max. */
 void rq_fetch(struct rq *q, unsigned max, unsigned max_high);
-/* Lease up to max due retries (one in flight). */
+/* Lease up to max due retries (one in flight), from PREFIXretry and the
+ * PREFIXretry:pool:NAME of each pool set by rq_set_retry_pools (together,
+ * the starting ZSET rotating per call). Each job remembers its ZSET
+ * (rq_entry.retry_pool); its settlement, release and lease refresh use
+ * that ZSET. */
 void rq_fetch_retries(struct rq *q, unsigned max, uint64_t now_wall_ms);
+/* The pools this engine owns (route.h): their retry ZSETs are leased
+ * from, drained (rq_drain_check) and unparked too. Copied. */
+void rq_set_retry_pools(struct rq *q, const char *const *pools, size_t n);
 /* XAUTOCLAIM entries idle past the lease (one in flight). */
 void rq_autoclaim(struct rq *q, unsigned max);
 int rq_read_busy(const struct rq *q);
@@ -111,12 +119,15 @@ int rq_read_busy(const struct rq *q);
 /* Settle a job: final event (+XACK/XDEL or ZREM/DEL) / deferral. */
 void rq_final(struct rq *q, const struct job *j, const struct job_outcome *o,
     int suppress);
+/* A deferral waits in the retry ZSET of to_pool (PREFIXretry:pool:NAME;
+ * NULL: PREFIXretry); a leased retry moves there from its own ZSET. */
 void rq_defer(struct rq *q, const struct job *j, const struct job_outcome *o,
-    uint64_t due_wall_ms);
-/* Park a job untried in the retry schedule until due_wall_ms: no event,
- * no attempt counted (a destination holds as many jobs as it may, or its
- * campaign is paused). A leased retry only gets its due time moved. */
-void rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms);
+    uint64_t due_wall_ms, const char *to_pool);
+/* Park a job untried in the retry schedule of to_pool (as rq_defer) until
+ * due_wall_ms: no event, no attempt counted (a destination holds as many
+ * jobs as it may, its campaign is paused, or its pool is another host's).
+ * A leased retry staying in its ZSET only gets its due time moved. */
+void rq_park(struct rq *q, const struct job *j, uint64_t due_wall_ms, const char *to_pool);
 /* Give a job back untried (shutdown, stop): a leased retry becomes due
  * now; a stream entry's delivery count is put back, so that restarts do
  * not count towards redis.max_deliveries. */
@@ -192,7 +203,9 @@ struct rq_stats {
 void rq_publish_stats(struct rq *q, const struct rq_stats *s);
 
 /* --drain: is nothing unread/pending in the stream and nothing scheduled
- * for retry? empty is 1 if so, 0 if not or on error. */
+ * for retry (PREFIXretry and the retry ZSETs of the pools this engine
+ * owns; other pools' are their owners')? empty is 1 if so, 0 if not or on
+ * error. */
 int rq_drain_check(struct rq *q, void (*cb)(void *arg, int empty), void *arg);
 
 /*

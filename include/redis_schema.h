@@ -16,6 +16,8 @@
 #define RQ_K_JOBS_HIGH		"jobs:high"	/* stream: high-priority jobs in, read first */
 #define RQ_K_EVENTS		"events"	/* stream: events out */
 #define RQ_K_RETRY		"retry"		/* ZSET: deferred job keys by due time */
+#define RQ_K_RETRY_POOL		"retry:pool:"	/* + POOL: ZSET, the same for jobs only that
+						 * pool's owners may lease (route.h) */
 #define RQ_K_JOB		"job:"		/* + KEY: hash, a deferred job */
 #define RQ_K_DONE		"done:"		/* + KEY: string, "settled" marker (TTL) */
 #define RQ_K_SUPPRESSED		"suppressed"	/* set: lower-cased addresses */

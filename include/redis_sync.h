@@ -65,6 +65,13 @@ struct rqs_status {
 	double next_retry_ms;			/* wall clock ms */
 	struct rqs_instance *inst;		/* those with a live stats hash */
 	size_t ninst;
+	/* PREFIXretry:pool:NAME, one per pool with jobs waiting there (for
+	 * the hosts that own an IP of that pool), sorted by name */
+	struct rqs_pool_wait {
+		char *pool;
+		long long waiting, due;		/* due: score <= now */
+	} *pools;
+	size_t npools;
 };
 
 /* rqs_status_read - queue depth and the instances' stats. 0 or -1 (err). */

@@ -54,7 +54,14 @@ int sched_free(struct sched *s);
 void sched_set_config(struct sched *s, struct config *cfg, int owned_old,
     const struct classify_rules *rules);
 
-/* A job with its body: to its destination (unknown pool, expired: settled). */
+/* Which pools and IPs are ours (route.h): lanes only from our IPs of a
+ * pool; a job of a pool with none is handed over. NULL: all ours. Set it
+ * before the configuration it describes (sched_set_config). */
+struct route_owner;
+void sched_set_owner(struct sched *s, const struct route_owner *own);
+
+/* A job with its body: to its destination (unknown pool, expired: settled;
+ * another host's pool: handed over). */
 void sched_route(struct sched *s, struct job *j);
 /* Every job queued in memory (not yet given to a session) for which
  * due_of(arg, j, &due) says so goes back to Redis untried, due at the

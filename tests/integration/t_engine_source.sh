@@ -2,7 +2,7 @@
 # t_engine_source.sh - a pool address that cannot be bound on this host is
 # this host's fault, not the destination's: the pool's other address
 # carries every job, nothing is deferred, and the log says the bad source
-# was set aside. Before the fix, the failed bind counted as a site failure
+# is not used (the start-up bind test leaves it out). Before the fix, the failed bind counted as a site failure
 # and deferred the destination's queue.
 . "$(dirname "$0")/../lib.sh"
 need_volley
@@ -29,6 +29,10 @@ check "every job has exactly one final event" events check-final --expect 30
 is "all 30 delivered" "$(events jobs status=delivered)" 30
 is "nothing deferred" "$(events count status=deferred)" 0
 is "every event names the good source" "$(events jobs status=delivered ip=127.0.0.41)" 30
-grep -q "source 192.0.2.1: .*set aside" "$T/run.log" && ok "the log says the bad source was set aside" ||
-	not_ok "the log says the bad source was set aside" "$(show_log "$T/run.log")"
+# The start-up test bind finds 192.0.2.1 is not an address of this host
+# (docs/shaping.md, "Pools across hosts"): the pool's lanes never hold it.
+# A source that fails to bind later is set aside at the first failure.
+grep -Eq "source 192.0.2.1: .*set aside|pool=p: 1 of its 2 IP\(s\) are this host's" "$T/run.log" &&
+	ok "the log says the bad source is not used" ||
+	not_ok "the log says the bad source is not used" "$(show_log "$T/run.log")"
 done_testing
