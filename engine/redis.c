@@ -2085,6 +2085,10 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 				unstuffed = xmalloc(j->body->len + 1);
 				ulen = msg_unstuff(j->body->data, j->body->len, unstuffed);
 				av_add(&a, "msg"); av_addn(&a, unstuffed, ulen);
+			} else if (j->raw) {
+				/* Parked before its body was built (a paused
+				 * campaign): the inline message as it came. */
+				av_add(&a, "msg"); av_addn(&a, j->raw, j->raw_len);
 			}
 		}
 		snprintf(nh, sizeof nh, "%d", a.n - start);
