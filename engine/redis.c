@@ -3136,43 +3136,56 @@ rq_inbound_add(struct rq *q, const char *msg, size_t len, const char *rcpts,
 /* --- the feedback loop's counters (rates.h) --- */
 
 /*
- * rates_read: ARGV rate prefix, now ms, max names, dims ('campaign,ip,'
- * ...: the dimensions wanted, each followed by a comma). Drops names idle
- * for 25 hours from PREFIXrate:active, then per name (most recent first):
- * {member, cur, prev, mid, old, life}, each a flat field/value list: the
- * hour buckets H, H-1, H-23..H-2 summed, H-24, and a campaign's lifetime
- * hash (empty for the others).
+ * rates_read: ARGV rate prefix, now ms, max names, dims ('campaign:,ip:,'
+ * ...: the dimensions wanted), past budget. Drops names idle for 25 hours
+ * from PREFIXrate:active, then per name (most recent first): {member,
+ * cur, past, life}, flat field/value lists: this hour's bucket H; the
+ * past hours, from PREFIXrate:DIM:NAME:past:H (fields p:F for H-1, m:F
+ * for H-23..H-2 summed, o:F for H-24), built from the buckets by the
+ * first read of the hour (those hours no longer change: counts go to the
+ * bucket of the current time) and kept 2 hours; a campaign's lifetime
+ * hash (empty for the others). At most `budget` past hashes are built
+ * per call (each costs 24 HGETALL); a name whose past is not built yet is
+ * left out of this answer.
  */
 static const char rates_read_lua[] =
-"local rp, now, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+"local rp, now, max, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])\n"
 "local act = rp .. 'active'\n"
-"redis.call('ZREMRANGEBYSCORE', act, '-inf', '(' .. string.format('%d', now - 90000000))\n"
-"local names = redis.call('ZREVRANGEBYSCORE', act, '+inf', string.format('%d', now - 90000000),\n"
-"  'LIMIT', 0, max * 5)\n"
+"local since = string.format('%d', now - 90000000)\n"
+"redis.call('ZREMRANGEBYSCORE', act, '-inf', '(' .. since)\n"
+"local names = redis.call('ZREVRANGEBYSCORE', act, '+inf', since, 'LIMIT', 0, max * 5)\n"
 "local H = math.floor(now / 3600000)\n"
-"local function flat(t)\n"
-"  local o = {}\n"
-"  for k, v in pairs(t) do o[#o+1] = k; o[#o+1] = tostring(v) end\n"
-"  return o\n"
-"end\n"
-"local function get(k, into)\n"
+"local function add(k, pre, into)\n"
 "  local h = redis.call('HGETALL', k)\n"
-"  for i = 1, #h - 1, 2 do into[h[i]] = (into[h[i]] or 0) + (tonumber(h[i+1]) or 0) end\n"
-"  return into\n"
+"  for i = 1, #h - 1, 2 do\n"
+"    local f = pre .. h[i]\n"
+"    into[f] = (into[f] or 0) + (tonumber(h[i+1]) or 0)\n"
+"  end\n"
 "end\n"
 "local out = {}\n"
 "for _, m in ipairs(names) do\n"
 "  if #out >= max then break end\n"
 "  local c = string.find(m, ':', 1, true)\n"
-"  if c and string.find(ARGV[4], string.sub(m, 1, c) , 1, true) then\n"
+"  if c and string.find(ARGV[4], string.sub(m, 1, c), 1, true) then\n"
 "    local base = rp .. m .. ':'\n"
-"    local mid = {}\n"
-"    for h = H - 23, H - 2 do get(base .. string.format('%d', h), mid) end\n"
-"    local life = {}\n"
-"    if string.sub(m, 1, 9) == 'campaign:' then life = redis.call('HGETALL', base .. 'life') end\n"
-"    out[#out+1] = {m, flat(get(base .. string.format('%d', H), {})),\n"
-"      flat(get(base .. string.format('%d', H - 1), {})), flat(mid),\n"
-"      flat(get(base .. string.format('%d', H - 24), {})), life}\n"
+"    local pk = base .. 'past:' .. string.format('%d', H)\n"
+"    local past = redis.call('HGETALL', pk)\n"
+"    if #past == 0 and budget > 0 then\n"
+"      budget = budget - 1\n"
+"      local t = {x = 1}\n"
+"      add(base .. string.format('%d', H - 1), 'p:', t)\n"
+"      for h = H - 23, H - 2 do add(base .. string.format('%d', h), 'm:', t) end\n"
+"      add(base .. string.format('%d', H - 24), 'o:', t)\n"
+"      past = {}\n"
+"      for k, v in pairs(t) do past[#past+1] = k; past[#past+1] = string.format('%d', v) end\n"
+"      redis.call('HSET', pk, unpack(past))\n"
+"      redis.call('EXPIRE', pk, 7200)\n"
+"    end\n"
+"    if #past > 0 then\n"
+"      local life = {}\n"
+"      if string.sub(m, 1, 9) == 'campaign:' then life = redis.call('HGETALL', base .. 'life') end\n"
+"      out[#out+1] = {m, redis.call('HGETALL', base .. string.format('%d', H)), past, life}\n"
+"    end\n"
 "  end\n"
 "end\n"
 "return out\n";
@@ -3191,6 +3204,9 @@ static const char rates_act_lua[] =
 "for i = 5, #ARGV do f[#f+1] = ARGV[i] end\n"
 "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(f))\n"
 "return 1\n";
+
+/* Past hashes one read of the engine may build (see rates_read). */
+#define RATES_PAST_BUDGET	"20"
 
 const char *
 rq_rates_read_script(void)
@@ -3234,6 +3250,28 @@ rate_list(const redisReply *r, struct rate_counts *c)
 		if (r->element[i]->type == REDIS_REPLY_STRING &&
 		    r->element[i + 1]->type == REDIS_REPLY_STRING)
 			rate_field(c, r->element[i]->str, rate_num(r->element[i + 1]->str));
+	return 0;
+}
+
+/* The past hours: p:F (the hour before), m:F (the 22 before it), o:F
+ * (the 25th hour back) into b[0], b[1], b[2]. */
+static int
+rate_past(const redisReply *r, struct rate_counts b[3])
+{
+	memset(b, 0, 3 * sizeof *b);
+	if (r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const char *f = r->element[i]->str;
+		int k;
+
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING || strlen(f) < 3 || f[1] != ':')
+			continue;
+		k = f[0] == 'p' ? 0 : f[0] == 'm' ? 1 : f[0] == 'o' ? 2 : -1;
+		if (k >= 0)
+			rate_field(&b[k], f + 2, rate_num(r->element[i + 1]->str));
+	}
 	return 0;
 }
 
@@ -3293,9 +3331,8 @@ rq_rates_parse(const void *reply, uint64_t now_wall_ms, struct rate_entry **out)
 		struct rate_counts b[4];
 		const char *colon;
 		char dim[16];
-		int bad = 0;
 
-		if (x->type != REDIS_REPLY_ARRAY || x->elements != 6 ||
+		if (x->type != REDIS_REPLY_ARRAY || x->elements != 4 ||
 		    x->element[0]->type != REDIS_REPLY_STRING)
 			continue;
 		colon = strchr(x->element[0]->str, ':');
@@ -3306,12 +3343,11 @@ rq_rates_parse(const void *reply, uint64_t now_wall_ms, struct rate_entry **out)
 		dim[colon - x->element[0]->str] = '\0';
 		if (rates_dim_from_name(dim, &e[n].dim) < 0)
 			continue;
-		for (int k = 0; k < 4; k++)
-			bad |= rate_list(x->element[1 + k], &b[k]);
-		if (bad || x->element[5]->type != REDIS_REPLY_ARRAY)
+		if (rate_list(x->element[1], &b[0]) < 0 || rate_past(x->element[2], &b[1]) < 0 ||
+		    x->element[3]->type != REDIS_REPLY_ARRAY)
 			continue;
 		rates_fold(&b[0], &b[1], &b[2], &b[3], now_wall_ms, &e[n].hour, &e[n].day);
-		rate_life(x->element[5], &e[n]);
+		rate_life(x->element[3], &e[n]);
 		e[n].name = xstrdup(colon + 1);
 		n++;
 	}
@@ -3369,8 +3405,8 @@ rq_rates_read(struct rq *q, uint64_t now_wall_ms, const char *dims, size_t max,
 	c->cb = cb;
 	c->arg = arg;
 	c->now = now_wall_ms;
-	if (send_strv(q, on_rates_read, c, 7, (const char *[]){ "EVAL", rates_read_lua, "0",
-	    rp, now, mx, dims }) != 0) {
+	if (send_strv(q, on_rates_read, c, 8, (const char *[]){ "EVAL", rates_read_lua, "0",
+	    rp, now, mx, dims, RATES_PAST_BUDGET }) != 0) {
 		free(c);
 		return -1;
 	}

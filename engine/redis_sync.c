@@ -761,7 +761,8 @@ rqs_rates_read(struct rqs *s, uint64_t now_wall_ms, const char *dims, size_t max
 	*n = 0;
 	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
 	snprintf(mx, sizeof mx, "%zu", max);
-	r = cmdv(s, 7, (const char *[]){ "EVAL", rq_rates_read_script(), "0", rp, now, mx, dims });
+	/* A person waits for the answer: every past hash it needs is built. */
+	r = cmdv(s, 8, (const char *[]){ "EVAL", rq_rates_read_script(), "0", rp, now, mx, dims, mx });
 	if (r == NULL)
 		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
