@@ -6,36 +6,55 @@
 # 100, per campaign, action pause): C is paused within seconds (the pause
 # hash says by whom), one volley:shaping entry carries the figures
 # ("complaints 2 of 200 delivered (1%) over 1d > 0.5%"), the counters are in
-# Redis per campaign, tenant, pool, ip and site; later jobs of C wait (no
+# Redis per campaign, tenant, pool, ip and site. A second threshold per ip
+# (complaint_rate over 1h, action warmup_hold) holds the IP's warm-up ramp
+# for an hour with the figures as the reason. Later jobs of C wait (no
 # event) while campaign D goes out; `volley status` shows C's rates;
 # `volley resume campaign C` releases C's jobs and the threshold does not
-# pause C again (its marker covers the window). Exactly one final event
-# per job.
+# pause C again (its marker covers the window). Then 60 jobs to site
+# "ssite", 20 of them refused 550 5.1.1: threshold "site-bounces"
+# (invalid_recipient over 1h above 10%, per site, suspend) suspends the
+# engine's lane 127.0.0.84/ssite: a threshold entry and a lane entry in
+# volley:shaping, the lane `suspended` in `volley status`. Exactly one
+# final event per job.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 [ -x "$SINK" ] || bail "volley-sink not built ($SINK)"
 
 FIX="$ROOT/tests/fixtures"
 start_redis || bail "redis did not start"
-start_dns "$(dns_domain fb.test 127.0.1.83)" || bail "dnsmasq did not start"
+start_dns < <(dns_domain fb.test 127.0.1.83; dns_domain sb.test 127.0.1.83) ||
+	bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 start_volley_sink 127.0.1.83 "$SINK_PORT" || bail "volley-sink did not start"
 CFG_MAX_AGE=5min CFG_EXTRA='
 inbound { keep_sent = 1d; }
 site "rsite" { mx = ["*.fb.test"]; }
+site "ssite" { mx = ["*.sb.test"]; }
+shaping { warmup_burst = 100; }
+warmup "big" { daily = [100000]; }
+pool "default" { ip "127.0.0.84" { warmup = "big"; } }
 threshold "complaints" {
   metric = "complaint_rate"; over = 1d; above = "0.5%"; min_volume = 100;
   per = "campaign"; action = "pause";
+}
+threshold "site-bounces" {
+  metric = "bounce_rate"; classes = ["invalid_recipient"]; over = 1h; above = "10%";
+  min_volume = 50; per = "site"; action = "suspend"; duration = 10min;
+}
+threshold "ip-complaints" {
+  metric = "complaint_rate"; over = 1h; above = "0.5%"; min_volume = 100;
+  per = "ip"; action = "warmup_hold"; duration = 1h;
 }' write_config "$T/volley.conf"
 C="$T/volley.conf"
 "$VOLLEY" check-config -c "$C" >/dev/null || bail "config: $("$VOLLEY" check-config -c "$C" 2>&1)"
 
-# jobs PREFIX FROM TO CAMPAIGN: jobs PREFIX-FROM..PREFIX-TO (explicit ids)
-# to PREFIX-N@fb.test.
+# jobs PREFIX FROM TO CAMPAIGN [DOMAIN] [TAG]: jobs PREFIX-FROM..PREFIX-TO
+# (explicit ids) to PREFIX-N[+TAG]@DOMAIN (fb.test).
 jobs() {
 	for i in $(seq "$2" "$3"); do
-		printf 'XADD volley:jobs * id %s-%d to %s-%d@fb.test from news@example.com campaign %s tenant T msg "From: f@sender.test\\r\\nSubject: rates\\r\\n\\r\\nbody\\r\\n"\n' \
-			"$1" "$i" "$1" "$i" "$4"
+		printf 'XADD volley:jobs * id %s-%d to %s-%d%s@%s from news@example.com campaign %s tenant T msg "From: f@sender.test\\r\\nSubject: rates\\r\\n\\r\\nbody\\r\\n"\n' \
+			"$1" "$i" "$1" "$i" "${6:+$6}" "${5:-fb.test}" "$4"
 	done | redis_cli >/dev/null
 }
 jobs c 1 200 C
@@ -50,6 +69,7 @@ is "delivered counted per campaign" "$(redis_cli HGET "volley:rate:campaign:C:$H
 is "... per tenant" "$(redis_cli HGET "volley:rate:tenant:T:$H" d)" 200
 is "... per pool" "$(redis_cli HGET "volley:rate:pool:default:$H" d)" 200
 is "... per site" "$(redis_cli HGET "volley:rate:site:rsite:$H" d)" 200
+is "... per ip" "$(redis_cli HGET "volley:rate:ip:127.0.0.84:$H" d)" 200
 is "campaign lifetime count" "$(redis_cli HGET volley:rate:campaign:C:life n)" 200
 is "lifetime snapshot at 200 outcomes" "$(redis_cli HGET volley:rate:campaign:C:life @200)" 1
 is "site on the final event" "$(events field c-1 site delivered)" rsite
@@ -80,6 +100,19 @@ echo "$sh" | grep -qx 'campaign:C' && ok "shaping entry names the campaign" ||
 	not_ok "shaping entry names the campaign" "$sh"
 grep -q "paused campaign 'C': threshold complaints: complaints 2 of 200" "$T/run.log" && ok "logged" ||
 	not_ok "logged" "$(show_log "$T/run.log")"
+# The IP's threshold: its warm-up ramp held for an hour, one entry.
+held() { [ -n "$(redis_cli HGET volley:warmup:127.0.0.84 hold_until)" ]; }
+wait_for 20 held || not_ok "the IP's warm-up is held" "$(redis_cli HGETALL volley:warmup:127.0.0.84)"
+until=$(redis_cli HGET volley:warmup:127.0.0.84 hold_until)
+[ "${until:-0}" -gt $(($(now_ms) + 3000000)) ] && ok "the IP's warm-up is held for about an hour" ||
+	not_ok "the IP's warm-up is held for about an hour" "hold_until=$until now=$(now_ms)"
+case "$(redis_cli HGET volley:warmup:127.0.0.84 hold_reason)" in
+"threshold ip-complaints: complaints 2 of 200 delivered (1%) over 1h > 0.5%") ok "hold reason has the figures" ;;
+*) not_ok "hold reason has the figures" "$(redis_cli HGETALL volley:warmup:127.0.0.84)" ;;
+esac
+sh=$(redis_cli --raw XRANGE volley:shaping - +)
+is "one warmup_held entry" "$(echo "$sh" | grep -c '^warmup_held$')" 1
+echo "$sh" | grep -qx 'ip:127.0.0.84' && ok "it names the IP" || not_ok "it names the IP" "$sh"
 st=$("$VOLLEY" status -c "$C")
 echo "$st" | grep -Eq "^ *campaign C +200/0/2 0\\.00%b 1\\.00%c +200/0/2" && ok "volley status shows C's rates" ||
 	not_ok "volley status shows C's rates" "$st"
@@ -103,7 +136,25 @@ ok "C's jobs released by the resume"
 sleep 7	# more than one look at the rates (every 5 s)
 is "not paused again within the window" "$(redis_cli HEXISTS volley:paused:campaign C)" 0
 is "still one shaping entry" "$(redis_cli --raw XRANGE volley:shaping - + | grep -c '^paused$')" 1
-check "exactly one final event per job" events check-final --expect 240
+
+# A site's bounce rate: 60 jobs to sb.test (site ssite), 20 refused with
+# 550 5.1.1 (invalid_recipient): 33% > 10% suspends the lanes to ssite.
+jobs e 1 40 E sb.test
+jobs e 41 60 E sb.test +550
+wait_for 60 at_least 60 campaign=E || bail "60 jobs of E settled" "$(events summary)"
+is "20 bounced" "$(events jobs campaign=E status=bounced)" 20
+is "bounces counted per class" "$(redis_cli HGET "volley:rate:site:ssite:$H" b:invalid_recipient)" 20
+suspended() { redis_cli --raw XRANGE volley:shaping - + | grep -qx 127.0.0.84/ssite; }
+wait_for 20 suspended || not_ok "the lane to ssite suspended" "$(redis_cli --raw XRANGE volley:shaping - +)"
+sh=$(redis_cli --raw XRANGE volley:shaping - +)
+is "one suspended entry for the threshold and one for the lane" "$(echo "$sh" | grep -c '^suspended$')" 2
+echo "$sh" | grep -q '^threshold site-bounces: bounces 20 of 60 sent (33.3333%) over 1h > 10%$' &&
+	ok "suspension reason has the figures" || not_ok "suspension reason has the figures" "$sh"
+# (the instance's stats are published every second)
+lane_suspended() { "$VOLLEY" status -c "$C" | grep -F 127.0.0.84/ssite | grep -q suspended; }
+wait_for 10 lane_suspended && ok "volley status shows the lane suspended" ||
+	not_ok "volley status shows the lane suspended" "$("$VOLLEY" status -c "$C")"
+check "exactly one final event per job" events check-final --expect 300
 
 kill -TERM "$VOLLEY_PID"
 wait_pid "$VOLLEY_PID" 30
