@@ -28,6 +28,7 @@
 #include "smtp_client.h"
 #include "classify.h"
 #include "pace.h"
+#include "rates.h"
 #include "ucl.h"
 #include "util.h"
 
@@ -717,6 +718,7 @@ struct ctx {
 	size_t nwsites;
 	size_t nrefs;
 	const struct ucl_node *rules_node;
+	const struct ucl_node **thr_nodes;	/* one per c->thresholds entry */
 	const struct ucl_node **rule_nodes;	/* one per c->reactions entry */
 	const struct ucl_node **smarthost_nodes;	/* one per c->smarthosts entry */
 	const struct ucl_node **smarthost_refs;	/* smarthost = "NAME" in pools/domains */
@@ -2165,6 +2167,228 @@ parse_route(struct ctx *x, const struct ucl_node *n)
 		    "matches goes to pool \"default\")");
 }
 
+/*
+ * parse_threshold_block - `threshold "NAME" { metric; over | first; above;
+ * min_volume; per; classes; action; site; duration; rate; }`: one rule of
+ * the feedback loop (rates.h, docs/operations.md).
+ */
+static void
+parse_threshold_block(struct ctx *x, const struct ucl_node *n)
+{
+	static const char *const keys[] = {
+		"metric", "over", "first", "above", "min_volume", "per", "classes", "action",
+		"site", "duration", "rate",
+	};
+	enum { K_METRIC, K_OVER, K_FIRST, K_ABOVE, K_MIN, K_PER, K_CLASSES, K_ACTION, K_SITE,
+		K_DURATION, K_RATE, K__N };
+	struct config *c = x->c;
+	const struct ucl_node *seen[K__N] = { 0 };
+	char fn[300];
+	struct rate_threshold *t;
+
+	if (named_ok(x, n) < 0 || dup_report(x, n, x->thr_nodes, c->nthresholds, 0) < 0)
+		return;
+	if (c->nthresholds >= 256) {
+		cerr(x, n, "more than 256 thresholds");
+		return;
+	}
+	c->thresholds = xrealloc(c->thresholds, (c->nthresholds + 1) * sizeof *c->thresholds);
+	x->thr_nodes = xrealloc(x->thr_nodes, (c->nthresholds + 1) * sizeof *x->thr_nodes);
+	t = &c->thresholds[c->nthresholds];
+	memset(t, 0, sizeof *t);
+	t->name = xstrdup(n->arg);
+	t->file = xstrdup(n->file ? n->file : "(config)");
+	t->line = n->line;
+	x->thr_nodes[c->nthresholds++] = n;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		size_t ki;
+
+		if (e->key == NULL)
+			continue;
+		for (ki = 0; ki < K__N; ki++)
+			if (strcmp(e->key, keys[ki]) == 0)
+				break;
+		if (ki == K__N) {
+			block_unknown(x, n, e, keys, K__N);
+			continue;
+		}
+		snprintf(fn, sizeof fn, "threshold \"%s\": %s", n->arg, e->key);
+		if (seen[ki] != NULL) {
+			cerr(x, e, "%s is already set at line %d", fn, seen[ki]->line);
+			continue;
+		}
+		seen[ki] = e;
+		if (ki == K_CLASSES) {
+			if (e->type != UCL_ARRAY || e->child == NULL) {
+				cerr(x, e, "%s: expected a list of bounce classes, got %s", fn,
+				    type_name(e));
+				continue;
+			}
+			for (const struct ucl_node *v = e->child; v != NULL; v = v->next) {
+				enum bounce_class bc;
+
+				if (v->type != UCL_STRING || bounce_class_from_name(v->str, &bc) < 0) {
+					cerr(x, v, "%s: '%s' is not a bounce class", fn,
+					    v->type == UCL_STRING ? v->str : type_name(v));
+					continue;
+				}
+				t->classes |= 1u << bc;
+			}
+			continue;
+		}
+		if (want_scalar(x, e, fn) < 0)
+			continue;
+		switch (ki) {
+		case K_METRIC:
+			if (strcasecmp(e->str, "complaint_rate") == 0)
+				t->metric = RATE_METRIC_COMPLAINT;
+			else if (strcasecmp(e->str, "bounce_rate") == 0)
+				t->metric = RATE_METRIC_BOUNCE;
+			else
+				cerr(x, e, "%s: '%s' is not a metric (complaint_rate or bounce_rate)", fn,
+				    e->str);
+			break;
+		case K_OVER: {
+			uint64_t ms;
+
+			if (config_parse_duration(e->str, &ms) == 0 && ms == RATES_HOUR_MS)
+				t->over = RATE_WIN_HOUR;
+			else if (config_parse_duration(e->str, &ms) == 0 && ms == 24 * RATES_HOUR_MS)
+				t->over = RATE_WIN_DAY;
+			else
+				cerr(x, e, "%s: '%s' is not a window (1h or 1d)", fn, e->str);
+			break;
+		}
+		case K_FIRST: {
+			uint64_t v;
+
+			if (parse_u64_range(e->str, 1, 1000000, &v) < 0 || !rates_checkpoint_ok((uint32_t)v))
+				cerr(x, e, "%s: '%s' is not one of the kept volumes (100, 200, 500, 1000, "
+				    "2000, 5000, 10000)", fn, e->str);
+			else {
+				t->over = RATE_WIN_FIRST;
+				t->first = (uint32_t)v;
+			}
+			break;
+		}
+		case K_ABOVE:
+			if (rates_parse_ppm(e->str, &t->above_ppm) < 0)
+				cerr(x, e, "%s: '%s' is not a rate (e.g. \"0.3%%\", \"5%%\", 0..100%%)", fn,
+				    e->str);
+			break;
+		case K_MIN: {
+			uint64_t v;
+
+			if (parse_u64_range(e->str, 0, 1000000000, &v) < 0)
+				cerr(x, e, "%s: '%s' is not a whole number in 0..1000000000", fn, e->str);
+			else
+				t->min_volume = v;
+			break;
+		}
+		case K_PER:
+			if (rates_dim_from_name(e->str, &t->per) < 0)
+				cerr(x, e, "%s: '%s' is not one of campaign, tenant, pool, ip, site", fn,
+				    e->str);
+			break;
+		case K_ACTION:
+			if (strcasecmp(e->str, "pause") == 0)
+				t->action = RATE_ACT_PAUSE;
+			else if (strcasecmp(e->str, "warmup_hold") == 0)
+				t->action = RATE_ACT_WARMUP_HOLD;
+			else if (strcasecmp(e->str, "suspend") == 0)
+				t->action = RATE_ACT_SUSPEND;
+			else if (strcasecmp(e->str, "throttle") == 0)
+				t->action = RATE_ACT_THROTTLE;
+			else
+				cerr(x, e, "%s: '%s' is not an action (pause, warmup_hold, suspend or "
+				    "throttle)", fn, e->str);
+			break;
+		case K_SITE:
+			if (e->str[0] == '\0')
+				cerr(x, e, "%s: must not be empty", fn);
+			else
+				t->site = xstrdup(e->str);
+			break;
+		case K_DURATION: {
+			uint64_t v;
+
+			if (config_parse_duration(e->str, &v) < 0)
+				cerr(x, e, "%s: '%s' is not a duration (e.g. 30min, 1h, 2d)", fn, e->str);
+			else if (v < 1000 || v > 30ull * 86400000)
+				cerr(x, e, "%s: %s is out of range (1s..30d)", fn, e->str);
+			else
+				t->duration_ms = v;
+			break;
+		}
+		case K_RATE: {
+			struct rate rt;
+
+			if (config_parse_rate(e->str, &rt) < 0 || rt.count == 0) {
+				cerr(x, e, "%s: '%s' is not a rate (N/s, N/min, N/h or N/day, N >= 1)", fn,
+				    e->str);
+				break;
+			}
+			t->mph = pace_mph(&rt);
+			t->rate_text = xstrdup(e->str);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	snprintf(fn, sizeof fn, "threshold \"%s\"", n->arg);
+	if (!seen[K_METRIC])
+		cerr(x, n, "%s: needs metric = complaint_rate | bounce_rate", fn);
+	if (!seen[K_ABOVE])
+		cerr(x, n, "%s: needs above (e.g. \"0.3%%\")", fn);
+	if (!seen[K_PER])
+		cerr(x, n, "%s: needs per = campaign | tenant | pool | ip | site", fn);
+	if (!seen[K_ACTION])
+		cerr(x, n, "%s: needs action = pause | warmup_hold | suspend | throttle", fn);
+	if (!seen[K_OVER] == !seen[K_FIRST])
+		cerr(x, n, "%s: needs exactly one of over = 1h | 1d and first = N", fn);
+	if (seen[K_FIRST] && (t->per != RATE_DIM_CAMPAIGN || t->metric != RATE_METRIC_BOUNCE))
+		cerr(x, seen[K_FIRST], "%s: first applies to per = campaign with metric = bounce_rate", fn);
+	if (seen[K_CLASSES] && t->metric != RATE_METRIC_BOUNCE)
+		cerr(x, seen[K_CLASSES], "%s: classes applies to metric = bounce_rate", fn);
+	if (!seen[K_ACTION] || !seen[K_PER])
+		return;
+	switch (t->action) {
+	case RATE_ACT_PAUSE:
+		if (t->per != RATE_DIM_CAMPAIGN && t->per != RATE_DIM_TENANT)
+			cerr(x, seen[K_ACTION], "%s: action pause needs per = campaign or tenant", fn);
+		if (seen[K_DURATION])
+			cerr(x, seen[K_DURATION], "%s: a pause lasts until `volley resume`; "
+			    "no duration", fn);
+		break;
+	case RATE_ACT_WARMUP_HOLD:
+		if (t->per != RATE_DIM_IP)
+			cerr(x, seen[K_ACTION], "%s: action warmup_hold needs per = ip", fn);
+		if (t->duration_ms == 0)
+			t->duration_ms = 24 * RATES_HOUR_MS;
+		break;
+	case RATE_ACT_SUSPEND:
+	case RATE_ACT_THROTTLE:
+		if (t->per == RATE_DIM_IP && t->site == NULL)
+			cerr(x, seen[K_ACTION], "%s: action %s per = ip needs the site", fn,
+			    seen[K_ACTION]->str);
+		else if (t->per != RATE_DIM_IP && t->per != RATE_DIM_SITE)
+			cerr(x, seen[K_ACTION], "%s: action %s needs per = ip (with site) or site", fn,
+			    seen[K_ACTION]->str);
+		if (t->per == RATE_DIM_SITE && t->site != NULL)
+			cerr(x, seen[K_SITE], "%s: per = site names the site itself; no site", fn);
+		if (t->action == RATE_ACT_THROTTLE && t->mph == 0)
+			cerr(x, seen[K_ACTION], "%s: action throttle needs rate (e.g. \"100/h\")", fn);
+		if (t->duration_ms == 0)
+			t->duration_ms = RATES_HOUR_MS;
+		break;
+	}
+	if (seen[K_SITE] && t->action != RATE_ACT_SUSPEND && t->action != RATE_ACT_THROTTLE)
+		cerr(x, seen[K_SITE], "%s: site applies to action suspend or throttle", fn);
+	if (seen[K_RATE] && t->action != RATE_ACT_THROTTLE)
+		cerr(x, seen[K_RATE], "%s: rate applies to action throttle", fn);
+}
+
 static void
 parse_shaping_rule(struct ctx *x, const struct ucl_node *n)
 {
@@ -2335,7 +2559,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
-		"dkim", "shaping_rule", "smarthost", "route",
+		"dkim", "shaping_rule", "smarthost", "route", "threshold",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -2375,6 +2599,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "route") == 0) {
 				parse_route(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "threshold") == 0) {
+				parse_threshold_block(x, n);
 				continue;
 			}
 		}
@@ -2488,6 +2716,18 @@ validate(struct ctx *x, const struct ucl_node *root)
 		if (k == c->nsmarthosts)
 			cerr(x, e, "smarthost \"%s\" is not defined", e->str);
 	}
+	for (size_t i = 0; i < c->nthresholds; i++) {
+		const char *site = c->thresholds[i].site;
+		size_t k;
+
+		if (site == NULL)
+			continue;
+		for (k = 0; k < c->nsites && strcasecmp(c->sites[k].name, site) != 0; k++)
+			;
+		if (k == c->nsites)
+			cerr(x, x->thr_nodes[i], "threshold \"%s\": site \"%s\" is not defined",
+			    c->thresholds[i].name, site);
+	}
 	if (c->shaping.min_rate.count == 0) {
 		size_t idx;
 
@@ -2594,6 +2834,7 @@ config_build(struct ucl_node *root, const char *file, char **errors)
 	free(x.dkim_headers);
 	free(x.refs);
 	free(x.wsites);
+	free(x.thr_nodes);
 	free(x.rule_nodes);
 	free(x.smarthost_nodes);
 	free(x.smarthost_refs);
@@ -2748,6 +2989,13 @@ config_free(struct config *c)
 	for (size_t i = 0; i < c->nreactions; i++)
 		reaction_rule_clear(&c->reactions[i]);
 	free(c->reactions);
+	for (size_t i = 0; i < c->nthresholds; i++) {
+		free(c->thresholds[i].name);
+		free(c->thresholds[i].file);
+		free(c->thresholds[i].site);
+		free(c->thresholds[i].rate_text);
+	}
+	free(c->thresholds);
 	free(c->inbound_listen);
 	free_strlist(c->inbound_domains, c->ninbound_domains);
 	free(c->inbound_tls_cert);

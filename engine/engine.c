@@ -27,6 +27,7 @@
 #include "ledger.h"
 #include "listener.h"
 #include "loop.h"
+#include "rates.h"
 #include "redis.h"
 #include "route.h"
 #include "scheduler.h"
@@ -69,6 +70,8 @@ struct engine {
 	struct loop_hook hook;
 	uint64_t last_retry_poll, last_claim, last_refresh, last_stats, last_progress, last_sweep;
 	uint64_t started_wall;
+	uint64_t last_rates;		/* the feedback loop's last look (mono ms) */
+	int rates_reading;		/* a read of the rate counters in flight */
 };
 
 static volatile sig_atomic_t sig_stop, sig_hup;
@@ -400,6 +403,131 @@ fleet_ask(struct engine *e)
 	} while (n == sizeof asks / sizeof asks[0]);
 }
 
+/* --- the feedback loop: rates against thresholds (rates.h) --- */
+
+#define RATES_EVERY_MS		5000	/* how often the counters are read */
+#define RATES_MAX_NAMES		200	/* names judged per look, most recent first */
+#define RATES_MAX_DECISIONS	64
+
+/* One action under way: what its answer needs (the configuration may be
+ * reloaded before it comes). */
+struct rate_act {
+	struct engine *e;
+	enum rate_action action;
+	enum rate_dim dim;
+	char threshold[128], name[RATES_NAME_MAX + 1], site[128];
+	char reason[300];
+	uint64_t duration_ms, mph, until;
+};
+
+static void
+on_rate_act(void *arg, int acted, void *tag)
+{
+	struct engine *e = arg;
+	struct rate_act *a = tag;
+
+	if (acted == 1 && !e->tearing_down) {
+		log_warn("rates", "%s %s '%s': %s", rates_action_name(a->action),
+		    rates_dim_name(a->dim), a->name, a->reason);
+		switch (a->action) {
+		case RATE_ACT_PAUSE:
+			break;	/* every engine sees the pause hash within a second */
+		case RATE_ACT_WARMUP_HOLD:
+			if (sched_warm_hold(e->sched, a->name, a->reason, a->until) < 0)
+				log_warn("rates", "threshold %s: %s is not a warming pool IP here; "
+				    "nothing held", a->threshold, a->name);
+			break;
+		case RATE_ACT_SUSPEND:
+		case RATE_ACT_THROTTLE: {
+			const char *ip = a->dim == RATE_DIM_IP ? a->name : NULL;
+			const char *site = a->dim == RATE_DIM_SITE ? a->name : a->site;
+			int n = sched_rates_react(e->sched, ip, site, a->action == RATE_ACT_SUSPEND,
+			    a->mph, a->duration_ms, a->reason);
+
+			if (n == 0)
+				log_info("rates", "threshold %s: no lane of this engine to %s%s%s yet",
+				    a->threshold, site, ip ? " from " : "", ip ? ip : "");
+			break;
+		}
+		}
+	}
+	free(a);
+}
+
+static void
+on_rates(void *arg, struct rate_entry *ent, size_t n, uint64_t now_wall)
+{
+	struct engine *e = arg;
+	const struct config *c = e->cfg;
+	struct rate_decision d[RATES_MAX_DECISIONS];
+	size_t nd;
+
+	e->rates_reading = 0;
+	if (e->tearing_down || n == 0)
+		return;
+	nd = rates_evaluate(c->thresholds, c->nthresholds, ent, n, d, RATES_MAX_DECISIONS);
+	for (size_t i = 0; i < nd; i++) {
+		const struct rate_threshold *t = &c->thresholds[d[i].threshold];
+		const struct rate_entry *x = &ent[d[i].entry];
+		struct rate_act *a = xcalloc(1, sizeof *a);
+		struct rq_rate_act ra;
+		char lane[300];
+
+		a->e = e;
+		a->action = t->action;
+		a->dim = x->dim;
+		snprintf(a->threshold, sizeof a->threshold, "%s", t->name);
+		snprintf(a->name, sizeof a->name, "%s", x->name);
+		snprintf(a->site, sizeof a->site, "%s", t->site ? t->site : "");
+		snprintf(a->reason, sizeof a->reason, "threshold %s: %s", t->name, d[i].reason);
+		a->duration_ms = t->duration_ms;
+		a->mph = t->mph;
+		a->until = t->action == RATE_ACT_PAUSE ? 0 : now_wall + t->duration_ms;
+		if (t->action == RATE_ACT_SUSPEND || t->action == RATE_ACT_THROTTLE)
+			snprintf(lane, sizeof lane, "%s/%s", x->dim == RATE_DIM_IP ? x->name : "*",
+			    x->dim == RATE_DIM_SITE ? x->name : a->site);
+		else
+			snprintf(lane, sizeof lane, "%s:%s", rates_dim_name(x->dim), x->name);
+		memset(&ra, 0, sizeof ra);
+		ra.threshold = t->name;
+		ra.dim = x->dim;
+		ra.name = x->name;
+		ra.pause = t->action == RATE_ACT_PAUSE;
+		/* Not again for the same window (a resumed campaign is not
+		 * paused again at once), nor before an action has run out. */
+		ra.marker_ms = d[i].window_ms > t->duration_ms ? d[i].window_ms : t->duration_ms;
+		ra.lane = lane;
+		ra.action = rates_action_name(t->action);
+		ra.reason = a->reason;
+		ra.now_wall_ms = now_wall;
+		ra.until_wall_ms = a->until;
+		if (rq_rates_act(e->rq, &ra, on_rate_act, e, a) != 0)
+			free(a);
+	}
+}
+
+/* Every RATES_EVERY_MS: one read of the counters of the dimensions some
+ * threshold judges. Every engine looks; the marker makes one of them act. */
+static void
+rates_tick(struct engine *e, uint64_t now)
+{
+	char dims[64] = "";
+	const struct config *c = e->cfg;
+
+	if (c->nthresholds == 0 || e->rates_reading || now - e->last_rates < RATES_EVERY_MS)
+		return;
+	e->last_rates = now;
+	for (int d = 0; d < RATE_DIM__N; d++)
+		for (size_t i = 0; i < c->nthresholds; i++)
+			if (c->thresholds[i].per == (enum rate_dim)d) {
+				size_t l = strlen(dims);
+				snprintf(dims + l, sizeof dims - l, "%s:,", rates_dim_name((enum rate_dim)d));
+				break;
+			}
+	if (rq_rates_read(e->rq, clock_wall_ms(), dims, RATES_MAX_NAMES, on_rates, e) == 0)
+		e->rates_reading = 1;
+}
+
 /* --- the tick --- */
 
 static void
@@ -456,6 +584,7 @@ on_tick(struct timer *t)
 			drain_check(e);
 		intake_poll_pause(e->in, now);	/* paused campaigns/tenants, once a second */
 		inbound_tick(e->inb, now);	/* bounces and complaints in */
+		rates_tick(e, now);		/* thresholds on the rates */
 		fetch_streams(e);
 		if (room && now - e->last_retry_poll >= 500) {
 			e->last_retry_poll = now;

@@ -605,6 +605,48 @@ print_lanes(const char *tab, int all)
 
 /* The warm-up state of every pool IP with a schedule, from Redis (shared
  * by every host): day of the ramp, sent today / today's cap. */
+/*
+ * print_rates - the feedback loop's counters: per campaign and tenant (the
+ * most recently counted first, top 10 unless --all), then pool, ip and
+ * site: delivered, bounced, complaints over the last hour and day, with
+ * the rates.
+ */
+static void
+print_rates(struct rqs *rs, int all, uint64_t now)
+{
+	static const char *const dims[] = { "campaign:,tenant:,", "pool:,ip:,site:," };
+	char err[512];
+
+	for (size_t k = 0; k < 2; k++) {
+		struct rate_entry *e;
+		size_t n, max = all ? 10000 : 10;
+
+		if (rqs_rates_read(rs, now, dims[k], max, &e, &n, err, sizeof err) != 0) {
+			printf("  rates      (cannot read: %s)\n", err);
+			return;
+		}
+		if (n > 0 && k == 0)
+			printf("\n  rates      %-24s %-32s %s\n", "", "last hour", "last day");
+		for (size_t i = 0; i < n; i++) {
+			const struct rate_counts *w[2] = { &e[i].hour, &e[i].day };
+			char col[2][96], who[128];
+
+			for (int j = 0; j < 2; j++) {
+				double sent = w[j]->d + w[j]->b;
+				snprintf(col[j], sizeof col[j], "%.0f/%.0f/%.0f %.2f%%b %.2f%%c", w[j]->d,
+				    w[j]->b, w[j]->c, sent > 0 ? 100.0 * w[j]->b / sent : 0,
+				    w[j]->d > 0 ? 100.0 * w[j]->c / w[j]->d : 0);
+			}
+			snprintf(who, sizeof who, "%s %s", rates_dim_name(e[i].dim), e[i].name);
+			printf("    %-33s %-32s %s\n", who, col[0], col[1]);
+		}
+		if (n > 0 && k == 1)
+			printf("    (delivered/bounced/complaints, bounce %% of sent, complaint %% of "
+			    "delivered)\n");
+		rqs_rates_free(e, n);
+	}
+}
+
 static void
 print_warmup(struct rqs *rs, const struct config *c, uint64_t now)
 {
@@ -754,6 +796,7 @@ cmd_status(int argc, char **argv)
 		rqs_paused_free(p, np);
 	}
 	print_warmup(rs, c, now);
+	print_rates(rs, all, now);
 	putchar('\n');
 	for (size_t i = 0; i < st.ninst; i++) {
 		const struct rqs_instance *h = &st.inst[i];
@@ -1202,9 +1245,9 @@ cmd_check(int argc, char **argv)
 		classify_rules_free(rules);
 	}
 	printf("%s: OK (instance %s, redis %s, %zu pool(s), %zu site(s), %zu domain rule(s), "
-	    "%zu warm-up schedule(s), %zu shaping rule(s))\n", path ? path : "built-in defaults",
-	    c->instance, c->redis_url_safe, c->npools, c->nsites, c->ndomains, c->nwarmups,
-	    c->nreactions);
+	    "%zu warm-up schedule(s), %zu shaping rule(s), %zu threshold(s))\n",
+	    path ? path : "built-in defaults", c->instance, c->redis_url_safe, c->npools, c->nsites,
+	    c->ndomains, c->nwarmups, c->nreactions, c->nthresholds);
 	free(errors);
 	config_free(c);
 	return 0;

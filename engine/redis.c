@@ -46,12 +46,72 @@
 #include <unistd.h>
 
 /*
+ * The feedback loop's counters (rates.h; docs/redis.md), counted by the
+ * scripts that write the events, so exactly once per event. rp: the key
+ * prefix (PREFIXrate:, '' = off); f: the event's fields by name; life: a
+ * synchronous outcome, also counted in the campaign's lifetime hash. Per
+ * (dimension, name) that is set: HINCRBY of PREFIXrate:DIM:NAME:HOUR
+ * (fields d, b, b:CLASS, c); the first write of a field in an hour sets
+ * the TTL and marks the name active (PREFIXrate:active, score ts ms).
+ * The lifetime hash (n outcomes, b, b:CLASS) copies its bounce fields to
+ * @N:b... when n reaches a checkpoint N (RATES_CHECKPOINTS).
+ */
+#define RATES_LUA \
+"local function rate_count(rp, f, life)\n" \
+"  if rp == nil or rp == '' then return end\n" \
+"  local st, fld = f['status'], nil\n" \
+"  if st == 'delivered' then fld = 'd' elseif st == 'bounced' then fld = 'b'\n" \
+"  elseif st == 'complained' then fld = 'c' else return end\n" \
+"  local ts = tonumber(f['ts'])\n" \
+"  if not ts then return end\n" \
+"  local h = string.format('%d', math.floor(ts / 3600000))\n" \
+"  local cls = f['class']\n" \
+"  if fld ~= 'b' or not cls or cls == '' or #cls > 40 then cls = nil end\n" \
+"  for _, dim in ipairs({'campaign', 'tenant', 'pool', 'ip', 'site'}) do\n" \
+"    local name = f[dim]\n" \
+"    if name and name ~= '' and #name <= 200 then\n" \
+"      local k = rp .. dim .. ':' .. name .. ':' .. h\n" \
+"      if redis.call('HINCRBY', k, fld, 1) == 1 then\n" \
+"        redis.call('EXPIRE', k, 93600)\n" \
+"        redis.call('ZADD', rp .. 'active', ts, dim .. ':' .. name)\n" \
+"      end\n" \
+"      if cls then redis.call('HINCRBY', k, 'b:' .. cls, 1) end\n" \
+"    end\n" \
+"  end\n" \
+"  local c = f['campaign']\n" \
+"  if not life or fld == 'c' or not c or c == '' or #c > 200 then return end\n" \
+"  local k = rp .. 'campaign:' .. c .. ':life'\n" \
+"  if fld == 'b' then\n" \
+"    redis.call('HINCRBY', k, 'b', 1)\n" \
+"    if cls then redis.call('HINCRBY', k, 'b:' .. cls, 1) end\n" \
+"  end\n" \
+"  local n = redis.call('HINCRBY', k, 'n', 1)\n" \
+"  if n == 1 then redis.call('EXPIRE', k, 2592000) end\n" \
+"  if n == 100 or n == 200 or n == 500 or n == 1000 or n == 2000 or n == 5000 or n == 10000 then\n" \
+"    local all, cp = redis.call('HGETALL', k), {'@' .. n, '1'}\n" \
+"    for i = 1, #all - 1, 2 do\n" \
+"      if all[i] == 'b' or string.sub(all[i], 1, 2) == 'b:' then\n" \
+"        cp[#cp+1] = '@' .. n .. ':' .. all[i]; cp[#cp+1] = all[i+1]\n" \
+"      end\n" \
+"    end\n" \
+"    redis.call('HSET', k, unpack(cp))\n" \
+"    redis.call('EXPIRE', k, 2592000)\n" \
+"  end\n" \
+"end\n" \
+"local function fields_of(e)\n" \
+"  local f = {}\n" \
+"  for i = 1, #e - 1, 2 do f[e[i]] = e[i+1] end\n" \
+"  return f\n" \
+"end\n"
+
+/*
  * The scripts. Each one writes its event BEFORE it acks or deletes
  * anything: a script that fails half way (OOM, a wrong key type) leaves the
  * job pending rather than acked without an event.
  *
  * final: KEYS jobs (the job's own stream), events, retry, job hash,
- * suppressed, done marker, sent record. ARGV group, key, stream entry ID
+ * suppressed, done marker, sent record, rate counter prefix ('' = none:
+ * see RATES_LUA). ARGV group, key, stream entry ID
  * ('' for a leased retry), events maxlen, address to suppress or '',
  * marker ttl ms, sent record ttl ms, n sent record items (0: none), the
  * items, then the event's field/value pairs. The sent record (a delivered
@@ -63,7 +123,7 @@
  * trimmed while held is gone from the pending list). A retry is settled
  * while its ZSET member is there.
  */
-static const char final_lua[] =
+static const char final_lua[] = RATES_LUA
 "local ns = tonumber(ARGV[8])\n"
 "local function ev(from)\n"
 "  local e = {}\n"
@@ -79,6 +139,7 @@ static const char final_lua[] =
 "    redis.call('HSET', KEYS[7], unpack(h))\n"
 "    redis.call('PEXPIRE', KEYS[7], ARGV[7])\n"
 "  end\n"
+"  rate_count(KEYS[8], fields_of(e), true)\n"
 "end\n"
 "if ARGV[3] ~= '' then\n"
 "  if redis.call('EXISTS', KEYS[6]) == 1 then\n"
@@ -433,7 +494,7 @@ static const char inbound_read_lua[] =
 
 /*
  * inbound: settle one inbound message. KEYS inbound, events, unmatched,
- * entry marker, sent record. ARGV group, entry ID, events maxlen,
+ * entry marker, sent record, rate counter prefix. ARGV group, entry ID, events maxlen,
  * unmatched maxlen, marker ttl ms, mode ('e' events, 'u' unmatched, 'a'
  * ack only), require a sent record ('1'/'0'), global suppression set,
  * tenant suppression prefix, global info hash, tenant info prefix, seen
@@ -446,7 +507,7 @@ static const char inbound_read_lua[] =
  * recipient (the seen marker): a report sent twice yields one event. The
  * address suppressed is the job's (sent record to_lc), else the report's.
  */
-static const char inbound_lua[] =
+static const char inbound_lua[] = RATES_LUA
 "local function xadd(k, maxlen, f)\n"
 "  if tonumber(maxlen) > 0 then\n"
 "    redis.call('XADD', k, 'MAXLEN', '~', maxlen, '*', unpack(f))\n"
@@ -496,6 +557,9 @@ static const char inbound_lua[] =
 "    if s['tenant'] and s['tenant'] ~= '' then f[#f+1] = 'tenant'; f[#f+1] = s['tenant'] end\n"
 "    if s['ts'] then f[#f+1] = 'sent_ts'; f[#f+1] = s['ts'] end\n"
 "    xadd(KEYS[2], ARGV[3], f)\n"
+"    local rf = fields_of(f)\n"
+"    rf['site'] = s['site']\n"
+"    rate_count(KEYS[6], rf, false)\n"
 "    local a = s['to_lc'] or string.lower(rcpt)\n"
 "    if supp == '1' and a ~= '' then\n"
 "      local sk, ik = ARGV[8], ARGV[10]\n"
@@ -2092,7 +2156,9 @@ void
 rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int suppress)
 {
 	struct argv a = { .n = 0 };
-	char hashkey[600], donekey[600], code[16], idkey[INBOUND_IDKEY_MAX], sentkey[900], nsent[8], zbuf[600];
+	char hashkey[600], donekey[600], code[16], idkey[INBOUND_IDKEY_MAX], sentkey[900], nsent[8],
+	    zbuf[600], ratep[300];
+	const struct config_site *site;
 	uint64_t keep;
 	int nsent_at;
 	/* A tenant's job adds to that tenant's list, any other to the global one. */
@@ -2104,10 +2170,13 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	keep = o->status == JOB_DELIVERED ? config_keep_sent_ms(q->cfg) : 0;
 	inbound_id_key(j->id, idkey, sizeof idkey);
 	snprintf(sentkey, sizeof sentkey, "%s%s%s", q->cfg->prefix, RQ_K_SENT, idkey);
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "7");
+	site = o->mx ? config_site_for_mx(q->cfg, o->mx) : NULL;
+	snprintf(ratep, sizeof ratep, "%s%s", q->cfg->prefix, RQ_K_RATE);
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "8");
 	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events);
 	av_add(&a, retry_key(q, j->retry_pool, zbuf, sizeof zbuf));
 	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey); av_add(&a, sentkey);
+	av_add(&a, ratep);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
@@ -2129,11 +2198,17 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 		av_add(&a, "mx"); av_add(&a, o->mx);
 		av_add(&a, "attempt"); av_addu(&a, j->attempts + 1);
 		av_add(&a, "ts"); av_addu(&a, clock_wall_ms());
+		if (site != NULL) {
+			av_add(&a, "site"); av_add(&a, site->name);
+		}
 		snprintf(nsent, sizeof nsent, "%d", a.n - start);
 		a.v[nsent_at] = nsent;
 		a.l[nsent_at] = strlen(nsent);
 	}
 	event_fields(&a, j, o, q->cfg, code, sizeof code);
+	if (site != NULL) {
+		av_add(&a, "site"); av_add(&a, site->name);
+	}
 	outbox_add(q, a.n, a.v, a.l);
 	free(supp);
 }
@@ -2216,7 +2291,8 @@ defer_write(struct rq *q, const struct job *j, const struct job_outcome *o, uint
 				ulen = msg_unstuff(j->body->data, j->body->len, unstuffed);
 				av_add(&a, "msg"); av_addn(&a, unstuffed, ulen);
 			} else if (j->raw) {
-				/* parked or handed over before its body was built */
+				/* Parked or handed over before its body was
+				 * built: the inline message as it came. */
 				av_add(&a, "msg"); av_addn(&a, j->raw, j->raw_len);
 			}
 		}
@@ -3097,7 +3173,7 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	size_t cap = 32, n = 0;
 	const char **v;
 	size_t *l;
-	char *k_in, *k_un, *k_mark, *k_sent, *k_stp, *k_info, *k_itp, *k_seen;
+	char *k_in, *k_un, *k_mark, *k_sent, *k_stp, *k_info, *k_itp, *k_seen, *k_rate;
 	char maxlen[24], umaxlen[24], ttl[24], seen_ttl[24], ts[24], nev_s[24];
 	char (*nums)[24];
 	uint64_t keep = config_keep_sent_ms(q->cfg);
@@ -3115,6 +3191,7 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	k_info = xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPP_INFO);
 	k_itp = xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPP_INFO_TENANT);
 	k_seen = xasprintf("%s%s%s:", q->cfg->prefix, RQ_K_INBOUND_SEEN, id_key ? id_key : "");
+	k_rate = xasprintf("%s%s", q->cfg->prefix, RQ_K_RATE);
 	snprintf(maxlen, sizeof maxlen, "%u", q->cfg->events_maxlen);
 	snprintf(umaxlen, sizeof umaxlen, "%u", RQ_INBOUND_UNMATCHED_MAXLEN);
 	snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)done_ttl_ms(q->cfg));
@@ -3125,8 +3202,8 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	snprintf(ts, sizeof ts, "%llu", (unsigned long long)clock_wall_ms());
 	snprintf(nev_s, sizeof nev_s, "%zu", mode == RQ_INBOUND_EVENTS ? nev : 0);
 #define A(s_) inbound_arg(v, l, &n, cap, (s_))
-	A("EVALSHA"); A(q->sha[SCRIPT_INBOUND]); A("5");
-	A(k_in); A(q->k_events); A(k_un); A(k_mark); A(k_sent);
+	A("EVALSHA"); A(q->sha[SCRIPT_INBOUND]); A("6");
+	A(k_in); A(q->k_events); A(k_un); A(k_mark); A(k_sent); A(k_rate);
 	A(RQ_INBOUND_GROUP); A(m->entry); A(maxlen); A(umaxlen); A(ttl);
 	A(mode == RQ_INBOUND_EVENTS ? "e" : mode == RQ_INBOUND_UNMATCHED ? "u" : "a");
 	A(keep > 0 ? "1" : "0");	/* records are written: a job without one is unknown */
@@ -3148,7 +3225,7 @@ rq_inbound_settle(struct rq *q, const struct rq_inbound_msg *m, enum rq_inbound_
 	free(l);
 	free(nums);
 	free(k_in); free(k_un); free(k_mark); free(k_sent); free(k_stp); free(k_info);
-	free(k_itp); free(k_seen);
+	free(k_itp); free(k_seen); free(k_rate);
 }
 /* --- the inbound stream (engine/listener.c) --- */
 
@@ -3209,6 +3286,342 @@ rq_inbound_add(struct rq *q, const char *msg, size_t len, const char *rcpts,
 	c->cb = cb;
 	c->arg = arg;
 	if (send_argv(q, on_inbound_add, c, a.n, a.v, a.l) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- the feedback loop's counters (rates.h) --- */
+
+/*
+ * rates_read: ARGV rate prefix, now ms, max names, dims ('campaign:,ip:,'
+ * ...: the dimensions wanted), past budget. Drops names idle for 25 hours
+ * from PREFIXrate:active, then per name (most recent first): {member,
+ * cur, past, life}, flat field/value lists: this hour's bucket H; the
+ * past hours, from PREFIXrate:DIM:NAME:past:H (fields p:F for H-1, m:F
+ * for H-23..H-2 summed, o:F for H-24), built from the buckets by the
+ * first read of the hour (those hours no longer change: counts go to the
+ * bucket of the current time) and kept 2 hours; a campaign's lifetime
+ * hash (empty for the others). At most `budget` past hashes are built
+ * per call (each costs 24 HGETALL); a name whose past is not built yet is
+ * left out of this answer.
+ */
+static const char rates_read_lua[] =
+"local rp, now, max, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])\n"
+"local act = rp .. 'active'\n"
+"local since = string.format('%d', now - 90000000)\n"
+"redis.call('ZREMRANGEBYSCORE', act, '-inf', '(' .. since)\n"
+"local names = redis.call('ZREVRANGEBYSCORE', act, '+inf', since, 'LIMIT', 0, max * 5)\n"
+"local H = math.floor(now / 3600000)\n"
+"local function add(k, pre, into)\n"
+"  local h = redis.call('HGETALL', k)\n"
+"  for i = 1, #h - 1, 2 do\n"
+"    local f = pre .. h[i]\n"
+"    into[f] = (into[f] or 0) + (tonumber(h[i+1]) or 0)\n"
+"  end\n"
+"end\n"
+"local out = {}\n"
+"for _, m in ipairs(names) do\n"
+"  if #out >= max then break end\n"
+"  local c = string.find(m, ':', 1, true)\n"
+"  if c and string.find(ARGV[4], string.sub(m, 1, c), 1, true) then\n"
+"    local base = rp .. m .. ':'\n"
+"    local pk = base .. 'past:' .. string.format('%d', H)\n"
+"    local past = redis.call('HGETALL', pk)\n"
+"    if #past == 0 and budget > 0 then\n"
+"      budget = budget - 1\n"
+"      local t = {x = 1}\n"
+"      add(base .. string.format('%d', H - 1), 'p:', t)\n"
+"      for h = H - 23, H - 2 do add(base .. string.format('%d', h), 'm:', t) end\n"
+"      add(base .. string.format('%d', H - 24), 'o:', t)\n"
+"      past = {}\n"
+"      for k, v in pairs(t) do past[#past+1] = k; past[#past+1] = string.format('%d', v) end\n"
+"      redis.call('HSET', pk, unpack(past))\n"
+"      redis.call('EXPIRE', pk, 7200)\n"
+"    end\n"
+"    if #past > 0 then\n"
+"      local life = {}\n"
+"      if string.sub(m, 1, 9) == 'campaign:' then life = redis.call('HGETALL', base .. 'life') end\n"
+"      out[#out+1] = {m, redis.call('HGETALL', base .. string.format('%d', H)), past, life}\n"
+"    end\n"
+"  end\n"
+"end\n"
+"return out\n";
+
+/*
+ * rates_act: KEYS marker, shaping stream, pause hash ('' = none). ARGV
+ * marker ttl ms, pause name, pause value, shaping maxlen, then the
+ * shaping entry's field/value pairs. Once per marker: SET NX, the pause
+ * (HSETNX: an operator's pause stays as it is), the entry. 1: done now,
+ * 0: done before (the marker is there).
+ */
+static const char rates_act_lua[] =
+"if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end\n"
+"if KEYS[3] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) end\n"
+"local f = {}\n"
+"for i = 5, #ARGV do f[#f+1] = ARGV[i] end\n"
+"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(f))\n"
+"return 1\n";
+
+/* Past hashes one read of the engine may build (see rates_read). */
+#define RATES_PAST_BUDGET	"20"
+
+const char *
+rq_rates_read_script(void)
+{
+	return rates_read_lua;
+}
+
+/* A counter's value: a whole number, however hostile the hash. */
+static double
+rate_num(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	return end != s && v >= 0 && v < 1e15 ? v : 0;
+}
+
+/* One field of a window (d, b, c, b:CLASS) into c; other fields are ignored. */
+static void
+rate_field(struct rate_counts *c, const char *f, double v)
+{
+	enum bounce_class bc;
+
+	if (strcmp(f, "d") == 0)
+		c->d += v;
+	else if (strcmp(f, "b") == 0)
+		c->b += v;
+	else if (strcmp(f, "c") == 0)
+		c->c += v;
+	else if (strncmp(f, "b:", 2) == 0 && bounce_class_from_name(f + 2, &bc) == 0)
+		c->bc[bc] += v;
+}
+
+static int
+rate_list(const redisReply *r, struct rate_counts *c)
+{
+	memset(c, 0, sizeof *c);
+	if (r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i + 1 < r->elements; i += 2)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    r->element[i + 1]->type == REDIS_REPLY_STRING)
+			rate_field(c, r->element[i]->str, rate_num(r->element[i + 1]->str));
+	return 0;
+}
+
+/* The past hours: p:F (the hour before), m:F (the 22 before it), o:F
+ * (the 25th hour back) into b[0], b[1], b[2]. */
+static int
+rate_past(const redisReply *r, struct rate_counts b[3])
+{
+	memset(b, 0, 3 * sizeof *b);
+	if (r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const char *f = r->element[i]->str;
+		int k;
+
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING || strlen(f) < 3 || f[1] != ':')
+			continue;
+		k = f[0] == 'p' ? 0 : f[0] == 'm' ? 1 : f[0] == 'o' ? 2 : -1;
+		if (k >= 0)
+			rate_field(&b[k], f + 2, rate_num(r->element[i + 1]->str));
+	}
+	return 0;
+}
+
+/* A campaign's lifetime hash: n, b, b:CLASS, @N, @N:b, @N:b:CLASS. */
+static void
+rate_life(const redisReply *r, struct rate_entry *e)
+{
+	size_t ns = 0;
+
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const char *f;
+		char *end;
+		unsigned long n;
+		size_t k;
+
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING)
+			continue;
+		f = r->element[i]->str;
+		e->has_life = 1;
+		if (strcmp(f, "n") == 0) {
+			e->life_n = rate_num(r->element[i + 1]->str);
+			continue;
+		}
+		if (f[0] != '@') {
+			rate_field(&e->life, f, rate_num(r->element[i + 1]->str));
+			continue;
+		}
+		n = strtoul(f + 1, &end, 10);
+		if (end == f + 1 || !rates_checkpoint_ok((uint32_t)n) || n > UINT32_MAX)
+			continue;
+		for (k = 0; k < ns && e->snap_at[k] != n; k++)
+			;
+		if (k == ns) {
+			if (ns == sizeof e->snap_at / sizeof e->snap_at[0])
+				continue;
+			e->snap_at[ns++] = (uint32_t)n;
+		}
+		if (*end == ':')
+			rate_field(&e->snap[k], end + 1, rate_num(r->element[i + 1]->str));
+	}
+}
+
+size_t
+rq_rates_parse(const void *reply, uint64_t now_wall_ms, struct rate_entry **out)
+{
+	const redisReply *r = reply;
+	struct rate_entry *e;
+	size_t n = 0;
+
+	*out = NULL;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+		return 0;
+	e = xcalloc(r->elements, sizeof *e);
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *x = r->element[i];
+		struct rate_counts b[4];
+		const char *colon;
+		char dim[16];
+
+		if (x->type != REDIS_REPLY_ARRAY || x->elements != 4 ||
+		    x->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		colon = strchr(x->element[0]->str, ':');
+		if (colon == NULL || (size_t)(colon - x->element[0]->str) >= sizeof dim ||
+		    strlen(colon + 1) == 0 || strlen(colon + 1) > RATES_NAME_MAX)
+			continue;
+		memcpy(dim, x->element[0]->str, (size_t)(colon - x->element[0]->str));
+		dim[colon - x->element[0]->str] = '\0';
+		if (rates_dim_from_name(dim, &e[n].dim) < 0)
+			continue;
+		if (rate_list(x->element[1], &b[0]) < 0 || rate_past(x->element[2], &b[1]) < 0 ||
+		    x->element[3]->type != REDIS_REPLY_ARRAY)
+			continue;
+		rates_fold(&b[0], &b[1], &b[2], &b[3], now_wall_ms, &e[n].hour, &e[n].day);
+		rate_life(x->element[3], &e[n]);
+		e[n].name = xstrdup(colon + 1);
+		n++;
+	}
+	if (n == 0) {
+		free(e);
+		return 0;
+	}
+	*out = e;
+	return n;
+}
+
+void
+rq_rates_free(struct rate_entry *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)e[i].name);
+	free(e);
+}
+
+struct rq_rates_call {
+	void (*cb)(void *arg, struct rate_entry *e, size_t n, uint64_t now_wall_ms);
+	void *arg;
+	uint64_t now;
+};
+
+static void
+on_rates_read(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_rates_call *c = priv;
+	struct rate_entry *e = NULL;
+	size_t n = 0;
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warn("redis", "reading the rate counters failed: %s", r->str);
+	else
+		n = rq_rates_parse(r, c->now, &e);
+	c->cb(c->arg, e, n, c->now);
+	rq_rates_free(e, n);
+	free(c);
+}
+
+int
+rq_rates_read(struct rq *q, uint64_t now_wall_ms, const char *dims, size_t max,
+    void (*cb)(void *arg, struct rate_entry *e, size_t n, uint64_t now_wall_ms), void *arg)
+{
+	struct rq_rates_call *c;
+	char rp[300], now[32], mx[24];
+
+	if (!rq_connected(q))
+		return -1;
+	snprintf(rp, sizeof rp, "%s%s", q->cfg->prefix, RQ_K_RATE);
+	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
+	snprintf(mx, sizeof mx, "%zu", max);
+	c = xmalloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	c->now = now_wall_ms;
+	if (send_strv(q, on_rates_read, c, 8, (const char *[]){ "EVAL", rates_read_lua, "0",
+	    rp, now, mx, dims, RATES_PAST_BUDGET }) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+struct rq_act_call {
+	void (*cb)(void *arg, int acted, void *tag);
+	void *arg, *tag;
+};
+
+static void
+on_rates_act(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_act_call *c = priv;
+	int acted = -1;
+
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		acted = r->integer == 1;
+	else if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warn("redis", "a threshold's action could not be recorded: %s", r->str);
+	c->cb(c->arg, acted, c->tag);
+	free(c);
+}
+
+int
+rq_rates_act(struct rq *q, const struct rq_rate_act *a,
+    void (*cb)(void *arg, int acted, void *tag), void *arg, void *tag)
+{
+	struct rq_act_call *c;
+	char mark[800], shp[300], pause[300], ttl[24], maxlen[24], ts[24], val[400], until[24];
+	const char *name = a->name;
+
+	if (!rq_connected(q))
+		return -1;
+	snprintf(mark, sizeof mark, "%s%smark:%s:%s:%s", q->cfg->prefix, RQ_K_RATE, a->threshold,
+	    rates_dim_name(a->dim), a->name);
+	snprintf(shp, sizeof shp, "%sshaping", q->cfg->prefix);
+	pause[0] = '\0';
+	if (a->pause)
+		snprintf(pause, sizeof pause, "%s%s", q->cfg->prefix,
+		    a->dim == RATE_DIM_TENANT ? RQ_K_PAUSED_TENANT : RQ_K_PAUSED_CAMPAIGN);
+	snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(a->marker_ms ? a->marker_ms : 1));
+	snprintf(maxlen, sizeof maxlen, "%d", RQ_SHAPING_MAXLEN);
+	snprintf(ts, sizeof ts, "%llu", (unsigned long long)a->now_wall_ms);
+	snprintf(until, sizeof until, "%llu", (unsigned long long)a->until_wall_ms);
+	snprintf(val, sizeof val, "%llu volley:threshold %s", (unsigned long long)a->now_wall_ms,
+	    a->threshold);
+	c = xmalloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	c->tag = tag;
+	if (send_strv(q, on_rates_act, c, 24, (const char *[]){ "EVAL", rates_act_lua, "3",
+	    mark, shp, pause, ttl, name, val, maxlen,
+	    "lane", a->lane, "action", a->action, "reason", a->reason, "threshold", a->threshold,
+	    rates_dim_name(a->dim), name, "until", until, "ts", ts }) != 0) {
 		free(c);
 		return -1;
 	}

@@ -6,6 +6,7 @@
  */
 #include "redis_sync.h"
 #include "redis_schema.h"
+#include "redis.h"
 #include "config.h"
 #include "util.h"
 
@@ -812,4 +813,38 @@ rqs_warmup_read(struct rqs *s, const char *ip, uint64_t now_wall_ms, struct rqs_
 	free(k_ip);
 	free(k_day);
 	return rc;
+}
+
+int
+rqs_rates_read(struct rqs *s, uint64_t now_wall_ms, const char *dims, size_t max,
+    struct rate_entry **out, size_t *n, char *err, size_t errlen)
+{
+	char *rp = key(s, RQ_K_RATE, NULL), now[32], mx[24];
+	redisReply *r;
+	int rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(now, sizeof now, "%llu", (unsigned long long)now_wall_ms);
+	snprintf(mx, sizeof mx, "%zu", max);
+	/* A person waits for the answer: every past hash it needs is built. */
+	r = cmdv(s, 8, (const char *[]){ "EVAL", rq_rates_read_script(), "0", rp, now, mx, dims, mx });
+	if (r == NULL)
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		errbuf_set(err, errlen, "reading the rate counters: %s", r->str);
+	else {
+		*n = rq_rates_parse(r, now_wall_ms, out);
+		rc = 0;
+	}
+	if (r)
+		freeReplyObject(r);
+	free(rp);
+	return rc;
+}
+
+void
+rqs_rates_free(struct rate_entry *e, size_t n)
+{
+	rq_rates_free(e, n);
 }

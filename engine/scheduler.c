@@ -1536,6 +1536,41 @@ sched_react(struct sched *s, struct dest *d, struct shaper_lane *l,
 	}
 }
 
+/*
+ * sched_rates_react - the feedback loop's suspend or throttle (a
+ * threshold, rates.h) on this engine's lanes to site from ip (NULL: from
+ * every IP), through the shaper as a reaction rule would. Returns how
+ * many lanes changed.
+ */
+int
+sched_rates_react(struct sched *s, const char *ip, const char *site, int suspend,
+    uint64_t mph, uint64_t duration_ms, const char *reason)
+{
+	struct shaper_lane *lanes[64];
+	struct reaction_rule rule;
+	struct shaper_event ev;
+	size_t n, iplen = ip ? strlen(ip) : 0;
+	int changed = 0;
+
+	memset(&rule, 0, sizeof rule);
+	rule.name = (char *)"threshold";
+	rule.action = suspend ? REACTION_SUSPEND : REACTION_THROTTLE;
+	rule.scope = REACTION_SCOPE_IP;
+	rule.mph = mph;
+	rule.duration_ms = duration_ms;
+	n = shaper_lanes_to(&s->sh, site, lanes, sizeof lanes / sizeof lanes[0]);
+	for (size_t i = 0; i < n; i++) {
+		if (ip != NULL && (strncmp(lanes[i]->name, ip, iplen) != 0 ||
+		    lanes[i]->name[iplen] != '/'))
+			continue;
+		if (!shaper_react(&s->sh, lanes[i], loop_now(s->loop), &rule, reason, &ev))
+			continue;
+		sched_event(s, &ev);
+		changed++;
+	}
+	return changed;
+}
+
 static void
 sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 {

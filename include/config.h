@@ -18,6 +18,7 @@
 
 #include "dkim.h"
 #include "reaction.h"
+#include "rates.h"
 
 struct rate {
 	uint32_t count;		/* 0 = unlimited */
@@ -220,6 +221,9 @@ struct config {
 	/* shaping_rule "NAME" { } blocks, in file order (reaction.h) */
 	struct reaction_rule *reactions;
 	size_t nreactions;
+	/* threshold "NAME" { } blocks: the feedback loop's rules (rates.h) */
+	struct rate_threshold *thresholds;
+	size_t nthresholds;
 
 	/*
 	 * dkim "DOMAIN" { selector; key; algorithm; headers; subdomains;

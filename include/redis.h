@@ -47,6 +47,7 @@
 
 
 #include "job.h"
+#include "rates.h"
 
 struct loop;
 struct config;
@@ -325,5 +326,44 @@ uint64_t rq_backoff_next(uint64_t cur);
  */
 int rq_inbound_add(struct rq *q, const char *msg, size_t len, const char *rcpts,
     const char *from, const char *source, void (*cb)(void *arg, int ok), void *arg);
+
+/*
+ * The feedback loop's counters (rates.h; docs/redis.md). The scripts that
+ * write final events and inbound events count them. rq_rates_read reads
+ * up to max names counted within 25 hours, most recent first, of the
+ * dimensions in dims ("campaign,ip," each followed by a comma), folded
+ * into windows at now: cb(arg, entries, n, now) exactly once (n = 0 on an
+ * error or a lost connection); the entries are freed after cb returns.
+ * -1 (cb not called) when Redis is not usable now.
+ */
+int rq_rates_read(struct rq *q, uint64_t now_wall_ms, const char *dims, size_t max,
+    void (*cb)(void *arg, struct rate_entry *e, size_t n, uint64_t now_wall_ms), void *arg);
+/* The read script (redis_sync.c runs it for `volley status`) and its
+ * answer's parser: entries into *out (free with rq_rates_free). */
+const char *rq_rates_read_script(void);
+size_t rq_rates_parse(const void *redis_reply, uint64_t now_wall_ms, struct rate_entry **out);
+void rq_rates_free(struct rate_entry *e, size_t n);
+
+/* One threshold's action, recorded once per marker (threshold, name, window). */
+struct rq_rate_act {
+	const char *threshold;		/* its name */
+	enum rate_dim dim;
+	const char *name;		/* the campaign, tenant, ip... */
+	int pause;			/* HSETNX the pause hash of dim (campaign/tenant) */
+	uint64_t marker_ms;		/* the marker lives this long (the window) */
+	const char *lane;		/* the shaping entry's lane ("ip/site", or the name) */
+	const char *action;		/* "paused", "warmup_held", ... */
+	const char *reason;		/* the figures */
+	uint64_t now_wall_ms, until_wall_ms;	/* until: 0 = until resumed */
+};
+/*
+ * rq_rates_act - in one script: unless the marker PREFIXrate:mark:
+ * THRESHOLD:DIM:NAME exists, set it (PX marker_ms), pause (HSETNX, by =
+ * "volley:threshold NAME") and XADD the volley:shaping entry. cb(arg, 1,
+ * tag) when this call did it, 0 when it was done before, -1 on an error
+ * (exactly once). -1 (cb not called) when Redis is not usable now.
+ */
+int rq_rates_act(struct rq *q, const struct rq_rate_act *a,
+    void (*cb)(void *arg, int acted, void *tag), void *arg, void *tag);
 
 #endif

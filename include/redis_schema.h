@@ -44,6 +44,11 @@
 /* Bounds of the unmatched stream (XADD MAXLEN ~). */
 #define RQ_INBOUND_UNMATCHED_MAXLEN	100000
 
+#define RQ_K_RATE		"rate:"		/* + DIM:NAME:HOUR: hash d, b, b:CLASS, c (TTL 26 h);
+						 * + campaign:NAME:life: hash n, b, b:CLASS, @N:...;
+						 * + DIM:NAME:past:HOUR: the hours before, summed (TTL 2 h);
+						 * + active: ZSET DIM:NAME by last count (ms);
+						 * + mark:THRESHOLD:DIM:NAME: string, acted (TTL: the window) */
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
 /* XADD MAXLEN ~ for the inbound stream (the listener's writes). */
 #define RQ_INBOUND_MAXLEN	1000000

@@ -74,6 +74,17 @@ struct rqs_status {
 	size_t npools;
 };
 
+/*
+ * rqs_rates_read - the feedback loop's counters (rates.h) of up to max
+ * names of the dimensions in dims ("campaign:,tenant:,"), most recently
+ * counted first, folded at now. 0 (*out, *n: free with rq_rates_free) or
+ * -1 (err).
+ */
+struct rate_entry;
+int rqs_rates_read(struct rqs *s, uint64_t now_wall_ms, const char *dims, size_t max,
+    struct rate_entry **out, size_t *n, char *err, size_t errlen);
+void rqs_rates_free(struct rate_entry *e, size_t n);
+
 /* rqs_status_read - queue depth and the instances' stats. 0 or -1 (err). */
 int rqs_status_read(struct rqs *s, struct rqs_status *st, char *err, size_t errlen);
 void rqs_status_free(struct rqs_status *st);

@@ -99,6 +99,15 @@ int sched_warm_busy(const struct sched *s);
  */
 int sched_warm_hold(struct sched *s, const char *ip, const char *reason, uint64_t until_wall);
 
+/*
+ * sched_rates_react - the hook for the feedback loop's suspend (suspend
+ * = 1) or throttle (at most mph) of this engine's lanes to site from ip
+ * (NULL: every IP) for duration_ms; a shaping event per lane changed.
+ * Returns how many changed (lanes not opened yet are not touched).
+ */
+int sched_rates_react(struct sched *s, const char *ip, const char *site, int suspend,
+    uint64_t mph, uint64_t duration_ms, const char *reason);
+
 unsigned sched_sessions(const struct sched *s);
 /* The fleet-wide tokens in hand (fleet.h): the engine asks Redis for the
  * batches it needs and hands back the grants. */
