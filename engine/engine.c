@@ -218,6 +218,10 @@ engine_ownership(struct engine *e, const struct config *c)
 
 			if (ip->instance != NULL)
 				continue;	/* explicit: no test */
+			if (!c->detect_ips) {
+				bind[k] = ROUTE_BIND_OK;	/* ours: a bind failure is the send path's */
+				continue;
+			}
 			err = conn_test_bind(ip->addr);
 			bind[k] = err == 0 ? ROUTE_BIND_OK : err == EADDRNOTAVAIL ?
 			    ROUTE_BIND_NOT_HERE : ROUTE_BIND_ERROR;

@@ -144,6 +144,7 @@ struct config_smarthost {
 };
 
 struct config {
+	int detect_ips;			/* smtp.detect_ips: a pool IP this host cannot bind is another host's */
 	char *file;		/* path it was loaded from, or NULL */
 	char *instance;		/* consumer name; default host:pid */
 

@@ -35,4 +35,17 @@ is "every event names the good source" "$(events jobs status=delivered ip=127.0.
 grep -Eq "source 192.0.2.1: .*set aside|pool=p: 1 of its 2 IP\(s\) are this host's" "$T/run.log" &&
 	ok "the log says the bad source is not used" ||
 	not_ok "the log says the bad source is not used" "$(show_log "$T/run.log")"
+
+# With smtp.detect_ips the start-up test bind takes 192.0.2.1 for another
+# host's address: the pool's lanes never hold it at all.
+sed 's/^  retry = /  detect_ips = true;\n  retry = /' "$T/volley.conf" >"$T/detect.conf"
+for i in $(seq 1 10); do echo "d$i@source.test"; done >"$T/rcpts2"
+"$VOLLEY" inject -c "$T/detect.conf" --from f@sender.test --msg "$T/msg.eml" --pool p \
+	--rcpts "$T/rcpts2" >/dev/null
+run_drain "$T/run2.log" 60 -c "$T/detect.conf"
+is "detect_ips: run --drain exits 0" "$DRAIN_RC" 0
+grep -q "pool=p: 1 of its 2 IP(s) are this host's" "$T/run2.log" &&
+	ok "detect_ips: the unbindable address is taken as another host's" ||
+	not_ok "detect_ips: the unbindable address is taken as another host's" "$(show_log "$T/run2.log")"
+is "detect_ips: all 10 delivered from the good source" "$(events jobs status=delivered ip=127.0.0.41)" 40
 done_testing
