@@ -62,7 +62,7 @@ domain "smtps.test" { smarthost = "smtps"; }
 domain "literal.test" { smarthost = "literal"; }
 domain "wrong.test" { smarthost = "wrongpw"; }
 domain "fixed.test" { smarthost = "wrongpw"; }
-shaping { close_time = 2s; max_close_time = 4s; }
+shaping { close_time = 2s; max_close_time = 4s; resume_spread = 1s; }
 EOF
 }
 CFG_RETRY='[2s]' CFG_MAX_AGE=120s \
