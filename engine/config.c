@@ -2499,10 +2499,9 @@ parse_shaping_rule(struct ctx *x, const struct ucl_node *n)
 			else if (strcasecmp(e->str, "site") == 0)
 				r->scope = REACTION_SCOPE_SITE;
 			else if (strcasecmp(e->str, "campaign") == 0)
-				cerr(x, e, "%s: 'campaign' is not supported (a campaign is paused by hand: "
-				    "volley pause campaign NAME); use ip or site", fn);
+				r->scope = REACTION_SCOPE_CAMPAIGN;
 			else
-				cerr(x, e, "%s: '%s' is not a scope (ip or site)", fn, e->str);
+				cerr(x, e, "%s: '%s' is not a scope (ip, site or campaign)", fn, e->str);
 		} else if (strcmp(e->key, "duration") == 0) {
 			uint64_t v;
 

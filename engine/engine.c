@@ -149,6 +149,22 @@ on_read_done(void *arg, enum job_origin origin, size_t n)
 	}
 }
 
+/* A shaping rule with scope campaign: pause it for every engine until
+ * until_wall (a pause with an end, in Redis; intake sees it within a
+ * second, here too, and the first engine to read it past its end
+ * resumes it). */
+static void
+engine_pause_campaign(void *arg, const char *campaign, uint64_t until_wall, const char *by)
+{
+	struct engine *e = arg;
+
+	log_warn("engine", "campaign '%s' paused by %s for %llus", campaign, by,
+	    (unsigned long long)((until_wall - clock_wall_ms()) / 1000));
+	if (rq_pause_until(e->rq, 0, campaign, clock_wall_ms(), until_wall, by) < 0)
+		log_error("engine", "campaign '%s': cannot write the pause to Redis (not "
+		    "connected); the rule fires again if the replies go on", campaign);
+}
+
 static void
 on_connected(void *arg)
 {
@@ -692,6 +708,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	e->lg = ledger_new(e->loop, e->rq, cfg);
 	e->sched = sched_new(e->loop, e->dns, e->lg, e->st, cfg, e->rules, fd_cap);
 	e->in = intake_new(e->loop, e->rq, e->lg, e->sched, cfg);
+	sched_set_pause_hook(e->sched, engine_pause_campaign, e);
 	if (cfg->dkim_threads > 0) {
 		/* Room for every job the read-ahead may hold, so the loop
 		 * signs only past that. */

@@ -308,6 +308,7 @@ reaction_scope_name(enum reaction_scope s)
 {
 	static const char *const names[] = {
 		[REACTION_SCOPE_IP] = "ip", [REACTION_SCOPE_SITE] = "site",
+		[REACTION_SCOPE_CAMPAIGN] = "campaign",
 	};
 
 	return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";

@@ -2554,6 +2554,7 @@ struct rq_pause_read {
 	char **names[2];		/* copies: hiredis frees each reply */
 	size_t counts[2];
 	int step, failed;
+	char *kc, *kt;			/* the two hashes' names */
 };
 
 static void
@@ -2563,10 +2564,28 @@ on_paused(struct rq *q, redisReply *r, void *priv)
 	int k = p->step++;
 
 	if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
-		p->names[k] = xcalloc(r->elements + 1, sizeof *p->names[k]);
-		for (size_t i = 0; i < r->elements; i++)
-			if (r->element[i]->type == REDIS_REPLY_STRING)
-				p->names[k][p->counts[k]++] = xstrdup(r->element[i]->str);
+		uint64_t now = clock_wall_ms();
+
+		p->names[k] = xcalloc(r->elements / 2 + 1, sizeof *p->names[k]);
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			const redisReply *nm = r->element[i], *v = r->element[i + 1];
+			const char *u;
+
+			if (nm->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+				continue;
+			/* "SINCE BY until=MS": a pause with an end (a shaping
+			 * rule's). Once past, it is over: not paused, and the
+			 * entry goes (only if nobody rewrote it meanwhile). */
+			u = strstr(v->str, " until=");
+			if (u != NULL && strtoull(u + 7, NULL, 10) <= now) {
+				send_strv(q, NULL, NULL, 6, (const char *[]){ "EVAL",
+				    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+				    "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+				    "1", k == 0 ? p->kc : p->kt, nm->str, v->str });
+				continue;
+			}
+			p->names[k][p->counts[k]++] = xstrdup(nm->str);
+		}
 	} else {
 		if (r != NULL)
 			log_error("redis", "reading the pause state failed: %s",
@@ -2582,6 +2601,8 @@ on_paused(struct rq *q, redisReply *r, void *priv)
 			free(p->names[k][i]);
 		free(p->names[k]);
 	}
+	free(p->kc);
+	free(p->kt);
 	free(p);
 }
 
@@ -2600,13 +2621,44 @@ rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaig
 	p->arg = arg;
 	kc = xasprintf("%s%s", q->cfg->prefix, RQ_K_PAUSED_CAMPAIGN);
 	kt = xasprintf("%s%s", q->cfg->prefix, RQ_K_PAUSED_TENANT);
-	r = send_strv(q, on_paused, p, 2, (const char *[]){ "HKEYS", kc });
-	if (r != 0)
+	p->kc = kc;
+	p->kt = kt;
+	r = send_strv(q, on_paused, p, 2, (const char *[]){ "HGETALL", kc });
+	if (r != 0) {
+		free(kc);
+		free(kt);
 		free(p);
-	else if (send_strv(q, on_paused, p, 2, (const char *[]){ "HKEYS", kt }) != 0)
+	} else if (send_strv(q, on_paused, p, 2, (const char *[]){ "HGETALL", kt }) != 0) {
 		on_paused(q, NULL, p);	/* cannot happen: same context */
-	free(kc);
-	free(kt);
+	}
+	return r;
+}
+
+int
+rq_pause_until(struct rq *q, int tenant, const char *name, uint64_t now_wall,
+    uint64_t until_wall, const char *by)
+{
+	char *k, *v, *b = xstrdup(by && by[0] ? by : "volley");
+	int r;
+
+	if (!rq_connected(q)) {
+		free(b);
+		return -1;
+	}
+	for (char *c = b; *c; c++)
+		if (*c == ' ' || (unsigned char)*c < 0x21)
+			*c = '_';
+	k = xasprintf("%s%s", q->cfg->prefix, tenant ? RQ_K_PAUSED_TENANT : RQ_K_PAUSED_CAMPAIGN);
+	v = xasprintf("%llu %s until=%llu", (unsigned long long)now_wall, b,
+	    (unsigned long long)until_wall);
+	/* Never over an existing pause: an operator's has no end and must
+	 * not get one. */
+	r = send_strv(q, NULL, NULL, 6, (const char *[]){ "EVAL",
+	    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end "
+	    "return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])", "1", k, name, v });
+	free(k);
+	free(v);
+	free(b);
 	return r;
 }
 

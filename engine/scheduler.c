@@ -132,6 +132,11 @@ struct sched {
 	struct dests ds;
 	struct map broken;		/* source ip -> struct broken */
 	struct shaper sh;		/* lanes: (source IP, destination) */
+	/* A reaction rule with scope campaign pauses the job's campaign until
+	 * a time (the engine writes it to Redis, where every engine sees it). */
+	void (*pause_campaign)(void *arg, const char *campaign, uint64_t until_wall,
+	    const char *by);
+	void *pause_arg;
 	struct reaction_state react;	/* reaction rule counters per (rule, lane) */
 	struct map warm;		/* "ip" or "ip|site" -> struct warm */
 	uint64_t warm_seq;		/* ids of warm-up sync calls */
@@ -1503,7 +1508,7 @@ sched_other_lane(struct sched *s, const struct dest *d, const struct shaper_lane
  */
 static void
 sched_react(struct sched *s, struct dest *d, struct shaper_lane *l,
-    const struct smtp_result *r, uint64_t now)
+    const struct smtp_result *r, const char *campaign, uint64_t now)
 {
 	const struct config *c = s->cfg;
 	const struct reaction_rule *rule;
@@ -1520,7 +1525,35 @@ sched_react(struct sched *s, struct dest *d, struct shaper_lane *l,
 	text = reaction_parse_reply(r->text, &code, enh);
 	rule = reaction_match(c->reactions, c->nreactions, r->code, r->enh, text,
 	    smtp_stage_name(r->stage), d->site, d->sdest);
-	if (rule == NULL || !reaction_count(&s->react, rule, l->name, now))
+	if (rule == NULL)
+		return;
+	if (rule->action == REACTION_SUSPEND && rule->scope == REACTION_SCOPE_CAMPAIGN) {
+		/* Counted per campaign (across its lanes); the campaign is
+		 * paused for every engine until the rule's time is up. */
+		char key[SHAPER_LANE_MAX], by[200];
+		uint64_t until;
+
+		if (campaign == NULL || campaign[0] == '\0')
+			return;		/* a job without a campaign: nothing to pause */
+		snprintf(key, sizeof key, "campaign:%s", campaign);
+		if (!reaction_count(&s->react, rule, key, now))
+			return;
+		until = clock_wall_ms() + rule->duration_ms;
+		snprintf(by, sizeof by, "volley:shaping_rule:%s", rule->name);
+		memset(&ev, 0, sizeof ev);
+		snprintf(ev.lane, sizeof ev.lane, "%s", key);
+		ev.action = SHAPER_PAUSED;
+		snprintf(reason, sizeof reason, "rule %s (%s): %s", rule->name,
+		    reaction_threshold_text(rule, thr, sizeof thr), r->text);
+		snprintf(ev.reason, sizeof ev.reason, "%.*s", (int)sizeof ev.reason - 1, reason);
+		ev.until = now + rule->duration_ms;
+		ev.ts = now;
+		sched_event(s, &ev);
+		if (s->pause_campaign)
+			s->pause_campaign(s->pause_arg, campaign, until, by);
+		return;
+	}
+	if (!reaction_count(&s->react, rule, l->name, now))
 		return;
 	snprintf(reason, sizeof reason, "rule %s (%s): %s", rule->name,
 	    reaction_threshold_text(rule, thr, sizeof thr), r->text);
@@ -1599,7 +1632,7 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 			sched_quit_lane_idle(d, ref->lane);
 	}
 	if (!o.source_fault)
-		sched_react(s, d, ref->lane, r, now);
+		sched_react(s, d, ref->lane, r, j->campaign, now);
 	if (v.reputation && !s->stopping && sched_other_lane(s, d, ref->lane, now)) {
 		/* Our IP is blocked, not the recipient: another IP of the
 		 * pool takes the job (each block counts toward suspending
@@ -1653,7 +1686,7 @@ sop_on_site_failure(struct session *ss, const struct smtp_result *r)
 		shaper_verdict_of(&o, &v);
 		if (shaper_result(&s->sh, ref->lane, now, &v, &ev))
 			sched_event(s, &ev);
-		sched_react(s, d, ref->lane, r, now);
+		sched_react(s, d, ref->lane, r, NULL, now);
 	}
 	others = dest_site_failed(d, now, 0);
 	if (others > 0) {
@@ -1946,6 +1979,14 @@ sched_route(struct sched *s, struct job *j)
 			return;
 	}
 	sched_kick(s, d);
+}
+
+void
+sched_set_pause_hook(struct sched *s, void (*fn)(void *arg, const char *campaign,
+    uint64_t until_wall, const char *by), void *arg)
+{
+	s->pause_campaign = fn;
+	s->pause_arg = arg;
 }
 
 size_t

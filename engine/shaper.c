@@ -808,6 +808,7 @@ shaper_action_name(enum shaper_action a)
 		[SHAPER_CLOSED] = "closed", [SHAPER_REOPENED] = "reopened",
 		[SHAPER_SUSPENDED] = "suspended", [SHAPER_RESUMED] = "resumed",
 		[SHAPER_WARMUP_EXHAUSTED] = "warmup_exhausted",
+		[SHAPER_PAUSED] = "paused",
 	};
 
 	return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";

@@ -40,6 +40,7 @@ enum reaction_action {
 enum reaction_scope {
 	REACTION_SCOPE_IP = 0,	/* this lane: this source IP for this destination */
 	REACTION_SCOPE_SITE,	/* every lane of the destination on this engine */
+	REACTION_SCOPE_CAMPAIGN,	/* the job's campaign is paused (every engine) */
 };
 
 struct reaction_rule {

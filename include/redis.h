@@ -159,6 +159,14 @@ int rq_suppressed(struct rq *q, const char *const *addrs, const char *const *ten
 int rq_paused(struct rq *q, void (*cb)(void *arg, int ok, const char *const *campaigns,
     size_t nc, const char *const *tenants, size_t nt), void *arg);
 
+/* Pause a campaign (tenant 0) or tenant (1) until until_wall (ms), as
+ * "SINCE BY until=MS" (by's blanks become '_'), unless it is paused
+ * already. Every engine honours it like `volley pause`; once the time is
+ * past, the first engine to read it takes it as resumed and deletes it.
+ * Fire and forget; -1 if not connected. */
+int rq_pause_until(struct rq *q, int tenant, const char *name, uint64_t now_wall,
+    uint64_t until_wall, const char *by);
+
 /* After a resume: jobs of these campaigns (tenant 0) or tenants (1) that
  * wait in the retry schedule, due within window_ms, and that nobody holds
  * become due now (so a resume takes effect at the next retry read, not a

@@ -66,6 +66,10 @@ void sched_route(struct sched *s, struct job *j);
 /* Every job queued in memory (not yet given to a session) for which
  * due_of(arg, j, &due) says so goes back to Redis untried, due at the
  * wall time it gives (a pause began). Returns how many went. */
+/* Who pauses a campaign for a shaping rule with scope campaign (the
+ * engine: a pause with an end time in Redis). */
+void sched_set_pause_hook(struct sched *s, void (*fn)(void *arg, const char *campaign,
+    uint64_t until_wall, const char *by), void *arg);
 size_t sched_park_queued(struct sched *s,
     int (*due_of)(void *arg, const struct job *j, uint64_t *due), void *arg);
 

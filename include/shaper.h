@@ -156,6 +156,7 @@ enum shaper_action {
 	SHAPER_SUSPENDED,	/* reputation: this ip sends nothing to the destination until `until` */
 	SHAPER_RESUMED,		/* the suspension ended */
 	SHAPER_WARMUP_EXHAUSTED,	/* an ip's warm-up budget is spent until `until` */
+	SHAPER_PAUSED,		/* a campaign paused by a rule until `until` (lane "campaign:NAME") */
 };
 
 /* One state change, for a log line and an entry in the shaping stream. */

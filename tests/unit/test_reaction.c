@@ -225,8 +225,6 @@ test_config_errors(void **state)
 		  "is not a threshold" },
 		{ "shaping_rule \"a\" { code = \"421\"; threshold = \"0 in 10min\"; action = \"suspend\"; duration = 1h; }",
 		  "is not a threshold" },
-		{ "shaping_rule \"a\" { code = \"421\"; action = \"suspend\"; scope = \"campaign\"; duration = 1h; }",
-		  "'campaign' is not supported" },
 		{ "shaping_rule \"a\" { code = \"421\"; action = \"suspend\"; scope = \"world\"; duration = 1h; }",
 		  "'world' is not a scope" },
 		{ "shaping_rule \"a\" { code = \"421\"; action = \"throttle\"; rate = \"600/h\"; scope = \"ip\"; duration = 1h; }",
