@@ -508,6 +508,7 @@ struct dest_row {
 	char name[300];
 	unsigned sessions;
 	unsigned long long queued, delivered, deferred, bounced;
+	unsigned long long tls_sess, plain_sess, tls_msgs, plain_msgs;	/* sites */
 };
 
 /* Busiest first: open sessions and queued jobs, then delivered. */
@@ -526,8 +527,14 @@ dest_row_cmp(const void *a, const void *b)
 
 #define STATUS_ROWS 25
 
+/*
+ * print_table - a table of the snapshot: NAME SESSIONS QUEUED DELIVERED
+ * DEFERRED BOUNCED per line, and for sites (with_tls) also TLS_SESSIONS
+ * PLAIN_SESSIONS TLS_DELIVERED PLAIN_DELIVERED (counted since the engine
+ * started; missing from older engines: shown as "-").
+ */
 static void
-print_table(const char *title, const char *dests, int all, int with_queued)
+print_table(const char *title, const char *dests, int all, int with_queued, int with_tls)
 {
 	struct dest_row *rows = NULL;
 	size_t n = 0, cap = 0;
@@ -535,9 +542,14 @@ print_table(const char *title, const char *dests, int all, int with_queued)
 
 	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		struct dest_row r;
-		if (sscanf(l, "%299s %u %llu %llu %llu %llu", r.name, &r.sessions, &r.queued,
-		    &r.delivered, &r.deferred, &r.bounced) != 6)
+		int got = sscanf(l, "%299s %u %llu %llu %llu %llu %llu %llu %llu %llu", r.name,
+		    &r.sessions, &r.queued, &r.delivered, &r.deferred, &r.bounced, &r.tls_sess,
+		    &r.plain_sess, &r.tls_msgs, &r.plain_msgs);
+
+		if (got < 6)
 			continue;
+		if (got < 10)
+			r.tls_sess = r.plain_sess = r.tls_msgs = r.plain_msgs = ~0ULL;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
 			rows = xrealloc(rows, cap * sizeof *rows);
@@ -547,14 +559,28 @@ print_table(const char *title, const char *dests, int all, int with_queued)
 	free(copy);
 	if (n > 0)
 		qsort(rows, n, sizeof *rows, dest_row_cmp);
-	printf("    %-36s %8s %8s %10s %9s %8s\n", title,
-	    "sessions", with_queued ? "queued" : "", "delivered", "deferred", "bounced");
+	printf("    %-36s %8s %8s %10s %9s %8s%s\n", title,
+	    "sessions", with_queued ? "queued" : "", "delivered", "deferred", "bounced",
+	    with_tls ? "  tls/plain sessions  tls/plain delivered" : "");
 	for (size_t i = 0; i < n && (all || i < STATUS_ROWS); i++) {
-		char q[24] = "";
+		char q[24] = "", ts[48] = "", tm[48] = "";
 		if (with_queued)
 			snprintf(q, sizeof q, "%llu", rows[i].queued);
-		printf("    %-36s %8u %8s %10llu %9llu %8llu\n", rows[i].name, rows[i].sessions,
-		    q, rows[i].delivered, rows[i].deferred, rows[i].bounced);
+		if (with_tls && rows[i].tls_sess == ~0ULL) {
+			snprintf(ts, sizeof ts, "-");
+			snprintf(tm, sizeof tm, "-");
+		} else if (with_tls) {
+			snprintf(ts, sizeof ts, "%llu/%llu", rows[i].tls_sess, rows[i].plain_sess);
+			snprintf(tm, sizeof tm, "%llu/%llu", rows[i].tls_msgs, rows[i].plain_msgs);
+		}
+		if (with_tls)
+			printf("    %-36s %8u %8s %10llu %9llu %8llu  %18s  %19s\n", rows[i].name,
+			    rows[i].sessions, q, rows[i].delivered, rows[i].deferred,
+			    rows[i].bounced, ts, tm);
+		else
+			printf("    %-36s %8u %8s %10llu %9llu %8llu\n", rows[i].name,
+			    rows[i].sessions, q, rows[i].delivered, rows[i].deferred,
+			    rows[i].bounced);
 	}
 	if (!all && n > STATUS_ROWS)
 		printf("    (%zu more rows; volley status --all shows every one)\n",
@@ -815,13 +841,13 @@ cmd_status(int argc, char **argv)
 #undef F
 		tab = rqs_instance_get(h, "ips");
 		if (tab && *tab)
-			print_table("pool|source ip", tab, all, 0);
+			print_table("pool|source ip", tab, all, 0, 0);
 		tab = rqs_instance_get(h, "sites");
 		if (tab && *tab)
-			print_table("site (\"-\": none)", tab, all, 1);
+			print_table("site (\"-\": none)", tab, all, 1, 1);
 		tab = rqs_instance_get(h, "dests");
 		if (tab && *tab)
-			print_table("pool|destination", tab, all, 1);
+			print_table("pool|destination", tab, all, 1, 0);
 		tab = rqs_instance_get(h, "lanes");
 		if (tab && *tab)
 			print_lanes(tab, all);

@@ -1644,9 +1644,10 @@ sop_on_result(struct session *ss, struct job *j, const struct smtp_result *r)
 		dest_push(d, j, now);
 		return;
 	}
-	if (o.status == JOB_DELIVERED)
+	if (o.status == JOB_DELIVERED) {
 		d->delivered++;
-	else if (o.status == JOB_BOUNCED)
+		stats_site_delivered(s->st, d->site, strcmp(o.tls, "none") != 0);
+	} else if (o.status == JOB_BOUNCED)
 		d->bounced++;
 	else
 		d->deferred++;
@@ -1738,6 +1739,7 @@ sop_on_established(struct session *ss)
 	struct sref *ref = session_owner(ss);
 
 	dest_session_established(ref->d);
+	stats_site_session(ref->s->st, ref->d->site, strcmp(session_tls(ss), "none") != 0);
 }
 
 static void

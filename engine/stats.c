@@ -23,8 +23,14 @@ struct ipstat {				/* per (pool, source IP) */
 	uint64_t delivered, deferred, bounced;
 };
 
+struct sitetls {			/* per site ("-": none), since start */
+	uint64_t tls_sessions, plain_sessions;		/* past greeting and EHLO */
+	uint64_t tls_delivered, plain_delivered;
+};
+
 struct stats {
 	struct map ips;			/* "pool|ip" -> struct ipstat */
+	struct map sitetls;		/* site -> struct sitetls */
 	const struct shaper *sh;	/* lanes to show, or NULL */
 	const struct fleet *fleet;	/* fleet-wide limits to show, or NULL */
 	struct shaper_event *ev;	/* ring of STATS_EVENTS_MAX */
@@ -150,6 +156,10 @@ stats_free(struct stats *st)
 	while (map_iter(&st->ips, &it, &k, &v))
 		free(v);
 	map_free(&st->ips);
+	it = 0;
+	while (map_iter(&st->sitetls, &it, &k, &v))
+		free(v);
+	map_free(&st->sitetls);
 	free(st->ev);
 	free(st);
 }
@@ -190,6 +200,57 @@ stats_result(struct stats *st, const char *pool, const char *src_ip, enum job_st
 		s->bounced++;
 	else
 		s->deferred++;
+}
+
+static struct sitetls *
+sitetls_get(struct stats *st, const char *site)
+{
+	const char *name = site && *site ? site : "-";
+	struct sitetls *s = map_get(&st->sitetls, name);
+
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		map_put(&st->sitetls, name, s);
+	}
+	return s;
+}
+
+void
+stats_site_session(struct stats *st, const char *site, int tls)
+{
+	struct sitetls *s = sitetls_get(st, site);
+
+	if (tls)
+		s->tls_sessions++;
+	else
+		s->plain_sessions++;
+}
+
+void
+stats_site_delivered(struct stats *st, const char *site, int tls)
+{
+	struct sitetls *s = sitetls_get(st, site);
+
+	if (tls)
+		s->tls_delivered++;
+	else
+		s->plain_delivered++;
+}
+
+/* site_line - one line of the sites table (t NULL: no TLS counts yet). */
+static void
+site_line(struct buf *b, const char *name, unsigned sessions, size_t queued,
+    uint64_t delivered, uint64_t deferred, uint64_t bounced, const struct sitetls *t)
+{
+	static const struct sitetls none;
+
+	if (t == NULL)
+		t = &none;
+	buf_appendf(b, "%s %u %zu %llu %llu %llu %llu %llu %llu %llu\n", name, sessions, queued,
+	    (unsigned long long)delivered, (unsigned long long)deferred,
+	    (unsigned long long)bounced, (unsigned long long)t->tls_sessions,
+	    (unsigned long long)t->plain_sessions, (unsigned long long)t->tls_delivered,
+	    (unsigned long long)t->plain_delivered);
 }
 
 struct siteagg {
@@ -234,11 +295,17 @@ stats_publish(struct stats *st, struct rq *q, const struct dests *ds,
 	it = 0;
 	while (map_iter(&agg, &it, &k, &v)) {
 		struct siteagg *a = v;
-		buf_appendf(&sites, "%s %u %zu %llu %llu %llu\n", k, a->sessions, a->queued,
-		    (unsigned long long)a->delivered, (unsigned long long)a->deferred,
-		    (unsigned long long)a->bounced);
-		free(a);
+		site_line(&sites, k, a->sessions, a->queued, a->delivered, a->deferred, a->bounced,
+		    map_get(&st->sitetls, k));
 	}
+	/* Sites whose destinations are gone keep their TLS counts. */
+	it = 0;
+	while (map_iter(&st->sitetls, &it, &k, &v))
+		if (map_get(&agg, k) == NULL)
+			site_line(&sites, k, 0, 0, 0, 0, 0, v);
+	it = 0;
+	while (map_iter(&agg, &it, &k, &v))
+		free(v);
 	map_free(&agg);
 	it = 0;
 	while (map_iter(&st->ips, &it, &k, &v)) {

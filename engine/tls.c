@@ -3,7 +3,8 @@
  *
  * Owns: struct tls_ctx (an SSL_CTX and, for clients, the resumption
  * cache: one SSL_SESSION per cache key) and struct tls (an SSL with two
- * BIO_s_mem: rbio holds wire bytes received, wbio wire bytes to send).
+ * BIO_s_mem: rbio holds wire bytes received, wbio wire bytes to send;
+ * each gives its buffer back once empty: bio_release()).
  *
  * Notes on the memory-BIO pattern with OpenSSL 3.0:
  *  - an empty rbio answers SSL_ERROR_WANT_READ (BIO_set_mem_eof_return
@@ -27,6 +28,7 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -279,6 +281,31 @@ conn_new(struct tls_ctx *x)
 	return t;
 }
 
+/*
+ * bio_release - give an empty memory BIO's buffer back. A BIO_s_mem never
+ * shrinks: without this each connection keeps, for as long as it lives,
+ * a buffer the size of the largest flight it ever held (the server's
+ * certificate chain, a big reply burst). The next write allocates what it
+ * needs again. Leaves the BIO as it is when it holds data or when the new
+ * (empty) BUF_MEM cannot be allocated.
+ */
+static void
+bio_release(BIO *b)
+{
+	BUF_MEM *m = NULL, *fresh;
+
+	if (b == NULL || BIO_ctrl_pending(b) != 0)
+		return;
+	BIO_get_mem_ptr(b, &m);
+	if (m == NULL || m->max == 0)
+		return;
+	if ((fresh = BUF_MEM_new()) == NULL) {
+		ERR_clear_error();
+		return;
+	}
+	BIO_set_mem_buf(b, fresh, BIO_CLOSE);	/* frees the old one */
+}
+
 /* fail - the connection is dead: keep why (what + OpenSSL's reasons). */
 static void
 fail(struct tls *t, const char *what)
@@ -388,6 +415,7 @@ tls_input(struct tls *t, const void *buf, size_t n)
 		return t->st;
 	}
 	drive(t);
+	bio_release(SSL_get_rbio(t->ssl));
 	return t->st;
 }
 
@@ -417,6 +445,7 @@ tls_read(struct tls *t, void *buf, size_t n)
 	e = SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		ERR_clear_error();
+		bio_release(SSL_get_rbio(t->ssl));	/* all taken: idle */
 	} else if (e == SSL_ERROR_ZERO_RETURN) {
 		ERR_clear_error();
 		t->st = TLS_CLOSED;
@@ -471,7 +500,18 @@ tls_wire_take(struct tls *t, void *buf, size_t n)
 	if (n > 0x7fffffff)
 		n = 0x7fffffff;
 	r = BIO_read(SSL_get_wbio(t->ssl), buf, (int)n);
+	bio_release(SSL_get_wbio(t->ssl));
 	return r > 0 ? (size_t)r : 0;
+}
+
+size_t
+tls_buffered(const struct tls *t)
+{
+	BUF_MEM *r = NULL, *w = NULL;
+
+	BIO_get_mem_ptr(SSL_get_rbio(t->ssl), &r);
+	BIO_get_mem_ptr(SSL_get_wbio(t->ssl), &w);
+	return (r ? r->max : 0) + (w ? w->max : 0);
 }
 
 enum tls_status

@@ -1,7 +1,8 @@
 /*
  * stats.h - what a running engine tells about itself.
  *
- * Counters per (pool, source IP) — sessions open and outcomes — kept as
+ * Counters per (pool, source IP) — sessions open and outcomes — and per
+ * site — sessions and deliveries over TLS or in clear text — kept as
  * results arrive; once a second stats_publish() sends a snapshot (with the
  * busiest destinations and a per-site rollup) to Redis, where `volley
  * status` reads it, and the optional progress line is drawn on stderr.
@@ -40,6 +41,13 @@ void stats_free(struct stats *st);
 void stats_session(struct stats *st, const char *pool, const char *src_ip, int delta);
 /* A transaction's outcome from pool/src_ip. */
 void stats_result(struct stats *st, const char *pool, const char *src_ip, enum job_status s);
+
+/*
+ * A session to site ("" = none) got past its greeting and EHLO, over TLS
+ * (tls) or in clear text; a message was delivered over TLS or not.
+ */
+void stats_site_session(struct stats *st, const char *site, int tls);
+void stats_site_delivered(struct stats *st, const char *site, int tls);
 
 /* Publish a snapshot to Redis (instance key, expiring). */
 void stats_publish(struct stats *st, struct rq *q, const struct dests *ds,

@@ -17,7 +17,10 @@
  * Contexts: one client context per CA setting (the system store, or a CA
  * file for tests and private CAs), one server context per certificate.
  * Both allow TLS 1.2 and 1.3 only and release OpenSSL's read/write
- * buffers while a connection is idle (SSL_MODE_RELEASE_BUFFERS).
+ * buffers while a connection is idle (SSL_MODE_RELEASE_BUFFERS); the two
+ * memory BIOs give their buffers back as soon as they are empty (a
+ * BIO_s_mem never shrinks on its own), so an idle connection holds no
+ * wire buffer at all (tls_buffered()).
  *
  * Client connections: SNI and the RFC 6125 name check use the MX host
  * name (never an address literal). verify = 0: the handshake succeeds
@@ -100,6 +103,8 @@ void tls_close_notify(struct tls *t);
 /* Wire bytes waiting to be sent, and take up to n of them. */
 size_t tls_wire_pending(const struct tls *t);
 size_t tls_wire_take(struct tls *t, void *buf, size_t n);
+/* Bytes the two memory BIOs have allocated (0 once both are empty). */
+size_t tls_buffered(const struct tls *t);
 
 enum tls_status tls_status(const struct tls *t);
 const char *tls_error(const struct tls *t);	/* "" if none */

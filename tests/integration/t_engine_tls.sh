@@ -19,6 +19,10 @@
 #   Postfix's smtpd with a self-signed certificate (a private instance,
 #   relaying to the TLS sink): delivered over TLS, Postfix logs the TLS
 #   connection (skipped, with a note, when Postfix is not installed).
+# Events carry `tls` (protocol and cipher, or none). `volley status` counts
+# per site the sessions and deliveries over TLS and in clear text (site
+# "tlssite": mx.tls.test, all TLS; site "plainsite": mx.plain.test and
+# mx.off.test, all clear text).
 # Every job ends with exactly one final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
@@ -166,6 +170,8 @@ domain "verbad.test" { tls = verify; }
 domain "brokenreq.test" { tls = required; }
 domain "broken.test" { max_msgs_per_connection = 1; }
 domain "off.test" { tls = disabled; }
+site "tlssite" { mx = ["mx.tls.test"]; }
+site "plainsite" { mx = ["mx.plain.test", "mx.off.test"]; }
 ' write_config "$T/volley.conf"
 printf 'From: f@sender.test\r\nSubject: tls\r\n\r\nbody\r\n' >"$T/msg.eml"
 
@@ -200,6 +206,15 @@ add_job broken2 m@broken.test
 add_job tls3 o@tls.test
 N=$((N + 2))
 wait_for 20 events check-final --expect $N || not_ok "broken2 ended"
+# site_tls SITE: its "tls/plain sessions tls/plain delivered" from `volley
+# status` (the snapshot is published once a second).
+site_tls() {
+	"$VOLLEY" status -c "$T/volley.conf" 2>/dev/null |
+		awk -v s="$1" '$1 == s && NF >= 8 { print $7, $8; exit }'
+}
+tlssite_counted() { case "$(site_tls tlssite)" in *" 3/0") return 0 ;; esac; return 1; }
+wait_for 5 tlssite_counted
+"$VOLLEY" status -c "$T/volley.conf" >"$T/status.txt" 2>&1
 kill -TERM "$VOLLEY_PID" 2>/dev/null
 wait_pid "$VOLLEY_PID" 20
 
@@ -292,12 +307,23 @@ if [ $HAVE_POSTFIX = 1 ]; then
 		ok "postfix: relayed the message to the sink" || not_ok "postfix: relayed the message to the sink"
 fi
 
-# The event field `tls` (once the scheduler puts session_tls() in events).
-if events json | grep -q '"tls"'; then
-	is "event tls field (tls1)" "$(events field tls1 tls)" "TLSv1.3 TLS_AES_256_GCM_SHA384"
-	is "event tls field (plain)" "$(events field plain tls)" none
-else
-	note "events carry no tls field yet (session_tls() is not wired into events)"
-fi
+# The event field `tls`.
+is "event tls field (tls1)" "$(events field tls1 tls)" "TLSv1.3 TLS_AES_256_GCM_SHA384"
+is "event tls field (plain)" "$(events field plain tls)" none
+is "event tls field (off: disabled)" "$(events field off tls)" none
+
+# volley status: TLS and clear text per site.
+grep -q 'tls/plain sessions  tls/plain delivered' "$T/status.txt" &&
+	ok "status: the site table has the TLS columns" ||
+	not_ok "status: the site table has the TLS columns" "$(cat "$T/status.txt")"
+read -r ts tm <<<"$(awk '$1 == "tlssite" { print $7, $8 }' "$T/status.txt")"
+case "${ts:-}" in
+[1-9]*/0) ok "status: tlssite sessions all over TLS ($ts)" ;;
+*) not_ok "status: tlssite sessions all over TLS" "$(cat "$T/status.txt")" ;;
+esac
+is "status: tlssite delivered 3 over TLS, 0 in clear text" "${tm:-}" 3/0
+read -r ps pm <<<"$(awk '$1 == "plainsite" { print $7, $8 }' "$T/status.txt")"
+is "status: plainsite sessions in clear text" "${ps:-}" 0/2
+is "status: plainsite delivered 2 in clear text" "${pm:-}" 0/2
 
 done_testing

@@ -205,6 +205,9 @@ test_handshake_and_data(void **state)
 		pump(&c, &s, steps[k]);
 		assert_int_equal(c.got.len, sizeof big);
 		assert_memory_equal(c.got.data, big, sizeof big);
+		/* Idle again: neither side keeps a wire buffer (100 KB went through). */
+		assert_int_equal(tls_buffered(c.t), 0);
+		assert_int_equal(tls_buffered(s.t), 0);
 
 		tls_close_notify(c.t);
 		assert_true(tls_wire_pending(c.t) > 0);
