@@ -612,6 +612,7 @@ static const struct setting settings[] = {
 	{ "dns", "min_ttl", S_DUR, OFF(dns_min_ttl_ms), 0, 0, MAX_DURATION_MS, "5s", NULL, 0 },
 	{ "dns", "max_ttl", S_DUR, OFF(dns_max_ttl_ms), 0, 1000, MAX_DURATION_MS, "1h", NULL, 0 },
 	{ "dns", "allow_private", S_BOOL, OFF(dns_allow_private), 0, 0, 1, "false", NULL, 0 },
+	{ "dns", "dnssec", S_BOOL, OFF(dns_dnssec), 0, 0, 1, "false", NULL, 0 },
 
 	{ "smtp", "port", S_INT, OFF(port), 0, 1, 65535, "25", NULL, 0 },
 	{ "smtp", "ehlo", S_STR, OFF(ehlo), 0, 0, 0, NULL, check_hostname, 0 },

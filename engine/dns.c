@@ -54,11 +54,19 @@
  * 2 tries, since it doubles the timeout on the second try), dns_min_ttl_ms
  * and dns_max_ttl_ms. A zero timeout or max TTL means the default (5 s, 1 h).
  *
+ * DANE (dns.dnssec, see dns.h): queries are built with ares_create_query,
+ * get the AD bit set and go out with ares_send (ares_query cannot set
+ * it); their replies' RCODEs are mapped to c-ares statuses the way
+ * ares_query does, so the callbacks see no difference. Each answer's AD
+ * bit is recorded: the MX answer's on the lookup, the A and AAAA ones on
+ * the host, and the TLSA answer decides the host's dane_state.
+ *
  * Every byte of a DNS reply is hostile: the raw-message walkers below are
  * bounds-checked at every step and reject compression loops.
  */
 #include "dns.h"
 #include "config.h"
+#include "dane.h"
 #include "loop.h"
 #include "util.h"
 
@@ -81,6 +89,8 @@
 #define DNS_DEF_TIMEOUT_MS	5000
 #define DNS_DEF_MIN_TTL_MS	5000
 #define DNS_DEF_MAX_TTL_MS	3600000
+#define DNS_T_TLSA	52	/* RFC 6698 */
+#define DNS_AD_BIT	0x20	/* in the header's fourth byte */
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -191,6 +201,10 @@ struct dns_host {
 	struct in6_addr a6[DNS_MAX_ADDRS];
 	size_t n4, n6;
 	int st4, st6;		/* ares status of its A / AAAA query (after parsing) */
+	int ad4, ad6;		/* those answers had the AD bit */
+	int tlsa_asked;		/* a TLSA query was sent (dnssec, MX answer AD) */
+	int tlsa_st, tlsa_ad;	/* its status and AD bit */
+	struct dane_set *tlsa;	/* its records (authenticated or not) */
 	long ttl;		/* seconds, min over both answers; -1 unknown */
 };
 
@@ -206,6 +220,7 @@ struct dns_lookup {
 	struct dns_result res;
 	struct dns_lookup *dnext;	/* done list, waiting for delivery */
 	int hostonly;		/* dns_query_host: A/AAAA of domain, no MX */
+	int mx_secure;		/* dnssec and the MX answer (or denial) had AD */
 };
 
 /* Compact cache entry: host names in one blob, targets index into it. */
@@ -213,6 +228,8 @@ struct dns_ctarget {
 	uint32_t host_off;
 	int pref;
 	union dns_addr addr;
+	int dane;
+	struct dane_set *tlsa;	/* a reference of the entry's */
 };
 
 struct dns_entry {
@@ -235,6 +252,7 @@ struct dns_q {
 	ares_callback cb;
 	void *arg;
 	int type;
+	int raw;		/* sent with ares_send: map the RCODE ourselves */
 	struct dns_q *next;
 	char name[256];
 };
@@ -244,6 +262,8 @@ struct dns {
 	ares_channel ch;
 	int closing;
 	int allow_private;		/* keep loopback/private/... answers */
+	int dnssec;			/* ask for AD, trust it, look up TLSA */
+	int port;			/* SMTP port: the TLSA owner's _PORT */
 	uint64_t min_ttl_ms, max_ttl_ms;
 	struct timer timer;		/* ares_timeout */
 	struct timer deliver;		/* zero-delay: hand results out */
@@ -533,6 +553,50 @@ dns_negative_ttl(const unsigned char *abuf, int alen)
 	return min;
 }
 
+int
+dns_reply_authentic(const unsigned char *abuf, int alen)
+{
+	return abuf != NULL && alen >= HFIXEDSZ && (abuf[3] & DNS_AD_BIT) != 0;
+}
+
+struct dane_set *
+dns_parse_tlsa(const unsigned char *abuf, int alen)
+{
+	int off = msg_questions(abuf, alen);
+	struct dane_set *set;
+	unsigned an;
+
+	if (off < 0)
+		return NULL;
+	an = get16(abuf + 6);
+	set = dane_set_new((size_t)alen);
+	for (unsigned i = 0; i < an; i++) {
+		int o = name_skip(abuf, alen, off), rdlen;
+
+		if (o < 0 || alen - o < RRFIXEDSZ)
+			goto bad;
+		rdlen = (int)get16(abuf + o + 8);
+		if (alen - (o + RRFIXEDSZ) < rdlen)
+			goto bad;
+		if (get16(abuf + o) == DNS_T_TLSA && get16(abuf + o + 2) == C_IN)
+			dane_set_add(set, abuf + o + RRFIXEDSZ, (size_t)rdlen);
+		off = o + RRFIXEDSZ + rdlen;
+	}
+	if (set->seen > 0)
+		return set;
+bad:
+	dane_unref(set);
+	return NULL;
+}
+
+int
+dns_tlsa_name(char *buf, size_t n, int port, const char *host)
+{
+	int k = snprintf(buf, n, "_%d._tcp.%s", port, host);
+
+	return k < 0 || (size_t)k >= n || k > 253 ? -1 : 0;
+}
+
 /* --- c-ares socket watchers --- */
 
 static void dns_timer_update(struct dns *d);
@@ -700,6 +764,8 @@ cache_remove(struct dns *d, struct dns_entry *e)
 		d->ftail = e->fprev;
 	free(e->hn.key);
 	free(e->error);
+	for (size_t i = 0; i < e->nt; i++)
+		dane_unref(e->t[i].tlsa);
 	free(e->t);
 	free(e->names);
 	free(e);
@@ -763,6 +829,8 @@ cache_put(struct dns *d, const char *key, uint32_t hash, const struct dns_result
 			}
 			e->t[i].pref = r->targets[i].pref;
 			e->t[i].addr = r->targets[i].addr;
+			e->t[i].dane = r->targets[i].dane;
+			e->t[i].tlsa = dane_ref(r->targets[i].tlsa);
 		}
 		e->nt = r->ntargets;
 	}
@@ -821,10 +889,15 @@ cache_deliver(const struct dns_entry *e, void (*cb)(void *, const struct dns_res
 				snprintf(t->host, sizeof t->host, "%s", e->names + e->t[i].host_off);
 				t->pref = e->t[i].pref;
 				t->addr = e->t[i].addr;
+				t->dane = e->t[i].dane;
+				/* Held across cb: it may evict the entry. */
+				t->tlsa = dane_ref(e->t[i].tlsa);
 			}
 		r.ntargets = out;
 	}
 	cb(arg, &r);
+	for (size_t i = 0; i < r.ntargets; i++)
+		dane_unref(r.targets[i].tlsa);
 	free(r.targets);
 }
 
@@ -855,6 +928,10 @@ dns_on_deliver(struct timer *t)
 			free(w);
 		}
 		d->nlookups--;
+		for (size_t i = 0; i < lk->res.ntargets; i++)
+			dane_unref(lk->res.targets[i].tlsa);
+		for (size_t i = 0; i < lk->nhosts; i++)
+			dane_unref(lk->hosts[i].tlsa);
 		free(lk->res.targets);
 		free(lk->hosts);
 		free(lk->hn.key);
@@ -946,14 +1023,39 @@ status_is_temp(int st)
 }
 
 /*
- * lookup_hosts_done - every A and AAAA query answered: build the ordered
- * targets, leaving out refused addresses (unless allow_private).
+ * host_dane - what DNSSEC says about host h (dns.h): an enum dane_state,
+ * with *set its records for DANE_TLSA, or -1 when its TLSA lookup failed
+ * although DANE could apply (the host must not be used).
+ */
+static int
+host_dane(const struct dns_lookup *lk, const struct dns_host *h, struct dane_set **set)
+{
+	*set = NULL;
+	if (!lk->d->dnssec || lk->hostonly)
+		return DANE_OFF;
+	if (!lk->mx_secure || !h->tlsa_asked || (h->n4 && !h->ad4) || (h->n6 && !h->ad6))
+		return DANE_INSECURE;
+	if (h->tlsa_st == ARES_SUCCESS && h->tlsa != NULL) {
+		if (!h->tlsa_ad)
+			return DANE_INSECURE;
+		*set = h->tlsa;
+		return DANE_TLSA;
+	}
+	if (h->tlsa_st == ARES_SUCCESS || status_is_negative(h->tlsa_st))
+		return h->tlsa_ad ? DANE_NO_TLSA : DANE_INSECURE;
+	return -1;
+}
+
+/*
+ * lookup_hosts_done - every A, AAAA (and TLSA) query answered: build the
+ * ordered targets, leaving out refused addresses (unless allow_private)
+ * and hosts whose TLSA lookup failed.
  */
 static void
 lookup_hosts_done(struct dns_lookup *lk)
 {
 	struct dns_result *r = &lk->res;
-	const struct dns_host *temp = NULL, *refused_host = NULL;
+	const struct dns_host *temp = NULL, *refused_host = NULL, *tlsa_failed = NULL;
 	union dns_addr refused_addr;
 	const char *refused_kind = NULL;
 	size_t nrefused = 0;
@@ -964,11 +1066,24 @@ lookup_hosts_done(struct dns_lookup *lk)
 	for (size_t i = 0; i < lk->nhosts; i++) {
 		const struct dns_host *h = &lk->hosts[i];
 		size_t used = 0;
+		struct dane_set *set;
+		int dane = host_dane(lk, h, &set);
 
 		if (status_is_temp(h->st4) || status_is_temp(h->st6)) {
 			any_temp = 1;
 			if (h->n4 + h->n6 == 0 && temp == NULL)
 				temp = h;
+		}
+		if (dane < 0) {
+			char q[300];
+
+			any_temp = 1;
+			if (h->n4 + h->n6 > 0 && tlsa_failed == NULL)
+				tlsa_failed = h;
+			log_quote(q, sizeof q, h->name);
+			log_info("dns", "%s: MX host \"%s\" left out: its TLSA lookup failed (%s) "
+			    "and DANE needs the answer", lk->domain, q, ares_strerror(h->tlsa_st));
+			continue;
 		}
 		for (size_t k = 0; k < h->n4 + h->n6 && r->ntargets < DNS_MAX_TARGETS; k++) {
 			struct dns_target *t = &r->targets[r->ntargets];
@@ -985,6 +1100,8 @@ lookup_hosts_done(struct dns_lookup *lk)
 			}
 			memcpy(t->host, h->name, sizeof t->host);
 			t->pref = h->pref;
+			t->dane = dane;
+			t->tlsa = dane_ref(set);
 			r->ntargets++;
 			used++;
 		}
@@ -1001,6 +1118,13 @@ lookup_hosts_done(struct dns_lookup *lk)
 			lookup_fail(lk, DNS_TEMPFAIL, "%s resolved to %s (%s)%s, refused: "
 			    "dns.allow_private = true would allow it", refused_host->name, ip,
 			    refused_kind, nrefused > 1 ? " and every other address is refused too" : "");
+		} else if (tlsa_failed) {
+			char nm[300];
+
+			if (dns_tlsa_name(nm, sizeof nm, lk->d->port, tlsa_failed->name) < 0)
+				snprintf(nm, sizeof nm, "%s", tlsa_failed->name);
+			lookup_fail(lk, DNS_TEMPFAIL, "TLSA lookup for %s failed: %s (DNSSEC-signed "
+			    "MX: DANE needs the answer)", nm, ares_strerror(tlsa_failed->tlsa_st));
 		} else if (temp) {
 			lookup_fail(lk, DNS_TEMPFAIL, "address lookup for %s failed: %s", temp->name,
 			    ares_strerror(status_is_temp(temp->st4) ? temp->st4 : temp->st6));
@@ -1045,6 +1169,7 @@ lookup_on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 
 	(void)timeouts;
 	h->st4 = status;
+	h->ad4 = dns_reply_authentic(abuf, alen);
 	if (status == ARES_SUCCESS) {
 		struct hostent *he = NULL;
 		struct ares_addrttl at[DNS_MAX_ADDRS];
@@ -1078,6 +1203,7 @@ lookup_on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int ale
 
 	(void)timeouts;
 	h->st6 = status;
+	h->ad6 = dns_reply_authentic(abuf, alen);
 	if (status == ARES_SUCCESS) {
 		struct hostent *he = NULL;
 		struct ares_addr6ttl at[DNS_MAX_ADDRS];
@@ -1103,7 +1229,28 @@ lookup_on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int ale
 		lookup_hosts_done(lk);
 }
 
-/* lookup_resolve_hosts - A and AAAA queries for every host, in parallel. */
+static void
+lookup_on_tlsa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_host *h = arg;
+	struct dns_lookup *lk = h->lk;
+
+	(void)timeouts;
+	h->tlsa_st = status;
+	h->tlsa_ad = dns_reply_authentic(abuf, alen);
+	if (status == ARES_SUCCESS)
+		h->tlsa = dns_parse_tlsa(abuf, alen);
+	if (log_level_max >= LOG_DEBUG) {
+		char q[300], t[200];
+
+		log_quote(q, sizeof q, h->name);
+		log_debug("dns", "TLSA of \"%s\": %s ad=%d records=%s", q, ares_strerror(status),
+		    h->tlsa_ad, dane_to_text(h->tlsa, t, sizeof t));
+	}
+	if (--lk->pending == 0)
+		lookup_hosts_done(lk);
+}
+
 /* --- the query gate --- */
 
 static void dns_q_drain(struct dns *d);
@@ -1116,6 +1263,22 @@ dns_q_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	ares_callback cb = q->cb;
 	void *cbarg = q->arg;
 
+	/* ares_send hands over any reply: map its RCODE as ares_query does. */
+	if (q->raw && status == ARES_SUCCESS) {
+		if (abuf == NULL || alen < HFIXEDSZ)
+			status = ARES_EBADRESP;
+		else switch (abuf[3] & 0x0f) {
+		case 0:	/* NOERROR */
+			status = get16(abuf + 6) > 0 ? ARES_SUCCESS : ARES_ENODATA;
+			break;
+		case 1: status = ARES_EFORMERR; break;
+		case 2: status = ARES_ESERVFAIL; break;
+		case 3: status = ARES_ENOTFOUND; break;
+		case 4: status = ARES_ENOTIMP; break;
+		case 5: status = ARES_EREFUSED; break;
+		default: break;
+		}
+	}
 	d->nq--;
 	free(q);
 	cb(cbarg, status, timeouts, abuf, alen);
@@ -1125,8 +1288,25 @@ dns_q_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 static void
 dns_q_start(struct dns *d, struct dns_q *q)
 {
+	unsigned char *qbuf = NULL;
+	int qlen = 0, r;
+
 	d->nq++;
-	ares_query(d->ch, q->name, C_IN, q->type, dns_q_done, q);	/* may call back at once */
+	if (!d->dnssec) {
+		ares_query(d->ch, q->name, C_IN, q->type, dns_q_done, q);	/* may call back at once */
+		return;
+	}
+	/* Ask for authenticated data (RFC 6840 5.7): the AD bit in the query.
+	 * c-ares puts its own random id in. */
+	r = ares_create_query(q->name, C_IN, q->type, 0, 1, &qbuf, &qlen, 1232);
+	if (r != ARES_SUCCESS) {
+		dns_q_done(q, r, 0, NULL, 0);
+		return;
+	}
+	qbuf[3] |= DNS_AD_BIT;
+	q->raw = 1;
+	ares_send(d->ch, qbuf, qlen, dns_q_done, q);	/* may call back at once */
+	ares_free_string(qbuf);
 }
 
 static void
@@ -1187,6 +1367,15 @@ lookup_resolve_hosts(struct dns_lookup *lk)
 		lk->pending += 2;
 		dns_send(d, h->name, T_A, lookup_on_a, h);
 		dns_send(d, h->name, T_AAAA, lookup_on_aaaa, h);
+		if (d->dnssec && lk->mx_secure && !lk->hostonly) {
+			char nm[300];
+
+			if (dns_tlsa_name(nm, sizeof nm, d->port, h->name) == 0) {
+				h->tlsa_asked = 1;
+				lk->pending++;
+				dns_send(d, nm, DNS_T_TLSA, lookup_on_tlsa, h);
+			}
+		}
 	}
 	if (--lk->pending == 0)
 		lookup_hosts_done(lk);
@@ -1209,6 +1398,7 @@ lookup_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 
 	(void)timeouts;
 	lk->pending--;
+	lk->mx_secure = lk->d->dnssec && dns_reply_authentic(abuf, alen);
 	if (status == ARES_SUCCESS)
 		r = ares_parse_mx_reply(abuf, alen, &mx);
 	if (r == ARES_ENOTFOUND) {
@@ -1301,6 +1491,8 @@ dns_new(struct loop *l, const struct config *cfg)
 	dns_seed();
 	d->l = l;
 	d->allow_private = cfg ? cfg->dns_allow_private : 0;
+	d->dnssec = cfg ? cfg->dns_dnssec : 0;
+	d->port = cfg && cfg->port ? cfg->port : 25;
 	d->cache_max = DNS_CACHE_MAX;
 	d->min_ttl_ms = cfg && cfg->dns_min_ttl_ms ? cfg->dns_min_ttl_ms : DNS_DEF_MIN_TTL_MS;
 	d->max_ttl_ms = cfg && cfg->dns_max_ttl_ms ? cfg->dns_max_ttl_ms : DNS_DEF_MAX_TTL_MS;

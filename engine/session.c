@@ -38,6 +38,7 @@
  */
 #include "session.h"
 #include "conn.h"
+#include "dane.h"
 #include "job.h"
 #include "loop.h"
 #include "map.h"
@@ -71,6 +72,7 @@ struct session {
 	int established;		/* greeting + EHLO done at least once */
 	int quit_asked, idle;
 	enum tls_policy tls_policy;	/* DEFAULT: cfg->tls */
+	enum tls_policy conn_policy;	/* this connection's, DANE applied (DEFAULT: none yet) */
 	int tls_on;			/* this connection switched to the TLS transport */
 	int plain_retry;		/* this target again in clear text after a failed handshake */
 	int bye;			/* BYE_*: close_notify before the close */
@@ -124,6 +126,8 @@ mxset_from_dns(const struct dns_result *r)
 	m->refs = 1;
 	m->n = r->ntargets;
 	memcpy(m->t, r->targets, r->ntargets * sizeof m->t[0]);
+	for (size_t i = 0; i < m->n; i++)
+		dane_ref(m->t[i].tlsa);
 	return m;
 }
 
@@ -137,8 +141,11 @@ mxset_ref(struct mxset *m)
 void
 mxset_unref(struct mxset *m)
 {
-	if (m && --m->refs == 0)
+	if (m && --m->refs == 0) {
+		for (size_t i = 0; i < m->n; i++)
+			dane_unref(m->t[i].tlsa);
 		free(m);
+	}
 }
 
 size_t
@@ -334,12 +341,28 @@ session_release_retired(struct session *s)
 
 /* --- TLS --- */
 
+/* session_base_policy - the destination's policy, before DANE. */
 static enum tls_policy
-session_policy(const struct session *s)
+session_base_policy(const struct session *s)
 {
 	enum tls_policy p = s->tls_policy ? s->tls_policy : s->cfg->tls;
 
 	return p ? p : TLS_POLICY_OPPORTUNISTIC;
+}
+
+/* session_policy - the current connection's policy (session_tls_mode). */
+static enum tls_policy
+session_policy(const struct session *s)
+{
+	return s->conn_policy ? s->conn_policy : session_base_policy(s);
+}
+
+/* session_tlsa - the TLSA records of the current target (NULL: none). */
+static const struct dane_set *
+session_tlsa(const struct session *s)
+{
+	return s->tidx < s->mx->n && s->mx->t[s->tidx].dane == DANE_TLSA ?
+	    s->mx->t[s->tidx].tlsa : NULL;
 }
 
 /* tls_ctx_for - the client context for ca (NULL: the system store). */
@@ -424,15 +447,28 @@ session_port(const struct session *s)
 static void
 session_tls_mode(struct session *s)
 {
-	enum tls_policy p = session_policy(s);
+	enum tls_policy base = session_base_policy(s), p;
 	enum smtp_tls_mode m = SMTP_TLS_TRY;
+	const struct dane_set *tlsa = s->relay.port ? NULL : session_tlsa(s);
+
+	/* DANE (RFC 7672): authenticated TLSA records of this MX host make
+	 * TLS mandatory, whatever the destination's policy but disabled. */
+	p = dane_policy(base, tlsa);
+	s->conn_policy = p;
+	if (tlsa != NULL) {
+		char q[300], t[200];
+
+		log_info("session", "dane peer=%s mx=\"%s\" tlsa=\"%s\" policy=%s -> %s", s->peer,
+		    quote(q, sizeof q, session_mx(s)), dane_to_text(tlsa, t, sizeof t),
+		    tls_policy_name(base), tls_policy_name(p));
+	}
 
 	s->tls_on = 0;
 	s->bye = BYE_NONE;
 	s->tls_desc[0] = '\0';
 	if (p == TLS_POLICY_DISABLED)
 		m = SMTP_TLS_NO;
-	else if (p == TLS_POLICY_REQUIRED || p == TLS_POLICY_VERIFY)
+	else if (p == TLS_POLICY_REQUIRED || p == TLS_POLICY_VERIFY || p == TLS_POLICY_DANE)
 		m = SMTP_TLS_MUST;
 	else if (s->plain_retry || fallback_active(s)) {
 		char q[300];
@@ -455,13 +491,18 @@ up_secured(void *arg)
 {
 	struct session *s = arg;
 	struct tls *t = transport_tls(s->tp);
-	char q[300];
+	char q[300], dane[120], dq[140];
 
 	tls_describe(t, s->tls_desc, sizeof s->tls_desc);
+	tls_dane_text(t, dane, sizeof dane);
+	if (dane[0])
+		snprintf(dq, sizeof dq, " dane=\"%s\"", dane);
+	else
+		dq[0] = '\0';
 	log_info("session", "tls established peer=%s mx=\"%s\" policy=%s tls=\"%s\" "
-	    "verify=%ld (%s) resumed=%d", s->peer, quote(q, sizeof q, session_mx(s)),
+	    "verify=%ld (%s) resumed=%d%s", s->peer, quote(q, sizeof q, session_mx(s)),
 	    tls_policy_name(session_policy(s)), s->tls_desc, tls_verify_result(t),
-	    tls_verify_text(t), tls_resumed(t));
+	    tls_verify_text(t), tls_resumed(t), dq);
 	if (smtp_client_state(s->c) == SMTP_STATE_TLS)
 		smtp_client_tls_started(s->c);
 }
@@ -479,9 +520,22 @@ session_start_tls(struct session *s)
 	    err, sizeof err);
 	struct transport *t = NULL;
 
-	snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), session_port(s), tls_policy_name(p));
+	const struct dane_set *tlsa = session_tlsa(s);
+
+	/* Under DANE the key names the records too: a session verified
+	 * against old records never resumes under new ones. */
+	if (p == TLS_POLICY_DANE && tlsa != NULL)
+		snprintf(key, sizeof key, "%s:%d:dane:%08x", session_mx(s), session_port(s),
+		    (unsigned)tlsa->digest);
+	else
+		snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), session_port(s),
+		    tls_policy_name(p));
 	str_lower(key);
-	if (x != NULL) {
+	if (x != NULL && p == TLS_POLICY_DANE) {
+		t = transport_tls_new_dane(&session_upper, s, x, session_mx(s), tlsa, key);
+		if (t == NULL)
+			snprintf(err, sizeof err, "cannot allocate a TLS connection");
+	} else if (x != NULL) {
 		t = transport_tls_new(&session_upper, s, x, session_mx(s),
 		    p == TLS_POLICY_VERIFY, key);
 		if (t == NULL)

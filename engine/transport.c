@@ -214,11 +214,9 @@ static const struct transport_vtable tls_vt = {
 	.free = tls_t_free,
 };
 
-struct transport *
-transport_tls_new(const struct transport_upper *up, void *arg, struct tls_ctx *x,
-    const char *host, int verify, const char *cache_key)
+static struct transport *
+tls_t_wrap(const struct transport_upper *up, void *arg, struct tls *tls)
 {
-	struct tls *tls = tls_client_new(x, host, verify, cache_key);
 	struct tls_transport *tt;
 
 	if (tls == NULL)
@@ -229,6 +227,20 @@ transport_tls_new(const struct transport_upper *up, void *arg, struct tls_ctx *x
 	tt->base.arg = arg;
 	tt->tls = tls;
 	return &tt->base;
+}
+
+struct transport *
+transport_tls_new(const struct transport_upper *up, void *arg, struct tls_ctx *x,
+    const char *host, int verify, const char *cache_key)
+{
+	return tls_t_wrap(up, arg, tls_client_new(x, host, verify, cache_key));
+}
+
+struct transport *
+transport_tls_new_dane(const struct transport_upper *up, void *arg, struct tls_ctx *x,
+    const char *host, const struct dane_set *tlsa, const char *cache_key)
+{
+	return tls_t_wrap(up, arg, tls_client_new_dane(x, host, tlsa, cache_key));
 }
 
 struct tls *

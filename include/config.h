@@ -171,6 +171,7 @@ struct config {
 	uint64_t dns_timeout_ms;	/* default 5000 */
 	uint64_t dns_min_ttl_ms, dns_max_ttl_ms;	/* cache clamps: 5s, 1h */
 	int dns_allow_private;	/* use loopback/private/link-local answers (false) */
+	int dns_dnssec;		/* resolver validates: trust AD, DANE (false) */
 
 	/* smtp */
 	int port;		/* 25 */

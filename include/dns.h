@@ -18,6 +18,20 @@
  * Answers are cached by TTL (clamped by config dns_min/max_ttl); negative
  * answers (NXDOMAIN, null MX) are cached too, temporary failures are not.
  * Concurrent queries for the same domain are merged into one lookup.
+ *
+ * DANE (dns.dnssec = true; RFC 7672): every query asks for authenticated
+ * data (the AD bit set in the query, RFC 6840 5.7) and the AD bit of each
+ * answer is trusted: the configured resolver must validate DNSSEC and be
+ * reached over a path nobody can tamper with (loopback). When the MX answer
+ * (or, for an implicit MX, its authenticated denial) has AD, TLSA records
+ * of _PORT._tcp.HOST are looked up for every host, in parallel with its
+ * addresses; they are kept only when that answer has AD and every address
+ * answer that gave the host's addresses did too. Each target then carries
+ * its host's enum dane_state and, for DANE_TLSA, the records (dane.h). A
+ * TLSA lookup that fails (SERVFAIL, time-out) for a host that needs one
+ * leaves that host out: RFC 7672 2.2 forbids delivering to it without the
+ * answer; when no host is left the result is DNS_TEMPFAIL naming it.
+ * dnssec off: no TLSA query is ever sent and every target is DANE_OFF.
  */
 #ifndef VOLLEY_DNS_H
 #define VOLLEY_DNS_H
@@ -48,6 +62,9 @@ struct dns_target {
 	char host[256];			/* MX host name (or the domain for implicit MX) */
 	int pref;
 	union dns_addr addr;		/* port left 0: the caller sets it */
+	int dane;			/* enum dane_state (dane.h) */
+	struct dane_set *tlsa;		/* DANE_TLSA: its records (a reference of the
+					 * result's; mxset_from_dns takes its own) */
 };
 
 struct dns_result {
@@ -110,5 +127,18 @@ long dns_negative_ttl(const unsigned char *abuf, int alen);
  *   unspecified); NULL for an address mail may be sent to.
  */
 const char *dns_addr_private(const struct sockaddr *sa);
+/*
+ * dns_reply_authentic - 1 if the reply's header has the AD bit (the
+ *   resolver validated it with DNSSEC), 0 if not or too short.
+ * dns_parse_tlsa - the TLSA (type 52, class IN) records of the answer
+ *   section of a raw reply, as a new set (dane.h; the caller unrefs it);
+ *   NULL when there is none or the reply cannot be parsed.
+ * dns_tlsa_name - "_PORT._tcp.HOST" into buf; -1 if it does not fit a
+ *   DNS name (255 octets).
+ */
+int dns_reply_authentic(const unsigned char *abuf, int alen);
+struct dane_set;
+struct dane_set *dns_parse_tlsa(const unsigned char *abuf, int alen);
+int dns_tlsa_name(char *buf, size_t n, int port, const char *host);
 
 #endif

@@ -32,6 +32,12 @@
  *   verify         as required, and the chain must be trusted (the system
  *                  store, or cfg->tls_ca_file) and name the MX host.
  *   disabled       never STARTTLS.
+ * DANE (dns.dnssec; dane.h): a target whose host has authenticated TLSA
+ * records gets dane_policy() of that policy for its connection: "dane"
+ * (TLS mandatory, the certificate checked against the TLSA records only,
+ * no fallback to clear text; failures as for required), or mandatory
+ * unauthenticated TLS when no record is usable. Only a configured
+ * `disabled` overrides it. Smarthost routes never use DANE.
  * TLS is 1.2 or 1.3, SNI is the MX host name, the client sends EHLO again
  * after the handshake, and resumes sessions per (MX host, port, policy).
  * session_tls() says what the current connection uses.

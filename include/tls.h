@@ -47,6 +47,8 @@ enum tls_policy {
 	TLS_POLICY_REQUIRED,		/* no TLS, no mail: defer */
 	TLS_POLICY_VERIFY,		/* required, and chain + MX name verified */
 	TLS_POLICY_DISABLED,		/* never */
+	TLS_POLICY_DANE,		/* required, peer authenticated by TLSA (dane.h);
+					 * chosen per MX host, never configured */
 };
 const char *tls_policy_name(enum tls_policy p);
 /* "opportunistic", "required", "verify", "disabled": 0, else -1. */
@@ -86,6 +88,20 @@ size_t tls_ctx_cached(const struct tls_ctx *x);
  */
 struct tls *tls_client_new(struct tls_ctx *x, const char *host, int verify,
     const char *cache_key);
+/*
+ * tls_client_new_dane - a client connection authenticated by DANE (RFC
+ * 7672): the usable records of tlsa are handed to OpenSSL, the peer must
+ * match one of them (DANE-EE: the key or certificate itself, no name or
+ * date check; DANE-TA: a chain to that trust anchor naming host). If
+ * OpenSSL takes none of them, the connection is encrypted but not
+ * authenticated (what RFC 7672 asks for unusable records).
+ */
+struct dane_set;
+struct tls *tls_client_new_dane(struct tls_ctx *x, const char *host,
+    const struct dane_set *tlsa, const char *cache_key);
+/* What DANE found, for logs: "verified usage=3 selector=1 mtype=1 depth=0",
+ * "not verified", "no usable TLSA (unauthenticated)"; "" without DANE. */
+const char *tls_dane_text(const struct tls *t, char *buf, size_t n);
 struct tls *tls_server_new(struct tls_ctx *x);
 /* NULL is fine. Call tls_close_notify() first for a clean close. */
 void tls_free(struct tls *t);

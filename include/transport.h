@@ -81,6 +81,10 @@ struct transport *transport_raw_new(const struct transport_upper *up, void *arg)
  */
 struct transport *transport_tls_new(const struct transport_upper *up, void *arg,
     struct tls_ctx *x, const char *host, int verify, const char *cache_key);
+/* transport_tls_new authenticated by DANE: tls_client_new_dane (tls.h). */
+struct dane_set;
+struct transport *transport_tls_new_dane(const struct transport_upper *up, void *arg,
+    struct tls_ctx *x, const char *host, const struct dane_set *tlsa, const char *cache_key);
 /* The TLS connection under t, or NULL (raw). */
 struct tls *transport_tls(const struct transport *t);
 

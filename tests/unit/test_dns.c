@@ -3,7 +3,8 @@
  * source, and the raw DNS message walkers (answer TTL, negative TTL) on
  * hand-built packets, including compression, truncation at every length
  * and hostile names; the table of addresses that are refused as delivery
- * targets unless dns.allow_private. The c-ares/loop part is checked end to end against
+ * targets unless dns.allow_private; the TLSA parser and the AD bit (DANE)
+ * on the same kind of packets. The c-ares/loop part is checked end to end against
  * dnsmasq (see the dns helper report), not here.
  */
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include <arpa/inet.h>
 
+#include "dane.h"
 #include "dns.h"
 
 /* --- MX ordering --- */
@@ -531,6 +533,136 @@ test_addr_private_unknown_family(void **state)
 	assert_non_null(dns_addr_private(&a.sa));
 }
 
+/* --- DANE: AD bit, TLSA records --- */
+
+/* TLSA reply for _25._tcp.mx.example: question at 12, answers by pointer. */
+static void
+build_tlsa(struct pkt *p, int ad)
+{
+	hdr(p, 0, 1, 4, 0, 0);
+	if (ad)
+		p->b[3] |= 0x20;
+	putname(p, "_25._tcp.mx.example", -1);	/* offset 12 */
+	put16(p, 52);
+	put16(p, 1);
+	rrhdr(p, NULL, 12, 52, 300, 3 + 32);		/* 3 1 1 */
+	put8(p, 3); put8(p, 1); put8(p, 1);
+	for (int i = 0; i < 32; i++)
+		put8(p, (unsigned)i);
+	rrhdr(p, NULL, 12, 52, 300, 3 + 64);		/* 2 0 2 */
+	put8(p, 2); put8(p, 0); put8(p, 2);
+	for (int i = 0; i < 64; i++)
+		put8(p, 0xff);
+	/* an RRSIG (type 46) and a TLSA of class CH: both skipped */
+	rrhdr(p, NULL, 12, 46, 300, 4);
+	put32(p, 0);
+	putname(p, "", 12);
+	put16(p, 52);
+	put16(p, 3);
+	put32(p, 300);
+	put16(p, 4);
+	put32(p, 0x03010100);
+}
+
+static void
+test_tlsa_parse(void **state)
+{
+	struct pkt p;
+	struct dane_set *s;
+
+	(void)state;
+	build_tlsa(&p, 1);
+	assert_int_equal(dns_reply_authentic(p.b, p.n), 1);
+	s = dns_parse_tlsa(p.b, p.n);
+	assert_non_null(s);
+	assert_int_equal(s->seen, 2);
+	assert_int_equal(s->n, 2);
+	assert_int_equal(s->nusable, 2);
+	assert_int_equal(s->r[0].usage, 3);
+	assert_int_equal(s->r[0].selector, 1);
+	assert_int_equal(s->r[0].mtype, 1);
+	assert_int_equal(s->r[0].len, 32);
+	assert_int_equal(s->r[0].data[31], 31);
+	assert_int_equal(s->r[1].usage, 2);
+	assert_int_equal(s->r[1].mtype, 2);
+	assert_int_equal(s->r[1].len, 64);
+	assert_int_equal(s->r[1].data[63], 0xff);
+	dane_unref(s);
+
+	build_tlsa(&p, 0);
+	assert_int_equal(dns_reply_authentic(p.b, p.n), 0);
+	assert_int_equal(dns_reply_authentic(p.b, 11), 0);
+	assert_int_equal(dns_reply_authentic(NULL, 0), 0);
+}
+
+static void
+test_tlsa_hostile(void **state)
+{
+	struct pkt p;
+	struct dane_set *s;
+
+	(void)state;
+	/* cut at every length: never a record from beyond the end */
+	build_tlsa(&p, 1);
+	for (int n = 0; n < p.n; n++) {
+		s = dns_parse_tlsa(p.b, n);
+		if (s != NULL)
+			fail_msg("parsed a set from %d of %d bytes", n, p.n);
+	}
+	/* an rdlength that runs past the end */
+	build_tlsa(&p, 1);
+	p.b[12 + 21 + 4 + 2 + 2 + 2 + 4] = 0xff;	/* first answer's rdlength, high byte */
+	assert_null(dns_parse_tlsa(p.b, p.n));
+	/* a TLSA with no data byte is counted, not kept */
+	hdr(&p, 0, 1, 1, 0, 0);
+	putname(&p, "_25._tcp.mx.example", -1);
+	put16(&p, 52);
+	put16(&p, 1);
+	rrhdr(&p, NULL, 12, 52, 300, 3);
+	put8(&p, 3); put8(&p, 1); put8(&p, 1);
+	s = dns_parse_tlsa(p.b, p.n);
+	assert_non_null(s);
+	assert_int_equal(s->seen, 1);
+	assert_int_equal(s->n, 0);
+	assert_int_equal(s->nusable, 0);
+	assert_int_equal(dane_policy(TLS_POLICY_OPPORTUNISTIC, s), TLS_POLICY_REQUIRED);
+	dane_unref(s);
+	/* no TLSA in the answer, or no answer: NULL */
+	hdr(&p, 3, 1, 0, 0, 0);
+	putname(&p, "_25._tcp.mx.example", -1);
+	put16(&p, 52);
+	put16(&p, 1);
+	assert_null(dns_parse_tlsa(p.b, p.n));
+	assert_null(dns_parse_tlsa(NULL, 0));
+	/* random garbage after a valid header never crashes */
+	for (unsigned seed = 1; seed < 2000; seed++) {
+		uint32_t x = seed;
+
+		hdr(&p, 0, 1 + seed % 2, seed % 5, 0, 0);
+		for (int i = 0; i < 200; i++) {
+			x = x * 1103515245u + 12345u;
+			put8(&p, (x >> 16) & 0xff);
+		}
+		dane_unref(dns_parse_tlsa(p.b, p.n));
+	}
+}
+
+static void
+test_tlsa_name(void **state)
+{
+	char buf[300], host[260];
+
+	(void)state;
+	assert_int_equal(dns_tlsa_name(buf, sizeof buf, 25, "mx.example.com"), 0);
+	assert_string_equal(buf, "_25._tcp.mx.example.com");
+	assert_int_equal(dns_tlsa_name(buf, sizeof buf, 2525, "mx"), 0);
+	assert_string_equal(buf, "_2525._tcp.mx");
+	memset(host, 'a', 250);
+	host[250] = '\0';
+	assert_int_equal(dns_tlsa_name(buf, sizeof buf, 25, host), -1);	/* > 253 */
+	assert_int_equal(dns_tlsa_name(buf, 10, 25, "mx.example.com"), -1);
+}
+
 int
 main(void)
 {
@@ -547,6 +679,9 @@ main(void)
 		cmocka_unit_test(test_negative_ttl),
 		cmocka_unit_test(test_addr_private_table),
 		cmocka_unit_test(test_addr_private_unknown_family),
+		cmocka_unit_test(test_tlsa_parse),
+		cmocka_unit_test(test_tlsa_hostile),
+		cmocka_unit_test(test_tlsa_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "dane.h"
 #include "tls.h"
 #include "transport.h"
 #include "util.h"
@@ -575,6 +576,85 @@ test_transport(void **state)
 	tls_ctx_free(sx);
 }
 
+/* tlsa_of - usage/selector/mtype record for the test certificate (or,
+ * wrong: for other.pem) into a new set. */
+static struct dane_set *
+tlsa_of(struct dane_set *set, int usage, int selector, int mtype, int wrong)
+{
+	FILE *f = fopen(wrong ? other_path : cert_path, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	unsigned char *der = NULL, rd[3 + 64];
+	unsigned int mdlen = 0;
+	int len;
+
+	if (f)
+		fclose(f);
+	assert_non_null(x);
+	len = selector ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der) : i2d_X509(x, &der);
+	assert_true(len > 0);
+	rd[0] = (unsigned char)usage, rd[1] = (unsigned char)selector, rd[2] = (unsigned char)mtype;
+	assert_true(EVP_Digest(der, (size_t)len, rd + 3, &mdlen,
+	    mtype == 2 ? EVP_sha512() : EVP_sha256(), NULL));
+	if (set == NULL)
+		set = dane_set_new(1000);
+	dane_set_add(set, rd, 3 + mdlen);
+	OPENSSL_free(der);
+	X509_free(x);
+	return set;
+}
+
+static void
+test_dane(void **state)
+{
+	static const struct {
+		int u, s, m, wrong;
+		const char *host;
+		enum tls_status want;
+		const char *text;	/* in tls_dane_text or, failed, tls_error */
+	} t[] = {
+		{ 3, 1, 1, 0, "mx.example.test", TLS_OPEN, "verified usage=3 selector=1 mtype=1 depth=0" },
+		{ 3, 0, 1, 0, "mx.example.test", TLS_OPEN, "verified usage=3 selector=0 mtype=1" },
+		{ 3, 1, 2, 0, "mx.example.test", TLS_OPEN, "verified usage=3 selector=1 mtype=2" },
+		/* DANE-EE: no name check (RFC 7672 3.1.1) */
+		{ 3, 1, 1, 0, "another.name.test", TLS_OPEN, "verified usage=3" },
+		{ 3, 1, 1, 1, "mx.example.test", TLS_FAILED, "no matching DANE TLSA records" },
+		/* PKIX-EE only: unusable for SMTP, never handed to OpenSSL:
+		 * encrypted, unauthenticated */
+		{ 1, 1, 1, 1, "mx.example.test", TLS_OPEN, "no usable TLSA (unauthenticated)" },
+	};
+	struct tls_ctx *sx = server_ctx(), *cx = client_ctx(NULL);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct dane_set *set = tlsa_of(NULL, t[i].u, t[i].s, t[i].m, t[i].wrong);
+		struct side c = { tls_client_new_dane(cx, t[i].host, set, NULL), { 0 } };
+		struct side s = { tls_server_new(sx), { 0 } };
+		char d[120];
+
+		dane_unref(set);	/* OpenSSL has its own copy */
+		pump(&c, &s, 65536);
+		if (tls_status(c.t) != t[i].want)
+			fail_msg("case %zu: status %d (%s), want %d", i, tls_status(c.t),
+			    tls_error(c.t), t[i].want);
+		if (strstr(t[i].want == TLS_OPEN ? tls_dane_text(c.t, d, sizeof d) : tls_error(c.t),
+		    t[i].text) == NULL)
+			fail_msg("case %zu: '%s' / '%s' lacks '%s'", i, tls_dane_text(c.t, d, sizeof d),
+			    tls_error(c.t), t[i].text);
+		side_free(&c);
+		side_free(&s);
+	}
+	/* without DANE the text is empty */
+	{
+		struct side c = { tls_client_new(cx, "mx.example.test", 0, NULL), { 0 } };
+		char d[120];
+
+		assert_string_equal(tls_dane_text(c.t, d, sizeof d), "");
+		side_free(&c);
+	}
+	tls_ctx_free(cx);
+	tls_ctx_free(sx);
+}
+
 int
 main(void)
 {
@@ -586,6 +666,7 @@ main(void)
 		cmocka_unit_test(test_ctx_errors),
 		cmocka_unit_test(test_policy_names),
 		cmocka_unit_test(test_transport),
+		cmocka_unit_test(test_dane),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
