@@ -1157,6 +1157,103 @@ test_bdat_zero_copy(void **state)
 	smtp_client_free(c);
 }
 
+/* open_chunking - a client after EHLO with PIPELINING and CHUNKING, BDAT
+ * above 1 byte in chunks of `chunk` bytes. */
+static struct smtp_client *
+open_chunking(size_t chunk)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+
+	smtp_client_set_bdat(c, 1, chunk);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	smtp_client_start(c, &msgs[6]);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 a\r\n250 b\r\n", 14);
+	return c;
+}
+
+static size_t
+iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* a chunk's reply before sent() reports the chunk (completion order) */
+static void
+test_bdat_early_reply(void **state)
+{
+	struct smtp_client *c = open_chunking(0);
+	struct iovec iov[3];
+	struct smtp_result r;
+	size_t total;
+	int n;
+
+	/* LAST answered before its send is reported: held until it is */
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 3);
+	total = iov_total(iov, n);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_sent(c, total);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	smtp_client_free(c);
+
+	/* ... and when only part of it went, the server cut in */
+	c = open_chunking(0);
+	n = smtp_client_output(c, iov);
+	smtp_client_feed(c, "550 5.7.1 no\r\n", 14);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_sent(c, 4);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_CLOSED);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_TEMP);
+	assert_int_equal(r.cause, SMTP_CAUSE_PROTOCOL);
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	assert_string_equal(r.text, "protocol error: reply before end of message body");
+	smtp_client_free(c);
+
+	/* the first chunk refused while the second is being sent: the
+	 * second's reply comes early too; the refusal is the outcome once
+	 * the send is in, no third chunk goes, RSET comes first next time */
+	c = open_chunking(8);
+	n = smtp_client_output(c, iov);
+	smtp_client_sent(c, iov_total(iov, n));
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 2);
+	assert_memory_equal(iov[0].iov_base, "BDAT 8\r\n", 8);
+	total = iov_total(iov, n);
+	smtp_client_feed(c, "554 5.6.0 bad\r\n", 15);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_feed(c, "503 5.5.1 no\r\n", 14);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	smtp_client_sent(c, total);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_PERM);
+	assert_int_equal(r.code, 554);
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	smtp_client_start(c, &msgs[6]);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "RSET\r\nMAIL FROM:<a@x.test>\r\n", 28);
+	smtp_client_free(c);
+}
+
 static void test_pipe_reuse(void **s) { RUN(pipe_reuse); }
 static void test_nopipe_reuse(void **s) { RUN(nopipe_reuse); }
 static void test_one_read(void **s) { RUN(one_read); }
@@ -2023,6 +2120,7 @@ main(void)
 		cmocka_unit_test(test_bdat),
 		cmocka_unit_test(test_bdat_chunks),
 		cmocka_unit_test(test_bdat_zero_copy),
+		cmocka_unit_test(test_bdat_early_reply),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
