@@ -311,6 +311,10 @@ finish_txn(struct smtp_client *c)
 		c->rset_needed = 1;
 	c->bdat = c->bdat_go = c->bdat_last = c->bdat_failed = 0;
 	c->bdat_out = 0;
+	if (c->bdat_buf != NULL && !c->inflight) {
+		free(c->bdat_buf);	/* no send reads it any more */
+		c->bdat_buf = NULL;
+	}
 	c->txn = 0;
 	c->failed = 0;
 	c->have_result = 1;

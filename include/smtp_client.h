@@ -273,7 +273,8 @@ void smtp_client_tls_failed(struct smtp_client *c, const char *why);
  * "BDAT n LAST". With PIPELINING up to 4 chunks await their replies at
  * once; without it each waits for the 250 to the one before. A chunk
  * without a dot-leading line is sent in place; one with such lines is
- * copied once into a buffer of `chunk` bytes kept until the next start().
+ * copied once into a buffer of `chunk` bytes, freed when the transaction
+ * ends (or, if a send still reads it then, at the next start() or free).
  * Replies: a chunk's reply is judged as the dot's (stage DOT, the dot's
  * time-out from when its chunk was sent in full, `block` while sending);
  * the reply to LAST is the outcome; a refusal of any chunk fails the
