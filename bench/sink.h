@@ -105,6 +105,7 @@ struct sink_conf {
 	uint32_t stall_ms;		/* +stall without a number */
 	uint32_t max_sessions;
 	int tls;			/* offer STARTTLS */
+	int chunking;			/* offer CHUNKING: accept BDAT (RFC 3030) */
 	char *tls_cert, *tls_key;
 	char *auth_user, *auth_pass;	/* AUTH PLAIN/LOGIN accepted for them (NULL: no AUTH) */
 	int auth_clear;			/* AUTH offered without TLS too */

@@ -986,6 +986,9 @@ apply_smtp(struct apply *ap, const struct ucl_node *blk)
 		} else if (!strcmp(k->key, "tls")) {
 			if (get_bool(ap, k, &c->tls))
 				return -1;
+		} else if (!strcmp(k->key, "chunking")) {
+			if (get_bool(ap, k, &c->chunking))
+				return -1;
 		} else if (!strcmp(k->key, "tls_cert") || !strcmp(k->key, "tls_key")) {
 			if (get_str(ap, k, &s))
 				return -1;

@@ -363,6 +363,8 @@ capture_write(struct session *s)
 	for (size_t i = 0; i < t->nrcpt; i++)
 		buf_appendf(&h, "X-Sink-Rcpt-To: <%s>\r\n", t->rcpts[i]);
 	buf_appendf(&h, "X-Sink-TLS: %s\r\n", s->tls_on ? "yes" : "no");
+	if (t->bdat)
+		buf_appendf(&h, "X-Sink-Chunking: yes\r\n");
 	if (t->authed && t->auth_user)
 		buf_appendf(&h, "X-Sink-Auth: %s\r\n", t->auth_user);
 	path = xasprintf("%s/%llu-%d-%llu.eml", sink.capture_dir,
@@ -875,6 +877,7 @@ sess_begin(struct session *s, int fd, int direct, const struct sockaddr *peer,
 		sc.keep_body = sink.capture_dir != NULL;
 		sc.auth = sink.conf->auth_user != NULL;
 		sc.auth_clear = sink.conf->auth_clear;
+		sc.chunking = sink.conf->chunking;
 		smtp_server_init(&s->smtp, &sc);
 	}
 	s->fd = fd;

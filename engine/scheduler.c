@@ -191,6 +191,7 @@ epoch_new(const struct config *c, struct config *owned)
 		sc->max_msgs = c->defaults.max_msgs_per_connection ?
 		    c->defaults.max_msgs_per_connection : 100;
 		sc->timeouts = &ep->timeouts;
+		sc->bdat_threshold = c->bdat_threshold;
 		sc->id_header = c->id_header;
 		sc->return_path = c->return_path;
 		sc->tls = (enum tls_policy)c->defaults.tls;

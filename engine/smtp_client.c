@@ -66,7 +66,14 @@ enum wait {
 	W_AUTH,			/* AUTH PLAIN, or LOGIN's password: 235 */
 	W_AUTH_USER,		/* AUTH LOGIN: 334 asks for the user name */
 	W_AUTH_PASS,		/* LOGIN's user name sent: 334 asks for the password */
+	W_BDAT,			/* BDAT n (RFC 3030): 250 */
+	W_BDAT_LAST,		/* BDAT n LAST: the final reply, like the dot's */
 };
+
+/* BDAT: the chunk size unless set, and how many chunks may await replies
+ * under PIPELINING (the reply queue holds EXPQ_MAX). */
+#define BDAT_CHUNK_DEFAULT	(1024 * 1024)
+#define BDAT_WINDOW		4
 
 #define EXPQ_MAX	8
 
@@ -126,6 +133,17 @@ struct smtp_client {
 	size_t seg_off;		/* bytes of the set already sent */
 	struct buf cmdq;	/* decided, not yet in a send set */
 	struct buf sendbuf;	/* the commands of the current set */
+
+	/* BDAT (RFC 3030): settings, then the transaction's progress */
+	uint64_t bdat_threshold;	/* larger messages go by BDAT; 0: never */
+	size_t bdat_chunk;	/* body bytes per chunk */
+	uint8_t bdat;		/* this transaction sends BDAT, not DATA */
+	uint8_t bdat_go;	/* RCPT accepted: chunks may go */
+	uint8_t bdat_last;	/* BDAT LAST is queued */
+	uint8_t bdat_failed;	/* a chunk was refused: RSET before the next MAIL */
+	unsigned bdat_out;	/* BDAT replies outstanding */
+	size_t bdat_pos;	/* next byte of body->data (stuffed) to send */
+	char *bdat_buf;		/* an unstuffed chunk (only when a chunk has a stuffed dot) */
 };
 
 static const char *const stage_names[] = {
@@ -166,6 +184,8 @@ wait_stage(enum wait w)
 	case W_QUIT: return SMTP_STAGE_QUIT;
 	case W_STARTTLS: return SMTP_STAGE_STARTTLS;
 	case W_AUTH: case W_AUTH_USER: case W_AUTH_PASS: return SMTP_STAGE_AUTH;
+	/* a chunk's reply judges the message as the dot's does */
+	case W_BDAT: case W_BDAT_LAST: return SMTP_STAGE_DOT;
 	}
 	return SMTP_STAGE_CONNECT;
 }
@@ -177,6 +197,7 @@ wait_what(enum wait w)
 	switch (w) {
 	case W_DOT: case W_DOT_IGNORE: return "end of data";
 	case W_GREETING: return "greeting";
+	case W_BDAT: case W_BDAT_LAST: return "BDAT";
 	default: return smtp_stage_name(wait_stage(w));
 	}
 }
@@ -192,9 +213,24 @@ wait_timeout(const struct smtp_client *c, enum wait w)
 	case W_RCPT: return c->t.rcpt;
 	case W_DATA: return c->t.data;
 	case W_DOT: case W_DOT_IGNORE: return c->t.dot;
+	case W_BDAT: case W_BDAT_LAST: return c->t.dot;
 	case W_QUIT: return c->t.quit;
 	}
 	return c->t.mail;
+}
+
+/*
+ * bdat_ready - a BDAT chunk may be put in the next send set: the
+ * recipient was accepted, nothing was refused, LAST is not queued yet,
+ * and (PIPELINING) fewer than BDAT_WINDOW chunks await their replies, or
+ * (without it) none does.
+ */
+static int
+bdat_ready(const struct smtp_client *c)
+{
+	if (!c->txn || !c->bdat || !c->bdat_go || c->failed || c->bdat_last)
+		return 0;
+	return c->pipe ? c->bdat_out < BDAT_WINDOW : c->exp_n == 0;
 }
 
 /* ---- results ---- */
@@ -270,6 +306,15 @@ finish_txn(struct smtp_client *c)
 	 * next time. After the final reply to the dot it holds nothing. */
 	if (c->result.status != SMTP_OK && c->result.stage != SMTP_STAGE_DOT)
 		c->rset_needed = 1;
+	/* RFC 3030 2: a refused chunk ends the transaction; reset it */
+	if (c->bdat && c->bdat_failed)
+		c->rset_needed = 1;
+	c->bdat = c->bdat_go = c->bdat_last = c->bdat_failed = 0;
+	c->bdat_out = 0;
+	if (c->bdat_buf != NULL && !c->inflight) {
+		free(c->bdat_buf);	/* no send reads it any more */
+		c->bdat_buf = NULL;
+	}
 	c->txn = 0;
 	c->failed = 0;
 	c->have_result = 1;
@@ -356,7 +401,7 @@ session_abort(struct smtp_client *c, enum abort_kind kind)
 	enum smtp_cause cause = causes[k];
 	enum wait w = c->exp_n ? (enum wait)c->expq[c->exp_head] : W_QUIT;
 
-	if (c->body_pending || c->body_sending) {
+	if (c->body_pending || c->body_sending || bdat_ready(c)) {
 		static const char *const t[] = {
 			[AB_DISCONNECT] = "connection lost while sending message body",
 			[AB_TIMEOUT] = "timeout sending message body",
@@ -517,6 +562,8 @@ parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 			c->ext.smtputf8 = 1;
 		else if (kw_is(line, kl, "STARTTLS"))
 			c->ext.starttls = 1;
+		else if (kw_is(line, kl, "CHUNKING"))
+			c->ext.chunking = 1;
 		else if (kw_is(line, kl, "ENHANCEDSTATUSCODES"))
 			c->ext.enhancedstatuscodes = 1;
 		else if (kw_is(line, kl, "AUTH"))
@@ -652,6 +699,140 @@ auth_reply(struct smtp_client *c, enum wait w, const struct smtp_reply *r)
 	 * TLS, 454, a 334 where none is due (PLAIN sent everything at
 	 * once): the login failed. */
 	auth_fail(c, r, "%s", "");
+}
+
+/* ---- BDAT (RFC 3030) ---- */
+
+/* bdat_begin - the recipient is accepted: the chunks may go. */
+static void
+bdat_begin(struct smtp_client *c)
+{
+	c->bdat_go = 1;
+	c->bdat_pos = 0;
+	c->body_progress = c->now;	/* the block time-out until it is handed out */
+}
+
+/*
+ * bdat_reply - the reply to a chunk. 250 to a chunk but the last: go on.
+ * The reply to LAST is the outcome, as the dot's would be. A refusal of
+ * any chunk fails the transaction (no more chunks go; RSET next time);
+ * replies still due for chunks already pipelined are read and ignored.
+ * When the transaction's last reply comes while a chunk is still being
+ * sent (completion order), it is held until sent() reports the send.
+ */
+static void
+bdat_reply(struct smtp_client *c, enum wait w, const struct smtp_reply *r)
+{
+	struct smtp_result res;
+	int ok = r->code / 100 == 2;
+
+	if (c->bdat_out > 0)
+		c->bdat_out--;
+	if (!ok || w == W_BDAT_LAST) {
+		result_from_reply(&res, SMTP_STAGE_DOT, r);
+		if (!ok)
+			c->bdat_failed = 1;
+		if (c->bdat_out == 0 && c->body_sending && !c->failed) {
+			c->early_reply = 1;
+			c->early_result = res;
+			return;
+		}
+		fail_txn(c, &res);	/* success too, for LAST: it is the outcome */
+	}
+	if (c->bdat_out == 0 && c->failed) {
+		if (c->body_sending) {
+			c->early_reply = 1;
+			c->early_result = c->result;
+			return;
+		}
+		finish_txn(c);
+	}
+}
+
+/* bdat_stuffed - is data[i] a dot added by stuffing (a line's first byte)? */
+static int
+bdat_stuffed(const char *d, size_t i)
+{
+	return d[i] == '.' && (i == 0 || d[i - 1] == '\n');
+}
+
+/*
+ * bdat_chunk - the next chunk's body bytes, unstuffed: up to bdat_chunk
+ * bytes from bdat_pos of the stuffed body, its dots dropped (and never
+ * the final "."). A run without a stuffed dot is handed out in place;
+ * one with dots is copied into bdat_buf, once. Sets *p, *n; returns 1
+ * when the body is done (this is the LAST chunk).
+ */
+static int
+bdat_chunk(struct smtp_client *c, const char **p, size_t *n)
+{
+	const char *d = c->msg.body->data;
+	size_t end = c->msg.body->len - 3;	/* without ".\r\n" */
+	size_t want = c->bdat_chunk, pos = c->bdat_pos, i = pos, o = 0;
+	int copying = 0;
+
+	while (o < want && i < end) {
+		size_t s = i, run;
+
+		if (bdat_stuffed(d, i)) {
+			/* drop the dot: from here on the chunk is a copy */
+			if (!copying) {
+				if (c->bdat_buf == NULL)
+					c->bdat_buf = xmalloc(c->bdat_chunk);
+				memcpy(c->bdat_buf, d + pos, o);
+				copying = 1;
+			}
+			i++;
+			continue;
+		}
+		/* up to the next stuffed dot ("\n." ahead), or the end;
+		 * looking no further than this chunk can take */
+		{
+			size_t lim = end - i > want - o + 1 ? i + want - o + 1 : end;
+			const char *q = memmem(d + i, lim - i, "\n.", 2);
+
+			s = q != NULL ? (size_t)(q - d) + 1 : lim;
+		}
+		run = s - i;
+		if (run > want - o)
+			run = want - o;
+		if (copying)
+			memcpy(c->bdat_buf + o, d + i, run);
+		o += run;
+		i += run;
+	}
+	c->bdat_pos = i;
+	*p = copying ? c->bdat_buf : d + pos;
+	*n = o;
+	return i >= end;
+}
+
+/*
+ * bdat_queue - put the next chunk in the send set being built: "BDAT n"
+ * (with LAST at the end of the body) into sendbuf, then the prefix (first
+ * chunk only) and the chunk's bytes as segments.
+ */
+static void
+bdat_queue(struct smtp_client *c)
+{
+	const char *p;
+	size_t n, pre = 0;
+	int last;
+
+	if (c->bdat_pos == 0 && !c->bdat_out && c->msg.prefix != NULL)
+		pre = c->msg.prefix_len;
+	last = bdat_chunk(c, &p, &n);
+	buf_appendf(&c->sendbuf, "BDAT %zu%s\r\n", pre + n, last ? " LAST" : "");
+	c->seg[c->nseg++] = (struct seg){ c->sendbuf.data, c->sendbuf.len };
+	if (pre > 0)
+		c->seg[c->nseg++] = (struct seg){ c->msg.prefix, pre };
+	if (n > 0)
+		c->seg[c->nseg++] = (struct seg){ p, n };
+	c->bdat_last = (uint8_t)last;
+	c->bdat_out++;
+	expect(c, last ? W_BDAT_LAST : W_BDAT);
+	c->body_sending = 1;
+	c->body_progress = c->now;
 }
 
 /* ---- receive side ---- */
@@ -798,15 +979,27 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 					queue_mail(c);
 				else if (w == W_MAIL)
 					queue_rcpt(c);
+				else if (c->bdat)
+					bdat_begin(c);
 				else
 					queue_cmd(c, "DATA\r\n", W_DATA);
+			} else if (c->pipe && c->bdat && w == W_RCPT) {
+				/* BDAT: the group ends with RCPT's reply */
+				if (c->failed)
+					finish_txn(c);
+				else
+					bdat_begin(c);
 			}
 			return;
 		}
 		result_from_reply(&res, wait_stage(w), r);
 		fail_txn(c, &res);
-		if (!c->pipe)
+		if (!c->pipe || (c->bdat && w == W_RCPT))
 			finish_txn(c);
+		return;
+	case W_BDAT:
+	case W_BDAT_LAST:
+		bdat_reply(c, w, r);
 		return;
 	case W_DATA:
 		if (cls == 3) {
@@ -897,6 +1090,7 @@ smtp_client_new(const char *ehlo_name, const struct smtp_timeouts *t)
 
 	c->ehlo_name = xstrdup(ehlo_name);
 	c->t = *t;
+	c->bdat_chunk = BDAT_CHUNK_DEFAULT;
 	smtp_client_init(c);
 	return c;
 }
@@ -908,6 +1102,7 @@ smtp_client_free(struct smtp_client *c)
 		return;
 	free(c->ehlo_name);
 	free(c->serr);
+	free(c->bdat_buf);
 	smtp_client_set_auth(c, NULL, NULL, SMTP_AUTH_ANY, 0);	/* wipes them */
 	if (c->cmdq.data)
 		OPENSSL_cleanse(c->cmdq.data, c->cmdq.cap);
@@ -1013,7 +1208,7 @@ stage_deadline(const struct smtp_client *c)
 		return c->wait_since + c->t.ehlo;	/* the handshake */
 	if (c->state != SMTP_STATE_BUSY)
 		return 0;
-	if (c->body_pending || c->body_sending)
+	if (c->body_pending || c->body_sending || bdat_ready(c))
 		return c->body_progress + c->t.block;
 	if (c->exp_n == 0)
 		return 0;
@@ -1096,9 +1291,12 @@ smtp_client_output(struct smtp_client *c, struct iovec iov[3])
 			c->sendbuf = c->cmdq;
 			c->cmdq = tmp;
 			c->cmdq.len = 0;
-			c->seg[c->nseg++] = (struct seg){ c->sendbuf.data, c->sendbuf.len };
+			if (!bdat_ready(c))
+				c->seg[c->nseg++] = (struct seg){ c->sendbuf.data, c->sendbuf.len };
 		}
-		if (c->body_pending) {
+		if (bdat_ready(c)) {
+			bdat_queue(c);	/* appends to sendbuf: its segment after */
+		} else if (c->body_pending) {
 			if (c->msg.prefix != NULL && c->msg.prefix_len > 0)
 				c->seg[c->nseg++] = (struct seg){ c->msg.prefix, c->msg.prefix_len };
 			c->seg[c->nseg++] = (struct seg){ c->msg.body->data, c->msg.body->len };
@@ -1144,6 +1342,9 @@ smtp_client_sent(struct smtp_client *c, size_t n)
 	if (c->seg_off == total) {
 		/* The reply to the dot is awaited from the end of the body. */
 		if (c->body_sending && c->exp_n > 0 && c->expq[c->exp_head] == W_DOT)
+			c->wait_since = c->now;
+		/* A chunk's reply, when it is the only one due, likewise. */
+		if (c->body_sending && c->bdat && c->exp_n == 1)
 			c->wait_since = c->now;
 		c->nseg = 0;
 		c->seg_off = 0;
@@ -1240,8 +1441,17 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 		return;
 	}
 
+	if (c->bdat_buf != NULL && !c->inflight) {
+		free(c->bdat_buf);	/* the last message's chunk copy */
+		c->bdat_buf = NULL;
+	}
 	c->msg = *m;
 	c->txn = 1;
+	/* RFC 3030: a large message goes in chunks when the server offers it */
+	c->bdat = c->ext.chunking && c->bdat_threshold > 0 && size > c->bdat_threshold;
+	c->bdat_go = c->bdat_last = c->bdat_failed = 0;
+	c->bdat_out = 0;
+	c->bdat_pos = 0;
 	c->failed = 0;
 	c->txn_deadline = c->t.transaction ? c->now + c->t.transaction : 0;
 	c->pipe = c->ext.pipelining ? 1 : 0;
@@ -1255,7 +1465,8 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 	queue_mail(c);
 	if (c->pipe) {
 		queue_rcpt(c);
-		queue_cmd(c, "DATA\r\n", W_DATA);
+		if (!c->bdat)	/* BDAT waits for RCPT's reply (no body for nobody) */
+			queue_cmd(c, "DATA\r\n", W_DATA);
 	}
 }
 
@@ -1361,6 +1572,13 @@ smtp_client_tls_failed(struct smtp_client *c, const char *why)
 		return;
 	tls_fail(c, "%s: %s", c->tls_mode == SMTP_TLS_IMPLICIT ? "TLS" : "STARTTLS",
 	    why && why[0] ? why : "TLS handshake failed");
+}
+
+void
+smtp_client_set_bdat(struct smtp_client *c, uint64_t threshold, size_t chunk)
+{
+	c->bdat_threshold = threshold;
+	c->bdat_chunk = chunk > 0 ? chunk : BDAT_CHUNK_DEFAULT;
 }
 
 int

@@ -62,6 +62,7 @@ smtp_server_reset(struct smtp_server *s)
 	s->size_declared = 0;
 	s->bytes = 0;
 	s->too_big = 0;
+	s->bdat = 0;
 	buf_free(&s->body);
 }
 
@@ -205,6 +206,8 @@ cmd_helo(struct smtp_server *s, const char *arg, int esmtp)
 			buf_appendf(&s->reply, "250-STARTTLS\r\n");
 		if (s->conf.auth && (s->tls_on || s->conf.auth_clear))
 			buf_appendf(&s->reply, "250-AUTH PLAIN LOGIN\r\n");
+		if (s->conf.chunking)
+			buf_appendf(&s->reply, "250-CHUNKING\r\n");
 		buf_appendf(&s->reply, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
 	} else
 		buf_appendf(&s->reply, "250 %s\r\n", s->conf.hostname);
@@ -274,6 +277,8 @@ cmd_data(struct smtp_server *s, const char *arg)
 		return core_reply(s, "503 5.5.1 Error: need MAIL command");
 	if (s->nrcpt == 0)
 		return core_reply(s, "554 5.5.1 Error: no valid recipients");
+	if (s->bdat)
+		return core_reply(s, "503 5.5.1 Error: BDAT and DATA cannot be mixed");
 	if (*arg != '\0')
 		return core_reply(s, "501 5.5.4 Syntax: DATA");
 	return decision(s, SMTP_SRV_DATA, "354 End data with <CR><LF>.<CR><LF>");
@@ -467,6 +472,50 @@ cmd_auth(struct smtp_server *s, char *arg)
 	return core_reply(s, s->auth_step == A_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
 }
 
+static enum smtp_srv_event bdat_end(struct smtp_server *s);
+
+/*
+ * cmd_bdat - "BDAT n [LAST]": the next n bytes are the chunk. Returns
+ * NONE while they are to be read (state ST_BDAT), or the chunk's event
+ * at once when n is 0.
+ */
+static enum smtp_srv_event
+cmd_bdat(struct smtp_server *s, const char *arg)
+{
+	uint64_t n = 0;
+	const char *p = arg;
+
+	if (*p < '0' || *p > '9')
+		return core_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return core_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	s->bdat_last = 0;
+	if (*p == ' ' && strcasecmp(p + 1, "LAST") == 0)
+		s->bdat_last = 1;
+	else if (*p != '\0')
+		return core_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+	s->bdat_err = NULL;
+	if (s->from == NULL)
+		s->bdat_err = "503 5.5.1 Error: need MAIL command";
+	else if (s->nrcpt == 0)
+		s->bdat_err = "554 5.5.1 Error: no valid recipients";
+	else if (!s->bdat) {
+		/* the transaction's first chunk: a new message */
+		s->bdat = 1;
+		s->bytes = 0;
+		s->too_big = 0;
+		buf_free(&s->body);
+	}
+	s->bdat_left = n;
+	s->state = SMTP_SRV_ST_BDAT;
+	if (n == 0)
+		return bdat_end(s);
+	return SMTP_SRV_NONE;
+}
+
 /* command - one command line (NUL-terminated, no CRLF). */
 static enum smtp_srv_event
 command(struct smtp_server *s, char *line)
@@ -503,8 +552,11 @@ command(struct smtp_server *s, char *line)
 		return core_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS");
 	if (IS("AUTH"))
 		return cmd_auth(s, arg);
-	if (IS("BDAT"))
-		return core_reply(s, "502 5.5.1 Error: command not implemented");
+	if (IS("BDAT")) {
+		if (!s->conf.chunking)
+			return core_reply(s, "502 5.5.1 Error: command not implemented");
+		return cmd_bdat(s, arg);
+	}
 #undef IS
 	return core_reply(s, "502 5.5.2 Error: command not recognized");
 }
@@ -583,6 +635,42 @@ data_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_event *e
 	return i;
 }
 
+/* --- BDAT --- */
+
+/* bdat_end - the chunk is read: its reply, or the message's end. */
+static enum smtp_srv_event
+bdat_end(struct smtp_server *s)
+{
+	char text[80];
+
+	s->state = SMTP_SRV_ST_CMD;
+	if (s->bdat_err != NULL) {
+		const char *e = s->bdat_err;
+
+		s->bdat_err = NULL;
+		return core_reply(s, e);
+	}
+	if (s->bdat_last)
+		return data_end(s);
+	snprintf(text, sizeof text, "250 2.0.0 %llu octets received",
+	    (unsigned long long)s->bytes);
+	return core_reply(s, text);
+}
+
+/* bdat_feed - a chunk's bytes, raw; returns the bytes used. */
+static size_t
+bdat_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_event *ev)
+{
+	size_t k = s->bdat_left < n ? (size_t)s->bdat_left : n;
+
+	if (s->bdat_err == NULL)
+		body_add(s, p, k);
+	s->bdat_left -= k;
+	if (s->bdat_left == 0)
+		*ev = bdat_end(s);
+	return k;
+}
+
 /* --- feeding --- */
 
 size_t
@@ -602,6 +690,10 @@ smtp_server_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_e
 
 		if (s->state == SMTP_SRV_ST_DATA) {
 			off += data_feed(s, p + off, n - off, ev);
+			return off;
+		}
+		if (s->state == SMTP_SRV_ST_BDAT) {
+			off += bdat_feed(s, p + off, n - off, ev);
 			return off;
 		}
 		nl = memchr(p + off, '\n', n - off);
@@ -641,6 +733,8 @@ smtp_server_feed(struct smtp_server *s, const char *p, size_t n, enum smtp_srv_e
 			} else
 				*ev = command(s, line);
 		}
+		if (*ev == SMTP_SRV_NONE && s->state == SMTP_SRV_ST_BDAT)
+			continue;	/* BDAT: its chunk follows */
 		return off;
 	}
 	return off;

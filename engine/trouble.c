@@ -201,7 +201,7 @@ trouble_from_smtp(const struct classify_rules *rules, const struct smtp_result *
 		o->suppress = server_said;
 		break;
 	case SMTP_STAGE_DATA:
-	case SMTP_STAGE_DOT:
+	case SMTP_STAGE_DOT:	/* and every BDAT chunk's reply (RFC 3030) */
 	default:
 		/* One reply for the whole transaction: it can only speak for
 		 * the recipient when there was exactly one. */

@@ -101,6 +101,7 @@ struct session_cfg {
 	const char *return_path;	/* VERP template or NULL */
 	enum tls_policy tls;		/* when session_set_tls() is not called */
 	const char *tls_ca_file;	/* verify: trust this PEM file (NULL: system store) */
+	uint64_t bdat_threshold;	/* BDAT above this size when offered (0: never) */
 };
 
 /*

@@ -180,6 +180,7 @@ struct smtp_msg {
 
 struct smtp_ext {
 	int pipelining, eightbitmime, smtputf8, starttls, enhancedstatuscodes;
+	int chunking;		/* CHUNKING (RFC 3030): BDAT */
 	int has_size;
 	int auth, auth_plain, auth_login;	/* AUTH offered, and these mechanisms */
 	uint64_t size;		/* 0 = no limit given */
@@ -262,6 +263,27 @@ const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
 void smtp_client_set_tls(struct smtp_client *c, enum smtp_tls_mode m);
 void smtp_client_tls_started(struct smtp_client *c);
 void smtp_client_tls_failed(struct smtp_client *c, const char *why);
+/*
+ * BDAT (RFC 3030). A message larger than `threshold` bytes (0: never),
+ * to a server that offers CHUNKING, is sent with BDAT instead of DATA:
+ * after the 250 to RCPT (MAIL and RCPT pipelined as usual), the
+ * unstuffed bytes (no dot-stuffing, no final dot: the prefix, then the
+ * body as it was before msg_body_new stuffed it) in chunks of `chunk`
+ * body bytes (0: 1 MiB; the prefix rides with the first), the last one
+ * "BDAT n LAST". With PIPELINING up to 4 chunks await their replies at
+ * once; without it each waits for the 250 to the one before. A chunk
+ * without a dot-leading line is sent in place; one with such lines is
+ * copied once into a buffer of `chunk` bytes, freed when the transaction
+ * ends (or, if a send still reads it then, at the next start() or free).
+ * Replies: a chunk's reply is judged as the dot's (stage DOT, the dot's
+ * time-out from when its chunk was sent in full, `block` while sending);
+ * the reply to LAST is the outcome; a refusal of any chunk fails the
+ * message with that reply, no more chunks go, the replies still due are
+ * read and ignored, and the next transaction begins with RSET. Any time
+ * before start(); it stays for the client's life (init keeps it).
+ */
+void smtp_client_set_bdat(struct smtp_client *c, uint64_t threshold, size_t chunk);
+
 /* 1 once TLS is on for this connection. */
 int smtp_client_tls_active(const struct smtp_client *c);
 

@@ -29,6 +29,17 @@
  * keep_body, kept in srv->body up to max_size; past it too_big is set, the
  * body is dropped and the rest counted only; DOT then defaults to 552.
  *
+ * BDAT (RFC 3030, with conf.chunking: CHUNKING in the EHLO reply): "BDAT n"
+ * and "BDAT n LAST" carry n raw octets each (no stuffing, no end marker).
+ * The core reads each chunk's n bytes into body (kept, counted and limited
+ * as DATA's) and answers the ones but the last itself (SMTP_SRV_REPLY,
+ * "250 2.0.0 n octets received"); the last ends the message: the DOT
+ * decision, as after DATA, with srv->bdat set. A chunk is read in full
+ * even when refused (so its bytes are never taken for commands): without
+ * MAIL 503, without a recipient 554, after DATA's 354 never (DATA and BDAT
+ * do not mix in one transaction: DATA after BDAT is 503). Without
+ * conf.chunking, BDAT is an unknown command (502), its bytes unread.
+ *
  * AUTH (RFC 4954, with conf.auth): PLAIN (RFC 4616, initial response or
  * after "334 ") and LOGIN ("334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6"). The
  * core runs the exchange, decodes base64 strictly and hands the host one
@@ -79,6 +90,7 @@ enum smtp_srv_state {
 	SMTP_SRV_ST_TLS,	/* after 220 to STARTTLS: input dropped until smtp_server_tls_on() */
 	SMTP_SRV_ST_QUIT,	/* after QUIT: input dropped */
 	SMTP_SRV_ST_AUTH,	/* after a 334: the next line is an AUTH response */
+	SMTP_SRV_ST_BDAT,	/* reading a BDAT chunk's bytes */
 };
 
 struct smtp_server_conf {
@@ -90,6 +102,7 @@ struct smtp_server_conf {
 	int keep_body;		/* keep the unstuffed message in body */
 	int auth;		/* offer and accept AUTH PLAIN LOGIN */
 	int auth_clear;		/* ... without TLS too */
+	int chunking;		/* offer and accept BDAT (RFC 3030) */
 };
 
 struct smtp_server {
@@ -109,6 +122,7 @@ struct smtp_server {
 	char *rcpt;			/* the RCPT being decided */
 	uint64_t bytes;			/* message bytes so far (unstuffed) */
 	int too_big;
+	int bdat;			/* the message came by BDAT */
 	struct buf body;		/* with keep_body */
 	/* AUTH */
 	const char *auth_mech;		/* "PLAIN" or "LOGIN" during an exchange */
@@ -118,6 +132,9 @@ struct smtp_server {
 	int authed;			/* a 235 was sent */
 	/* parser */
 	int dstate, discard;
+	uint64_t bdat_left;		/* bytes of the current chunk still to read */
+	int bdat_last;			/* it is the LAST one */
+	const char *bdat_err;		/* its reply when refused, else NULL */
 };
 
 void smtp_server_init(struct smtp_server *s, const struct smtp_server_conf *c);

@@ -42,7 +42,8 @@ static void
 run(const uint8_t *p, size_t n, uint8_t policy, uint64_t seed, struct run *r)
 {
 	struct smtp_server_conf sc = { "mx.test", (policy & 3) ? 64u << (policy & 3) : 1u << 20,
-	    (policy & 4) ? 32 : 1000, (policy & 8) ? 2 : 100, 1, 1, 1, policy & 1 };
+	    (policy & 4) ? 32 : 1000, (policy & 8) ? 2 : 100, 1, 1, 1, policy & 1,
+	    (policy & 2) != 0 };
 	struct smtp_server s;
 	char *pend = malloc(n + 1);
 	size_t plen = 0, off = 0;

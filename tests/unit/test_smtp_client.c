@@ -26,7 +26,7 @@
 enum op {
 	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
 	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS, OP_NOW,
-	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL, OP_AUTHSET, OP_AUTHED,
+	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL, OP_AUTHSET, OP_AUTHED, OP_BDATSET,
 };
 
 struct step {
@@ -62,6 +62,8 @@ struct step {
 /* AUTH as user "u", password "p@ss" (clear: allowed without TLS) */
 #define AUTHSET(m, clear) { .op = OP_AUTHSET, .n = SMTP_AUTH_##m, .code = (clear) }
 #define AUTHED(x)	{ .op = OP_AUTHED, .n = (x) }
+/* BDAT above `thr` bytes, chunks of `chunk` body bytes */
+#define BDATSET(thr, chunk) { .op = OP_BDATSET, .n = (thr), .code = (chunk) }
 
 /* The secret and every encoding of it the client may send: never in a
  * result or session error text. */
@@ -83,11 +85,17 @@ static const struct smtp_timeouts *run_tmo = &tmo;	/* what run() uses */
 /* Messages: [0] 7-bit with a prefix (SIZE 31), [1] 8-bit, null sender
  * (SIZE 7), [2] 1502 bytes, [3] CRLF in the recipient, [4] UTF-8
  * recipient, [5] UTF-8 sender, 8-bit body. */
-#define NMSGS 6
+/* [6] dot-leading lines (the first too) with a prefix: SIZE 29; the
+ * unstuffed bytes: "X-Id: 6\r\n" BODY6. */
+#define NMSGS 7
 static struct smtp_msg msgs[NMSGS];
 static const char *const bodies[] = {
 	"Subject: hi\n\nhello\n", "caf\xc3\xa9\n", NULL, "x\n", "x\n", "caf\xc3\xa9\n",
+	".a\nb\n..c\n.\nend\n",
 };
+#define BODY6	".a\r\nb\r\n..c\r\n.\r\nend\r\n"
+#define BODY6S	"..a\r\nb\r\n...c\r\n..\r\nend\r\n.\r\n"
+
 #define BODY0	"X-Id: 1\r\nSubject: hi\r\n\r\nhello\r\n.\r\n"
 #define BODY1	"caf\xc3\xa9\r\n.\r\n"
 #define CMDS0	"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
@@ -120,6 +128,10 @@ setup(void **state)
 	msgs[4].to = "j\xc3\xbcrgen@y.test";
 	msgs[5].from = "\xc3\xa9t\xc3\xa9@x.test";
 	msgs[5].to = "c@y.test";
+	msgs[6].from = "a@x.test";
+	msgs[6].to = "b@y.test";
+	msgs[6].prefix = "X-Id: 6\r\n";
+	msgs[6].prefix_len = 9;
 	return 0;
 }
 
@@ -310,6 +322,9 @@ run_once(const char *name, const struct step *steps, int feed, int chunk)
 			break;
 		case OP_AUTHED:
 			CHECK_INT(smtp_client_authenticated(c), s->n);
+			break;
+		case OP_BDATSET:
+			smtp_client_set_bdat(c, (uint64_t)s->n, (size_t)s->code);
 			break;
 		}
 	}
@@ -902,6 +917,342 @@ static const struct step stage_data_dot[] = {
 	START(0), CLI("MAIL FROM:<a@x.test>\r\n"),
 	{ 0 }
 };
+
+/* ---- BDAT (RFC 3030) ---- */
+
+#define EHLO_CHUNK \
+	GREET, SRV("250-mx.y.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE 100000\r\n" \
+	    "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"), STATE(IDLE)
+#define EHLO_CHUNK_NOPIPE \
+	GREET, SRV("250-mx.y.test\r\n250 CHUNKING\r\n"), STATE(IDLE)
+#define CMDS6S	"MAIL FROM:<a@x.test> SIZE=29\r\nRCPT TO:<b@y.test>\r\n"
+/* message 6 in chunks of 8 body bytes, unstuffed, the prefix in the first */
+#define CHUNKS6_8 \
+	"BDAT 17\r\nX-Id: 6\r\n.a\r\nb\r\n." "BDAT 8\r\n.c\r\n.\r\ne" "BDAT 4 LAST\r\nnd\r\n"
+
+/* offered, pipelined: MAIL+RCPT, then the chunks back to back; replies in order */
+static const struct step bdat_pipe[] = {
+	BDATSET(10, 8), EHLO_CHUNK,
+	START(6), STATE(BUSY), DEADL(1003), CLI1(CMDS6S),
+	SRV("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"), DEADL(1006),
+	CLI(CHUNKS6_8), DEADL(1007), STATE(BUSY), NORES,
+	SRV("250 2.0.0 17 octets\r\n250 2.0.0 8 octets\r\n"), NORES, STATE(BUSY),
+	SRV("250 2.0.0 Ok: queued as 4Xy\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok: queued as 4Xy"), STATE(IDLE), MSGS(1),
+	/* a small message still goes by DATA, and no RSET after a success */
+	START(1), CLI1(CMDS1S8), SRV("250 ok\r\n250 ok\r\n354 go\r\n"), CLI(BODY1),
+	SRV("250 2.0.0 queued\r\n"), RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 queued"),
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"), CLI(CHUNKS6_8),
+	SRV("250 ok\r\n250 ok\r\n250 2.0.0 again\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 again"), MSGS(3),
+	QUIT_OK,
+	{ 0 }
+};
+
+/* offered without PIPELINING: each chunk waits for the 250 to the one before */
+static const struct step bdat_nopipe[] = {
+	BDATSET(10, 8), EHLO_CHUNK_NOPIPE,
+	START(6), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), DEADL(1006),
+	CLI("BDAT 17\r\nX-Id: 6\r\n.a\r\nb\r\n."), DEADL(1007), CLI(""), SRV("250 ok\r\n"),
+	CLI("BDAT 8\r\n.c\r\n.\r\ne"), CLI(""), SRV("250 ok\r\n"),
+	CLI("BDAT 4 LAST\r\nnd\r\n"), NORES, STATE(BUSY), SRV("250 2.0.0 done\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 done"), STATE(IDLE),
+	QUIT_OK,
+	{ 0 }
+};
+
+/* not offered: DATA and the stuffed body, whatever the size */
+static const struct step bdat_not_offered[] = {
+	BDATSET(10, 8), EHLO_PIPE,
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	{ 0 }
+};
+
+/* the threshold: larger than it goes by BDAT (the prefix counts); 0: never */
+static const struct step bdat_threshold[] = {
+	BDATSET(29, 8), EHLO_CHUNK,
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	BDATSET(28, 0),
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"),
+	CLI("BDAT 29 LAST\r\nX-Id: 6\r\n" BODY6), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	BDATSET(0, 8),
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	{ 0 }
+};
+
+/* pipelined: the middle chunk refused; the rest's replies are read and
+ * ignored; RSET first next time; a refused RCPT sends no chunk at all */
+static const struct step bdat_mid_5xx_pipe[] = {
+	BDATSET(10, 8), EHLO_CHUNK,
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"), CLI(CHUNKS6_8),
+	SRV("250 ok\r\n554 5.6.0 chunk refused\r\n"), NORES, STATE(BUSY),
+	SRV("503 5.5.1 no transaction\r\n"),
+	RES(PERM, REPLY, DOT, 554, "5.6.0", "554 5.6.0 chunk refused"), STATE(IDLE), CLI(""),
+	START(6), CLI1("RSET\r\n" CMDS6S), SRV("250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1", "550 5.1.1 no such user"), STATE(IDLE), CLI(""),
+	START(6), CLI1("RSET\r\n" CMDS6S), SRV("250 ok\r\n250 ok\r\n250 ok\r\n"),
+	CLI(CHUNKS6_8), SRV("250 ok\r\n250 ok\r\n550 5.7.1 spam\r\n"),
+	RES(PERM, REPLY, DOT, 550, "5.7.1", "550 5.7.1 spam"),
+	START(0), CLI1("RSET\r\nMAIL FROM:<a@x.test> SIZE=31\r\nRCPT TO:<b@y.test>\r\n"),
+	{ 0 }
+};
+
+/* without PIPELINING: a refused middle chunk stops the rest */
+static const struct step bdat_mid_4xx_nopipe[] = {
+	BDATSET(10, 8), EHLO_CHUNK_NOPIPE,
+	START(6), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("BDAT 17\r\nX-Id: 6\r\n.a\r\nb\r\n."), SRV("250 ok\r\n"),
+	CLI("BDAT 8\r\n.c\r\n.\r\ne"), SRV("452 4.3.1 out of space\r\n"),
+	RES(TEMP, REPLY, DOT, 452, "4.3.1", "452 4.3.1 out of space"), STATE(IDLE), CLI(""),
+	START(6), CLI("RSET\r\n"), SRV("250 ok\r\n"), CLI("MAIL FROM:<a@x.test>\r\n"),
+	{ 0 }
+};
+
+/* a chunk's reply has the dot's time-out, counted from its send */
+static const struct step bdat_timeout[] = {
+	BDATSET(10, 0), EHLO_CHUNK,
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"),
+	CLI("BDAT 29 LAST\r\nX-Id: 6\r\n" BODY6), DEADL(1007), TMO,
+	RES(TEMP, TIMEOUT, DOT, 0, "", "timeout waiting for reply to BDAT"), STATE(CLOSED),
+	{ 0 }
+};
+
+/* 421 to a chunk: the session ends */
+static const struct step bdat_421[] = {
+	BDATSET(10, 8), EHLO_CHUNK,
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"), CLI(CHUNKS6_8),
+	SRV("421 4.3.2 shutting down\r\n"),
+	RES(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 shutting down"), STATE(CLOSED),
+	SERR(TEMP, REPLY, DOT, 421, "4.3.2", "421 4.3.2 shutting down"),
+	{ 0 }
+};
+
+/*
+ * bdat_roundtrip - message 6 with chunks of `chunk` bytes, sends completed
+ * `piece` bytes at a time, every command answered 250: the BDAT payloads
+ * put together are exactly the prefix and the unstuffed body, each chunk
+ * holds at most `chunk` body bytes, only the last says LAST.
+ */
+static void
+bdat_roundtrip(int pipe, size_t chunk, int piece)
+{
+	static const char want[] = "X-Id: 6\r\n" BODY6;
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct buf out = { 0 }, got = { 0 };
+	struct smtp_result r;
+	size_t pos = 0, nchunks = 0;
+	int last = 0, rounds = 0;
+	const char *ehlo = pipe ? "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n" :
+	    "250-x\r\n250 CHUNKING\r\n";
+
+	smtp_client_set_bdat(c, 1, chunk);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	pump(c, 0, &out);
+	smtp_client_feed(c, ehlo, strlen(ehlo));
+	out.len = 0;
+	smtp_client_start(c, &msgs[6]);
+	while (smtp_client_state(c) == SMTP_STATE_BUSY) {
+		unsigned due = 0;
+
+		assert_true(++rounds < 200);
+		pump(c, piece, &out);
+		while (pos < out.len) {
+			const char *p = out.data + pos, *nl = memchr(p, '\n', out.len - pos);
+			size_t n;
+			char *end;
+
+			assert_non_null(nl);
+			if (strncmp(p, "BDAT ", 5) == 0) {
+				n = strtoul(p + 5, &end, 10);
+				assert_false(last);
+				last = strncmp(end, " LAST\r\n", 7) == 0;
+				assert_true(last || strncmp(end, "\r\n", 2) == 0);
+				assert_true(n <= chunk + (nchunks == 0 ? 9 : 0));
+				pos = (size_t)(nl - out.data) + 1;
+				assert_true(pos + n <= out.len);
+				buf_append(&got, out.data + pos, n);
+				pos += n;
+				nchunks++;
+			} else {
+				pos = (size_t)(nl - out.data) + 1;
+			}
+			due++;
+		}
+		assert_true(due > 0);
+		while (due-- > 0)
+			smtp_client_feed(c, "250 ok\r\n", 8);
+	}
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	assert_true(last);
+	assert_int_equal(nchunks, (20 + chunk - 1) / chunk);
+	assert_int_equal(got.len, sizeof want - 1);
+	assert_memory_equal(got.data, want, sizeof want - 1);
+	buf_free(&out);
+	buf_free(&got);
+	smtp_client_free(c);
+}
+
+static void
+test_bdat(void **s)
+{
+	RUN(bdat_pipe);
+	RUN(bdat_nopipe);
+	RUN(bdat_not_offered);
+	RUN(bdat_threshold);
+	RUN(bdat_mid_5xx_pipe);
+	RUN(bdat_mid_4xx_nopipe);
+	RUN(bdat_timeout);
+	RUN(bdat_421);
+}
+
+static void
+test_bdat_chunks(void **s)
+{
+	static const int pieces[] = { 0, 1, 7 };
+
+	for (int pipe = 0; pipe <= 1; pipe++)
+		for (size_t chunk = 1; chunk <= 24; chunk++)
+			for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++)
+				bdat_roundtrip(pipe, chunk, pieces[k]);
+}
+
+/* a chunk without a dot-leading line is handed out in place, not copied */
+static void
+test_bdat_zero_copy(void **state)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+	int n;
+
+	smtp_client_set_bdat(c, 1000, 1000);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	n = smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	smtp_client_start(c, &msgs[2]);		/* 1502 bytes, no prefix */
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 1);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 ok\r\n250 ok\r\n", 16);
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 2);
+	assert_int_equal(iov[0].iov_len, 11);
+	assert_memory_equal(iov[0].iov_base, "BDAT 1000\r\n", 11);
+	assert_ptr_equal(iov[1].iov_base, msgs[2].body->data);
+	assert_int_equal(iov[1].iov_len, 1000);
+	smtp_client_sent(c, 1011);
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 2);
+	assert_memory_equal(iov[0].iov_base, "BDAT 502 LAST\r\n", 15);
+	assert_ptr_equal(iov[1].iov_base, msgs[2].body->data + 1000);
+	assert_int_equal(iov[1].iov_len, 502);
+	smtp_client_free(c);
+}
+
+/* open_chunking - a client after EHLO with PIPELINING and CHUNKING, BDAT
+ * above 1 byte in chunks of `chunk` bytes. */
+static struct smtp_client *
+open_chunking(size_t chunk)
+{
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+
+	smtp_client_set_bdat(c, 1, chunk);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	smtp_client_start(c, &msgs[6]);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, "250 a\r\n250 b\r\n", 14);
+	return c;
+}
+
+static size_t
+iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* a chunk's reply before sent() reports the chunk (completion order) */
+static void
+test_bdat_early_reply(void **state)
+{
+	struct smtp_client *c = open_chunking(0);
+	struct iovec iov[3];
+	struct smtp_result r;
+	size_t total;
+	int n;
+
+	/* LAST answered before its send is reported: held until it is */
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 3);
+	total = iov_total(iov, n);
+	smtp_client_feed(c, "250 ok\r\n", 8);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_sent(c, total);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_OK);
+	smtp_client_free(c);
+
+	/* ... and when only part of it went, the server cut in */
+	c = open_chunking(0);
+	n = smtp_client_output(c, iov);
+	smtp_client_feed(c, "550 5.7.1 no\r\n", 14);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_sent(c, 4);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_CLOSED);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_TEMP);
+	assert_int_equal(r.cause, SMTP_CAUSE_PROTOCOL);
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	assert_string_equal(r.text, "protocol error: reply before end of message body");
+	smtp_client_free(c);
+
+	/* the first chunk refused while the second is being sent: the
+	 * second's reply comes early too; the refusal is the outcome once
+	 * the send is in, no third chunk goes, RSET comes first next time */
+	c = open_chunking(8);
+	n = smtp_client_output(c, iov);
+	smtp_client_sent(c, iov_total(iov, n));
+	n = smtp_client_output(c, iov);
+	assert_int_equal(n, 2);
+	assert_memory_equal(iov[0].iov_base, "BDAT 8\r\n", 8);
+	total = iov_total(iov, n);
+	smtp_client_feed(c, "554 5.6.0 bad\r\n", 15);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	smtp_client_feed(c, "503 5.5.1 no\r\n", 14);
+	assert_int_equal(smtp_client_take_result(c, &r), 0);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+	smtp_client_sent(c, total);
+	assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+	assert_int_equal(smtp_client_output(c, iov), 0);
+	assert_int_equal(smtp_client_take_result(c, &r), 1);
+	assert_int_equal(r.status, SMTP_PERM);
+	assert_int_equal(r.code, 554);
+	assert_int_equal(r.stage, SMTP_STAGE_DOT);
+	smtp_client_start(c, &msgs[6]);
+	assert_int_equal(smtp_client_output(c, iov), 1);
+	assert_memory_equal(iov[0].iov_base, "RSET\r\nMAIL FROM:<a@x.test>\r\n", 28);
+	smtp_client_free(c);
+}
 
 static void test_pipe_reuse(void **s) { RUN(pipe_reuse); }
 static void test_nopipe_reuse(void **s) { RUN(nopipe_reuse); }
@@ -1766,6 +2117,10 @@ main(void)
 		cmocka_unit_test(test_drip_linear),
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_bdat),
+		cmocka_unit_test(test_bdat_chunks),
+		cmocka_unit_test(test_bdat_zero_copy),
+		cmocka_unit_test(test_bdat_early_reply),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

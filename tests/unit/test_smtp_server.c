@@ -26,6 +26,7 @@ struct tcase {
 	uint64_t max_size;	/* 0: 1000 */
 	int whole_only;		/* STARTTLS: what follows depends on the host */
 	int auth;		/* 1: AUTH on (TLS only), 2: also without TLS */
+	int chunking;		/* offer and accept BDAT */
 };
 
 static const struct tcase cases[] = {
@@ -33,107 +34,126 @@ static const struct tcase cases[] = {
 	  "EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"
 	  "Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n",
 	  "helo:250 mail:250 rcpt:250 data:354 dot:250 quit:221 ",
-	  "Subject: hi\r\n\r\nbody\r\n|", 0, 0, 0 },
+	  "Subject: hi\r\n\r\nbody\r\n|", 0, 0, 0, 0 },
 	{ "null sender, two messages on one session, HELO",
 	  "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<x@y>\r\nDATA\r\na\r\n.\r\n"
 	  "MAIL FROM:<> SIZE=10\r\nRCPT TO:<z@y>\r\nDATA\r\nb\r\n.\r\n",
 	  "helo:250 mail:250 rcpt:250 data:354 dot:250 mail:250 rcpt:250 data:354 dot:250 ",
-	  "a\r\n|b\r\n|", 0, 0, 0 },
+	  "a\r\n|b\r\n|", 0, 0, 0, 0 },
 	{ "sequence errors",
 	  "MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nEHLO c\r\nRCPT TO:<x@y>\r\nDATA\r\n"
 	  "MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\nDATA\r\n",
-	  "503 503 503 helo:250 503 503 mail:250 503 554 ", "", 0, 0, 0 },
+	  "503 503 503 helo:250 503 503 mail:250 503 554 ", "", 0, 0, 0, 0 },
 	{ "syntax errors",
 	  "EHLO\r\nEHLO c\r\nMAIL FROM:\r\nMAIL TO:<a@b>\r\nMAIL FROM:<a b>\r\nMAIL FROM:<a@b\r\n"
 	  "MAIL FROM:<a@b>\r\nRCPT TO:<>\r\nRCPT FROM:<x@y>\r\nRCPT TO:<x@y>\r\nDATA now\r\n"
 	  "STARTTLS please\r\nFOO\r\nBDAT 10\r\nAUTH PLAIN\r\nnoop\r\nVRFY x\r\nHELP\r\n",
 	  "501 helo:250 501 501 501 501 mail:250 501 501 rcpt:250 501 501 502 502 503 250 252 214 ",
-	  "", 0, 0, 0 },
+	  "", 0, 0, 0, 0 },
 	{ "the host refuses a recipient: no valid one, no DATA",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<reject@y>\r\nDATA\r\nRCPT TO:<ok@y>\r\nDATA\r\nm\r\n.\r\n",
-	  "helo:250 mail:250 rcpt:550 554 rcpt:250 data:354 dot:250 ", "m\r\n|", 0, 0, 0 },
+	  "helo:250 mail:250 rcpt:550 554 rcpt:250 data:354 dot:250 ", "m\r\n|", 0, 0, 0, 0 },
 	{ "too many recipients (max 3)",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@y>\r\nRCPT TO:<2@y>\r\nRCPT TO:<3@y>\r\nRCPT TO:<4@y>\r\n",
-	  "helo:250 mail:250 rcpt:250 rcpt:250 rcpt:250 452 ", "", 0, 0, 0 },
+	  "helo:250 mail:250 rcpt:250 rcpt:250 rcpt:250 452 ", "", 0, 0, 0, 0 },
 	{ "SIZE= at MAIL",
 	  "EHLO c\r\nMAIL FROM:<a@b> SIZE=1001\r\nMAIL FROM:<a@b> BODY=8BITMIME SIZE=x\r\n"
 	  "MAIL FROM:<a@b> SIZE=1000\r\n",
-	  "helo:250 552 501 mail:250 ", "", 0, 0, 0 },
+	  "helo:250 552 501 mail:250 ", "", 0, 0, 0, 0 },
 	{ "dot-unstuffing",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n"
 	  "..lead\r\n. space\r\n...\r\nmid.dot\r\n.\rX\r\nlast\r\n.\r\nNOOP\r\n",
 	  "helo:250 mail:250 rcpt:250 data:354 dot:250 250 ",
-	  ".lead\r\n space\r\n..\r\nmid.dot\r\n\rX\r\nlast\r\n|", 0, 0, 0 },
+	  ".lead\r\n space\r\n..\r\nmid.dot\r\n\rX\r\nlast\r\n|", 0, 0, 0, 0 },
 	{ "bare LF line ends, and an empty message",
 	  "EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<x@y>\nDATA\na\n.\nMAIL FROM:<a@b>\nRCPT TO:<x@y>\nDATA\n.\n",
 	  "helo:250 mail:250 rcpt:250 data:354 dot:250 mail:250 rcpt:250 data:354 dot:250 ",
-	  "a\n||", 0, 0, 0 },
+	  "a\n||", 0, 0, 0, 0 },
 	{ "a message over max_size (20): 552 after the dot, the session goes on",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n0123456789\r\n0123456789\r\n.\r\n"
 	  "MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nsmall\r\n.\r\n",
 	  "helo:250 mail:250 rcpt:250 data:354 dot:552 mail:250 rcpt:250 data:354 dot:250 ",
-	  "|small\r\n|", 20, 0, 0 },
+	  "|small\r\n|", 20, 0, 0, 0 },
 	{ "overlong command lines (max 64)",
 	  "EHLO c\r\nNOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
 	  "NOOP\r\n",
-	  "helo:250 500 250 ", "", 0, 0, 0 },
+	  "helo:250 500 250 ", "", 0, 0, 0, 0 },
 	{ "RSET forgets the transaction",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nRSET\r\nDATA\r\nRCPT TO:<x@y>\r\n",
-	  "helo:250 mail:250 rcpt:250 rset:250 503 503 ", "", 0, 0, 0 },
+	  "helo:250 mail:250 rcpt:250 rset:250 503 503 ", "", 0, 0, 0, 0 },
 	{ "EHLO starts over",
 	  "EHLO c\r\nMAIL FROM:<a@b>\r\nEHLO d\r\nRCPT TO:<x@y>\r\n",
-	  "helo:250 mail:250 helo:250 503 ", "", 0, 0, 0 },
+	  "helo:250 mail:250 helo:250 503 ", "", 0, 0, 0, 0 },
 	{ "a source route is dropped, a bare address tolerated",
 	  "EHLO c\r\nMAIL FROM:a@b\r\nRCPT TO:<@r1,@r2:x@y>\r\nRCPT TO:<@r1>\r\n",
-	  "helo:250 mail:250 rcpt:250 501 ", "", 0, 0, 0 },
+	  "helo:250 mail:250 rcpt:250 501 ", "", 0, 0, 0, 0 },
 	{ "hostile bytes in commands",
 	  "EHLO c\x01\x7f\r\nNO\0OP\r\nMAIL FROM:<a\x01@b>\r\n\r\n\xff\xfe\r\n",
-	  "helo:250 502 501 502 502 ", "", 0, 0, 0 },
+	  "helo:250 502 501 502 502 ", "", 0, 0, 0, 0 },
 	{ "QUIT: whatever follows is dropped",
 	  "EHLO c\r\nQUIT\r\nMAIL FROM:<a@b>\r\nNOOP\r\n",
-	  "helo:250 quit:221 ", "", 0, 0, 0 },
+	  "helo:250 quit:221 ", "", 0, 0, 0, 0 },
 	{ "STARTTLS: input pipelined after it is dropped",
 	  "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n",
-	  "helo:250 starttls:220 ", "", 0, 1, 0 },
+	  "helo:250 starttls:220 ", "", 0, 1, 0, 0 },
 	/* AUTH: the host takes u/p ("\0u\0p" = AHUAcA==, "u" = dQ==, "p" = cA==) */
 	{ "AUTH PLAIN with an initial response; once only; kept over RSET and EHLO",
 	  "EHLO c\r\nAUTH PLAIN AHUAcA==\r\nAUTH PLAIN AHUAcA==\r\nMAIL FROM:<a@b>\r\nRSET\r\n"
 	  "EHLO c\r\nAUTH LOGIN\r\n",
-	  "helo:250 auth:235 503 mail:250 rset:250 helo:250 503 ", "", 0, 0, 2 },
+	  "helo:250 auth:235 503 mail:250 rset:250 helo:250 503 ", "", 0, 0, 2, 0 },
 	{ "AUTH PLAIN after a 334; authzid empty or the same user",
 	  "EHLO c\r\nauth plain\r\nAHUAcA==\r\n",
-	  "helo:250 334 auth:235 ", "", 0, 0, 2 },
+	  "helo:250 334 auth:235 ", "", 0, 0, 2, 0 },
 	{ "AUTH PLAIN: an authzid equal to the user is fine",
-	  "EHLO c\r\nAUTH PLAIN dQB1AHA=\r\n", "helo:250 auth:235 ", "", 0, 0, 2 },
+	  "EHLO c\r\nAUTH PLAIN dQB1AHA=\r\n", "helo:250 auth:235 ", "", 0, 0, 2, 0 },
 	{ "AUTH LOGIN, then a message",
 	  "EHLO c\r\nAUTH LOGIN\r\ndQ==\r\ncA==\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n"
 	  "m\r\n.\r\n",
-	  "helo:250 334 334 auth:235 mail:250 rcpt:250 data:354 dot:250 ", "m\r\n|", 0, 0, 2 },
+	  "helo:250 334 334 auth:235 mail:250 rcpt:250 data:354 dot:250 ", "m\r\n|", 0, 0, 2, 0 },
 	{ "AUTH LOGIN with the user as initial response",
-	  "EHLO c\r\nAUTH LOGIN dQ==\r\ncA==\r\n", "helo:250 334 auth:235 ", "", 0, 0, 2 },
+	  "EHLO c\r\nAUTH LOGIN dQ==\r\ncA==\r\n", "helo:250 334 auth:235 ", "", 0, 0, 2, 0 },
 	{ "AUTH: a wrong password (535 from the host), then the right one",
 	  "EHLO c\r\nAUTH PLAIN AHUAYmFk\r\nAUTH LOGIN\r\ndQ==\r\nYmFk\r\nAUTH PLAIN AHUAcA==\r\n",
-	  "helo:250 auth:535 334 334 auth:535 auth:235 ", "", 0, 0, 2 },
+	  "helo:250 auth:535 334 334 auth:535 auth:235 ", "", 0, 0, 2, 0 },
 	{ "AUTH sequence: before EHLO, after HELO, in a transaction",
 	  "AUTH PLAIN AHUAcA==\r\nHELO c\r\nAUTH PLAIN AHUAcA==\r\nEHLO c\r\nMAIL FROM:<a@b>\r\n"
 	  "AUTH PLAIN AHUAcA==\r\n",
-	  "503 helo:250 503 helo:250 mail:250 503 ", "", 0, 0, 2 },
+	  "503 helo:250 503 helo:250 mail:250 503 ", "", 0, 0, 2, 0 },
 	{ "AUTH syntax: no or unknown mechanism, extra words, cancel",
 	  "EHLO c\r\nAUTH\r\nAUTH CRAM-MD5\r\nAUTH PLAIN a b\r\nAUTH LOGIN\r\n*\r\n"
 	  "AUTH PLAIN\r\n*\r\nNOOP\r\n",
-	  "helo:250 501 504 501 334 501 334 501 250 ", "", 0, 0, 2 },
+	  "helo:250 501 504 501 334 501 334 501 250 ", "", 0, 0, 2, 0 },
 	{ "AUTH: undecodable or malformed responses (501), another authzid (535)",
 	  "EHLO c\r\nAUTH PLAIN !!!!\r\nAUTH PLAIN AHUAcA=\r\nAUTH PLAIN AH=AcA==\r\n"
 	  "AUTH PLAIN =\r\nAUTH PLAIN dQ==\r\nAUTH PLAIN AHUA\r\nAUTH PLAIN AABw\r\n"
 	  "AUTH PLAIN AHUBAHA=\r\nAUTH PLAIN eAB1AHA=\r\nAUTH LOGIN\r\ndQ==\r\ndQBw\r\n"
 	  "AUTH LOGIN\r\n=\r\n",
-	  "helo:250 501 501 501 501 501 501 501 501 535 334 334 501 334 501 ", "", 0, 0, 2 },
+	  "helo:250 501 501 501 501 501 501 501 501 535 334 334 501 334 501 ", "", 0, 0, 2, 0 },
 	{ "AUTH: an overlong response ends the exchange (max 64)",
 	  "EHLO c\r\nAUTH LOGIN\r\n"
 	  "dQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQdQ==\r\ncA==\r\n",
-	  "helo:250 334 500 502 ", "", 0, 0, 2 },
+	  "helo:250 334 500 502 ", "", 0, 0, 2, 0 },
 	{ "AUTH without TLS when TLS is required: 538",
-	  "EHLO c\r\nAUTH PLAIN AHUAcA==\r\nNOOP\r\n", "helo:250 538 250 ", "", 0, 0, 1 },
+	  "EHLO c\r\nAUTH PLAIN AHUAcA==\r\nNOOP\r\n", "helo:250 538 250 ", "", 0, 0, 1, 0 },
+	/* BDAT (RFC 3030): raw chunks, nothing unstuffed, command words inside are data */
+	{ "BDAT: chunks kept byte for byte, LAST ends the message",
+	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 8\r\n.a\r\nb\r\n."
+	  "BDAT 11 LAST\r\n.\r\nc\nRSET\r\nNOOP\r\n"
+	  "MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n..x\r\n.\r\n",
+	  "helo:250 mail:250 rcpt:250 250 dot:250 250 mail:250 rcpt:250 data:354 dot:250 ",
+	  ".a\r\nb\r\n..\r\nc\nRSET\r\n|.x\r\n|", 0, 0, 0, 1 },
+	{ "BDAT sequence: refused chunks are read all the same; no DATA after BDAT; BDAT 0 LAST",
+	  "EHLO c\r\nBDAT 6\r\nMAIL\r\nMAIL FROM:<a@b>\r\nBDAT 6 LAST\r\nQUIT\r\n"
+	  "RCPT TO:<x@y>\r\nBDAT 3\r\nabcDATA\r\nBDAT 0 LAST\r\nNOOP\r\n",
+	  "helo:250 503 mail:250 554 rcpt:250 250 503 dot:250 250 ", "abc|", 0, 0, 0, 1 },
+	{ "BDAT syntax",
+	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT\r\nBDAT x\r\nBDAT 5 FIRST\r\n"
+	  "BDAT 99999999999999999999999\r\nBDAT -1\r\nBDAT 2 last\r\nokNOOP\r\n",
+	  "helo:250 mail:250 rcpt:250 501 501 501 501 501 dot:250 250 ", "ok|", 0, 0, 0, 1 },
+	{ "BDAT over max_size (20): 250 to the chunks, 552 at LAST, the session goes on",
+	  "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 15\r\n012345678901234"
+	  "BDAT 10 LAST\r\n0123456789MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 2 LAST\r\nok",
+	  "helo:250 mail:250 rcpt:250 250 dot:552 mail:250 rcpt:250 dot:250 ", "|ok|", 20, 0, 0, 1 },
 };
 
 struct host {
@@ -207,7 +227,7 @@ static void
 run(const struct tcase *c, size_t n, size_t step, size_t at, struct host *h)
 {
 	struct smtp_server_conf sc = { "mx.test", c->max_size ? c->max_size : 1000, 64, 3, 1, 1,
-	    c->auth > 0, c->auth > 1 };
+	    c->auth > 0, c->auth > 1, c->chunking };
 	char pend[8192];
 	size_t plen = 0, off = 0;
 
@@ -276,12 +296,34 @@ test_tables(void **state)
 	free(h);
 }
 
+/* EHLO offers CHUNKING only when configured (the inbound listener does not) */
+static void
+test_chunking_ehlo(void **state)
+{
+	for (int on = 0; on <= 1; on++) {
+		struct smtp_server_conf sc = { .hostname = "mx.test", .max_size = 1000,
+		    .chunking = on };
+		struct smtp_server s;
+		enum smtp_srv_event ev;
+		char *r;
+
+		smtp_server_init(&s, &sc);
+		assert_int_equal(smtp_server_feed(&s, "EHLO c\r\n", 8, &ev), 8);
+		assert_int_equal(ev, SMTP_SRV_HELO);
+		r = strndup(s.reply.data, s.reply.len);
+		assert_int_equal(strstr(r, "\r\n250-CHUNKING\r\n") != NULL, on);
+		free(r);
+		smtp_server_done(&s, 250);
+		smtp_server_free(&s);
+	}
+}
+
 /* EHLO offers STARTTLS only when configured and not yet on; TLS then
  * restarts the session (RFC 3207: no HELO, no transaction kept). */
 static void
 test_starttls(void **state)
 {
-	struct smtp_server_conf sc = { "mx.test", 5000, 512, 10, 1, 0, 0, 0 };
+	struct smtp_server_conf sc = { "mx.test", 5000, 512, 10, 1, 0, 0, 0, 0 };
 	struct smtp_server s;
 	enum smtp_srv_event ev;
 	const char *in = "EHLO c\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n";
@@ -334,7 +376,7 @@ test_starttls(void **state)
 static void
 test_auth_tls(void **state)
 {
-	struct smtp_server_conf sc = { "mx.test", 5000, 512, 10, 1, 0, 1, 0 };
+	struct smtp_server_conf sc = { "mx.test", 5000, 512, 10, 1, 0, 1, 0, 0 };
 	struct smtp_server s;
 	enum smtp_srv_event ev;
 
@@ -399,7 +441,7 @@ test_auth_tls(void **state)
 static void
 test_pending_and_partial(void **state)
 {
-	struct smtp_server_conf sc = { "mx.test", 5000, 64, 10, 0, 1, 0, 0 };
+	struct smtp_server_conf sc = { "mx.test", 5000, 64, 10, 0, 1, 0, 0, 0 };
 	struct smtp_server s;
 	enum smtp_srv_event ev;
 	char big[300];
@@ -451,6 +493,7 @@ main(void)
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_pending_and_partial),
 		cmocka_unit_test(test_auth_tls),
+		cmocka_unit_test(test_chunking_ehlo),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
