@@ -2171,6 +2171,67 @@ parse_route(struct ctx *x, const struct ucl_node *n)
 }
 
 /*
+ * parse_cap - campaign "GLOB" { max_rate = "N/unit"; } or tenant "GLOB"
+ * { ... }: every campaign (tenant) whose name matches is capped at that
+ * rate on every engine together (a fleet-wide token bucket per name).
+ */
+static void
+parse_cap(struct ctx *x, const struct ucl_node *n, int tenant)
+{
+	struct config *c = x->c;
+	struct config_cap *cap;
+	int have = 0;
+
+	if (named_ok(x, n) < 0)
+		return;
+	for (size_t i = 0; i < c->ncaps; i++)
+		if (c->caps[i].tenant == tenant && strcasecmp(c->caps[i].glob, n->arg) == 0) {
+			cerr(x, n, "duplicate %s \"%s\" (first defined at line %d)", n->key, n->arg,
+			    c->caps[i].line);
+			return;
+		}
+	if (c->ncaps >= MAX_LIST) {
+		cerr(x, n, "more than %d campaign/tenant blocks", MAX_LIST);
+		return;
+	}
+	c->caps = xrealloc(c->caps, (c->ncaps + 1) * sizeof *c->caps);
+	cap = &c->caps[c->ncaps++];
+	memset(cap, 0, sizeof *cap);
+	cap->tenant = tenant;
+	cap->glob = xstrdup(n->arg);
+	cap->line = n->line;
+	for (const struct ucl_node *e = n->child; e != NULL; e = e->next) {
+		if (e->key == NULL)
+			continue;
+		if (strcmp(e->key, "max_rate") != 0) {
+			cerr(x, e, "%s \"%s\": unknown setting '%s' (only max_rate)", n->key, n->arg,
+			    e->key);
+			continue;
+		}
+		if (e->type != UCL_STRING || config_parse_rate(e->str, &cap->max_rate) < 0 ||
+		    cap->max_rate.count == 0)
+			cerr(x, e, "%s \"%s\": max_rate: not a rate (N/s, N/min, N/h, N/day)",
+			    n->key, n->arg);
+		else
+			have = 1;
+	}
+	if (!have)
+		cerr(x, n, "%s \"%s\": max_rate is required", n->key, n->arg);
+}
+
+const struct config_cap *
+config_cap_for(const struct config *c, int tenant, const char *name)
+{
+	if (name == NULL || name[0] == '\0')
+		return NULL;
+	for (size_t i = 0; i < c->ncaps; i++)
+		if (c->caps[i].tenant == tenant && c->caps[i].max_rate.count > 0 &&
+		    fnmatch(c->caps[i].glob, name, FNM_CASEFOLD) == 0)
+			return &c->caps[i];
+	return NULL;
+}
+
+/*
  * parse_threshold_block - `threshold "NAME" { metric; over | first; above;
  * min_volume; per; classes; action; site; duration; rate; }`: one rule of
  * the feedback loop (rates.h, docs/operations.md).
@@ -2561,7 +2622,7 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 {
 	static const char *const top_extra[] = {
 		"redis", "dns", "smtp", "inbound", "pool", "site", "domain", "warmup", "shaping",
-		"dkim", "shaping_rule", "smarthost", "route", "threshold",
+		"dkim", "shaping_rule", "smarthost", "route", "threshold", "campaign", "tenant",
 	};
 	static const char *const smtp_extra[] = { "timeouts" };
 	char fn[160];
@@ -2601,6 +2662,10 @@ walk(struct ctx *x, const struct ucl_node *obj, const char *block)
 			}
 			if (strcmp(n->key, "route") == 0) {
 				parse_route(x, n);
+				continue;
+			}
+			if (strcmp(n->key, "campaign") == 0 || strcmp(n->key, "tenant") == 0) {
+				parse_cap(x, n, n->key[0] == 't');
 				continue;
 			}
 			if (strcmp(n->key, "threshold") == 0) {
@@ -2998,6 +3063,9 @@ config_free(struct config *c)
 		free(c->thresholds[i].rate_text);
 	}
 	free(c->thresholds);
+	for (size_t i = 0; i < c->ncaps; i++)
+		free(c->caps[i].glob);
+	free(c->caps);
 	free(c->inbound_listen);
 	free_strlist(c->inbound_domains, c->ninbound_domains);
 	free(c->inbound_tls_cert);

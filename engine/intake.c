@@ -15,11 +15,13 @@
 #include "intake.h"
 #include "config.h"
 #include "dkim.h"
+#include "fleet.h"
 #include "headers.h"
 #include "ledger.h"
 #include "loop.h"
 #include "map.h"
 #include "msg.h"
+#include "pace.h"
 #include "redis.h"
 #include "route.h"
 #include "scheduler.h"
@@ -32,6 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A job over its campaign's or tenant's rate cap waits at least this long,
+ * plus a spread of up to CAP_PARK_SPREAD_MS. */
+#define CAP_PARK_MIN_MS		250
+#define CAP_PARK_SPREAD_MS	250
 
 /* A paused job waits in the retry schedule this long, plus a spread of up
  * to PAUSE_SPREAD_MS so that a big campaign does not come back at once. */
@@ -91,6 +98,7 @@ struct intake {
 	uint64_t pause_polled;		/* mono ms of the last read sent */
 	uint64_t pause_error_logged;	/* mono ms */
 	uint64_t parked;		/* jobs parked for a pause */
+	uint64_t capped;		/* jobs parked for a campaign/tenant rate cap */
 	/* Redis refused a read the intake needs (WRONGTYPE, NOPERM...) */
 	uint64_t hold_until;		/* mono ms: read no more jobs before */
 	uint64_t hold_ms;		/* the current back-off step */
@@ -383,6 +391,68 @@ static int
 queued_pause_due(void *arg, const struct job *j, uint64_t *due)
 {
 	return pause_due(arg, j, due);
+}
+
+/* --- campaign and tenant rate caps --- */
+
+/*
+ * park_if_capped - a job of a campaign or tenant with a rate cap
+ * (`campaign "GLOB" { max_rate }`, `tenant "GLOB" { ... }`) needs a token
+ * of that name's fleet-wide bucket (fleet.h: every engine together, tokens
+ * fetched from Redis in batches by the engine) before it goes to a lane.
+ * Without one it goes back to the retry schedule untried (no event, no
+ * attempt) until the bucket should have one, spread; 1 if it did. Other
+ * campaigns on the same IPs are not held back.
+ */
+static int
+park_if_capped(struct intake *in, struct job *j)
+{
+	const struct config_cap *cap[2];
+	const char *name[2] = { j->campaign, j->tenant };
+	char key[2][FLEET_KEY_MAX];
+	struct fleet *f;
+	uint64_t now, at, wait = 0, due;
+	int ok = 1;
+
+	cap[0] = config_cap_for(in->cfg, 0, j->campaign);
+	cap[1] = config_cap_for(in->cfg, 1, j->tenant);
+	if ((cap[0] == NULL && cap[1] == NULL) || in->stopping)
+		return 0;
+	f = sched_fleet_cache(in->sched);
+	now = loop_now(in->loop);
+	for (int k = 0; k < 2; k++) {
+		if (cap[k] == NULL)
+			continue;
+		snprintf(key[k], sizeof key[k], "%s:%s", k ? "tenant" : "campaign", name[k]);
+		at = now;
+		if (!fleet_may(f, key[k], pace_mph(&cap[k]->max_rate), now, &at)) {
+			ok = 0;
+			if (at > now && at - now > wait)
+				wait = at - now;
+		}
+	}
+	if (ok) {
+		for (int k = 0; k < 2; k++)
+			if (cap[k] != NULL)
+				fleet_take(f, key[k], pace_mph(&cap[k]->max_rate), now, &at);
+		return 0;
+	}
+	if (clock_wall_ms() >= j->expires_at_ms)
+		return 0;	/* expired where every job is */
+	/* Back when a token should be there, not sooner than a retry read
+	 * cycle, spread so the parked jobs do not all come back at once. */
+	if (wait < CAP_PARK_MIN_MS)
+		wait = CAP_PARK_MIN_MS;
+	due = clock_wall_ms() + wait + (in->capped * 7919) % CAP_PARK_SPREAD_MS;
+	if (due > j->expires_at_ms)
+		due = j->expires_at_ms;
+	if (in->capped++ % 10000 == 0)
+		log_info("intake", "holding jobs of rate-capped campaigns/tenants in Redis "
+		    "(job=%s campaign=%s tenant=%s; %llu so far)", j->id,
+		    j->campaign ? j->campaign : "-", j->tenant ? j->tenant : "-",
+		    (unsigned long long)in->capped);
+	ledger_park(in->lg, j, due);
+	return 1;
 }
 
 /* --- bodies and hand-off --- */
@@ -679,7 +749,7 @@ intake_ready(struct intake *in, struct job *j)
 		ledger_fail(in->lg, j, why);
 		return;
 	}
-	if (park_if_paused(in, j))
+	if (park_if_paused(in, j) || park_if_capped(in, j))
 		return;
 	if (!j->body->added_done)
 		intake_body_headers(in, j->body, j);

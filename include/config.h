@@ -143,6 +143,14 @@ struct config_smarthost {
 	struct config_limits lim;
 };
 
+/* A rate cap for campaigns or tenants (config_cap_for). */
+struct config_cap {
+	int tenant;		/* 0: campaign "GLOB", 1: tenant "GLOB" */
+	char *glob;		/* case-insensitive fnmatch pattern on the name */
+	struct rate max_rate;
+	int line;
+};
+
 struct config {
 	int detect_ips;			/* smtp.detect_ips: a pool IP this host cannot bind is another host's */
 	char *file;		/* path it was loaded from, or NULL */
@@ -227,6 +235,10 @@ struct config {
 	/* threshold "NAME" { } blocks: the feedback loop's rules (rates.h) */
 	struct rate_threshold *thresholds;
 	size_t nthresholds;
+	/* campaign "GLOB" { max_rate } / tenant "GLOB" { max_rate }: each
+	 * matching campaign (tenant) on every engine together, file order */
+	struct config_cap *caps;
+	size_t ncaps;
 
 	/*
 	 * dkim "DOMAIN" { selector; key; algorithm; headers; subdomains;
@@ -302,7 +314,10 @@ uint64_t config_retry_delay(const struct config *c, unsigned attempts);
 
 /* Parsers shared with the CLI and tests. Return 0 on success, -1 on bad input. */
 int config_parse_duration(const char *s, uint64_t *ms);	/* "90", "5min", "1h", "2d", "500ms" */
-int config_parse_rate(const char *s, struct rate *r);	/* "3000/h", "60/min", "5/s", "1000/day" */
+int config_parse_rate(const char *s, struct rate *r);
+/* config_cap_for - the first campaign (tenant 0) or tenant (1) block whose
+ * pattern matches name, or NULL. */
+const struct config_cap *config_cap_for(const struct config *c, int tenant, const char *name);	/* "3000/h", "60/min", "5/s", "1000/day" */
 int config_parse_size(const char *s, uint64_t *bytes);	/* "50M", "512k", "1G", "1000" */
 
 #endif
