@@ -1238,8 +1238,15 @@ lookup_on_tlsa(void *arg, int status, int timeouts, unsigned char *abuf, int ale
 	(void)timeouts;
 	h->tlsa_st = status;
 	h->tlsa_ad = dns_reply_authentic(abuf, alen);
-	if (status == ARES_SUCCESS)
+	if (status == ARES_SUCCESS) {
 		h->tlsa = dns_parse_tlsa(abuf, alen);
+		/* Answers that are there but give no usable TLSA record
+		 * (malformed, or only a CNAME or signatures, which are not
+		 * followed) are a failed lookup: the host is left out, never
+		 * taken as "no TLSA" (that would allow clear text). */
+		if (h->tlsa == NULL && abuf != NULL && alen >= HFIXEDSZ && get16(abuf + 6) > 0)
+			h->tlsa_st = ARES_EBADRESP;
+	}
 	if (log_level_max >= LOG_DEBUG) {
 		char q[300], t[200];
 

@@ -2638,8 +2638,10 @@ int
 rq_pause_until(struct rq *q, int tenant, const char *name, uint64_t now_wall,
     uint64_t until_wall, const char *by)
 {
-	char *k, *v, *b = xstrdup(by && by[0] ? by : "volley");
+	char *k, *v, *b = xstrdup(by && by[0] ? by : "volley"), untils[24];
 	int r;
+
+	snprintf(untils, sizeof untils, "%llu", (unsigned long long)until_wall);
 
 	if (!rq_connected(q)) {
 		free(b);
@@ -2651,11 +2653,13 @@ rq_pause_until(struct rq *q, int tenant, const char *name, uint64_t now_wall,
 	k = xasprintf("%s%s", q->cfg->prefix, tenant ? RQ_K_PAUSED_TENANT : RQ_K_PAUSED_CAMPAIGN);
 	v = xasprintf("%llu %s until=%llu", (unsigned long long)now_wall, b,
 	    (unsigned long long)until_wall);
-	/* Never over an existing pause: an operator's has no end and must
-	 * not get one. */
-	r = send_strv(q, NULL, NULL, 6, (const char *[]){ "EVAL",
-	    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end "
-	    "return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])", "1", k, name, v });
+	/* Never over an operator's pause (it has no end and must not get
+	 * one); over a rule's that ends sooner (or has ended), yes. */
+	r = send_strv(q, NULL, NULL, 7, (const char *[]){ "EVAL",
+	    "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+	    "if v then local u = string.match(v, ' until=(%d+)') "
+	    "if not u or tonumber(u) >= tonumber(ARGV[3]) then return 0 end end "
+	    "return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])", "1", k, name, v, untils });
 	free(k);
 	free(v);
 	free(b);

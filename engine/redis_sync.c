@@ -484,11 +484,17 @@ rqs_pause(struct rqs *s, int tenant, const char *name, const char *by, char *was
 	if (was && waslen)
 		was[0] = '\0';
 	snprintf(val, sizeof val, "%llu %s", (unsigned long long)clock_wall_ms(), by ? by : "-");
-	r = cmdv(s, 4, (const char *[]){ "HSETNX", k, name, val });
+	/* Set unless paused already; a pause with an end (a shaping rule's,
+	 * "... until=MS") is replaced: the operator's has none, and must not
+	 * end when the rule's would. */
+	r = cmdv(s, 6, (const char *[]){ "EVAL",
+	    "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+	    "if v and not string.find(v, ' until=', 1, true) then return 0 end "
+	    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1", "1", k, name, val });
 	if (r == NULL)
 		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
-		errbuf_set(err, errlen, "HSETNX %s: %s", k, r->str);
+		errbuf_set(err, errlen, "pausing %s in %s: %s", name, k, r->str);
 	else if (r->type == REDIS_REPLY_INTEGER)
 		rc = r->integer == 1;
 	if (r)

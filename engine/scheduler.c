@@ -816,8 +816,18 @@ on_mx(void *arg, const struct dns_result *r)
 	struct dest *d = arg;
 	struct sched *s = d->owner;
 	struct job_outcome o;
+	const struct config_smarthost *now_h = config_smarthost_for(s->cfg, d->pool, d->domain);
 
 	d->resolving = 0;
+	if (strcmp(d->q_route, now_h ? now_h->name : "") != 0) {
+		/* The route changed (SIGHUP) while this lookup was out: its
+		 * answer is for the other route (a recipient's MX must never
+		 * get a smarthost's credentials, a smarthost's NXDOMAIN must
+		 * never bounce recipients). Ask again for the route now. */
+		if (!s->stopping)
+			sched_kick(s, d);
+		return;
+	}
 	if (r->status == DNS_OK && r->ntargets > 0) {
 		mxset_unref(d->mx);
 		d->mx = mxset_from_dns(r);
@@ -1089,8 +1099,15 @@ sched_weight_ok(struct dest *d, const struct shaper_lane *l, uint64_t now, uint6
 		if ((int)j != k && d->lane_credit[j] >= 0 && d->lane_nsess[j] > 0) {
 			if (d->weight_wait == 0)
 				d->weight_wait = now;
-			if (now - d->weight_wait >= WEIGHT_WAIT_MS)
+			if (now - d->weight_wait >= WEIGHT_WAIT_MS) {
+				/* The owed lane did not take its turn in time (busy,
+				 * paced, out of budget): the debt is forgiven, or
+				 * every later job would wait again. */
+				for (size_t i = 0; i < d->nlanes; i++)
+					d->lane_credit[i] = 0;
+				d->weight_wait = 0;
 				return 1;
+			}
 			*at = d->weight_wait + WEIGHT_WAIT_MS;
 			return 0;
 		}
@@ -1415,6 +1432,7 @@ sched_kick(struct sched *s, struct dest *d)
 		/* A smarthost route: its host's addresses, no MX lookup. */
 		const struct config_smarthost *h = config_smarthost_for(s->cfg, d->pool, d->domain);
 
+		snprintf(d->q_route, sizeof d->q_route, "%s", h ? h->name : "");
 		if (h != NULL)
 			dns_query_host(s->dns, h->host, on_mx, d);	/* may call on_mx at once */
 		else

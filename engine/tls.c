@@ -431,8 +431,17 @@ tls_client_new_dane(struct tls_ctx *x, const char *host, const struct dane_set *
 		}
 	}
 	t->dane = added ? 1 : -1;
-	/* No record OpenSSL can use: encrypted, but nobody is authenticated. */
-	SSL_set_verify(t->ssl, added ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	if (added == 0) {
+		/* Usable records by RFC 7672 that OpenSSL would not take (or
+		 * DANE could not be enabled): never go on unauthenticated
+		 * under a DANE policy. The session fails (tls_failure). */
+		ERR_clear_error();
+		t->st = TLS_FAILED;
+		snprintf(t->err, sizeof t->err, "DANE: no TLSA record could be used for %.200s",
+		    name[0] ? name : "the MX host");
+		return t;
+	}
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
 	ERR_clear_error();
 	drive(t);	/* the ClientHello */
 	return t;

@@ -64,6 +64,15 @@ else
 	not_ok "campaign K delivered after the pause" "$(events summary)"
 fi
 is "the pause entry is gone" "$(redis_cli HEXISTS volley:paused:campaign K)" 0
+# An operator's pause replaces a rule's (it has no end, and must not end
+# when the rule's would); a rule never shortens an operator's.
+redis_cli HSET volley:paused:campaign Z "1 volley:shaping_rule:k-block until=$(( $(date +%s) * 1000 + 600000 ))" >/dev/null
+out=$("$VOLLEY" pause -c "$T/volley.conf" campaign Z)
+case "$out" in *"paused campaign 'Z'"*) ok "volley pause over a rule's pause takes it over" ;;
+*) not_ok "volley pause over a rule's pause takes it over" "$out" ;; esac
+case "$(redis_cli HGET volley:paused:campaign Z)" in *until=*) not_ok "the operator's pause has no end" "$(redis_cli HGET volley:paused:campaign Z)" ;;
+*) ok "the operator's pause has no end" ;; esac
+"$VOLLEY" resume -c "$T/volley.conf" campaign Z >/dev/null
 kill -TERM "$pid"
 wait_pid "$pid" 30
 is "SIGTERM: exit 0" "$WAIT_RC" 0

@@ -618,9 +618,11 @@ test_dane(void **state)
 		/* DANE-EE: no name check (RFC 7672 3.1.1) */
 		{ 3, 1, 1, 0, "another.name.test", TLS_OPEN, "verified usage=3" },
 		{ 3, 1, 1, 1, "mx.example.test", TLS_FAILED, "no matching DANE TLSA records" },
-		/* PKIX-EE only: unusable for SMTP, never handed to OpenSSL:
-		 * encrypted, unauthenticated */
-		{ 1, 1, 1, 1, "mx.example.test", TLS_OPEN, "no usable TLSA (unauthenticated)" },
+		/* PKIX-EE only: unusable for SMTP, never handed to OpenSSL;
+		 * under a DANE policy that is a failure, never an
+		 * unauthenticated session (the engine asks for DANE only with
+		 * a usable record: dane_policy) */
+		{ 1, 1, 1, 1, "mx.example.test", TLS_FAILED, "no TLSA record could be used" },
 	};
 	struct tls_ctx *sx = server_ctx(), *cx = client_ctx(NULL);
 
