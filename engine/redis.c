@@ -71,8 +71,9 @@
 "    local name = f[dim]\n" \
 "    if name and name ~= '' and #name <= 200 then\n" \
 "      local k = rp .. dim .. ':' .. name .. ':' .. h\n" \
-"      if redis.call('HINCRBY', k, fld, 1) == 1 then\n" \
-"        redis.call('EXPIRE', k, 93600)\n" \
+"      local n = redis.call('HINCRBY', k, fld, 1)\n" \
+"      if n == 1 then redis.call('EXPIRE', k, 93600) end\n" \
+"      if n == 1 or n % 50 == 0 then\n" \
 "        redis.call('ZADD', rp .. 'active', ts, dim .. ':' .. name)\n" \
 "      end\n" \
 "      if cls then redis.call('HINCRBY', k, 'b:' .. cls, 1) end\n" \
