@@ -72,6 +72,7 @@ struct dest {
 	struct session *idle;		/* idle sessions (scheduler.c links them) */
 	struct mxset *mx;		/* NULL until the first answer */
 	int resolving;
+	int sts_enforce;		/* MTA-STS enforce: policy MX only, tls = verify */
 	int waiting_global;
 	struct dest *wait_next;
 	uint64_t backoff_until;		/* mono ms: no new connection before */
