@@ -335,6 +335,9 @@ https_drive(struct https_get *g)
 		g->request_sent = 1;
 	}
 	https_read(g);
+	/* close_notify ends a body without a length as the TCP close does. */
+	if (!g->done && tls_status(g->tls) == TLS_CLOSED)
+		https_complete(g, 1);
 	if (!g->done)
 		https_flush(g);
 }

@@ -15,6 +15,10 @@
 #       no policy (delivered as without MTA-STS), the log says why;
 #   the policy of a domain is fetched once while its TXT id stays (jobs
 #       retried several times);
+#   a policy host that accepts and never answers: after the 10 s fetch
+#       time-out, no policy (delivered), the log says so;
+#   SIGTERM while a fetch hangs: the engine stops cleanly, the job is not
+#       lost (no final event, handed back to Redis);
 #   (e) a second run with smtp.mta_sts off: no TXT query at all (dnsmasq
 #       log) and the (b) domain is delivered in clear text as before.
 # Every job ends with exactly one final event.
@@ -33,7 +37,7 @@ start_dns "log-queries" \
 	"$(sts_domain enf.test 127.0.1.1)" "$(sts_domain nostls.test 127.0.1.2)" \
 	"$(sts_domain nomatch.test 127.0.1.1)" "$(sts_domain testing.test 127.0.1.2)" \
 	"$(sts_domain ctype.test 127.0.1.2)" "$(sts_domain redir.test 127.0.1.2)" \
-	"$(dns_domain nopol.test 127.0.1.2)" ||
+	"$(dns_domain nopol.test 127.0.1.2)" "$(STS=127.0.2.2 sts_domain hang.test 127.0.1.2)" ||
 	bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 STS_PORT=$(free_port)
@@ -67,6 +71,13 @@ echo "https://mta-sts.enf.test:$STS_PORT/.well-known/mta-sts.txt" >"$T/sts/redir
 	"$T/sts" "$T/https.log" >"$T/https.err" 2>&1 &
 LAB_PIDS+=("$!")
 wait_listen "$STS" "$STS_PORT" 10 || bail "policy server" "$(cat "$T/https.err")"
+# A policy host that accepts connections and never says a word.
+"$PY" -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.2.2", int(sys.argv[1]))); s.listen(16); held = []
+while True: held.append(s.accept())' "$STS_PORT" >/dev/null 2>&1 &
+LAB_PIDS+=("$!")
+wait_listen 127.0.2.2 "$STS_PORT" 10 || bail "silent policy host"
 start_volley_sink 127.0.1.1 "$SINK_PORT" --tls-cert "$T/mx.pem" --tls-key "$T/mx.key" ||
 	bail "TLS sink"
 start_volley_sink 127.0.1.2 "$SINK_PORT" || bail "plain sink"
@@ -90,7 +101,8 @@ add_job testing e@testing.test
 add_job ctype f@ctype.test
 add_job redir g@redir.test
 add_job nopol h@nopol.test
-N=8
+add_job hang j@hang.test
+N=9
 
 VOLLEY_LOG=debug bg_volley "$T/run.log" run -c "$T/volley.conf"
 wait_for 60 events check-final --expect $N ||
@@ -148,6 +160,8 @@ logged "redir: the log says why" 'policy fetch failed domain=redir.test id=1: HT
 is "redir: the redirect target was not fetched for it" \
 	"$(grep -c '^mta-sts.enf.test' "$T/https.log")" 1
 is "nopol (no TXT): delivered" "$(events history nopol)" delivered
+is "hang: delivered (the fetch timed out: no policy)" "$(events history hang)" delivered
+logged "hang: the log says the fetch timed out" 'policy fetch failed domain=hang.test id=1: timed out; no policy'
 # the cache
 n=$(events history nostls | tr , '\n' | grep -c deferred)
 [ "$n" -ge 2 ] && ok "nostls was tried $n times" || not_ok "nostls was tried several times" "$n"
@@ -169,5 +183,22 @@ is "off1: delivered" "$(events history off1)" delivered
 is "off1: in clear text" "$(captured_tls i@nostls.test 127.0.1.2)" no
 is "mta_sts off: no TXT query" "$(grep -c 'query\[TXT\]' "$T/dnsmasq.log")" "$q0"
 grep -q ' mtasts: ' "$T/run2.log" && not_ok "mta_sts off: nothing logged by mtasts" || ok "mta_sts off: nothing logged by mtasts"
+
+# SIGTERM while a policy fetch hangs (a new id: the cached policy does not
+# apply; the TXT answer is cached, so a new domain).
+redis_cli DEL volley:events >/dev/null
+CFG_RETRY='[1s]' CFG_MAX_AGE=60s \
+CFG_SMTP_EXTRA="  tls_ca_file = \"$T/ca.pem\"; mta_sts = true; mta_sts_port = $STS_PORT;" \
+	write_config "$T/hang.conf"
+add_job hang2 k@hang.test
+VOLLEY_LOG=debug bg_volley "$T/run3.log" run -c "$T/hang.conf"
+wait_for 20 grep -q 'fetching policy domain=hang.test' "$T/run3.log" || not_ok "run 3 started the fetch"
+sleep 1
+kill -TERM "$VOLLEY_PID" 2>/dev/null
+wait_pid "$VOLLEY_PID" 30
+is "SIGTERM during a hanging fetch: clean exit" "$WAIT_RC" 0
+is "hang2: no final event (handed back, not lost)" "$(events jobs)" 0
+[ "$(xpending_count)" -ge 1 ] && ok "hang2: still pending in Redis" ||
+	not_ok "hang2: still pending in Redis" "$(xpending_count)"
 
 done_testing
