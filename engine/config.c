@@ -640,6 +640,8 @@ static const struct setting settings[] = {
 	{ "smtp", "classify_rules", S_PATH, OFF(classify_rules), 0, 0, 0, NULL, check_token, 0 },
 	{ "smtp", "tls", S_TLS, OFF(defaults.tls), 0, 0, 0, "opportunistic", NULL, 0 },
 	{ "smtp", "tls_ca_file", S_PATH, OFF(tls_ca_file), 0, 0, 0, NULL, check_token, 0 },
+	{ "smtp", "mta_sts", S_BOOL, OFF(mta_sts), 0, 0, 1, "false", NULL, 0 },
+	{ "smtp", "mta_sts_port", S_INT, OFF(mta_sts_port), 0, 1, 65535, "443", NULL, 0 },
 
 	{ "smtp.timeouts", "connect", S_DUR, OFF(t_connect_ms), 0, 1, 3600000, "30s", NULL, 0 },
 	{ "smtp.timeouts", "greeting", S_DUR, OFF(t_greeting_ms), 0, 1, 3600000, "5min", NULL, 0 },

@@ -68,6 +68,7 @@
 #include "config.h"
 #include "dane.h"
 #include "loop.h"
+#include "map.h"
 #include "util.h"
 
 #include <ares.h>
@@ -277,6 +278,7 @@ struct dns {
 	unsigned nq;			/* c-ares queries out */
 	int qdraining;
 	struct dns_q *qhead, *qtail;	/* queries waiting for a slot */
+	struct map txt_cache;		/* name -> struct dns_txt_entry */
 };
 
 /* --- random source for tie shuffling --- */
@@ -1571,6 +1573,14 @@ dns_free(struct dns *d)
 	}
 	while (d->fhead)
 		cache_remove(d, d->fhead);
+	{
+		const char *k;
+		void *v;
+
+		for (size_t i = 0; map_iter(&d->txt_cache, &i, &k, &v);)
+			free(v);
+		map_free(&d->txt_cache);
+	}
 	free(d->cache.b);
 	free(d->inflight.b);
 	free(d);
@@ -1701,4 +1711,157 @@ size_t
 dns_pending(const struct dns *d)
 {
 	return d->nlookups;
+}
+
+/* --- TXT (MTA-STS discovery) --- */
+
+#define DNS_TXT_CACHE_MAX	10000
+
+struct dns_txt_entry {
+	uint64_t expires;		/* loop_now() ms */
+	struct dns_txt_result r;
+};
+
+struct dns_txt_q {
+	struct dns *d;
+	void (*cb)(void *arg, const struct dns_txt_result *r);
+	void *arg;
+	char key[256];
+};
+
+int
+dns_parse_txt(const unsigned char *abuf, int alen, struct dns_txt_result *r)
+{
+	int off = msg_questions(abuf, alen);
+	unsigned an;
+	struct rr rr;
+
+	memset(r, 0, sizeof *r);
+	r->status = DNS_OK;
+	if (off < 0)
+		return -1;
+	an = get16(abuf + 6);
+	for (unsigned i = 0; i < an; i++) {
+		int o = name_skip(abuf, alen, off), end;
+		size_t len = 0;
+		char *dst;
+
+		if (o < 0 || rr_next(abuf, alen, &off, &rr) < 0)
+			return -1;
+		if (rr.type != T_TXT || get16(abuf + o + 2) != C_IN)
+			continue;
+		if (r->n == DNS_TXT_MAX) {
+			r->more = 1;
+			continue;
+		}
+		dst = r->txt[r->n];
+		end = rr.rdoff + rr.rdlen;
+		for (int p = rr.rdoff; p < end;) {
+			int sl = abuf[p++];
+
+			if (end - p < sl)
+				return -1;
+			for (int k = 0; k < sl; k++, len++)
+				if (len < DNS_TXT_LEN - 1)
+					dst[len] = (char)abuf[p + k];
+			p += sl;
+		}
+		if (len >= DNS_TXT_LEN - 1) {
+			dst[DNS_TXT_LEN - 1] = '\0';
+			r->len[r->n] = DNS_TXT_LEN;
+		} else {
+			dst[len] = '\0';
+			r->len[r->n] = len;
+		}
+		r->n++;
+	}
+	return 0;
+}
+
+static void
+txt_cache_put(struct dns *d, const char *key, const struct dns_txt_result *r, long ttl_s)
+{
+	struct dns_txt_entry *e = map_get(&d->txt_cache, key);
+	uint64_t now = loop_now(d->l);
+
+	if (e == NULL) {
+		if (d->txt_cache.len >= DNS_TXT_CACHE_MAX) {	/* drop what expired */
+			const char *k;
+			void *v;
+
+			for (size_t i = 0; map_iter(&d->txt_cache, &i, &k, &v);)
+				if (((struct dns_txt_entry *)v)->expires <= now)
+					free(map_del(&d->txt_cache, k));
+			if (d->txt_cache.len >= DNS_TXT_CACHE_MAX)
+				return;
+		}
+		e = xmalloc(sizeof *e);
+		map_put(&d->txt_cache, key, e);
+	}
+	e->r = *r;
+	e->expires = now + dns_ttl_ms(d, ttl_s);
+}
+
+static void
+txt_on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_txt_q *q = arg;
+	struct dns *d = q->d;
+	struct dns_txt_result *r = xcalloc(1, sizeof *r);
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS) {
+		if (dns_parse_txt(abuf, alen, r) < 0) {
+			memset(r, 0, sizeof *r);
+			r->status = DNS_TEMPFAIL;
+			snprintf(r->error, sizeof r->error, "TXT %.180s: malformed reply", q->key);
+		} else if (!d->closing) {
+			txt_cache_put(d, q->key, r, dns_answer_min_ttl(abuf, alen));
+		}
+	} else if (status == ARES_ENODATA || status == ARES_ENOTFOUND) {
+		r->status = status == ARES_ENOTFOUND ? DNS_NXDOMAIN : DNS_OK;
+		snprintf(r->error, sizeof r->error, "TXT %.180s: %.60s", q->key, ares_strerror(status));
+		if (!d->closing)
+			txt_cache_put(d, q->key, r, dns_negative_ttl(abuf, alen));
+	} else {
+		r->status = DNS_TEMPFAIL;
+		snprintf(r->error, sizeof r->error, "TXT %.180s: %.60s", q->key, ares_strerror(status));
+	}
+	q->cb(q->arg, r);
+	free(r);
+	free(q);
+}
+
+void
+dns_query_txt(struct dns *d, const char *name,
+    void (*cb)(void *arg, const struct dns_txt_result *r), void *arg)
+{
+	char key[256];
+	struct dns_txt_entry *e;
+	struct dns_txt_q *q;
+
+	if (dns_domain_key(name, key, sizeof key) < 0 || d->closing) {
+		struct dns_txt_result *r = xcalloc(1, sizeof *r);
+
+		r->status = d->closing ? DNS_TEMPFAIL : DNS_NXDOMAIN;
+		snprintf(r->error, sizeof r->error, "%s", d->closing ?
+		    "resolver shutting down" : "invalid domain name");
+		cb(arg, r);
+		free(r);
+		return;
+	}
+	if ((e = map_get(&d->txt_cache, key)) != NULL) {
+		if (loop_now(d->l) < e->expires) {
+			cb(arg, &e->r);
+			return;
+		}
+		free(map_del(&d->txt_cache, key));
+	}
+	q = xcalloc(1, sizeof *q);
+	q->d = d;
+	q->cb = cb;
+	q->arg = arg;
+	snprintf(q->key, sizeof q->key, "%s", key);
+	dns_send(d, key, T_TXT, txt_on_answer, q);	/* may call back at once */
+	dns_timer_update(d);
 }

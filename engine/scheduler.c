@@ -24,6 +24,7 @@
 #include "map.h"
 #include "redis.h"
 #include "msg.h"
+#include "mtasts_cache.h"
 #include "reaction.h"
 #include "route.h"
 #include "session.h"
@@ -146,6 +147,7 @@ struct sched {
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
 	int stopping;
+	struct mtasts_cache *sts;	/* MTA-STS policies (used when smtp.mta_sts) */
 };
 
 static void sched_kick(struct sched *s, struct dest *d);
@@ -852,6 +854,110 @@ on_mx(void *arg, const struct dns_result *r)
 	sched_fail_queue(s, d, &o);
 }
 
+/* --- MTA-STS (RFC 8461) --- */
+
+/* The domain's policy, carried from its lookup to the MX answer. */
+struct sts_mx {
+	struct dest *d;
+	struct mtasts_policy pol;
+};
+
+/*
+ * on_mx_sts - the MX answer of a domain with an MTA-STS policy (testing
+ * or enforce). enforce: only the MX hosts the policy names are kept and
+ * its sessions use tls = verify (DANE still comes first: dane_policy);
+ * none left: the queue is deferred (tls_failure). testing: the answer is
+ * used as it is; what enforce would change is logged.
+ */
+static void
+on_mx_sts(void *arg, const struct dns_result *r)
+{
+	struct sts_mx *m = arg;
+	struct dest *d = m->d;
+	struct sched *s = d->owner;
+	int enforce = m->pol.mode == MTASTS_ENFORCE;
+	struct dns_result f;
+	char pmx[600], skipped[600] = "", q[300];
+	size_t off = 0;
+
+	d->sts_enforce = enforce;
+	if (r->status != DNS_OK || r->ntargets == 0 || s->stopping) {
+		on_mx(d, r);
+		free(m);
+		return;
+	}
+	mtasts_mx_text(&m->pol, pmx, sizeof pmx);
+	f = *r;
+	f.targets = xcalloc(r->ntargets, sizeof *f.targets);
+	f.ntargets = 0;
+	for (size_t i = 0; i < r->ntargets; i++) {
+		const char *h = r->targets[i].host;
+
+		if (mtasts_mx_match(&m->pol, h)) {
+			f.targets[f.ntargets++] = r->targets[i];
+			continue;
+		}
+		/* Each host once (its addresses follow each other). */
+		if (i > 0 && strcmp(r->targets[i - 1].host, h) == 0)
+			continue;
+		if (off < sizeof skipped) {
+			int k = snprintf(skipped + off, sizeof skipped - off, "%s\"%s\"", off ? ", " : "",
+			    quote(q, sizeof q, h));
+			if (k > 0)
+				off += (size_t)k;
+		}
+	}
+	if (!enforce) {
+		log_info("mtasts", "testing dest=%s: enforce would %s%s%s and require verified TLS "
+		    "(policy mx: %s); delivering as without a policy", d->key,
+		    skipped[0] ? "skip MX " : "use every MX", skipped, skipped[0] ? " (not in the policy)" : "",
+		    pmx);
+		d->sts_enforce = 0;
+		on_mx(d, r);
+	} else if (f.ntargets == 0) {
+		struct job_outcome o;
+		char why[1400];
+
+		d->resolving = 0;
+		snprintf(why, sizeof why, "mode enforce: no MX host matches the policy "
+		    "(MX: %s; policy mx: %s)", skipped, pmx);
+		log_info("mtasts", "dest=%s %s", d->key, why);
+		trouble_mtasts(d->domain, why, &o);
+		sched_fail_queue(s, d, &o);
+	} else {
+		if (skipped[0])
+			log_info("mtasts", "dest=%s enforce: skipping MX %s (not in the policy mx: %s)",
+			    d->key, skipped, pmx);
+		log_debug("mtasts", "dest=%s enforce: tls = verify", d->key);
+		on_mx(d, &f);
+	}
+	free(f.targets);
+	free(m);
+}
+
+/* on_sts - the domain's MTA-STS policy (NULL: none): now its MX. */
+static void
+on_sts(void *arg, const struct mtasts_policy *p)
+{
+	struct dest *d = arg;
+	struct sched *s = d->owner;
+	struct sts_mx *m;
+
+	if (s->stopping) {
+		d->resolving = 0;
+		return;
+	}
+	if (p == NULL || p->mode == MTASTS_NONE) {
+		d->sts_enforce = 0;
+		dns_query_mx(s->dns, d->domain, on_mx, d);	/* may call on_mx at once */
+		return;
+	}
+	m = xmalloc(sizeof *m);
+	m->d = d;
+	m->pol = *p;
+	dns_query_mx(s->dns, d->domain, on_mx_sts, m);	/* may call back at once */
+}
+
 /* A source that could not be bound stays aside for a while; returns its
  * record while it does. */
 static const struct broken *
@@ -1273,7 +1379,8 @@ sched_open_sessions(struct sched *s, struct dest *d)
 		stats_session(s->st, d->pool, src, 1);
 		ss = session_open_relay(s->loop, &s->ops, &s->epochs->scfg[d->lane_cfg[k]], d->mx,
 		    src, d->lim.max_msgs_per_connection, ref, ref->relay.port ? &ref->relay : NULL);
-		session_set_tls(ss, (enum tls_policy)d->lim.tls);
+		session_set_tls(ss, d->sts_enforce && !ref->relay.port ? TLS_POLICY_VERIFY :
+		    (enum tls_policy)d->lim.tls);
 	}
 	if (d->queued <= d->nconnecting)
 		return;
@@ -1433,10 +1540,17 @@ sched_kick(struct sched *s, struct dest *d)
 		const struct config_smarthost *h = config_smarthost_for(s->cfg, d->pool, d->domain);
 
 		snprintf(d->q_route, sizeof d->q_route, "%s", h ? h->name : "");
-		if (h != NULL)
+		if (h != NULL) {
+			d->sts_enforce = 0;
 			dns_query_host(s->dns, h->host, on_mx, d);	/* may call on_mx at once */
-		else
+		} else if (s->cfg->mta_sts) {
+			/* MTA-STS first: the destination waits for its policy. */
+			mtasts_cache_get(s->sts, d->domain, s->cfg->mta_sts_port,
+			    s->cfg->tls_ca_file, on_sts, d);		/* may call on_sts at once */
+		} else {
+			d->sts_enforce = 0;
 			dns_query_mx(s->dns, d->domain, on_mx, d);	/* may call on_mx at once */
+		}
 	}
 }
 
@@ -1861,6 +1975,7 @@ sched_new(struct loop *l, struct dns *dns, struct ledger *lg, struct stats *st,
 	s->ops.on_idle = sop_on_idle;
 	s->ops.on_closed = sop_on_closed;
 	s->ops.on_source_failure = sop_on_source_failure;
+	s->sts = mtasts_cache_new(l, dns);
 	warm_preload(s);
 	sched_smarthost_log(cfg);
 	return s;
@@ -1885,6 +2000,7 @@ sched_free(struct sched *s)
 			ledger_forget(s->lg, j);
 	}
 	dests_free(&s->ds);	/* drops the destinations' lane references */
+	mtasts_cache_free(s->sts);
 	stats_set_shaper(s->st, NULL);
 	stats_set_fleet(s->st, NULL);
 	shaper_free(&s->sh);
@@ -2072,6 +2188,7 @@ sched_halt(struct sched *s)
 {
 	s->stopping = 1;
 	stats_detach(s->st);	/* Redis goes next: no more shaping events */
+	mtasts_cache_halt(s->sts);	/* DNS goes next too */
 }
 
 void

@@ -261,6 +261,15 @@ trouble_from_dns(enum dns_status st, const char *domain, const char *error,
 }
 
 void
+trouble_mtasts(const char *domain, const char *why, struct job_outcome *o)
+{
+	trouble_outcome_init(o, JOB_DEFERRED);
+	snprintf(o->enh, sizeof o->enh, "4.7.5");
+	set_class(o, CLASS_TLS_FAILURE);
+	trouble_set_reply(o, "MTA-STS policy of %s: %s", domain, why);
+}
+
+void
 trouble_expired(const struct job *j, unsigned attempts, const char *last_reply,
     struct job_outcome *o)
 {

@@ -216,6 +216,8 @@ struct config {
 
 	char *classify_rules;	/* rule file path, or NULL for built-ins */
 	char *tls_ca_file;	/* smtp.tls_ca_file: CAs trusted by tls = verify (NULL: system) */
+	int mta_sts;		/* smtp.mta_sts: look up and apply MTA-STS policies (false) */
+	int mta_sts_port;	/* smtp.mta_sts_port: HTTPS port of mta-sts.DOMAIN (443) */
 
 	struct config_pool *pools;	/* always has "default" */
 	size_t npools;

@@ -73,6 +73,7 @@ struct dest {
 	struct mxset *mx;		/* NULL until the first answer */
 	int resolving;
 	char q_route[128];		/* the lookup in flight: a smarthost's name, or "" (MX) */
+	int sts_enforce;		/* MTA-STS enforce: policy MX only, tls = verify */
 	int waiting_global;
 	struct dest *wait_next;
 	uint64_t backoff_until;		/* mono ms: no new connection before */

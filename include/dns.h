@@ -141,4 +141,30 @@ struct dane_set;
 struct dane_set *dns_parse_tlsa(const unsigned char *abuf, int alen);
 int dns_tlsa_name(char *buf, size_t n, int port, const char *host);
 
+/*
+ * dns_query_txt - the TXT records of name (MTA-STS: _mta-sts.DOMAIN).
+ * Each record's character-strings are joined; at most DNS_TXT_MAX
+ * records are kept (more: r->more is set), each cut at DNS_TXT_LEN - 1
+ * bytes (r->len[i] is then DNS_TXT_LEN: a record that long is never one
+ * the caller can use). Answers are cached by TTL (negative ones by the
+ * SOA, RFC 2308), clamped like MX answers; temporary failures are not
+ * cached. No DNSSEC, no private-address check (it carries no address).
+ * The callback contract is dns_query_mx's: exactly once, maybe at once.
+ */
+#define DNS_TXT_MAX	8
+#define DNS_TXT_LEN	1024
+struct dns_txt_result {
+	enum dns_status status;		/* OK (n may be 0: no TXT), NXDOMAIN, TEMPFAIL */
+	char error[256];
+	size_t n;
+	int more;
+	size_t len[DNS_TXT_MAX];
+	char txt[DNS_TXT_MAX][DNS_TXT_LEN];	/* NUL-terminated (may hold NULs) */
+};
+void dns_query_txt(struct dns *d, const char *name,
+    void (*cb)(void *arg, const struct dns_txt_result *r), void *arg);
+/* dns_parse_txt - the TXT records of a raw reply's answer section into r
+ * (status OK); -1 if the reply cannot be parsed. */
+int dns_parse_txt(const unsigned char *abuf, int alen, struct dns_txt_result *r);
+
 #endif

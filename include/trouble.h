@@ -92,6 +92,12 @@ void trouble_from_site(const struct classify_rules *rules, const struct smtp_res
  */
 void trouble_from_dns(enum dns_status st, const char *domain, const char *error,
     struct job_outcome *o);
+/*
+ * trouble_mtasts - the outcome for the jobs of domain when its MTA-STS
+ * policy (mode enforce, RFC 8461) leaves no MX host to use: deferred
+ * 4.7.5 tls_failure, "MTA-STS policy of DOMAIN: why".
+ */
+void trouble_mtasts(const char *domain, const char *why, struct job_outcome *o);
 
 /*
  * trouble_expired - a job found past its expires_at before an attempt
