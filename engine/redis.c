@@ -112,7 +112,8 @@
  *
  * final: KEYS jobs (the job's own stream), events, retry, job hash,
  * suppressed, done marker, sent record, rate counter prefix ('' = none:
- * see RATES_LUA). ARGV group, key, stream entry ID
+ * see RATES_LUA), suppression info hash (address -> "status:class ts",
+ * written with the SADD). ARGV group, key, stream entry ID
  * ('' for a leased retry), events maxlen, address to suppress or '',
  * marker ttl ms, sent record ttl ms, n sent record items (0: none), the
  * items, then the event's field/value pairs. The sent record (a delivered
@@ -158,7 +159,12 @@ static const char final_lua[] = RATES_LUA
 "  redis.call('ZREM', KEYS[3], ARGV[2])\n"
 "  redis.call('DEL', KEYS[4])\n"
 "end\n"
-"if ARGV[5] ~= '' then redis.call('SADD', KEYS[5], ARGV[5]) end\n"
+"if ARGV[5] ~= '' then\n"
+"  redis.call('SADD', KEYS[5], ARGV[5])\n"
+"  local f = {}\n"
+"  for i = 9 + ns, #ARGV - 1, 2 do f[ARGV[i]] = ARGV[i+1] end\n"
+"  redis.call('HSET', KEYS[9], ARGV[5], (f['status'] or 'bounced') .. ':' .. (f['class'] or 'unknown') .. ' ' .. (f['ts'] or ''))\n"
+"end\n"
 "return 1\n";
 
 /*
@@ -2164,6 +2170,10 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	int nsent_at;
 	/* A tenant's job adds to that tenant's list, any other to the global one. */
 	char *supp = suppression_key(q, j->tenant);
+	/* ... with the reason and the time, as inbound suppression keeps them */
+	char *info = j->tenant && j->tenant[0] ?
+	    xasprintf("%s%s%s", q->cfg->prefix, RQ_K_SUPP_INFO_TENANT, j->tenant) :
+	    xasprintf("%s%s", q->cfg->prefix, RQ_K_SUPP_INFO);
 
 	held_drop(q, j->key);
 	snprintf(hashkey, sizeof hashkey, "%s%s", q->k_jobp, j->key);
@@ -2173,11 +2183,11 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	snprintf(sentkey, sizeof sentkey, "%s%s%s", q->cfg->prefix, RQ_K_SENT, idkey);
 	site = o->mx ? config_site_for_mx(q->cfg, o->mx) : NULL;
 	snprintf(ratep, sizeof ratep, "%s%s", q->cfg->prefix, RQ_K_RATE);
-	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "8");
+	av_add(&a, "EVALSHA"); av_add(&a, q->sha[SCRIPT_FINAL]); av_add(&a, "9");
 	av_add(&a, stream_of(q, j->origin)); av_add(&a, q->k_events);
 	av_add(&a, retry_key(q, j->retry_pool, zbuf, sizeof zbuf));
 	av_add(&a, hashkey); av_add(&a, supp); av_add(&a, donekey); av_add(&a, sentkey);
-	av_add(&a, ratep);
+	av_add(&a, ratep); av_add(&a, info);
 	av_add(&a, RQ_GROUP); av_add(&a, j->key);
 	av_add(&a, j->origin == JOB_FROM_RETRY ? "" : job_entry_id(j));
 	av_addu(&a, q->cfg->events_maxlen);
@@ -2212,6 +2222,7 @@ rq_final(struct rq *q, const struct job *j, const struct job_outcome *o, int sup
 	}
 	outbox_add(q, a.n, a.v, a.l);
 	free(supp);
+	free(info);
 }
 
 /*

@@ -116,6 +116,10 @@ is "unknown: bounced" "$(events final unknown)" bounced
 is "unknown: class invalid_recipient" "$(fld unknown class)" invalid_recipient
 is "unknown: enh 5.1.1" "$(fld unknown enh)" 5.1.1
 is "unknown: suppressed from now on" "$(redis_cli SISMEMBER volley:suppressed u+unknown@gmail.test)" 1
+case "$(redis_cli HGET volley:suppressed_info u+unknown@gmail.test)" in
+"bounced:invalid_recipient "[0-9]*) ok "unknown: the suppression keeps its reason and time" ;;
+*) not_ok "unknown: the suppression keeps its reason and time" "$(redis_cli HGET volley:suppressed_info u+unknown@gmail.test)" ;;
+esac
 
 is "big: bounced" "$(events final big)" bounced
 is "big: enh 5.3.4" "$(fld big enh)" 5.3.4
