@@ -775,13 +775,8 @@ classify_rule_get(const struct classify_rules *r, size_t i, struct classify_rule
 /* ------------------------------------------------------------------ */
 /* matching                                                             */
 
-/*
- * parse_enh - an enhanced status code "C.SSS.DDD" at s (C in 2,4,5; 1-3
- * digits each), followed by the end or a non-code byte. Copies it to out
- * and returns its length, or 0.
- */
-static size_t
-parse_enh(const char *s, char out[16])
+size_t
+classify_enh_at(const char *s, char out[16])
 {
 	const char *p = s;
 
@@ -810,11 +805,13 @@ parse_enh(const char *s, char out[16])
 	return n;
 }
 
-static int
-enh_matches(const char *prefix, const char *enh)
+int
+classify_enh_matches(const char *prefix, const char *enh)
 {
 	size_t n = strlen(prefix);
 
+	if (n == 0)
+		return 1;
 	if (strncmp(enh, prefix, n) != 0)
 		return 0;
 	return prefix[n - 1] == '.' || enh[n] == '\0' || enh[n] == '.';
@@ -870,7 +867,7 @@ rule_matches(const struct rule *r, const char *stage, const char *code, const ch
 		return 0;
 	if (r->code != NULL && (code[0] == '\0' || strncmp(code, r->code, strlen(r->code)) != 0))
 		return 0;
-	if (r->enh != NULL && (enh[0] == '\0' || !enh_matches(r->enh, enh)))
+	if (r->enh != NULL && (enh[0] == '\0' || !classify_enh_matches(r->enh, enh)))
 		return 0;
 	if (r->text != NULL && strcasestr(text, r->text) == NULL)
 		return 0;
@@ -888,13 +885,13 @@ classify_reply_stage(const struct classify_rules *r, const char *stage, int code
 	if (code >= 200 && code <= 599)
 		snprintf(codebuf, sizeof codebuf, "%03d", code);
 	if (enh != NULL && enh[0] != '\0') {
-		if (parse_enh(enh, enhbuf) == 0)
+		if (classify_enh_at(enh, enhbuf) == 0)
 			enhbuf[0] = '\0';
 	} else {
 		/* the caller left the enhanced code in the text */
 		while (*text == ' ')
 			text++;
-		size_t n = parse_enh(text, enhbuf);
+		size_t n = classify_enh_at(text, enhbuf);
 
 		if (n > 0)
 			text += n;
@@ -944,7 +941,7 @@ classify_line_stage(const struct classify_rules *r, const char *stage, const cha
 		p += p[3] ? 4 : 3;
 		while (*p == ' ')
 			p++;
-		size_t n = parse_enh(p, enhbuf);
+		size_t n = classify_enh_at(p, enhbuf);
 
 		p += n;
 		while (*p == ' ')

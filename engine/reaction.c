@@ -15,6 +15,7 @@
  * of new matches.
  */
 #include "reaction.h"
+#include "classify.h"
 #include "util.h"
 
 #include <fnmatch.h>
@@ -72,35 +73,6 @@ reaction_rule_clear(struct reaction_rule *r)
 	memset(r, 0, sizeof *r);
 }
 
-/* enhanced code "C.SSS.DDD" at s, copied to out; returns its length or 0 */
-static size_t
-enh_at(const char *s, char out[16])
-{
-	const char *p = s;
-
-	if (*p != '2' && *p != '4' && *p != '5')
-		return 0;
-	p++;
-	for (int part = 0; part < 2; part++) {
-		int nd = 0;
-
-		if (*p != '.')
-			return 0;
-		p++;
-		while (*p >= '0' && *p <= '9' && nd < 4) {
-			p++;
-			nd++;
-		}
-		if (nd == 0 || nd > 3)
-			return 0;
-	}
-	if (*p != '\0' && *p != ' ' && *p != '\t')
-		return 0;
-	memcpy(out, s, (size_t)(p - s));
-	out[p - s] = '\0';
-	return (size_t)(p - s);
-}
-
 const char *
 reaction_parse_reply(const char *line, int *code, char enh[16])
 {
@@ -117,22 +89,10 @@ reaction_parse_reply(const char *line, int *code, char enh[16])
 		while (*p == ' ')
 			p++;
 	}
-	p += enh_at(p, enh);
+	p += classify_enh_at(p, enh);
 	while (*p == ' ')
 		p++;
 	return p;
-}
-
-static int
-enh_matches(const char *prefix, const char *enh)
-{
-	size_t n = strlen(prefix);
-
-	if (n == 0)
-		return 1;
-	if (strncmp(enh, prefix, n) != 0)
-		return 0;
-	return prefix[n - 1] == '.' || enh[n] == '\0' || enh[n] == '.';
 }
 
 /* is stage (any case) in the comma list? */
@@ -164,7 +124,7 @@ rule_matches(const struct reaction_rule *r, const char *codebuf, const char *enh
 		return 0;
 	if (r->code != NULL && (codebuf[0] == '\0' || strncmp(codebuf, r->code, strlen(r->code)) != 0))
 		return 0;
-	if (r->enh != NULL && (enh[0] == '\0' || !enh_matches(r->enh, enh)))
+	if (r->enh != NULL && (enh[0] == '\0' || !classify_enh_matches(r->enh, enh)))
 		return 0;
 	if (r->text != NULL && fnmatch(r->text, text, FNM_CASEFOLD) != 0)
 		return 0;

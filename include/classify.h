@@ -102,4 +102,12 @@ const char *classify_builtin_text(void);
 /* Should a hard bounce of this class add the recipient to the suppression list? */
 int bounce_class_suppresses(enum bounce_class c);
 
+/* classify_enh_at - an enhanced status code "C.SSS.DDD" at s (C in 2, 4,
+ * 5; 1-3 digits each) followed by the end or a non-code byte: copied to
+ * out, its length returned, or 0. Shared with the shaping rules. */
+size_t classify_enh_at(const char *s, char out[16]);
+/* classify_enh_matches - enh is prefix or under it ("5.7" matches
+ * "5.7.1", not "5.71.1"); an empty prefix matches anything. */
+int classify_enh_matches(const char *prefix, const char *enh);
+
 #endif
