@@ -22,31 +22,9 @@
 #include "mime.h"
 #include "report.h"
 #include "util.h"
+#include "fixture.h"
 
 #define TPL "bounces+{id}@bounces.example.com"
-
-/* read_fixture - the whole file tests/fixtures/NAME (malloc'd). */
-static char *
-read_fixture(const char *name, size_t *len)
-{
-	const char *dir = getenv("VOLLEY_FIXTURES");
-	char path[512];
-	FILE *f;
-	struct buf b = { 0 };
-	char chunk[4096];
-	size_t n;
-
-	snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
-	buf_append(&b, "", 1);
-	*len = b.len - 1;
-	return b.data;
-}
 
 struct want_rcpt {
 	const char *addr, *action, *status, *diag;	/* diag: a prefix */
