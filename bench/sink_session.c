@@ -724,25 +724,8 @@ sess_flush(struct session *s)
 {
 	if (s->tx_busy)
 		return;		/* on_tx brings us back */
-	if (s->tls != NULL) {
-		size_t pend;
-
-		if (s->out.len > 0 && tls_status(s->tls) == TLS_OPEN) {
-			if (tls_write(s->tls, s->out.data, s->out.len) != s->out.len)
-				s->closing = 1;
-			buf_free(&s->out);
-		}
-		pend = tls_wire_pending(s->tls);
-		if (pend > 0) {
-			buf_reserve(&s->tx, pend);
-			s->tx.len += tls_wire_take(s->tls, s->tx.data + s->tx.len, pend);
-		}
-	} else if (s->out.len > 0) {
-		struct buf t = s->tx;	/* tx is empty: no send in flight */
-		s->tx = s->out;
-		s->out = t;
-		s->out.len = 0;
-	}
+	if (tls_stage_out(s->tls, &s->out, &s->tx) < 0)
+		s->closing = 1;
 	if (s->tls_want && !s->closing) {
 		/* The "220 Ready" is in tx, in the clear; all later bytes are TLS. */
 		s->tls_want = 0;

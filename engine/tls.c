@@ -638,3 +638,30 @@ tls_resumed(const struct tls *t)
 {
 	return SSL_session_reused(t->ssl);
 }
+
+int
+tls_stage_out(struct tls *t, struct buf *out, struct buf *tx)
+{
+	int rc = 0;
+
+	if (t != NULL) {
+		size_t pend;
+
+		if (out->len > 0 && tls_status(t) == TLS_OPEN) {
+			if (tls_write(t, out->data, out->len) != out->len)
+				rc = -1;
+			buf_free(out);
+		}
+		pend = tls_wire_pending(t);
+		if (pend > 0) {
+			buf_reserve(tx, pend);
+			tx->len += tls_wire_take(t, tx->data + tx->len, pend);
+		}
+	} else if (out->len > 0) {
+		struct buf swap = *tx;	/* tx is empty: no send in flight */
+		*tx = *out;
+		*out = swap;
+		out->len = 0;
+	}
+	return rc;
+}

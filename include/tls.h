@@ -119,6 +119,16 @@ void tls_close_notify(struct tls *t);
 /* Wire bytes waiting to be sent, and take up to n of them. */
 size_t tls_wire_pending(const struct tls *t);
 size_t tls_wire_take(struct tls *t, void *buf, size_t n);
+/*
+ * tls_stage_out - a server session's replies on their way out: the
+ * plaintext queued in out goes into t (once the handshake is done) and
+ * the ciphertext t has for the wire is appended to tx; with t NULL, out
+ * simply becomes tx. tx must not be in a send. Returns -1 when t would
+ * not take the whole of out (the session should close), else 0. Shared
+ * by volley-sink and the inbound listener.
+ */
+struct buf;
+int tls_stage_out(struct tls *t, struct buf *out, struct buf *tx);
 /* Bytes the two memory BIOs have allocated (0 once both are empty). */
 size_t tls_buffered(const struct tls *t);
 
