@@ -44,7 +44,11 @@ pace_interval_us(uint64_t mph)
 uint64_t
 pace_wait(const struct pace *p, uint64_t interval_us, uint32_t burst, uint64_t now_ms)
 {
-	uint64_t now_us = now_ms * 1000, tau, allowed_at;
+	/* The clock counts whole milliseconds: all of the current one is
+	 * "now". Comparing against its first microsecond let a lane send
+	 * at most one message per millisecond whatever its rate (1,000/s
+	 * for a lane configured at 1,000,000/s), each refusal a timer. */
+	uint64_t now_us = now_ms * 1000 + 999, tau, allowed_at;
 
 	if (interval_us == 0)
 		return 0;

@@ -56,6 +56,22 @@ test_gcra_answers(void **state)
 	assert_int_equal(pace_wait(&p, T, 3, 11000), 0);
 	pace_take(&p, T, 11000);
 	assert_int_equal(pace_wait(&p, T, 3, 11000), 1000);
+	/* a fast rate on a millisecond clock: 1,000,000/s lets the whole
+	 * millisecond's 1,000 go at once, the next one a millisecond later
+	 * (not one per millisecond, as before) */
+	{
+		struct pace f = { 0 };
+		uint64_t F = pace_interval_us(PACE_MPH(1000000, 1000));
+		int sent = 0;
+
+		while (pace_wait(&f, F, 1, 20000) == 0 && sent < 5000) {
+			pace_take(&f, F, 20000);
+			sent++;
+		}
+		assert_int_equal(sent, 1000);
+		assert_int_equal(pace_wait(&f, F, 1, 20000), 1);
+		assert_int_equal(pace_wait(&f, F, 1, 20001), 0);
+	}
 	/* unlimited: always now */
 	assert_int_equal(pace_wait(&p, 0, 3, 0), 0);
 	/* burst 1: strictly one per interval */
