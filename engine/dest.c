@@ -57,6 +57,10 @@ dest_set_lanes(struct dest *d, struct shaper_lane **lanes, size_t *cfg, uint32_t
 	d->lanes = lanes;
 	d->lane_cfg = cfg;
 	d->lane_weight = weight;
+	d->weights_equal = 1;
+	for (size_t i = 1; i < n; i++)
+		if (weight[i] != weight[0])
+			d->weights_equal = 0;
 	d->lane_credit = xcalloc(n ? n : 1, sizeof *d->lane_credit);
 	d->lane_nsess = xcalloc(n ? n : 1, sizeof *d->lane_nsess);
 	d->nlanes = n;

@@ -144,6 +144,7 @@ struct sched {
 	struct fleet fleet;		/* fleet-wide tokens in hand (the engine asks Redis) */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
 	unsigned nsessions;
+	uint64_t adopted;		/* sessions handed to another destination (sched_adopt) */
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
 	int stopping;
@@ -1197,7 +1198,7 @@ lane_index(const struct dest *d, const struct shaper_lane *l)
 static int
 sched_weight_ok(struct dest *d, const struct shaper_lane *l, uint64_t now, uint64_t *at)
 {
-	int k = d->nlanes > 1 ? lane_index(d, l) : -1;
+	int k = d->nlanes > 1 && !d->weights_equal ? lane_index(d, l) : -1;
 
 	if (k < 0 || d->lane_credit[k] >= 0)
 		return 1;
@@ -1225,7 +1226,7 @@ sched_weight_ok(struct dest *d, const struct shaper_lane *l, uint64_t now, uint6
 static void
 sched_weight_took(struct sched *s, struct dest *d, const struct shaper_lane *l)
 {
-	int k = d->nlanes > 1 ? lane_index(d, l) : -1;
+	int k = d->nlanes > 1 && !d->weights_equal ? lane_index(d, l) : -1;
 	int64_t total = 0, cap;
 	int wake = 0;
 
@@ -1556,6 +1557,52 @@ sched_kick(struct sched *s, struct dest *d)
 
 /* --- session callbacks --- */
 
+/*
+ * sched_adopt - ss's destination has nothing left for it: hand the session
+ * to a destination waiting for a slot of the same lane whose MX addresses
+ * include the server ss talks to (session_serves: no name check on either
+ * side), same pool and source settings. A thousand vanity domains hosted on
+ * one provider's servers, sharing that site's few connections, then keep
+ * those connections instead of closing one and opening another for each
+ * domain's handful of messages. Looks at the first SCHED_ADOPT_SCAN
+ * waiters only. 1: ss belongs to that destination now.
+ */
+#define SCHED_ADOPT_SCAN	16
+static int
+sched_adopt(struct sched *s, struct session *ss, struct sref *ref)
+{
+	struct dest *d = ref->d;
+	struct shaper_lane *l = ref->lane;
+	int k = lane_index(d, l), n = 0;
+
+	if (k < 0 || d->sts_enforce || ref->relay.port)
+		return 0;
+	for (struct dest_lw *w = l->sched_wq_head; w && n < SCHED_ADOPT_SCAN; w = w->next, n++) {
+		struct dest *o = w->d;
+		int ko;
+
+		if (o == d || o->queued == 0 || o->mx == NULL || o->sts_enforce ||
+		    o->lim.tls != d->lim.tls || strcmp(o->pool, d->pool) != 0 ||
+		    config_smarthost_for(s->cfg, o->pool, o->domain) != NULL)
+			continue;
+		if ((ko = lane_index(o, l)) < 0 || o->lane_cfg[ko] != d->lane_cfg[k] ||
+		    !session_serves(ss, o->mx, (enum tls_policy)o->lim.tls))
+			continue;
+		if (d->lane_nsess[k] > 0)
+			d->lane_nsess[k]--;
+		dest_session_closed(d, 1);
+		o->lane_nsess[ko]++;
+		dest_session_opened(o);
+		dest_session_established(o);
+		ref->d = o;
+		s->adopted++;
+		log_debug("scheduler", "dest=%s takes over a session of dest=%s peer=%s lane %s",
+		    o->key, d->key, session_peer(ss), l->name);
+		return 1;
+	}
+	return 0;
+}
+
 static struct job *
 sop_next_job(struct session *ss)
 {
@@ -1564,7 +1611,9 @@ sop_next_job(struct session *ss)
 	struct job *expired = NULL, *j;
 	uint64_t now = loop_now(s->loop), at;
 
-	if (s->stopping || ref->d->queued == 0)
+	if (s->stopping)
+		return NULL;
+	if (ref->d->queued == 0 && !sched_adopt(s, ss, ref))
 		return NULL;
 	if (shaper_may_send(&s->sh, ref->lane, now, &at) != SHAPER_GO) {
 		/* The lane's pace (or a suspension): the session idles and

@@ -180,6 +180,44 @@ session_mx(const struct session *s)
 	return s->tidx < s->mx->n ? s->mx->t[s->tidx].host : "";
 }
 
+/* same_addr - a and b are the same IPv4 or IPv6 address (ports aside). */
+static int
+same_addr(const union dns_addr *a, const union dns_addr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return 0;
+	if (a->sa.sa_family == AF_INET)
+		return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+	if (a->sa.sa_family == AF_INET6)
+		return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr) == 0;
+	return 0;
+}
+
+int
+session_serves(const struct session *s, const struct mxset *mx, enum tls_policy p)
+{
+	const struct dns_target *t;
+
+	if (!s->established || !s->connected || s->closing || s->switching || s->quit_asked ||
+	    s->relay.port != 0 || s->tidx >= s->mx->n || mx == NULL)
+		return 0;
+	/* No name or key check may hang on the server's name: only a policy
+	 * that checks nothing, the same on both sides. */
+	if (p != s->tls_policy || (p != TLS_POLICY_DEFAULT && p != TLS_POLICY_OPPORTUNISTIC &&
+	    p != TLS_POLICY_DISABLED))
+		return 0;
+	if (s->conn_policy != TLS_POLICY_DEFAULT && s->conn_policy != TLS_POLICY_OPPORTUNISTIC &&
+	    s->conn_policy != TLS_POLICY_DISABLED)
+		return 0;
+	t = &s->mx->t[s->tidx];
+	if (t->dane == DANE_TLSA)
+		return 0;
+	for (size_t i = 0; i < mx->n; i++)
+		if (mx->t[i].dane != DANE_TLSA && same_addr(&mx->t[i].addr, &t->addr))
+			return 1;
+	return 0;
+}
+
 /* quote - src for a quoted log value (log_quote), returned for printf. */
 static const char *
 quote(char *dst, size_t n, const char *src)

@@ -59,6 +59,7 @@ struct dest {
 	 * per job handed out, and this destination's sessions on the lane. */
 	int64_t *lane_credit;
 	unsigned *lane_nsess;
+	int weights_equal;		/* every lane weighs the same: no per-job turns */
 	uint64_t weight_wait;		/* mono ms a lane in debit began to wait (0: none) */
 	size_t nlanes;
 	unsigned lanes_gen;		/* configuration generation they were built in */

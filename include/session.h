@@ -146,6 +146,16 @@ const char *session_src_ip(const struct session *s);	/* "" if default */
 /* The source address actually used (the default source once connected). */
 const char *session_local_ip(const struct session *s);
 const char *session_peer(const struct session *s);	/* "ip:port", "[ip6]:port" */
+/*
+ * session_serves - whether s, connected and past EHLO, may carry mail of a
+ * destination whose MX targets are mx under TLS policy p: the server it
+ * talks to is at one of mx's addresses, and neither side checks the
+ * server's name or keys (p and s's policy are the same, and opportunistic,
+ * disabled or the default; no DANE). Connection reuse by server address,
+ * as Postfix's connection cache does: many domains hosted on one
+ * provider's servers.
+ */
+int session_serves(const struct session *s, const struct mxset *mx, enum tls_policy p);
 int session_is_idle(const struct session *s);
 int session_was_established(const struct session *s);
 

@@ -6,7 +6,8 @@
 # site's lanes. The sink (which answers each message after 300 ms, so
 # sessions overlap) counts concurrent sessions per client IP: never more
 # than the lane's max_connections (3 for the rollup, 2 for the site),
-# although every domain alone would be allowed that many.
+# although every domain alone would be allowed that many. The site's
+# domains, on one server address, pass their sessions on to each other.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 [ -x "$SINK" ] || bail "volley-sink not built ($SINK)"
@@ -71,6 +72,17 @@ for f in rollup:3 site:2; do
 				"max concurrent $got, limit $max; $(head -c 600 "$T/$name.json")"
 	done
 done
+# The ten hoster domains have ten MX names on one address: a session whose
+# domain has nothing left passes to a domain waiting for the lane (the
+# server's address is one of its MX addresses), instead of closing and
+# another one opening. Without that every domain needed a session of its
+# own: at least 10.
+nsite=$(J "$T/site.json" "d['sessions_total']")
+nadopt=$(grep -c 'takes over a session of dest=' "$T/run.log" || true)
+[ "$nsite" -ge 1 ] && [ "$nsite" -lt 10 ] && [ "$nadopt" -ge 1 ] &&
+	ok "site: 10 domains on one server address shared $nsite session(s) ($nadopt hand-overs)" ||
+	not_ok "site: 10 domains on one server address share sessions" \
+		"$nsite sessions seen by the sink (fewer than 10 expected), $nadopt hand-overs logged"
 # volley's own count when it opens a session: never past the window, and
 # the window never past max_connections.
 bad=$(grep 'session from lane' "$T/run.log" | awk '{
