@@ -27,6 +27,7 @@
 #include "ledger.h"
 #include "listener.h"
 #include "loop.h"
+#include "map.h"
 #include "rates.h"
 #include "redis.h"
 #include "route.h"
@@ -72,6 +73,9 @@ struct engine {
 	uint64_t started_wall;
 	uint64_t last_rates;		/* the feedback loop's last look (mono ms) */
 	int rates_reading;		/* a read of the rate counters in flight */
+	uint64_t last_held;		/* the last read of shaping:held (mono ms) */
+	int held_reading;		/* that read in flight */
+	struct map held_seen;		/* "FIELD UNTIL" of the holds applied here */
 };
 
 static volatile sig_atomic_t sig_stop, sig_hup;
@@ -426,6 +430,10 @@ fleet_ask(struct engine *e)
 /* --- the feedback loop: rates against thresholds (rates.h) --- */
 
 #define RATES_EVERY_MS		5000	/* how often the counters are read */
+#define RATES_EXPORT_EVERY_MS	10000	/* the same without thresholds, for the status */
+#define RATES_EXPORT_MAX	50	/* names in the instance status */
+#define HELD_EVERY_MS		1000	/* how often shaping:held is read */
+#define HELD_MIN_LEFT_MS	1000	/* a hold about to end is not applied again */
 #define RATES_MAX_NAMES		200	/* names judged per look, most recent first */
 #define RATES_MAX_DECISIONS	64
 
@@ -459,19 +467,49 @@ on_rate_act(void *arg, int acted, void *tag)
 			break;
 		case RATE_ACT_SUSPEND:
 		case RATE_ACT_THROTTLE: {
+			/* Here at once; every engine (this one too) reads it
+			 * from shaping:held within a second (held_apply). */
 			const char *ip = a->dim == RATE_DIM_IP ? a->name : NULL;
 			const char *site = a->dim == RATE_DIM_SITE ? a->name : a->site;
 			int n = sched_rates_react(e->sched, ip, site, a->action == RATE_ACT_SUSPEND,
 			    a->mph, a->duration_ms, a->reason);
 
 			if (n == 0)
-				log_info("rates", "threshold %s: no lane of this engine to %s%s%s yet",
-				    a->threshold, site, ip ? " from " : "", ip ? ip : "");
+				log_info("rates", "threshold %s: no lane of this engine to %s%s%s yet; "
+				    "the other engines apply it to theirs", a->threshold, site,
+				    ip ? " from " : "", ip ? ip : "");
 			break;
 		}
 		}
 	}
 	free(a);
+}
+
+/*
+ * rates_export - the figures just read into the instance status: the
+ * RATES_EXPORT_MAX names with the most outcomes over the day, one field
+ * `rate:DIM:NAME` each (rates_entry_text); the fields of names no longer
+ * among them go. An empty read (nothing counted, or an error) empties it.
+ */
+static void
+rates_export(struct engine *e, const struct rate_entry *ent, size_t n, uint64_t now_wall)
+{
+	size_t idx[RATES_EXPORT_MAX], k = rates_top(ent, n, idx, RATES_EXPORT_MAX);
+	char *fields[RATES_EXPORT_MAX], *values[RATES_EXPORT_MAX];
+
+	for (size_t i = 0; i < k; i++) {
+		const struct rate_entry *x = &ent[idx[i]];
+		char v[300];
+
+		fields[i] = xasprintf("rate:%s:%s", rates_dim_name(x->dim), x->name);
+		values[i] = xstrdup(rates_entry_text(x, v, sizeof v));
+	}
+	rq_rates_export(e->rq, (const char *const *)fields, (const char *const *)values, k,
+	    now_wall);
+	for (size_t i = 0; i < k; i++) {
+		free(fields[i]);
+		free(values[i]);
+	}
 }
 
 static void
@@ -480,10 +518,14 @@ on_rates(void *arg, struct rate_entry *ent, size_t n, uint64_t now_wall)
 	struct engine *e = arg;
 	const struct config *c = e->cfg;
 	struct rate_decision d[RATES_MAX_DECISIONS];
+	struct rate_held held;
 	size_t nd;
 
 	e->rates_reading = 0;
-	if (e->tearing_down || n == 0)
+	if (e->tearing_down)
+		return;
+	rates_export(e, ent, n, now_wall);
+	if (n == 0)
 		return;
 	nd = rates_evaluate(c->thresholds, c->nthresholds, ent, n, d, RATES_MAX_DECISIONS);
 	for (size_t i = 0; i < nd; i++) {
@@ -521,20 +563,45 @@ on_rates(void *arg, struct rate_entry *ent, size_t n, uint64_t now_wall)
 		ra.reason = a->reason;
 		ra.now_wall_ms = now_wall;
 		ra.until_wall_ms = a->until;
+		if (t->action == RATE_ACT_SUSPEND || t->action == RATE_ACT_THROTTLE) {
+			memset(&held, 0, sizeof held);
+			snprintf(held.ip, sizeof held.ip, "%s", x->dim == RATE_DIM_IP ? x->name : "");
+			snprintf(held.site, sizeof held.site, "%s",
+			    x->dim == RATE_DIM_SITE ? x->name : a->site);
+			held.suspend = t->action == RATE_ACT_SUSPEND;
+			held.until_wall_ms = a->until;
+			held.mph = t->mph;
+			snprintf(held.reason, sizeof held.reason, "%s", a->reason);
+			ra.held = &held;
+		}
 		if (rq_rates_act(e->rq, &ra, on_rate_act, e, a) != 0)
 			free(a);
 	}
 }
 
 /* Every RATES_EVERY_MS: one read of the counters of the dimensions some
- * threshold judges. Every engine looks; the marker makes one of them act. */
+ * threshold judges. Every engine looks; the marker makes one of them act.
+ * Without thresholds, every RATES_EXPORT_EVERY_MS a read of the names of
+ * every dimension for the instance status only (RATES_EXPORT_MAX names,
+ * most recent first: a fraction of a millisecond of Redis time). */
 static void
 rates_tick(struct engine *e, uint64_t now)
 {
 	char dims[64] = "";
 	const struct config *c = e->cfg;
 
-	if (c->nthresholds == 0 || e->rates_reading || now - e->last_rates < RATES_EVERY_MS)
+	if (e->rates_reading)
+		return;
+	if (c->nthresholds == 0) {
+		if (now - e->last_rates < RATES_EXPORT_EVERY_MS && e->last_rates != 0)
+			return;
+		e->last_rates = now;
+		if (rq_rates_read(e->rq, clock_wall_ms(), "campaign:,tenant:,pool:,ip:,site:,",
+		    RATES_EXPORT_MAX, on_rates, e) == 0)
+			e->rates_reading = 1;
+		return;
+	}
+	if (now - e->last_rates < RATES_EVERY_MS)
 		return;
 	e->last_rates = now;
 	for (int d = 0; d < RATE_DIM__N; d++)
@@ -546,6 +613,58 @@ rates_tick(struct engine *e, uint64_t now)
 			}
 	if (rq_rates_read(e->rq, clock_wall_ms(), dims, RATES_MAX_NAMES, on_rates, e) == 0)
 		e->rates_reading = 1;
+}
+
+/*
+ * on_held - the suspensions and throttles every engine applies (recorded
+ * by whichever engine's threshold acted, rq_rates_act): each one still
+ * running is applied to this engine's lanes through the same path as a
+ * threshold of its own, for what is left of it. The shaper leaves a lane
+ * already suspended or throttled to that rate as it is, so each poll only
+ * changes lanes opened since (or rebuilt by a reload). Logged once per
+ * field and end.
+ */
+static void
+on_held(void *arg, int ok, const struct rate_held *h, size_t n)
+{
+	struct engine *e = arg;
+	uint64_t now_wall = clock_wall_ms();
+	struct map seen = { 0 };
+
+	e->held_reading = 0;
+	if (e->tearing_down || !ok)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char key[400];
+		int changed;
+
+		if (h[i].until_wall_ms < now_wall + HELD_MIN_LEFT_MS)
+			continue;
+		changed = sched_rates_react(e->sched, h[i].ip[0] ? h[i].ip : NULL, h[i].site,
+		    h[i].suspend, h[i].mph, h[i].until_wall_ms - now_wall, h[i].reason);
+		snprintf(key, sizeof key, "%s|%s %llu", h[i].ip, h[i].site,
+		    (unsigned long long)h[i].until_wall_ms);
+		if (map_get(&e->held_seen, key) == NULL || changed > 0)
+			log_info("rates", "%s %s/%s for %llus (shaping:held): %d lane(s) of this "
+			    "engine changed; %s", h[i].suspend ? "suspend" : "throttle",
+			    h[i].ip[0] ? h[i].ip : "*", h[i].site,
+			    (unsigned long long)((h[i].until_wall_ms - now_wall) / 1000), changed,
+			    h[i].reason);
+		map_put(&seen, key, (void *)1);
+	}
+	map_free(&e->held_seen);
+	e->held_seen = seen;
+}
+
+/* Once a second: read shaping:held (every engine, thresholds or not). */
+static void
+held_tick(struct engine *e, uint64_t now)
+{
+	if (e->held_reading || (now - e->last_held < HELD_EVERY_MS && e->last_held != 0))
+		return;
+	e->last_held = now;
+	if (rq_shaping_held(e->rq, clock_wall_ms(), on_held, e) == 0)
+		e->held_reading = 1;
 }
 
 /* --- the tick --- */
@@ -605,6 +724,7 @@ on_tick(struct timer *t)
 		intake_poll_pause(e->in, now);	/* paused campaigns/tenants, once a second */
 		inbound_tick(e->inb, now);	/* bounces and complaints in */
 		rates_tick(e, now);		/* thresholds on the rates */
+		held_tick(e, now);		/* their suspensions, from every engine */
 		fetch_streams(e);
 		if (room && now - e->last_retry_poll >= 500) {
 			e->last_retry_poll = now;
@@ -776,6 +896,7 @@ engine_run(struct config *cfg, const char *config_path, const struct engine_opts
 	intake_free(e->in);
 	inbound_free(e->inb);
 	ledger_free(e->lg);
+	map_free(&e->held_seen);
 	route_owner_free(&e->own[0]);
 	route_owner_free(&e->own[1]);
 	stats_free(e->st);

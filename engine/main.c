@@ -190,9 +190,12 @@ static const char usage_suppress[] =
 "    domain in IDNA A-label form, no trailing dot (J.Doe@Bücher.DE is stored\n"
 "    as j.doe@xn--bcher-kva.de). A malformed address is an error.\n"
 "\n"
-"    add, remove   change the list; print how many changed.\n"
-"    check         one line per address: on which list it is, if any; with\n"
-"                  --tenant T both lists count (what a job of T would meet).\n"
+"    add, remove   change the list; print how many changed. remove also\n"
+"                  deletes the addresses' reason and time (suppressed_info).\n"
+"    check         one line per address: on which list it is, if any, with\n"
+"                  why and since when where the engine recorded it (a hard\n"
+"                  bounce, a complaint); with --tenant T both lists count\n"
+"                  (what a job of T would meet).\n"
 "    list          every address, one per line (read with SSCAN: a huge list\n"
 "                  streams; an address may appear twice if the list changes\n"
 "                  meanwhile).\n"
@@ -893,6 +896,39 @@ format_utc(uint64_t ms, char *out, size_t len)
 		strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
+/*
+ * supp_why - " (REASON, since DATE)" from a suppression's info ("REASON
+ * TS_MS", suppressed_info), "" without one; a value of another shape is
+ * shown as it is, control bytes as '?'.
+ */
+static void
+supp_why(const char *info, char *out, size_t len)
+{
+	char reason[200], when[64];
+	const char *sp;
+	char *end;
+	size_t n = 0;
+	unsigned long long ms = 0;
+
+	out[0] = '\0';
+	if (info == NULL || info[0] == '\0')
+		return;
+	sp = strrchr(info, ' ');
+	if (sp != NULL && sp[1] != '\0')
+		ms = strtoull(sp + 1, &end, 10);
+	if (sp == NULL || sp[1] == '\0' || *end != '\0' || ms == 0)
+		sp = info + strlen(info);	/* no time: all of it is the reason */
+	for (const char *p = info; p < sp && n < sizeof reason - 1; p++)
+		reason[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	reason[n] = '\0';
+	if (ms == 0) {
+		snprintf(out, len, " (%s)", reason);
+		return;
+	}
+	format_utc(ms, when, sizeof when);
+	snprintf(out, len, " (%s, since %s)", reason, when);
+}
+
 static int
 cmd_pause(int argc, char **argv, int resume)
 {
@@ -1175,24 +1211,36 @@ cmd_suppress(int argc, char **argv)
 		}
 	} else if (strcmp(action, "check") == 0) {
 		int *member = xcalloc(nkeys + 1, sizeof *member);
+		char **ig = xcalloc(nkeys + 1, sizeof *ig), **it = xcalloc(nkeys + 1, sizeof *it);
 		if (rqs_suppress_check(rs, tenant, (const char *const *)keys, nkeys, member, err,
-		    sizeof err) != 0) {
+		    sizeof err) != 0 || rqs_suppress_info(rs, tenant, (const char *const *)keys,
+		    nkeys, ig, it, err, sizeof err) != 0) {
 			fprintf(stderr, "volley suppress check: %s\n", err);
 			rc = 1;
 		} else {
 			for (size_t i = 0; i < nkeys; i++) {
-				char given[600] = "";
+				char given[600] = "", wg[300] = "", wt[300] = "";
 				if (strcmp(keys[i], argv[optind + i]) != 0)
 					snprintf(given, sizeof given, " (given as %s)", argv[optind + i]);
 				if (member[i] == 0)
 					rc = 3;
-				printf("%s%s: %s%s%s%s\n", keys[i], given,
+				if (member[i] & RQS_SUPP_GLOBAL)
+					supp_why(ig[i], wg, sizeof wg);
+				if (member[i] & RQS_SUPP_TENANT)
+					supp_why(it[i], wt, sizeof wt);
+				printf("%s%s: %s%s%s%s%s%s\n", keys[i], given,
 				    member[i] ? "suppressed on " : "not suppressed",
-				    member[i] & RQS_SUPP_GLOBAL ? glob : "",
+				    member[i] & RQS_SUPP_GLOBAL ? glob : "", wg,
 				    member[i] == (RQS_SUPP_GLOBAL | RQS_SUPP_TENANT) ? " and " : "",
-				    member[i] & RQS_SUPP_TENANT ? listname : "");
+				    member[i] & RQS_SUPP_TENANT ? listname : "", wt);
 			}
 		}
+		for (size_t i = 0; i < nkeys; i++) {
+			free(ig[i]);
+			free(it[i]);
+		}
+		free(ig);
+		free(it);
 		free(member);
 	} else if (strcmp(action, "import") == 0) {
 		rc = suppress_import(rs, c, tenant, argv[optind], listname);

@@ -230,3 +230,143 @@ rates_evaluate(const struct rate_threshold *t, size_t nt, const struct rate_entr
 		}
 	return n;
 }
+
+/* num / den as a rate text ("0%" when den is 0). */
+static const char *
+ratio_text(double num, double den, char *buf, size_t len)
+{
+	return rates_ppm_text(den > 0 && num > 0 ? (uint32_t)llround(num * 1e6 / den) : 0,
+	    buf, len);
+}
+
+const char *
+rates_entry_text(const struct rate_entry *e, char *buf, size_t len)
+{
+	const struct rate_counts *w[2] = { &e->hour, &e->day };
+	static const char *const tag[2] = { "1h", "1d" };
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < 2 && off < len; i++) {
+		char br[24], cr[24];
+		int n;
+
+		ratio_text(w[i]->b, w[i]->d + w[i]->b, br, sizeof br);
+		ratio_text(w[i]->c, w[i]->d, cr, sizeof cr);
+		n = snprintf(buf + off, len - off, "%sd%s=%.0f b%s=%.0f c%s=%.0f br%s=%s cr%s=%s",
+		    i ? " " : "", tag[i], w[i]->d, tag[i], w[i]->b, tag[i], w[i]->c, tag[i], br,
+		    tag[i], cr);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	return buf;
+}
+
+size_t
+rates_top(const struct rate_entry *e, size_t n, size_t *idx, size_t max)
+{
+	size_t k = 0;
+
+	/* Insertion into a list kept sorted: max is small (tens). */
+	for (size_t i = 0; i < n; i++) {
+		double v = e[i].day.d + e[i].day.b + e[i].day.c;
+		size_t at = k;
+
+		while (at > 0 && e[idx[at - 1]].day.d + e[idx[at - 1]].day.b +
+		    e[idx[at - 1]].day.c < v)
+			at--;
+		if (at >= max)
+			continue;
+		if (k < max)
+			k++;
+		memmove(idx + at + 1, idx + at, (k - 1 - at) * sizeof *idx);
+		idx[at] = i;
+	}
+	return k;
+}
+
+int
+rates_held_field(const struct rate_held *h, char *buf, size_t len)
+{
+	int n;
+
+	if (h->site[0] == '\0')
+		return -1;
+	n = snprintf(buf, len, "%s|%s", h->ip, h->site);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+rates_held_value(const struct rate_held *h, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s until=%llu mph=%llu %s",
+	    h->suspend ? "suspended" : "throttled", (unsigned long long)h->until_wall_ms,
+	    (unsigned long long)(h->suspend ? 0 : h->mph), h->reason);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* "KEY=digits" at *p, followed by a blank or the end: the number, p moved
+ * past it; -1 if not. */
+static int
+held_num(const char **p, const char *key, uint64_t *v)
+{
+	size_t kl = strlen(key);
+	const char *s = *p;
+	uint64_t x = 0;
+	size_t nd = 0;
+
+	if (strncmp(s, key, kl) != 0)
+		return -1;
+	for (s += kl; *s >= '0' && *s <= '9'; s++, nd++) {
+		if (x > (UINT64_MAX - 9) / 10)
+			return -1;
+		x = x * 10 + (uint64_t)(*s - '0');
+	}
+	if (nd == 0 || (*s != '\0' && *s != ' '))
+		return -1;
+	*v = x;
+	*p = *s == ' ' ? s + 1 : s;
+	return 0;
+}
+
+int
+rates_held_parse(const char *field, const char *value, struct rate_held *h)
+{
+	const char *bar = strchr(field, '|'), *p = value;
+	size_t iplen, sitelen, n = 0;
+
+	memset(h, 0, sizeof *h);
+	if (bar == NULL)
+		return -1;
+	iplen = (size_t)(bar - field);
+	sitelen = strlen(bar + 1);
+	if (iplen >= sizeof h->ip || sitelen == 0 || sitelen >= sizeof h->site)
+		return -1;
+	for (size_t i = 0; i < iplen; i++)
+		if (strchr("0123456789abcdefABCDEF.:", field[i]) == NULL)
+			return -1;
+	for (const char *s = bar + 1; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '|' || *s == '/')
+			return -1;
+	memcpy(h->ip, field, iplen);
+	memcpy(h->site, bar + 1, sitelen);
+	if (strncmp(p, "suspended ", 10) == 0) {
+		h->suspend = 1;
+		p += 10;
+	} else if (strncmp(p, "throttled ", 10) == 0) {
+		p += 10;
+	} else {
+		return -1;
+	}
+	if (held_num(&p, "until=", &h->until_wall_ms) < 0 || held_num(&p, "mph=", &h->mph) < 0)
+		return -1;
+	if (!h->suspend && h->mph == 0)
+		return -1;
+	/* The reason goes to logs and the shaping stream: printable only. */
+	for (; *p && n < sizeof h->reason - 1; p++)
+		h->reason[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	h->reason[n] = '\0';
+	return 0;
+}

@@ -3418,17 +3418,24 @@ static const char rates_read_lua[] =
 "return out\n";
 
 /*
- * rates_act: KEYS marker, shaping stream, pause hash ('' = none). ARGV
- * marker ttl ms, pause name, pause value, shaping maxlen, then the
- * shaping entry's field/value pairs. Once per marker: SET NX, the pause
- * (HSETNX: an operator's pause stays as it is), the entry. 1: done now,
- * 0: done before (the marker is there).
+ * rates_act: KEYS marker, shaping stream, pause hash ('' = none), held
+ * hash ('' = none). ARGV marker ttl ms, pause name, pause value, shaping
+ * maxlen, held field, held value, held until (ms), then the shaping
+ * entry's field/value pairs. Once per marker: SET NX, the pause (HSETNX:
+ * an operator's pause stays as it is), the suspend/throttle for every
+ * engine (HSET unless the field already holds a later until), the entry.
+ * 1: done now, 0: done before (the marker is there).
  */
 static const char rates_act_lua[] =
 "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end\n"
 "if KEYS[3] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) end\n"
+"if KEYS[4] ~= '' then\n"
+"  local old = redis.call('HGET', KEYS[4], ARGV[5])\n"
+"  local ou = old and tonumber(string.match(old, ' until=(%d+)')) or 0\n"
+"  if ou < tonumber(ARGV[7]) then redis.call('HSET', KEYS[4], ARGV[5], ARGV[6]) end\n"
+"end\n"
 "local f = {}\n"
-"for i = 5, #ARGV do f[#f+1] = ARGV[i] end\n"
+"for i = 8, #ARGV do f[#f+1] = ARGV[i] end\n"
 "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(f))\n"
 "return 1\n";
 
@@ -3665,6 +3672,7 @@ rq_rates_act(struct rq *q, const struct rq_rate_act *a,
 {
 	struct rq_act_call *c;
 	char mark[800], shp[300], pause[300], ttl[24], maxlen[24], ts[24], val[400], until[24];
+	char held[300], hfield[320] = "", hval[400] = "";
 	const char *name = a->name;
 
 	if (!rq_connected(q))
@@ -3682,14 +3690,133 @@ rq_rates_act(struct rq *q, const struct rq_rate_act *a,
 	snprintf(until, sizeof until, "%llu", (unsigned long long)a->until_wall_ms);
 	snprintf(val, sizeof val, "%llu volley:threshold %s", (unsigned long long)a->now_wall_ms,
 	    a->threshold);
+	held[0] = '\0';
+	if (a->held != NULL && rates_held_field(a->held, hfield, sizeof hfield) == 0 &&
+	    rates_held_value(a->held, hval, sizeof hval) == 0)
+		snprintf(held, sizeof held, "%s%s", q->cfg->prefix, RQ_K_SHAPING_HELD);
 	c = xmalloc(sizeof *c);
 	c->cb = cb;
 	c->arg = arg;
 	c->tag = tag;
-	if (send_strv(q, on_rates_act, c, 24, (const char *[]){ "EVAL", rates_act_lua, "3",
-	    mark, shp, pause, ttl, name, val, maxlen,
+	if (send_strv(q, on_rates_act, c, 28, (const char *[]){ "EVAL", rates_act_lua, "4",
+	    mark, shp, pause, held, ttl, name, val, maxlen, hfield, hval, until,
 	    "lane", a->lane, "action", a->action, "reason", a->reason, "threshold", a->threshold,
 	    rates_dim_name(a->dim), name, "until", until, "ts", ts }) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * rates_export: KEYS the instance hash. ARGV its TTL (ms), then field/value
+ * pairs. Every field starting "rate:" that is not among them goes; the
+ * pairs are written; a hash that had no TTL gets the instance's.
+ */
+static const char rates_export_lua[] =
+"local keep = {}\n"
+"for i = 2, #ARGV - 1, 2 do keep[ARGV[i]] = true end\n"
+"for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+"  if string.sub(f, 1, 5) == 'rate:' and not keep[f] then redis.call('HDEL', KEYS[1], f) end\n"
+"end\n"
+"if #ARGV >= 3 then\n"
+"  local f = {}\n"
+"  for i = 2, #ARGV do f[#f+1] = ARGV[i] end\n"
+"  redis.call('HSET', KEYS[1], unpack(f))\n"
+"end\n"
+"if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
+"return 0\n";
+
+int
+rq_rates_export(struct rq *q, const char *const *fields, const char *const *values, size_t n,
+    uint64_t at_wall_ms)
+{
+	const char **argv;
+	char ttl[24], at[24];
+	int argc = 0, r;
+
+	if (!q->locked || q->ac == NULL)
+		return -1;
+	snprintf(ttl, sizeof ttl, "%d", RQ_STATS_TTL_MS);
+	snprintf(at, sizeof at, "%llu", (unsigned long long)at_wall_ms);
+	argv = xcalloc(2 * n + 8, sizeof *argv);
+	argv[argc++] = "EVAL";
+	argv[argc++] = rates_export_lua;
+	argv[argc++] = "1";
+	argv[argc++] = q->k_stats;
+	argv[argc++] = ttl;
+	argv[argc++] = "rates_at";
+	argv[argc++] = at;
+	for (size_t i = 0; i < n; i++) {
+		argv[argc++] = fields[i];
+		argv[argc++] = values[i];
+	}
+	r = send_strv(q, NULL, NULL, argc, argv);
+	free(argv);
+	return r;
+}
+
+/* --- suspend and throttle for every engine (PREFIXshaping:held) --- */
+
+struct rq_held_call {
+	void (*cb)(void *arg, int ok, const struct rate_held *h, size_t n);
+	void *arg;
+	uint64_t now;
+	char *key;
+};
+
+static void
+on_held(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_held_call *c = priv;
+	struct rate_held *h = NULL;
+	size_t n = 0;
+	int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warn("redis", "reading %s failed: %s", c->key, r->str);
+	if (ok && r->elements >= 2) {
+		h = xcalloc(r->elements / 2, sizeof *h);
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			const redisReply *f = r->element[i], *v = r->element[i + 1];
+
+			if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+			    strlen(f->str) != f->len || strlen(v->str) != v->len ||
+			    rates_held_parse(f->str, v->str, &h[n]) < 0)
+				continue;	/* not ours to judge: left as it is */
+			if (h[n].until_wall_ms <= c->now) {
+				/* Over: the first reader deletes it, unless it
+				 * was rewritten meanwhile. */
+				send_strv(q, NULL, NULL, 6, (const char *[]){ "EVAL",
+				    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+				    "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+				    "1", c->key, f->str, v->str });
+				continue;
+			}
+			n++;
+		}
+	}
+	c->cb(c->arg, ok, h, n);
+	free(h);
+	free(c->key);
+	free(c);
+}
+
+int
+rq_shaping_held(struct rq *q, uint64_t now_wall_ms,
+    void (*cb)(void *arg, int ok, const struct rate_held *h, size_t n), void *arg)
+{
+	struct rq_held_call *c;
+
+	if (!rq_connected(q))
+		return -1;
+	c = xmalloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	c->now = now_wall_ms;
+	c->key = xasprintf("%s%s", q->cfg->prefix, RQ_K_SHAPING_HELD);
+	if (send_strv(q, on_held, c, 2, (const char *[]){ "HGETALL", c->key }) != 0) {
+		free(c->key);
 		free(c);
 		return -1;
 	}

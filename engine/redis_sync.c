@@ -588,29 +588,57 @@ rqs_suppress_key(const struct rqs *s, const char *tenant)
 	return key(s, RQ_K_SUPPRESSED_TENANT, tenant);
 }
 
+/* The hash of why and when each address of that list was added. */
+static char *
+supp_info_key(const struct rqs *s, const char *tenant)
+{
+	if (tenant == NULL || tenant[0] == '\0')
+		return key(s, RQ_K_SUPP_INFO, NULL);
+	return key(s, RQ_K_SUPP_INFO_TENANT, tenant);
+}
+
 /* Members per SADD/SREM and commands per pipelined round. */
 #define SUPP_CHUNK	1000
 #define SUPP_PIPELINE	64
 
-/* SADD or SREM addrs in chunks, pipelined; *changed = members added or
- * removed. On an error reply the rest is still sent; -1 with the first
- * error. */
+/*
+ * supp_remove: KEYS the list, its info hash; ARGV the addresses. SREM them
+ * and, in the same script, HDEL their reason and time (also of an address
+ * no longer listed: a leftover). Returns SREM's count.
+ */
+static const char supp_remove_lua[] =
+"local n = redis.call('SREM', KEYS[1], unpack(ARGV))\n"
+"redis.call('HDEL', KEYS[2], unpack(ARGV))\n"
+"return n\n";
+
+/* SADD or SREM (with the info, supp_remove) addrs in chunks, pipelined;
+ * *changed = members added or removed. On an error reply the rest is
+ * still sent; -1 with the first error. */
 static int
 supp_write(struct rqs *s, const char *verb, const char *tenant, const char *const *addrs,
     size_t n, size_t *changed, char *err, size_t errlen)
 {
-	char *k = rqs_suppress_key(s, tenant);
-	const char **av = xcalloc(SUPP_CHUNK + 2, sizeof *av);
-	size_t *al = xcalloc(SUPP_CHUNK + 2, sizeof *al);
-	size_t pending = 0;
-	int rc = 0;
+	char *k = rqs_suppress_key(s, tenant), *ki = supp_info_key(s, tenant);
+	const char **av = xcalloc(SUPP_CHUNK + 5, sizeof *av);
+	size_t *al = xcalloc(SUPP_CHUNK + 5, sizeof *al);
+	size_t pending = 0, head;
+	int rc = 0, rem = strcmp(verb, "SREM") == 0;
 
 	*changed = 0;
 	for (size_t i = 0; i < n;) {
 		size_t m = 0;
-		av[m] = verb; al[m++] = strlen(verb);
-		av[m] = k; al[m++] = strlen(k);
-		for (; i < n && m < SUPP_CHUNK + 2; i++) {
+		if (rem) {
+			av[m] = "EVAL"; al[m++] = 4;
+			av[m] = supp_remove_lua; al[m++] = strlen(supp_remove_lua);
+			av[m] = "2"; al[m++] = 1;
+			av[m] = k; al[m++] = strlen(k);
+			av[m] = ki; al[m++] = strlen(ki);
+		} else {
+			av[m] = verb; al[m++] = strlen(verb);
+			av[m] = k; al[m++] = strlen(k);
+		}
+		head = m;
+		for (; i < n && m < SUPP_CHUNK + head; i++) {
 			av[m] = addrs[i];
 			al[m++] = strlen(addrs[i]);
 		}
@@ -640,6 +668,7 @@ out:
 	free(av);
 	free(al);
 	free(k);
+	free(ki);
 	return rc;
 }
 
@@ -709,6 +738,64 @@ rqs_suppress_check(struct rqs *s, const char *tenant, const char *const *addrs, 
 	if (rc == 0 && tenant && tenant[0]) {
 		k = rqs_suppress_key(s, tenant);
 		rc = supp_member(s, k, addrs, n, member, RQS_SUPP_TENANT, err, errlen);
+		free(k);
+	}
+	return rc;
+}
+
+/* HMGET key addrs: out[i] = a copy of the value, or NULL. */
+static int
+supp_info_get(struct rqs *s, const char *k, const char *const *addrs, size_t n, char **out,
+    char *err, size_t errlen)
+{
+	const char **av = xcalloc(n + 2, sizeof *av);
+	size_t *al = xcalloc(n + 2, sizeof *al);
+	redisReply *r;
+	int rc = -1;
+
+	av[0] = "HMGET"; al[0] = 5;
+	av[1] = k; al[1] = strlen(k);
+	for (size_t i = 0; i < n; i++) {
+		av[i + 2] = addrs[i];
+		al[i + 2] = strlen(addrs[i]);
+	}
+	r = redisCommandArgv(s->rc, (int)n + 2, av, al);
+	if (r == NULL) {
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		errbuf_set(err, errlen, "HMGET %s: %s", k, r->str);
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+		for (size_t i = 0; i < n; i++)
+			if (r->element[i]->type == REDIS_REPLY_STRING)
+				out[i] = xstrndup(r->element[i]->str, r->element[i]->len);
+		rc = 0;
+	} else {
+		errbuf_set(err, errlen, "HMGET %s: unexpected reply", k);
+	}
+	if (r)
+		freeReplyObject(r);
+	free(av);
+	free(al);
+	return rc;
+}
+
+int
+rqs_suppress_info(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    char **global, char **tenants, char *err, size_t errlen)
+{
+	char *k;
+	int rc;
+
+	memset(global, 0, n * sizeof *global);
+	memset(tenants, 0, n * sizeof *tenants);
+	if (n == 0)
+		return 0;
+	k = supp_info_key(s, NULL);
+	rc = supp_info_get(s, k, addrs, n, global, err, errlen);
+	free(k);
+	if (rc == 0 && tenant && tenant[0]) {
+		k = supp_info_key(s, tenant);
+		rc = supp_info_get(s, k, addrs, n, tenants, err, errlen);
 		free(k);
 	}
 	return rc;

@@ -138,4 +138,40 @@ int rates_dim_from_name(const char *s, enum rate_dim *d);
 const char *rates_action_name(enum rate_action a);	/* "paused", "warmup_held", ... */
 const char *rates_window_name(const struct rate_threshold *t, char *buf, size_t len);
 
+/*
+ * The instance status (PREFIXinstance:NAME) carries the figures an engine
+ * last read, one field per name: `rate:DIM:NAME` = rates_entry_text().
+ *
+ * rates_entry_text - "d1h=D b1h=B c1h=C br1h=X% cr1h=Y% d1d=.. b1d=..
+ * c1d=.. br1d=..% cr1d=..%": delivered, bounced, complained over the last
+ * hour and day (rounded), the bounce rate (of delivered + bounced) and the
+ * complaint rate (of delivered). Returns buf.
+ */
+const char *rates_entry_text(const struct rate_entry *e, char *buf, size_t len);
+/* rates_top - the indices of the (at most max) entries with the most
+ * outcomes over the day, most first (ties: input order). Returns how many. */
+size_t rates_top(const struct rate_entry *e, size_t n, size_t *idx, size_t max);
+
+/*
+ * A threshold's suspend or throttle as every engine applies it: one field
+ * of PREFIXshaping:held per lane set, "IP|SITE" (IP empty: from every IP),
+ * value "ACTION until=MS mph=N REASON" (ACTION `suspended` or `throttled`,
+ * until in wall ms, mph in pace.h's scale, 0 for a suspension).
+ */
+struct rate_held {
+	char ip[64];
+	char site[RATES_NAME_MAX + 1];
+	int suspend;			/* else throttle */
+	uint64_t until_wall_ms, mph;
+	char reason[300];
+};
+/* rates_held_field / rates_held_value - the field and value of h; -1 if
+ * they do not fit (or the site is empty). */
+int rates_held_field(const struct rate_held *h, char *buf, size_t len);
+int rates_held_value(const struct rate_held *h, char *buf, size_t len);
+/* rates_held_parse - h from a field and value read from Redis; -1 when
+ * either is malformed (no site, unknown action, no until, a throttle
+ * without a rate, bytes that cannot be in a name). */
+int rates_held_parse(const char *field, const char *value, struct rate_held *h);
+
 #endif

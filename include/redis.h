@@ -363,15 +363,39 @@ struct rq_rate_act {
 	const char *action;		/* "paused", "warmup_held", ... */
 	const char *reason;		/* the figures */
 	uint64_t now_wall_ms, until_wall_ms;	/* until: 0 = until resumed */
+	const struct rate_held *held;	/* suspend/throttle: for every engine (NULL: none) */
 };
 /*
  * rq_rates_act - in one script: unless the marker PREFIXrate:mark:
  * THRESHOLD:DIM:NAME exists, set it (PX marker_ms), pause (HSETNX, by =
- * "volley:threshold NAME") and XADD the volley:shaping entry. cb(arg, 1,
+ * "volley:threshold NAME"), record a suspend or throttle for every
+ * engine in PREFIXshaping:held (a->held; kept if the field's own lasts
+ * longer) and XADD the volley:shaping entry. cb(arg, 1,
  * tag) when this call did it, 0 when it was done before, -1 on an error
  * (exactly once). -1 (cb not called) when Redis is not usable now.
  */
 int rq_rates_act(struct rq *q, const struct rq_rate_act *a,
     void (*cb)(void *arg, int acted, void *tag), void *arg, void *tag);
+
+/*
+ * rq_rates_export - the rate figures the engine last read into its
+ * instance hash (PREFIXinstance:NAME, beside the stats): fields[i] =
+ * values[i] (`rate:DIM:NAME`), and `rates_at` = at_wall_ms; every other
+ * field starting "rate:" goes (one script). Fire and forget; -1 when the
+ * stats are not being published (no lock, not connected).
+ */
+int rq_rates_export(struct rq *q, const char *const *fields, const char *const *values, size_t n,
+    uint64_t at_wall_ms);
+
+/*
+ * rq_shaping_held - the suspensions and throttles recorded for every
+ * engine (PREFIXshaping:held, rates.h): cb(arg, 1, entries, n) with those
+ * still running at now_wall_ms (malformed fields are skipped and left);
+ * those past their end are deleted (only if unchanged). cb(arg, 0, NULL,
+ * 0) on an error or a lost connection, exactly once. -1 (cb not called)
+ * when Redis is not usable now.
+ */
+int rq_shaping_held(struct rq *q, uint64_t now_wall_ms,
+    void (*cb)(void *arg, int ok, const struct rate_held *h, size_t n), void *arg);
 
 #endif

@@ -49,6 +49,8 @@
 						 * + DIM:NAME:past:HOUR: the hours before, summed (TTL 2 h);
 						 * + active: ZSET DIM:NAME by last count (ms);
 						 * + mark:THRESHOLD:DIM:NAME: string, acted (TTL: the window) */
+#define RQ_K_SHAPING_HELD	"shaping:held"	/* hash: "IP|SITE" -> a threshold's suspend or
+						 * throttle for every engine (rates.h) */
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
 /* XADD MAXLEN ~ for the inbound stream (the listener's writes). */
 #define RQ_INBOUND_MAXLEN	1000000

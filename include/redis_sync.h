@@ -125,8 +125,9 @@ void rqs_paused_free(struct rqs_paused *p, size_t n);
  * PREFIXsuppressed:TENANT. Addresses are canonical keys (lower-cased,
  * domain in A-label form: what the engine compares). Writes are SADD/SREM
  * of up to 1000 members, pipelined; *added / *removed count the members
- * that changed. 0, or -1 with err set (the first error; the rest is still
- * sent).
+ * that changed. A removal deletes the addresses' reason and time
+ * (PREFIXsuppressed_info[:TENANT]) in the same script. 0, or -1 with err
+ * set (the first error; the rest is still sent).
  */
 char *rqs_suppress_key(const struct rqs *s, const char *tenant);	/* malloc'd */
 int rqs_suppress_add(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
@@ -139,6 +140,11 @@ int rqs_suppress_remove(struct rqs *s, const char *tenant, const char *const *ad
 #define RQS_SUPP_TENANT	2
 int rqs_suppress_check(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
     int *member, char *err, size_t errlen);
+/* Why and when each address was added ("REASON TS_MS", from
+ * PREFIXsuppressed_info and, with a tenant, PREFIXsuppressed_info:TENANT):
+ * global[i] / tenants[i] malloc'd, NULL where there is none. */
+int rqs_suppress_info(struct rqs *s, const char *tenant, const char *const *addrs, size_t n,
+    char **global, char **tenants, char *err, size_t errlen);
 /* Every member, SSCAN 1000 at a time (a huge list streams; a member may
  * be seen twice if the set changes meanwhile). fn returns non-zero to
  * stop (an output error). *count: members passed to fn. */

@@ -7,7 +7,8 @@
 # tenant A's list stops tenant A's jobs only (tenant B's and a job without
 # a tenant are delivered); a 550 5.1.1 for a tenant-A job adds the address
 # to A's list, not the global one, and a job without a tenant still adds
-# to the global list.
+# to the global list. `check` shows the reason and time the engine wrote
+# (suppressed_info[:TENANT]); `remove` deletes them with the address.
 . "$(dirname "$0")/../lib.sh"
 need_volley
 [ -x "$SINK" ] || bail "volley-sink not built ($SINK)"
@@ -131,4 +132,30 @@ is "second run drains" "$DRAIN_RC" 0
 is "tenant A again to the bounced address: suppressed" "$(fin again-a)" suppressed
 is "tenant B to it: tried, bounced (A's bounce does not stop B)" "$(fin again-b)" bounced
 check "every job has exactly one final event (9 jobs)" events check-final --expect 9
+
+# check shows why and since when; remove deletes that with the address.
+S check --tenant A bob+550@supp.test carl+550@supp.test >"$T/out"
+is "check of the bounced addresses: exit 0" "$?" 0
+grep -Eq "^bob\+550@supp.test: suppressed on volley:suppressed:A \(bounced:invalid_recipient, since 20[0-9-]+ [0-9:]+ UTC\)$" \
+	"$T/out" && ok "check: the tenant list's reason and time" || not_ok "check: the tenant list's reason and time" "$(cat "$T/out")"
+grep -Eq "^carl\+550@supp.test: suppressed on volley:suppressed \(bounced:invalid_recipient, since 20[0-9-]+ [0-9:]+ UTC\)$" \
+	"$T/out" && ok "check: the global list's reason and time" || not_ok "check: the global list's reason and time" "$(cat "$T/out")"
+S check global@supp.test | grep -qx "global@supp.test: suppressed on volley:suppressed" &&
+	ok "check: added by hand, no reason" || not_ok "check: added by hand, no reason" "$(S check global@supp.test)"
+redis_cli HSET volley:suppressed_info global@supp.test "$(printf 'by	hand')" >/dev/null
+S check global@supp.test | grep -qx "global@supp.test: suppressed on volley:suppressed (by?hand)" &&
+	ok "check: an info of another shape is shown as it is, control bytes as ?" ||
+	not_ok "check: an info of another shape is shown as it is" "$(S check global@supp.test)"
+out=$(S remove --tenant A bob+550@supp.test)
+case "$out" in *"removed 1 address(es) from volley:suppressed:A"*) ok "remove from A's list" ;;
+*) not_ok "remove from A's list" "$out" ;; esac
+is "... its reason and time are gone" "$(redis_cli HEXISTS volley:suppressed_info:A bob+550@supp.test)" 0
+S remove carl+550@supp.test global@supp.test >/dev/null
+is "remove from the global list: reason and time gone" \
+	"$(redis_cli HEXISTS volley:suppressed_info carl+550@supp.test)$(redis_cli HEXISTS volley:suppressed_info global@supp.test)" 00
+is "... and the addresses" "$(redis_cli SISMEMBER volley:suppressed carl+550@supp.test)" 0
+redis_cli HSET volley:suppressed_info left@supp.test "bounced:bad_domain 1" >/dev/null
+S remove left@supp.test >/dev/null
+is "remove of an unlisted address deletes a leftover reason" \
+	"$(redis_cli HEXISTS volley:suppressed_info left@supp.test)" 0
 done_testing

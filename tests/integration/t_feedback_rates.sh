@@ -117,6 +117,26 @@ st=$("$VOLLEY" status -c "$C")
 echo "$st" | grep -Eq "^ *campaign C +200/0/2 0\\.00%b 1\\.00%c +200/0/2" && ok "volley status shows C's rates" ||
 	not_ok "volley status shows C's rates" "$st"
 
+# The instance status carries the figures the engine last read (every 5 s
+# with thresholds): one field per name, and a field of a name no longer
+# read is removed by the next export.
+INST="volley:instance:lab-$TEST_NAME"
+redis_cli HSET "$INST" rate:campaign:OLD "d1h=1" >/dev/null
+exported() {
+	[ "$(redis_cli HEXISTS "$INST" rate:campaign:OLD)" = 0 ] &&
+		[ -n "$(redis_cli HGET "$INST" rate:campaign:C)" ]
+}
+wait_for 15 exported && ok "the instance status has C's rates, a stale name is gone" ||
+	not_ok "the instance status has C's rates, a stale name is gone" "$(redis_cli HGETALL "$INST")"
+is "C's figures in the instance status" "$(redis_cli HGET "$INST" rate:campaign:C)" \
+	"d1h=200 b1h=0 c1h=2 br1h=0% cr1h=1% d1d=200 b1d=0 c1d=2 br1d=0% cr1d=1%"
+case "$(redis_cli HGET "$INST" rate:site:rsite)" in
+"d1h=200 b1h=0 c1h=2 "*) ok "... and the site's (every judged dimension)" ;;
+*) not_ok "... and the site's (every judged dimension)" "$(redis_cli HGETALL "$INST")" ;;
+esac
+[ "$(redis_cli HGET "$INST" rates_at)" -gt $(($(now_ms) - 20000)) ] 2>/dev/null &&
+	ok "rates_at says when they were read" || not_ok "rates_at says when they were read"
+
 # C waits, D goes on (once the engine has seen the pause: within a second).
 honoured() { grep -q "campaign 'C' is paused" "$T/run.log"; }
 wait_for 10 honoured || bail "the engine honours the pause" "$(show_log "$T/run.log")"
@@ -150,6 +170,10 @@ sh=$(redis_cli --raw XRANGE volley:shaping - +)
 is "one suspended entry for the threshold and one for the lane" "$(echo "$sh" | grep -c '^suspended$')" 2
 echo "$sh" | grep -q '^threshold site-bounces: bounces 20 of 60 sent (33.3333%) over 1h > 10%$' &&
 	ok "suspension reason has the figures" || not_ok "suspension reason has the figures" "$sh"
+case "$(redis_cli HGET volley:shaping:held '|ssite')" in
+"suspended until="*" mph=0 threshold site-bounces: "*) ok "recorded for every engine (shaping:held |ssite)" ;;
+*) not_ok "recorded for every engine (shaping:held |ssite)" "$(redis_cli HGETALL volley:shaping:held)" ;;
+esac
 # (the instance's stats are published every second)
 lane_suspended() { "$VOLLEY" status -c "$C" | grep -F 127.0.0.84/ssite | grep -q suspended; }
 wait_for 10 lane_suspended && ok "volley status shows the lane suspended" ||

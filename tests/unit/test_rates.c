@@ -235,6 +235,103 @@ test_evaluate(void **state)
 	config_free(c);
 }
 
+/* The instance status' text of an entry, and the busiest names first. */
+static void
+test_export(void **state)
+{
+	struct rate_entry e[5];
+	size_t idx[5];
+	char buf[300];
+
+	(void)state;
+	memset(e, 0, sizeof e);
+	e[0].hour.d = 199.6;	/* a weighted older bucket: rounded */
+	e[0].hour.c = 2;
+	e[0].day.d = 1000;
+	e[0].day.b = 50;
+	e[0].day.c = 3;
+	assert_string_equal(rates_entry_text(&e[0], buf, sizeof buf),
+	    "d1h=200 b1h=0 c1h=2 br1h=0% cr1h=1.002% d1d=1000 b1d=50 c1d=3 br1d=4.7619% cr1d=0.3%");
+	assert_string_equal(rates_entry_text(&e[1], buf, sizeof buf),
+	    "d1h=0 b1h=0 c1h=0 br1h=0% cr1h=0% d1d=0 b1d=0 c1d=0 br1d=0% cr1d=0%");
+	/* a short buffer is cut, never overrun */
+	assert_int_equal(strlen(rates_entry_text(&e[0], buf, 10)), 9);
+	e[1].day.d = 5;
+	e[2].day.d = 2000;
+	e[3].day.b = 5;		/* ties with e[1]: input order */
+	e[4].day.c = 1;
+	assert_int_equal(rates_top(e, 5, idx, 5), 5);
+	assert_int_equal(idx[0], 2);
+	assert_int_equal(idx[1], 0);
+	assert_int_equal(idx[2], 1);
+	assert_int_equal(idx[3], 3);
+	assert_int_equal(idx[4], 4);
+	assert_int_equal(rates_top(e, 5, idx, 2), 2);
+	assert_int_equal(idx[0], 2);
+	assert_int_equal(idx[1], 0);
+	assert_int_equal(rates_top(e, 0, idx, 2), 0);
+}
+
+/* shaping:held: what one engine writes, every engine reads back; hostile
+ * fields and values are refused. */
+static void
+test_held(void **state)
+{
+	static const struct { const char *f, *v; } bad[] = {
+		{ "127.0.0.1", "suspended until=5 mph=0 x" },		/* no '|' */
+		{ "127.0.0.1|", "suspended until=5 mph=0 x" },		/* no site */
+		{ "127.0.0.1 |s", "suspended until=5 mph=0 x" },	/* not an address */
+		{ "1.2.3.4|a b", "suspended until=5 mph=0 x" },		/* blank in the site */
+		{ "1.2.3.4|a/b", "suspended until=5 mph=0 x" },
+		{ "|s", "paused until=5 mph=0 x" },			/* unknown action */
+		{ "|s", "suspended until= mph=0 x" },
+		{ "|s", "suspended until=5x mph=0" },
+		{ "|s", "suspended mph=0 until=5" },
+		{ "|s", "suspended until=99999999999999999999999 mph=0" },
+		{ "|s", "throttled until=5 mph=0 x" },			/* a throttle needs a rate */
+		{ "|s", "suspended" },
+		{ "|s", "" },
+	};
+	struct rate_held h, r;
+	char f[400], v[400];
+
+	(void)state;
+	memset(&h, 0, sizeof h);
+	snprintf(h.ip, sizeof h.ip, "127.0.0.84");
+	snprintf(h.site, sizeof h.site, "ssite");
+	h.suspend = 1;
+	h.until_wall_ms = 1764490000000ull;
+	h.mph = 77;	/* not written for a suspension */
+	snprintf(h.reason, sizeof h.reason, "threshold t: bounces 20 of 60 sent (33%%) over 1h > 10%%");
+	assert_int_equal(rates_held_field(&h, f, sizeof f), 0);
+	assert_int_equal(rates_held_value(&h, v, sizeof v), 0);
+	assert_string_equal(f, "127.0.0.84|ssite");
+	assert_string_equal(v, "suspended until=1764490000000 mph=0 threshold t: bounces 20 of 60 "
+	    "sent (33%) over 1h > 10%");
+	assert_int_equal(rates_held_parse(f, v, &r), 0);
+	assert_string_equal(r.ip, "127.0.0.84");
+	assert_string_equal(r.site, "ssite");
+	assert_int_equal(r.suspend, 1);
+	assert_int_equal(r.until_wall_ms, 1764490000000ull);
+	assert_int_equal(r.mph, 0);
+	assert_string_equal(r.reason, h.reason);
+	/* every IP, a throttle, a reason with a control byte */
+	assert_int_equal(rates_held_parse("|gmail", "throttled until=5 mph=600000000 a\tb", &r), 0);
+	assert_string_equal(r.ip, "");
+	assert_string_equal(r.site, "gmail");
+	assert_int_equal(r.suspend, 0);
+	assert_int_equal(r.mph, 600000000);
+	assert_string_equal(r.reason, "a?b");
+	assert_int_equal(rates_held_parse("::1|s", "suspended until=5 mph=0", &r), 0);
+	assert_string_equal(r.reason, "");
+	h.site[0] = '\0';
+	assert_int_equal(rates_held_field(&h, f, sizeof f), -1);
+	assert_int_equal(rates_held_value(&h, v, 10), -1);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (rates_held_parse(bad[i].f, bad[i].v, &r) != -1)
+			fail_msg("accepted field '%s' value '%s'", bad[i].f, bad[i].v);
+}
+
 int
 main(void)
 {
@@ -244,6 +341,8 @@ main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_evaluate),
+		cmocka_unit_test(test_export),
+		cmocka_unit_test(test_held),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
