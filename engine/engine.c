@@ -171,8 +171,10 @@ on_connected(void *arg)
 	struct engine *e = arg;
 
 	e->stream_empty = 0;
-	/* Warm-up counters first: answered before the jobs arrive. */
+	/* Warm-up counters and kept MTA-STS policies first: answered
+	 * before the jobs arrive. */
 	sched_warm_sync(e->sched, e->rq, 0);
+	sched_sts_attach(e->sched, e->rq);
 	fetch_streams(e);
 }
 
