@@ -349,9 +349,10 @@ engine_reload(struct engine *e)
 	/* The scheduler owns every configuration but the first (the
 	 * caller's, which Redis and DNS keep using) and frees each once no
 	 * session uses it any more. */
-	/* Signatures in flight read the old configuration's keys. */
+	/* Signatures in flight keep their own copy of the old keys: the
+	 * next ones take the new configuration's, nothing waits. */
 	if (e->signer)
-		signer_quiesce(e->signer);
+		signer_rekey(e->signer);
 	/* Ownership again first (pools and IPs may have changed, and so may
 	 * the host's addresses): the scheduler rebuilds its lanes with it. */
 	engine_ownership(e, nc);
