@@ -314,6 +314,7 @@ engine_reload(struct engine *e)
 	struct config *nc, *old = e->cfg;
 	struct classify_rules *rules = NULL;
 	char *errors = NULL;
+	uint64_t t0 = clock_mono_ms();
 
 	if (e->config_path == NULL) {
 		log_warn("engine", "SIGHUP: running on built-in defaults, nothing to reload");
@@ -370,8 +371,10 @@ engine_reload(struct engine *e)
 			log_info("engine", "SIGHUP: %zu queued job(s) of pools that are no longer "
 			    "this host's were handed over", n);
 	}
-	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
-	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
+	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s)) in "
+	    "%llu ms, %zu signature(s) in flight", e->config_path, nc->npools, nc->nsites,
+	    nc->ndomains, (unsigned long long)(clock_mono_ms() - t0),
+	    e->signer ? signer_pending(e->signer) : (size_t)0);
 }
 
 /* --- fleet-wide limits --- */
