@@ -26,6 +26,9 @@
 #   (g) short.test's policy (max_age 6) is refreshed in the background
 #       once past half its age while its job is retried, never sent in
 #       clear text meanwhile;
+#   a domain without MTA-STS whose MX refuses connections, retried every
+#       second: its TXT record is asked for once (the "no policy" answer is
+#       remembered), not once per MX lookup;
 #   (h) a restart with the policy server gone and smtp.mta_sts left at
 #       its default (on): the policies stored in Redis (PREFIXmta_sts)
 #       are loaded, and the (b) domain is still deferred, not sent in
@@ -48,7 +51,7 @@ start_dns "log-queries" \
 	"$(sts_domain ctype.test 127.0.1.2)" "$(sts_domain redir.test 127.0.1.2)" \
 	"$(dns_domain nopol.test 127.0.1.2)" "$(STS=127.0.2.2 sts_domain hang.test 127.0.1.2)" \
 	"host-record=mta-sts.multi.test,127.0.2.9" "$(sts_domain multi.test 127.0.1.1)" \
-	"$(sts_domain short.test 127.0.1.2)" ||
+	"$(sts_domain short.test 127.0.1.2)" "$(dns_domain down.test 127.0.1.3)" ||
 	bail "dnsmasq did not start"
 SINK_PORT=$(free_port)
 STS_PORT=$(free_port)
@@ -118,7 +121,8 @@ add_job nopol h@nopol.test
 add_job hang j@hang.test
 add_job multi l@multi.test
 add_job short m@short.test "$soon"
-N=11
+add_job down o@down.test "$soon"
+N=12
 
 VOLLEY_LOG=debug bg_volley "$T/run.log" run -c "$T/volley.conf"
 wait_for 60 events check-final --expect $N ||
@@ -193,6 +197,11 @@ logged "short: refreshed in the background past half its max_age" \
 	'refreshing policy domain=short.test id=1 \(past half its max_age\) in the background'
 n=$(grep -c '^mta-sts.short.test' "$T/https.log")
 [ "$n" -ge 2 ] && ok "short: its policy fetched again ($n fetches)" || not_ok "short: its policy fetched again" "$n"
+# no policy: one TXT query, however many MX lookups
+n=$(events history down | tr , '\n' | grep -c deferred)
+[ "$n" -ge 3 ] && ok "down: tried $n times" || not_ok "down: tried several times" "$n"
+is "down: ends expired" "$(events final down)" expired
+is "down: one TXT query for all its attempts" "$(grep -c 'query\[TXT\] _mta-sts.down.test' "$T/dnsmasq.log")" 1
 # the cache
 n=$(events history nostls | tr , '\n' | grep -c deferred)
 [ "$n" -ge 2 ] && ok "nostls was tried $n times" || not_ok "nostls was tried several times" "$n"
