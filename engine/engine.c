@@ -372,9 +372,10 @@ engine_reload(struct engine *e)
 			    "this host's were handed over", n);
 	}
 	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s)) in "
-	    "%llu ms, %zu signature(s) in flight", e->config_path, nc->npools, nc->nsites,
-	    nc->ndomains, (unsigned long long)(clock_mono_ms() - t0),
-	    e->signer ? signer_pending(e->signer) : (size_t)0);
+	    "%llu ms, %zu signature(s) in flight, %zu still to sign", e->config_path, nc->npools,
+	    nc->nsites, nc->ndomains, (unsigned long long)(clock_mono_ms() - t0),
+	    e->signer ? signer_pending(e->signer) : (size_t)0,
+	    e->signer ? signer_to_sign(e->signer) : (size_t)0);
 }
 
 /* --- fleet-wide limits --- */

@@ -369,6 +369,17 @@ signer_quiesce(struct signer *s)
 }
 
 size_t signer_pending(const struct signer *s) { return s->outstanding; }
+
+size_t
+signer_to_sign(struct signer *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->busy;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
 unsigned signer_threads(const struct signer *s) { return s->nthreads; }
 
 void

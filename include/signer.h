@@ -85,6 +85,8 @@ void signer_quiesce(struct signer *s);
 
 /* Requests queued or signed but not yet handed back. */
 size_t signer_pending(const struct signer *s);
+/* Requests queued or being signed (not yet signed): a snapshot. */
+size_t signer_to_sign(struct signer *s);
 unsigned signer_threads(const struct signer *s);
 
 /*
