@@ -578,6 +578,7 @@ enum set_kind {
 	S_BOOL,		/* int 0/1: true/false/yes/no/on/off */
 	S_SIZE,		/* uint64_t bytes in [min, max]: "50M", "512k", "1G", "1000" */
 	S_TLS,		/* int: enum tls_policy, by name */
+	S_OPTBOOL,	/* int: 0 unset (inherit), 1 true, 2 false */
 };
 
 struct setting {
@@ -640,7 +641,7 @@ static const struct setting settings[] = {
 	{ "smtp", "classify_rules", S_PATH, OFF(classify_rules), 0, 0, 0, NULL, check_token, 0 },
 	{ "smtp", "tls", S_TLS, OFF(defaults.tls), 0, 0, 0, "opportunistic", NULL, 0 },
 	{ "smtp", "tls_ca_file", S_PATH, OFF(tls_ca_file), 0, 0, 0, NULL, check_token, 0 },
-	{ "smtp", "mta_sts", S_BOOL, OFF(mta_sts), 0, 0, 1, "false", NULL, 0 },
+	{ "smtp", "mta_sts", S_BOOL, OFF(mta_sts), 0, 0, 1, "true", NULL, 0 },
 	{ "smtp", "mta_sts_port", S_INT, OFF(mta_sts_port), 0, 1, 65535, "443", NULL, 0 },
 
 	{ "smtp.timeouts", "connect", S_DUR, OFF(t_connect_ms), 0, 1, 3600000, "30s", NULL, 0 },
@@ -689,6 +690,7 @@ static const struct setting limit_settings[] = {
 	{ "", "max_conn_rate", S_RATE, offsetof(struct config_limits, max_conn_rate), 0, 0, 0, NULL, NULL, 0 },
 	{ "", "tls", S_TLS, offsetof(struct config_limits, tls), 0, 0, 0, NULL, NULL, 0 },
 	{ "", "fleet_max_rate", S_RATE, offsetof(struct config_limits, fleet_max_rate), 0, 0, 0, NULL, NULL, 0 },
+	{ "", "mta_sts", S_OPTBOOL, offsetof(struct config_limits, mta_sts), 0, 0, 0, NULL, NULL, 0 },
 };
 #define NLIMIT_SETTINGS (sizeof limit_settings / sizeof limit_settings[0])
 
@@ -943,7 +945,8 @@ apply(struct ctx *x, const struct setting *s, char *base, const struct ucl_node 
 		}
 		*(uint64_t *)(base + s->off) = v;
 		return 0;
-	case S_BOOL: {
+	case S_BOOL:
+	case S_OPTBOOL: {
 		static const char *const yes[] = { "true", "yes", "on", "1" };
 		static const char *const no[] = { "false", "no", "off", "0" };
 		int val = -1;
@@ -960,7 +963,7 @@ apply(struct ctx *x, const struct setting *s, char *base, const struct ucl_node 
 			cerr(x, n, "%s: '%s' is not true or false", fn, n->str);
 			return -1;
 		}
-		*(int *)(base + s->off) = val;
+		*(int *)(base + s->off) = s->kind == S_OPTBOOL ? (val ? 1 : 2) : val;
 		return 0;
 	}
 	case S_SIZE:
@@ -1419,7 +1422,8 @@ parse_smarthost(struct ctx *x, const struct ucl_node *n)
 		for (ki = 0; ki < 8 && strcmp(e->key, keys[ki]) != 0; ki++)
 			;
 		if (ki == 8) {
-			if (is_limit_key(e->key) && strcmp(e->key, "tls") != 0)
+			if (is_limit_key(e->key) && strcmp(e->key, "tls") != 0 &&
+			    strcmp(e->key, "mta_sts") != 0)
 				parse_limits(x, n, &h->lim, e);
 			else
 				block_unknown(x, n, e, keys, sizeof keys / sizeof keys[0]);
@@ -1595,7 +1599,7 @@ parse_site(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"mx", "max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate",
-		"tls", "fleet_max_rate",
+		"tls", "fleet_max_rate", "mta_sts",
 	};
 	struct config *c = x->c;
 	const struct ucl_node *mx = NULL;
@@ -1650,7 +1654,7 @@ parse_domain(struct ctx *x, const struct ucl_node *n)
 {
 	static const char *const keys[] = {
 		"max_connections", "max_msgs_per_connection", "max_rate", "max_conn_rate", "tls",
-		"fleet_max_rate", "smarthost",
+		"fleet_max_rate", "smarthost", "mta_sts",
 	};
 	struct config *c = x->c;
 	const char *why;
@@ -3113,6 +3117,8 @@ config_limits_for(const struct config *c, const struct config_site *site,
 			l.max_conn_rate = layers[i]->max_conn_rate;
 		if (layers[i]->tls)
 			l.tls = layers[i]->tls;
+		if (layers[i]->mta_sts)
+			l.mta_sts = layers[i]->mta_sts;
 	}
 	return l;
 }

@@ -279,6 +279,17 @@ dkim_key_load(const char *path, enum dkim_alg alg, char *err, size_t errlen)
 	return k;
 }
 
+struct dkim_key *
+dkim_key_dup(const struct dkim_key *k)
+{
+	struct dkim_key *d = xmalloc(sizeof *d);
+
+	*d = *k;
+	if (EVP_PKEY_up_ref(d->pkey) != 1)
+		fatal("dkim: cannot take a reference on a key");
+	return d;
+}
+
 void
 dkim_key_free(struct dkim_key *k)
 {

@@ -175,8 +175,10 @@ on_connected(void *arg)
 	struct engine *e = arg;
 
 	e->stream_empty = 0;
-	/* Warm-up counters first: answered before the jobs arrive. */
+	/* Warm-up counters and kept MTA-STS policies first: answered
+	 * before the jobs arrive. */
 	sched_warm_sync(e->sched, e->rq, 0);
+	sched_sts_attach(e->sched, e->rq);
 	fetch_streams(e);
 }
 
@@ -316,6 +318,7 @@ engine_reload(struct engine *e)
 	struct config *nc, *old = e->cfg;
 	struct classify_rules *rules = NULL;
 	char *errors = NULL;
+	uint64_t t0 = clock_mono_ms();
 
 	if (e->config_path == NULL) {
 		log_warn("engine", "SIGHUP: running on built-in defaults, nothing to reload");
@@ -351,9 +354,10 @@ engine_reload(struct engine *e)
 	/* The scheduler owns every configuration but the first (the
 	 * caller's, which Redis and DNS keep using) and frees each once no
 	 * session uses it any more. */
-	/* Signatures in flight read the old configuration's keys. */
+	/* Signatures in flight keep their own copy of the old keys: the
+	 * next ones take the new configuration's, nothing waits. */
 	if (e->signer)
-		signer_quiesce(e->signer);
+		signer_rekey(e->signer);
 	/* Ownership again first (pools and IPs may have changed, and so may
 	 * the host's addresses): the scheduler rebuilds its lanes with it. */
 	engine_ownership(e, nc);
@@ -371,8 +375,11 @@ engine_reload(struct engine *e)
 			log_info("engine", "SIGHUP: %zu queued job(s) of pools that are no longer "
 			    "this host's were handed over", n);
 	}
-	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s))",
-	    e->config_path, nc->npools, nc->nsites, nc->ndomains);
+	log_info("engine", "SIGHUP: reloaded %s (%zu pool(s), %zu site(s), %zu domain rule(s)) in "
+	    "%llu ms, %zu signature(s) in flight, %zu still to sign", e->config_path, nc->npools,
+	    nc->nsites, nc->ndomains, (unsigned long long)(clock_mono_ms() - t0),
+	    e->signer ? signer_pending(e->signer) : (size_t)0,
+	    e->signer ? signer_to_sign(e->signer) : (size_t)0);
 }
 
 /* --- fleet-wide limits --- */

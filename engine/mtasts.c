@@ -293,3 +293,92 @@ mtasts_mx_text(const struct mtasts_policy *pol, char *buf, size_t n)
 	}
 	return buf;
 }
+
+void
+mtasts_keep(struct mtasts_kept *k, const struct mtasts_policy *p, uint64_t now)
+{
+	uint64_t age = (uint64_t)p->max_age * 1000;
+
+	k->have = 1;
+	k->pol = *p;
+	k->expires = now + age;
+	k->refresh_at = now + age / 2;
+	k->retry_after = 0;
+}
+
+int
+mtasts_in_force(const struct mtasts_kept *k, uint64_t now)
+{
+	return k->have && now < k->expires;
+}
+
+enum mtasts_step
+mtasts_after_txt(const struct mtasts_kept *k, int txt, const char *id, uint64_t now)
+{
+	if (mtasts_in_force(k, now)) {
+		if (txt == 1 && now >= k->retry_after &&
+		    (strcmp(id, k->pol.id) != 0 || now >= k->refresh_at))
+			return MTASTS_STEP_KEEP_REFRESH;
+		return MTASTS_STEP_KEEP;
+	}
+	return txt == 1 ? MTASTS_STEP_FETCH : MTASTS_STEP_NONE;
+}
+
+int
+mtasts_store_format(const struct mtasts_policy *p, uint64_t expires_ms, char *buf, size_t n)
+{
+	size_t off = 0;
+	int r;
+
+	r = snprintf(buf, n, "%s %llu version: STSv1\nmode: %s\nmax_age: %u\n", p->id,
+	    (unsigned long long)expires_ms, mtasts_mode_name(p->mode), p->max_age);
+	if (r < 0 || (size_t)r >= n)
+		return -1;
+	off = (size_t)r;
+	for (size_t i = 0; i < p->nmx; i++) {
+		r = snprintf(buf + off, n - off, "mx: %s\n", p->mx[i]);
+		if (r < 0 || (size_t)r >= n - off)
+			return -1;
+		off += (size_t)r;
+	}
+	return (int)off;
+}
+
+int
+mtasts_store_parse(const char *s, size_t n, struct mtasts_policy *p, uint64_t *expires_ms,
+    char *err, size_t errsz)
+{
+	const char *sp, *q, *end = s + n;
+	uint64_t x = 0;
+	size_t idlen;
+
+	memset(p, 0, sizeof *p);
+	*expires_ms = 0;
+	if (n > MTASTS_STORE_MAX)
+		return perr(err, errsz, "stored policy too long");
+	if ((sp = memchr(s, ' ', n)) == NULL)
+		return perr(err, errsz, "no id");
+	idlen = (size_t)(sp - s);
+	if (idlen == 0 || idlen > MTASTS_ID_MAX)
+		return perr(err, errsz, "bad id");
+	for (size_t i = 0; i < idlen; i++)
+		if (!isalnum((unsigned char)s[i]))
+			return perr(err, errsz, "bad id");
+	q = sp + 1;
+	if (q == end || *q < '0' || *q > '9')
+		return perr(err, errsz, "bad expiry");
+	for (size_t digits = 0; q < end && *q >= '0' && *q <= '9'; q++) {
+		if (++digits > 15)
+			return perr(err, errsz, "bad expiry");
+		x = x * 10 + (uint64_t)(*q - '0');
+	}
+	if (q == end || *q != ' ')
+		return perr(err, errsz, "bad expiry");
+	q++;
+	if (mtasts_parse(q, (size_t)(end - q), p, err, errsz) < 0)
+		return -1;
+	memcpy(p->id, s, idlen);
+	p->id[idlen] = '\0';
+	*expires_ms = x;
+	return 0;
+}

@@ -3822,3 +3822,105 @@ rq_shaping_held(struct rq *q, uint64_t now_wall_ms,
 	}
 	return 0;
 }
+
+/* --- MTA-STS policies kept over a restart --- */
+
+int
+rq_sts_store(struct rq *q, const char *domain, const char *value)
+{
+	char *k, max[16];
+	int r;
+
+	if (!rq_connected(q))
+		return -1;
+	snprintf(max, sizeof max, "%d", RQ_MTA_STS_MAX);
+	k = xasprintf("%s%s", q->cfg->prefix, RQ_K_MTA_STS);
+	r = send_strv(q, NULL, NULL, 7, (const char *[]){ "EVAL",
+	    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+	    "if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then "
+	    "local f = redis.call('HRANDFIELD', KEYS[1]) "
+	    "if f and f ~= ARGV[1] then redis.call('HDEL', KEYS[1], f) end end return 1",
+	    "1", k, domain, value, max });
+	free(k);
+	return r;
+}
+
+struct rq_sts_read {
+	void (*cb)(void *arg, int ok, const char *const *domains, const char *const *values,
+	    const size_t *lens, size_t n);
+	void *arg;
+};
+
+static void
+on_sts_load(struct rq *q, redisReply *r, void *priv)
+{
+	struct rq_sts_read *p = priv;
+	const char **d = NULL, **v = NULL;
+	size_t *lens = NULL, n = 0;
+
+	(void)q;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		if (r != NULL)
+			log_error("redis", "reading the MTA-STS policies failed: %s",
+			    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		p->cb(p->arg, 0, NULL, NULL, NULL, 0);
+		free(p);
+		return;
+	}
+	d = xcalloc(r->elements / 2 + 1, sizeof *d);
+	v = xcalloc(r->elements / 2 + 1, sizeof *v);
+	lens = xcalloc(r->elements / 2 + 1, sizeof *lens);
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *f = r->element[i], *x = r->element[i + 1];
+
+		if (f->type != REDIS_REPLY_STRING || x->type != REDIS_REPLY_STRING)
+			continue;
+		d[n] = f->str;
+		v[n] = x->str;
+		lens[n] = x->len;
+		n++;
+	}
+	p->cb(p->arg, 1, d, v, lens, n);
+	free(d);
+	free(v);
+	free(lens);
+	free(p);
+}
+
+int
+rq_sts_load(struct rq *q, void (*cb)(void *arg, int ok, const char *const *domains,
+    const char *const *values, const size_t *lens, size_t n), void *arg)
+{
+	struct rq_sts_read *p;
+	char *k;
+	int r;
+
+	if (!rq_connected(q))
+		return -1;
+	p = xcalloc(1, sizeof *p);
+	p->cb = cb;
+	p->arg = arg;
+	k = xasprintf("%s%s", q->cfg->prefix, RQ_K_MTA_STS);
+	r = send_strv(q, on_sts_load, p, 2, (const char *[]){ "HGETALL", k });
+	free(k);
+	if (r != 0)
+		free(p);
+	return r;
+}
+
+int
+rq_sts_forget(struct rq *q, const char *domain, const char *value)
+{
+	char *k;
+	int r;
+
+	if (!rq_connected(q))
+		return -1;
+	k = xasprintf("%s%s", q->cfg->prefix, RQ_K_MTA_STS);
+	r = send_strv(q, NULL, NULL, 6, (const char *[]){ "EVAL",
+	    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+	    "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+	    "1", k, domain, value });
+	free(k);
+	return r;
+}

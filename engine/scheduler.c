@@ -149,6 +149,8 @@ struct sched {
 	unsigned fd_cap;
 	int stopping;
 	struct mtasts_cache *sts;	/* MTA-STS policies (used when smtp.mta_sts) */
+	unsigned long sts_answers;	/* on_sts calls (was an answer synchronous?) */
+	struct rq *sts_rq;		/* where fetched policies are kept (sched_sts_attach) */
 };
 
 static void sched_kick(struct sched *s, struct dest *d);
@@ -857,6 +859,101 @@ on_mx(void *arg, const struct dns_result *r)
 
 /* --- MTA-STS (RFC 8461) --- */
 
+/*
+ * sched_sts_wanted - does MTA-STS apply to d? A domain block's mta_sts
+ * decides; else, once the MX is known (mx_host), its site block's; else
+ * smtp.mta_sts. Before the MX answer (mx_host NULL) a site that turns it
+ * on where smtp.mta_sts is off makes the lookup happen (the site is not
+ * known yet).
+ */
+static int
+sched_sts_wanted(const struct sched *s, const struct dest *d, const char *mx_host)
+{
+	const struct config_domain *dom = config_domain_find(s->cfg, d->domain);
+	const struct config_site *site;
+
+	if (dom != NULL && dom->lim.mta_sts)
+		return dom->lim.mta_sts == 1;
+	if (mx_host != NULL) {
+		site = config_site_for_mx(s->cfg, mx_host);
+		if (site != NULL && site->lim.mta_sts)
+			return site->lim.mta_sts == 1;
+		return s->cfg->mta_sts;
+	}
+	if (s->cfg->mta_sts)
+		return 1;
+	for (size_t i = 0; i < s->cfg->nsites; i++)
+		if (s->cfg->sites[i].lim.mta_sts == 1)
+			return 1;
+	return 0;
+}
+
+/* A warm-up of the MX cache while the MTA-STS lookup runs: the MX answer
+ * is then in hand (or on its way) when the policy is. */
+static void
+on_mx_prefetch(void *arg, const struct dns_result *r)
+{
+	(void)arg;
+	(void)r;
+}
+
+/* The stored policies, back at start (sched_sts_attach). */
+static void
+on_sts_load(void *arg, int ok, const char *const *domains, const char *const *values,
+    const size_t *lens, size_t n)
+{
+	struct sched *s = arg;
+	uint64_t now = clock_wall_ms();
+	size_t kept = 0;
+
+	if (!ok || s->stopping)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char err[200], q[300];
+
+		if (mtasts_cache_restore(s->sts, domains[i], values[i], lens[i], now, err,
+		    sizeof err) == 0) {
+			kept++;
+			continue;
+		}
+		log_debug("mtasts", "stored policy of \"%s\" dropped: %s", quote(q, sizeof q,
+		    domains[i]), err);
+		if (s->sts_rq != NULL)
+			rq_sts_forget(s->sts_rq, domains[i], values[i]);
+	}
+	if (n > 0)
+		log_info("mtasts", "%zu stored policy(ies) loaded, %zu dropped (expired or malformed)",
+		    kept, n - kept);
+}
+
+static void
+sts_store(void *arg, const char *domain, const char *value)
+{
+	struct sched *s = arg;
+
+	if (s->sts_rq != NULL && rq_sts_store(s->sts_rq, domain, value) < 0)
+		log_info("mtasts", "policy of %s not stored: Redis is not connected", domain);
+}
+
+void
+sched_sts_attach(struct sched *s, struct rq *q)
+{
+	int any = s->cfg->mta_sts;
+
+	if (s->sts_rq != NULL)
+		return;
+	s->sts_rq = q;
+	mtasts_cache_set_store(s->sts, sts_store, s);
+	for (size_t i = 0; i < s->cfg->nsites; i++)
+		any |= s->cfg->sites[i].lim.mta_sts == 1;
+	for (size_t i = 0; i < s->cfg->ndomains; i++)
+		any |= s->cfg->domains[i].lim.mta_sts == 1;
+	if (!any)
+		return;		/* MTA-STS is off everywhere: nothing to load */
+	if (rq_sts_load(q, on_sts_load, s) < 0)
+		log_info("mtasts", "stored policies not loaded: Redis is not connected");
+}
+
 /* The domain's policy, carried from its lookup to the MX answer. */
 struct sts_mx {
 	struct dest *d;
@@ -883,6 +980,14 @@ on_mx_sts(void *arg, const struct dns_result *r)
 
 	d->sts_enforce = enforce;
 	if (r->status != DNS_OK || r->ntargets == 0 || s->stopping) {
+		on_mx(d, r);
+		free(m);
+		return;
+	}
+	if (sched_sts_wanted(s, d, r->targets[0].host) == 0) {
+		/* site { mta_sts = false; } for the site of these MX hosts. */
+		log_debug("mtasts", "dest=%s: mta_sts = false for its site; policy ignored", d->key);
+		d->sts_enforce = 0;
 		on_mx(d, r);
 		free(m);
 		return;
@@ -944,6 +1049,7 @@ on_sts(void *arg, const struct mtasts_policy *p)
 	struct sched *s = d->owner;
 	struct sts_mx *m;
 
+	s->sts_answers++;
 	if (s->stopping) {
 		d->resolving = 0;
 		return;
@@ -1544,10 +1650,16 @@ sched_kick(struct sched *s, struct dest *d)
 		if (h != NULL) {
 			d->sts_enforce = 0;
 			dns_query_host(s->dns, h->host, on_mx, d);	/* may call on_mx at once */
-		} else if (s->cfg->mta_sts) {
-			/* MTA-STS first: the destination waits for its policy. */
+		} else if (sched_sts_wanted(s, d, NULL)) {
+			/* MTA-STS first: the destination waits for its policy
+			 * (only when none is kept; meanwhile the MX lookup runs
+			 * too, so the policy's wait is not added to it). */
+			unsigned long before = s->sts_answers;
+
 			mtasts_cache_get(s->sts, d->domain, s->cfg->mta_sts_port,
 			    s->cfg->tls_ca_file, on_sts, d);		/* may call on_sts at once */
+			if (s->sts_answers == before && !s->stopping)
+				dns_query_mx(s->dns, d->domain, on_mx_prefetch, NULL);
 		} else {
 			d->sts_enforce = 0;
 			dns_query_mx(s->dns, d->domain, on_mx, d);	/* may call on_mx at once */

@@ -18,6 +18,15 @@
  * A cancelled request still passes through a worker (which skips it
  * without signing) or is dropped at signer_free(): it is freed by the
  * loop, so the body reference is always dropped on the loop thread.
+ *
+ * Key sets: a request signs with a struct signer_keys, the signer's own
+ * deep copy of the configuration's signers (the keys themselves shared
+ * through dkim_key_dup), counted by reference. The signer holds the
+ * current one; each request holds one more reference, taken at submit and
+ * dropped when the request is freed, both on the loop thread. A reload
+ * (signer_rekey) only drops the signer's reference: requests in flight
+ * finish with the old set, freed by the last of them; the next submit
+ * copies the new configuration's. Nothing waits for a worker.
  */
 #include "signer.h"
 #include "loop.h"
@@ -32,9 +41,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* A refcounted copy of a configuration's signers (loop thread only). */
+struct signer_keys {
+	unsigned refs;
+	struct dkim_signer *v;
+	size_t n;
+};
+
 struct signer_req {
 	struct signer_req *next;
 	/* input: owned copies, plus a body reference taken on the loop */
+	struct signer_keys *keys;	/* a reference: v points into it */
 	const struct dkim_signer *v;
 	size_t n;
 	struct msg_body *body;
@@ -70,11 +87,63 @@ struct signer {
 	struct io_op op;
 	int armed;			/* the eventfd read is in flight */
 	int dead;			/* signer_free() ran: free on the read's completion */
+	struct signer_keys *keys;	/* the current key set (a reference), or NULL */
+	const struct dkim_signer *keys_src;	/* the array it was copied from */
+	size_t keys_n;
 };
+
+/* keys_copy - a key set holding its own copy of v[0..n) (refs 1). */
+static struct signer_keys *
+keys_copy(const struct dkim_signer *v, size_t n)
+{
+	struct signer_keys *k = xcalloc(1, sizeof *k);
+
+	k->refs = 1;
+	k->n = n;
+	k->v = xcalloc(n ? n : 1, sizeof *k->v);
+	for (size_t i = 0; i < n; i++) {
+		struct dkim_signer *d = &k->v[i];
+
+		*d = v[i];
+		d->domain = xstrdup(v[i].domain);
+		for (size_t j = 0; j < v[i].nkeys; j++) {
+			d->keys[j].selector = xstrdup(v[i].keys[j].selector);
+			d->keys[j].key = dkim_key_dup(v[i].keys[j].key);
+		}
+		if (v[i].headers != NULL) {
+			d->headers = xcalloc(v[i].nheaders + 1, sizeof *d->headers);
+			for (size_t j = 0; j < v[i].nheaders; j++)
+				d->headers[j] = xstrdup(v[i].headers[j]);
+		}
+	}
+	return k;
+}
+
+static void
+keys_unref(struct signer_keys *k)
+{
+	if (k == NULL || --k->refs > 0)
+		return;
+	for (size_t i = 0; i < k->n; i++) {
+		struct dkim_signer *d = &k->v[i];
+
+		free(d->domain);
+		for (size_t j = 0; j < d->nkeys; j++) {
+			free(d->keys[j].selector);
+			dkim_key_free(d->keys[j].key);
+		}
+		for (size_t j = 0; d->headers != NULL && j < d->nheaders; j++)
+			free(d->headers[j]);
+		free(d->headers);
+	}
+	free(k->v);
+	free(k);
+}
 
 static void
 req_free(struct signer_req *r)
 {
+	keys_unref(r->keys);
 	msg_body_unref(r->body);
 	free(r->extra);
 	free(r->sig);
@@ -239,8 +308,16 @@ signer_submit(struct signer *s, const struct dkim_signer *v, size_t n, struct ms
 
 	if (s->outstanding >= s->max_queue)
 		return NULL;
+	if (s->keys == NULL || s->keys_src != v || s->keys_n != n) {
+		keys_unref(s->keys);
+		s->keys = keys_copy(v, n);
+		s->keys_src = v;
+		s->keys_n = n;
+	}
 	r = xcalloc(1, sizeof *r);
-	r->v = v;
+	r->keys = s->keys;
+	r->keys->refs++;
+	r->v = r->keys->v;
 	r->n = n;
 	r->body = msg_body_ref(b);
 	if (extra_len > 0) {
@@ -274,6 +351,15 @@ signer_cancel(struct signer *s, struct signer_req *r)
 }
 
 void
+signer_rekey(struct signer *s)
+{
+	keys_unref(s->keys);
+	s->keys = NULL;
+	s->keys_src = NULL;
+	s->keys_n = 0;
+}
+
+void
 signer_quiesce(struct signer *s)
 {
 	pthread_mutex_lock(&s->mu);
@@ -283,6 +369,17 @@ signer_quiesce(struct signer *s)
 }
 
 size_t signer_pending(const struct signer *s) { return s->outstanding; }
+
+size_t
+signer_to_sign(struct signer *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->busy;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
 unsigned signer_threads(const struct signer *s) { return s->nthreads; }
 
 void
@@ -308,6 +405,7 @@ signer_free(struct signer *s)
 		next = r->next;
 		req_free(r);
 	}
+	signer_rekey(s);	/* the last key set goes with the last request */
 	pthread_cond_destroy(&s->work);
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->mu);

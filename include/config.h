@@ -73,6 +73,7 @@ struct config_limits {
 	struct rate max_conn_rate;	/* new connections per unit */
 	int tls;			/* enum tls_policy (tls.h); 0: inherit */
 	struct rate fleet_max_rate;	/* site/domain: every instance and IP together; 0: none */
+	int mta_sts;			/* site/domain: 0 inherit smtp.mta_sts, 1 on, 2 off */
 };
 
 /* Adaptive shaping (the shaping { } block); see docs/shaping.md. */
@@ -216,7 +217,7 @@ struct config {
 
 	char *classify_rules;	/* rule file path, or NULL for built-ins */
 	char *tls_ca_file;	/* smtp.tls_ca_file: CAs trusted by tls = verify (NULL: system) */
-	int mta_sts;		/* smtp.mta_sts: look up and apply MTA-STS policies (false) */
+	int mta_sts;		/* smtp.mta_sts: look up and apply MTA-STS policies (true) */
 	int mta_sts_port;	/* smtp.mta_sts_port: HTTPS port of mta-sts.DOMAIN (443) */
 
 	struct config_pool *pools;	/* always has "default" */

@@ -110,6 +110,9 @@ struct dkim_key *dkim_key_load(const char *path, enum dkim_alg alg, char *err, s
 struct dkim_key *dkim_key_parse(const char *text, size_t len, enum dkim_alg alg, char *err,
     size_t errlen);
 void dkim_key_free(struct dkim_key *k);
+/* dkim_key_dup - a second handle on the same key (the key material is
+ * shared and reference counted); free each with dkim_key_free. */
+struct dkim_key *dkim_key_dup(const struct dkim_key *k);
 enum dkim_alg dkim_key_alg(const struct dkim_key *k);
 /* dkim_key_bits - RSA modulus bits, 256 for Ed25519. */
 int dkim_key_bits(const struct dkim_key *k);

@@ -398,4 +398,19 @@ int rq_rates_export(struct rq *q, const char *const *fields, const char *const *
 int rq_shaping_held(struct rq *q, uint64_t now_wall_ms,
     void (*cb)(void *arg, int ok, const struct rate_held *h, size_t n), void *arg);
 
+/*
+ * MTA-STS policies kept over a restart: hash PREFIXmta_sts, field DOMAIN,
+ * value "ID EXPIRES_MS POLICY" (mtasts_store_format). rq_sts_store writes
+ * one (fire and forget; the hash stays at most RQ_MTA_STS_MAX fields: past
+ * it a random other field goes). rq_sts_load reads them all: cb(arg, ok,
+ * domains, values, lens, n) exactly once (ok 0, n 0 on an error).
+ * rq_sts_forget deletes the named fields only if they still hold the
+ * values read (an expired or malformed entry found at load). -1: Redis is
+ * not usable now.
+ */
+int rq_sts_store(struct rq *q, const char *domain, const char *value);
+int rq_sts_load(struct rq *q, void (*cb)(void *arg, int ok, const char *const *domains,
+    const char *const *values, const size_t *lens, size_t n), void *arg);
+int rq_sts_forget(struct rq *q, const char *domain, const char *value);
+
 #endif

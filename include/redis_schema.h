@@ -53,6 +53,8 @@
 						 * throttle for every engine (rates.h) */
 #define RQ_K_FLEET		"fleet:"	/* + site:NAME|domain:NAME|ip:ADDR: string, a GCRA TAT (us) */
 /* XADD MAXLEN ~ for the inbound stream (the listener's writes). */
+#define RQ_K_MTA_STS		"mta_sts"	/* hash: DOMAIN -> "ID EXPIRES_MS POLICY" (mtasts.h) */
+#define RQ_MTA_STS_MAX		10000		/* fields; past it a random other one goes */
 #define RQ_INBOUND_MAXLEN	1000000
 
 /* The instance lock: refreshed every RQ_LOCK_REFRESH_MS, lives RQ_LOCK_TTL_MS. */

@@ -93,6 +93,12 @@ size_t sched_sweep(struct sched *s);
  */
 struct rq;
 void sched_warm_sync(struct sched *s, struct rq *q, int flush_all);
+/*
+ * sched_sts_attach - keep fetched MTA-STS policies in Redis (q) and load
+ * those stored there (a restart keeps them). Once, when Redis first
+ * connects: later calls do nothing.
+ */
+void sched_sts_attach(struct sched *s, struct rq *q);
 int sched_warm_busy(const struct sched *s);
 /*
  * sched_warm_hold - the hook for the feedback loop: hold pool IP ip's

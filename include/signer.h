@@ -16,9 +16,12 @@
  * (taken and dropped on the loop thread only; the worker reads the
  * body's immutable data), a copy of the extra fields and of the body's
  * cached hashes (the result's hashes are merged back into the body on
- * the loop). It also points at the configuration's signers: those must
- * stay valid until signer_quiesce() returns (call it before a reloaded
- * configuration frees the old one).
+ * the loop), and a reference on the signer's own copy of the signers
+ * (a key set: the configuration's array is copied at the first submit
+ * that names it, the keys shared by reference). A reloaded configuration
+ * may free its signers at once: signer_rekey() makes the next submit copy
+ * the new ones, and requests in flight finish with the old copy, freed by
+ * the last of them. A reload never waits for a worker.
  *
  * Workers only compute and write the eventfd: no logging, no loop, no
  * reference counts. Every submitted request ends exactly once: its done()
@@ -67,14 +70,23 @@ struct signer_req *signer_submit(struct signer *s, const struct dkim_signer *v, 
 void signer_cancel(struct signer *s, struct signer_req *r);
 
 /*
+ * signer_rekey - the configuration's signers changed (a reload): the next
+ * submit copies the array it is given even if it sits where the old one
+ * was. Does not wait: requests in flight keep their key set.
+ */
+void signer_rekey(struct signer *s);
+
+/*
  * signer_quiesce - block until no request is queued or being signed (the
  * results may still wait for the loop). At most the queue's length of
- * signatures; for a configuration reload only.
+ * signatures. Tests only: a reload does not need it (signer_rekey).
  */
 void signer_quiesce(struct signer *s);
 
 /* Requests queued or signed but not yet handed back. */
 size_t signer_pending(const struct signer *s);
+/* Requests queued or being signed (not yet signed): a snapshot. */
+size_t signer_to_sign(struct signer *s);
 unsigned signer_threads(const struct signer *s);
 
 /*

@@ -978,6 +978,50 @@ test_dkim_blocks(void **state)
 
 /* tls = opportunistic | required | verify | disabled: smtp, site, domain,
  * the most specific wins; smtp.tls_ca_file must be readable. */
+/* smtp.mta_sts is on by default; site and domain blocks may turn it off
+ * (or on), the domain's word winning; unset inherits (0). */
+static void
+test_mta_sts_setting(void **state)
+{
+	const char *in =
+	    "site \"big\" { mx = [\"*.big.test\"]; mta_sts = false; }\n"
+	    "site \"plain\" { mx = [\"*.plain.test\"]; }\n"
+	    "domain \"on.test\" { mta_sts = yes; }\n"
+	    "domain \"off.test\" { mta_sts = off; }\n";
+	char *errors = NULL;
+	struct config *c = config_default();
+	struct config_limits l;
+
+	(void)state;
+	assert_int_equal(c->mta_sts, 1);
+	assert_int_equal(c->mta_sts_port, 443);
+	assert_int_equal(c->defaults.mta_sts, 0);
+	config_free(c);
+
+	c = load_str(in, &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->mta_sts, 1);
+	l = config_limits_for(c, config_site_for_mx(c, "mx.big.test"), NULL);
+	assert_int_equal(l.mta_sts, 2);
+	l = config_limits_for(c, config_site_for_mx(c, "mx.plain.test"), NULL);
+	assert_int_equal(l.mta_sts, 0);
+	l = config_limits_for(c, config_site_for_mx(c, "mx.big.test"), config_domain_find(c, "on.test"));
+	assert_int_equal(l.mta_sts, 1);
+	assert_int_equal(config_domain_find(c, "off.test")->lim.mta_sts, 2);
+	config_free(c);
+
+	c = load_str("smtp {\n mta_sts = false;\n}\n", &errors);
+	if (c == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(c->mta_sts, 0);
+	config_free(c);
+
+	assert_null(load_str("domain \"d.test\" {\n mta_sts = maybe; }\n", &errors));
+	assert_non_null(strstr(errors, "t.conf:2: domain \"d.test\": mta_sts: 'maybe' is not true or false"));
+	free(errors);
+}
+
 static void
 test_tls_policy(void **state)
 {
@@ -1196,6 +1240,7 @@ main(void)
 		cmocka_unit_test(test_accepted_forms),
 		cmocka_unit_test(test_lookups),
 		cmocka_unit_test(test_tls_policy),
+		cmocka_unit_test(test_mta_sts_setting),
 		cmocka_unit_test(test_smarthost),
 		cmocka_unit_test(test_file_errors_name_the_file),
 		cmocka_unit_test(test_classify_rules_path),

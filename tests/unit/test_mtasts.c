@@ -338,11 +338,168 @@ test_dns_txt(void **state)
 	free(r);
 }
 
+/*
+ * Keep or refresh (RFC 8461 5.1), with a fake clock (ms): a policy with
+ * max_age 100 s fetched at t=1000 s. Before half its age the same id
+ * keeps it; past half, or with a new id, it is kept AND refreshed in the
+ * background; a failed TXT lookup or a vanished record never drops it;
+ * after a failed refresh (retry_after) it is only kept; once expired, an
+ * id means fetch (the caller waits) and anything else no policy.
+ */
+static void
+test_keep_refresh(void **state)
+{
+	struct mtasts_kept k;
+	struct mtasts_policy p;
+	char err[200];
+	const uint64_t t0 = 1000000;
+	static const struct {
+		uint64_t at;		/* ms after t0 */
+		int txt;
+		const char *id;
+		uint64_t retry_after;	/* ms after t0; 0: none */
+		enum mtasts_step want;
+	} t[] = {
+		{ 0, 1, "a1", 0, MTASTS_STEP_KEEP },
+		{ 49999, 1, "a1", 0, MTASTS_STEP_KEEP },
+		{ 50000, 1, "a1", 0, MTASTS_STEP_KEEP_REFRESH },	/* half its max_age */
+		{ 99999, 1, "a1", 0, MTASTS_STEP_KEEP_REFRESH },
+		{ 10, 1, "a2", 0, MTASTS_STEP_KEEP_REFRESH },		/* the id changed */
+		{ 10, 0, "", 0, MTASTS_STEP_KEEP },			/* the record vanished */
+		{ 60000, 0, "", 0, MTASTS_STEP_KEEP },
+		{ 60000, -1, "", 0, MTASTS_STEP_KEEP },			/* the lookup failed */
+		{ 60000, 1, "a1", 70000, MTASTS_STEP_KEEP },		/* a refresh failed */
+		{ 70000, 1, "a1", 70000, MTASTS_STEP_KEEP_REFRESH },	/* ... and is due again */
+		{ 10, 1, "a2", 70000, MTASTS_STEP_KEEP },
+		{ 100000, 1, "a1", 0, MTASTS_STEP_FETCH },		/* expired */
+		{ 100000, 0, "", 0, MTASTS_STEP_NONE },
+		{ 100000, -1, "", 0, MTASTS_STEP_NONE },
+	};
+
+	(void)state;
+	{
+		const char *pol = "version: STSv1\nmode: enforce\nmx: mx.a.test\nmax_age: 100\n";
+
+		assert_int_equal(mtasts_parse(pol, strlen(pol), &p, err, sizeof err), 0);
+	}
+	snprintf(p.id, sizeof p.id, "a1");
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		memset(&k, 0, sizeof k);
+		mtasts_keep(&k, &p, t0);
+		if (t[i].retry_after)
+			k.retry_after = t0 + t[i].retry_after;
+		if (mtasts_after_txt(&k, t[i].txt, t[i].id, t0 + t[i].at) != t[i].want)
+			fail_msg("row %zu: at +%llu ms txt %d id %s: got %d, want %d", i,
+			    (unsigned long long)t[i].at, t[i].txt, t[i].id,
+			    mtasts_after_txt(&k, t[i].txt, t[i].id, t0 + t[i].at), t[i].want);
+	}
+	/* in force until, not at, the expiry; nothing kept: never in force */
+	mtasts_keep(&k, &p, t0);
+	assert_true(mtasts_in_force(&k, t0 + 99999));
+	assert_false(mtasts_in_force(&k, t0 + 100000));
+	memset(&k, 0, sizeof k);
+	assert_false(mtasts_in_force(&k, 0));
+	assert_int_equal(mtasts_after_txt(&k, 1, "x", 5), MTASTS_STEP_FETCH);
+	assert_int_equal(mtasts_after_txt(&k, 0, "", 5), MTASTS_STEP_NONE);
+}
+
+/* The stored form: written, read back equal; the largest policy fits. */
+static void
+test_store_roundtrip(void **state)
+{
+	struct mtasts_policy p, q;
+	char buf[MTASTS_STORE_MAX], err[200], body[MTASTS_MAX_MX * 300];
+	uint64_t exp;
+	size_t off = 0;
+	int n;
+
+	(void)state;
+	off += (size_t)snprintf(body, sizeof body, "version: STSv1\nmode: testing\nmax_age: 31557600\n");
+	for (int i = 0; i < MTASTS_MAX_MX; i++) {
+		char h[260];
+
+		/* labels of 60, 60, 60 and 50 letters: a long, valid host name */
+		memset(h, 'a', 233);
+		h[60] = h[121] = h[182] = '.';
+		snprintf(h + 233, sizeof h - 233, ".%02d.example", i);
+		off += (size_t)snprintf(body + off, sizeof body - off, "mx: *.%s\n", h);
+	}
+	assert_int_equal(mtasts_parse(body, off, &p, err, sizeof err), 0);
+	snprintf(p.id, sizeof p.id, "12345678901234567890123456789012");
+	n = mtasts_store_format(&p, 1893456000123ull, buf, sizeof buf);
+	assert_true(n > 0 && (size_t)n < sizeof buf);
+	assert_int_equal(mtasts_store_parse(buf, (size_t)n, &q, &exp, err, sizeof err), 0);
+	assert_int_equal(exp, 1893456000123ull);
+	assert_string_equal(q.id, p.id);
+	assert_int_equal(q.mode, MTASTS_TESTING);
+	assert_int_equal(q.max_age, 31557600);
+	assert_int_equal(q.nmx, MTASTS_MAX_MX);
+	for (size_t i = 0; i < q.nmx; i++)
+		assert_string_equal(q.mx[i], p.mx[i]);
+	/* too small a buffer: -1, never a cut policy */
+	assert_int_equal(mtasts_store_format(&p, 1, buf, 100), -1);
+	/* a small one, as Redis holds it */
+	{
+		const char *pol = "version: STSv1\nmode: enforce\nmx: mx.a.test\nmax_age: 86400\n";
+
+		assert_int_equal(mtasts_parse(pol, strlen(pol), &p, err, sizeof err), 0);
+	}
+	snprintf(p.id, sizeof p.id, "20160831085700Z");
+	n = mtasts_store_format(&p, 1700000000000ull, buf, sizeof buf);
+	assert_string_equal(buf, "20160831085700Z 1700000000000 version: STSv1\nmode: enforce\n"
+	    "max_age: 86400\nmx: mx.a.test\n");
+}
+
+/* Stored values come from Redis: hostile. Each of these is refused. */
+static void
+test_store_hostile(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"id",
+		"id ",
+		" 1700000000000 version: STSv1\nmode: none\nmax_age: 1\n",		/* no id */
+		"a-b 1700000000000 version: STSv1\nmode: none\nmax_age: 1\n",	/* bad id */
+		"123456789012345678901234567890123 1 version: STSv1\nmode: none\nmax_age: 1\n",
+		"id x version: STSv1\nmode: none\nmax_age: 1\n",			/* bad expiry */
+		"id 17000000000000000 version: STSv1\nmode: none\nmax_age: 1\n",	/* too long */
+		"id 1700000000000version: STSv1\nmode: none\nmax_age: 1\n",
+		"id 1700000000000 version: STSv2\nmode: none\nmax_age: 1\n",		/* bad policy */
+		"id 1700000000000 version: STSv1\nmode: enforce\nmax_age: 1\n",		/* no mx */
+		"id 1700000000000 ",
+	};
+	struct mtasts_policy p;
+	char err[200];
+	uint64_t exp;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		if (mtasts_store_parse(bad[i], strlen(bad[i]), &p, &exp, err, sizeof err) != -1)
+			fail_msg("row %zu accepted: %s", i, bad[i]);
+		assert_true(err[0] != '\0');
+	}
+	/* a NUL inside, and a length that stops before the policy's end */
+	assert_int_equal(mtasts_store_parse("id 1 version: STSv1\nmode: none\0\nmax_age: 1\n", 44,
+	    &p, &exp, err, sizeof err), -1);
+	assert_int_equal(mtasts_store_parse("id 1 version: STSv1\nmode: none\nmax_age: 1\n", 20,
+	    &p, &exp, err, sizeof err), -1);
+	{
+		static char big[MTASTS_STORE_MAX + 10];
+
+		memset(big, 'a', sizeof big);
+		assert_int_equal(mtasts_store_parse(big, sizeof big, &p, &exp, err, sizeof err), -1);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_txt_table),
+		cmocka_unit_test(test_keep_refresh),
+		cmocka_unit_test(test_store_roundtrip),
+		cmocka_unit_test(test_store_hostile),
 		cmocka_unit_test(test_policy_good),
 		cmocka_unit_test(test_policy_bad),
 		cmocka_unit_test(test_mx_match),

@@ -4,7 +4,10 @@
  * makes on the loop thread; body hashes come back to the body; a
  * cancelled request never calls back; a full queue refuses; quiesce
  * waits for the workers; freeing with requests in flight drops them and
- * every body reference. Run it under ASan and TSan (see docs/testing.md).
+ * every body reference; a reload (signer_rekey) with requests in flight
+ * waits for nothing, and the old configuration's signers may be freed at
+ * once: requests in flight sign with their own copy, the next ones with
+ * the new configuration's, even when it sits at the old one's address. Run it under ASan and TSan (see docs/testing.md).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -291,6 +294,88 @@ test_free_in_flight(void **state)
 	reset();
 }
 
+/* A configuration's signers as config.c builds them: all on the heap. */
+static struct dkim_signer *
+conf_signers(const char *sel_rsa)
+{
+	struct dkim_signer *v = xcalloc(1, sizeof *v);
+
+	v->domain = xstrdup("example.com");
+	v->keys[0].selector = xstrdup(sel_rsa);
+	v->keys[0].key = dkim_key_dup(rsa);
+	v->keys[1].selector = xstrdup("ed1");
+	v->keys[1].key = dkim_key_dup(ed);
+	v->nkeys = 2;
+	v->headers = xcalloc(3, sizeof *v->headers);
+	v->headers[0] = xstrdup("from");
+	v->headers[1] = xstrdup("subject");
+	v->nheaders = 2;
+	return v;
+}
+
+static void
+conf_signers_free(struct dkim_signer *v)
+{
+	free(v->domain);
+	for (size_t j = 0; j < v->nkeys; j++) {
+		free(v->keys[j].selector);
+		dkim_key_free(v->keys[j].key);
+	}
+	for (size_t j = 0; j < v->nheaders; j++)
+		free(v->headers[j]);
+	free(v->headers);
+	free(v);
+}
+
+static void
+test_rekey_no_wait(void **state)
+{
+	struct msg_body *b = msg_body_new(message, strlen(message));
+	struct signer *s = signer_new(L, 2, NREQ);
+	struct dkim_signer *a = conf_signers("old"), *nb;
+	char extra[200];
+	uint64_t t0, took;
+	size_t half = NREQ / 2, in_flight;
+
+	(void)state;
+	reset();
+	for (size_t i = 0; i < half; i++) {
+		size_t n = extra_for(i, extra, sizeof extra);
+		assert_non_null(signer_submit(s, a, 1, b, extra, n, NOW, on_done, &results[i]));
+	}
+	/* The reload: rekey, then the old configuration goes at once. */
+	t0 = loop_refresh_now(L);
+	signer_rekey(s);
+	conf_signers_free(a);
+	took = loop_refresh_now(L) - t0;
+	in_flight = signer_pending(s);
+	/* Freed memory is likely handed out again: the new array may sit
+	 * where the old one was, and must still be copied afresh. */
+	nb = conf_signers("new");
+	for (size_t i = half; i < NREQ; i++) {
+		size_t n = extra_for(i, extra, sizeof extra);
+		assert_non_null(signer_submit(s, nb, 1, b, extra, n, NOW, on_done, &results[i]));
+	}
+	turn_until(NREQ);
+	assert_int_equal(ndone, NREQ);
+	/* It did not wait: 150 RSA signatures were still to do. */
+	assert_true(in_flight > 0);
+	assert_true(took < 100);
+	for (size_t i = 0; i < NREQ; i++) {
+		assert_int_equal(results[i].calls, 1);
+		assert_int_equal(results[i].st, DKIM_SIGNED);
+		assert_non_null(strstr(results[i].sig, i < half ? "s=old;" : "s=new;"));
+		assert_null(strstr(results[i].sig, i < half ? "s=new;" : "s=old;"));
+		assert_non_null(strstr(results[i].sig, "h=from:from:subject;"));	/* the copied header list */
+	}
+	signer_free(s);
+	settle();
+	conf_signers_free(nb);
+	assert_int_equal(b->refs, 1);
+	msg_body_unref(b);
+	reset();
+}
+
 int
 main(void)
 {
@@ -298,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_many_match_loop),
 		cmocka_unit_test(test_no_key),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_rekey_no_wait),
 		cmocka_unit_test(test_queue_full),
 		cmocka_unit_test(test_free_in_flight),
 	};
