@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <openssl/buffer.h>
@@ -141,6 +143,32 @@ ctx_new(int server, char *err, size_t errsz)
 	return x;
 }
 
+/*
+ * system_store - the system's CA certificates, read once into memory: the
+ * default bundle file (SSL_CERT_FILE, else OpenSSL's default, on Debian
+ * /usr/lib/ssl/cert.pem -> /etc/ssl/certs/ca-certificates.crt), and the
+ * hashed directory (SSL_CERT_DIR, else the default) only when there is no
+ * bundle. Not SSL_CTX_set_default_verify_paths(): OpenSSL 3 adds to it a
+ * "store" lookup of the certs directory that lists the whole directory on
+ * every handshake (a readdir of hundreds of entries each time; a thousand
+ * STARTTLS sessions spent more on that than on the cryptography).
+ */
+static int
+system_store(SSL_CTX *ctx)
+{
+	const char *file = getenv(X509_get_default_cert_file_env());
+	const char *dir = getenv(X509_get_default_cert_dir_env());
+
+	if (file == NULL || file[0] == '\0')
+		file = X509_get_default_cert_file();
+	if (dir == NULL || dir[0] == '\0')
+		dir = X509_get_default_cert_dir();
+	if (access(file, R_OK) == 0 && SSL_CTX_load_verify_locations(ctx, file, NULL) == 1)
+		return 1;
+	ERR_clear_error();
+	return SSL_CTX_load_verify_locations(ctx, NULL, dir);
+}
+
 struct tls_ctx *
 tls_ctx_client(const char *ca_file, char *err, size_t errsz)
 {
@@ -154,7 +182,7 @@ tls_ctx_client(const char *ca_file, char *err, size_t errsz)
 			tls_ctx_free(x);
 			return NULL;
 		}
-	} else if (SSL_CTX_set_default_verify_paths(x->ssl) != 1) {
+	} else if (system_store(x->ssl) != 1) {
 		ssl_errors(err, errsz, "the system CA store");
 		tls_ctx_free(x);
 		return NULL;

@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* --- raw --- */
 
@@ -117,27 +118,52 @@ tls_t_input(struct transport *t, const char *buf, size_t n)
 	return 0;
 }
 
-/* tls_t_encrypt - up to TRANSPORT_TLS_CHUNK bytes of what the upper side has. */
+/*
+ * tls_t_encrypt - up to TRANSPORT_TLS_CHUNK bytes of what the upper side
+ * has. Pieces that fit together in one TLS record (the commands, the job's
+ * id header and a small message) are gathered and written as one: each
+ * SSL_write is a record of its own, with its own nonce, tag and header,
+ * and three records per message cost more than the copy.
+ */
+#define TLS_RECORD_MAX	16384
 static void
 tls_t_encrypt(struct tls_transport *tt)
 {
 	struct transport *t = &tt->base;
 	struct iovec iov[3];
-	size_t done = 0;
-	int n;
+	char gather[TLS_RECORD_MAX];
+	size_t done = 0, g = 0;
+	int n, ok = 1;
 
 	if (tls_status(tt->tls) != TLS_OPEN)
 		return;
 	n = t->up->pull(t->arg, iov);
-	for (int i = 0; i < n && done < TRANSPORT_TLS_CHUNK; i++) {
+	for (int i = 0; i < n && done + g < TRANSPORT_TLS_CHUNK; i++) {
 		size_t k = iov[i].iov_len;
 
-		if (k > TRANSPORT_TLS_CHUNK - done)
-			k = TRANSPORT_TLS_CHUNK - done;
-		if (tls_write(tt->tls, iov[i].iov_base, k) != k)
+		if (k > TRANSPORT_TLS_CHUNK - done - g)
+			k = TRANSPORT_TLS_CHUNK - done - g;
+		if (g + k <= sizeof gather) {
+			memcpy(gather + g, iov[i].iov_base, k);
+			g += k;
+			continue;
+		}
+		if (g > 0) {
+			if (tls_write(tt->tls, gather, g) != g) {
+				ok = 0;
+				break;
+			}
+			done += g;
+			g = 0;
+		}
+		if (tls_write(tt->tls, iov[i].iov_base, k) != k) {
+			ok = 0;
 			break;
+		}
 		done += k;
 	}
+	if (ok && g > 0 && tls_write(tt->tls, gather, g) == g)
+		done += g;
 	if (n > 0)
 		t->up->pushed(t->arg, done);
 }
