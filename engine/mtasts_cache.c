@@ -51,6 +51,7 @@ struct sts_entry {
 	struct mtasts_kept k;
 	uint64_t none_until;		/* loop_now() ms: "no policy" known until */
 	int busy;			/* a lookup is in progress */
+	int answering;			/* its waiters are being called: not to be freed */
 	int dns_due;			/* a DNS answer is still to come */
 	char id[MTASTS_ID_MAX + 1];	/* the TXT id being fetched */
 	int port;
@@ -120,8 +121,8 @@ sts_ctx(struct mtasts_cache *c, const char *ca, char *err, size_t errsz)
 static int
 sts_idle(const struct sts_entry *e, uint64_t now)
 {
-	return !e->busy && !e->dns_due && e->g == NULL && !mtasts_in_force(&e->k, now) &&
-	    e->none_until <= now;
+	return !e->busy && !e->answering && !e->dns_due && e->g == NULL &&
+	    !mtasts_in_force(&e->k, now) && e->none_until <= now;
 }
 
 /* sts_answer - answer every waiter with the policy in force (a copy: a
@@ -155,7 +156,12 @@ sts_done(struct sts_entry *e)
 	struct mtasts_cache *c = e->c;
 
 	e->busy = 0;
+	/* A waiter's callback may ask for other domains, and a full cache
+	 * then sweeps idle entries: this one stays until its waiters are
+	 * answered. */
+	e->answering = 1;
 	sts_answer(e);
+	e->answering = 0;
 	if (!e->busy && sts_idle(e, loop_now(c->l)))
 		free(map_del(&c->ents, e->domain));
 }

@@ -3423,7 +3423,9 @@ static const char rates_read_lua[] =
  * maxlen, held field, held value, held until (ms), then the shaping
  * entry's field/value pairs. Once per marker: SET NX, the pause (HSETNX:
  * an operator's pause stays as it is), the suspend/throttle for every
- * engine (HSET unless the field already holds a later until), the entry.
+ * engine (one field per IP and site: a running suspension is never
+ * replaced by a throttle, a suspension replaces a running throttle, and
+ * otherwise the later end wins), the entry.
  * 1: done now, 0: done before (the marker is there).
  */
 static const char rates_act_lua[] =
@@ -3432,7 +3434,13 @@ static const char rates_act_lua[] =
 "if KEYS[4] ~= '' then\n"
 "  local old = redis.call('HGET', KEYS[4], ARGV[5])\n"
 "  local ou = old and tonumber(string.match(old, ' until=(%d+)')) or 0\n"
-"  if ou < tonumber(ARGV[7]) then redis.call('HSET', KEYS[4], ARGV[5], ARGV[6]) end\n"
+"  local tm = redis.call('TIME')\n"
+"  local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
+"  local osus = old and string.sub(old, 1, 10) == 'suspended '\n"
+"  local nsus = string.sub(ARGV[6], 1, 10) == 'suspended '\n"
+"  if ou <= now or (nsus and not osus) or (nsus == osus and ou < tonumber(ARGV[7])) then\n"
+"    redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])\n"
+"  end\n"
 "end\n"
 "local f = {}\n"
 "for i = 8, #ARGV do f[#f+1] = ARGV[i] end\n"

@@ -1691,15 +1691,16 @@ sched_adopt(struct sched *s, struct session *ss, struct sref *ref)
 		return 0;
 	for (struct dest_lw *w = l->sched_wq_head; w && n < SCHED_ADOPT_SCAN; w = w->next, n++) {
 		struct dest *o = w->d;
-		int ko;
+		int ko, which;
 
 		if (o == d || o->queued == 0 || o->mx == NULL || o->sts_enforce ||
 		    o->lim.tls != d->lim.tls || strcmp(o->pool, d->pool) != 0 ||
 		    config_smarthost_for(s->cfg, o->pool, o->domain) != NULL)
 			continue;
 		if ((ko = lane_index(o, l)) < 0 || o->lane_cfg[ko] != d->lane_cfg[k] ||
-		    !session_serves(ss, o->mx, (enum tls_policy)o->lim.tls))
+		    (which = session_serves(ss, o->mx, (enum tls_policy)o->lim.tls)) == 0)
 			continue;
+		session_take_mx(ss, o->mx, which);
 		if (d->lane_nsess[k] > 0)
 			d->lane_nsess[k]--;
 		dest_session_closed(d, 1);

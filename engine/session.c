@@ -197,6 +197,7 @@ int
 session_serves(const struct session *s, const struct mxset *mx, enum tls_policy p)
 {
 	const struct dns_target *t;
+	int best = 0;
 
 	if (!s->established || !s->connected || s->closing || s->switching || s->quit_asked ||
 	    s->relay.port != 0 || s->tidx >= s->mx->n || mx == NULL)
@@ -212,10 +213,27 @@ session_serves(const struct session *s, const struct mxset *mx, enum tls_policy 
 	t = &s->mx->t[s->tidx];
 	if (t->dane == DANE_TLSA)
 		return 0;
+	/* Only the most preferred MX hosts: RFC 5321 5.1 tries them first, and
+	 * a backup MX may only queue, or refuse while the primary is up. */
 	for (size_t i = 0; i < mx->n; i++)
-		if (mx->t[i].dane != DANE_TLSA && same_addr(&mx->t[i].addr, &t->addr))
-			return 1;
+		if (i == 0 || mx->t[i].pref < best)
+			best = mx->t[i].pref;
+	for (size_t i = 0; i < mx->n; i++)
+		if (mx->t[i].pref == best && mx->t[i].dane != DANE_TLSA &&
+		    same_addr(&mx->t[i].addr, &t->addr))
+			return (int)i + 1;
 	return 0;
+}
+
+void
+session_take_mx(struct session *s, struct mxset *mx, int which)
+{
+	if (which < 1 || (size_t)which > mx->n)
+		panic("session_take_mx: target %d of %zu", which, mx->n);
+	mxset_ref(mx);
+	mxset_unref(s->mx);
+	s->mx = mx;
+	s->tidx = (size_t)which - 1;
 }
 
 /* quote - src for a quoted log value (log_quote), returned for printf. */

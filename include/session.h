@@ -149,13 +149,17 @@ const char *session_peer(const struct session *s);	/* "ip:port", "[ip6]:port" */
 /*
  * session_serves - whether s, connected and past EHLO, may carry mail of a
  * destination whose MX targets are mx under TLS policy p: the server it
- * talks to is at one of mx's addresses, and neither side checks the
- * server's name or keys (p and s's policy are the same, and opportunistic,
- * disabled or the default; no DANE). Connection reuse by server address,
- * as Postfix's connection cache does: many domains hosted on one
- * provider's servers.
+ * talks to is at the address of one of mx's most preferred hosts, and
+ * neither side checks the server's name or keys (p and s's policy are the
+ * same, and opportunistic, disabled or the default; no DANE). Connection
+ * reuse by server address, as Postfix's connection cache does: many
+ * domains hosted on one provider's servers. 0: no; else 1 + the index of
+ * that host in mx, for session_take_mx().
  */
 int session_serves(const struct session *s, const struct mxset *mx, enum tls_policy p);
+/* session_take_mx - s now serves the destination of mx, at its target
+ * which - 1 (session_serves' answer): events and logs name that host. */
+void session_take_mx(struct session *s, struct mxset *mx, int which);
 int session_is_idle(const struct session *s);
 int session_was_established(const struct session *s);
 
