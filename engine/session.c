@@ -75,6 +75,11 @@ struct session {
 	enum tls_policy conn_policy;	/* this connection's, DANE applied (DEFAULT: none yet) */
 	int tls_on;			/* this connection switched to the TLS transport */
 	int plain_retry;		/* this target again in clear text after a failed handshake */
+	int tls_wait;			/* parked before STARTTLS's handshake for a ticket */
+	int tls_waited;			/* done so on this connection: no second wait */
+	uint64_t tls_wait_hash;		/* of the session cache key waited for */
+	uint64_t tls_wait_until;	/* loop ms */
+	struct session *twnext, *twprev;	/* the sessions waiting for a ticket */
 	int bye;			/* BYE_*: close_notify before the close */
 	char tls_desc[80];		/* session_tls() */
 	unsigned max_msgs;		/* per connection */
@@ -94,6 +99,21 @@ struct session {
 };
 
 static struct session *all_sessions;
+
+/*
+ * Waiting for a ticket. A cold start opens many sessions to one MX host at
+ * once; each would make a full TLS handshake (certificate parsing and
+ * checks: most of a handshake's cost) although the first one's session
+ * ticket lets the others resume. A session about to start TLS for a cache
+ * key that has no session yet, while another session began a full
+ * handshake for that key in the last TLS_LEAD_MS, waits for that ticket
+ * at most TLS_TICKET_WAIT_MS, then goes on with whatever the cache holds.
+ */
+#define TLS_LEAD_MS		2000
+#define TLS_TICKET_WAIT_MS	250
+#define TLS_LEADERS_MAX		10000
+static struct session *tls_waiters;
+static struct map tls_leaders;		/* cache key -> uint64_t *: loop ms of a full handshake */
 
 enum { BYE_NONE = 0, BYE_SENT, BYE_DONE };
 #define TLS_BYE_MS		1000	/* wait this long for close_notify to go */
@@ -252,6 +272,102 @@ session_clock(struct session *s)
 	smtp_client_set_now(s->c, loop_now(s->loop));
 }
 
+/* --- waiting for a TLS ticket --- */
+
+static uint64_t
+key_hash(const char *k)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *k; k++)
+		h = (h ^ (unsigned char)*k) * 1099511628211ull;
+	return h;
+}
+
+static void
+tls_wait_end(struct session *s)
+{
+	if (!s->tls_wait)
+		return;
+	s->tls_wait = 0;
+	s->tls_waited = 1;
+	if (s->twprev)
+		s->twprev->twnext = s->twnext;
+	else
+		tls_waiters = s->twnext;
+	if (s->twnext)
+		s->twnext->twprev = s->twprev;
+	s->twnext = s->twprev = NULL;
+}
+
+static void session_step(struct session *s);
+
+static void
+on_timer_tls_wait(struct timer *t)
+{
+	struct session *s = (struct session *)((char *)t - offsetof(struct session, timer));
+
+	if (s->closing)
+		return;
+	tls_wait_end(s);
+	session_step(s);
+}
+
+/* A ticket was kept for key: its waiters go on (from the loop, not from
+ * inside OpenSSL). */
+static void
+on_session_cached(const char *key)
+{
+	uint64_t h = key_hash(key);
+
+	for (struct session *w = tls_waiters; w; w = w->twnext)
+		if (w->tls_wait_hash == h)
+			timer_set(w->loop, &w->timer, 0, on_timer_tls_wait);
+}
+
+/*
+ * tls_should_wait - 1: s waits (parked; its timer ends the wait) before
+ * starting TLS under key with context x; 0: it starts now. The first
+ * session of a cold key leads (its time is noted); those that come while
+ * it is recent wait for its ticket, once per connection.
+ */
+static int
+tls_should_wait(struct session *s, struct tls_ctx *x, const char *key)
+{
+	uint64_t now = loop_now(s->loop), *lead;
+
+	if (s->tls_wait)
+		return 1;
+	if (s->tls_waited || x == NULL || tls_ctx_has_session(x, key))
+		return 0;
+	lead = map_get(&tls_leaders, key);
+	if (lead != NULL && now - *lead < TLS_LEAD_MS) {
+		s->tls_wait = 1;
+		s->tls_wait_hash = key_hash(key);
+		s->tls_wait_until = now + TLS_TICKET_WAIT_MS;
+		s->twprev = NULL;
+		s->twnext = tls_waiters;
+		if (tls_waiters)
+			tls_waiters->twprev = s;
+		tls_waiters = s;
+		return 1;
+	}
+	if (lead == NULL) {
+		if (tls_leaders.len >= TLS_LEADERS_MAX) {
+			const char *k;
+			void *v;
+
+			for (size_t i = 0; map_iter(&tls_leaders, &i, &k, &v);)
+				free(map_del(&tls_leaders, k));
+		}
+		lead = xmalloc(sizeof *lead);
+		map_put(&tls_leaders, key, lead);
+		tls_set_session_hook(on_session_cached);
+	}
+	*lead = now;
+	return 0;
+}
+
 /* --- teardown --- */
 
 static void
@@ -260,6 +376,7 @@ session_maybe_free(struct session *s)
 	if (!s->closing || s->conn != NULL)
 		return;
 	timer_cancel(s->loop, &s->timer);
+	tls_wait_end(s);
 	if (s->aprev)
 		s->aprev->anext = s->anext;
 	else
@@ -568,6 +685,40 @@ static const struct transport_upper session_upper;
 
 /* The client got its 220 to STARTTLS and nothing of the raw transport is
  * in flight: the TLS transport takes over; its ClientHello goes next. */
+/* session_tls_key - the session cache key of s's TLS: MX host, port and
+ * policy. Under DANE the key names the records too: a session verified
+ * against old records never resumes under new ones. */
+static void
+session_tls_key(struct session *s, enum tls_policy p, char *key, size_t n)
+{
+	const struct dane_set *tlsa = session_tlsa(s);
+
+	if (p == TLS_POLICY_DANE && tlsa != NULL)
+		snprintf(key, n, "%s:%d:dane:%08x", session_mx(s), session_port(s),
+		    (unsigned)tlsa->digest);
+	else
+		snprintf(key, n, "%s:%d:%s", session_mx(s), session_port(s), tls_policy_name(p));
+	str_lower(key);
+}
+
+/* Whether s, ready for STARTTLS's handshake, waits for another session's
+ * ticket first (tls_should_wait). */
+static int
+session_tls_wait(struct session *s)
+{
+	enum tls_policy p = session_policy(s);
+	char err[300], key[400];
+	struct tls_ctx *x;
+
+	if (s->tls_wait)
+		return 1;
+	if (s->tls_waited || s->relay.port != 0)
+		return 0;
+	x = tls_ctx_for(p == TLS_POLICY_VERIFY ? s->cfg->tls_ca_file : NULL, err, sizeof err);
+	session_tls_key(s, p, key, sizeof key);
+	return tls_should_wait(s, x, key);
+}
+
 static void
 session_start_tls(struct session *s)
 {
@@ -579,15 +730,7 @@ session_start_tls(struct session *s)
 
 	const struct dane_set *tlsa = session_tlsa(s);
 
-	/* Under DANE the key names the records too: a session verified
-	 * against old records never resumes under new ones. */
-	if (p == TLS_POLICY_DANE && tlsa != NULL)
-		snprintf(key, sizeof key, "%s:%d:dane:%08x", session_mx(s), session_port(s),
-		    (unsigned)tlsa->digest);
-	else
-		snprintf(key, sizeof key, "%s:%d:%s", session_mx(s), session_port(s),
-		    tls_policy_name(p));
-	str_lower(key);
+	session_tls_key(s, p, key, sizeof key);
 	if (x != NULL && p == TLS_POLICY_DANE) {
 		t = transport_tls_new_dane(&session_upper, s, x, session_mx(s), tlsa, key);
 		if (t == NULL)
@@ -909,7 +1052,8 @@ again:
 			s->ops->on_result(s, j, &r);
 	}
 	st = smtp_client_state(s->c);
-	if (st == SMTP_STATE_TLS && !s->tls_on && !conn_send_busy(s->conn)) {
+	if (st == SMTP_STATE_TLS && !s->tls_on && !conn_send_busy(s->conn) &&
+	    !session_tls_wait(s)) {
 		session_start_tls(s);
 		st = smtp_client_state(s->c);
 	}
@@ -972,7 +1116,12 @@ again:
 		if (n > 0)
 			conn_send(s->conn, iov, n);
 	}
-	if (s->idle)
+	if (s->tls_wait) {
+		uint64_t now = loop_now(s->loop);
+
+		timer_set(s->loop, &s->timer, s->tls_wait_until > now ? s->tls_wait_until - now : 0,
+		    on_timer_tls_wait);
+	} else if (s->idle)
 		timer_set(s->loop, &s->timer, s->cfg->idle_ms, on_timer);
 	else {
 		uint64_t d = smtp_client_deadline(s->c);

@@ -107,6 +107,22 @@ ssl_errors(char *buf, size_t n, const char *what)
 
 /* --- contexts --- */
 
+static void (*session_cached_hook)(const char *key);
+
+void
+tls_set_session_hook(void (*fn)(const char *key))
+{
+	session_cached_hook = fn;
+}
+
+int
+tls_ctx_has_session(struct tls_ctx *x, const char *key)
+{
+	SSL_SESSION *s = x != NULL && key != NULL ? map_get(&x->cache, key) : NULL;
+
+	return s != NULL && SSL_SESSION_is_resumable(s);
+}
+
 static int
 on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
@@ -120,6 +136,8 @@ on_new_session(SSL *ssl, SSL_SESSION *sess)
 		return 0;
 	SSL_SESSION_free(old);
 	map_put(&t->ctx->cache, t->cache_key, sess);
+	if (session_cached_hook != NULL)
+		session_cached_hook(t->cache_key);
 	return 1;	/* the cache keeps this reference */
 }
 

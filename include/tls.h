@@ -129,6 +129,13 @@ size_t tls_wire_take(struct tls *t, void *buf, size_t n);
  */
 struct buf;
 int tls_stage_out(struct tls *t, struct buf *out, struct buf *tx);
+
+/* tls_ctx_has_session - whether x keeps a resumable session for key. */
+int tls_ctx_has_session(struct tls_ctx *x, const char *key);
+/* tls_set_session_hook - fn(key) is called whenever a client connection's
+ * new session (a TLS 1.3 ticket) is kept for key; from inside OpenSSL:
+ * fn must not call back into this module for that connection. */
+void tls_set_session_hook(void (*fn)(const char *key));
 /* Bytes the two memory BIOs have allocated (0 once both are empty). */
 size_t tls_buffered(const struct tls *t);
 
