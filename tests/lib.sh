@@ -91,6 +91,10 @@ kill_pid() {
 		sleep 0.1
 	done
 	kill -KILL "$pid" 2>/dev/null
+	for i in $(seq 20); do	# gone, its sockets closed, before the next one binds
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
 	return 0
 }
 
@@ -208,6 +212,7 @@ is_listening() {
 	ss -Hltn 2>/dev/null | awk '{print $4}' | grep -qxF "$1:$2"
 }
 wait_listen() { wait_for "${3:-10}" is_listening "$1" "$2"; }
+not_listening() { ! is_listening "$1" "$2"; }
 
 # --- redis --------------------------------------------------------------------
 
@@ -312,6 +317,8 @@ start_smtp_sink() {
 		return 1
 	fi
 	local args=(-m 12000 -h "sink-$addr")
+	wait_for 5 not_listening "$addr" "$port" ||
+		{ echo "smtp-sink on $addr:$port: the port is still taken" >&2; return 1; }
 	am_root && args+=(-u nobody)
 	[ $dump = 1 ] && args+=(-d "$dir/%M.")
 	/usr/sbin/smtp-sink "${args[@]}" "$@" "$addr:$port" 4096 \
@@ -386,13 +393,17 @@ start_volley_sink() {
 	mkdir -p "$dir"
 	local args=(--listen "$addr:$port")
 	[ $cap = 1 ] && args+=(--capture "$dir")
+	# A sink stopped just before on this address may still hold the port:
+	# seeing its socket would pass for this one's, which then fails to bind.
+	wait_for 5 not_listening "$addr" "$port" ||
+		{ echo "volley-sink on $addr:$port: the port is still taken" >&2; return 1; }
 	"$SINK" "${args[@]}" "$@" \
 		>"$T/volley-sink-$addr.log" 2>&1 &
 	pid=$!
 	disown "$pid"
 	LAB_PIDS+=("$pid")
 	echo "$pid" >"$T/pids/volley-sink-$addr.pid"
-	wait_listen "$addr" "$port" 10 ||
+	wait_listen "$addr" "$port" 10 && kill -0 "$pid" 2>/dev/null ||
 		{ echo "volley-sink on $addr:$port did not start:" >&2; cat "$T/volley-sink-$addr.log" >&2; return 1; }
 }
 
