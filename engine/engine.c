@@ -40,12 +40,15 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct engine {
 	struct loop *loop;
+	uint64_t trim_at;		/* trim_tick: last look (loop ms) */
+	unsigned trim_mark, trim_last;	/* sessions at the last trim, at the last look */
 	struct config *cfg;		/* the running configuration */
 	struct config *first_cfg;	/* the caller's; Redis and DNS keep using it */
 	const char *config_path;
@@ -676,6 +679,34 @@ held_tick(struct engine *e, uint64_t now)
 
 /* --- the tick --- */
 
+/*
+ * trim_tick - after a wave of new sessions (a cold start, a reconnect
+ * storm) is over, give the heap the handshakes, DNS answers and replies of
+ * that wave used and freed back to the system (malloc_trim): glibc keeps
+ * it otherwise, and five thousand TLS handshakes leave some 10-20 KB per
+ * session of it behind. Once a second at most; the wave is over when the
+ * session count moved by less than TRIM_STEADY in the last second after
+ * moving by TRIM_WAVE since the last trim.
+ */
+#define TRIM_WAVE	1000
+#define TRIM_STEADY	50
+static void
+trim_tick(struct engine *e, uint64_t now)
+{
+	unsigned n = sched_sessions(e->sched);
+	unsigned moved = n > e->trim_mark ? n - e->trim_mark : e->trim_mark - n;
+	unsigned recent = n > e->trim_last ? n - e->trim_last : e->trim_last - n;
+
+	if (now - e->trim_at < 1000)
+		return;
+	e->trim_at = now;
+	e->trim_last = n;
+	if (moved < TRIM_WAVE || recent >= TRIM_STEADY)
+		return;
+	e->trim_mark = n;
+	malloc_trim(0);
+}
+
 static void
 on_tick(struct timer *t)
 {
@@ -732,6 +763,7 @@ on_tick(struct timer *t)
 		inbound_tick(e->inb, now);	/* bounces and complaints in */
 		rates_tick(e, now);		/* thresholds on the rates */
 		held_tick(e, now);		/* their suspensions, from every engine */
+		trim_tick(e, now);		/* memory of a finished wave back */
 		fetch_streams(e);
 		if (room && now - e->last_retry_poll >= 500) {
 			e->last_retry_poll = now;
