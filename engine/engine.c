@@ -683,7 +683,7 @@ held_tick(struct engine *e, uint64_t now)
  * trim_tick - after a wave of new sessions (a cold start, a reconnect
  * storm) is over, give the heap the handshakes, DNS answers and replies of
  * that wave used and freed back to the system (malloc_trim): glibc keeps
- * it otherwise, and five thousand TLS handshakes leave some 10-20 KB per
+ * it otherwise, and five thousand TLS handshakes leave several KB per
  * session of it behind. Once a second at most; the wave is over when the
  * session count moved by less than TRIM_STEADY in the last second after
  * moving by TRIM_WAVE since the last trim.

@@ -683,8 +683,6 @@ up_secured(void *arg)
 
 static const struct transport_upper session_upper;
 
-/* The client got its 220 to STARTTLS and nothing of the raw transport is
- * in flight: the TLS transport takes over; its ClientHello goes next. */
 /* session_tls_key - the session cache key of s's TLS: MX host, port and
  * policy. Under DANE the key names the records too: a session verified
  * against old records never resumes under new ones. */
@@ -719,6 +717,8 @@ session_tls_wait(struct session *s)
 	return tls_should_wait(s, x, key);
 }
 
+/* The client got its 220 to STARTTLS and nothing of the raw transport is
+ * in flight: the TLS transport takes over; its ClientHello goes next. */
 static void
 session_start_tls(struct session *s)
 {
