@@ -686,40 +686,53 @@ rqs_suppress_remove(struct rqs *s, const char *tenant, const char *const *addrs,
 	return supp_write(s, "SREM", tenant, addrs, n, removed, err, errlen);
 }
 
-/* SMISMEMBER key addrs: member[i] |= bit for each address in the set. */
-static int
-supp_member(struct rqs *s, const char *k, const char *const *addrs, size_t n, int *member,
-    int bit, char *err, size_t errlen)
+/* CMD key addrs... (SMISMEMBER, HMGET): the reply, an array of one element
+ * per address, or NULL with err set. */
+static redisReply *
+supp_per_addr(struct rqs *s, const char *cmd, const char *k, const char *const *addrs,
+    size_t n, char *err, size_t errlen)
 {
 	const char **av = xcalloc(n + 2, sizeof *av);
 	size_t *al = xcalloc(n + 2, sizeof *al);
 	redisReply *r;
-	int rc = -1;
 
-	av[0] = "SMISMEMBER"; al[0] = 10;
+	av[0] = cmd; al[0] = strlen(cmd);
 	av[1] = k; al[1] = strlen(k);
 	for (size_t i = 0; i < n; i++) {
 		av[i + 2] = addrs[i];
 		al[i + 2] = strlen(addrs[i]);
 	}
 	r = redisCommandArgv(s->rc, (int)n + 2, av, al);
-	if (r == NULL) {
-		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		errbuf_set(err, errlen, "SMISMEMBER %s: %s", k, r->str);
-	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
-		for (size_t i = 0; i < n; i++)
-			if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
-				member[i] |= bit;
-		rc = 0;
-	} else {
-		errbuf_set(err, errlen, "SMISMEMBER %s: unexpected reply", k);
-	}
-	if (r)
-		freeReplyObject(r);
 	free(av);
 	free(al);
-	return rc;
+	if (r == NULL) {
+		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
+		return NULL;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == n)
+		return r;
+	if (r->type == REDIS_REPLY_ERROR)
+		errbuf_set(err, errlen, "%s %s: %s", cmd, k, r->str);
+	else
+		errbuf_set(err, errlen, "%s %s: unexpected reply", cmd, k);
+	freeReplyObject(r);
+	return NULL;
+}
+
+/* SMISMEMBER key addrs: member[i] |= bit for each address in the set. */
+static int
+supp_member(struct rqs *s, const char *k, const char *const *addrs, size_t n, int *member,
+    int bit, char *err, size_t errlen)
+{
+	redisReply *r = supp_per_addr(s, "SMISMEMBER", k, addrs, n, err, errlen);
+
+	if (r == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
+			member[i] |= bit;
+	freeReplyObject(r);
+	return 0;
 }
 
 int
@@ -748,35 +761,15 @@ static int
 supp_info_get(struct rqs *s, const char *k, const char *const *addrs, size_t n, char **out,
     char *err, size_t errlen)
 {
-	const char **av = xcalloc(n + 2, sizeof *av);
-	size_t *al = xcalloc(n + 2, sizeof *al);
-	redisReply *r;
-	int rc = -1;
+	redisReply *r = supp_per_addr(s, "HMGET", k, addrs, n, err, errlen);
 
-	av[0] = "HMGET"; al[0] = 5;
-	av[1] = k; al[1] = strlen(k);
-	for (size_t i = 0; i < n; i++) {
-		av[i + 2] = addrs[i];
-		al[i + 2] = strlen(addrs[i]);
-	}
-	r = redisCommandArgv(s->rc, (int)n + 2, av, al);
-	if (r == NULL) {
-		errbuf_set(err, errlen, "Redis: %s", s->rc->errstr);
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		errbuf_set(err, errlen, "HMGET %s: %s", k, r->str);
-	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
-		for (size_t i = 0; i < n; i++)
-			if (r->element[i]->type == REDIS_REPLY_STRING)
-				out[i] = xstrndup(r->element[i]->str, r->element[i]->len);
-		rc = 0;
-	} else {
-		errbuf_set(err, errlen, "HMGET %s: unexpected reply", k);
-	}
-	if (r)
-		freeReplyObject(r);
-	free(av);
-	free(al);
-	return rc;
+	if (r == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			out[i] = xstrndup(r->element[i]->str, r->element[i]->len);
+	freeReplyObject(r);
+	return 0;
 }
 
 int

@@ -144,7 +144,6 @@ struct sched {
 	struct fleet fleet;		/* fleet-wide tokens in hand (the engine asks Redis) */
 	unsigned gen;			/* configuration generation (lanes are looked up again) */
 	unsigned nsessions;
-	uint64_t adopted;		/* sessions handed to another destination (sched_adopt) */
 	unsigned max_sessions;		/* smtp.max_sessions, capped by the fd limit */
 	unsigned fd_cap;
 	int stopping;
@@ -1708,7 +1707,6 @@ sched_adopt(struct sched *s, struct session *ss, struct sref *ref)
 		dest_session_opened(o);
 		dest_session_established(o);
 		ref->d = o;
-		s->adopted++;
 		log_debug("scheduler", "dest=%s takes over a session of dest=%s peer=%s lane %s",
 		    o->key, d->key, session_peer(ss), l->name);
 		return 1;

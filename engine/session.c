@@ -326,19 +326,17 @@ on_session_cached(const char *key)
 }
 
 /*
- * tls_should_wait - 1: s waits (parked; its timer ends the wait) before
- * starting TLS under key with context x; 0: it starts now. The first
- * session of a cold key leads (its time is noted); those that come while
- * it is recent wait for its ticket, once per connection.
+ * tls_should_wait - 1: s, not waiting yet on this connection, waits
+ * (parked; its timer ends the wait) before starting TLS under key with
+ * context x; 0: it starts now. The first session of a cold key leads (its
+ * time is noted); those that come while it is recent wait for its ticket.
  */
 static int
 tls_should_wait(struct session *s, struct tls_ctx *x, const char *key)
 {
 	uint64_t now = loop_now(s->loop), *lead;
 
-	if (s->tls_wait)
-		return 1;
-	if (s->tls_waited || x == NULL || tls_ctx_has_session(x, key))
+	if (x == NULL || tls_ctx_has_session(x, key))
 		return 0;
 	lead = map_get(&tls_leaders, key);
 	if (lead != NULL && now - *lead < TLS_LEAD_MS) {

@@ -9,20 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* read_fixture - the whole file NAME, NUL-terminated (malloc'd); its
- * length in *len. Fails the test when it cannot be opened. */
-static char *
-read_fixture(const char *name, size_t *len)
+/* read_file - the whole file PATH, NUL-terminated (malloc'd); its length
+ * in *len. Fails the test when it cannot be opened. */
+static inline char *
+read_file(const char *path, size_t *len)
 {
-	const char *dir = getenv("VOLLEY_FIXTURES");
-	char path[512];
-	FILE *f;
+	FILE *f = fopen(path, "rb");
 	struct buf b = { 0 };
 	char chunk[4096];
 	size_t n;
 
-	snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", name);
-	f = fopen(path, "rb");
 	if (f == NULL)
 		fail_msg("cannot open %s (run from the repository root)", path);
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
@@ -31,6 +27,17 @@ read_fixture(const char *name, size_t *len)
 	buf_append(&b, "", 1);
 	*len = b.len - 1;
 	return b.data;
+}
+
+/* read_fixture - read_file of NAME in tests/fixtures (or $VOLLEY_FIXTURES). */
+static inline char *
+read_fixture(const char *name, size_t *len)
+{
+	const char *dir = getenv("VOLLEY_FIXTURES");
+	char path[512];
+
+	snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", name);
+	return read_file(path, len);
 }
 
 #endif

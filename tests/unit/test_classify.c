@@ -21,6 +21,7 @@
 #include "classify.h"
 #include "smtp_reply.h"
 #include "util.h"
+#include "fixture.h"
 
 /*
  * The corpus: real provider wording, one reply a line,
@@ -445,22 +446,14 @@ static void
 test_shipped_file(void **state)
 {
 	const char *path = "pools/bounce-rules.conf";
-	FILE *f = fopen(path, "rb");
-	struct buf b = { 0 };
-	char chunk[4096];
-	size_t n;
+	size_t len;
+	char *text = read_file(path, &len);
 	char *err = NULL;
 
-	if (f == NULL)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
-	buf_append(&b, "", 1);
 	/* byte for byte: regenerate the block in classify.c after editing the file */
-	if (strcmp(b.data, classify_builtin_text()) != 0)
+	if (strcmp(text, classify_builtin_text()) != 0)
 		fail_msg("%s and the rules compiled into classify.c differ", path);
-	buf_free(&b);
+	free(text);
 
 	/* and rule by rule, loaded as an operator file */
 	struct classify_rules *builtin = classify_rules_builtin();
