@@ -196,6 +196,7 @@ epoch_new(const struct config *c, struct config *owned)
 		    c->defaults.max_msgs_per_connection : 100;
 		sc->timeouts = &ep->timeouts;
 		sc->bdat_threshold = c->bdat_threshold;
+		sc->bdat_pipeline = c->bdat_pipeline;
 		sc->id_header = c->id_header;
 		sc->return_path = c->return_path;
 		sc->tls = (enum tls_policy)c->defaults.tls;

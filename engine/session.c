@@ -653,6 +653,7 @@ session_tls_mode(struct session *s)
 		m = SMTP_TLS_IMPLICIT;	/* the handshake before the greeting */
 	smtp_client_set_tls(s->c, m);
 	smtp_client_set_bdat(s->c, s->cfg->bdat_threshold, 0);
+	smtp_client_set_bdat_pipeline(s->c, s->cfg->bdat_pipeline);
 	if (s->relay.user != NULL)
 		smtp_client_set_auth(s->c, s->relay.user, s->relay.password, s->relay.mech,
 		    s->relay.auth_clear);

@@ -136,9 +136,10 @@ struct smtp_client {
 
 	/* BDAT (RFC 3030): settings, then the transaction's progress */
 	uint64_t bdat_threshold;	/* larger messages go by BDAT; 0: never */
+	uint64_t bdat_pipeline;	/* messages up to this size: BDAT with MAIL and RCPT; 0: never */
 	size_t bdat_chunk;	/* body bytes per chunk */
 	uint8_t bdat;		/* this transaction sends BDAT, not DATA */
-	uint8_t bdat_go;	/* RCPT accepted: chunks may go */
+	uint8_t bdat_go;	/* RCPT accepted (or pipelined behind it): chunks may go */
 	uint8_t bdat_last;	/* BDAT LAST is queued */
 	uint8_t bdat_failed;	/* a chunk was refused: RSET before the next MAIL */
 	unsigned bdat_out;	/* BDAT replies outstanding */
@@ -984,17 +985,24 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 				else
 					queue_cmd(c, "DATA\r\n", W_DATA);
 			} else if (c->pipe && c->bdat && w == W_RCPT) {
-				/* BDAT: the group ends with RCPT's reply */
-				if (c->failed)
-					finish_txn(c);
-				else
+				/* BDAT after RCPT: the group ends with RCPT's
+				 * reply. A chunk already pipelined behind it
+				 * (bdat_pipeline) still has its reply due. */
+				if (c->failed) {
+					if (c->bdat_out == 0)
+						finish_txn(c);
+				} else if (!c->bdat_go) {
 					bdat_begin(c);
+				}
 			}
 			return;
 		}
 		result_from_reply(&res, wait_stage(w), r);
 		fail_txn(c, &res);
-		if (!c->pipe || (c->bdat && w == W_RCPT))
+		/* A refused RCPT is the outcome; with a chunk pipelined
+		 * behind it, once that chunk's reply (read and ignored:
+		 * "554 no valid recipients") is in. */
+		if (!c->pipe || (c->bdat && w == W_RCPT && c->bdat_out == 0))
 			finish_txn(c);
 		return;
 	case W_BDAT:
@@ -1384,6 +1392,7 @@ void
 smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 {
 	size_t size;
+	int early;
 
 	if (c->state != SMTP_STATE_IDLE || c->txn)
 		panic("smtp_client_start: session not idle");
@@ -1447,8 +1456,12 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 	}
 	c->msg = *m;
 	c->txn = 1;
-	/* RFC 3030: a large message goes in chunks when the server offers it */
-	c->bdat = c->ext.chunking && c->bdat_threshold > 0 && size > c->bdat_threshold;
+	/* RFC 3030: a large message goes in chunks when the server offers
+	 * it; a small one in one BDAT LAST pipelined behind MAIL and RCPT
+	 * (one round trip instead of two) when it offers PIPELINING too */
+	early = c->ext.chunking && c->ext.pipelining && c->bdat_pipeline > 0 &&
+	    size <= c->bdat_pipeline;
+	c->bdat = early || (c->ext.chunking && c->bdat_threshold > 0 && size > c->bdat_threshold);
 	c->bdat_go = c->bdat_last = c->bdat_failed = 0;
 	c->bdat_out = 0;
 	c->bdat_pos = 0;
@@ -1465,8 +1478,11 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 	queue_mail(c);
 	if (c->pipe) {
 		queue_rcpt(c);
-		if (!c->bdat)	/* BDAT waits for RCPT's reply (no body for nobody) */
+		if (!c->bdat)
 			queue_cmd(c, "DATA\r\n", W_DATA);
+		else if (early)	/* the server reads and drops it if RCPT fails */
+			bdat_begin(c);
+		/* else BDAT waits for RCPT's reply (no large body for nobody) */
 	}
 }
 
@@ -1579,6 +1595,12 @@ smtp_client_set_bdat(struct smtp_client *c, uint64_t threshold, size_t chunk)
 {
 	c->bdat_threshold = threshold;
 	c->bdat_chunk = chunk > 0 ? chunk : BDAT_CHUNK_DEFAULT;
+}
+
+void
+smtp_client_set_bdat_pipeline(struct smtp_client *c, uint64_t max)
+{
+	c->bdat_pipeline = max;
 }
 
 int

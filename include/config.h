@@ -202,6 +202,7 @@ struct config {
 	uint64_t stop_ms;	/* SIGTERM: how long sessions may finish, default 30s */
 	/* RFC 5321 4.5.3.2 timeouts */
 	uint64_t bdat_threshold;	/* 1M: larger messages go by BDAT when offered; 0: never */
+	uint64_t bdat_pipeline;	/* 128K: smaller ones by one BDAT pipelined with MAIL, RCPT; 0: never */
 	uint64_t t_connect_ms;	/* 30s */
 	uint64_t t_greeting_ms;	/* 5min */
 	uint64_t t_ehlo_ms;	/* 5min */

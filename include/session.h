@@ -102,6 +102,7 @@ struct session_cfg {
 	enum tls_policy tls;		/* when session_set_tls() is not called */
 	const char *tls_ca_file;	/* verify: trust this PEM file (NULL: system store) */
 	uint64_t bdat_threshold;	/* BDAT above this size when offered (0: never) */
+	uint64_t bdat_pipeline;	/* BDAT with MAIL and RCPT up to this size (0: never) */
 };
 
 /*

@@ -283,6 +283,18 @@ void smtp_client_tls_failed(struct smtp_client *c, const char *why);
  * before start(); it stays for the client's life (init keeps it).
  */
 void smtp_client_set_bdat(struct smtp_client *c, uint64_t threshold, size_t chunk);
+/*
+ * One round trip per message: a message of at most `max` bytes (the
+ * prefix counts; 0: never), to a server that offers CHUNKING and
+ * PIPELINING, goes as BDAT (chunks as above, normally one "BDAT n LAST")
+ * pipelined right behind MAIL and RCPT, without waiting for RCPT's 250
+ * (RFC 3030 2: a server reads and drops a chunk it refuses). Replies are
+ * read in order; the first refusal is the outcome: a refused MAIL or
+ * RCPT (stage MAIL, RCPT) once the chunk's reply (ignored: "554 no valid
+ * recipients", "503") is in too, else the chunk's as above. Messages
+ * above `max` follow smtp_client_set_bdat. Any time before start().
+ */
+void smtp_client_set_bdat_pipeline(struct smtp_client *c, uint64_t max);
 
 /* 1 once TLS is on for this connection. */
 int smtp_client_tls_active(const struct smtp_client *c);

@@ -7,7 +7,14 @@
 #    exactly the normalised message (CRLF, no stuffing, no final dot).
 #  - plain.test: the same message to a sink without CHUNKING goes by DATA;
 #    its capture is the same bytes (after the sink's own X-Sink lines).
-#  - small: a small message to chunk.test still goes by DATA.
+#  - small: a small message to chunk.test goes in one round trip: one
+#    "BDAT n LAST" pipelined behind MAIL and RCPT (smtp.bdat_pipeline,
+#    default 128K), unstuffed.
+#  - rcpt550 / dot550: the same with the recipient refused at RCPT (the
+#    event carries RCPT's 550, not the chunk's "no valid recipients") and
+#    with the chunk refused (550 at the end of data); then ok2 on the
+#    same sink is delivered (the session resets and goes on).
+#  - bdat_pipeline = 0: a small message goes by DATA again.
 # Every job has exactly one final event.
 . "$(dirname "$0")/../lib.sh"
 need_volley
@@ -55,16 +62,27 @@ add_job() {	# ID TO FILE
 add_job big-chunk u@chunk.test "$T/big.eml"
 add_job big-plain u@plain.test "$T/big.eml"
 add_job small v@chunk.test "$T/small.eml"
+add_job rcpt550 w+550@chunk.test "$T/small.eml"
+add_job dot550 x+dot550@chunk.test "$T/small.eml"
+add_job ok2 y@chunk.test "$T/small.eml"
 
 run_drain "$T/run.log" 120 -c "$T/volley.conf"
 is "run --drain exits 0" "$DRAIN_RC" 0
 [ "$DRAIN_RC" = 0 ] || show_log "$T/run.log"
-check "every job has exactly one final event" events check-final --expect 3
+check "every job has exactly one final event" events check-final --expect 6
 grep -q -E "panic|AddressSanitizer|runtime error" "$T/run.log" && not_ok "no crash in the log" ||
 	ok "no crash in the log"
-for id in big-chunk big-plain small; do
+for id in big-chunk big-plain small ok2; do
 	is "$id: delivered" "$(events final $id)" delivered
 done
+is "rcpt550: bounced" "$(events final rcpt550)" bounced
+is "rcpt550: RCPT's reply, not the chunk's" "$(events field rcpt550 code)" 550
+case "$(events field rcpt550 reply)" in
+*"User unknown"*) ok "rcpt550: the reply text is RCPT's" ;;
+*) not_ok "rcpt550: the reply text is RCPT's" "$(events field rcpt550 reply)" ;;
+esac
+is "dot550: bounced" "$(events final dot550)" bounced
+is "dot550: the end-of-data reply" "$(events field dot550 code)" 550
 
 capture_of() {	# SINK_ADDR RCPT: the one capture file for RCPT
 	grep -l -a "^X-Sink-Rcpt-To: <$2>" "$(sink_dir "$1")"/* 2>/dev/null
@@ -77,8 +95,10 @@ is "big-plain: captured once" "$(echo "$cp" | grep -c .)" 1
 is "small: captured once" "$(echo "$cs" | grep -c .)" 1
 is "big-chunk: went by BDAT" "$(grep -a -c '^X-Sink-Chunking: yes' "$cc" 2>/dev/null)" 1
 is "big-plain: went by DATA" "$(grep -a -c '^X-Sink-Chunking:' "$cp" 2>/dev/null)" 0
-is "small: went by DATA although CHUNKING is offered" \
-	"$(grep -a -c '^X-Sink-Chunking:' "$cs" 2>/dev/null)" 0
+is "small: went by BDAT, pipelined" "$(grep -a -c '^X-Sink-Chunking: yes' "$cs" 2>/dev/null)" 1
+is "rcpt550, dot550: nothing captured" \
+	"$(grep -l -a -E '^X-Sink-Rcpt-To: <(w\+550|x\+dot550)@' "$(sink_dir $CHUNK)"/* 2>/dev/null | wc -l)" 0
+is "ok2: captured once" "$(grep -l -a '^X-Sink-Rcpt-To: <y@chunk.test>' "$(sink_dir $CHUNK)"/* | wc -l)" 1
 
 # byte-exact: each capture, without the sink's X-Sink lines, is the
 # engine's header lines (X-Volley-Id, Message-ID, Date...) then exactly
@@ -116,5 +136,16 @@ case "$out" in ok*) ok "BDAT and DATA captures are byte-exact ($out)" ;;
 grep -a -q '^small body' "$cs" && grep -a -q '^\.dot line' "$cs" &&
 	ok "small: body unstuffed as sent" || not_ok "small: body unstuffed as sent" "$(tail -c 200 "$cs")"
 is "nothing pending" "$(xpending_count)" 0
+
+# smtp.bdat_pipeline = 0: small messages go by DATA again
+CFG_SMTP_EXTRA='  bdat_pipeline = 0;' write_config "$T/volley-nopipe.conf"
+add_job small-data z@chunk.test "$T/small.eml"
+run_drain "$T/run2.log" 60 -c "$T/volley-nopipe.conf"
+is "bdat_pipeline = 0: run --drain exits 0" "$DRAIN_RC" 0
+is "small-data: delivered" "$(events final small-data)" delivered
+cz=$(capture_of $CHUNK z@chunk.test)
+is "small-data: captured once" "$(echo "$cz" | grep -c .)" 1
+is "small-data: went by DATA" "$(grep -a -c '^X-Sink-Chunking:' "$cz" 2>/dev/null)" 0
+check "every job has exactly one final event (both runs)" events check-final --expect 7
 
 done_testing

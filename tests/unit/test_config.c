@@ -183,6 +183,7 @@ test_defaults(void **state)
 	assert_int_equal(c->max_deliveries, 10);
 	assert_int_equal(c->max_message_size, 50ull << 20);
 	assert_int_equal(c->bdat_threshold, 1ull << 20);
+	assert_int_equal(c->bdat_pipeline, 128 * 1024);
 	assert_int_equal(c->max_ready_bytes, 512ull << 20);
 	assert_int_equal(c->dns_allow_private, 0);
 	assert_int_equal(c->t_transaction_ms, 1800000);
@@ -510,6 +511,7 @@ test_accepted_forms(void **state)
 	    "  max_rate = \"100/s\"\n"
 	    "  return_path = \"bounces+{id}@bounces.example.com\"\n"
 	    "  bdat_threshold = 0\n"
+	    "  bdat_pipeline = 64k\n"
 	    "  timeouts { connect = 1500ms; dot = 1.5min }\n"
 	    "}\n"
 	    "pool \"p\" { ip = \"::1\"; ip \"127.0.0.9\" { warmup = \"w\"; warmup_start = \"2024-02-29\" } }\n"
@@ -531,6 +533,7 @@ test_accepted_forms(void **state)
 	assert_int_equal(c->t_connect_ms, 1500);
 	assert_int_equal(c->t_dot_ms, 90000);
 	assert_int_equal(c->bdat_threshold, 0);
+	assert_int_equal(c->bdat_pipeline, 65536);
 	assert_int_equal(c->npools, 2);
 	assert_int_equal(c->pools[0].nips, 2);
 	assert_string_equal(c->pools[0].ips[0].addr, "::1");

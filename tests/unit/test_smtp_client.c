@@ -26,7 +26,7 @@
 enum op {
 	OP_END = 0, OP_SRV, OP_CLI, OP_CLI1, OP_START, OP_QUIT, OP_DISC, OP_TMO,
 	OP_RES, OP_NORES, OP_SERR, OP_NOSERR, OP_STATE, OP_DEADL, OP_MSGS, OP_NOW,
-	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL, OP_AUTHSET, OP_AUTHED, OP_BDATSET,
+	OP_TLSMODE, OP_TLSUP, OP_TLSFAIL, OP_AUTHSET, OP_AUTHED, OP_BDATSET, OP_BDATPIPE,
 };
 
 struct step {
@@ -64,6 +64,8 @@ struct step {
 #define AUTHED(x)	{ .op = OP_AUTHED, .n = (x) }
 /* BDAT above `thr` bytes, chunks of `chunk` body bytes */
 #define BDATSET(thr, chunk) { .op = OP_BDATSET, .n = (thr), .code = (chunk) }
+/* BDAT pipelined behind MAIL and RCPT up to `max` bytes */
+#define BDATPIPE(max)	{ .op = OP_BDATPIPE, .n = (max) }
 
 /* The secret and every encoding of it the client may send: never in a
  * result or session error text. */
@@ -325,6 +327,9 @@ run_once(const char *name, const struct step *steps, int feed, int chunk)
 			break;
 		case OP_BDATSET:
 			smtp_client_set_bdat(c, (uint64_t)s->n, (size_t)s->code);
+			break;
+		case OP_BDATPIPE:
+			smtp_client_set_bdat_pipeline(c, (uint64_t)s->n);
 			break;
 		}
 	}
@@ -1014,6 +1019,88 @@ static const struct step bdat_mid_4xx_nopipe[] = {
 	{ 0 }
 };
 
+/* one round trip: up to the limit (the prefix counts) the message goes
+ * as one BDAT LAST right behind MAIL and RCPT, unstuffed; above it, DATA
+ * (or chunks after RCPT above the threshold); 0: never */
+#define FLIGHT6	CMDS6S "BDAT 29 LAST\r\nX-Id: 6\r\n" BODY6
+static const struct step bdat_pipeline[] = {
+	BDATSET(0, 0), BDATPIPE(100), EHLO_CHUNK,
+	START(6), STATE(BUSY), CLI(FLIGHT6), DEADL(1003), NORES,
+	SRV("250 2.1.0 Ok\r\n"), DEADL(1004), SRV("250 2.1.5 Ok\r\n"), DEADL(1007), NORES,
+	STATE(BUSY), SRV("250 2.0.0 Ok: queued as 4Xy\r\n"),
+	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok: queued as 4Xy"), STATE(IDLE), MSGS(1),
+	BDATPIPE(29),
+	START(6), CLI(FLIGHT6), SRV("250 ok\r\n250 ok\r\n250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	BDATPIPE(28),
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	BDATSET(10, 8),
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"), CLI(CHUNKS6_8),
+	SRV("250 ok\r\n250 ok\r\n250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	BDATSET(0, 0), BDATPIPE(0),
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	MSGS(5), QUIT_OK,
+	{ 0 }
+};
+
+/* ... in chunks when the limit is above the chunk size: up to 4 at once */
+static const struct step bdat_pipeline_chunks[] = {
+	BDATSET(0, 8), BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(CMDS6S CHUNKS6_8), NORES,
+	SRV("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"), NORES, STATE(BUSY),
+	SRV("250 2.0.0 queued\r\n"), RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 queued"),
+	{ 0 }
+};
+
+/* not without PIPELINING: each command waits, the body goes by DATA */
+static const struct step bdat_pipeline_nopipe[] = {
+	BDATSET(0, 0), BDATPIPE(100), EHLO_CHUNK_NOPIPE,
+	START(6), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
+	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
+	SRV("354 go\r\n"), CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	{ 0 }
+};
+
+/* the first refusal is the outcome, once every reply due is in: a refused
+ * RCPT (the chunk's "no valid recipients" read and ignored), a refused
+ * MAIL (RCPT's and the chunk's 503 ignored), the chunk's own refusal;
+ * RSET before the next MAIL after each */
+static const struct step bdat_pipeline_refused[] = {
+	BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(FLIGHT6), SRV("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"),
+	NORES, STATE(BUSY), DEADL(1007),
+	SRV("554 5.5.1 Error: no valid recipients\r\n"),
+	RES(PERM, REPLY, RCPT, 550, "5.1.1", "550 5.1.1 no such user"), STATE(IDLE),
+	START(6), CLI("RSET\r\n" FLIGHT6), SRV("250 ok\r\n451 4.7.1 try later\r\n"), NORES,
+	SRV("503 5.5.1 need MAIL\r\n"), NORES, SRV("503 5.5.1 need MAIL\r\n"),
+	RES(TEMP, REPLY, MAIL, 451, "4.7.1", "451 4.7.1 try later"), STATE(IDLE),
+	START(6), CLI("RSET\r\n" FLIGHT6), SRV("250 ok\r\n250 ok\r\n250 ok\r\n"), NORES,
+	SRV("550 5.7.1 spam\r\n"), RES(PERM, REPLY, DOT, 550, "5.7.1", "550 5.7.1 spam"),
+	START(6), CLI("RSET\r\n" FLIGHT6), SRV("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"),
+	RES(OK, REPLY, DOT, 250, "", "250 ok"), STATE(IDLE),
+	/* after a success nothing is held: no RSET */
+	START(6), CLI(FLIGHT6),
+	{ 0 }
+};
+
+/* a lost connection or a silent server with the whole flight out: a
+ * temporary failure at the reply awaited first */
+static const struct step bdat_pipeline_lost[] = {
+	BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(FLIGHT6), SRV("250 ok\r\n"), DISC,
+	RES(TEMP, DISCONNECT, RCPT, 0, "", "connection lost after RCPT"), STATE(CLOSED),
+	{ 0 }
+};
+static const struct step bdat_pipeline_tmo[] = {
+	BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(FLIGHT6), SRV("250 ok\r\n250 ok\r\n"), DEADL(1007), TMO,
+	RES(TEMP, TIMEOUT, DOT, 0, "", "timeout waiting for reply to BDAT"), STATE(CLOSED),
+	{ 0 }
+};
+
 /* a chunk's reply has the dot's time-out, counted from its send */
 static const struct step bdat_timeout[] = {
 	BDATSET(10, 0), EHLO_CHUNK,
@@ -1110,6 +1197,12 @@ test_bdat(void **s)
 	RUN(bdat_mid_4xx_nopipe);
 	RUN(bdat_timeout);
 	RUN(bdat_421);
+	RUN(bdat_pipeline);
+	RUN(bdat_pipeline_chunks);
+	RUN(bdat_pipeline_nopipe);
+	RUN(bdat_pipeline_refused);
+	RUN(bdat_pipeline_lost);
+	RUN(bdat_pipeline_tmo);
 }
 
 static void
@@ -1187,6 +1280,50 @@ iov_total(const struct iovec *iov, int n)
 	for (int i = 0; i < n; i++)
 		t += iov[i].iov_len;
 	return t;
+}
+
+/* one round trip, every reply in before sent() reports the flight
+ * (completion order): the outcome waits for the send, and is the first
+ * refusal (RCPT's), not the chunk's "no valid recipients" */
+static void
+test_bdat_pipeline_early(void **state)
+{
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+	static const char *const replies[] = {
+		"250 a\r\n250 b\r\n250 2.0.0 ok\r\n",
+		"250 a\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n",
+	};
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		struct smtp_client *c = smtp_client_new("client.test", &tmo);
+		struct iovec iov[3];
+		struct smtp_result r;
+		int n;
+
+		smtp_client_set_bdat_pipeline(c, 1000);
+		smtp_client_feed(c, "220 hi\r\n", 8);
+		smtp_client_output(c, iov);
+		smtp_client_sent(c, iov[0].iov_len);
+		smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+		smtp_client_start(c, &msgs[6]);
+		n = smtp_client_output(c, iov);
+		assert_int_equal(n, 3);	/* commands, prefix, the unstuffed body */
+		smtp_client_feed(c, replies[k], strlen(replies[k]));
+		assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+		assert_int_equal(smtp_client_take_result(c, &r), 0);
+		smtp_client_sent(c, iov_total(iov, n));
+		assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+		assert_int_equal(smtp_client_take_result(c, &r), 1);
+		if (k == 0) {
+			assert_int_equal(r.status, SMTP_OK);
+			assert_int_equal(r.stage, SMTP_STAGE_DOT);
+		} else {
+			assert_int_equal(r.status, SMTP_PERM);
+			assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+			assert_int_equal(r.code, 550);
+		}
+		smtp_client_free(c);
+	}
 }
 
 /* a chunk's reply before sent() reports the chunk (completion order) */
@@ -2121,6 +2258,7 @@ main(void)
 		cmocka_unit_test(test_bdat_chunks),
 		cmocka_unit_test(test_bdat_zero_copy),
 		cmocka_unit_test(test_bdat_early_reply),
+		cmocka_unit_test(test_bdat_pipeline_early),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
