@@ -28,8 +28,8 @@
  * flight then fails TEMP and smtp_client_session_error() says why.
  *
  * Invariants: at most one send in flight; a send set is never modified
- * while handed out; expq never holds more than 5 entries (RSET MAIL RCPT
- * DATA, or QUIT); the input buffer never holds more than one partial
+ * while handed out; expq never holds more than 7 entries (RSET MAIL RCPT
+ * and DATA, or up to BDAT_WINDOW chunks; or QUIT); the input buffer never holds more than one partial
  * reply (bounded by the reply parser's limits). Results and texts are one
  * line, bounded, free of CR/LF.
  *
@@ -203,6 +203,24 @@ wait_what(enum wait w)
 	}
 }
 
+/*
+ * in_one_trip - the whole message went behind MAIL and RCPT (or is
+ * going): their replies may come only once the server has taken it in,
+ * as late as the dot's (a server answers a pipelined group when its input
+ * runs dry), so they get the dot's time-out if it is the longer.
+ */
+static int
+in_one_trip(const struct smtp_client *c)
+{
+	return c->txn && c->bdat && c->bdat_last;
+}
+
+static uint64_t
+max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
 static uint64_t
 wait_timeout(const struct smtp_client *c, enum wait w)
 {
@@ -210,8 +228,9 @@ wait_timeout(const struct smtp_client *c, enum wait w)
 	case W_GREETING: return c->t.greeting;
 	case W_EHLO: case W_HELO: case W_STARTTLS: return c->t.ehlo;
 	case W_AUTH: case W_AUTH_USER: case W_AUTH_PASS: return c->t.ehlo;
-	case W_RSET: case W_MAIL: return c->t.mail;
-	case W_RCPT: return c->t.rcpt;
+	case W_RSET: case W_MAIL:
+		return in_one_trip(c) ? max_u64(c->t.mail, c->t.dot) : c->t.mail;
+	case W_RCPT: return in_one_trip(c) ? max_u64(c->t.rcpt, c->t.dot) : c->t.rcpt;
 	case W_DATA: return c->t.data;
 	case W_DOT: case W_DOT_IGNORE: return c->t.dot;
 	case W_BDAT: case W_BDAT_LAST: return c->t.dot;
@@ -402,7 +421,7 @@ session_abort(struct smtp_client *c, enum abort_kind kind)
 	enum smtp_cause cause = causes[k];
 	enum wait w = c->exp_n ? (enum wait)c->expq[c->exp_head] : W_QUIT;
 
-	if (c->body_pending || c->body_sending || bdat_ready(c)) {
+	if (c->body_pending || c->body_sending || (bdat_ready(c) && c->exp_n == c->bdat_out)) {
 		static const char *const t[] = {
 			[AB_DISCONNECT] = "connection lost while sending message body",
 			[AB_TIMEOUT] = "timeout sending message body",
@@ -1351,8 +1370,10 @@ smtp_client_sent(struct smtp_client *c, size_t n)
 		/* The reply to the dot is awaited from the end of the body. */
 		if (c->body_sending && c->exp_n > 0 && c->expq[c->exp_head] == W_DOT)
 			c->wait_since = c->now;
-		/* A chunk's reply, when it is the only one due, likewise. */
-		if (c->body_sending && c->bdat && c->exp_n == 1)
+		/* A chunk's reply, when it is the only one due, likewise;
+		 * and in one round trip (in_one_trip) MAIL's or RCPT's at
+		 * the head once the whole message is out. */
+		if (c->body_sending && c->bdat && (c->exp_n == 1 || in_one_trip(c)))
 			c->wait_since = c->now;
 		c->nseg = 0;
 		c->seg_off = 0;
@@ -1459,8 +1480,8 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 	/* RFC 3030: a large message goes in chunks when the server offers
 	 * it; a small one in one BDAT LAST pipelined behind MAIL and RCPT
 	 * (one round trip instead of two) when it offers PIPELINING too */
-	early = c->ext.chunking && c->ext.pipelining && c->bdat_pipeline > 0 &&
-	    size <= c->bdat_pipeline;
+	early = c->ext.chunking && c->ext.pipelining && c->bdat_threshold > 0 &&
+	    c->bdat_pipeline > 0 && size <= c->bdat_pipeline;
 	c->bdat = early || (c->ext.chunking && c->bdat_threshold > 0 && size > c->bdat_threshold);
 	c->bdat_go = c->bdat_last = c->bdat_failed = 0;
 	c->bdat_out = 0;

@@ -291,8 +291,12 @@ void smtp_client_set_bdat(struct smtp_client *c, uint64_t threshold, size_t chun
  * (RFC 3030 2: a server reads and drops a chunk it refuses). Replies are
  * read in order; the first refusal is the outcome: a refused MAIL or
  * RCPT (stage MAIL, RCPT) once the chunk's reply (ignored: "554 no valid
- * recipients", "503") is in too, else the chunk's as above. Messages
- * above `max` follow smtp_client_set_bdat. Any time before start().
+ * recipients", "503") is in too, else the chunk's as above. Once the
+ * message is out, MAIL's and RCPT's replies get the dot's time-out when
+ * it is the longer (a server may answer the group only after taking the
+ * message in). Only when BDAT is on (smtp_client_set_bdat's threshold
+ * not 0). Messages above `max` follow smtp_client_set_bdat. Any time
+ * before start().
  */
 void smtp_client_set_bdat_pipeline(struct smtp_client *c, uint64_t max);
 

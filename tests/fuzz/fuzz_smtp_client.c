@@ -5,7 +5,10 @@
  * next bytes (arbitrary server output, split where the input says), feed
  * a canned reply (so the fuzzer reaches deep states fast), complete all
  * or part of the pending send, start a message or QUIT when idle, a
- * time-out, the clock moving on, a disconnect. The client must never
+ * time-out, the clock moving on, a disconnect. BDAT is on: the short
+ * 8-bit message goes in one round trip behind MAIL and RCPT, the other
+ * (over 30 bytes with its prefix) in 8-byte chunks after RCPT, once the
+ * canned EHLO with CHUNKING was fed. The client must never
  * crash, never hand out more than 3 iovecs or a second send, never ask
  * for a deadline beyond its longest time-out, its parser's work must stay
  * linear in the bytes fed, and every result text must be one bounded line.
@@ -34,6 +37,8 @@ static const char *const canned[] = {
 	"221 bye\r\n",
 	"502 no\r\n",
 	"250-mx\r\n250 SIZE 10\r\n",
+	"250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n",
+	"554 5.5.1 no valid recipients\r\n",
 };
 
 static void
@@ -75,6 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m[1].body = bodies[1];
 
 	c = smtp_client_new("client.test", &t);
+	smtp_client_set_bdat(c, 16, 8);
+	smtp_client_set_bdat_pipeline(c, 30);
 	smtp_client_set_now(c, now);
 	while (pos < size) {
 		uint8_t op = data[pos++];

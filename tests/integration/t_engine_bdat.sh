@@ -12,8 +12,11 @@
 #    default 128K), unstuffed.
 #  - rcpt550 / dot550: the same with the recipient refused at RCPT (the
 #    event carries RCPT's 550, not the chunk's "no valid recipients") and
-#    with the chunk refused (550 at the end of data); then ok2 on the
-#    same sink is delivered (the session resets and goes on).
+#    with the chunk refused (550 at the end of data); then ok2 is
+#    delivered. chunk.test has one connection (max_connections = 1), so
+#    all of them share one session (the sink counts 1); the sink's one
+#    "554 no valid recipients" is its reply to the chunk that came behind
+#    the refused RCPT without waiting for it: the round trip was one.
 #  - bdat_pipeline = 0: a small message goes by DATA again.
 # Every job has exactly one final event.
 . "$(dirname "$0")/../lib.sh"
@@ -28,10 +31,11 @@ printf 'smtp { chunking = true; size = 20M; }\n' >"$T/chunk.conf"
 printf 'smtp { size = 20M; }\n' >"$T/plain.conf"
 "$SINK" -c "$T/chunk.conf" --check >/dev/null 2>&1 ||
 	bail "volley-sink has no chunking setting: $("$SINK" -c "$T/chunk.conf" --check 2>&1 | head -1)"
-start_volley_sink "$CHUNK" "$SINK_PORT" -c "$T/chunk.conf" || bail "volley-sink (chunking) did not start"
+start_volley_sink "$CHUNK" "$SINK_PORT" -c "$T/chunk.conf" --stats "$T/chunk.json" ||
+	bail "volley-sink (chunking) did not start"
 start_volley_sink "$PLAIN" "$SINK_PORT" -c "$T/plain.conf" || bail "volley-sink (plain) did not start"
 
-write_config "$T/volley.conf"
+CFG_EXTRA='domain "chunk.test" { max_connections = 1; }' write_config "$T/volley.conf"
 "$VOLLEY" check-config -c "$T/volley.conf" >/dev/null ||
 	bail "config invalid: $("$VOLLEY" check-config -c "$T/volley.conf" 2>&1)"
 
@@ -95,7 +99,13 @@ is "big-plain: captured once" "$(echo "$cp" | grep -c .)" 1
 is "small: captured once" "$(echo "$cs" | grep -c .)" 1
 is "big-chunk: went by BDAT" "$(grep -a -c '^X-Sink-Chunking: yes' "$cc" 2>/dev/null)" 1
 is "big-plain: went by DATA" "$(grep -a -c '^X-Sink-Chunking:' "$cp" 2>/dev/null)" 0
-is "small: went by BDAT, pipelined" "$(grep -a -c '^X-Sink-Chunking: yes' "$cs" 2>/dev/null)" 1
+is "small: went by BDAT" "$(grep -a -c '^X-Sink-Chunking: yes' "$cs" 2>/dev/null)" 1
+rm -f "$T/chunk.json"; kill -USR1 "$(cat "$T/pids/volley-sink-$CHUNK.pid")"
+wait_for 5 test -s "$T/chunk.json"
+read -r nsess n554 <<<"$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(d["sessions_total"], d["codes"].get("554", 0))' "$T/chunk.json" 2>/dev/null)"
+is "chunk.test: one session for its five messages" "$nsess" 1
+is "rcpt550: the chunk came behind the refused RCPT (the sink's one 554)" "$n554" 1
 is "rcpt550, dot550: nothing captured" \
 	"$(grep -l -a -E '^X-Sink-Rcpt-To: <(w\+550|x\+dot550)@' "$(sink_dir $CHUNK)"/* 2>/dev/null | wc -l)" 0
 is "ok2: captured once" "$(grep -l -a '^X-Sink-Rcpt-To: <y@chunk.test>' "$(sink_dir $CHUNK)"/* | wc -l)" 1

@@ -1020,13 +1020,15 @@ static const struct step bdat_mid_4xx_nopipe[] = {
 };
 
 /* one round trip: up to the limit (the prefix counts) the message goes
- * as one BDAT LAST right behind MAIL and RCPT, unstuffed; above it, DATA
- * (or chunks after RCPT above the threshold); 0: never */
+ * as one BDAT LAST right behind MAIL and RCPT, unstuffed, and their
+ * replies get the dot's time-out (the server may answer the group only
+ * once it has the message); above the limit, DATA (or chunks after RCPT
+ * above the threshold); 0: never, nor when BDAT is off (threshold 0) */
 #define FLIGHT6	CMDS6S "BDAT 29 LAST\r\nX-Id: 6\r\n" BODY6
 static const struct step bdat_pipeline[] = {
-	BDATSET(0, 0), BDATPIPE(100), EHLO_CHUNK,
-	START(6), STATE(BUSY), CLI(FLIGHT6), DEADL(1003), NORES,
-	SRV("250 2.1.0 Ok\r\n"), DEADL(1004), SRV("250 2.1.5 Ok\r\n"), DEADL(1007), NORES,
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	START(6), STATE(BUSY), CLI(FLIGHT6), DEADL(1007), NORES,
+	SRV("250 2.1.0 Ok\r\n"), DEADL(1007), SRV("250 2.1.5 Ok\r\n"), DEADL(1007), NORES,
 	STATE(BUSY), SRV("250 2.0.0 Ok: queued as 4Xy\r\n"),
 	RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 Ok: queued as 4Xy"), STATE(IDLE), MSGS(1),
 	BDATPIPE(29),
@@ -1038,25 +1040,31 @@ static const struct step bdat_pipeline[] = {
 	BDATSET(10, 8),
 	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"), CLI(CHUNKS6_8),
 	SRV("250 ok\r\n250 ok\r\n250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
-	BDATSET(0, 0), BDATPIPE(0),
+	BDATSET(1000, 0), BDATPIPE(0),
 	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
 	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
-	MSGS(5), QUIT_OK,
+	BDATSET(0, 0), BDATPIPE(100),
+	START(6), CLI1(CMDS6S "DATA\r\n"), SRV("250 ok\r\n250 ok\r\n354 go\r\n"),
+	CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"), RES(OK, REPLY, DOT, 250, "", "250 ok"),
+	MSGS(6), QUIT_OK,
 	{ 0 }
 };
 
-/* ... in chunks when the limit is above the chunk size: up to 4 at once */
+/* ... in chunks when the limit is above the chunk size: 4 await their
+ * replies at once, the fifth goes after the first chunk's 250 */
 static const struct step bdat_pipeline_chunks[] = {
-	BDATSET(0, 8), BDATPIPE(100), EHLO_CHUNK,
-	START(6), CLI(CMDS6S CHUNKS6_8), NORES,
-	SRV("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"), NORES, STATE(BUSY),
+	BDATSET(1000, 4), BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(CMDS6S "BDAT 13\r\nX-Id: 6\r\n.a\r\n" "BDAT 4\r\nb\r\n." "BDAT 4\r\n.c\r\n"
+	    "BDAT 4\r\n.\r\ne"), NORES,
+	SRV("250 ok\r\n250 ok\r\n"), CLI(""), SRV("250 ok\r\n"), CLI("BDAT 4 LAST\r\nnd\r\n"),
+	SRV("250 ok\r\n250 ok\r\n250 ok\r\n"), NORES, STATE(BUSY),
 	SRV("250 2.0.0 queued\r\n"), RES(OK, REPLY, DOT, 250, "2.0.0", "250 2.0.0 queued"),
 	{ 0 }
 };
 
 /* not without PIPELINING: each command waits, the body goes by DATA */
 static const struct step bdat_pipeline_nopipe[] = {
-	BDATSET(0, 0), BDATPIPE(100), EHLO_CHUNK_NOPIPE,
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK_NOPIPE,
 	START(6), CLI("MAIL FROM:<a@x.test>\r\n"), SRV("250 ok\r\n"),
 	CLI("RCPT TO:<b@y.test>\r\n"), SRV("250 ok\r\n"), CLI("DATA\r\n"),
 	SRV("354 go\r\n"), CLI("X-Id: 6\r\n" BODY6S), SRV("250 ok\r\n"),
@@ -1069,7 +1077,7 @@ static const struct step bdat_pipeline_nopipe[] = {
  * MAIL (RCPT's and the chunk's 503 ignored), the chunk's own refusal;
  * RSET before the next MAIL after each */
 static const struct step bdat_pipeline_refused[] = {
-	BDATPIPE(100), EHLO_CHUNK,
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
 	START(6), CLI(FLIGHT6), SRV("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"),
 	NORES, STATE(BUSY), DEADL(1007),
 	SRV("554 5.5.1 Error: no valid recipients\r\n"),
@@ -1089,15 +1097,21 @@ static const struct step bdat_pipeline_refused[] = {
 /* a lost connection or a silent server with the whole flight out: a
  * temporary failure at the reply awaited first */
 static const struct step bdat_pipeline_lost[] = {
-	BDATPIPE(100), EHLO_CHUNK,
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
 	START(6), CLI(FLIGHT6), SRV("250 ok\r\n"), DISC,
 	RES(TEMP, DISCONNECT, RCPT, 0, "", "connection lost after RCPT"), STATE(CLOSED),
 	{ 0 }
 };
 static const struct step bdat_pipeline_tmo[] = {
-	BDATPIPE(100), EHLO_CHUNK,
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
 	START(6), CLI(FLIGHT6), SRV("250 ok\r\n250 ok\r\n"), DEADL(1007), TMO,
 	RES(TEMP, TIMEOUT, DOT, 0, "", "timeout waiting for reply to BDAT"), STATE(CLOSED),
+	{ 0 }
+};
+static const struct step bdat_pipeline_tmo_mail[] = {
+	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	START(6), CLI(FLIGHT6), DEADL(1007), TMO,
+	RES(TEMP, TIMEOUT, MAIL, 0, "", "timeout waiting for reply to MAIL"), STATE(CLOSED),
 	{ 0 }
 };
 
@@ -1203,6 +1217,7 @@ test_bdat(void **s)
 	RUN(bdat_pipeline_refused);
 	RUN(bdat_pipeline_lost);
 	RUN(bdat_pipeline_tmo);
+	RUN(bdat_pipeline_tmo_mail);
 }
 
 static void
@@ -1300,6 +1315,7 @@ test_bdat_pipeline_early(void **state)
 		struct smtp_result r;
 		int n;
 
+		smtp_client_set_bdat(c, 1000, 0);
 		smtp_client_set_bdat_pipeline(c, 1000);
 		smtp_client_feed(c, "220 hi\r\n", 8);
 		smtp_client_output(c, iov);
@@ -1321,6 +1337,66 @@ test_bdat_pipeline_early(void **state)
 			assert_int_equal(r.status, SMTP_PERM);
 			assert_int_equal(r.stage, SMTP_STAGE_RCPT);
 			assert_int_equal(r.code, 550);
+		}
+		smtp_client_free(c);
+	}
+}
+
+/* one round trip, RCPT refused while the flight is still being sent
+ * (part of it reported): the chunk goes on to its end, the outcome is
+ * RCPT's once the chunk's reply is in and the send is done, whichever
+ * comes last; RSET next time. A 421 instead of the chunk's reply closes
+ * the session, the outcome still RCPT's. */
+static void
+test_bdat_pipeline_partial(void **state)
+{
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		struct smtp_client *c = smtp_client_new("client.test", &tmo);
+		struct iovec iov[3];
+		struct smtp_result r;
+		size_t total;
+		int n;
+
+		smtp_client_set_bdat(c, 1000, 0);
+		smtp_client_set_bdat_pipeline(c, 1000);
+		smtp_client_feed(c, "220 hi\r\n", 8);
+		smtp_client_output(c, iov);
+		smtp_client_sent(c, iov[0].iov_len);
+		smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+		smtp_client_start(c, &msgs[6]);
+		n = smtp_client_output(c, iov);
+		total = iov_total(iov, n);
+		smtp_client_sent(c, 5);
+		smtp_client_feed(c, "250 a\r\n550 5.1.1 no such user\r\n", 31);
+		assert_int_equal(smtp_client_take_result(c, &r), 0);
+		assert_int_equal(smtp_client_state(c), SMTP_STATE_BUSY);
+		if (k == 2) {
+			smtp_client_feed(c, "421 4.3.2 bye\r\n", 15);
+			assert_int_equal(smtp_client_state(c), SMTP_STATE_CLOSED);
+		} else {
+			if (k == 1)	/* the chunk's reply before the send is done */
+				smtp_client_feed(c, "554 5.5.1 no valid recipients\r\n", 31);
+			assert_int_equal(smtp_client_take_result(c, &r), 0);
+			n = smtp_client_output(c, iov);
+			assert_int_equal(iov_total(iov, n), total - 5);
+			smtp_client_sent(c, total - 5);
+			if (k == 0) {
+				assert_int_equal(smtp_client_take_result(c, &r), 0);
+				smtp_client_feed(c, "554 5.5.1 no valid recipients\r\n", 31);
+			}
+			assert_int_equal(smtp_client_state(c), SMTP_STATE_IDLE);
+		}
+		assert_int_equal(smtp_client_take_result(c, &r), 1);
+		assert_int_equal(r.status, SMTP_PERM);
+		assert_int_equal(r.stage, SMTP_STAGE_RCPT);
+		assert_int_equal(r.code, 550);
+		if (k < 2) {
+			smtp_client_start(c, &msgs[6]);
+			n = smtp_client_output(c, iov);
+			assert_true(n >= 1);
+			assert_memory_equal(iov[0].iov_base, "RSET\r\n", 6);
 		}
 		smtp_client_free(c);
 	}
@@ -2259,6 +2335,7 @@ main(void)
 		cmocka_unit_test(test_bdat_zero_copy),
 		cmocka_unit_test(test_bdat_early_reply),
 		cmocka_unit_test(test_bdat_pipeline_early),
+		cmocka_unit_test(test_bdat_pipeline_partial),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
