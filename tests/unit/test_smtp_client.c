@@ -1297,31 +1297,42 @@ iov_total(const struct iovec *iov, int n)
 	return t;
 }
 
+/* open_one_trip - a client after EHLO with PIPELINING and CHUNKING, BDAT
+ * on, one round trip up to 1000 bytes, message 6 started (not sent). */
+static struct smtp_client *
+open_one_trip(void)
+{
+	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+	struct smtp_client *c = smtp_client_new("client.test", &tmo);
+	struct iovec iov[3];
+
+	smtp_client_set_bdat(c, 1000, 0);
+	smtp_client_set_bdat_pipeline(c, 1000);
+	smtp_client_feed(c, "220 hi\r\n", 8);
+	smtp_client_output(c, iov);
+	smtp_client_sent(c, iov[0].iov_len);
+	smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+	smtp_client_start(c, &msgs[6]);
+	return c;
+}
+
 /* one round trip, every reply in before sent() reports the flight
  * (completion order): the outcome waits for the send, and is the first
  * refusal (RCPT's), not the chunk's "no valid recipients" */
 static void
 test_bdat_pipeline_early(void **state)
 {
-	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
 	static const char *const replies[] = {
 		"250 a\r\n250 b\r\n250 2.0.0 ok\r\n",
 		"250 a\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n",
 	};
 	(void)state;
 	for (int k = 0; k < 2; k++) {
-		struct smtp_client *c = smtp_client_new("client.test", &tmo);
+		struct smtp_client *c = open_one_trip();
 		struct iovec iov[3];
 		struct smtp_result r;
 		int n;
 
-		smtp_client_set_bdat(c, 1000, 0);
-		smtp_client_set_bdat_pipeline(c, 1000);
-		smtp_client_feed(c, "220 hi\r\n", 8);
-		smtp_client_output(c, iov);
-		smtp_client_sent(c, iov[0].iov_len);
-		smtp_client_feed(c, ehlo, sizeof ehlo - 1);
-		smtp_client_start(c, &msgs[6]);
 		n = smtp_client_output(c, iov);
 		assert_int_equal(n, 3);	/* commands, prefix, the unstuffed body */
 		smtp_client_feed(c, replies[k], strlen(replies[k]));
@@ -1350,22 +1361,14 @@ test_bdat_pipeline_early(void **state)
 static void
 test_bdat_pipeline_partial(void **state)
 {
-	static const char ehlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
 	(void)state;
 	for (int k = 0; k < 3; k++) {
-		struct smtp_client *c = smtp_client_new("client.test", &tmo);
+		struct smtp_client *c = open_one_trip();
 		struct iovec iov[3];
 		struct smtp_result r;
 		size_t total;
 		int n;
 
-		smtp_client_set_bdat(c, 1000, 0);
-		smtp_client_set_bdat_pipeline(c, 1000);
-		smtp_client_feed(c, "220 hi\r\n", 8);
-		smtp_client_output(c, iov);
-		smtp_client_sent(c, iov[0].iov_len);
-		smtp_client_feed(c, ehlo, sizeof ehlo - 1);
-		smtp_client_start(c, &msgs[6]);
 		n = smtp_client_output(c, iov);
 		total = iov_total(iov, n);
 		smtp_client_sent(c, 5);
