@@ -459,6 +459,8 @@ if want g && [ -x "$VOLLEY" ] && [ -x "$SINK" ]; then
 	if start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet; then
 		volley_round plain_data
 		stop_sink "$MX"
+	else
+		NOTE[plain_data]="volley-sink did not start"
 	fi
 	if start_volley_sink --nocapture "$MX" "$SINK_PORT" --quiet --tls; then
 		volley_round tls_data

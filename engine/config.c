@@ -624,7 +624,7 @@ static const struct setting settings[] = {
 	{ "smtp", "detect_ips", S_BOOL, OFF(detect_ips), 0, 0, 1, "false", NULL, 0 },
 	{ "smtp", "max_message_size", S_SIZE, OFF(max_message_size), 0, 1024, 1ull << 32, "50M", NULL, 0 },
 	{ "smtp", "bdat_threshold", S_SIZE, OFF(bdat_threshold), 0, 0, 1ull << 40, "1M", NULL, 0 },
-	{ "smtp", "bdat_pipeline", S_SIZE, OFF(bdat_pipeline), 0, 0, 1ull << 40, "128K", NULL, 0 },
+	{ "smtp", "bdat_pipeline", S_SIZE, OFF(bdat_pipeline), 0, 0, 1ull << 20, "128K", NULL, 0 },
 	{ "smtp", "retry", S_DURLIST, OFF(retry_ms), OFF(nretry), 1000, MAX_DURATION_MS, NULL, NULL, 0 },
 	{ "smtp", "max_age", S_DUR, OFF(max_age_ms), 0, 1000, MAX_DURATION_MS, "2d", NULL, 0 },
 	{ "smtp", "id_header", S_STR, OFF(id_header), 0, 0, 0, "X-Volley-Id", check_header_name, 0 },

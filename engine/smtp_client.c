@@ -28,8 +28,8 @@
  * flight then fails TEMP and smtp_client_session_error() says why.
  *
  * Invariants: at most one send in flight; a send set is never modified
- * while handed out; expq never holds more than 7 entries (RSET MAIL RCPT
- * and DATA, or up to BDAT_WINDOW chunks; or QUIT); the input buffer never holds more than one partial
+ * while handed out; expq never holds more than 7 entries (RSET MAIL
+ * RCPT, then DATA or up to BDAT_WINDOW chunks; or QUIT); the input buffer never holds more than one partial
  * reply (bounded by the reply parser's limits). Results and texts are one
  * line, bounded, free of CR/LF.
  *
@@ -76,6 +76,7 @@ enum wait {
 #define BDAT_WINDOW		4
 
 #define EXPQ_MAX	8
+_Static_assert(3 + BDAT_WINDOW <= EXPQ_MAX, "RSET MAIL RCPT and a window of chunks fit expq");
 
 struct seg {
 	const char *p;
@@ -140,6 +141,7 @@ struct smtp_client {
 	size_t bdat_chunk;	/* body bytes per chunk */
 	uint8_t bdat;		/* this transaction sends BDAT, not DATA */
 	uint8_t bdat_go;	/* RCPT accepted (or pipelined behind it): chunks may go */
+	uint8_t bdat_early;	/* the chunks go behind MAIL and RCPT (bdat_pipeline) */
 	uint8_t bdat_last;	/* BDAT LAST is queued */
 	uint8_t bdat_failed;	/* a chunk was refused: RSET before the next MAIL */
 	unsigned bdat_out;	/* BDAT replies outstanding */
@@ -207,12 +209,13 @@ wait_what(enum wait w)
  * in_one_trip - the whole message went behind MAIL and RCPT (or is
  * going): their replies may come only once the server has taken it in,
  * as late as the dot's (a server answers a pipelined group when its input
- * runs dry), so they get the dot's time-out if it is the longer.
+ * runs dry), so they get the dot's time-out if it is the longer. Not for
+ * chunks sent after RCPT's reply (bdat_threshold): each has its own wait.
  */
 static int
 in_one_trip(const struct smtp_client *c)
 {
-	return c->txn && c->bdat && c->bdat_last;
+	return c->txn && c->bdat && c->bdat_early && c->bdat_last;
 }
 
 static uint64_t
@@ -329,7 +332,7 @@ finish_txn(struct smtp_client *c)
 	/* RFC 3030 2: a refused chunk ends the transaction; reset it */
 	if (c->bdat && c->bdat_failed)
 		c->rset_needed = 1;
-	c->bdat = c->bdat_go = c->bdat_last = c->bdat_failed = 0;
+	c->bdat = c->bdat_go = c->bdat_last = c->bdat_failed = c->bdat_early = 0;
 	c->bdat_out = 0;
 	if (c->bdat_buf != NULL && !c->inflight) {
 		free(c->bdat_buf);	/* no send reads it any more */
@@ -1413,7 +1416,7 @@ void
 smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 {
 	size_t size;
-	int early;
+	int chunking, early;
 
 	if (c->state != SMTP_STATE_IDLE || c->txn)
 		panic("smtp_client_start: session not idle");
@@ -1479,10 +1482,13 @@ smtp_client_start(struct smtp_client *c, const struct smtp_msg *m)
 	c->txn = 1;
 	/* RFC 3030: a large message goes in chunks when the server offers
 	 * it; a small one in one BDAT LAST pipelined behind MAIL and RCPT
-	 * (one round trip instead of two) when it offers PIPELINING too */
-	early = c->ext.chunking && c->ext.pipelining && c->bdat_threshold > 0 &&
-	    c->bdat_pipeline > 0 && size <= c->bdat_pipeline;
-	c->bdat = early || (c->ext.chunking && c->bdat_threshold > 0 && size > c->bdat_threshold);
+	 * (one round trip instead of two; RFC 3030 4.2 shows it) when it
+	 * offers PIPELINING too. bdat_threshold 0 turns BDAT off. */
+	chunking = c->ext.chunking && c->bdat_threshold > 0;
+	early = chunking && c->ext.pipelining && c->bdat_pipeline > 0 &&
+	    size <= c->bdat_pipeline;
+	c->bdat = early || (chunking && size > c->bdat_threshold);
+	c->bdat_early = (uint8_t)early;
 	c->bdat_go = c->bdat_last = c->bdat_failed = 0;
 	c->bdat_out = 0;
 	c->bdat_pos = 0;

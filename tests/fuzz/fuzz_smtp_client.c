@@ -37,7 +37,7 @@ static const char *const canned[] = {
 	"221 bye\r\n",
 	"502 no\r\n",
 	"250-mx\r\n250 SIZE 10\r\n",
-	"250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n",
+	"250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n",
 	"554 5.5.1 no valid recipients\r\n",
 };
 

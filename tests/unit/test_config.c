@@ -377,6 +377,8 @@ test_validation_errors(void **state)
 		  "t.conf:1: smtp.max_age: '2x' is not a duration (e.g. 30s, 5min, 1h, 2d)\n" },
 		{ "smtp { timeouts { connect = 0 } }",
 		  "t.conf:1: smtp.timeouts.connect: 0 is out of range (1ms..3600000ms)\n" },
+		{ "smtp { bdat_pipeline = 2M }",
+		  "t.conf:1: smtp.bdat_pipeline: 2M is out of range (0..1048576 bytes)\n" },
 		{ "smtp { timeouts { conect = 5s } }",
 		  "t.conf:1: unknown setting 'smtp.timeouts.conect' (did you mean 'connect'?)\n" },
 		{ "site \"g\" { mx = [\"*.g.test\"]; fleet_max_rate = \"5/week\" }",

@@ -1025,8 +1025,10 @@ static const struct step bdat_mid_4xx_nopipe[] = {
  * once it has the message); above the limit, DATA (or chunks after RCPT
  * above the threshold); 0: never, nor when BDAT is off (threshold 0) */
 #define FLIGHT6	CMDS6S "BDAT 29 LAST\r\nX-Id: 6\r\n" BODY6
+/* BDAT on (above 1000 bytes in chunks), one round trip up to 100 */
+#define ONE_TRIP	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK
 static const struct step bdat_pipeline[] = {
-	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	ONE_TRIP,
 	START(6), STATE(BUSY), CLI(FLIGHT6), DEADL(1007), NORES,
 	SRV("250 2.1.0 Ok\r\n"), DEADL(1007), SRV("250 2.1.5 Ok\r\n"), DEADL(1007), NORES,
 	STATE(BUSY), SRV("250 2.0.0 Ok: queued as 4Xy\r\n"),
@@ -1077,7 +1079,7 @@ static const struct step bdat_pipeline_nopipe[] = {
  * MAIL (RCPT's and the chunk's 503 ignored), the chunk's own refusal;
  * RSET before the next MAIL after each */
 static const struct step bdat_pipeline_refused[] = {
-	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	ONE_TRIP,
 	START(6), CLI(FLIGHT6), SRV("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"),
 	NORES, STATE(BUSY), DEADL(1007),
 	SRV("554 5.5.1 Error: no valid recipients\r\n"),
@@ -1097,21 +1099,33 @@ static const struct step bdat_pipeline_refused[] = {
 /* a lost connection or a silent server with the whole flight out: a
  * temporary failure at the reply awaited first */
 static const struct step bdat_pipeline_lost[] = {
-	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	ONE_TRIP,
 	START(6), CLI(FLIGHT6), SRV("250 ok\r\n"), DISC,
 	RES(TEMP, DISCONNECT, RCPT, 0, "", "connection lost after RCPT"), STATE(CLOSED),
 	{ 0 }
 };
 static const struct step bdat_pipeline_tmo[] = {
-	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	ONE_TRIP,
 	START(6), CLI(FLIGHT6), SRV("250 ok\r\n250 ok\r\n"), DEADL(1007), TMO,
 	RES(TEMP, TIMEOUT, DOT, 0, "", "timeout waiting for reply to BDAT"), STATE(CLOSED),
 	{ 0 }
 };
 static const struct step bdat_pipeline_tmo_mail[] = {
-	BDATSET(1000, 0), BDATPIPE(100), EHLO_CHUNK,
+	ONE_TRIP,
 	START(6), CLI(FLIGHT6), DEADL(1007), TMO,
 	RES(TEMP, TIMEOUT, MAIL, 0, "", "timeout waiting for reply to MAIL"), STATE(CLOSED),
+	{ 0 }
+};
+
+/* chunks after RCPT's reply keep their own waits: the end of the last
+ * chunk's send does not restart the wait for an earlier chunk's reply
+ * (only in one round trip do MAIL's and RCPT's waits restart there) */
+static const struct step bdat_chunks_wait[] = {
+	BDATSET(10, 4), EHLO_CHUNK,
+	START(6), CLI1(CMDS6S), SRV("250 ok\r\n250 ok\r\n"),
+	NOW(900), CLI("BDAT 13\r\nX-Id: 6\r\n.a\r\n" "BDAT 4\r\nb\r\n." "BDAT 4\r\n.c\r\n"
+	    "BDAT 4\r\n.\r\ne"),
+	NOW(950), SRV("250 ok\r\n"), NOW(1500), CLI("BDAT 4 LAST\r\nnd\r\n"), DEADL(457),
 	{ 0 }
 };
 
@@ -1218,6 +1232,7 @@ test_bdat(void **s)
 	RUN(bdat_pipeline_lost);
 	RUN(bdat_pipeline_tmo);
 	RUN(bdat_pipeline_tmo_mail);
+	RUN(bdat_chunks_wait);
 }
 
 static void
