@@ -29,9 +29,10 @@
  *
  * Invariants: at most one send in flight; a send set is never modified
  * while handed out; expq never holds more than 7 entries (RSET MAIL
- * RCPT, then DATA or up to BDAT_WINDOW chunks; or QUIT); the input buffer never holds more than one partial
- * reply (bounded by the reply parser's limits). Results and texts are one
- * line, bounded, free of CR/LF.
+ * RCPT, then DATA or up to BDAT_WINDOW chunks; or QUIT); the input
+ * buffer never holds more than one partial reply (bounded by the reply
+ * parser's limits). Results and texts are one line, bounded, free of
+ * CR/LF.
  *
  * Size: about 800 bytes per client plus the two command buffers and the
  * partial-reply buffer (allocated on first use, usually a few hundred
