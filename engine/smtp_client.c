@@ -216,7 +216,7 @@ wait_what(enum wait w)
 static int
 in_one_trip(const struct smtp_client *c)
 {
-	return c->txn && c->bdat && c->bdat_early && c->bdat_last;
+	return c->txn && c->bdat_early && c->bdat_last;
 }
 
 static uint64_t

@@ -205,18 +205,6 @@ tls_ctx_client(const char *ca_file, char *err, size_t errsz)
 		tls_ctx_free(x);
 		return NULL;
 	}
-	/* TLS 1.3: AES-128-GCM first, as browsers ask (OpenSSL's own order
-	 * puts AES-256 first). A server follows the client's order unless
-	 * it has its own. The SHA-256 key schedule has hardware help where
-	 * SHA-384 has none: about 10% less CPU per handshake on each side
-	 * (docs/tls.md has the figures), and fewer AES rounds per record.
-	 * All three suites stay offered. */
-	if (SSL_CTX_set_ciphersuites(x->ssl, "TLS_AES_128_GCM_SHA256:"
-	    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) {
-		ssl_errors(err, errsz, "SSL_CTX_set_ciphersuites");
-		tls_ctx_free(x);
-		return NULL;
-	}
 	/* DANE is only used by connections that call SSL_dane_enable. */
 	if (SSL_CTX_dane_enable(x->ssl) <= 0) {
 		ssl_errors(err, errsz, "SSL_CTX_dane_enable");

@@ -233,7 +233,7 @@ for j in tls1:a@tls.test tls2:b@tls.test; do
 	is "${j%%:*}: delivered" "$(events history "${j%%:*}")" delivered
 	is "${j%%:*}: sent over TLS (sink capture)" "$(captured_tls "${j#*:}" 127.0.1.1)" yes
 done
-grep -q 'tls established .*mx="mx.tls.test" policy=opportunistic tls="TLSv1.3 TLS_AES_128_GCM_SHA256" verify=18' "$T/run.log" &&
+grep -q 'tls established .*mx="mx.tls.test" policy=opportunistic tls="TLSv1.3 TLS_AES_256_GCM_SHA384" verify=18' "$T/run.log" &&
 	ok "the engine log names protocol, cipher and verify result" ||
 	not_ok "the engine log names protocol, cipher and verify result" "$(grep 'tls' "$T/run.log" | head -5)"
 is "tls3: delivered" "$(events history tls3)" delivered
@@ -308,7 +308,7 @@ if [ $HAVE_POSTFIX = 1 ]; then
 fi
 
 # The event field `tls`.
-is "event tls field (tls1)" "$(events field tls1 tls)" "TLSv1.3 TLS_AES_128_GCM_SHA256"
+is "event tls field (tls1)" "$(events field tls1 tls)" "TLSv1.3 TLS_AES_256_GCM_SHA384"
 is "event tls field (plain)" "$(events field plain tls)" none
 is "event tls field (off: disabled)" "$(events field off tls)" none
 
